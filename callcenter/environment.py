@@ -1,0 +1,143 @@
+"""Typed readers for the environment that settings.py is built from.
+
+Every reader records a malformed value instead of raising at once, so that a bad
+deployment learns about all of its mistakes in one start-up, each naming its variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+class Environment:
+    """Reads variables from a mapping (``os.environ`` by default) and collects errors."""
+
+    def __init__(self, source: Mapping[str, str] | None = None) -> None:
+        self.source = os.environ if source is None else source
+        self.errors: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        """The stripped value, or None when the variable is unset or blank."""
+        value = self.source.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def error(self, name: str, message: str, value: str | None = None) -> None:
+        """Record a problem with ``name``; ``value`` is echoed unless it is None."""
+        got = "" if value is None else f" (got {value!r})"
+        self.errors.append(f"{name}: {message}{got}")
+
+    def str(self, name: str, default: str = "") -> str:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def int(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            self.error(name, "must be a whole number", value)
+            return default
+        if not self._in_range(name, number, value, minimum, maximum):
+            return default
+        return number
+
+    def float(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.error(name, "must be a number", value)
+            return default
+        if number != number or number in (float("inf"), float("-inf")):
+            self.error(name, "must be a finite number", value)
+            return default
+        if not self._in_range(name, number, value, minimum, maximum):
+            return default
+        return number
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        word = value.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        self.error(name, "must be true or false", value)
+        return default
+
+    def choice(self, name: str, default: str, choices: Iterable[str]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        allowed = tuple(choices)
+        if value not in allowed:
+            self.error(name, f"must be one of {', '.join(allowed)}", value)
+            return default
+        return value
+
+    def url(self, name: str, default: str, *, schemes: Iterable[str] = ("http", "https")) -> str:
+        """An absolute URL with one of ``schemes`` and a host; a trailing slash is dropped."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        allowed = tuple(schemes)
+        parts = urlsplit(value)
+        if parts.scheme not in allowed or not parts.hostname:
+            self.error(name, f"must be an absolute {'/'.join(allowed)} URL with a host", value)
+            return default
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            self.error(name, "has an invalid port", value)
+            return default
+        if "_" in parts.hostname:
+            # Twilio rejects callback URLs whose host contains an underscore.
+            self.error(name, "must not have an underscore in its host name", value)
+            return default
+        return value.rstrip("/")
+
+    def check(self) -> None:
+        """Raise ImproperlyConfigured listing every error recorded so far."""
+        if self.errors:
+            lines = "\n  ".join(self.errors)
+            raise ImproperlyConfigured(f"Invalid environment configuration:\n  {lines}")
+
+    def _in_range(
+        self,
+        name: str,
+        number: float,
+        value: str,
+        minimum: float | None,
+        maximum: float | None,
+    ) -> bool:
+        if minimum is not None and number < minimum:
+            self.error(name, f"must be at least {minimum}", value)
+            return False
+        if maximum is not None and number > maximum:
+            self.error(name, f"must be at most {maximum}", value)
+            return False
+        return True

@@ -1,0 +1,89 @@
+"""GET /health: is every component the product needs reachable from this process?"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connections
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from callcenter.celery import app as celery_app
+from callcenter.tasks import HEARTBEAT_CACHE_KEY
+
+logger = logging.getLogger(__name__)
+
+
+def check_database() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def check_cache() -> None:
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "ok", timeout=10)
+    if cache.get(key) != "ok":
+        raise RuntimeError("the cache did not return what was written")
+    cache.delete(key)
+
+
+def check_broker() -> None:
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=3)
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": check_database,
+    "cache": check_cache,
+    "broker": check_broker,
+}
+
+
+def _last_heartbeat() -> dict[str, object] | None:
+    """When a worker last ran beat's heartbeat tick: shows worker and beat are alive."""
+    try:
+        value = cache.get(HEARTBEAT_CACHE_KEY)
+    except Exception:  # noqa: BLE001 - the cache check above already reports it
+        return None
+    when = parse_datetime(value) if isinstance(value, str) else None
+    if when is None:
+        return None
+    return {"at": value, "age_seconds": round((timezone.now() - when).total_seconds(), 1)}
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """200 with every component up, 503 naming those that are down."""
+    components: dict[str, dict[str, object]] = {}
+    for name, check in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            check()
+        # Any failure of a dependency means "down"; the class name says which kind.
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("health check %s failed: %r", name, exc)
+            component: dict[str, object] = {"status": "down", "error": type(exc).__name__}
+            if settings.DEBUG:
+                component["detail"] = str(exc)
+        else:
+            component = {"status": "up"}
+        component["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        components[name] = component
+    down = [name for name, component in components.items() if component["status"] == "down"]
+    body = {
+        "status": "down" if down else "up",
+        "app": settings.APP_NAME,
+        "components": components,
+        "down": down,
+        "heartbeat": _last_heartbeat(),
+    }
+    return JsonResponse(body, status=503 if down else 200)

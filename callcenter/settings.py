@@ -1,0 +1,303 @@
+"""Callcenter settings: one file, read from the environment.
+
+Every variable is listed with a comment in `.env.example`. With no variables at all the
+project runs on its embedded default: a SQLite file, a file-based cache, a filesystem
+Celery broker and the sandbox carrier, all under DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import dj_database_url
+import phonenumbers
+from django.utils.translation import gettext_lazy as _
+
+from callcenter.environment import Environment
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = Environment()
+
+# --- App --------------------------------------------------------------------------------
+APP_NAME = env.str("APP_NAME", "Callcenter")
+APP_ENV = env.choice("APP_ENV", "development", ("development", "test", "staging", "production"))
+DEVELOPMENT = APP_ENV in ("development", "test")
+DEBUG = env.bool("DEBUG", env.bool("APP_DEBUG", APP_ENV == "development"))
+HOST = env.str("HOST", "127.0.0.1")
+PORT = env.int("PORT", 8000, minimum=1, maximum=65535)
+# The public base URL: every URL handed to Twilio is built from it, and webhook
+# signatures are checked against it (a TLS-terminating proxy hides the real scheme).
+APP_URL = env.url("APP_URL", f"http://localhost:{PORT}")
+# Where the embedded default keeps its SQLite file, broker queue, cache and media.
+DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+# --- Security ---------------------------------------------------------------------------
+DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-never-use-in-production"
+SECRET_KEY = env.str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+if not DEVELOPMENT:
+    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith(("change", "django-insecure")):
+        env.error("SECRET_KEY", f"must be set to a secret of your own when APP_ENV={APP_ENV}", None)
+    elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        env.error("SECRET_KEY", "must be at least 50 characters with 5 distinct ones", "<hidden>")
+    if DEBUG:
+        env.error("DEBUG", f"must be false when APP_ENV={APP_ENV}", "true")
+
+ALGORITHM = env.choice("ALGORITHM", "HS256", ("HS256", "HS384", "HS512"))
+ACCESS_TOKEN_EXPIRE_MINUTES = env.int("ACCESS_TOKEN_EXPIRE_MINUTES", 30, minimum=1)
+
+_app_host = urlsplit(APP_URL).hostname or "localhost"
+ALLOWED_HOSTS = [_app_host, *(["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])]
+CSRF_TRUSTED_ORIGINS = [APP_URL]
+
+# --- Django core ------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "rest_framework",
+    "voices",
+    "templates",
+    "campaigns",
+    "calls",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "callcenter.urls"
+WSGI_APPLICATION = "callcenter.wsgi.application"
+ASGI_APPLICATION = "callcenter.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "callcenter" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+# DATABASE_URL is any PostgreSQL URL (a Supabase connection string works as it is);
+# without it the embedded default is a SQLite file in DATA_DIR.
+_database_url = env.raw("DATABASE_URL")
+if _database_url is None:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
+            "NAME": DATA_DIR / "callcenter.sqlite3",
+            "OPTIONS": {
+                # Web, worker and beat share the file: wait for locks instead of failing,
+                # and take the write lock at BEGIN so transactions never deadlock upgrading.
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+else:
+    try:
+        _database = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+    except ValueError as exc:
+        env.error("DATABASE_URL", f"is not a database URL we understand ({exc})", "<hidden>")
+        _database = {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "invalid.sqlite3"}
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    elif _database["ENGINE"] != "django.db.backends.sqlite3":
+        env.error("DATABASE_URL", "must be a postgres:// or postgresql:// URL", "<hidden>")
+    DATABASES = {"default": _database}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache and Celery ------------------------------------------------------------
+REDIS_URL = env.url("REDIS_URL", "", schemes=("redis", "rediss"))
+REDIS_PASSWORD = env.str("REDIS_PASSWORD", "")
+REDIS_CACHE_TTL = env.int("REDIS_CACHE_TTL", 300, minimum=0)
+
+
+def _redis_url(url: str, *, password: str, db_offset: int) -> str:
+    """The Redis URL with REDIS_PASSWORD filled in and its database number shifted."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if password and "@" not in netloc:
+        netloc = f":{quote(password, safe='')}@{netloc}"
+    path = parts.path.strip("/")
+    db = int(path) if path.isdigit() else 0
+    return urlunsplit((parts.scheme, netloc, f"/{db + db_offset}", parts.query, ""))
+
+
+if REDIS_URL:
+    # Celery uses the database of REDIS_URL and the cache the next one, so clearing
+    # the cache can never drop queued tasks.
+    CELERY_BROKER_URL = _redis_url(REDIS_URL, password=REDIS_PASSWORD, db_offset=0)
+    CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": _redis_url(REDIS_URL, password=REDIS_PASSWORD, db_offset=1),
+            "TIMEOUT": REDIS_CACHE_TTL,
+            "KEY_PREFIX": "callcenter",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+else:
+    # No server needed: kombu's filesystem transport passes messages through a folder,
+    # and the file-based cache is shared by web, worker and beat on one machine.
+    _broker_dir = DATA_DIR / "broker"
+    # kombu's filesystem transport and Celery's file backend expect their folders to exist.
+    for _folder in (_broker_dir / "queue", _broker_dir / "control", DATA_DIR / "results"):
+        _folder.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://localhost/"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+    CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.filebased.FileBasedCache",
+            "LOCATION": DATA_DIR / "cache",
+            "TIMEOUT": REDIS_CACHE_TTL,
+            "KEY_PREFIX": "callcenter",
+        }
+    }
+
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = timedelta(hours=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign.
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "callcenter.tasks.heartbeat_task", "schedule": 30.0},
+}
+
+# --- Internationalisation: Spanish first, English too ------------------------------------
+LANGUAGE_CODE = "es"
+LANGUAGES = [("es", _("Spanish")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = env.str("TIME_ZONE", "Europe/Madrid")
+if TIME_ZONE not in zoneinfo.available_timezones():
+    env.error("TIME_ZONE", "must be an IANA time zone such as Europe/Madrid", TIME_ZONE)
+    TIME_ZONE = "UTC"
+# Calls default to Spanish (Spain); contacts' numbers are read in this region
+# unless they carry their own country code.
+DEFAULT_CALL_LANGUAGE = "es-ES"
+DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", "ES").upper()
+if DEFAULT_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    env.error("DEFAULT_PHONE_REGION", "must be an ISO 3166 region code such as ES", DEFAULT_PHONE_REGION)
+    DEFAULT_PHONE_REGION = "ES"
+
+# --- Static and media files -------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = DATA_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        # Hashed, compressed files for deployments (they need collectstatic); plain
+        # files in development and tests.
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEVELOPMENT
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEVELOPMENT
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+
+# --- Vendors ----------------------------------------------------------------------------
+TWILIO_ACCOUNT_SID = env.str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN")
+TWILIO_PHONE_NUMBER = env.str("TWILIO_PHONE_NUMBER")
+TWILIO_API_BASE_URL = env.url("TWILIO_API_BASE_URL", "https://api.twilio.com")
+TWILIO_MAX_CPS = env.int("TWILIO_MAX_CPS", 1, minimum=1, maximum=1000)
+if TWILIO_ACCOUNT_SID and not (
+    len(TWILIO_ACCOUNT_SID) == 34 and TWILIO_ACCOUNT_SID.startswith("AC")
+):
+    env.error("TWILIO_ACCOUNT_SID", "must be 'AC' followed by 32 characters", TWILIO_ACCOUNT_SID)
+if TWILIO_PHONE_NUMBER:
+    try:
+        _caller = phonenumbers.parse(TWILIO_PHONE_NUMBER, None)
+        if not phonenumbers.is_valid_number(_caller):
+            raise phonenumbers.NumberParseException(0, "not a valid number")
+        TWILIO_PHONE_NUMBER = phonenumbers.format_number(_caller, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        env.error("TWILIO_PHONE_NUMBER", "must be a valid number in E.164 form (+34...)", TWILIO_PHONE_NUMBER)
+_has_twilio_credentials = bool(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)
+TELEPHONY_BACKEND = env.choice(
+    "TELEPHONY_BACKEND", "twilio" if _has_twilio_credentials else "sandbox", ("twilio", "sandbox")
+)
+if TELEPHONY_BACKEND == "twilio" and not _has_twilio_credentials:
+    env.error(
+        "TELEPHONY_BACKEND",
+        "is twilio but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set",
+        TELEPHONY_BACKEND,
+    )
+
+ELEVENLABS_API_KEY = env.str("ELEVENLABS_API_KEY")
+ELEVENLABS_DEFAULT_VOICE = env.str("ELEVENLABS_DEFAULT_VOICE", "Bella")
+ELEVENLABS_MAX_RETRIES = env.int("ELEVENLABS_MAX_RETRIES", 3, minimum=0, maximum=10)
+ELEVENLABS_BASE_URL = env.url("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io")
+
+OPENAI_API_KEY = env.str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")
+DEFAULT_MODEL = env.str("DEFAULT_MODEL", "gpt-4o-mini")
+MAX_TOKENS = env.int("MAX_TOKENS", 150, minimum=1, maximum=16384)
+TEMPERATURE = env.float("TEMPERATURE", 0.7, minimum=0.0, maximum=2.0)
+
+# --- Logging ----------------------------------------------------------------------------
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+env.check()

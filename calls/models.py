@@ -1,0 +1,231 @@
+"""Calls (one attempt each), what was said on them, and the provider's raw events."""
+
+from __future__ import annotations
+
+import datetime
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+
+class CallStatus(models.TextChoices):
+    # Ours, before the provider knows the call:
+    PENDING = "pending", _("Pending")  # created by the dispatcher, not yet claimed
+    DIALING = "dialing", _("Dialing")  # claimed by a worker, provider request in flight
+    # Twilio's call statuses, spelled as Twilio spells them:
+    QUEUED = "queued", _("Queued")
+    RINGING = "ringing", _("Ringing")
+    IN_PROGRESS = "in-progress", _("In progress")
+    COMPLETED = "completed", _("Completed")
+    BUSY = "busy", _("Busy")
+    NO_ANSWER = "no-answer", _("No answer")
+    FAILED = "failed", _("Failed")
+    CANCELED = "canceled", _("Canceled")
+
+
+LIVE_STATUSES = (
+    CallStatus.PENDING,
+    CallStatus.DIALING,
+    CallStatus.QUEUED,
+    CallStatus.RINGING,
+    CallStatus.IN_PROGRESS,
+)
+
+
+class AnsweredBy(models.TextChoices):
+    HUMAN = "human", _("Human")
+    MACHINE_START = "machine_start", _("Machine (start)")
+    MACHINE_END_BEEP = "machine_end_beep", _("Machine (beep)")
+    MACHINE_END_SILENCE = "machine_end_silence", _("Machine (silence)")
+    MACHINE_END_OTHER = "machine_end_other", _("Machine (other)")
+    FAX = "fax", _("Fax")
+    UNKNOWN = "unknown", _("Unknown")
+
+
+class CallQuerySet(models.QuerySet):
+    def live(self) -> CallQuerySet:
+        return self.filter(status__in=LIVE_STATUSES)
+
+    def stale(self, before: datetime.datetime) -> CallQuerySet:
+        """Live calls last touched before ``before``: candidates for reconciliation."""
+        return self.live().filter(updated_at__lt=before)
+
+
+class Call(models.Model):
+    """One attempt to reach a contact: from the dispatcher's decision to hang-up."""
+
+    Status = CallStatus
+
+    # Denormalised from contact (which never changes campaign): the dispatcher counts
+    # live calls per campaign on every tick, and lists filter by campaign without a join.
+    campaign = models.ForeignKey(
+        "campaigns.Campaign", verbose_name=_("campaign"), on_delete=models.PROTECT, related_name="calls"
+    )
+    contact = models.ForeignKey(
+        "campaigns.Contact", verbose_name=_("contact"), on_delete=models.PROTECT, related_name="calls"
+    )
+    attempt = models.PositiveSmallIntegerField(_("attempt"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=CallStatus, default=CallStatus.PENDING
+    )
+    # NULL until the provider accepts the call; unique among the calls that have one.
+    provider_sid = models.CharField(
+        _("provider call SID"), max_length=64, null=True, blank=True, unique=True
+    )
+    from_number = models.CharField(_("from"), max_length=16)
+    to_number = models.CharField(_("to"), max_length=16)
+    answered_by = models.CharField(
+        _("answered by"), max_length=24, choices=AnsweredBy, blank=True
+    )
+    dialed_at = models.DateTimeField(_("dialed at"), null=True, blank=True)
+    answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(_("duration (s)"), null=True, blank=True)
+    price = models.DecimalField(_("price"), max_digits=10, decimal_places=5, null=True, blank=True)
+    price_unit = models.CharField(_("price unit"), max_length=3, blank=True)
+    error_code = models.PositiveIntegerField(_("error code"), null=True, blank=True)
+    error_message = models.CharField(_("error"), max_length=500, blank=True)
+    outcome = models.JSONField(_("outcome"), default=dict, blank=True)
+    summary = models.TextField(_("summary"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = CallQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("call")
+        verbose_name_plural = _("calls")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["campaign", "status"], name="call_campaign_status_idx"),
+            models.Index(fields=["status", "updated_at"], name="call_status_updated_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact"],
+                condition=Q(status__in=LIVE_STATUSES),
+                name="call_one_live_call_per_contact",
+            ),
+            models.UniqueConstraint(
+                fields=["contact", "attempt"], name="call_unique_attempt_per_contact"
+            ),
+            models.CheckConstraint(condition=Q(attempt__gte=1), name="call_attempt_positive"),
+            models.CheckConstraint(
+                condition=Q(status__in=CallStatus.values), name="call_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(answered_by="") | Q(answered_by__in=AnsweredBy.values),
+                name="call_answered_by_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(price__isnull=True) | Q(price__gte=0), name="call_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True)
+                | Q(dialed_at__isnull=True)
+                | Q(ended_at__gte=F("dialed_at")),
+                name="call_ends_after_dial",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.to_number} #{self.attempt}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+
+class TurnRole(models.TextChoices):
+    AGENT = "agent", _("Agent")
+    CALLER = "caller", _("Caller")
+    SYSTEM = "system", _("System")
+
+
+class Turn(models.Model):
+    """One utterance on a call: what we said or what the callee said, with timings."""
+
+    Role = TurnRole
+
+    call = models.ForeignKey(Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="turns")
+    sequence = models.PositiveIntegerField(_("sequence"))
+    role = models.CharField(_("role"), max_length=8, choices=TurnRole)
+    text = models.TextField(_("text"), blank=True)
+    digits = models.CharField(_("digits"), max_length=32, blank=True)
+    confidence = models.FloatField(_("confidence"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"))
+    ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(
+        _("latency (ms)"),
+        null=True,
+        blank=True,
+        help_text=_("For our turns: time from the caller's words to our reply being ready."),
+    )
+
+    class Meta:
+        verbose_name = _("turn")
+        verbose_name_plural = _("turns")
+        ordering = ["call", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "sequence"], name="turn_unique_sequence"),
+            models.CheckConstraint(condition=Q(role__in=TurnRole.values), name="turn_role_valid"),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="turn_ends_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(confidence__isnull=True)
+                | (Q(confidence__gte=0) & Q(confidence__lte=1)),
+                name="turn_confidence_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()}: {self.text[:60]}"
+
+
+class CallEventKind(models.TextChoices):
+    STATUS = "status", _("Status")
+    MACHINE_DETECTION = "amd", _("Answering machine detection")
+    RECORDING = "recording", _("Recording")
+
+
+class CallEvent(models.Model):
+    """A raw provider callback, kept as received; the call row holds the folded state."""
+
+    Kind = CallEventKind
+
+    # Kept even when no call matches the SID, so a stray or early callback is never lost.
+    call = models.ForeignKey(
+        Call,
+        verbose_name=_("call"),
+        on_delete=models.CASCADE,
+        related_name="events",
+        null=True,
+        blank=True,
+    )
+    provider_sid = models.CharField(_("provider call SID"), max_length=64, db_index=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=CallEventKind)
+    sequence_number = models.PositiveIntegerField(_("sequence number"), null=True, blank=True)
+    payload = models.JSONField(_("payload"), default=dict)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("call event")
+        verbose_name_plural = _("call events")
+        ordering = ["received_at", "id"]
+        constraints = [
+            # Twilio retries callbacks: the same (SID, kind, sequence) is stored once.
+            models.UniqueConstraint(
+                fields=["provider_sid", "kind", "sequence_number"],
+                condition=Q(sequence_number__isnull=False),
+                name="callevent_unique_sequence",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=CallEventKind.values), name="callevent_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_sid} {self.kind} #{self.sequence_number}"

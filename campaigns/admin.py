@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from campaigns.models import Campaign, Contact, DoNotCall, Partner
+
+
+@admin.register(Partner)
+class PartnerAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["name", "partner", "state", "template", "starts_at", "created_at"]
+    list_filter = ["state", "partner"]
+    list_select_related = ["partner", "template"]
+    search_fields = ["name", "partner__name"]
+    autocomplete_fields = ["partner", "template", "voice"]
+    # The state moves only through the campaign services (the lifecycle's checks).
+    readonly_fields = ["state", "state_changed_at", "created_at", "updated_at"]
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["phone", "campaign", "state", "attempts", "next_attempt_at", "external_id"]
+    list_filter = ["state", "campaign__partner"]
+    list_select_related = ["campaign"]
+    search_fields = ["phone", "external_id"]
+    autocomplete_fields = ["campaign"]
+    readonly_fields = ["attempts", "created_at", "updated_at"]
+
+
+@admin.register(DoNotCall)
+class DoNotCallAdmin(admin.ModelAdmin):
+    list_display = ["phone", "scope", "source", "reason", "created_by", "created_at"]
+    list_filter = ["source", ("partner", admin.EmptyFieldListFilter), "partner"]
+    list_select_related = ["partner", "created_by"]
+    search_fields = ["phone", "reason"]
+    autocomplete_fields = ["partner"]
+    readonly_fields = ["created_by", "created_at"]
+
+    @admin.display(description=_("scope"), ordering="partner__name")
+    def scope(self, obj: DoNotCall) -> str:
+        return obj.partner.name if obj.partner else _("Global")

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+from callcenter.celery import app as celery_app
+
+
+def unreachable_redis_cache(port: int) -> dict:
+    return {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+
+
+@pytest.mark.django_db
+def test_health_all_components_up_answers_200(client) -> None:
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "up"
+    assert body["down"] == []
+    assert {name: c["status"] for name, c in body["components"].items()} == {
+        "database": "up",
+        "cache": "up",
+        "broker": "up",
+    }
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_health_database_unreachable_answers_503_naming_it(client, django_db_blocker, closed_port, monkeypatch) -> None:
+    # given a database connection that points nowhere
+    connection = connections["default"]
+    if connection.vendor == "sqlite":
+        monkeypatch.setitem(connection.settings_dict, "NAME", "/nonexistent/folder/db.sqlite3")
+    else:
+        monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+        monkeypatch.setitem(connection.settings_dict, "PORT", closed_port)
+    with django_db_blocker.unblock():
+        connection.close()
+        try:
+            # when
+            response = client.get("/health")
+        finally:
+            connection.close()
+
+    # then
+    assert response.status_code == 503
+    body = response.json()
+    assert body["down"] == ["database"]
+    assert body["components"]["database"]["status"] == "down"
+    assert body["components"]["database"]["error"] == "OperationalError"
+    assert body["components"]["cache"]["status"] == "up"
+
+
+@pytest.mark.django_db
+def test_health_redis_cache_unreachable_answers_503_naming_it(client, closed_port) -> None:
+    with override_settings(CACHES=unreachable_redis_cache(closed_port)):
+        response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["down"] == ["cache"]
+    assert response.json()["components"]["cache"]["error"]
+
+
+@pytest.mark.django_db
+def test_health_broker_unreachable_answers_503_naming_it(client, closed_port, monkeypatch) -> None:
+    monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{closed_port}/0")
+    monkeypatch.setitem(celery_app.conf, "broker_transport_options", {})
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["down"] == ["broker"]
+
+
+@pytest.mark.django_db
+def test_health_reports_last_heartbeat(client) -> None:
+    from callcenter.tasks import heartbeat_task
+
+    heartbeat_task()
+
+    heartbeat = client.get("/health").json()["heartbeat"]
+    assert 0 <= heartbeat["age_seconds"] < 60
+
+
+@pytest.mark.django_db
+def test_health_refuses_post(client) -> None:
+    assert client.post("/health").status_code == 405

@@ -1,0 +1,169 @@
+"""Settings are read once per process; these tests execute settings.py afresh in an
+environment of their own (and once through manage.py, as an operator meets it)."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = ROOT / "callcenter" / "settings.py"
+STRONG_KEY = "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M"
+
+
+def load_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **variables: str) -> dict:
+    for name in list(os.environ):
+        if name.startswith(("TWILIO_", "ELEVENLABS_", "OPENAI_", "REDIS_", "APP_")) or name in {
+            "DATABASE_URL", "SECRET_KEY", "DEBUG", "MAX_TOKENS", "TEMPERATURE", "PORT",
+        }:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(SETTINGS))
+
+
+def settings_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **variables: str) -> str:
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        load_settings(monkeypatch, tmp_path, **variables)
+    return str(excinfo.value)
+
+
+def test_settings_embedded_default_needs_no_servers(monkeypatch, tmp_path) -> None:
+    settings = load_settings(monkeypatch, tmp_path)
+
+    assert settings["DATABASES"]["default"]["ENGINE"].endswith("sqlite3")
+    assert Path(settings["DATABASES"]["default"]["NAME"]) == tmp_path / "callcenter.sqlite3"
+    assert settings["CELERY_BROKER_URL"] == "filesystem://localhost/"
+    assert settings["CACHES"]["default"]["BACKEND"].endswith("FileBasedCache")
+    assert settings["TELEPHONY_BACKEND"] == "sandbox"
+    assert settings["LANGUAGE_CODE"] == "es"
+    assert settings["DEFAULT_CALL_LANGUAGE"] == "es-ES"
+    assert (settings["MAX_TOKENS"], settings["TEMPERATURE"]) == (150, 0.7)
+    assert settings["ELEVENLABS_DEFAULT_VOICE"] == "Bella"
+    assert settings["ELEVENLABS_MAX_RETRIES"] == 3
+    assert settings["TWILIO_MAX_CPS"] == 1
+    assert settings["DEBUG"] is True
+
+
+def test_settings_read_supabase_database_url_and_redis(monkeypatch, tmp_path) -> None:
+    settings = load_settings(
+        monkeypatch,
+        tmp_path,
+        DATABASE_URL="postgresql://postgres:s3cret@db.abcd.supabase.co:5432/postgres?sslmode=require",
+        REDIS_URL="redis://redis:6379/2",
+        REDIS_PASSWORD="p@ss",
+        REDIS_CACHE_TTL="60",
+    )
+
+    database = settings["DATABASES"]["default"]
+    assert database["ENGINE"] == "django_prometheus.db.backends.postgresql"
+    assert (database["HOST"], database["PORT"], database["NAME"]) == ("db.abcd.supabase.co", 5432, "postgres")
+    assert database["OPTIONS"]["sslmode"] == "require"
+    assert settings["CELERY_BROKER_URL"] == "redis://:p%40ss@redis:6379/2"
+    assert settings["CACHES"]["default"]["LOCATION"] == "redis://:p%40ss@redis:6379/3"
+    assert settings["CACHES"]["default"]["TIMEOUT"] == 60
+
+
+def test_settings_twilio_credentials_choose_twilio_backend(monkeypatch, tmp_path) -> None:
+    settings = load_settings(
+        monkeypatch,
+        tmp_path,
+        TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+        TWILIO_AUTH_TOKEN="token",
+        TWILIO_PHONE_NUMBER="+34 910 00 00 00",
+    )
+
+    assert settings["TELEPHONY_BACKEND"] == "twilio"
+    assert settings["TWILIO_PHONE_NUMBER"] == "+34910000000"
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"MAX_TOKENS": "abc"}, "MAX_TOKENS: must be a whole number (got 'abc')"),
+        ({"MAX_TOKENS": "0"}, "MAX_TOKENS: must be at least 1"),
+        ({"TEMPERATURE": "3"}, "TEMPERATURE: must be at most 2.0 (got '3')"),
+        ({"TEMPERATURE": "warm"}, "TEMPERATURE: must be a number"),
+        ({"ELEVENLABS_MAX_RETRIES": "-1"}, "ELEVENLABS_MAX_RETRIES: must be at least 0"),
+        ({"ACCESS_TOKEN_EXPIRE_MINUTES": "soon"}, "ACCESS_TOKEN_EXPIRE_MINUTES: must be a whole number"),
+        ({"TWILIO_MAX_CPS": "0"}, "TWILIO_MAX_CPS: must be at least 1"),
+        ({"PORT": "70000"}, "PORT: must be at most 65535"),
+        ({"REDIS_CACHE_TTL": "-5"}, "REDIS_CACHE_TTL: must be at least 0"),
+        ({"APP_URL": "calls.example.com"}, "APP_URL: must be an absolute http/https URL"),
+        ({"OPENAI_BASE_URL": "localhost:8080"}, "OPENAI_BASE_URL: must be an absolute http/https URL"),
+        ({"ELEVENLABS_BASE_URL": "nope"}, "ELEVENLABS_BASE_URL: must be an absolute http/https URL"),
+        ({"TWILIO_API_BASE_URL": "ftp://x"}, "TWILIO_API_BASE_URL: must be an absolute http/https URL"),
+        ({"REDIS_URL": "http://redis:6379"}, "REDIS_URL: must be an absolute redis/rediss URL"),
+        ({"DATABASE_URL": "mysql://u:p@h/db"}, "DATABASE_URL: must be a postgres:// or postgresql:// URL"),
+        ({"DATABASE_URL": "nonsense"}, "DATABASE_URL: is not a database URL we understand"),
+        ({"ALGORITHM": "none"}, "ALGORITHM: must be one of HS256, HS384, HS512 (got 'none')"),
+        ({"APP_ENV": "prod"}, "APP_ENV: must be one of development, test, staging, production"),
+        ({"DEBUG": "sure"}, "DEBUG: must be true or false (got 'sure')"),
+        ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE: must be an IANA time zone"),
+        ({"TELEPHONY_BACKEND": "voip"}, "TELEPHONY_BACKEND: must be one of twilio, sandbox"),
+        ({"TELEPHONY_BACKEND": "twilio"}, "TELEPHONY_BACKEND: is twilio but TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_ACCOUNT_SID": "XX123"}, "TWILIO_ACCOUNT_SID: must be 'AC' followed by 32"),
+        ({"TWILIO_PHONE_NUMBER": "12345"}, "TWILIO_PHONE_NUMBER: must be a valid number in E.164"),
+        ({"DEFAULT_PHONE_REGION": "XX"}, "DEFAULT_PHONE_REGION: must be an ISO 3166 region code"),
+    ],
+)
+def test_settings_malformed_variable_names_it(monkeypatch, tmp_path, variables, expected) -> None:
+    assert expected in settings_error(monkeypatch, tmp_path, **variables)
+
+
+def test_settings_report_every_malformed_variable_at_once(monkeypatch, tmp_path) -> None:
+    message = settings_error(monkeypatch, tmp_path, MAX_TOKENS="abc", TEMPERATURE="3", APP_URL="x")
+
+    assert "MAX_TOKENS" in message and "TEMPERATURE" in message and "APP_URL" in message
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, "SECRET_KEY: must be set to a secret of your own when APP_ENV=production"),
+        ({"SECRET_KEY": "change-me-in-production"}, "SECRET_KEY: must be set to a secret of your own"),
+        ({"SECRET_KEY": "short-but-mine"}, "SECRET_KEY: must be at least 50 characters"),
+        ({"SECRET_KEY": "a" * 60}, "SECRET_KEY: must be at least 50 characters with 5 distinct"),
+        ({"SECRET_KEY": STRONG_KEY, "DEBUG": "true"}, "DEBUG: must be false when APP_ENV=production"),
+        ({"SECRET_KEY": STRONG_KEY, "APP_DEBUG": "1"}, "DEBUG: must be false when APP_ENV=production"),
+    ],
+)
+def test_settings_production_refuses_weak_secrets_and_debug(monkeypatch, tmp_path, variables, expected) -> None:
+    assert expected in settings_error(monkeypatch, tmp_path, APP_ENV="production", **variables)
+
+
+def test_settings_production_never_echoes_the_secret(monkeypatch, tmp_path) -> None:
+    message = settings_error(monkeypatch, tmp_path, APP_ENV="production", SECRET_KEY="short-but-mine")
+
+    assert "short-but-mine" not in message
+
+
+def test_settings_production_with_strong_secret_starts(monkeypatch, tmp_path) -> None:
+    settings = load_settings(
+        monkeypatch, tmp_path, APP_ENV="production", SECRET_KEY=STRONG_KEY, APP_URL="https://calls.example.com"
+    )
+
+    assert settings["DEBUG"] is False
+    assert settings["ALLOWED_HOSTS"] == ["calls.example.com"]
+    assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://calls.example.com"]
+
+
+def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "MAX_TOKENS": "abc", "TEMPERATURE": "3"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 1
+    assert "MAX_TOKENS: must be a whole number (got 'abc')" in result.stderr
+    assert "TEMPERATURE: must be at most 2.0 (got '3')" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from calls.models import Call, CallEvent, Turn
+from campaigns.models import Contact
+
+pytestmark = pytest.mark.django_db
+
+
+def violates(create) -> bool:  # noqa: ANN001
+    try:
+        with transaction.atomic():
+            create()
+    except IntegrityError:
+        return True
+    return False
+
+
+@pytest.fixture
+def contact(campaign) -> Contact:
+    return Contact.objects.create(campaign=campaign, phone="+34600000001")
+
+
+def make_call(contact: Contact, **fields) -> Call:
+    fields.setdefault("attempt", contact.calls.count() + 1)
+    return Call.objects.create(
+        campaign=contact.campaign, contact=contact, from_number="+34910000000", to_number=contact.phone, **fields
+    )
+
+
+@pytest.mark.parametrize("live", ["pending", "dialing", "queued", "ringing", "in-progress"])
+def test_call_one_live_call_per_contact(contact, live) -> None:
+    make_call(contact, status=live, attempt=1)
+
+    assert violates(lambda: make_call(contact, status="pending", attempt=2))
+
+
+def test_call_ended_calls_do_not_block_a_new_attempt(contact) -> None:
+    make_call(contact, status="no-answer", attempt=1)
+    make_call(contact, status="busy", attempt=2)
+
+    assert not violates(lambda: make_call(contact, status="pending", attempt=3))
+
+
+def test_call_attempt_number_is_unique_per_contact(contact) -> None:
+    make_call(contact, status="completed", attempt=1)
+
+    assert violates(lambda: make_call(contact, status="completed", attempt=1))
+
+
+def test_call_attempt_starts_at_one(contact) -> None:
+    assert violates(lambda: make_call(contact, attempt=0))
+
+
+def test_call_provider_sid_unique_but_many_may_lack_one(contact, campaign) -> None:
+    other = Contact.objects.create(campaign=campaign, phone="+34600000002")
+    make_call(contact, status="completed", attempt=1, provider_sid="CA1")
+    make_call(contact, status="failed", attempt=2)
+    make_call(other, status="failed", attempt=1)
+
+    assert violates(lambda: make_call(other, status="completed", attempt=2, provider_sid="CA1"))
+
+
+def test_call_status_and_answered_by_must_be_known(contact) -> None:
+    assert violates(lambda: make_call(contact, status="ringing-loudly"))
+    assert violates(lambda: make_call(contact, status="completed", answered_by="robot"))
+    assert not violates(lambda: make_call(contact, status="completed", answered_by="machine_end_beep"))
+
+
+def test_call_price_not_negative(contact) -> None:
+    assert violates(lambda: make_call(contact, status="completed", price=-1))
+
+
+def test_call_cannot_end_before_it_was_dialed(contact) -> None:
+    now = timezone.now()
+
+    assert violates(
+        lambda: make_call(contact, status="completed", dialed_at=now, ended_at=now - datetime.timedelta(seconds=1))
+    )
+
+
+def test_call_querysets_live_and_stale(contact, campaign) -> None:
+    ended = make_call(contact, status="completed", attempt=1)
+    live = make_call(contact, status="ringing", attempt=2)
+    later = timezone.now() + datetime.timedelta(minutes=1)
+
+    assert list(Call.objects.live()) == [live]
+    assert list(Call.objects.stale(later)) == [live]
+    assert list(Call.objects.stale(timezone.now() - datetime.timedelta(minutes=1))) == []
+    assert ended.is_live is False and live.is_live is True
+
+
+def test_turn_sequence_unique_per_call(contact) -> None:
+    call = make_call(contact, status="in-progress")
+    now = timezone.now()
+    Turn.objects.create(call=call, sequence=1, role="agent", text="Hola", started_at=now)
+
+    assert violates(lambda: Turn.objects.create(call=call, sequence=1, role="caller", text="Sí", started_at=now))
+
+
+def test_turn_role_timings_and_confidence_checked(contact) -> None:
+    call = make_call(contact, status="in-progress")
+    now = timezone.now()
+
+    assert violates(lambda: Turn.objects.create(call=call, sequence=1, role="narrator", started_at=now))
+    assert violates(
+        lambda: Turn.objects.create(
+            call=call, sequence=2, role="agent", started_at=now, ended_at=now - datetime.timedelta(seconds=1)
+        )
+    )
+    assert violates(lambda: Turn.objects.create(call=call, sequence=3, role="caller", started_at=now, confidence=1.5))
+
+
+def test_call_event_stored_once_per_sid_kind_and_sequence(contact) -> None:
+    call = make_call(contact, status="in-progress", provider_sid="CA1")
+    CallEvent.objects.create(call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={})
+
+    assert violates(
+        lambda: CallEvent.objects.create(call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={})
+    )
+    assert not violates(
+        lambda: CallEvent.objects.create(call=call, provider_sid="CA1", kind="amd", sequence_number=0, payload={})
+    )
+    # events without a sequence number (AMD, recordings) are never merged
+    CallEvent.objects.create(provider_sid="CA1", kind="recording", payload={})
+    assert not violates(lambda: CallEvent.objects.create(provider_sid="CA1", kind="recording", payload={}))
+
+
+def test_call_event_kind_must_be_known() -> None:
+    assert violates(lambda: CallEvent.objects.create(provider_sid="CA1", kind="gossip", payload={}))

@@ -1,0 +1,71 @@
+"""Fixtures shared by every test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.db import connections
+
+from campaigns.models import Campaign, Partner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def partner(db: None) -> Partner:
+    return Partner.objects.create(name="Acme")
+
+
+@pytest.fixture
+def campaign(partner: Partner) -> Campaign:
+    return Campaign.objects.create(partner=partner, name="Spring")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the configured broker, using the test database."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CALLCENTER_TEST_DATABASE_NAME": str(connections["default"].settings_dict["NAME"]),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "--app", "callcenter", "worker",
+            "--loglevel", "INFO", "--pool", "solo", "--without-gossip", "--without-mingle",
+            "--hostname", f"test-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

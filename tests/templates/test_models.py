@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from campaigns.models import Partner
+from templates.models import CallTemplate
+
+pytestmark = pytest.mark.django_db
+
+
+def violates(create) -> bool:  # noqa: ANN001
+    try:
+        with transaction.atomic():
+            create()
+    except IntegrityError:
+        return True
+    return False
+
+
+def test_call_template_defaults_to_spanish_ai(partner) -> None:
+    template = CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")
+
+    assert (template.language, template.mode) == ("es-ES", "ai")
+
+
+def test_call_template_name_unique_per_partner(partner) -> None:
+    CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")
+    other = Partner.objects.create(name="Other")
+
+    assert violates(lambda: CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola"))
+    assert not violates(lambda: CallTemplate.objects.create(partner=other, name="Hola", greeting="Hola"))
+
+
+def test_call_template_mode_known_and_greeting_required(partner) -> None:
+    assert violates(lambda: CallTemplate.objects.create(partner=partner, name="a", greeting="Hola", mode="psychic"))
+    assert violates(lambda: CallTemplate.objects.create(partner=partner, name="b", greeting=""))
+
+
+@pytest.mark.parametrize("language", ["es_ES", "spanish", "e", "es-"])
+def test_call_template_language_must_be_bcp47(partner, language) -> None:
+    template = CallTemplate(partner=partner, name="x", greeting="Hola", language=language)
+
+    with pytest.raises(ValidationError) as excinfo:
+        template.full_clean()
+
+    assert "language" in excinfo.value.message_dict

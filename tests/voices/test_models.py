@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from voices.models import SpeechClip, Voice
+
+pytestmark = pytest.mark.django_db
+
+
+def violates(create) -> bool:  # noqa: ANN001
+    try:
+        with transaction.atomic():
+            create()
+    except IntegrityError:
+        return True
+    return False
+
+
+def test_voice_provider_id_is_unique() -> None:
+    Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Bella")
+
+    assert violates(lambda: Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Bella 2"))
+
+
+def test_speech_clip_key_unique_and_text_required() -> None:
+    voice = Voice.objects.create(provider_voice_id="v1", name="Bella")
+    clip = {"voice": voice, "model_id": "eleven_multilingual_v2", "output_format": "ulaw_8000"}
+    SpeechClip.objects.create(key="a" * 64, text="Hola", **clip)
+
+    assert violates(lambda: SpeechClip.objects.create(key="a" * 64, text="Adiós", **clip))
+    assert violates(lambda: SpeechClip.objects.create(key="b" * 64, text="", **clip))
