@@ -35,7 +35,7 @@ APP_URL = env.url("APP_URL", f"http://localhost:{PORT}")
 DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
 # --- Security ---------------------------------------------------------------------------
-DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-never-use-in-production"
+DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-never-use-in-production"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 if not DEVELOPMENT:
     if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith(("change", "django-insecure")):
@@ -218,7 +218,9 @@ if TIME_ZONE not in zoneinfo.available_timezones():
 DEFAULT_CALL_LANGUAGE = "es-ES"
 DEFAULT_PHONE_REGION = env.str("DEFAULT_PHONE_REGION", "ES").upper()
 if DEFAULT_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
-    env.error("DEFAULT_PHONE_REGION", "must be an ISO 3166 region code such as ES", DEFAULT_PHONE_REGION)
+    env.error(
+        "DEFAULT_PHONE_REGION", "must be an ISO 3166 region code such as ES", DEFAULT_PHONE_REGION
+    )
     DEFAULT_PHONE_REGION = "ES"
 
 # --- Static and media files -------------------------------------------------------------
@@ -263,9 +265,15 @@ if TWILIO_PHONE_NUMBER:
         _caller = phonenumbers.parse(TWILIO_PHONE_NUMBER, None)
         if not phonenumbers.is_valid_number(_caller):
             raise phonenumbers.NumberParseException(0, "not a valid number")
-        TWILIO_PHONE_NUMBER = phonenumbers.format_number(_caller, phonenumbers.PhoneNumberFormat.E164)
+        TWILIO_PHONE_NUMBER = phonenumbers.format_number(
+            _caller, phonenumbers.PhoneNumberFormat.E164
+        )
     except phonenumbers.NumberParseException:
-        env.error("TWILIO_PHONE_NUMBER", "must be a valid number in E.164 form (+34...)", TWILIO_PHONE_NUMBER)
+        env.error(
+            "TWILIO_PHONE_NUMBER",
+            "must be a valid number in E.164 form (+34...)",
+            TWILIO_PHONE_NUMBER,
+        )
 _has_twilio_credentials = bool(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)
 TELEPHONY_BACKEND = env.choice(
     "TELEPHONY_BACKEND", "twilio" if _has_twilio_credentials else "sandbox", ("twilio", "sandbox")

@@ -24,7 +24,13 @@ class CallEventInline(admin.TabularInline):
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
     list_display = [
-        "to_number", "campaign", "attempt", "status", "answered_by", "duration_seconds", "created_at",
+        "to_number",
+        "campaign",
+        "attempt",
+        "status",
+        "answered_by",
+        "duration_seconds",
+        "created_at",
     ]
     list_filter = ["status", "answered_by", "campaign__partner", "created_at"]
     list_select_related = ["campaign", "contact"]
@@ -34,7 +40,7 @@ class CallAdmin(admin.ModelAdmin):
     # Calls are written by the dialer and the provider's callbacks, never by hand.
     readonly_fields = [field.name for field in Call._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request) -> bool:
         return False
 
 
@@ -45,5 +51,5 @@ class CallEventAdmin(admin.ModelAdmin):
     search_fields = ["provider_sid"]
     readonly_fields = ["call", "provider_sid", "kind", "sequence_number", "payload", "received_at"]
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request) -> bool:
         return False

@@ -60,10 +60,16 @@ class Call(models.Model):
     # Denormalised from contact (which never changes campaign): the dispatcher counts
     # live calls per campaign on every tick, and lists filter by campaign without a join.
     campaign = models.ForeignKey(
-        "campaigns.Campaign", verbose_name=_("campaign"), on_delete=models.PROTECT, related_name="calls"
+        "campaigns.Campaign",
+        verbose_name=_("campaign"),
+        on_delete=models.PROTECT,
+        related_name="calls",
     )
     contact = models.ForeignKey(
-        "campaigns.Contact", verbose_name=_("contact"), on_delete=models.PROTECT, related_name="calls"
+        "campaigns.Contact",
+        verbose_name=_("contact"),
+        on_delete=models.PROTECT,
+        related_name="calls",
     )
     attempt = models.PositiveSmallIntegerField(_("attempt"))
     status = models.CharField(
@@ -75,9 +81,7 @@ class Call(models.Model):
     )
     from_number = models.CharField(_("from"), max_length=16)
     to_number = models.CharField(_("to"), max_length=16)
-    answered_by = models.CharField(
-        _("answered by"), max_length=24, choices=AnsweredBy, blank=True
-    )
+    answered_by = models.CharField(_("answered by"), max_length=24, choices=AnsweredBy, blank=True)
     dialed_at = models.DateTimeField(_("dialed at"), null=True, blank=True)
     answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
@@ -148,7 +152,9 @@ class Turn(models.Model):
 
     Role = TurnRole
 
-    call = models.ForeignKey(Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="turns")
+    call = models.ForeignKey(
+        Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="turns"
+    )
     sequence = models.PositiveIntegerField(_("sequence"))
     role = models.CharField(_("role"), max_length=8, choices=TurnRole)
     text = models.TextField(_("text"), blank=True)

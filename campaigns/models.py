@@ -158,8 +158,7 @@ class ContactQuerySet(models.QuerySet):
     def due(self, now: datetime.datetime) -> ContactQuerySet:
         """Contacts waiting for a first call, or for a retry whose time has come."""
         return self.filter(
-            Q(state=Contact.State.PENDING)
-            | Q(state=Contact.State.RETRY, next_attempt_at__lte=now)
+            Q(state=Contact.State.PENDING) | Q(state=Contact.State.RETRY, next_attempt_at__lte=now)
         )
 
 
@@ -191,9 +190,7 @@ class Contact(models.Model):
     )
     variables = models.JSONField(_("variables"), default=dict, blank=True)
     external_id = models.CharField(_("external id"), max_length=200, blank=True)
-    state = models.CharField(
-        _("state"), max_length=16, choices=State, default=State.PENDING
-    )
+    state = models.CharField(_("state"), max_length=16, choices=State, default=State.PENDING)
     state_reason = models.CharField(_("state reason"), max_length=500, blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
@@ -219,9 +216,7 @@ class Contact(models.Model):
                 condition=~Q(external_id=""),
                 name="contact_unique_external_id_per_campaign",
             ),
-            models.CheckConstraint(
-                condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"
-            ),
+            models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"),
             models.CheckConstraint(
                 condition=Q(state__in=ContactState.values),
                 name="contact_state_valid",

@@ -9,7 +9,9 @@ from django.utils.translation import gettext_lazy as _
 from phonenumbers import timezone as phonenumber_timezones
 
 E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
-e164_validator = RegexValidator(E164_REGEX, _("Enter a phone number in E.164 form, e.g. +34600123456."))
+e164_validator = RegexValidator(
+    E164_REGEX, _("Enter a phone number in E.164 form, e.g. +34600123456.")
+)
 
 
 def normalize_phone(raw: str, *, region: str) -> str:

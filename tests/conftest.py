@@ -53,9 +53,20 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen]:
     }
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "--app", "callcenter", "worker",
-            "--loglevel", "INFO", "--pool", "solo", "--without-gossip", "--without-mingle",
-            "--hostname", f"test-{os.getpid()}@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "callcenter",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"test-{os.getpid()}@%h",
         ],
         cwd=ROOT,
         env=env,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
 from voices.models import SpeechClip, Voice
 
@@ -11,6 +12,8 @@ class VoiceAdmin(admin.ModelAdmin):
     list_filter = ["language"]
     search_fields = ["name", "provider_voice_id"]
     readonly_fields = ["created_at", "updated_at"]
+    # Django 6 makes https the default scheme for bare URLs; preview URLs are https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(SpeechClip)

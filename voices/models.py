@@ -61,9 +61,7 @@ class SpeechClip(models.Model):
         verbose_name_plural = _("speech clips")
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(
-                condition=~models.Q(text=""), name="speechclip_text_not_empty"
-            ),
+            models.CheckConstraint(condition=~models.Q(text=""), name="speechclip_text_not_empty"),
         ]
 
     def __str__(self) -> str:

@@ -28,7 +28,9 @@ def test_environment_float_refuses_nan_and_out_of_range() -> None:
     assert [error.split(":")[0] for error in env.errors] == ["T", "U"]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("ON", True), ("0", False), ("no", False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("ON", True), ("0", False), ("no", False)]
+)
 def test_environment_bool_accepts_common_words(raw: str, expected: bool) -> None:
     assert Environment({"X": raw}).bool("X", not expected) is expected
 
@@ -58,7 +60,9 @@ def test_environment_url_refuses_malformed_urls(raw: str, message: str) -> None:
 
 
 def test_environment_url_drops_trailing_slash() -> None:
-    assert Environment({"U": "https://calls.example.com/"}).url("U", "") == "https://calls.example.com"
+    assert (
+        Environment({"U": "https://calls.example.com/"}).url("U", "") == "https://calls.example.com"
+    )
 
 
 def test_environment_choice_lists_allowed_values() -> None:

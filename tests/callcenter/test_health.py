@@ -33,7 +33,9 @@ def test_health_all_components_up_answers_200(client) -> None:
     assert response["Cache-Control"].startswith("max-age=0")
 
 
-def test_health_database_unreachable_answers_503_naming_it(client, django_db_blocker, closed_port, monkeypatch) -> None:
+def test_health_database_unreachable_answers_503_naming_it(
+    client, django_db_blocker, closed_port, monkeypatch
+) -> None:
     # given a database connection that points nowhere
     connection = connections["default"]
     if connection.vendor == "sqlite":

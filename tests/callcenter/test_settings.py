@@ -20,7 +20,12 @@ STRONG_KEY = "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M"
 def load_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **variables: str) -> dict:
     for name in list(os.environ):
         if name.startswith(("TWILIO_", "ELEVENLABS_", "OPENAI_", "REDIS_", "APP_")) or name in {
-            "DATABASE_URL", "SECRET_KEY", "DEBUG", "MAX_TOKENS", "TEMPERATURE", "PORT",
+            "DATABASE_URL",
+            "SECRET_KEY",
+            "DEBUG",
+            "MAX_TOKENS",
+            "TEMPERATURE",
+            "PORT",
         }:
             monkeypatch.delenv(name)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
@@ -64,7 +69,11 @@ def test_settings_read_supabase_database_url_and_redis(monkeypatch, tmp_path) ->
 
     database = settings["DATABASES"]["default"]
     assert database["ENGINE"] == "django_prometheus.db.backends.postgresql"
-    assert (database["HOST"], database["PORT"], database["NAME"]) == ("db.abcd.supabase.co", 5432, "postgres")
+    assert (database["HOST"], database["PORT"], database["NAME"]) == (
+        "db.abcd.supabase.co",
+        5432,
+        "postgres",
+    )
     assert database["OPTIONS"]["sslmode"] == "require"
     assert settings["CELERY_BROKER_URL"] == "redis://:p%40ss@redis:6379/2"
     assert settings["CACHES"]["default"]["LOCATION"] == "redis://:p%40ss@redis:6379/3"
@@ -92,16 +101,31 @@ def test_settings_twilio_credentials_choose_twilio_backend(monkeypatch, tmp_path
         ({"TEMPERATURE": "3"}, "TEMPERATURE: must be at most 2.0 (got '3')"),
         ({"TEMPERATURE": "warm"}, "TEMPERATURE: must be a number"),
         ({"ELEVENLABS_MAX_RETRIES": "-1"}, "ELEVENLABS_MAX_RETRIES: must be at least 0"),
-        ({"ACCESS_TOKEN_EXPIRE_MINUTES": "soon"}, "ACCESS_TOKEN_EXPIRE_MINUTES: must be a whole number"),
+        (
+            {"ACCESS_TOKEN_EXPIRE_MINUTES": "soon"},
+            "ACCESS_TOKEN_EXPIRE_MINUTES: must be a whole number",
+        ),
         ({"TWILIO_MAX_CPS": "0"}, "TWILIO_MAX_CPS: must be at least 1"),
         ({"PORT": "70000"}, "PORT: must be at most 65535"),
         ({"REDIS_CACHE_TTL": "-5"}, "REDIS_CACHE_TTL: must be at least 0"),
         ({"APP_URL": "calls.example.com"}, "APP_URL: must be an absolute http/https URL"),
-        ({"OPENAI_BASE_URL": "localhost:8080"}, "OPENAI_BASE_URL: must be an absolute http/https URL"),
-        ({"ELEVENLABS_BASE_URL": "nope"}, "ELEVENLABS_BASE_URL: must be an absolute http/https URL"),
-        ({"TWILIO_API_BASE_URL": "ftp://x"}, "TWILIO_API_BASE_URL: must be an absolute http/https URL"),
+        (
+            {"OPENAI_BASE_URL": "localhost:8080"},
+            "OPENAI_BASE_URL: must be an absolute http/https URL",
+        ),
+        (
+            {"ELEVENLABS_BASE_URL": "nope"},
+            "ELEVENLABS_BASE_URL: must be an absolute http/https URL",
+        ),
+        (
+            {"TWILIO_API_BASE_URL": "ftp://x"},
+            "TWILIO_API_BASE_URL: must be an absolute http/https URL",
+        ),
         ({"REDIS_URL": "http://redis:6379"}, "REDIS_URL: must be an absolute redis/rediss URL"),
-        ({"DATABASE_URL": "mysql://u:p@h/db"}, "DATABASE_URL: must be a postgres:// or postgresql:// URL"),
+        (
+            {"DATABASE_URL": "mysql://u:p@h/db"},
+            "DATABASE_URL: must be a postgres:// or postgresql:// URL",
+        ),
         ({"DATABASE_URL": "nonsense"}, "DATABASE_URL: is not a database URL we understand"),
         ({"ALGORITHM": "none"}, "ALGORITHM: must be one of HS256, HS384, HS512 (got 'none')"),
         ({"APP_ENV": "prod"}, "APP_ENV: must be one of development, test, staging, production"),
@@ -128,26 +152,43 @@ def test_settings_report_every_malformed_variable_at_once(monkeypatch, tmp_path)
     ("variables", "expected"),
     [
         ({}, "SECRET_KEY: must be set to a secret of your own when APP_ENV=production"),
-        ({"SECRET_KEY": "change-me-in-production"}, "SECRET_KEY: must be set to a secret of your own"),
+        (
+            {"SECRET_KEY": "change-me-in-production"},
+            "SECRET_KEY: must be set to a secret of your own",
+        ),
         ({"SECRET_KEY": "short-but-mine"}, "SECRET_KEY: must be at least 50 characters"),
         ({"SECRET_KEY": "a" * 60}, "SECRET_KEY: must be at least 50 characters with 5 distinct"),
-        ({"SECRET_KEY": STRONG_KEY, "DEBUG": "true"}, "DEBUG: must be false when APP_ENV=production"),
-        ({"SECRET_KEY": STRONG_KEY, "APP_DEBUG": "1"}, "DEBUG: must be false when APP_ENV=production"),
+        (
+            {"SECRET_KEY": STRONG_KEY, "DEBUG": "true"},
+            "DEBUG: must be false when APP_ENV=production",
+        ),
+        (
+            {"SECRET_KEY": STRONG_KEY, "APP_DEBUG": "1"},
+            "DEBUG: must be false when APP_ENV=production",
+        ),
     ],
 )
-def test_settings_production_refuses_weak_secrets_and_debug(monkeypatch, tmp_path, variables, expected) -> None:
+def test_settings_production_refuses_weak_secrets_and_debug(
+    monkeypatch, tmp_path, variables, expected
+) -> None:
     assert expected in settings_error(monkeypatch, tmp_path, APP_ENV="production", **variables)
 
 
 def test_settings_production_never_echoes_the_secret(monkeypatch, tmp_path) -> None:
-    message = settings_error(monkeypatch, tmp_path, APP_ENV="production", SECRET_KEY="short-but-mine")
+    message = settings_error(
+        monkeypatch, tmp_path, APP_ENV="production", SECRET_KEY="short-but-mine"
+    )
 
     assert "short-but-mine" not in message
 
 
 def test_settings_production_with_strong_secret_starts(monkeypatch, tmp_path) -> None:
     settings = load_settings(
-        monkeypatch, tmp_path, APP_ENV="production", SECRET_KEY=STRONG_KEY, APP_URL="https://calls.example.com"
+        monkeypatch,
+        tmp_path,
+        APP_ENV="production",
+        SECRET_KEY=STRONG_KEY,
+        APP_URL="https://calls.example.com",
     )
 
     assert settings["DEBUG"] is False
@@ -160,7 +201,12 @@ def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
     env.pop("DJANGO_SETTINGS_MODULE", None)
 
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 1

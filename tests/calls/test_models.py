@@ -3,22 +3,13 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact
+from tests.database import violates
 
 pytestmark = pytest.mark.django_db
-
-
-def violates(create) -> bool:  # noqa: ANN001
-    try:
-        with transaction.atomic():
-            create()
-    except IntegrityError:
-        return True
-    return False
 
 
 @pytest.fixture
@@ -29,7 +20,11 @@ def contact(campaign) -> Contact:
 def make_call(contact: Contact, **fields) -> Call:
     fields.setdefault("attempt", contact.calls.count() + 1)
     return Call.objects.create(
-        campaign=contact.campaign, contact=contact, from_number="+34910000000", to_number=contact.phone, **fields
+        campaign=contact.campaign,
+        contact=contact,
+        from_number="+34910000000",
+        to_number=contact.phone,
+        **fields,
     )
 
 
@@ -69,7 +64,9 @@ def test_call_provider_sid_unique_but_many_may_lack_one(contact, campaign) -> No
 def test_call_status_and_answered_by_must_be_known(contact) -> None:
     assert violates(lambda: make_call(contact, status="ringing-loudly"))
     assert violates(lambda: make_call(contact, status="completed", answered_by="robot"))
-    assert not violates(lambda: make_call(contact, status="completed", answered_by="machine_end_beep"))
+    assert not violates(
+        lambda: make_call(contact, status="completed", answered_by="machine_end_beep")
+    )
 
 
 def test_call_price_not_negative(contact) -> None:
@@ -80,7 +77,9 @@ def test_call_cannot_end_before_it_was_dialed(contact) -> None:
     now = timezone.now()
 
     assert violates(
-        lambda: make_call(contact, status="completed", dialed_at=now, ended_at=now - datetime.timedelta(seconds=1))
+        lambda: make_call(
+            contact, status="completed", dialed_at=now, ended_at=now - datetime.timedelta(seconds=1)
+        )
     )
 
 
@@ -100,35 +99,55 @@ def test_turn_sequence_unique_per_call(contact) -> None:
     now = timezone.now()
     Turn.objects.create(call=call, sequence=1, role="agent", text="Hola", started_at=now)
 
-    assert violates(lambda: Turn.objects.create(call=call, sequence=1, role="caller", text="Sí", started_at=now))
+    assert violates(
+        lambda: Turn.objects.create(call=call, sequence=1, role="caller", text="Sí", started_at=now)
+    )
 
 
 def test_turn_role_timings_and_confidence_checked(contact) -> None:
     call = make_call(contact, status="in-progress")
     now = timezone.now()
 
-    assert violates(lambda: Turn.objects.create(call=call, sequence=1, role="narrator", started_at=now))
+    assert violates(
+        lambda: Turn.objects.create(call=call, sequence=1, role="narrator", started_at=now)
+    )
     assert violates(
         lambda: Turn.objects.create(
-            call=call, sequence=2, role="agent", started_at=now, ended_at=now - datetime.timedelta(seconds=1)
+            call=call,
+            sequence=2,
+            role="agent",
+            started_at=now,
+            ended_at=now - datetime.timedelta(seconds=1),
         )
     )
-    assert violates(lambda: Turn.objects.create(call=call, sequence=3, role="caller", started_at=now, confidence=1.5))
+    assert violates(
+        lambda: Turn.objects.create(
+            call=call, sequence=3, role="caller", started_at=now, confidence=1.5
+        )
+    )
 
 
 def test_call_event_stored_once_per_sid_kind_and_sequence(contact) -> None:
     call = make_call(contact, status="in-progress", provider_sid="CA1")
-    CallEvent.objects.create(call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={})
+    CallEvent.objects.create(
+        call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={}
+    )
 
     assert violates(
-        lambda: CallEvent.objects.create(call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={})
+        lambda: CallEvent.objects.create(
+            call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={}
+        )
     )
     assert not violates(
-        lambda: CallEvent.objects.create(call=call, provider_sid="CA1", kind="amd", sequence_number=0, payload={})
+        lambda: CallEvent.objects.create(
+            call=call, provider_sid="CA1", kind="amd", sequence_number=0, payload={}
+        )
     )
     # events without a sequence number (AMD, recordings) are never merged
     CallEvent.objects.create(provider_sid="CA1", kind="recording", payload={})
-    assert not violates(lambda: CallEvent.objects.create(provider_sid="CA1", kind="recording", payload={}))
+    assert not violates(
+        lambda: CallEvent.objects.create(provider_sid="CA1", kind="recording", payload={})
+    )
 
 
 def test_call_event_kind_must_be_known() -> None:

@@ -3,22 +3,12 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns.models import Campaign, Contact, DoNotCall, Partner
+from tests.database import violates
 
 pytestmark = pytest.mark.django_db
-
-
-def violates(create) -> bool:  # noqa: ANN001
-    """True when ``create()`` is refused by the database."""
-    try:
-        with transaction.atomic():
-            create()
-    except IntegrityError:
-        return True
-    return False
 
 
 def test_partner_name_is_unique(partner) -> None:
@@ -39,13 +29,17 @@ def test_campaign_state_must_be_known(partner) -> None:
 def test_campaign_must_end_after_it_starts(partner) -> None:
     now = timezone.now()
 
-    assert violates(lambda: Campaign.objects.create(partner=partner, name="x", starts_at=now, ends_at=now))
+    assert violates(
+        lambda: Campaign.objects.create(partner=partner, name="x", starts_at=now, ends_at=now)
+    )
 
 
 def test_campaign_scheduled_needs_a_start(partner) -> None:
     assert violates(lambda: Campaign.objects.create(partner=partner, name="x", state="scheduled"))
     assert not violates(
-        lambda: Campaign.objects.create(partner=partner, name="y", state="scheduled", starts_at=timezone.now())
+        lambda: Campaign.objects.create(
+            partner=partner, name="y", state="scheduled", starts_at=timezone.now()
+        )
     )
 
 
@@ -67,7 +61,9 @@ def test_contact_external_id_unique_per_campaign_when_given(campaign) -> None:
     Contact.objects.create(campaign=campaign, phone="+34600000001", external_id="A-1")
     Contact.objects.create(campaign=campaign, phone="+34600000002")
 
-    assert violates(lambda: Contact.objects.create(campaign=campaign, phone="+34600000003", external_id="A-1"))
+    assert violates(
+        lambda: Contact.objects.create(campaign=campaign, phone="+34600000003", external_id="A-1")
+    )
     assert not violates(lambda: Contact.objects.create(campaign=campaign, phone="+34600000004"))
 
 
@@ -77,11 +73,15 @@ def test_contact_phone_must_be_e164(campaign, phone) -> None:
 
 
 def test_contact_state_must_be_known(campaign) -> None:
-    assert violates(lambda: Contact.objects.create(campaign=campaign, phone="+34600000001", state="lost"))
+    assert violates(
+        lambda: Contact.objects.create(campaign=campaign, phone="+34600000001", state="lost")
+    )
 
 
 def test_contact_retry_needs_a_time(campaign) -> None:
-    assert violates(lambda: Contact.objects.create(campaign=campaign, phone="+34600000001", state="retry"))
+    assert violates(
+        lambda: Contact.objects.create(campaign=campaign, phone="+34600000001", state="retry")
+    )
     assert not violates(
         lambda: Contact.objects.create(
             campaign=campaign, phone="+34600000002", state="retry", next_attempt_at=timezone.now()
@@ -93,10 +93,16 @@ def test_contact_due_returns_pending_and_ripe_retries(campaign) -> None:
     now = timezone.now()
     pending = Contact.objects.create(campaign=campaign, phone="+34600000001")
     ripe = Contact.objects.create(
-        campaign=campaign, phone="+34600000002", state="retry", next_attempt_at=now - datetime.timedelta(minutes=1)
+        campaign=campaign,
+        phone="+34600000002",
+        state="retry",
+        next_attempt_at=now - datetime.timedelta(minutes=1),
     )
     Contact.objects.create(
-        campaign=campaign, phone="+34600000003", state="retry", next_attempt_at=now + datetime.timedelta(minutes=1)
+        campaign=campaign,
+        phone="+34600000003",
+        state="retry",
+        next_attempt_at=now + datetime.timedelta(minutes=1),
     )
     Contact.objects.create(campaign=campaign, phone="+34600000004", state="done")
 
@@ -115,7 +121,9 @@ def test_do_not_call_unique_per_partner_and_globally(partner) -> None:
 
 def test_do_not_call_phone_must_be_e164_and_source_known(partner) -> None:
     assert violates(lambda: DoNotCall.objects.create(partner=partner, phone="600000001"))
-    assert violates(lambda: DoNotCall.objects.create(partner=partner, phone="+34600000001", source="rumour"))
+    assert violates(
+        lambda: DoNotCall.objects.create(partner=partner, phone="+34600000001", source="rumour")
+    )
 
 
 def test_do_not_call_blocking_sees_own_and_global_entries_only(partner) -> None:

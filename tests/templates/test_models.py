@@ -2,21 +2,12 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 
 from campaigns.models import Partner
 from templates.models import CallTemplate
+from tests.database import violates
 
 pytestmark = pytest.mark.django_db
-
-
-def violates(create) -> bool:  # noqa: ANN001
-    try:
-        with transaction.atomic():
-            create()
-    except IntegrityError:
-        return True
-    return False
 
 
 def test_call_template_defaults_to_spanish_ai(partner) -> None:
@@ -29,12 +20,20 @@ def test_call_template_name_unique_per_partner(partner) -> None:
     CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")
     other = Partner.objects.create(name="Other")
 
-    assert violates(lambda: CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola"))
-    assert not violates(lambda: CallTemplate.objects.create(partner=other, name="Hola", greeting="Hola"))
+    assert violates(
+        lambda: CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")
+    )
+    assert not violates(
+        lambda: CallTemplate.objects.create(partner=other, name="Hola", greeting="Hola")
+    )
 
 
 def test_call_template_mode_known_and_greeting_required(partner) -> None:
-    assert violates(lambda: CallTemplate.objects.create(partner=partner, name="a", greeting="Hola", mode="psychic"))
+    assert violates(
+        lambda: CallTemplate.objects.create(
+            partner=partner, name="a", greeting="Hola", mode="psychic"
+        )
+    )
     assert violates(lambda: CallTemplate.objects.create(partner=partner, name="b", greeting=""))
 
 

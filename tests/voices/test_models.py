@@ -1,26 +1,19 @@
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError, transaction
 
+from tests.database import violates
 from voices.models import SpeechClip, Voice
 
 pytestmark = pytest.mark.django_db
 
 
-def violates(create) -> bool:  # noqa: ANN001
-    try:
-        with transaction.atomic():
-            create()
-    except IntegrityError:
-        return True
-    return False
-
-
 def test_voice_provider_id_is_unique() -> None:
     Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Bella")
 
-    assert violates(lambda: Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Bella 2"))
+    assert violates(
+        lambda: Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Bella 2")
+    )
 
 
 def test_speech_clip_key_unique_and_text_required() -> None:

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from campaigns.models import Campaign, Contact, Partner
+from templates.models import CallTemplate
+
+pytestmark = pytest.mark.django_db
+
+
+def seed() -> str:
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def printed_password(output: str) -> str:
+    return re.search(r"Password: (\S+)", output).group(1)
+
+
+def test_seed_demo_creates_staff_user_partner_template_campaign(monkeypatch) -> None:
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    output = seed()
+
+    user = authenticate(username="admin", password=printed_password(output))
+    assert user is not None and user.is_staff and user.is_superuser
+    campaign = Campaign.objects.get()
+    assert campaign.state == "draft"
+    assert campaign.template.language == "es-ES"
+    assert campaign.contacts.count() == 5
+
+
+def test_seed_demo_twice_changes_nothing_and_prints_same_credentials(monkeypatch) -> None:
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    first = printed_password(seed())
+
+    second = printed_password(seed())
+
+    assert first == second
+    assert authenticate(username="admin", password=second) is not None
+    assert (Partner.objects.count(), CallTemplate.objects.count(), Campaign.objects.count()) == (
+        1,
+        1,
+        1,
+    )
+    assert Contact.objects.count() == 5
+
+
+def test_seed_demo_takes_password_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("DEMO_ADMIN_PASSWORD", "demo-pass-123")
+
+    assert printed_password(seed()) == "demo-pass-123"
+    assert authenticate(username="admin", password="demo-pass-123") is not None
