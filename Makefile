@@ -20,6 +20,7 @@ install: $(INSTALLED)
 run: install
 	@set -a; [ ! -f .env ] || . ./.env; set +a; \
 	export PORT="$${PORT:-8000}"; export APP_URL="$${APP_URL:-http://localhost:$$PORT}"; \
+	export PATH="$(CURDIR)/$(BIN):$$PATH"; \
 	$(BIN)/python manage.py migrate --noinput && \
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
 	$(BIN)/python manage.py seed_demo && \
@@ -38,8 +39,8 @@ format: install
 
 # Needs GNU gettext (apt-get install gettext): refresh the catalogues, then compile them.
 messages: install
-	$(BIN)/python manage.py makemessages --locale es --locale en --no-obsolete --ignore '.venv/*'
-	$(BIN)/python manage.py compilemessages --ignore '.venv/*'
+	$(BIN)/python manage.py makemessages --locale es --locale en --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*'
+	$(BIN)/python manage.py compilemessages --ignore '.venv/*' --ignore 'var/*'
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

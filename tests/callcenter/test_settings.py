@@ -4,6 +4,7 @@ environment of their own (and once through manage.py, as an operator meets it)."
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -213,3 +214,33 @@ def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
     assert "MAX_TOKENS: must be a whole number (got 'abc')" in result.stderr
     assert "TEMPERATURE: must be at most 2.0 (got '3')" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def env_example_variables() -> dict[str, str]:
+    """Variables of .env.example, commented-out ones included, with their example values."""
+    variables = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        line = line.lstrip("# ").strip()
+        name, sep, value = line.partition("=")
+        if sep and name.isupper() and name.replace("_", "").isalnum():
+            variables[name] = value
+    return variables
+
+
+def test_env_example_lists_every_variable_settings_read() -> None:
+    source = SETTINGS.read_text()
+    read = set(re.findall(r'env\.(?:str|int|float|bool|choice|url|raw)\(\s*"([A-Z_]+)"', source))
+    extra = {"DEMO_ADMIN_PASSWORD"}  # read by the seed_demo command
+
+    assert read, "no variables found: has settings.py changed how it reads them?"
+    assert read | extra == set(env_example_variables())
+
+
+def test_env_example_values_are_valid_settings(monkeypatch, tmp_path) -> None:
+    variables = env_example_variables()
+    variables.pop("DATA_DIR")
+
+    settings = load_settings(monkeypatch, tmp_path, **variables)
+
+    assert settings["APP_URL"] == "http://localhost:8000"
+    assert settings["TELEPHONY_BACKEND"] == "sandbox"
