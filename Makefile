@@ -39,7 +39,7 @@ format: install
 
 # Needs GNU gettext (apt-get install gettext): refresh the catalogues, then compile them.
 messages: install
-	$(BIN)/python manage.py makemessages --locale es --locale en --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*'
+	$(BIN)/python manage.py makemessages --locale es --locale en --no-obsolete --add-location file --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*'
 	$(BIN)/python manage.py compilemessages --ignore '.venv/*' --ignore 'var/*'
 
 clean:

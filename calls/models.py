@@ -7,6 +7,7 @@ import datetime
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class CallStatus(models.TextChoices):
@@ -20,7 +21,7 @@ class CallStatus(models.TextChoices):
     COMPLETED = "completed", _("Completed")
     BUSY = "busy", _("Busy")
     NO_ANSWER = "no-answer", _("No answer")
-    FAILED = "failed", _("Failed")
+    FAILED = "failed", pgettext_lazy("call status", "Failed")
     CANCELED = "canceled", _("Canceled")
 
 

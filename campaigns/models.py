@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from campaigns.phones import E164_REGEX, e164_validator
 
@@ -167,7 +168,7 @@ class ContactState(models.TextChoices):
     CALLING = "calling", _("Calling")
     RETRY = "retry", _("Retry scheduled")
     DONE = "done", _("Done")
-    FAILED = "failed", _("Failed")
+    FAILED = "failed", pgettext_lazy("contact state", "Failed")
     EXHAUSTED = "exhausted", _("Attempts exhausted")
     OPTED_OUT = "opted_out", _("Opted out")
 

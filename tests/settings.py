@@ -4,12 +4,17 @@ PostgreSQL and Redis; without them, on the embedded default in a throwaway DATA_
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("APP_ENV", "test")
-# A throwaway data folder per test run, shared with the worker processes tests start.
-os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="callcenter-test-"))
+# A throwaway data folder per test run, shared with the worker processes tests start
+# (they inherit DATA_DIR); the process that made it removes it.
+if "DATA_DIR" not in os.environ:
+    os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="callcenter-test-")
+    atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
 # Tests never reach a real vendor, whatever the developer's shell exports.
 for _name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "ELEVENLABS_API_KEY", "OPENAI_API_KEY"):
     os.environ.pop(_name, None)

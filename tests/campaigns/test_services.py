@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import translation
 
 from campaigns.models import Campaign, DoNotCall
 from campaigns.services import (
@@ -41,9 +42,10 @@ def test_transition_campaign_refuses_moves_the_machine_forbids(campaign, start, 
     Campaign.objects.filter(pk=campaign.pk).update(state=start)
     campaign.refresh_from_db()
 
-    with pytest.raises(CampaignStateError):
+    with pytest.raises(CampaignStateError) as excinfo:
         transition_campaign(campaign=campaign, to=target)
 
+    assert "no puede pasar" in str(excinfo.value)  # Spanish first
     campaign.refresh_from_db()
     assert campaign.state == start
 
@@ -55,7 +57,7 @@ def test_transition_campaign_loses_to_a_concurrent_move(campaign) -> None:
     transition_campaign(campaign=campaign, to=Campaign.State.CANCELLED)
 
     # when the stale copy tries to schedule it
-    with pytest.raises(CampaignStateError, match="meanwhile"):
+    with translation.override("en"), pytest.raises(CampaignStateError, match="meanwhile"):
         transition_campaign(campaign=stale, to=Campaign.State.RUNNING)
 
     # then nothing was written and the copy now knows the real state
