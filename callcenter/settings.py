@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import dj_database_url
 import phonenumbers
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 from callcenter.environment import Environment
@@ -201,6 +202,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign.
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "callcenter.tasks.heartbeat_task", "schedule": 30.0},
+    "sync-voices": {
+        "task": "voices.tasks.sync_voices_task",
+        "schedule": crontab(hour=3, minute=30),
+    },
 }
 
 # --- Internationalisation: Spanish first, English too ------------------------------------
@@ -213,6 +218,8 @@ TIME_ZONE = env.str("TIME_ZONE", "Europe/Madrid")
 if TIME_ZONE not in zoneinfo.available_timezones():
     env.error("TIME_ZONE", "must be an IANA time zone such as Europe/Madrid", TIME_ZONE)
     TIME_ZONE = "UTC"
+# Beat's crontab entries (the nightly voice sync) follow this clock, not UTC.
+CELERY_TIMEZONE = TIME_ZONE
 # Calls default to Spanish (Spain); contacts' numbers are read in this region
 # unless they carry their own country code.
 DEFAULT_CALL_LANGUAGE = "es-ES"
@@ -289,6 +296,9 @@ ELEVENLABS_API_KEY = env.str("ELEVENLABS_API_KEY")
 ELEVENLABS_DEFAULT_VOICE = env.str("ELEVENLABS_DEFAULT_VOICE", "Bella")
 ELEVENLABS_MAX_RETRIES = env.int("ELEVENLABS_MAX_RETRIES", 3, minimum=0, maximum=10)
 ELEVENLABS_BASE_URL = env.url("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io")
+ELEVENLABS_MODEL = env.str("ELEVENLABS_MODEL", "eleven_multilingual_v2")
+# Seconds to wait for ElevenLabs to connect or send the next bytes, per attempt.
+ELEVENLABS_TIMEOUT = env.float("ELEVENLABS_TIMEOUT", 10.0, minimum=1.0, maximum=120.0)
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")

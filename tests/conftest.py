@@ -15,6 +15,8 @@ from django.core.cache import cache
 from django.db import connections
 
 from campaigns.models import Campaign, Partner
+from tests.fakes.elevenlabs import FakeElevenLabs
+from voices import speech
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +82,14 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def fake_elevenlabs(settings, monkeypatch) -> Iterator[FakeElevenLabs]:
+    """A fake ElevenLabs API on loopback that settings point at; backoff never waits."""
+    with FakeElevenLabs(api_key="test-key") as server:
+        settings.ELEVENLABS_BASE_URL = server.url
+        settings.ELEVENLABS_API_KEY = "test-key"
+        settings.ELEVENLABS_TIMEOUT = 1.0
+        monkeypatch.setattr(speech, "_sleep", server.sleeps.append)
+        yield server

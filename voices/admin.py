@@ -1,9 +1,18 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db import models
+import dataclasses
 
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from voices import services
 from voices.models import SpeechClip, Voice
+from voices.speech import SpeechNotConfigured, SpeechRejected, SpeechUnavailable
 
 
 @admin.register(Voice)
@@ -14,6 +23,64 @@ class VoiceAdmin(admin.ModelAdmin):
     readonly_fields = ["created_at", "updated_at"]
     # Django 6 makes https the default scheme for bare URLs; preview URLs are https.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    actions = ["sync_voices"]
+    # Without a count Django shows the actions even on an empty changelist, where the
+    # first sync has to start.
+    show_full_result_count = False
+
+    @admin.action(description=gettext_lazy("Sync voices from ElevenLabs"), permissions=["sync"])
+    def sync_voices(self, request: HttpRequest, queryset: QuerySet[Voice]) -> None:
+        """Sync the whole catalogue, whatever rows are selected."""
+        try:
+            result = services.sync_voices()
+        except SpeechNotConfigured:
+            self.message_user(
+                request,
+                _("ElevenLabs is not configured: set ELEVENLABS_API_KEY to sync voices."),
+                messages.ERROR,
+            )
+        except SpeechRejected as exc:
+            self.message_user(
+                request,
+                _("ElevenLabs refused the voice listing (HTTP %(status)s): %(message)s")
+                % {"status": exc.status_code, "message": exc.provider_message},
+                messages.ERROR,
+            )
+        except SpeechUnavailable as exc:
+            self.message_user(
+                request,
+                _("ElevenLabs is unavailable, try again later (%(error)s).") % {"error": exc},
+                messages.ERROR,
+            )
+        else:
+            self.message_user(
+                request,
+                _(
+                    "Voices synced from ElevenLabs: %(created)d created, %(updated)d updated, "
+                    "%(unchanged)d unchanged, %(missing)d no longer listed."
+                )
+                % dataclasses.asdict(result),
+                messages.SUCCESS,
+            )
+
+    def has_sync_permission(self, request: HttpRequest) -> bool:
+        # A sync both adds and changes voices; Django's action permissions need any one.
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        # Django runs an action only on selected rows, but syncing acts on the whole
+        # catalogue, which is empty before the first sync: run it with no selection too.
+        if (
+            request.method == "POST"
+            and request.POST.get("action") == "sync_voices"
+            and not request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+            and "sync_voices" in self.get_actions(request)
+        ):
+            self.sync_voices(request, self.get_queryset(request).none())
+            return HttpResponseRedirect(request.get_full_path())
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(SpeechClip)

@@ -1,0 +1,339 @@
+"""The ElevenLabs adapter: the only module that imports the elevenlabs SDK.
+
+It returns plain values, reads its settings at call time and raises the project's own
+errors: `SpeechUnavailable` when a retry may help (it has already been retried here),
+`SpeechRejected` when it cannot (bad key, unknown voice, text too long).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import pydantic
+from django.conf import settings
+from elevenlabs.client import ElevenLabs
+from elevenlabs.core.api_error import ApiError
+from elevenlabs.core.parse_error import ParsingError
+from elevenlabs.core.request_options import RequestOptions
+from elevenlabs.types import Voice as SdkVoice
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Twilio's <Play> transcodes whatever it fetches to the phone leg, 8 kHz μ-law at
+# 64 kbit/s, so more fidelity is lost on the way. MP3 at 22.05 kHz / 32 kbit/s is the
+# smallest format ElevenLabs renders that <Play> accepts: half the bytes of `ulaw_8000`,
+# so clips are cheaper to store and quicker for Twilio to fetch. Twilio does not play Opus.
+OUTPUT_FORMAT = "mp3_22050_32"
+CONTENT_TYPE = "audio/mpeg"
+
+BACKOFF_BASE = 0.5
+# Also caps a 429's Retry-After: longer waits belong to the caller (a Celery retry, or
+# <Say> during a live call), not to a worker asleep in this loop.
+BACKOFF_CAP = 8.0
+VOICES_PAGE_SIZE = 100  # the most the voices search accepts
+# 408 and 429 are the 4xx statuses that say "try again later".
+TRANSIENT_STATUSES = frozenset({408, 429})
+# Timeouts, refused or dropped connections, proxies, undecodable bodies: all of httpx's
+# errors in getting an answer, as opposed to the answer being an error.
+TRANSPORT_ERRORS = (httpx.RequestError,)
+
+# Patched by tests so that backoff never waits.
+_sleep = time.sleep
+
+
+class SpeechUnavailable(Exception):
+    """A transient failure (timeout, connection error, 429, 5xx) that outlived the retries."""
+
+    def __init__(self, message: str, *, attempts: int, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status_code = status_code
+
+
+class SpeechRejected(Exception):
+    """A permanent failure: ElevenLabs refused the request and retrying will not help.
+
+    `status_code` is the provider's HTTP status and `provider_message` its own words;
+    a request refused before it was sent (no key, blank text) has status 0.
+    """
+
+    def __init__(self, message: str, *, status_code: int, provider_message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.provider_message = provider_message
+
+
+class SpeechNotConfigured(SpeechRejected):
+    """No ELEVENLABS_API_KEY is set; no request was made (`status_code` is 0)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "ElevenLabs is not configured: ELEVENLABS_API_KEY is not set",
+            status_code=0,
+            provider_message="",
+        )
+
+
+@dataclass(frozen=True)
+class ProviderVoice:
+    """A voice as the ElevenLabs account lists it."""
+
+    voice_id: str
+    name: str
+    language: str
+    labels: dict[str, str] = field(default_factory=dict)
+    preview_url: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Rendered speech: the bytes, their media type and the characters billed."""
+
+    content: bytes
+    content_type: str
+    characters: int
+
+
+def is_configured() -> bool:
+    """Whether an ElevenLabs API key is set."""
+    return bool(settings.ELEVENLABS_API_KEY)
+
+
+def list_voices() -> list[ProviderVoice]:
+    """Every voice of the account, following the search endpoint's pages.
+
+    Raises SpeechNotConfigured, SpeechRejected or SpeechUnavailable.
+    """
+    voices: dict[str, ProviderVoice] = {}
+    token: str | None = None
+    while True:
+        page = _call(
+            "voice listing",
+            lambda client, options, token=token: client.voices.search(
+                page_size=VOICES_PAGE_SIZE,
+                next_page_token=token,
+                include_total_count=False,
+                request_options=options,
+            ),
+        )
+        for voice in page.voices or ():
+            provider_voice = _provider_voice(voice)
+            if provider_voice is None:
+                logger.warning("ElevenLabs listed a voice without an id; skipped: %r", voice)
+            else:
+                voices.setdefault(provider_voice.voice_id, provider_voice)
+        if not page.has_more or not page.next_page_token or page.next_page_token == token:
+            return list(voices.values())
+        token = page.next_page_token
+
+
+def synthesize(
+    *,
+    text: str,
+    voice_id: str,
+    model_id: str | None = None,
+    voice_settings: dict[str, Any] | None = None,
+    output_format: str = OUTPUT_FORMAT,
+) -> Audio:
+    """Render `text` with a voice; the model defaults to ELEVENLABS_MODEL.
+
+    Raises SpeechNotConfigured, SpeechRejected (also for blank text) or SpeechUnavailable.
+    """
+    if not text.strip():
+        raise SpeechRejected("the text to synthesize is blank", status_code=0, provider_message="")
+
+    # Left out unless given, so the voice's own stored settings apply; the SDK sends a
+    # plain dict as it is.
+    extra: dict[str, Any] = {"voice_settings": voice_settings} if voice_settings else {}
+
+    def render(client: ElevenLabs, options: RequestOptions) -> bytes:
+        # convert() streams: the request is sent, and its errors raised, while iterating,
+        # so the whole body is read inside the retried call.
+        return b"".join(
+            client.text_to_speech.convert(
+                voice_id,
+                text=text,
+                model_id=model_id or settings.ELEVENLABS_MODEL,
+                output_format=output_format,
+                request_options={**options, "chunk_size": 64 * 1024},
+                **extra,
+            )
+        )
+
+    content = _call("text-to-speech request", render)
+    return Audio(content=content, content_type=_content_type(output_format), characters=len(text))
+
+
+def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
+    """Run `request` with a configured client, retrying transient failures with backoff."""
+    if not is_configured():
+        raise SpeechNotConfigured
+    client = _client(
+        api_key=settings.ELEVENLABS_API_KEY,
+        base_url=settings.ELEVENLABS_BASE_URL,
+        timeout=float(settings.ELEVENLABS_TIMEOUT),
+    )
+    # The SDK's own retries are off: this loop is the only one, so attempts are counted
+    # and logged in one place and a 401 is never retried.
+    options: RequestOptions = {"max_retries": 0}
+    attempts = 1 + max(0, int(settings.ELEVENLABS_MAX_RETRIES))
+    for attempt in range(1, attempts + 1):
+        retry_after: float | None = None
+        status_code: int | None = None
+        try:
+            return request(client, options)
+        except ApiError as exc:
+            status_code = exc.status_code or 0
+            provider_message = _provider_message(exc.body)
+            if 400 <= status_code < 500 and status_code not in TRANSIENT_STATUSES:
+                raise SpeechRejected(
+                    f"ElevenLabs rejected the {action} (HTTP {status_code}): {provider_message}",
+                    status_code=status_code,
+                    provider_message=provider_message,
+                ) from exc
+            problem = f"HTTP {status_code}: {provider_message}"
+            if status_code == 429:
+                retry_after = _retry_after(exc.headers or {})
+            error: Exception = exc
+        except ParsingError as exc:
+            # A body the SDK cannot read (a proxy's page, a changed schema): retried, and
+            # reported as unavailable rather than as a refusal of our request.
+            status_code = exc.status_code
+            problem = f"unreadable response (HTTP {status_code})"
+            error = exc
+        except TRANSPORT_ERRORS as exc:
+            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            error = exc
+        if attempt == attempts:
+            raise SpeechUnavailable(
+                f"ElevenLabs {action} failed after {attempts} attempt(s): {problem}",
+                attempts=attempts,
+                status_code=status_code,
+            ) from error
+        delay = _backoff(attempt, retry_after)
+        logger.warning(
+            "ElevenLabs %s failed (%s), attempt %d of %d; retrying in %.1fs",
+            action,
+            problem,
+            attempt,
+            attempts,
+            delay,
+        )
+        _sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+@functools.lru_cache(maxsize=4)
+def _client(*, api_key: str, base_url: str, timeout: float) -> ElevenLabs:
+    # One client per configuration keeps its connection pool, so a turn of a live call
+    # does not pay a new TLS handshake; settings are still read on every call.
+    return ElevenLabs(api_key=api_key, base_url=base_url, timeout=timeout)
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based)."""
+    if retry_after is not None:
+        return min(retry_after, BACKOFF_CAP)
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """A Retry-After header in seconds (delta-seconds or an HTTP date), if any."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _provider_message(body: Any) -> str:
+    """ElevenLabs' own words from an error body.
+
+    It answers `{"detail": {"status": ..., "message": ...}}`, `{"detail": "..."}`, or for
+    validation errors `{"detail": [{"loc": ..., "msg": ...}]}`.
+    """
+    detail = body.get("detail", body) if isinstance(body, Mapping) else body
+    if isinstance(detail, Mapping):
+        message = detail.get("message") or detail.get("msg") or detail.get("status")
+        return str(message) if message else str(dict(detail))[:500]
+    if isinstance(detail, list):
+        messages = [
+            str(item.get("msg") or item.get("message") or item)
+            if isinstance(item, Mapping)
+            else str(item)
+            for item in detail
+        ]
+        return "; ".join(messages)[:500]
+    if detail is None or detail == "":
+        return "no message"
+    return str(detail)[:500]
+
+
+def _provider_voice(voice: SdkVoice) -> ProviderVoice | None:
+    """The SDK's voice as plain values, or None without an id.
+
+    The SDK's models are unchecked (a payload of the wrong shape passes through as it
+    is), so every field is read defensively.
+    """
+    voice_id = _text(voice.voice_id)
+    if not voice_id:
+        return None
+    labels = voice.labels if isinstance(voice.labels, Mapping) else {}
+    labels = {str(k): str(v) for k, v in labels.items()}
+    voice_settings = voice.settings
+    if isinstance(voice_settings, pydantic.BaseModel):
+        voice_settings = voice_settings.model_dump(exclude_none=True)
+    return ProviderVoice(
+        voice_id=voice_id,
+        name=_text(voice.name) or voice_id,
+        language=_language(voice, labels),
+        labels=labels,
+        preview_url=_text(voice.preview_url),
+        settings=dict(voice_settings) if isinstance(voice_settings, Mapping) else {},
+    )
+
+
+def _language(voice: SdkVoice, labels: Mapping[str, str]) -> str:
+    """The voice's language as the payload gives it: label, verified language, fine-tuning."""
+    verified = voice.verified_languages if isinstance(voice.verified_languages, list) else []
+    candidates = [
+        labels.get("language"),
+        *(getattr(item, "language", None) for item in verified),
+        getattr(voice.fine_tuning, "language", None),
+    ]
+    return next((text for text in map(_text, candidates) if text), "")
+
+
+def _text(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _content_type(output_format: str) -> str:
+    codec = output_format.split("_", 1)[0]
+    return {
+        "mp3": CONTENT_TYPE,
+        "ulaw": "audio/basic",
+        "alaw": "audio/x-alaw-basic",
+        "wav": "audio/wav",
+        "opus": "audio/ogg",
+    }.get(codec, "application/octet-stream")
