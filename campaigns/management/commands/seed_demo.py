@@ -48,6 +48,10 @@ class Command(BaseCommand):
                 defaults={
                     "language": "es-ES",
                     "mode": CallTemplate.Mode.AI,
+                    "variables": {
+                        "first_name": "Lucía",
+                        "appointment": "el martes a las 10:00",
+                    },
                     "greeting": (
                         "Hola {{ first_name }}, le llamo de Clínica Demo. Soy un asistente "
                         "automático. Le recuerdo su cita {{ appointment }}. ¿Podrá venir?"

@@ -1,0 +1,428 @@
+"""Speech from call templates: a sandboxed subset of Django's template language.
+
+Partner staff write the lines and contacts' data fills them in, so every line is parsed
+against an allow-list before anything renders: text, plain variables,
+{% if %}/{% elif %}/{% else %} and a few text filters. The output is speech, not HTML, so
+nothing is escaped.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+from django.template import Context, Engine, Template, TemplateSyntaxError
+from django.template.base import (
+    FilterExpression,
+    Lexer,
+    NodeList,
+    Parser,
+    TextNode,
+    Token,
+    Variable,
+    VariableNode,
+    filter_re,
+)
+from django.template.defaulttags import IfNode, TemplateLiteral
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+if TYPE_CHECKING:
+    from templates.models import CallTemplate
+
+ALLOWED_TAGS = frozenset({"if", "elif", "else", "endif"})
+ALLOWED_FILTERS = frozenset({"default", "upper", "lower", "capfirst", "title", "yesno", "cut"})
+# Filled in by the call itself, for every contact; a template may not declare them.
+RESERVED_VARIABLES = frozenset({"phone", "external_id", "campaign", "partner"})
+# Known before the first dial: lines using only these can be rendered (and voiced) ahead.
+CAMPAIGN_VARIABLES = frozenset({"campaign", "partner"})
+
+# The fields said aloud, in the order a call may say them.
+SPOKEN_FIELDS = (
+    "greeting",
+    "voicemail_message",
+    "closing_line",
+    "opt_out_confirmation",
+    "transfer_line",
+)
+# Same msgids as the model's verbose names, so messages name fields as the admin does.
+_FIELD_LABELS = {
+    "greeting": gettext_lazy("greeting"),
+    "instructions": gettext_lazy("AI instructions"),
+    "voicemail_message": gettext_lazy("voicemail message"),
+    "closing_line": gettext_lazy("closing line"),
+    "opt_out_confirmation": gettext_lazy("opt-out confirmation"),
+    "transfer_line": gettext_lazy("transfer line"),
+}
+
+
+class ContactLike(Protocol):
+    """What rendering reads from a ``campaigns.models.Contact`` (templates may not import
+    campaigns, which builds on templates)."""
+
+    phone: str
+    external_id: str
+    variables: dict[str, Any]
+    campaign: Any
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    """One reason a template line is refused: the field, the line in it, what to change."""
+
+    field: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TemplateRenderError(ValueError):
+    """A template line breaks the sandbox rules, uses an unknown variable or does not parse."""
+
+    def __init__(self, problems: list[TemplateProblem]) -> None:
+        super().__init__(" ".join(problem.message for problem in problems))
+        self.problems = problems
+
+
+class MissingVariable(ValueError):
+    """A contact lacks a variable that a line speaks: say nothing rather than a sentence
+    with a hole in it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(_("missing variable %(name)s") % {"name": name})
+        self.name = name
+
+
+def validate_text(*, field: str, text: str, allowed_variables: set[str]) -> set[str]:
+    """The variables ``text`` uses; TemplateRenderError when it breaks the sandbox rules or
+    uses a variable outside ``allowed_variables`` and the reserved names."""
+    scan = _scan(text)
+    problems = [_problem(field, refusal) for refusal in scan.refusals]
+    known = allowed_variables | RESERVED_VARIABLES
+    unknown: set[str] = set()
+    for use in scan.uses:
+        if use.name not in known and use.name not in unknown:
+            unknown.add(use.name)
+            message = _(
+                "Unknown variable “%(name)s” in %(where)s. Declare it in the template's variables."
+            ) % {"name": use.name, "where": _where(field, use.line)}
+            problems.append(TemplateProblem(field=field, line=use.line, message=message))
+    if problems:
+        raise TemplateRenderError(problems)
+    return {use.name for use in scan.uses}
+
+
+def required_variables(*, template: CallTemplate) -> set[str]:
+    """The contact variables a call cannot do without: spoken (or, for AI, put in the
+    instructions) without a ``default`` and outside an ``{% if %}`` that tests them."""
+    texts = list(_spoken_texts(template))
+    if template.mode == "ai":
+        texts.append(("instructions", template.instructions))
+    return {
+        use.name
+        for field_name, text in texts
+        for use in _checked_scan(field_name, text).uses
+        if not use.optional and use.name not in RESERVED_VARIABLES
+    }
+
+
+def render_line(*, text: str, context: dict[str, str], field: str = "text") -> str:
+    """``text`` rendered with ``context``, whitespace collapsed. MissingVariable when a
+    variable it needs is absent or blank; TemplateRenderError when it breaks the rules."""
+    scan = _checked_scan(field, text)
+    for use in scan.uses:
+        if not use.optional and not context.get(use.name, "").strip():
+            raise MissingVariable(use.name)
+    assert scan.template is not None  # a scan without refusals holds its template
+    rendered = scan.template.render(Context(context, autoescape=False))
+    return " ".join(rendered.split())
+
+
+def contact_context(*, contact: ContactLike) -> dict[str, str]:
+    """What a template may speak for ``contact``: its variables, then the reserved names."""
+    campaign = contact.campaign
+    # Reserved names come last: a contact variable called "phone" cannot mask the number.
+    return {
+        **context_values(contact.variables or {}),
+        "phone": contact.phone,
+        "external_id": contact.external_id,
+        "campaign": campaign.name,
+        "partner": campaign.partner.name,
+    }
+
+
+def context_values(values: Mapping[str, Any]) -> dict[str, str]:
+    """``values`` as the plain strings a template speaks; None is blank."""
+    return {name: "" if value is None else str(value) for name, value in values.items()}
+
+
+def render_template(*, template: CallTemplate, context: dict[str, str]) -> dict[str, str]:
+    """Every spoken line of ``template`` rendered with ``context``, keyed by field name
+    (``steps.<index>.prompt`` and ``steps.<index>.retry_prompt`` for scripted steps)."""
+    return {
+        field_name: render_line(text=text, context=context, field=field_name)
+        for field_name, text in _spoken_texts(template)
+    }
+
+
+def contact_independent_lines(*, template: CallTemplate, campaign_name: str) -> dict[str, str]:
+    """The spoken lines that use no variable but ``campaign`` and ``partner``, rendered:
+    the same for every contact, so they can be voiced before the first dial."""
+    context = {"campaign": campaign_name, "partner": template.partner.name}
+    return {
+        field_name: render_line(text=text, context=context, field=field_name)
+        for field_name, text in _spoken_texts(template)
+        if {use.name for use in _checked_scan(field_name, text).uses} <= CAMPAIGN_VARIABLES
+    }
+
+
+def _spoken_texts(template: CallTemplate) -> Iterator[tuple[str, str]]:
+    for field_name in SPOKEN_FIELDS:
+        text = getattr(template, field_name)
+        if text.strip():
+            yield field_name, text
+    if template.mode != "scripted" or not isinstance(template.steps, list):
+        return
+    for index, step in enumerate(template.steps):
+        if not isinstance(step, dict):
+            continue
+        for key in ("prompt", "retry_prompt"):
+            text = step.get(key)
+            if isinstance(text, str) and text.strip():
+                yield f"steps.{index}.{key}", text
+
+
+# The sandbox. A line is parsed once (and cached) by a parser that knows only the allowed
+# tags and filters and refuses, by name, every other tag, filter and any variable that is
+# not a plain top-level name; then its node tree is walked against the same allow-list,
+# which also records each variable used and whether a call can do without it.
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    code: str
+    params: dict[str, str]
+    line: int | None
+
+
+@dataclass(frozen=True)
+class _Use:
+    name: str
+    line: int | None
+    # True when the line reads fine without it: it has a default, is only tested by an
+    # {% if %}, or is spoken only inside an {% if %} that tested it.
+    optional: bool
+
+
+@dataclass(frozen=True)
+class _Scan:
+    template: Template | None
+    refusals: tuple[_Refusal, ...] = ()
+    uses: tuple[_Use, ...] = ()
+
+
+class _Refused(TemplateSyntaxError):
+    """Raised while parsing or walking a line, for a construct outside the allow-list."""
+
+    def __init__(self, code: str, *, token: Token | None = None, **params: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.params = params
+        if token is not None:  # else the parser attaches the token it was reading
+            self.token = token
+
+
+_REFUSAL_MESSAGES = {
+    "tag": gettext_lazy(
+        "Tag “%(tag)s” is not allowed (%(where)s). Only if, elif and else may be used."
+    ),
+    "filter": gettext_lazy(
+        "Filter “%(filter)s” is not allowed (%(where)s). Use one of: %(allowed)s."
+    ),
+    "variable": gettext_lazy(
+        "Variable “%(name)s” is not allowed (%(where)s). Use a plain name such as "
+        "first_name, without dots or a leading underscore."
+    ),
+    "filter_argument": gettext_lazy(
+        "Filter “%(filter)s” takes quoted text, not the variable “%(argument)s” (%(where)s)."
+    ),
+    "syntax": gettext_lazy("Syntax error in %(where)s: %(error)s"),
+}
+
+
+def _where(field_name: str, line: int | None) -> str:
+    label = _field_label(field_name)
+    if line is None:
+        return label
+    return _("%(field)s, line %(line)s") % {"field": label, "line": line}
+
+
+def _field_label(field_name: str) -> str:
+    if field_name in _FIELD_LABELS:
+        return str(_FIELD_LABELS[field_name])
+    parts = field_name.split(".")
+    if len(parts) == 3 and parts[0] == "steps" and parts[1].isdigit():
+        number = int(parts[1]) + 1
+        if parts[2] == "prompt":
+            return _("step %(number)s prompt") % {"number": number}
+        if parts[2] == "retry_prompt":
+            return _("step %(number)s retry prompt") % {"number": number}
+    return field_name
+
+
+def _problem(field_name: str, refusal: _Refusal) -> TemplateProblem:
+    params = {
+        **refusal.params,
+        "where": _where(field_name, refusal.line),
+        "allowed": ", ".join(sorted(ALLOWED_FILTERS)),
+    }
+    message = str(_REFUSAL_MESSAGES[refusal.code]) % params
+    return TemplateProblem(field=field_name, line=refusal.line, message=message)
+
+
+def _checked_scan(field_name: str, text: str) -> _Scan:
+    scan = _scan(text)
+    if scan.refusals:
+        raise TemplateRenderError([_problem(field_name, refusal) for refusal in scan.refusals])
+    return scan
+
+
+@functools.cache
+def _engine() -> Engine:
+    # No loaders and no libraries: nothing can be included, extended or loaded.
+    return Engine(loaders=[], libraries={}, autoescape=False, string_if_invalid="")
+
+
+@functools.lru_cache(maxsize=1024)
+def _scan(text: str) -> _Scan:
+    try:
+        template = _SandboxTemplate(text, engine=_engine())
+        uses = tuple(_walk(template.nodelist, guarded=frozenset()))
+    except TemplateSyntaxError as error:
+        token = getattr(error, "token", None)
+        line = token.lineno if token is not None else None
+        if isinstance(error, _Refused):
+            refusal = _Refusal(error.code, error.params, line)
+        else:
+            refusal = _Refusal("syntax", {"error": str(error)}, line)
+        return _Scan(template=None, refusals=(refusal,))
+    return _Scan(template=template, uses=uses)
+
+
+class _SandboxTemplate(Template):
+    def compile_nodelist(self) -> NodeList:
+        tokens = Lexer(self.source).tokenize()
+        parser = _SandboxParser(
+            tokens, self.engine.template_libraries, self.engine.template_builtins, self.origin
+        )
+        return parser.parse()
+
+
+class _SandboxParser(Parser):
+    """Django's parser knowing only the allowed tags and filters."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tags = {name: tag for name, tag in self.tags.items() if name in ALLOWED_TAGS}
+        self.filters = {name: f for name, f in self.filters.items() if name in ALLOWED_FILTERS}
+
+    def invalid_block_tag(
+        self, token: Token, command: str, parse_until: list[str] | None = None
+    ) -> NoReturn:
+        if command in ALLOWED_TAGS:  # an elif, else or endif out of place: a syntax error
+            super().invalid_block_tag(token, command, parse_until)
+        raise self.error(token, _Refused("tag", tag=command))
+
+    def find_filter(self, filter_name: str) -> Any:
+        if filter_name not in self.filters:
+            raise _Refused("filter", filter=filter_name)
+        return super().find_filter(filter_name)
+
+    def compile_filter(self, token: str) -> FilterExpression:
+        # Django refuses names with a leading underscore before any node exists; refuse
+        # them first, in the sandbox's words.
+        for match in filter_re.finditer(token):
+            for name in (match["var"], match["var_arg"]):
+                if name and (name.startswith("_") or "._" in name):
+                    raise _Refused("variable", name=name)
+        expression = super().compile_filter(token)
+        _check_expression(expression)
+        return expression
+
+
+def _check_expression(expression: FilterExpression, token: Token | None = None) -> None:
+    variable = expression.var
+    if isinstance(variable, Variable) and variable.lookups is not None:
+        if len(variable.lookups) > 1 or variable.var.startswith("_"):
+            raise _Refused("variable", token=token, name=variable.var)
+    for function, arguments in expression.filters:
+        name = getattr(function, "_filter_name", function.__name__)
+        if name not in ALLOWED_FILTERS:
+            raise _Refused("filter", token=token, filter=name)
+        for is_variable, argument in arguments:
+            if is_variable:
+                raise _Refused("filter_argument", token=token, filter=name, argument=argument.var)
+
+
+def _walk(nodelist: NodeList, *, guarded: frozenset[str]) -> Iterator[_Use]:
+    """The variables used in ``nodelist``, refusing any node outside the allow-list."""
+    for node in nodelist:
+        token = node.token
+        if isinstance(node, TextNode):
+            continue
+        if isinstance(node, VariableNode):
+            expression = node.filter_expression
+            _check_expression(expression, token)
+            if (name := _variable_name(expression)) is not None:
+                optional = name in guarded or _has_default(expression)
+                yield _Use(name, token.lineno, optional)
+        elif isinstance(node, IfNode):
+            for condition, branch in node.conditions_nodelists:
+                tested: frozenset[str] = frozenset()
+                if condition is not None:  # None is the else branch
+                    for expression in _condition_expressions(condition):
+                        _check_expression(expression, token)
+                        if (name := _variable_name(expression)) is not None:
+                            yield _Use(name, token.lineno, optional=True)
+                    tested = _tested_names(condition)
+                yield from _walk(branch, guarded=guarded | tested)
+        else:
+            raise _Refused("tag", token=token, tag=token.contents.split()[0])
+
+
+def _variable_name(expression: FilterExpression) -> str | None:
+    variable = expression.var
+    if isinstance(variable, Variable) and variable.lookups is not None:
+        return variable.var
+    return None  # a literal
+
+
+def _has_default(expression: FilterExpression) -> bool:
+    return any(
+        getattr(function, "_filter_name", None) == "default"
+        for function, _arguments in expression.filters
+    )
+
+
+def _condition_expressions(condition: Any) -> Iterator[FilterExpression]:
+    # An {% if %} condition is a tree of smartif operators (first, second) over literals.
+    if isinstance(condition, TemplateLiteral):
+        yield condition.value
+        return
+    for operand in (getattr(condition, "first", None), getattr(condition, "second", None)):
+        if operand is not None:
+            yield from _condition_expressions(operand)
+
+
+def _tested_names(condition: Any) -> frozenset[str]:
+    """Variables the branch runs only when non-empty: ``{% if a %}``, ``{% if a and b %}``."""
+    if isinstance(condition, TemplateLiteral):
+        name = _variable_name(condition.value)
+        return frozenset({name}) if name and not condition.value.filters else frozenset()
+    if getattr(condition, "id", None) == "and":
+        return _tested_names(condition.first) | _tested_names(condition.second)
+    return frozenset()

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+from django.utils.translation import override
+
+from campaigns.models import Campaign, Contact, Partner
+from templates.models import CallTemplate
+from templates.rendering import MissingVariable
+from templates.services import preview_template
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def template(partner: Partner) -> CallTemplate:
+    return CallTemplate.objects.create(
+        partner=partner,
+        name="Cita",
+        variables={"first_name": "Lucía", "appointment": "el martes"},
+        greeting="Hola {{ first_name }}, le llama {{ partner }} por su cita {{ appointment }}.",
+        voicemail_message="Llámenos al 910 000 000.",
+        closing_line="Campaña {{ campaign }}.",
+    )
+
+
+def test_preview_template_uses_declared_samples_by_default(template) -> None:
+    with override("en"):
+        lines = preview_template(template=template)
+
+    assert lines == {
+        "greeting": "Hola Lucía, le llama Acme por su cita el martes.",
+        "voicemail_message": "Llámenos al 910 000 000.",
+        "closing_line": "Campaña Sample campaign.",
+    }
+
+
+def test_preview_template_lays_given_values_over_the_samples(template) -> None:
+    lines = preview_template(template=template, variables={"first_name": "Javier"})
+
+    assert lines["greeting"] == "Hola Javier, le llama Acme por su cita el martes."
+
+
+def test_preview_template_renders_for_a_contact(template, campaign) -> None:
+    contact = Contact.objects.create(
+        campaign=campaign,
+        phone="+34600000002",
+        variables={"first_name": "Carmen", "appointment": "el jueves"},
+    )
+
+    lines = preview_template(template=template, contact=contact)
+
+    assert lines["greeting"] == "Hola Carmen, le llama Acme por su cita el jueves."
+    assert lines["closing_line"] == "Campaña Spring."
+
+
+def test_preview_template_raises_missing_variable_for_contact_without_it(
+    template, campaign
+) -> None:
+    contact = Contact.objects.create(
+        campaign=campaign, phone="+34600000002", variables={"first_name": "Carmen"}
+    )
+
+    with pytest.raises(MissingVariable) as excinfo:
+        preview_template(template=template, contact=contact)
+
+    assert excinfo.value.name == "appointment"
+
+
+def test_preview_template_raises_missing_variable_for_blank_value(template) -> None:
+    with pytest.raises(MissingVariable) as excinfo:
+        preview_template(template=template, variables={"first_name": ""})
+
+    assert excinfo.value.name == "first_name"
+
+
+def test_preview_template_refuses_contact_of_another_partner(template) -> None:
+    other = Campaign.objects.create(partner=Partner.objects.create(name="Other"), name="X")
+    contact = Contact.objects.create(
+        campaign=other, phone="+34600000003", variables={"first_name": "A", "appointment": "B"}
+    )
+
+    with override("en"), pytest.raises(ValueError, match="another partner"):
+        preview_template(template=template, contact=contact)
+
+
+def test_preview_template_refuses_contact_and_variables_together(template, campaign) -> None:
+    contact = Contact.objects.create(campaign=campaign, phone="+34600000004")
+
+    with pytest.raises(ValueError, match="not both"):
+        preview_template(template=template, contact=contact, variables={})
