@@ -22,4 +22,5 @@ urlpatterns = [
     path("health", health, name="health"),
     path("metrics", ExportToDjangoView, name="metrics"),
     path("api/v1/", include(router.urls)),
+    path("", include("voices.urls")),
 ]

@@ -93,6 +93,11 @@ class Call(models.Model):
     error_message = models.CharField(_("error"), max_length=500, blank=True)
     outcome = models.JSONField(_("outcome"), default=dict, blank=True)
     summary = models.TextField(_("summary"), blank=True)
+    speech_fallbacks = models.PositiveIntegerField(
+        _("lines spoken with <Say>"),
+        default=0,
+        help_text=_("Lines that could not be played as rendered audio and were spoken by Twilio."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

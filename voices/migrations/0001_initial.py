@@ -32,28 +32,4 @@ class Migration(migrations.Migration):
                 'indexes': [models.Index(fields=['name'], name='voice_name_idx')],
             },
         ),
-        migrations.CreateModel(
-            name='SpeechClip',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(help_text='SHA-256 of text, voice, model, settings and format.', max_length=64, unique=True, verbose_name='key')),
-                ('text', models.TextField(verbose_name='text')),
-                ('model_id', models.CharField(max_length=100, verbose_name='model')),
-                ('voice_settings', models.JSONField(blank=True, default=dict, verbose_name='voice settings')),
-                ('output_format', models.CharField(max_length=40, verbose_name='output format')),
-                ('audio', models.FileField(blank=True, upload_to='clips/%Y/%m/', verbose_name='audio')),
-                ('content_type', models.CharField(blank=True, max_length=100, verbose_name='content type')),
-                ('size_bytes', models.PositiveIntegerField(default=0, verbose_name='size in bytes')),
-                ('characters', models.PositiveIntegerField(default=0, verbose_name='characters billed')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created at')),
-                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated at')),
-                ('voice', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='clips', to='voices.voice', verbose_name='voice')),
-            ],
-            options={
-                'verbose_name': 'speech clip',
-                'verbose_name_plural': 'speech clips',
-                'ordering': ['-created_at'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('text', ''), _negated=True), name='speechclip_text_not_empty')],
-            },
-        ),
     ]

@@ -1,0 +1,229 @@
+"""Speech clips: rendered once, stored, served; <Say> when they cannot be had."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from tests.fakes.elevenlabs import BELLA_ID, fake_audio
+from voices.clips import (
+    SPEECH_FALLBACKS,
+    ClipFailed,
+    clip_key,
+    clip_url,
+    render_clip,
+    speech_for_line,
+)
+from voices.models import SpeechClip, Voice
+
+
+@pytest.fixture
+def bella(db) -> Voice:
+    return Voice.objects.create(
+        provider_voice_id=BELLA_ID, name="Bella", settings={"stability": 0.5}
+    )
+
+
+def fallbacks(reason: str) -> float:
+    return SPEECH_FALLBACKS.labels(reason=reason)._value.get()
+
+
+def test_clip_key_changes_with_every_input() -> None:
+    base = {
+        "text": "Hola",
+        "voice_id": "v",
+        "model_id": "m",
+        "voice_settings": {"stability": 0.5},
+        "output_format": "mp3_22050_32",
+    }
+    variants = [
+        {**base, "text": "Hola."},
+        {**base, "voice_id": "w"},
+        {**base, "model_id": "n"},
+        {**base, "voice_settings": {"stability": 0.6}},
+        {**base, "output_format": "ulaw_8000"},
+    ]
+
+    keys = {clip_key(**base)} | {clip_key(**variant) for variant in variants}
+
+    assert len(keys) == 6
+    assert clip_key(**base) == clip_key(**{**base, "voice_settings": {"stability": 0.5}})
+
+
+def test_render_clip_stores_audio_once_and_reuses_it(fake_elevenlabs, bella) -> None:
+    # given a line rendered once
+    first = render_clip(text="Hola,   le llamo de  Demo.", voice=bella)
+
+    # when the same line (whitespace aside) is asked for again
+    again = render_clip(text="Hola, le llamo de Demo.", voice=bella)
+
+    # then the provider was asked once and the stored audio is what it returned
+    assert again.pk == first.pk
+    assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 1
+    assert first.status == SpeechClip.Status.READY
+    assert first.audio.read() == fake_audio(text="Hola, le llamo de Demo.", voice_id=BELLA_ID)
+    assert (first.content_type, first.characters) == ("audio/mpeg", 23)
+    assert first.size_bytes == first.audio.size
+    sent = fake_elevenlabs.requests_to("/v1/text-to-speech")[0]
+    assert sent.json["voice_settings"]["stability"] == 0.5
+    assert sent.json["model_id"] == "eleven_multilingual_v2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_render_clip_concurrent_requests_render_the_line_once(fake_elevenlabs) -> None:
+    # given a slow provider and six workers that want the same line at the same moment
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    fake_elevenlabs.delay = 0.5
+    barrier = threading.Barrier(6)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            results.append(render_clip(text="Buenos días.", voice=voice).pk)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    # then one request was billed and everyone got the same clip
+    assert errors == []
+    assert len(set(results)) == 1 and len(results) == 6
+    assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 1
+    assert fake_elevenlabs.characters == len("Buenos días.")
+
+
+def test_render_clip_failure_is_recorded_and_not_retried_during_cool_down(
+    fake_elevenlabs, bella
+) -> None:
+    fake_elevenlabs.fail_next(503, times=10)
+
+    with pytest.raises(ClipFailed):
+        render_clip(text="Adiós.", voice=bella)
+    with pytest.raises(ClipFailed):
+        render_clip(text="Adiós.", voice=bella)
+
+    clip = SpeechClip.objects.get()
+    assert clip.status == SpeechClip.Status.FAILED
+    assert "503" in clip.error_message or "attempt" in clip.error_message
+    # the first call spent its retries; the second failed at once, without a request
+    assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 4
+
+
+def test_render_clip_failed_line_is_tried_again_after_cool_down(fake_elevenlabs, bella) -> None:
+    fake_elevenlabs.fail_next(400, body={"detail": {"status": "x", "message": "Nope."}})
+    with pytest.raises(ClipFailed, match="Nope"):
+        render_clip(text="Adiós.", voice=bella)
+    SpeechClip.objects.update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    clip = render_clip(text="Adiós.", voice=bella)
+
+    assert clip.status == SpeechClip.Status.READY
+
+
+def test_render_clip_takes_over_a_rendering_abandoned_by_a_dead_worker(
+    fake_elevenlabs, bella
+) -> None:
+    # given a claim left by a worker that died mid-rendering long ago
+    key = clip_key(
+        text="Hola.",
+        voice_id=BELLA_ID,
+        model_id="eleven_multilingual_v2",
+        voice_settings=bella.settings,
+        output_format="mp3_22050_32",
+    )
+    SpeechClip.objects.create(
+        key=key,
+        text="Hola.",
+        voice=bella,
+        model_id="eleven_multilingual_v2",
+        voice_settings=bella.settings,
+        output_format="mp3_22050_32",
+        rendering_started_at=timezone.now() - timedelta(hours=1),
+    )
+
+    clip = render_clip(text="Hola.", voice=bella)
+
+    assert clip.status == SpeechClip.Status.READY
+    assert SpeechClip.objects.count() == 1
+
+
+def test_clip_audio_is_served_with_type_length_and_cache_headers(
+    client, fake_elevenlabs, bella, settings
+) -> None:
+    clip = render_clip(text="Hola.", voice=bella)
+    url = clip_url(clip)
+    assert url.startswith(settings.APP_URL + "/clips/")
+    assert clip.key not in url  # the content hash alone never finds a clip
+
+    response = client.get(url.removeprefix(settings.APP_URL))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/mpeg"
+    assert int(response["Content-Length"]) == clip.size_bytes
+    assert "immutable" in response["Cache-Control"]
+    assert b"".join(response.streaming_content) == clip.audio.open("rb").read()
+    revalidated = client.get(
+        url.removeprefix(settings.APP_URL), headers={"if-none-match": response["ETag"]}
+    )
+    assert revalidated.status_code == 304
+    assert client.head(url.removeprefix(settings.APP_URL)).status_code == 200
+
+
+def test_clip_audio_unknown_or_unready_tokens_are_404(client, fake_elevenlabs, bella) -> None:
+    fake_elevenlabs.fail_next(400)
+    with pytest.raises(ClipFailed):
+        render_clip(text="Hola.", voice=bella)
+    failed = SpeechClip.objects.get()
+
+    assert client.get(f"/clips/{failed.token}.mp3").status_code == 404
+    assert client.get("/clips/not-a-token.mp3").status_code == 404
+    assert client.post(f"/clips/{failed.token}.mp3").status_code == 405
+
+
+def test_speech_for_line_plays_the_clip_when_it_can(fake_elevenlabs, bella) -> None:
+    speech = speech_for_line(text="Hola.", voice=bella, language="es-ES")
+
+    assert not speech.is_fallback
+    assert speech.url == clip_url(SpeechClip.objects.get())
+    assert (speech.text, speech.language) == ("Hola.", "es-ES")
+
+
+def test_speech_for_line_falls_back_to_say_without_a_key(settings, bella) -> None:
+    settings.ELEVENLABS_API_KEY = ""
+    before = fallbacks("not_configured")
+
+    speech = speech_for_line(text="Hola.", voice=bella, language="es-ES")
+
+    assert speech.is_fallback and speech.fallback_reason == "not_configured"
+    assert speech.language == "es-ES"
+    assert fallbacks("not_configured") == before + 1
+
+
+def test_speech_for_line_falls_back_when_the_provider_keeps_failing(fake_elevenlabs, bella) -> None:
+    fake_elevenlabs.fail_next(500, times=10)
+    before = fallbacks("provider_failed")
+
+    speech = speech_for_line(text="Hola.", voice=bella, language="en-US")
+
+    assert speech.is_fallback and speech.fallback_reason == "provider_failed"
+    assert speech.text == "Hola." and speech.language == "en-US"
+    assert fallbacks("provider_failed") == before + 1
+
+
+def test_speech_for_line_falls_back_without_a_voice(fake_elevenlabs, db) -> None:
+    speech = speech_for_line(text="Hola.", voice=None, language="es-ES")
+
+    assert speech.fallback_reason == "no_voice"
+    assert fake_elevenlabs.requests == []

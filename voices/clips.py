@@ -1,0 +1,246 @@
+"""Speech clips: each line rendered once, stored, and served to Twilio's <Play>.
+
+A clip is content-addressed: the same text with the same voice, model, settings and
+format is one row and one file, however many calls speak it. Rendering is claimed by
+inserting the row: the process that inserts it asks ElevenLabs, every other process that
+wants the same line waits for that one, so a line is never billed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from prometheus_client import Counter
+
+from voices import speech
+from voices.models import SpeechClip, Voice
+
+logger = logging.getLogger(__name__)
+
+SPEECH_FALLBACKS = Counter(
+    "callcenter_speech_fallbacks_total",
+    "Lines spoken with Twilio <Say> instead of a rendered clip, by reason.",
+    ["reason"],
+)
+CLIPS_RENDERED = Counter(
+    "callcenter_speech_clips_rendered_total",
+    "Lines rendered by ElevenLabs (each billed once), and characters sent.",
+    ["outcome"],
+)
+CHARACTERS_SENT = Counter(
+    "callcenter_speech_characters_total", "Characters sent to ElevenLabs for rendering."
+)
+
+POLL_SECONDS = 0.1
+# A failed line is tried again after this long, not on every call that wants it: during an
+# outage, calls fall back at once instead of each waiting through the retries.
+FAILED_COOL_DOWN = timedelta(seconds=60)
+
+
+class ClipFailed(Exception):
+    """The line could not be rendered; ``reason`` is the provider's or ours."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def clip_key(
+    *, text: str, voice_id: str, model_id: str, voice_settings: dict, output_format: str
+) -> str:
+    """The content address of a clip: what the provider would be asked, hashed."""
+    material = json.dumps(
+        [text, voice_id, model_id, voice_settings, output_format],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def render_budget_seconds() -> float:
+    """The longest one rendering may take, retries and back-off included."""
+    attempts = settings.ELEVENLABS_MAX_RETRIES + 1
+    return attempts * settings.ELEVENLABS_TIMEOUT + 8.0 * settings.ELEVENLABS_MAX_RETRIES + 5.0
+
+
+def render_clip(
+    *,
+    text: str,
+    voice: Voice,
+    model_id: str | None = None,
+    voice_settings: dict | None = None,
+    output_format: str = speech.OUTPUT_FORMAT,
+) -> SpeechClip:
+    """The ready clip of ``text`` in ``voice``, rendering it only if nobody has.
+
+    Raises ClipFailed when the provider refuses the line or stays unavailable, and when
+    a concurrent rendering of the same line does not finish in time.
+    """
+    text = " ".join(text.split())
+    model_id = model_id or settings.ELEVENLABS_MODEL
+    voice_settings = voice.settings if voice_settings is None else voice_settings
+    key = clip_key(
+        text=text,
+        voice_id=voice.provider_voice_id,
+        model_id=model_id,
+        voice_settings=voice_settings,
+        output_format=output_format,
+    )
+    deadline = time.monotonic() + render_budget_seconds()
+    while True:
+        clip = SpeechClip.objects.filter(key=key).first()
+        if clip is None:
+            clip = _claim_new(
+                key=key,
+                text=text,
+                voice=voice,
+                model_id=model_id,
+                voice_settings=voice_settings,
+                output_format=output_format,
+            )
+            if clip is not None:
+                return _render(clip)
+            continue  # another process inserted it first: read theirs
+        if clip.status == SpeechClip.Status.READY:
+            return clip
+        if clip.status == SpeechClip.Status.FAILED and (
+            clip.updated_at > timezone.now() - FAILED_COOL_DOWN
+        ):
+            raise ClipFailed(clip.error_message)
+        if _reclaim(clip):
+            return _render(clip)
+        if time.monotonic() > deadline:
+            raise ClipFailed(
+                f"the rendering of this line by another process did not finish ({key[:12]})"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _claim_new(
+    *,
+    key: str,
+    text: str,
+    voice: Voice,
+    model_id: str,
+    voice_settings: dict,
+    output_format: str,
+) -> SpeechClip | None:
+    """Insert the clip row as our claim; None when another process inserted it first."""
+    try:
+        with transaction.atomic():
+            return SpeechClip.objects.create(
+                key=key,
+                text=text,
+                voice=voice,
+                model_id=model_id,
+                voice_settings=voice_settings,
+                output_format=output_format,
+                rendering_started_at=timezone.now(),
+            )
+    except IntegrityError:
+        return None
+
+
+def _reclaim(clip: SpeechClip) -> bool:
+    """Take over a failed clip, or one whose renderer went silent past its budget.
+
+    A compare-and-set on the claim time: of several processes, exactly one wins.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=render_budget_seconds())
+    if clip.status == SpeechClip.Status.RENDERING and (
+        clip.rendering_started_at is not None and clip.rendering_started_at > stale_before
+    ):
+        return False
+    won = SpeechClip.objects.filter(
+        pk=clip.pk, status=clip.status, rendering_started_at=clip.rendering_started_at
+    ).update(status=SpeechClip.Status.RENDERING, rendering_started_at=now, error_message="")
+    if won:
+        clip.status, clip.rendering_started_at, clip.error_message = (
+            SpeechClip.Status.RENDERING,
+            now,
+            "",
+        )
+    return bool(won)
+
+
+def _render(clip: SpeechClip) -> SpeechClip:
+    """Ask the provider for the claimed clip, store the audio, mark it ready (or failed)."""
+    try:
+        audio = speech.synthesize(
+            text=clip.text,
+            voice_id=clip.voice.provider_voice_id,
+            model_id=clip.model_id,
+            voice_settings=clip.voice_settings,
+            output_format=clip.output_format,
+        )
+    except (speech.SpeechUnavailable, speech.SpeechRejected) as exc:
+        CLIPS_RENDERED.labels(outcome="failed").inc()
+        clip.status = SpeechClip.Status.FAILED
+        clip.error_message = str(exc)[:500]
+        clip.save(update_fields=["status", "error_message", "updated_at"])
+        raise ClipFailed(str(exc)) from exc
+    CLIPS_RENDERED.labels(outcome="rendered").inc()
+    CHARACTERS_SENT.inc(audio.characters)
+    clip.audio.save(f"{clip.token}.mp3", ContentFile(audio.content), save=False)
+    clip.content_type = audio.content_type
+    clip.size_bytes = len(audio.content)
+    clip.characters = audio.characters
+    clip.status = SpeechClip.Status.READY
+    clip.save(
+        update_fields=["audio", "content_type", "size_bytes", "characters", "status", "updated_at"]
+    )
+    return clip
+
+
+def clip_url(clip: SpeechClip) -> str:
+    """The absolute URL Twilio fetches for <Play>: public, but only by knowing the token."""
+    return settings.APP_URL + reverse("voices:clip", kwargs={"token": clip.token})
+
+
+@dataclass(frozen=True)
+class Speech:
+    """How to speak one line: <Play> ``url`` when set, else <Say> ``text`` in ``language``."""
+
+    text: str
+    language: str
+    url: str = ""
+    fallback_reason: str = ""
+
+    @property
+    def is_fallback(self) -> bool:
+        return not self.url
+
+
+def speech_for_line(*, text: str, voice: Voice | None, language: str) -> Speech:
+    """The clip of ``text`` when it can be had, else a <Say> fallback with its reason.
+
+    The fallback is counted in the ``callcenter_speech_fallbacks_total`` metric; callers
+    on a call record it on the call too.
+    """
+    text = " ".join(text.split())
+    if not speech.is_configured():
+        reason = "not_configured"
+    elif voice is None:
+        reason = "no_voice"
+    else:
+        try:
+            clip = render_clip(text=text, voice=voice)
+        except ClipFailed as exc:
+            logger.warning("speaking a line with <Say>: %s", exc.reason)
+            reason = "provider_failed"
+        else:
+            return Speech(text=text, language=language, url=clip_url(clip))
+    SPEECH_FALLBACKS.labels(reason=reason).inc()
+    return Speech(text=text, language=language, fallback_reason=reason)
