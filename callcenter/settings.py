@@ -206,6 +206,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "voices.tasks.sync_voices_task",
         "schedule": crontab(hour=3, minute=30),
     },
+    "prerender-upcoming-speech": {
+        "task": "campaigns.tasks.prerender_upcoming_speech_task",
+        "schedule": 20.0,
+    },
 }
 
 # --- Internationalisation: Spanish first, English too ------------------------------------

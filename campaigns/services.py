@@ -12,6 +12,8 @@ from django.utils.translation import gettext as _
 
 from campaigns.models import Campaign, Contact, DoNotCall, Partner
 from campaigns.phones import normalize_phone, time_zones_for
+from campaigns.tasks import prerender_campaign_speech_task
+from templates.linting import lint_template
 
 
 class CampaignStateError(Exception):
@@ -29,8 +31,10 @@ def create_partner(*, name: str) -> Partner:
 def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
     """Move ``campaign`` along the state machine, safe against concurrent moves.
 
-    The update is a compare-and-set on the state read: if another process moved the
-    campaign in between, nothing is written and CampaignStateError says so.
+    A campaign may only run (or be scheduled to) with a template that passes the
+    disclosure lint; a refusal lists every reason. The update is a compare-and-set on the
+    state read: if another process moved the campaign in between, nothing is written and
+    CampaignStateError says so. Starting queues the voicing of its common lines.
     """
     current = campaign.state
     if not campaign.can_move_to(to):
@@ -41,6 +45,10 @@ def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
                 "target": Campaign.State(to).label,
             }
         )
+    if to in (Campaign.State.RUNNING, Campaign.State.SCHEDULED):
+        problems = template_problems(campaign=campaign)
+        if problems:
+            raise CampaignStateError(" ".join(problems))
     now = timezone.now()
     updated = Campaign.objects.filter(pk=campaign.pk, state=current).update(
         state=to, state_changed_at=now, updated_at=now
@@ -52,7 +60,16 @@ def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
             % {"state": campaign.get_state_display()}
         )
     campaign.state, campaign.state_changed_at, campaign.updated_at = to, now, now
+    if to == Campaign.State.RUNNING:
+        prerender_campaign_speech_task.delay_on_commit(campaign.pk)
     return campaign
+
+
+def template_problems(*, campaign: Campaign) -> list[str]:
+    """Why the campaign's template cannot be used on calls yet (empty: it can)."""
+    if campaign.template is None:
+        return [_("The campaign has no call template.")]
+    return lint_template(template=campaign.template)
 
 
 def add_contact(

@@ -15,6 +15,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from campaigns.models import Campaign, Partner
+from templates.models import CallTemplate
 from tests.fakes.elevenlabs import FakeElevenLabs
 from voices import speech
 
@@ -33,8 +34,24 @@ def partner(db: None) -> Partner:
 
 
 @pytest.fixture
-def campaign(partner: Partner) -> Campaign:
-    return Campaign.objects.create(partner=partner, name="Spring")
+def call_template(partner: Partner) -> CallTemplate:
+    """An AI template that passes validation and the disclosure lint."""
+    return CallTemplate.objects.create(
+        partner=partner,
+        name="Recordatorio",
+        variables={"first_name": "Lucía"},
+        greeting=(
+            "Hola {{ first_name }}. Le llamamos de {{ partner }}. Soy un asistente automático."
+        ),
+        instructions="Confirma la cita de {{ first_name }}.",
+        voicemail_message="Le llamamos de {{ partner }}. Llámenos al 910 000 000.",
+        closing_line="Gracias, adiós.",
+    )
+
+
+@pytest.fixture
+def campaign(partner: Partner, call_template: CallTemplate) -> Campaign:
+    return Campaign.objects.create(partner=partner, name="Spring", template=call_template)
 
 
 @pytest.fixture

@@ -140,3 +140,45 @@ def test_add_do_not_call_refuses_unknown_source(partner) -> None:
         add_do_not_call(phone="+34600123456", partner=partner, source="rumour")
 
     assert "source" in excinfo.value.message_dict
+
+
+def test_transition_campaign_refuses_to_run_without_template_listing_reasons(campaign) -> None:
+    campaign.template = None
+    campaign.save(update_fields=["template"])
+
+    with translation.override("en"), pytest.raises(CampaignStateError, match="no call template"):
+        transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+
+
+def test_transition_campaign_refuses_a_template_failing_the_lint(campaign, call_template) -> None:
+    # given a greeting that neither names the company nor discloses the automation
+    call_template.greeting = "Hola {{ first_name }}."
+    call_template.voicemail_message = "Llámenos."
+    call_template.save()
+
+    # when
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+
+    # then every reason is given at once, and the campaign stays a draft
+    message = str(excinfo.value)
+    assert "name the company" in message
+    assert "automated assistant" in message
+    assert "number to call back" in message
+    campaign.refresh_from_db()
+    assert campaign.state == "draft"
+
+
+def test_transition_campaign_to_running_queues_voicing_after_commit(
+    campaign, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    queued: list[int] = []
+    monkeypatch.setattr("campaigns.services.prerender_campaign_speech_task.delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+
+    assert queued == []  # nothing is queued before the transaction commits
+    for callback in callbacks:
+        callback()
+    assert queued == [campaign.pk]

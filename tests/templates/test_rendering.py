@@ -9,10 +9,12 @@ from templates.rendering import (
     MissingVariable,
     TemplateRenderError,
     contact_context,
-    contact_independent_lines,
+    contact_independent_sentences,
+    contact_sentences,
     render_line,
     render_template,
     required_variables,
+    sentences,
     validate_text,
 )
 
@@ -267,18 +269,45 @@ def test_render_template_renders_every_spoken_line_and_step_prompt() -> None:
 
 
 @pytest.mark.django_db
-def test_contact_independent_lines_are_those_using_only_campaign_and_partner(partner) -> None:
+def test_contact_independent_sentences_are_those_using_only_campaign_and_partner(
+    partner,
+) -> None:
     template = CallTemplate(
         partner=partner,
-        greeting="Hola {{ first_name }}, le llama {{ partner }}.",
-        voicemail_message="Le llama {{ partner|upper }} por la campaña {{ campaign }}.",
+        greeting="Hola {{ first_name }}. Le llama {{ partner }}. Soy un asistente automático.",
+        voicemail_message="Le llama {{ partner|upper }} por la campaña {{ campaign }}. Gracias.",
         closing_line="Gracias.",
         transfer_line='Le paso, {{ first_name|default:"" }}.',
     )
 
-    lines = contact_independent_lines(template=template, campaign_name="Primavera")
+    independent = contact_independent_sentences(template=template, campaign_name="Primavera")
+    dependent = contact_sentences(
+        template=template, context={"first_name": "Ana", "campaign": "Primavera", "partner": "Acme"}
+    )
 
-    assert lines == {
-        "voicemail_message": "Le llama ACME por la campaña Primavera.",
-        "closing_line": "Gracias.",
-    }
+    # the same sentence in two fields is voiced once
+    assert independent == [
+        "Le llama Acme.",
+        "Soy un asistente automático.",
+        "Le llama ACME por la campaña Primavera.",
+        "Gracias.",
+    ]
+    assert dependent == ["Hola Ana.", "Le paso, Ana."]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hola. ¿Qué tal? ¡Bien!", ["Hola.", "¿Qué tal?", "¡Bien!"]),
+        ("Hola {{ first_name }}. Adiós.", ["Hola {{ first_name }}.", "Adiós."]),
+        ("Cita a las 10.30 h. Gracias", ["Cita a las 10.30 h.", "Gracias"]),
+        (
+            "{% if first_name %}Hola. {{ first_name }}.{% endif %} Adiós.",
+            ["{% if first_name %}Hola. {{ first_name }}.{% endif %}", "Adiós."],
+        ),
+        ("Espere… ya está.", ["Espere…", "ya está."]),
+        ("  ", []),
+    ],
+)
+def test_sentences_cut_plain_text_only(text, expected) -> None:
+    assert sentences(text) == expected
