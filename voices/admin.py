@@ -7,6 +7,8 @@ from django.contrib.admin import helpers
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -85,9 +87,21 @@ class VoiceAdmin(admin.ModelAdmin):
 
 @admin.register(SpeechClip)
 class SpeechClipAdmin(admin.ModelAdmin):
-    list_display = ["text", "voice", "model_id", "output_format", "size_bytes", "created_at"]
-    list_filter = ["output_format", "model_id"]
+    list_display = ["text", "voice", "status", "characters", "size_bytes", "created_at"]
+    list_filter = ["status", "output_format", "model_id"]
     list_select_related = ["voice"]
     search_fields = ["text", "key"]
-    readonly_fields = ["key", "size_bytes", "characters", "created_at", "updated_at"]
-    autocomplete_fields = ["voice"]
+    # Clips are rendered by the speech pipeline, never written by hand.
+    readonly_fields = [*(field.name for field in SpeechClip._meta.fields), "player"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("listen"))
+    def player(self, clip: SpeechClip) -> str:
+        if clip.status != SpeechClip.Status.READY:
+            return "—"
+        return format_html(
+            '<audio controls preload="none" src="{}"></audio>',
+            reverse("voices:clip", kwargs={"token": clip.token}),
+        )

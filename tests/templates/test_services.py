@@ -6,7 +6,9 @@ from django.utils.translation import override
 from campaigns.models import Campaign, Contact, Partner
 from templates.models import CallTemplate
 from templates.rendering import MissingVariable
-from templates.services import preview_template
+from templates.services import preview_template, preview_template_audio
+from tests.fakes.elevenlabs import BELLA_ID
+from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +90,38 @@ def test_preview_template_refuses_contact_and_variables_together(template, campa
 
     with pytest.raises(ValueError, match="not both"):
         preview_template(template=template, contact=contact, variables={})
+
+
+def test_preview_template_audio_voices_each_sentence_for_samples(
+    fake_elevenlabs, call_template, settings
+) -> None:
+
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+
+    lines = preview_template_audio(template=call_template, voice=voice)
+
+    greeting = lines["greeting"]
+    assert [sentence.text for sentence in greeting] == [
+        "Hola Lucía.",
+        "Le llamamos de Acme.",
+        "Soy un asistente automático.",
+    ]
+    assert all(s.audio_url.startswith(settings.APP_URL + "/clips/") for s in greeting)
+    assert [s.text for s in lines["closing_line"]] == ["Gracias, adiós."]
+
+
+def test_preview_template_audio_reports_sentences_it_could_not_voice(
+    fake_elevenlabs, call_template
+) -> None:
+
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    fake_elevenlabs.fail_next(401, times=20)
+
+    lines = preview_template_audio(
+        template=call_template, voice=voice, variables={"first_name": "Ana"}
+    )
+
+    first = lines["greeting"][0]
+    assert first.text == "Hola Ana."
+    assert first.audio_url == ""
+    assert first.error

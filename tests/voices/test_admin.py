@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from tests.fakes.elevenlabs import BELLA_ID
+from voices.clips import render_clip
 from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
@@ -118,3 +119,13 @@ def test_voice_admin_sync_needs_add_and_change_permission(
     assert response.status_code in (200, 302)
     assert fake_elevenlabs.requests == []
     assert not Voice.objects.exists()
+
+
+def test_speech_clip_admin_plays_ready_clips(admin_client, fake_elevenlabs) -> None:
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    clip = render_clip(text="Hola.", voice=voice)
+
+    page = admin_client.get(f"/admin/voices/speechclip/{clip.pk}/change/").content.decode()
+
+    assert f'<audio controls preload="none" src="/clips/{clip.token}.mp3">' in page
+    assert admin_client.get("/admin/voices/speechclip/add/").status_code == 403
