@@ -320,6 +320,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # httpx logs every vendor request at INFO: too much for a call's worth of turns.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }
 
 env.check()
