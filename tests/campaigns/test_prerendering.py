@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from campaigns.models import Contact
 from campaigns.prerendering import (
@@ -66,7 +67,8 @@ def test_prerender_contact_speech_voices_each_distinct_value_once(
         Contact.objects.create(campaign=campaign, phone="+34600000004", variables={}),
     ]
 
-    result = prerender_contact_speech(campaign=campaign, contacts=contacts)
+    with translation.override("en"):
+        result = prerender_contact_speech(campaign=campaign, contacts=contacts)
 
     assert spoken(fake_elevenlabs) == ["Hola Ana.", "Hola Luis."]
     assert result.ready == 3
