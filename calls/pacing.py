@@ -22,7 +22,8 @@ from django.conf import settings
 # KEYS[1]: bucket; ARGV: rate (tokens/s), capacity, wanted, now (s). Returns tokens granted.
 _TAKE_SCRIPT = """
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local rate, capacity, wanted, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rate, capacity = tonumber(ARGV[1]), tonumber(ARGV[2])
+local wanted, now = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tokens = tonumber(state[1]) or capacity
 local at = tonumber(state[2]) or now
 if now > at then tokens = math.min(capacity, tokens + (now - at) * rate) end

@@ -16,13 +16,58 @@ class PartnerAdmin(admin.ModelAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "partner", "state", "template", "starts_at", "created_at"]
-    list_filter = ["state", "partner"]
+    list_display = [
+        "name",
+        "partner",
+        "state",
+        "compliance_profile",
+        "template",
+        "starts_at",
+        "created_at",
+    ]
+    list_filter = ["state", "compliance_profile", "partner"]
     list_select_related = ["partner", "template"]
     search_fields = ["name", "partner__name"]
     autocomplete_fields = ["partner", "template", "voice"]
     # The state moves only through the campaign services (the lifecycle's checks).
     readonly_fields = ["state", "state_changed_at", "created_at", "updated_at"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "partner",
+                    "name",
+                    "state",
+                    "template",
+                    "voice",
+                    "caller_number",
+                    "phone_region",
+                    ("starts_at", "ends_at"),
+                ]
+            },
+        ),
+        (
+            _("Calling rules"),
+            {
+                "fields": [
+                    "compliance_profile",
+                    "calling_windows",
+                    ("frequency_cap_calls", "frequency_cap_hours"),
+                    "ring_timeout_seconds",
+                    "time_limit_seconds",
+                    "machine_action",
+                    "record_calls",
+                ]
+            },
+        ),
+        (_("Pacing"), {"fields": [("max_concurrent_calls", "calls_per_second")]}),
+        (_("Retries"), {"fields": ["max_attempts", "retry_policy"]}),
+        (
+            _("History"),
+            {"fields": ["state_changed_at", "created_at", "updated_at"], "classes": ["collapse"]},
+        ),
+    ]
 
 
 @admin.register(Contact)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import datetime
+import json
 import zoneinfo
+from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from campaigns.phones import E164_REGEX, e164_validator
+from campaigns.rules import calling_window_problems
 
 
 def validate_time_zone(value: str) -> None:
@@ -59,10 +64,98 @@ class CampaignState(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class ComplianceProfile(models.TextChoices):
+    US = "us", _("United States")
+    ES = "es", _("Spain")
+    NONE = "none", _("No calling-hour rules")
+
+
+class MachineAction(models.TextChoices):
+    VOICEMAIL = "voicemail", _("Leave the voicemail message")
+    HANGUP = "hangup", _("Hang up")
+
+
+# The call outcomes that may be retried, spelled as Call statuses (and "voicemail").
+RETRY_OUTCOMES = ("busy", "no-answer", "failed", "voicemail")
+
+
+def default_retry_policy() -> dict[str, dict[str, int]]:
+    """Retry a busy line soon, an unanswered one later, a voicemail the next day."""
+    return {
+        "busy": {"delay_minutes": 30, "max_attempts": 3},
+        "no-answer": {"delay_minutes": 120, "max_attempts": 3},
+        "failed": {"delay_minutes": 240, "max_attempts": 2},
+        "voicemail": {"delay_minutes": 1440, "max_attempts": 2},
+    }
+
+
+def retry_policy_problems(value: Any) -> list[ValidationError]:
+    """Why ``value`` is not a retry policy (empty: it is one): each of RETRY_OUTCOMES maps to
+    {"delay_minutes": n, "max_attempts": n} with whole numbers n >= 1."""
+    if not isinstance(value, dict):
+        return [
+            ValidationError(
+                _(
+                    "The retry policy must map each outcome (busy, no-answer, failed, "
+                    "voicemail) to a delay and a number of attempts."
+                ),
+                code="invalid_retry_policy",
+            )
+        ]
+    problems = [
+        ValidationError(
+            _("“%(outcome)s” is not a retry outcome; use busy, no-answer, failed or voicemail."),
+            code="invalid_retry_outcome",
+            params={"outcome": outcome},
+        )
+        for outcome in value
+        if outcome not in RETRY_OUTCOMES
+    ]
+    for outcome in RETRY_OUTCOMES:
+        entry = value.get(outcome)
+        if entry is None:
+            problems.append(
+                ValidationError(
+                    _("The retry policy has no entry for %(outcome)s."),
+                    code="missing_retry_outcome",
+                    params={"outcome": outcome},
+                )
+            )
+        elif not isinstance(entry, dict) or set(entry) != {"delay_minutes", "max_attempts"}:
+            problems.append(
+                ValidationError(
+                    _(
+                        'The retry policy for %(outcome)s must be {"delay_minutes": …, '
+                        '"max_attempts": …}, not %(value)s.'
+                    ),
+                    code="invalid_retry_entry",
+                    params={"outcome": outcome, "value": json.dumps(entry, ensure_ascii=False)},
+                )
+            )
+        else:
+            problems.extend(
+                ValidationError(
+                    _(
+                        "The retry policy's %(key)s for %(outcome)s must be a whole number "
+                        "of at least 1, not “%(value)s”."
+                    ),
+                    code="invalid_retry_value",
+                    params={"key": key, "outcome": outcome, "value": number},
+                )
+                for key, number in entry.items()
+                # bool is an int in Python, but true is not a number of minutes
+                if isinstance(number, bool) or not isinstance(number, int) or number < 1
+            )
+    return problems
+
+
 class Campaign(models.Model):
-    """A partner's run of calls to a list of contacts, with a template and a voice."""
+    """A partner's run of calls to a list of contacts, with a template and a voice, and
+    the rules for when, how fast and how often it calls them."""
 
     State = CampaignState
+    ComplianceProfile = ComplianceProfile
+    MachineAction = MachineAction
 
     # The state machine: which states each state may move to. Completed and cancelled
     # are final, so no contact of theirs can ever be dialled again.
@@ -114,6 +207,81 @@ class Campaign(models.Model):
     )
     starts_at = models.DateTimeField(_("starts at"), null=True, blank=True)
     ends_at = models.DateTimeField(_("ends at"), null=True, blank=True)
+    # Calling rules
+    compliance_profile = models.CharField(
+        _("compliance profile"),
+        max_length=8,
+        choices=ComplianceProfile,
+        default=ComplianceProfile.ES,
+        help_text=_("The legal calling hours, holidays and caps, in each contact's local time."),
+    )
+    calling_windows = models.JSONField(
+        _("calling windows"),
+        default=dict,
+        blank=True,
+        help_text=_(
+            'Weekday ("mon" to "sun") to a list of ["HH:MM", "HH:MM"] intervals in the '
+            "contact's local time, inside the profile's hours; days left out are not called. "
+            "Empty: the profile's hours."
+        ),
+    )
+    frequency_cap_calls = models.PositiveIntegerField(
+        _("calls per number"),
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "At most this many calls to one number, counted across all the partner's "
+            "campaigns, in the period below."
+        ),
+    )
+    frequency_cap_hours = models.PositiveIntegerField(
+        _("frequency period (hours)"), default=24, validators=[MinValueValidator(1)]
+    )
+    ring_timeout_seconds = models.PositiveIntegerField(
+        _("ring timeout (s)"),
+        default=25,
+        validators=[MinValueValidator(15), MaxValueValidator(600)],
+        help_text=_("How long an unanswered call rings: 15 s at least (US-4)."),
+    )
+    time_limit_seconds = models.PositiveIntegerField(
+        _("call time limit (s)"),
+        default=600,
+        validators=[MinValueValidator(60), MaxValueValidator(14400)],
+    )
+    record_calls = models.BooleanField(_("record calls"), default=False)
+    machine_action = models.CharField(
+        _("when a machine answers"),
+        max_length=16,
+        choices=MachineAction,
+        default=MachineAction.VOICEMAIL,
+    )
+    # Pacing
+    max_concurrent_calls = models.PositiveIntegerField(
+        _("max concurrent calls"), default=5, validators=[MinValueValidator(1)]
+    )
+    calls_per_second = models.DecimalField(
+        _("calls per second"),
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0.01"))],
+    )
+    # Retries
+    max_attempts = models.PositiveIntegerField(
+        _("max attempts"),
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text=_("Calls to one contact at most, whatever their outcomes."),
+    )
+    retry_policy = models.JSONField(
+        _("retry policy"),
+        default=default_retry_policy,
+        blank=True,
+        help_text=_(
+            'For each of busy, no-answer, failed and voicemail: {"delay_minutes": …, '
+            '"max_attempts": …}.'
+        ),
+    )
     state_changed_at = models.DateTimeField(_("state changed at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -142,10 +310,55 @@ class Campaign(models.Model):
                 condition=~Q(state=CampaignState.SCHEDULED) | Q(starts_at__isnull=False),
                 name="campaign_scheduled_has_start",
             ),
+            models.CheckConstraint(
+                condition=Q(compliance_profile__in=ComplianceProfile.values),
+                name="campaign_compliance_profile_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(machine_action__in=MachineAction.values),
+                name="campaign_machine_action_valid",
+            ),
+            # US-4: let an unanswered call ring for 15 s at least.
+            models.CheckConstraint(
+                condition=Q(ring_timeout_seconds__gte=15, ring_timeout_seconds__lte=600),
+                name="campaign_ring_timeout_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(time_limit_seconds__gte=60, time_limit_seconds__lte=14400),
+                name="campaign_time_limit_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(frequency_cap_calls__gte=1, frequency_cap_hours__gte=1),
+                name="campaign_frequency_cap_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_concurrent_calls__gte=1), name="campaign_max_concurrent_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(calls_per_second__gt=0), name="campaign_calls_per_second_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1), name="campaign_max_attempts_positive"
+            ),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """Check the JSON settings: windows that only narrow the profile (US-1, ES-1) and a
+        retry policy for every outcome."""
+        errors: dict[str, list[ValidationError]] = {}
+        window_problems = calling_window_problems(
+            profile=self.compliance_profile, calling_windows=self.calling_windows
+        )
+        if window_problems:
+            errors["calling_windows"] = window_problems
+        retry_problems = retry_policy_problems(self.retry_policy)
+        if retry_problems:
+            errors["retry_policy"] = retry_problems
+        if errors:
+            raise ValidationError(errors)
 
     def can_move_to(self, state: str) -> bool:
         return state in self.TRANSITIONS[self.state]
@@ -156,10 +369,16 @@ class Campaign(models.Model):
 
 
 class ContactQuerySet(models.QuerySet):
+    def with_campaign(self) -> ContactQuerySet:
+        """With the campaign, its partner and template: what eligibility reads."""
+        return self.select_related("campaign__partner", "campaign__template")
+
     def due(self, now: datetime.datetime) -> ContactQuerySet:
-        """Contacts waiting for a first call, or for a retry whose time has come."""
+        """Contacts waiting for a call whose time has come: a first call (unless it was put
+        off until ``next_attempt_at``) or a retry."""
         return self.filter(
-            Q(state=Contact.State.PENDING) | Q(state=Contact.State.RETRY, next_attempt_at__lte=now)
+            Q(state=Contact.State.PENDING, next_attempt_at__isnull=True)
+            | Q(state__in=[Contact.State.PENDING, Contact.State.RETRY], next_attempt_at__lte=now)
         )
 
 

@@ -1,0 +1,482 @@
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.utils import translation
+
+from calls.models import Call
+from campaigns.eligibility import (
+    Eligibility,
+    ReasonCode,
+    eligibility_for,
+    evaluate,
+    load_eligibility_facts,
+)
+from campaigns.models import Campaign, Contact, DoNotCall, Partner
+from campaigns.rules import RULES_VERSION
+from templates.models import CallTemplate
+
+MADRID = "+34912345678"
+SPANISH_MOBILE = "+34612345678"
+MIAMI = "+13055550123"
+ATLANTA = "+14045550123"
+
+
+def utc(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC)
+
+
+# A Monday, 10:00 in Madrid: inside the Spanish window.
+MONDAY_10_MADRID = utc("2025-03-10T09:00")
+
+
+@pytest.fixture(autouse=True)
+def _english_in_madrid(settings):
+    # messages show times in the project's zone
+    settings.TIME_ZONE = "Europe/Madrid"
+    with translation.override("en"):
+        yield
+
+
+def build(
+    *,
+    phone: str = MADRID,
+    time_zone: str = "Europe/Madrid",
+    variables: dict | None = None,
+    contact_fields: dict | None = None,
+    **campaign_fields,
+) -> Contact:
+    """An unsaved contact of an unsaved running campaign: evaluate needs no database."""
+    partner = Partner(name="Acme")
+    template = CallTemplate(
+        partner=partner,
+        name="Recordatorio",
+        greeting="Hola {{ first_name }}. Le llamamos de {{ partner }}.",
+        instructions="Confirma la cita de {{ first_name }} el {{ day|default:'lunes' }}.",
+    )
+    campaign_fields.setdefault("state", Campaign.State.RUNNING)
+    campaign = Campaign(partner=partner, name="Spring", template=template, **campaign_fields)
+    return Contact(
+        campaign=campaign,
+        phone=phone,
+        time_zone=time_zone,
+        variables={"first_name": "Lucía"} if variables is None else variables,
+        **(contact_fields or {}),
+    )
+
+
+def check(
+    contact: Contact,
+    now: datetime.datetime = MONDAY_10_MADRID,
+    *,
+    history: list[datetime.datetime] | None = None,
+    blocked_by_dnc: bool = False,
+    live_call: bool = False,
+) -> Eligibility:
+    return evaluate(
+        contact=contact,
+        campaign=contact.campaign,
+        now=now,
+        history=history or [],
+        blocked_by_dnc=blocked_by_dnc,
+        live_call=live_call,
+    )
+
+
+def test_evaluate_dialable_inside_the_window() -> None:
+    result = check(build())
+
+    assert result.dialable
+    assert result.reasons == []
+    assert result.next_possible_at == MONDAY_10_MADRID
+    assert result.rules_version == RULES_VERSION
+
+
+def test_evaluate_outside_window_names_the_zone_and_when_it_opens() -> None:
+    saturday = utc("2025-03-08T09:00")
+
+    result = check(build(), saturday)
+
+    assert not result.dialable
+    assert [(r.code, r.message) for r in result.reasons] == [
+        (
+            ReasonCode.OUTSIDE_WINDOW,
+            "outside the calling window in Europe/Madrid (2025-03-08 10:00 there)",
+        )
+    ]
+    assert result.next_possible_at == utc("2025-03-10T08:00")  # Monday 09:00
+
+
+def test_evaluate_outside_window_on_a_holiday_says_so() -> None:
+    result = check(build(), utc("2025-12-08T09:00"))
+
+    assert result.reasons[0].message == (
+        "outside the calling window in Europe/Madrid (2025-12-08 10:00 there, a holiday)"
+    )
+    assert result.next_possible_at == utc("2025-12-09T08:00")
+
+
+def test_evaluate_mobile_that_may_be_on_the_canaries_waits_for_both_zones() -> None:
+    # no stored zone: +346… may ring in Atlantic/Canary or Europe/Madrid
+    contact = build(phone=SPANISH_MOBILE, time_zone="")
+
+    result = check(contact, utc("2025-03-10T08:00"))  # 09:00 Madrid, 08:00 Canary
+
+    assert [r.message for r in result.reasons] == [
+        "outside the calling window in Atlantic/Canary (2025-03-10 08:00 there)"
+    ]
+    assert result.next_possible_at == utc("2025-03-10T09:00")  # 10:00 Madrid
+
+
+def test_evaluate_stored_time_zone_wins_over_the_number() -> None:
+    contact = build(phone=SPANISH_MOBILE, time_zone="Europe/Madrid")
+
+    assert check(contact, utc("2025-03-10T08:00")).dialable
+
+
+def test_evaluate_no_time_zone_for_the_number() -> None:
+    contact = build(phone="+80012345678", time_zone="")
+
+    result = check(contact)
+
+    assert result.codes == [ReasonCode.NO_TIME_ZONE]
+    assert result.reasons[0].message == "no time zone is known for +80012345678"
+    assert result.next_possible_at is None
+
+
+def test_evaluate_collects_every_reason_at_once() -> None:
+    contact = build(
+        variables={"first_name": "  "},
+        state=Campaign.State.PAUSED,
+        contact_fields={"state": Contact.State.DONE, "attempts": 3},
+    )
+    saturday = utc("2025-03-08T09:00")
+
+    result = check(contact, saturday, blocked_by_dnc=True, live_call=True)
+
+    assert [(r.code, r.message) for r in result.reasons] == [
+        (ReasonCode.CAMPAIGN_NOT_RUNNING, "the campaign is not running (Paused)"),
+        (ReasonCode.ATTEMPTS_EXHAUSTED, "all attempts are used (3 of 3)"),
+        (ReasonCode.CONTACT_STATE, "the contact is not waiting for a call (Done)"),
+        (ReasonCode.DO_NOT_CALL, "the number +34912345678 is on a do-not-call list"),
+        (ReasonCode.LIVE_CALL, "the contact already has a call going on"),
+        (
+            ReasonCode.OUTSIDE_WINDOW,
+            "outside the calling window in Europe/Madrid (2025-03-08 10:00 there)",
+        ),
+        (ReasonCode.MISSING_VARIABLE, "missing variable first_name"),
+    ]
+    assert result.next_possible_at is None
+
+
+def test_evaluate_missing_variables_one_reason_each_and_defaults_are_optional() -> None:
+    template_fields = {"greeting": "Hola {{ first_name }} {{ last_name }}. {{ partner }}."}
+    contact = build(variables={"day": ""})
+    for name, value in template_fields.items():
+        setattr(contact.campaign.template, name, value)
+
+    result = check(contact)
+
+    # "day" has a default; "partner" is filled in by the call itself
+    assert [r.message for r in result.reasons] == [
+        "missing variable first_name",
+        "missing variable last_name",
+    ]
+    assert result.next_possible_at is None
+
+
+def test_evaluate_do_not_call_blocks_for_good() -> None:
+    result = check(build(), blocked_by_dnc=True)
+
+    assert result.codes == [ReasonCode.DO_NOT_CALL]
+    assert result.next_possible_at is None
+
+
+@pytest.mark.parametrize(
+    "contact_fields",
+    [{"attempts": 3}, {"attempts": 1, "state": Contact.State.EXHAUSTED}],
+)
+def test_evaluate_attempts_exhausted(contact_fields) -> None:
+    result = check(build(contact_fields=contact_fields))
+
+    assert result.codes == [ReasonCode.ATTEMPTS_EXHAUSTED]
+    assert result.next_possible_at is None
+
+
+def test_evaluate_max_attempts_comes_from_the_campaign() -> None:
+    assert check(build(max_attempts=5, contact_fields={"attempts": 3})).dialable
+
+
+def test_evaluate_retry_not_due_gives_the_retry_time() -> None:
+    retry_at = MONDAY_10_MADRID + datetime.timedelta(hours=2)
+    contact = build(contact_fields={"state": Contact.State.RETRY, "next_attempt_at": retry_at})
+
+    result = check(contact)
+
+    assert [(r.code, r.until) for r in result.reasons] == [(ReasonCode.RETRY_NOT_DUE, retry_at)]
+    assert result.reasons[0].message == "the next attempt is due at 2025-03-10 12:00 CET"
+    assert result.next_possible_at == retry_at
+    assert check(contact, retry_at).dialable
+
+
+def test_evaluate_retry_due_outside_the_window_waits_for_the_opening() -> None:
+    friday_2030_madrid = utc("2025-03-14T19:30")
+    contact = build(
+        contact_fields={
+            "state": Contact.State.RETRY,
+            "next_attempt_at": friday_2030_madrid + datetime.timedelta(hours=1),
+        }
+    )
+
+    result = check(contact, friday_2030_madrid)
+
+    assert result.codes == [ReasonCode.RETRY_NOT_DUE]
+    assert result.next_possible_at == utc("2025-03-17T08:00")  # Monday 09:00
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "message"),
+    [
+        ("paused", ReasonCode.CAMPAIGN_NOT_RUNNING, "the campaign is not running (Paused)"),
+        ("draft", ReasonCode.CAMPAIGN_NOT_RUNNING, "the campaign is not running (Draft)"),
+        ("completed", ReasonCode.CAMPAIGN_ENDED, "the campaign is over (Completed)"),
+        ("cancelled", ReasonCode.CAMPAIGN_ENDED, "the campaign is over (Cancelled)"),
+    ],
+)
+def test_evaluate_campaign_that_is_not_running(state, code, message) -> None:
+    result = check(build(state=state))
+
+    assert [(r.code, r.message) for r in result.reasons] == [(code, message)]
+    assert result.next_possible_at is None
+
+
+def test_evaluate_scheduled_campaign_can_call_from_its_start() -> None:
+    # starts at 07:00 Madrid; the window opens at 09:00
+    contact = build(state="scheduled", starts_at=utc("2025-03-11T06:00"))
+
+    result = check(contact)
+
+    assert [(r.code, r.message) for r in result.reasons] == [
+        (ReasonCode.CAMPAIGN_NOT_STARTED, "the campaign starts at 2025-03-11 07:00 CET")
+    ]
+    assert result.next_possible_at == utc("2025-03-11T08:00")
+
+
+def test_evaluate_campaign_past_its_end() -> None:
+    result = check(build(ends_at=MONDAY_10_MADRID))
+
+    assert result.codes == [ReasonCode.CAMPAIGN_ENDED]
+    assert result.reasons[0].message == "the campaign ended at 2025-03-10 10:00 CET"
+    assert result.next_possible_at is None
+
+
+def test_evaluate_no_next_time_when_the_window_opens_after_the_campaign_ends() -> None:
+    saturday = utc("2025-03-08T09:00")
+    contact = build(ends_at=utc("2025-03-09T12:00"))
+
+    result = check(contact, saturday)
+
+    assert result.codes == [ReasonCode.OUTSIDE_WINDOW]
+    assert result.next_possible_at is None
+
+
+def test_evaluate_campaign_windows_narrow_the_profile() -> None:
+    contact = build(calling_windows={"mon": [["16:00", "18:00"]]})
+
+    result = check(contact)
+
+    assert result.codes == [ReasonCode.OUTSIDE_WINDOW]
+    assert result.next_possible_at == utc("2025-03-10T15:00")
+
+
+def test_evaluate_campaign_frequency_cap_clears_when_the_oldest_call_leaves_the_period() -> None:
+    now = MONDAY_10_MADRID
+    history = [now - datetime.timedelta(hours=hours) for hours in (20, 5, 1)]
+    contact = build(frequency_cap_calls=3, frequency_cap_hours=24)
+
+    result = check(contact, now, history=history)
+
+    assert [(r.code, r.message) for r in result.reasons] == [
+        (
+            ReasonCode.FREQUENCY_CAP,
+            "3 calls to +34912345678 in the last 24 hours across the partner's campaigns; "
+            "the campaign allows 3",
+        )
+    ]
+    assert result.next_possible_at == now + datetime.timedelta(hours=4)
+    assert check(contact, now, history=history[1:]).dialable
+
+
+def test_evaluate_florida_cap_applies_even_when_the_campaign_allows_more() -> None:
+    # 15:00Z is 10:00 EST
+    now = utc("2025-01-10T15:00")
+    history = [now - datetime.timedelta(hours=hours) for hours in (3, 2, 1)]
+
+    settings = {"time_zone": "America/New_York", "compliance_profile": "us"}
+
+    florida = check(build(phone=MIAMI, frequency_cap_calls=10, **settings), now, history=history)
+    georgia = check(build(phone=ATLANTA, frequency_cap_calls=10, **settings), now, history=history)
+
+    assert [r.message for r in florida.reasons] == [
+        "3 calls to +13055550123 in the last 24 hours; US-1 (Florida) allows 3"
+    ]
+    # the oldest call leaves the period at 07:00 EST; Florida calls from 08:00
+    assert florida.next_possible_at == utc("2025-01-11T13:00")
+    assert georgia.dialable
+
+
+# With the database: the facts and the convenience that loads them.
+
+
+@pytest.fixture
+def running(partner, call_template) -> Campaign:
+    return Campaign.objects.create(
+        partner=partner,
+        name="Florida A",
+        template=call_template,
+        state="running",
+        compliance_profile="us",
+        frequency_cap_calls=10,
+    )
+
+
+def add_contact(campaign: Campaign, phone: str = MIAMI, **fields) -> Contact:
+    fields.setdefault("variables", {"first_name": "Ana"})
+    return Contact.objects.create(
+        campaign=campaign, phone=phone, time_zone="America/New_York", **fields
+    )
+
+
+def add_call(contact: Contact, *, at: datetime.datetime, status: str = "completed") -> Call:
+    call = Call.objects.create(
+        campaign=contact.campaign,
+        contact=contact,
+        attempt=contact.calls.count() + 1,
+        status=status,
+        from_number="+13055550100",
+        to_number=contact.phone,
+    )
+    Call.objects.filter(pk=call.pk).update(created_at=at)
+    return call
+
+
+FLORIDA_MORNING = utc("2025-01-10T15:00")  # 10:00 EST
+
+
+@pytest.mark.django_db
+def test_eligibility_for_florida_fourth_call_blocked_across_the_partners_campaigns(
+    partner, call_template, running
+) -> None:
+    # given: three calls to the number in 24 h, in two of the partner's campaigns
+    other_campaign = Campaign.objects.create(
+        partner=partner,
+        name="Florida B",
+        template=call_template,
+        state="running",
+        compliance_profile="us",
+        frequency_cap_calls=10,
+    )
+    first = add_contact(running)
+    second = add_contact(other_campaign)
+    add_call(first, at=FLORIDA_MORNING - datetime.timedelta(hours=23))
+    add_call(first, at=FLORIDA_MORNING - datetime.timedelta(hours=2))
+    add_call(second, at=FLORIDA_MORNING - datetime.timedelta(hours=1))
+    # another partner's calls to the same number do not count
+    stranger = Partner.objects.create(name="Stranger")
+    stranger_campaign = Campaign.objects.create(partner=stranger, name="S", state="running")
+    stranger_contact = add_contact(stranger_campaign)
+    for hours in (1, 2, 3):
+        add_call(stranger_contact, at=FLORIDA_MORNING - datetime.timedelta(hours=hours))
+
+    # when
+    result = eligibility_for(contact=second, now=FLORIDA_MORNING)
+
+    # then
+    assert result.codes == [ReasonCode.FREQUENCY_CAP]
+    assert result.reasons[0].message == (
+        "3 calls to +13055550123 in the last 24 hours; US-1 (Florida) allows 3"
+    )
+    assert result.next_possible_at == FLORIDA_MORNING + datetime.timedelta(hours=1)
+
+
+@pytest.mark.django_db
+def test_eligibility_for_third_call_in_florida_allowed(running) -> None:
+    contact = add_contact(running)
+    add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=25))  # outside the period
+    add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=3))
+    add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=2))
+
+    assert eligibility_for(contact=contact, now=FLORIDA_MORNING).dialable
+
+
+@pytest.mark.django_db
+def test_load_eligibility_facts_reads_history_dnc_and_live_call(running) -> None:
+    contact = add_contact(running)
+    old = add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=30))
+    recent = add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=1), status="ringing")
+
+    facts = load_eligibility_facts(contact=contact, now=FLORIDA_MORNING)
+
+    assert old.pk and facts["history"] == [FLORIDA_MORNING - datetime.timedelta(hours=1)]
+    assert recent.is_live and facts["live_call"] is True
+    assert facts["blocked_by_dnc"] is False
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scope", ["partner", "global"])
+def test_eligibility_for_do_not_call_entries_of_the_partner_and_global(
+    running, partner, scope
+) -> None:
+    contact = add_contact(running)
+    DoNotCall.objects.create(partner=partner if scope == "partner" else None, phone=MIAMI)
+
+    result = eligibility_for(contact=contact, now=FLORIDA_MORNING)
+
+    assert result.codes == [ReasonCode.DO_NOT_CALL]
+    assert result.next_possible_at is None
+
+
+@pytest.mark.django_db
+def test_eligibility_for_ignores_another_partners_do_not_call_entry(running) -> None:
+    contact = add_contact(running)
+    DoNotCall.objects.create(partner=Partner.objects.create(name="Other"), phone=MIAMI)
+
+    assert eligibility_for(contact=contact, now=FLORIDA_MORNING).dialable
+
+
+@pytest.mark.django_db
+def test_eligibility_for_live_call(running) -> None:
+    contact = add_contact(running)
+    add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(minutes=1), status="in-progress")
+
+    result = eligibility_for(contact=contact, now=FLORIDA_MORNING)
+
+    assert result.codes == [ReasonCode.LIVE_CALL]
+    assert result.next_possible_at is None
+
+
+@pytest.mark.django_db
+def test_eligibility_for_reads_in_three_queries(running, django_assert_num_queries) -> None:
+    add_contact(running)
+    contact = Contact.objects.with_campaign().get()
+
+    with django_assert_num_queries(3):
+        eligibility_for(contact=contact, now=FLORIDA_MORNING)
+
+
+@pytest.mark.django_db
+def test_eligibility_for_before_dialling_leaves_out_the_call_being_placed(running) -> None:
+    # given: the dispatcher created the third call in 24 h and the worker re-checks it
+    contact = add_contact(running)
+    add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=3))
+    add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=2))
+    placing = add_call(contact, at=FLORIDA_MORNING, status="dialing")
+
+    # when
+    recheck = eligibility_for(contact=contact, now=FLORIDA_MORNING, exclude_call_id=placing.pk)
+    other = eligibility_for(contact=contact, now=FLORIDA_MORNING)
+
+    # then
+    assert recheck.dialable
+    assert other.codes == [ReasonCode.LIVE_CALL, ReasonCode.FREQUENCY_CAP]
