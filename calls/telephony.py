@@ -1,0 +1,593 @@
+"""The Twilio adapter: the only module that imports the twilio SDK.
+
+It returns plain values, reads its settings at call time and raises the project's own
+errors: `TelephonyUnavailable` when a retry may help (it has already been retried here, as
+far as that is safe), `TelephonyRejected` when it cannot (invalid number, geo permissions,
+bad credentials, the account's concurrency limit). It also signs and checks webhook
+requests the way Twilio does, for Twilio itself and for the built-in sandbox carrier.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urldefrag, urlsplit, urlunsplit
+
+import requests
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+from django.utils.datastructures import MultiValueDict
+from django.utils.translation import gettext_lazy as _
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from twilio.rest.api.v2010.account.call import CallInstance
+from urllib3.exceptions import NewConnectionError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
+MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
+
+BACKOFF_BASE = 0.5
+# Also caps a 429's Retry-After: longer waits belong to the caller (a Celery retry), not
+# to a worker asleep in this loop.
+BACKOFF_CAP = 8.0
+
+# Twilio error codes a dialer maps to an outcome (reference/twilio.md §9).
+INVALID_NUMBER_CODES = frozenset({21211, 13224, 21217})
+GEO_PERMISSION_CODE = 21215
+CALLER_ID_CODES = frozenset({21210, 21212})
+CONCURRENCY_LIMIT_CODE = 10004
+AUTHENTICATION_CODE = 20003
+TOO_MANY_REQUESTS_CODE = 20429
+
+REASONS = {
+    21211: _("The number to call is not valid."),
+    13224: _(
+        "The number to call is invalid or not supported: not in international format, "
+        "nonexistent, premium rate, or without a carrier route."
+    ),
+    21215: _(
+        "Calls to this country or number are not enabled in the account's Voice Geo Permissions."
+    ),
+    21217: _("The number to call is not a valid phone number."),
+    21210: _("The caller number is not a Twilio number or verified caller ID of the account."),
+    21212: _("The caller number is not valid."),
+    10004: _("The account's limit of simultaneous calls was reached; try again when calls end."),
+    20003: _("Twilio did not accept the credentials (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)."),
+}
+
+# The sandbox carrier signs its webhooks with a key derived from SECRET_KEY under this salt.
+SANDBOX_SIGNING_SALT = "calls.telephony.sandbox-webhook-token"
+
+# Patched by tests so that backoff never waits.
+_sleep = time.sleep
+
+
+class TelephonyUnavailable(Exception):
+    """A transient failure (429, 5xx, timeout, connection error) that outlived the retries.
+
+    `possibly_created` is true when a call-creating request failed in a way that leaves
+    Twilio's side unknown (a 5xx, a timeout, a connection lost after sending): the call
+    may exist, so the caller reconciles instead of dialling again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        status: int | None = None,
+        code: int | None = None,
+        possibly_created: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.status = status
+        self.code = code
+        self.possibly_created = possibly_created
+
+
+class TelephonyRejected(Exception):
+    """A permanent failure: Twilio refused the request and repeating it will not help.
+
+    `status` is the HTTP status (0 when refused before sending), `code` Twilio's error
+    code, `provider_message` Twilio's own words and `reason` a translated explanation.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: int | None,
+        provider_message: str,
+        reason: str,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.provider_message = provider_message
+        self.reason = reason
+
+    @property
+    def is_auth_failure(self) -> bool:
+        """Bad TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN: every request will fail alike."""
+        return self.code == AUTHENTICATION_CODE or self.status == 401
+
+    @property
+    def is_concurrency_limit(self) -> bool:
+        """Too many live calls on the account (10004): back off and dial fewer at once."""
+        return self.code == CONCURRENCY_LIMIT_CODE
+
+    @property
+    def is_invalid_number(self) -> bool:
+        """The number called is not valid or not routable: the contact, not the campaign."""
+        return self.code in INVALID_NUMBER_CODES
+
+    @property
+    def is_geo_permission(self) -> bool:
+        """The destination is not enabled in the account's Voice Geo Permissions."""
+        return self.code == GEO_PERMISSION_CODE
+
+
+class TelephonyNotConfigured(TelephonyRejected):
+    """A setting the request needs is not set; no request was made (`status` is 0)."""
+
+    def __init__(self, missing: str) -> None:
+        super().__init__(
+            f"Twilio is not configured: {missing} is not set",
+            status=0,
+            code=None,
+            provider_message="",
+            reason=str(
+                _("Twilio is not configured: %(setting)s is not set.") % {"setting": missing}
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """A call as Twilio's Call resource describes it.
+
+    `queue_time_ms` is how long Twilio held the call behind the account's CPS limit.
+    The Call resource carries no error fields, so `error_code` and `error_message` stay
+    empty here; they exist for callers that learn of errors elsewhere (status callbacks).
+    """
+
+    sid: str
+    status: str
+    queue_time_ms: int | None = None
+    answered_by: str = ""
+    duration: int | None = None
+    price: str | None = None
+    price_unit: str = ""
+    error_code: int | None = None
+    error_message: str = ""
+
+
+def is_configured() -> bool:
+    """Whether Twilio credentials are set."""
+    return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+
+
+def create_call(
+    *,
+    to: str,
+    from_: str | None = None,
+    url: str,
+    fallback_url: str,
+    status_callback: str,
+    status_callback_events: Iterable[str] = STATUS_CALLBACK_EVENTS,
+    machine_detection: str | None = "DetectMessageEnd",
+    async_amd_callback: str,
+    timeout: int,
+    time_limit: int,
+    record: bool,
+    recording_status_callback: str | None = None,
+) -> ProviderCall:
+    """Ask Twilio to dial `to` from `from_` (TWILIO_PHONE_NUMBER when None).
+
+    Answering-machine detection runs in the background (`AsyncAmd`), so the greeting
+    starts at once and the verdict arrives at `async_amd_callback`; `machine_detection=None`
+    turns it off. Raises TelephonyRejected or TelephonyUnavailable (see `possibly_created`).
+    """
+    events = list(status_callback_events)
+    unknown = [event for event in events if event not in STATUS_CALLBACK_EVENTS]
+    if unknown:
+        raise ValueError(f"unknown status callback events: {unknown}")
+    if machine_detection is not None and machine_detection not in MACHINE_DETECTION_MODES:
+        raise ValueError(f"machine_detection must be one of {MACHINE_DETECTION_MODES}")
+    caller = from_ or settings.TWILIO_PHONE_NUMBER
+    if not caller:
+        raise TelephonyNotConfigured("TWILIO_PHONE_NUMBER")
+
+    parameters: dict[str, object] = {
+        "to": to,
+        "from_": caller,
+        "url": url,
+        "method": "POST",
+        "fallback_url": fallback_url,
+        "fallback_method": "POST",
+        "status_callback": status_callback,
+        # The SDK sends each event as its own StatusCallbackEvent parameter, as Twilio wants.
+        "status_callback_event": events,
+        "status_callback_method": "POST",
+        "timeout": timeout,
+        "time_limit": time_limit,
+    }
+    if machine_detection is not None:
+        parameters.update(
+            machine_detection=machine_detection,
+            async_amd="true",
+            async_amd_status_callback=async_amd_callback,
+            async_amd_status_callback_method="POST",
+        )
+    if record:
+        parameters["record"] = True
+        if recording_status_callback:
+            parameters.update(
+                recording_status_callback=recording_status_callback,
+                recording_status_callback_method="POST",
+            )
+
+    call = _call(
+        "call creation",
+        lambda client: client.api.account.calls.create(**parameters),
+        creates_call=True,
+    )
+    return _provider_call(call)
+
+
+def fetch_call(*, sid: str) -> ProviderCall:
+    """The call `sid` as Twilio has it now. Raises TelephonyRejected or TelephonyUnavailable."""
+    call = _call("call fetch", lambda client: client.api.account.calls(sid).fetch())
+    return _provider_call(call)
+
+
+def hang_up(*, sid: str) -> ProviderCall:
+    """End the call `sid` by setting its Status to completed."""
+    # Repeating a hang-up is harmless, so every transient failure is retried.
+    call = _call("hang-up", lambda client: client.api.account.calls(sid).update(status="completed"))
+    return _provider_call(call)
+
+
+def redirect_call(*, sid: str, url: str) -> ProviderCall:
+    """Make the live call `sid` run the TwiML at `url` now (the voicemail after AMD)."""
+    # Retried like a fetch: if a lost answer hid a redirect that worked, the repeat only
+    # restarts the same TwiML a moment later, which beats a machine hearing the dialogue.
+    call = _call(
+        "redirect",
+        lambda client: client.api.account.calls(sid).update(url=url, method="POST"),
+    )
+    return _provider_call(call)
+
+
+def url_with_retries(url: str, *, retry_count: int = 3) -> str:
+    """`url` with Twilio's connection override `#rc=N`: retry a failed webhook N times.
+
+    Other override parameters already in the fragment (`ct`, `rp`, ...) are kept.
+    """
+    if not 0 <= retry_count <= 5:
+        raise ValueError("Twilio accepts a retry count from 0 to 5")
+    base, fragment = urldefrag(url)
+    parts = [part for part in fragment.split("&") if part and part.split("=", 1)[0] != "rc"]
+    return f"{base}#{'&'.join([f'rc={retry_count}', *parts])}"
+
+
+# --- Webhook signatures -----------------------------------------------------------------
+
+
+def webhook_auth_token() -> str:
+    """The key webhooks are signed with: Twilio's auth token, or the sandbox carrier's.
+
+    The sandbox key is derived from SECRET_KEY, so it is secret and stable for a deployment
+    without another setting.
+    """
+    if settings.TELEPHONY_BACKEND == "sandbox":
+        return salted_hmac(SANDBOX_SIGNING_SALT, "webhooks", algorithm="sha256").hexdigest()
+    if not settings.TWILIO_AUTH_TOKEN:
+        raise TelephonyNotConfigured("TWILIO_AUTH_TOKEN")
+    return settings.TWILIO_AUTH_TOKEN
+
+
+def sign_request(*, url: str, params: Mapping[str, str | list[str]]) -> str:
+    """The X-Twilio-Signature Twilio would send with a form POST of `params` to `url`."""
+    validator = RequestValidator(webhook_auth_token())
+    return validator.compute_signature(_signed_url(url), _multi_value(params))
+
+
+def signature_is_valid(
+    *, url: str, params: Mapping[str, str | list[str]], signature: str | None
+) -> bool:
+    """Whether `signature` (X-Twilio-Signature) signs a form POST of `params` to `url`.
+
+    `url` is the full public URL that was called, query included; a Django QueryDict
+    works as `params`, repeated names too. Given the URL with its connection-override
+    fragment, a signature of the URL with or without it is accepted (Twilio's documents do
+    not say which it signs; the SDK's validator likewise tries with and without the port).
+    """
+    if not signature:
+        return False
+    try:
+        token = webhook_auth_token()
+    except TelephonyNotConfigured:
+        # An empty key would accept signatures anyone can compute.
+        logger.error("Twilio webhook refused: TWILIO_AUTH_TOKEN is not set")
+        return False
+    validator = RequestValidator(token)
+    multi = _multi_value(params)
+    return any(
+        validator.validate(candidate, multi, signature)
+        for candidate in dict.fromkeys([url, _signed_url(url)])
+    )
+
+
+def _signed_url(url: str) -> str:
+    # A fragment (Twilio's connection overrides) never reaches the server, so what the
+    # sandbox signs is the URL the server sees.
+    return urldefrag(url).url
+
+
+def _multi_value(params: Mapping[str, str | list[str]]) -> MultiValueDict:
+    """`params` with every value a list; the validator reads repeated names by getlist()."""
+    getlist = getattr(params, "getlist", None)
+    if callable(getlist):
+        return MultiValueDict({name: list(getlist(name)) for name in params})
+    return MultiValueDict(
+        {
+            name: list(value) if isinstance(value, list | tuple) else [value]
+            for name, value in params.items()
+        }
+    )
+
+
+# --- Requests and retries ---------------------------------------------------------------
+
+
+def _call(action: str, request: Callable[[Client], T], *, creates_call: bool = False) -> T:
+    """Run `request` with a configured client, retrying transient failures with backoff.
+
+    Twilio never processes a request it answers with 429, and one that could not connect
+    never left this machine, so those are always retried. After a 5xx, a timeout or a
+    connection lost mid-request Twilio may have acted on it: fetches and updates are
+    retried (repeating them is harmless), but a call creation is not, because a second
+    request could ring the same person twice. It raises TelephonyUnavailable with
+    `possibly_created=True` and the caller reconciles.
+    """
+    if not is_configured():
+        raise TelephonyNotConfigured("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+    client, http_client = _client(
+        account_sid=settings.TWILIO_ACCOUNT_SID,
+        auth_token=settings.TWILIO_AUTH_TOKEN,
+        base_url=settings.TWILIO_API_BASE_URL,
+        timeout=float(settings.TWILIO_TIMEOUT),
+    )
+    attempts = 1 + max(0, int(settings.TWILIO_MAX_RETRIES))
+    for attempt in range(1, attempts + 1):
+        retry_after: float | None = None
+        status: int | None = None
+        code: int | None = None
+        try:
+            return request(client)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            status, code, provider_message = _error_details(exc)
+            too_many = status == 429 or code == TOO_MANY_REQUESTS_CODE
+            # A mapped code is an answer, whatever the status: 10004 means "fewer calls",
+            # which is the dialer's decision, not a reason to repeat this request.
+            if code in REASONS or (status < 500 and not too_many):
+                raise _rejected(action, status, code, provider_message) from exc
+            problem = f"HTTP {status}" + (f", error {code}" if code else "")
+            problem += f": {provider_message}"
+            if too_many:
+                retry_after = _retry_after(http_client.last_response_headers)
+            safe_to_repeat = too_many or not creates_call
+            error: Exception = exc
+        except requests.RequestException as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            safe_to_repeat = _failed_before_sending(exc) or not creates_call
+            error = exc
+        except json.JSONDecodeError as exc:
+            # A success status with a body that is not Twilio's JSON (a proxy's page).
+            problem = f"unreadable response: {exc}"
+            safe_to_repeat = not creates_call
+            error = exc
+        if not safe_to_repeat:
+            raise TelephonyUnavailable(
+                f"Twilio {action} failed and may have succeeded ({problem}); not repeated",
+                attempts=attempt,
+                status=status,
+                code=code,
+                possibly_created=True,
+            ) from error
+        if attempt == attempts:
+            raise TelephonyUnavailable(
+                f"Twilio {action} failed after {attempts} attempt(s): {problem}",
+                attempts=attempts,
+                status=status,
+                code=code,
+            ) from error
+        delay = _backoff(attempt, retry_after)
+        logger.warning(
+            "Twilio %s failed (%s), attempt %d of %d; retrying in %.1fs",
+            action,
+            problem,
+            attempt,
+            attempts,
+            delay,
+        )
+        _sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+class _HttpClient(TwilioHttpClient):
+    """Twilio's HTTP client, sending every request to one base URL.
+
+    The SDK names its hosts itself (`api.twilio.com`, rewritten further by edge and
+    region); rebasing here, where every REST request passes, sends them all to
+    TWILIO_API_BASE_URL, so a regional edge or a test's fake server takes all traffic.
+    It also keeps the last response's headers per thread: the SDK's exceptions drop them,
+    and a 429's Retry-After is among them.
+    """
+
+    def __init__(self, *, base_url: str, timeout: float) -> None:
+        # requests' adapters make no retries of their own: the loop in `_call` is the only
+        # one, and it knows which requests are safe to repeat.
+        super().__init__(timeout=timeout)
+        self.base_url = urlsplit(base_url)
+        self._local = threading.local()
+
+    @property
+    def last_response_headers(self) -> Mapping[str, str]:
+        return getattr(self._local, "headers", {})
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        self._local.headers = {}
+        parts = urlsplit(url)
+        base = self.base_url
+        rebased = urlunsplit(
+            (base.scheme, base.netloc, base.path.rstrip("/") + parts.path, parts.query, "")
+        )
+        response = super().request(
+            method,
+            rebased,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+        )
+        self._local.headers = dict(response.headers or {})
+        return response
+
+
+@functools.lru_cache(maxsize=4)
+def _client(
+    *, account_sid: str, auth_token: str, base_url: str, timeout: float
+) -> tuple[Client, _HttpClient]:
+    # One client per configuration keeps its connection pool (no new TLS handshake per
+    # request); settings are still read on every call.
+    http_client = _HttpClient(base_url=base_url, timeout=timeout)
+    return Client(account_sid, auth_token, http_client=http_client), http_client
+
+
+def _failed_before_sending(exc: requests.RequestException) -> bool:
+    """Whether the connection could not be opened, so no byte of the request was sent."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        reason = getattr(exc.args[0], "reason", None)  # urllib3's MaxRetryError
+        # Refused connections and failed name lookups (NameResolutionError is a subclass).
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
+def _error_details(
+    exc: TwilioRestException | TwilioServiceException,
+) -> tuple[int, int | None, str]:
+    """HTTP status, Twilio error code and Twilio's message of an SDK error."""
+    status = int(exc.status or 0)
+    code = exc.code if isinstance(exc.code, int) else None
+    if isinstance(exc, TwilioServiceException):
+        message = exc.detail or exc.title or ""
+    else:
+        # The SDK prefixes Twilio's message with its own ("Unable to create record: ...").
+        message = str(exc.msg or "")
+        prefix, separator, rest = message.partition(": ")
+        if separator and prefix.startswith("Unable to"):
+            message = rest
+    return status, code, message[:500] or "no message"
+
+
+def _rejected(
+    action: str, status: int, code: int | None, provider_message: str
+) -> TelephonyRejected:
+    if code in REASONS:
+        reason = str(REASONS[code])
+    elif status == 401:
+        reason = str(REASONS[AUTHENTICATION_CODE])
+    elif code:
+        reason = str(
+            _("Twilio refused the request (error %(code)s): %(message)s")
+            % {"code": code, "message": provider_message}
+        )
+    else:
+        reason = str(
+            _("Twilio refused the request (HTTP %(status)s): %(message)s")
+            % {"status": status, "message": provider_message}
+        )
+    return TelephonyRejected(
+        f"Twilio rejected the {action} (HTTP {status}, error {code}): {provider_message}",
+        status=status,
+        code=code,
+        provider_message=provider_message,
+        reason=reason,
+    )
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based)."""
+    if retry_after is not None:
+        return min(retry_after, BACKOFF_CAP)
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """A Retry-After header in seconds (delta-seconds or an HTTP date), if any."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _provider_call(call: CallInstance) -> ProviderCall:
+    return ProviderCall(
+        sid=call.sid or "",
+        status=str(call.status or ""),
+        queue_time_ms=_integer(call.queue_time),
+        answered_by=call.answered_by or "",
+        duration=_integer(call.duration),
+        price=call.price or None,
+        price_unit=call.price_unit or "",
+    )
+
+
+def _integer(value: object) -> int | None:
+    try:
+        return int(str(value)) if value not in (None, "") else None
+    except ValueError:
+        return None

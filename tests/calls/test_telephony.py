@@ -1,0 +1,587 @@
+"""The Twilio adapter, driving the real SDK over HTTP against the fake Twilio."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterator
+
+import pytest
+from django.http import QueryDict
+from django.utils import translation
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from calls import telephony
+from calls.telephony import ProviderCall, TelephonyRejected, TelephonyUnavailable
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.fakes.twilio_spec import SPEC_PATH
+
+APP = "https://callcenter.example.com"
+CALLS = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    # Reasons are translated; these tests read the English ones.
+    with translation.override("en"):
+        yield
+
+
+def dial(**overrides: object) -> ProviderCall:
+    """create_call with the arguments the dialer passes; `overrides` replace some."""
+    arguments: dict[str, object] = {
+        "to": "+34600000001",
+        "url": f"{APP}/twilio/calls/7/answer",
+        "fallback_url": f"{APP}/twilio/calls/7/fallback",
+        "status_callback": telephony.url_with_retries(f"{APP}/twilio/calls/7/status"),
+        "async_amd_callback": telephony.url_with_retries(f"{APP}/twilio/calls/7/amd"),
+        "timeout": 25,
+        "time_limit": 600,
+        "record": False,
+    }
+    arguments.update(overrides)
+    return telephony.create_call(**arguments)
+
+
+def existing_call(fake: FakeTwilio, **fields: object) -> str:
+    sid = "CA" + "ab" * 16
+    fake.set_call(sid, to="+34600000001", **{"from": "+34910000000"}, **fields)
+    return sid
+
+
+# --- create_call: the request -----------------------------------------------------------
+
+
+def test_create_call_sends_each_parameter_twilio_needs(fake_twilio) -> None:
+    # when
+    call = dial(record=True, recording_status_callback=f"{APP}/twilio/calls/7/recording")
+
+    # then
+    [request] = fake_twilio.requests
+    assert request.method == "POST" and request.path == CALLS
+    assert request.form == {
+        "To": ["+34600000001"],
+        "From": ["+34910000000"],
+        "Url": [f"{APP}/twilio/calls/7/answer"],
+        "Method": ["POST"],
+        "FallbackUrl": [f"{APP}/twilio/calls/7/fallback"],
+        "FallbackMethod": ["POST"],
+        "StatusCallback": [f"{APP}/twilio/calls/7/status#rc=3"],
+        "StatusCallbackEvent": ["initiated", "ringing", "answered", "completed"],
+        "StatusCallbackMethod": ["POST"],
+        "MachineDetection": ["DetectMessageEnd"],
+        "AsyncAmd": ["true"],
+        "AsyncAmdStatusCallback": [f"{APP}/twilio/calls/7/amd#rc=3"],
+        "AsyncAmdStatusCallbackMethod": ["POST"],
+        "Timeout": ["25"],
+        "TimeLimit": ["600"],
+        "Record": ["true"],
+        "RecordingStatusCallback": [f"{APP}/twilio/calls/7/recording"],
+        "RecordingStatusCallbackMethod": ["POST"],
+    }
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.headers["user-agent"].startswith("twilio-python/")
+    assert call == ProviderCall(sid=call.sid, status="queued", queue_time_ms=0, price_unit="USD")
+    assert call.sid.startswith("CA") and len(call.sid) == 34
+    assert fake_twilio.call(call.sid)["to"] == "+34600000001"
+
+
+def test_create_call_without_recording_or_amd_leaves_their_parameters_out(fake_twilio) -> None:
+    dial(machine_detection=None, record=False, from_="+34910000009")
+
+    [request] = fake_twilio.requests
+    assert request.form["From"] == ["+34910000009"]
+    left_out = {
+        "MachineDetection",
+        "AsyncAmd",
+        "AsyncAmdStatusCallback",
+        "AsyncAmdStatusCallbackMethod",
+        "Record",
+        "RecordingStatusCallback",
+        "RecordingStatusCallbackMethod",
+    }
+    assert left_out.isdisjoint(request.form)
+
+
+def test_create_call_sends_only_the_status_events_asked_for(fake_twilio) -> None:
+    dial(status_callback_events=["answered", "completed"])
+
+    assert fake_twilio.requests[0].form["StatusCallbackEvent"] == ["answered", "completed"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"status_callback_events": ["hung-up"]}, {"machine_detection": "Sometimes"}],
+)
+def test_create_call_refuses_unknown_options_before_sending(fake_twilio, overrides) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message names the option
+        dial(**overrides)
+
+    assert fake_twilio.requests == []
+
+
+def test_create_call_without_a_caller_number_is_not_configured(fake_twilio, settings) -> None:
+    settings.TWILIO_PHONE_NUMBER = ""
+
+    with pytest.raises(telephony.TelephonyNotConfigured) as caught:
+        dial()
+
+    assert caught.value.status == 0 and "TWILIO_PHONE_NUMBER" in str(caught.value)
+    assert fake_twilio.requests == []
+
+
+def test_create_call_without_credentials_makes_no_request(fake_twilio, settings) -> None:
+    settings.TWILIO_AUTH_TOKEN = ""
+
+    with pytest.raises(telephony.TelephonyNotConfigured):
+        dial()
+
+    assert fake_twilio.requests == []
+
+
+def test_create_call_reaches_the_base_url_whatever_edge_the_environment_names(
+    fake_twilio, monkeypatch
+) -> None:
+    # The SDK would rewrite its hosts to api.dublin.ie1.twilio.com.
+    monkeypatch.setenv("TWILIO_EDGE", "dublin")
+    monkeypatch.setenv("TWILIO_REGION", "ie1")
+
+    dial()
+
+    assert len(fake_twilio.requests) == 1
+
+
+# --- The spec check of the fake ---------------------------------------------------------
+
+
+def test_fake_twilio_answers_400_to_a_request_that_breaks_the_spec(fake_twilio) -> None:
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"Twilio's OpenAPI spec is not at {SPEC_PATH}; nothing to check against")
+    client = Client(ACCOUNT_SID, AUTH_TOKEN)
+    client.api.base_url = fake_twilio.url  # the adapter is bypassed on purpose
+
+    # when: values the adapter itself refuses to send
+    with pytest.raises(TwilioRestException) as caught:
+        client.api.account.calls.create(
+            to="+34600000001",
+            from_="+34910000000",
+            url=f"{APP}/answer",
+            machine_detection="Sometimes",
+            status_callback_event=["initiated", "hung-up"],
+            timeout="soon",
+        )
+
+    # then
+    assert caught.value.status == 400
+    violations = fake_twilio.take_violations()
+    assert len(violations) == 3
+    assert any("MachineDetection='Sometimes' is not one of" in v for v in violations)
+    assert any("StatusCallbackEvent='hung-up'" in v for v in violations)
+    assert any("Timeout='soon' is not an integer" in v for v in violations)
+    assert fake_twilio.calls == []
+
+
+def test_fake_twilio_checks_its_own_answers_against_the_spec(fake_twilio) -> None:
+    if not SPEC_PATH.is_file():
+        pytest.skip(f"Twilio's OpenAPI spec is not at {SPEC_PATH}; nothing to check against")
+    sid = existing_call(fake_twilio, status="hung-up")
+
+    telephony.fetch_call(sid=sid)
+
+    [violation] = fake_twilio.take_violations()
+    assert "body.status='hung-up' is not one of" in violation
+
+
+# --- create_call: failures --------------------------------------------------------------
+
+
+def test_create_call_retries_a_429_then_succeeds(fake_twilio) -> None:
+    fake_twilio.fail_next(429, times=2)
+
+    call = dial()
+
+    assert len(fake_twilio.requests_to("POST", "/Calls.json")) == 3
+    assert len(fake_twilio.sleeps) == 2
+    assert [c["sid"] for c in fake_twilio.calls] == [call.sid]
+
+
+def test_create_call_waits_as_long_as_a_429_retry_after_says(fake_twilio) -> None:
+    fake_twilio.fail_next(429, headers={"Retry-After": "2"})
+
+    dial()
+
+    assert fake_twilio.sleeps == [2.0]
+
+
+def test_create_call_gives_up_on_429_after_the_configured_retries(fake_twilio, settings) -> None:
+    settings.TWILIO_MAX_RETRIES = 2
+    fake_twilio.fail_next(429, times=5)
+
+    with pytest.raises(TelephonyUnavailable) as caught:
+        dial()
+
+    assert caught.value.attempts == 3 and caught.value.status == 429
+    assert caught.value.code == 20429 and caught.value.possibly_created is False
+    assert len(fake_twilio.requests) == 3
+
+
+def test_create_call_does_not_repeat_after_a_5xx(fake_twilio) -> None:
+    fake_twilio.fail_next(500)
+
+    with pytest.raises(TelephonyUnavailable) as caught:
+        dial()
+
+    assert caught.value.possibly_created is True
+    assert caught.value.attempts == 1 and caught.value.status == 500
+    assert len(fake_twilio.requests) == 1 and fake_twilio.sleeps == []
+
+
+def test_create_call_does_not_repeat_after_a_timeout(fake_twilio, settings) -> None:
+    settings.TWILIO_TIMEOUT = 0.2
+    fake_twilio.delay_next(1.0)
+
+    with pytest.raises(TelephonyUnavailable) as caught:
+        dial()
+
+    assert caught.value.possibly_created is True and caught.value.attempts == 1
+    assert len(fake_twilio.requests) == 1 and fake_twilio.sleeps == []
+
+
+def test_create_call_does_not_repeat_after_a_connection_lost_mid_request(fake_twilio) -> None:
+    fake_twilio.drop_next()
+
+    with pytest.raises(TelephonyUnavailable) as caught:
+        dial()
+
+    assert caught.value.possibly_created is True
+    assert len(fake_twilio.requests) == 1
+
+
+def test_create_call_retries_when_twilio_cannot_be_reached(
+    fake_twilio, settings, closed_port
+) -> None:
+    settings.TWILIO_API_BASE_URL = f"http://127.0.0.1:{closed_port}"
+
+    with pytest.raises(TelephonyUnavailable) as caught:
+        dial()
+
+    # Nothing was sent, so each attempt was safe: 1 + TWILIO_MAX_RETRIES.
+    assert caught.value.attempts == 4 and caught.value.possibly_created is False
+    assert len(fake_twilio.sleeps) == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "flag"),
+    [
+        (21211, "The number to call is not valid.", "is_invalid_number"),
+        (13224, "The number to call is invalid or not supported", "is_invalid_number"),
+        (21215, "not enabled in the account's Voice Geo Permissions", "is_geo_permission"),
+        (21217, "The number to call is not a valid phone number.", "is_invalid_number"),
+        (21210, "not a Twilio number or verified caller ID", None),
+        (21212, "The caller number is not valid.", None),
+    ],
+)
+def test_create_call_rejects_an_unusable_number_without_retrying(
+    fake_twilio, code, reason, flag
+) -> None:
+    fake_twilio.fail_next(400, code=code, message=f"Twilio's words for {code}")
+
+    with pytest.raises(TelephonyRejected) as caught:
+        dial()
+
+    rejected = caught.value
+    assert rejected.status == 400 and rejected.code == code
+    assert rejected.provider_message == f"Twilio's words for {code}"
+    assert reason in rejected.reason
+    assert not rejected.is_auth_failure and not rejected.is_concurrency_limit
+    if flag:
+        assert getattr(rejected, flag) is True
+    assert len(fake_twilio.requests) == 1 and fake_twilio.sleeps == []
+
+
+def test_create_call_reports_rejected_credentials_as_an_auth_failure(fake_twilio, settings) -> None:
+    settings.TWILIO_AUTH_TOKEN = "not-the-token"
+
+    with pytest.raises(TelephonyRejected) as caught:
+        dial()
+
+    assert caught.value.is_auth_failure and caught.value.code == 20003
+    assert caught.value.status == 401 and "credentials" in caught.value.reason
+    assert len(fake_twilio.requests) == 1
+
+
+@pytest.mark.parametrize("status", [400, 429])
+def test_create_call_reports_the_concurrency_limit_without_retrying(fake_twilio, status) -> None:
+    fake_twilio.fail_next(status, code=10004, message="Call concurrency limit exceeded")
+
+    with pytest.raises(TelephonyRejected) as caught:
+        dial()
+
+    assert caught.value.is_concurrency_limit and not caught.value.is_auth_failure
+    assert "simultaneous calls" in caught.value.reason
+    assert len(fake_twilio.requests) == 1
+
+
+def test_create_call_rejection_with_an_unmapped_code_keeps_twilios_words(
+    fake_twilio, settings
+) -> None:
+    fake_twilio.fail_next(400, code=99999, message="Something new")
+
+    with pytest.raises(TelephonyRejected) as caught:
+        dial()
+
+    assert caught.value.code == 99999
+    assert caught.value.reason == "Twilio refused the request (error 99999): Something new"
+
+
+# --- fetch, hang up, redirect -----------------------------------------------------------
+
+
+def test_fetch_call_retries_a_503_then_returns_the_call(fake_twilio) -> None:
+    sid = existing_call(
+        fake_twilio,
+        status="completed",
+        duration="42",
+        price="-0.01300",
+        price_unit="EUR",
+        answered_by="machine_end_beep",
+        queue_time="1200",
+    )
+    fake_twilio.fail_next(503)
+
+    call = telephony.fetch_call(sid=sid)
+
+    assert call == ProviderCall(
+        sid=sid,
+        status="completed",
+        queue_time_ms=1200,
+        answered_by="machine_end_beep",
+        duration=42,
+        price="-0.01300",
+        price_unit="EUR",
+    )
+    assert [r.method for r in fake_twilio.requests] == ["GET", "GET"]
+    assert fake_twilio.requests[0].path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
+    assert len(fake_twilio.sleeps) == 1
+
+
+def test_fetch_call_retries_a_timeout(fake_twilio, settings) -> None:
+    settings.TWILIO_TIMEOUT = 0.2
+    sid = existing_call(fake_twilio)
+    fake_twilio.delay_next(1.0)
+
+    assert telephony.fetch_call(sid=sid).sid == sid
+    assert len(fake_twilio.requests) == 2
+
+
+def test_fetch_call_gives_up_after_the_configured_retries(fake_twilio) -> None:
+    sid = existing_call(fake_twilio)
+    fake_twilio.fail_next(503, times=10)
+
+    with pytest.raises(TelephonyUnavailable) as caught:
+        telephony.fetch_call(sid=sid)
+
+    assert caught.value.attempts == 4 and caught.value.possibly_created is False
+    assert len(fake_twilio.requests) == 4
+
+
+def test_fetch_call_of_an_unknown_sid_is_rejected(fake_twilio) -> None:
+    with pytest.raises(TelephonyRejected) as caught:
+        telephony.fetch_call(sid="CA" + "00" * 16)
+
+    assert caught.value.status == 404 and caught.value.code == 20404
+
+
+def test_hang_up_completes_the_call(fake_twilio) -> None:
+    sid = existing_call(fake_twilio, status="in-progress")
+
+    call = telephony.hang_up(sid=sid)
+
+    [request] = fake_twilio.requests
+    assert request.method == "POST"
+    assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}.json"
+    assert request.form == {"Status": ["completed"]}
+    assert call.status == "completed"
+
+
+def test_hang_up_retries_a_5xx(fake_twilio) -> None:
+    sid = existing_call(fake_twilio, status="in-progress")
+    fake_twilio.fail_next(502, code=None)
+
+    assert telephony.hang_up(sid=sid).status == "completed"
+    assert len(fake_twilio.requests) == 2
+
+
+def test_redirect_call_points_the_live_call_at_new_twiml(fake_twilio) -> None:
+    sid = existing_call(fake_twilio, status="in-progress")
+
+    telephony.redirect_call(sid=sid, url=f"{APP}/twilio/calls/7/voicemail")
+
+    [request] = fake_twilio.requests
+    assert request.path.endswith(f"/Calls/{sid}.json")
+    assert request.form == {"Url": [f"{APP}/twilio/calls/7/voicemail"], "Method": ["POST"]}
+
+
+def test_redirect_call_of_an_ended_call_is_rejected(fake_twilio) -> None:
+    sid = existing_call(fake_twilio, status="completed")
+
+    with pytest.raises(TelephonyRejected) as caught:
+        telephony.redirect_call(sid=sid, url=f"{APP}/twilio/calls/7/voicemail")
+
+    assert caught.value.code == 21220 and "not in-progress" in caught.value.provider_message
+
+
+# --- url_with_retries -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"{APP}/status", f"{APP}/status#rc=3"),
+        (f"{APP}/status?call=7", f"{APP}/status?call=7#rc=3"),
+        (f"{APP}/status#ct=1000&rp=all", f"{APP}/status#rc=3&ct=1000&rp=all"),
+        (f"{APP}/status#rc=1&ct=1000", f"{APP}/status#rc=3&ct=1000"),
+    ],
+)
+def test_url_with_retries_sets_the_retry_count_override(url, expected) -> None:
+    assert telephony.url_with_retries(url) == expected
+
+
+def test_url_with_retries_refuses_a_count_twilio_does_not_accept() -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        telephony.url_with_retries(f"{APP}/status", retry_count=6)
+
+
+# --- Webhook signatures -----------------------------------------------------------------
+
+STATUS_URL = f"{APP}/twilio/calls/7/status?attempt=2"
+STATUS_PARAMS = {
+    "CallSid": "CA" + "ab" * 16,
+    "CallStatus": "in-progress",
+    "AccountSid": ACCOUNT_SID,
+    "SequenceNumber": "1",
+}
+
+
+@pytest.fixture
+def twilio_mode(settings) -> None:
+    settings.TELEPHONY_BACKEND = "twilio"
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+
+
+def test_sign_request_computes_twilios_signature(twilio_mode) -> None:
+    # Twilio's recipe: URL, then each parameter's name and value sorted by name,
+    # HMAC-SHA1 with the auth token, base64.
+    signed = STATUS_URL + "".join(name + STATUS_PARAMS[name] for name in sorted(STATUS_PARAMS))
+    expected = base64.b64encode(
+        hmac.new(AUTH_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
+    ).decode()
+
+    assert telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS) == expected
+
+
+def test_signature_is_valid_accepts_what_sign_request_signed(twilio_mode) -> None:
+    signature = telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS)
+
+    assert telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=signature)
+
+
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        (STATUS_URL, {**STATUS_PARAMS, "CallStatus": "completed"}),
+        (STATUS_URL, {**STATUS_PARAMS, "Extra": "1"}),
+        (STATUS_URL.replace("attempt=2", "attempt=3"), STATUS_PARAMS),
+        (STATUS_URL.replace("https://", "http://"), STATUS_PARAMS),
+        (STATUS_URL.replace("/7/", "/8/"), STATUS_PARAMS),
+    ],
+)
+def test_signature_is_valid_refuses_a_tampered_request(twilio_mode, url, params) -> None:
+    signature = telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS)
+
+    assert not telephony.signature_is_valid(url=url, params=params, signature=signature)
+
+
+def test_signature_is_valid_reads_a_query_dict_with_repeated_names(twilio_mode) -> None:
+    params = {"CallSid": "CA" + "ab" * 16, "Digits": ["1", "2"]}
+    signature = telephony.sign_request(url=STATUS_URL, params=params)
+    posted = QueryDict(f"CallSid=CA{'ab' * 16}&Digits=2&Digits=1")
+    tampered = QueryDict(f"CallSid=CA{'ab' * 16}&Digits=2&Digits=3")
+
+    assert telephony.signature_is_valid(url=STATUS_URL, params=posted, signature=signature)
+    assert not telephony.signature_is_valid(url=STATUS_URL, params=tampered, signature=signature)
+
+
+def test_sign_request_leaves_the_connection_override_fragment_out(twilio_mode) -> None:
+    # The fragment stays with the sender; the server sees, and checks, the URL without it.
+    signature = telephony.sign_request(
+        url=telephony.url_with_retries(STATUS_URL), params=STATUS_PARAMS
+    )
+
+    assert telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=signature)
+
+
+def test_signature_is_valid_accepts_a_signature_with_or_without_the_fragment(twilio_mode) -> None:
+    registered = telephony.url_with_retries(STATUS_URL)
+    signed = registered + "".join(name + STATUS_PARAMS[name] for name in sorted(STATUS_PARAMS))
+    with_fragment = base64.b64encode(
+        hmac.new(AUTH_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
+    ).decode()
+    without_fragment = telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS)
+
+    for signature in (with_fragment, without_fragment):
+        assert telephony.signature_is_valid(
+            url=registered, params=STATUS_PARAMS, signature=signature
+        )
+    assert not telephony.signature_is_valid(
+        url=STATUS_URL, params=STATUS_PARAMS, signature=with_fragment
+    )
+
+
+@pytest.mark.parametrize("signature", [None, "", "bm90IGEgc2lnbmF0dXJl"])
+def test_signature_is_valid_refuses_a_missing_or_wrong_signature(twilio_mode, signature) -> None:
+    assert not telephony.signature_is_valid(
+        url=STATUS_URL, params=STATUS_PARAMS, signature=signature
+    )
+
+
+def test_signature_is_valid_refuses_everything_without_an_auth_token(settings) -> None:
+    settings.TELEPHONY_BACKEND = "twilio"
+    settings.TWILIO_AUTH_TOKEN = ""
+    # What anyone could compute with an empty key.
+    forged = base64.b64encode(hmac.new(b"", STATUS_URL.encode(), hashlib.sha1).digest()).decode()
+
+    assert not telephony.signature_is_valid(url=STATUS_URL, params={}, signature=forged)
+
+
+def test_webhook_auth_token_is_twilios_auth_token_with_twilio(twilio_mode) -> None:
+    assert telephony.webhook_auth_token() == AUTH_TOKEN
+
+
+def test_sandbox_webhook_token_is_stable_secret_and_not_the_auth_token(settings) -> None:
+    settings.TELEPHONY_BACKEND = "sandbox"
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.SECRET_KEY = "a" * 50 + "bcdef"
+
+    token = telephony.webhook_auth_token()
+    again = telephony.webhook_auth_token()
+    settings.SECRET_KEY = "z" * 50 + "vwxyz"
+    other = telephony.webhook_auth_token()
+
+    assert token == again and token != AUTH_TOKEN and token != other
+    assert len(token) >= 32
+
+
+def test_sandbox_signatures_round_trip_and_differ_from_twilios(settings) -> None:
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.TELEPHONY_BACKEND = "sandbox"
+    sandbox = telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS)
+    settings.TELEPHONY_BACKEND = "twilio"
+    twilio = telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS)
+    settings.TELEPHONY_BACKEND = "sandbox"
+
+    assert sandbox != twilio
+    assert telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=sandbox)
+    assert not telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=twilio)

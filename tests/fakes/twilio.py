@@ -1,0 +1,401 @@
+"""A fake Twilio REST API on 127.0.0.1, for driving the real SDK over HTTP in tests.
+
+It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update), checks
+HTTP Basic auth like Twilio, answers with Twilio's JSON shapes, records every request,
+and plays scripted faults (error statuses, slow answers, dropped connections) before
+answering normally again. With Twilio's OpenAPI spec loaded, every request is checked
+against it: a request the real API would not accept is answered 400 and kept in
+`violations`, which the `fake_twilio` fixture requires to be empty at the end of a test.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import email.utils
+import json
+import re
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.twilio_spec import TwilioSpec
+
+ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+AUTH_TOKEN = "fedcba9876543210" * 2
+API_VERSION = "2010-04-01"
+ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+# Twilio's usual error code for an HTTP status, used when a scripted fault names none.
+DEFAULT_CODES = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
+CALL_PATH = re.compile(
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls(?:/(?P<sid>[^/.]+))?\.json"
+)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]  # repeated names keep every value, in order
+    headers: dict[str, str]  # names in lower case
+
+
+@dataclass(frozen=True)
+class _Scripted:
+    status: int | None  # None: answer normally after the delay
+    delay: float = 0.0
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection without answering
+
+
+class FakeTwilio:
+    """A fake Twilio server; use as a context manager or with start() and stop()."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = ACCOUNT_SID,
+        auth_token: str = AUTH_TOKEN,
+        spec: TwilioSpec | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.spec = spec
+        # Backoff waits of the code under test, recorded by the `fake_twilio` fixture.
+        self.sleeps: list[float] = []
+        self._calls: dict[str, dict[str, Any]] = {}
+        self._requests: list[RecordedRequest] = []
+        self._violations: list[str] = []
+        self._script: deque[_Scripted] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- Lifecycle ------------------------------------------------------------------------
+    def start(self) -> FakeTwilio:
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.fake = self
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-twilio",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers sleeping in a scripted delay
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeTwilio:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "start the server first"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # --- Scripting ------------------------------------------------------------------------
+    def fail_next(
+        self,
+        status: int,
+        *,
+        code: int | None = None,
+        message: str | None = None,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer the next `times` requests with `status` and Twilio's error JSON."""
+        code = code if code is not None else DEFAULT_CODES.get(status)
+        body = error_body(status, code, message or f"Scripted failure with status {status}.")
+        with self._lock:
+            self._script.extend(
+                _Scripted(status=status, body=body, headers=dict(headers or {}))
+                for _ in range(times)
+            )
+
+    def delay_next(self, seconds: float, *, times: int = 1) -> None:
+        """Hold the next `times` requests for `seconds`, then answer (and act) normally."""
+        with self._lock:
+            self._script.extend(_Scripted(status=None, delay=seconds) for _ in range(times))
+
+    def drop_next(self, *, times: int = 1) -> None:
+        """Read the next `times` requests, then close the connection without answering."""
+        with self._lock:
+            self._script.extend(_Scripted(status=None, drop=True) for _ in range(times))
+
+    def set_call(self, sid: str, **fields: Any) -> dict[str, Any]:
+        """Create or change the Call resource `sid` (fields as in Twilio's JSON)."""
+        with self._lock:
+            call = self._calls.get(sid) or self._new_call(sid=sid, to="", from_="")
+            call.update(fields, date_updated=_now())
+            self._calls[sid] = call
+            return copy.deepcopy(call)
+
+    # --- Inspection -----------------------------------------------------------------------
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, method: str, path_suffix: str) -> list[RecordedRequest]:
+        """Requests with `method` whose path ends with `path_suffix` (say "/Calls.json")."""
+        return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
+
+    def call(self, sid: str) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._calls[sid])
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._calls.values()))
+
+    @property
+    def violations(self) -> list[str]:
+        """Where requests (or the fake's own answers) broke Twilio's OpenAPI spec."""
+        with self._lock:
+            return list(self._violations)
+
+    def take_violations(self) -> list[str]:
+        """The violations so far, forgotten: for tests that break the spec on purpose."""
+        with self._lock:
+            violations, self._violations = self._violations, []
+            return violations
+
+    # --- Serving (called from handler threads) --------------------------------------------
+    def _record(self, request: RecordedRequest) -> tuple[_Scripted | None, list[str]]:
+        """Log the request and check it against the spec; its scripted answer, if any."""
+        violations = []
+        if self.spec is not None:
+            violations = self.spec.check_request(
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                form=request.form,
+                content_type=request.headers.get("content-type"),
+            )
+        with self._lock:
+            self._requests.append(request)
+            self._violations.extend(violations)
+            return (self._script.popleft() if self._script else None), violations
+
+    def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _answer(self, request: RecordedRequest, violations: list[str]) -> tuple[int, Any]:
+        if not self._authorized(request.headers.get("authorization", "")):
+            return 401, error_body(401, 20003, "Authenticate")
+        if violations:
+            # No Twilio code: the fake, not Twilio, found these.
+            return 400, error_body(400, None, "; ".join(violations))
+        match = CALL_PATH.fullmatch(request.path)
+        if match is None or match["account"] != self.account_sid:
+            return _not_found(request.path)
+        sid = match["sid"]
+        if sid is None and request.method == "POST":
+            return self._create_call(request)
+        if sid is not None and request.method == "GET":
+            with self._lock:
+                call = self._calls.get(sid)
+                return (200, copy.deepcopy(call)) if call else _not_found(request.path)
+        if sid is not None and request.method == "POST":
+            return self._update_call(request, sid)
+        return 405, error_body(405, 20004, "Method not allowed")
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(encoded).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return (user, password) == (self.account_sid, self.auth_token)
+
+    def _create_call(self, request: RecordedRequest) -> tuple[int, Any]:
+        form = request.form
+        for name in ("To", "From"):
+            if not form.get(name):
+                return 400, error_body(400, 21201, f"No '{name}' number is specified")
+        if not any(form.get(name) for name in ("Url", "Twiml", "ApplicationSid")):
+            return 400, error_body(400, 21205, "Url, Twiml or ApplicationSid is required")
+        sid = "CA" + uuid.uuid4().hex
+        with self._lock:
+            call = self._new_call(sid=sid, to=form["To"][0], from_=form["From"][0])
+            self._calls[sid] = call
+            return 201, copy.deepcopy(call)
+
+    def _update_call(self, request: RecordedRequest, sid: str) -> tuple[int, Any]:
+        with self._lock:
+            call = self._calls.get(sid)
+            if call is None:
+                return _not_found(request.path)
+            status = request.form.get("Status", [None])[0]
+            redirect = request.form.get("Url") or request.form.get("Twiml")
+            if redirect and call["status"] in ENDED_STATUSES:
+                return 400, error_body(400, 21220, "Call is not in-progress. Cannot redirect.")
+            if status and call["status"] not in ENDED_STATUSES:
+                if status == "completed" or call["status"] in ("queued", "ringing"):
+                    call.update(status=status, end_time=_now())
+            call["date_updated"] = _now()
+            return 200, copy.deepcopy(call)
+
+    def _new_call(self, *, sid: str, to: str, from_: str) -> dict[str, Any]:
+        """A Call resource as Twilio's API shows it right after creation."""
+        now = _now()
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}"
+        return {
+            "account_sid": self.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": from_,
+            "from_formatted": from_,
+            "group_sid": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "queue_time": "0",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {
+                name: f"{uri}/{name.title().replace('_', '')}.json"
+                for name in (
+                    "notifications",
+                    "recordings",
+                    "payments",
+                    "events",
+                    "siprec",
+                    "streams",
+                    "transcriptions",
+                    "user_defined_message_subscriptions",
+                    "user_defined_messages",
+                )
+            },
+            "to": to,
+            "to_formatted": to,
+            "trunk_sid": None,
+            "uri": f"{uri}.json",
+        }
+
+    def _check_answer(self, request: RecordedRequest, status: int, body: Any) -> None:
+        if self.spec is None:
+            return
+        problems = self.spec.check_response(
+            method=request.method, path=request.path, status=status, body=body
+        )
+        with self._lock:
+            self._violations.extend(f"fake's answer: {problem}" for problem in problems)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeTwilio
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out has closed its socket before the late answer; that is
+        # the point of a scripted delay, not an error worth a traceback.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet test output
+
+    def _serve(self) -> None:
+        fake = self.server.fake
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        request = RecordedRequest(
+            method=self.command,
+            path=url.path,
+            query=parse_qs(url.query, keep_blank_values=True),
+            form=parse_qs(raw, keep_blank_values=True),
+            headers={name.lower(): value for name, value in self.headers.items()},
+        )
+        scripted, violations = fake._record(request)
+        if scripted is not None and scripted.drop:
+            self.close_connection = True
+            return
+        if scripted is not None:
+            fake._wait(scripted.delay)
+        if fake._stopping.is_set():
+            return
+        headers = {"Content-Type": "application/json"}
+        if scripted is not None and scripted.status is not None:
+            status, body = scripted.status, scripted.body
+            headers.update(scripted.headers)
+        else:
+            status, body = fake._answer(request, violations)
+            fake._check_answer(request, status, body)
+        content = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+
+def error_body(status: int, code: int | None, message: str) -> dict[str, Any]:
+    """Twilio's JSON error shape."""
+    return {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}" if code else "",
+        "status": status,
+    }
+
+
+def _not_found(path: str) -> tuple[int, Any]:
+    return 404, error_body(404, 20404, f"The requested resource {path} was not found")
+
+
+def _now() -> str:
+    return email.utils.format_datetime(datetime.now(UTC))
