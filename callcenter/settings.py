@@ -267,6 +267,11 @@ TWILIO_AUTH_TOKEN = env.str("TWILIO_AUTH_TOKEN")
 TWILIO_PHONE_NUMBER = env.str("TWILIO_PHONE_NUMBER")
 TWILIO_API_BASE_URL = env.url("TWILIO_API_BASE_URL", "https://api.twilio.com")
 TWILIO_MAX_CPS = env.int("TWILIO_MAX_CPS", 1, minimum=1, maximum=1000)
+# Retries of a transient Twilio failure (429, 5xx, timeout, connection error). A call is
+# re-created only after a 429 or a refused connection, never after a 5xx or a timeout.
+TWILIO_MAX_RETRIES = env.int("TWILIO_MAX_RETRIES", 3, minimum=0, maximum=10)
+# Seconds to wait for Twilio to connect or send the next bytes, per attempt.
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", 10.0, minimum=1.0, maximum=60.0)
 if TWILIO_ACCOUNT_SID and not (
     len(TWILIO_ACCOUNT_SID) == 34 and TWILIO_ACCOUNT_SID.startswith("AC")
 ):
@@ -320,8 +325,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # httpx logs every vendor request at INFO: too much for a call's worth of turns.
-    "loggers": {"httpx": {"level": "WARNING"}},
+    # httpx and twilio log every vendor request at INFO (twilio in a dozen lines): too
+    # much for a call's worth of turns.
+    "loggers": {"httpx": {"level": "WARNING"}, "twilio.http_client": {"level": "WARNING"}},
 }
 
 env.check()

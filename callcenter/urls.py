@@ -23,4 +23,5 @@ urlpatterns = [
     path("metrics", ExportToDjangoView, name="metrics"),
     path("api/v1/", include(router.urls)),
     path("", include("voices.urls")),
+    path("", include("calls.urls")),
 ]

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from django.db.models import F
+import datetime
+import email.utils
+import logging
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from calls.models import Call
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from calls import telephony
+from calls.models import AnsweredBy, Call, CallEvent, CallStatus
+from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
 from voices.clips import Speech, speech_for_line
 from voices.services import voice_for_campaign
+
+logger = logging.getLogger(__name__)
 
 
 def record_speech_fallback(*, call: Call) -> None:
@@ -29,3 +45,311 @@ def speech_for_call(*, call: Call, text: str) -> Speech:
     if speech.is_fallback:
         record_speech_fallback(call=call)
     return speech
+
+
+# --- Status callbacks ---------------------------------------------------------------------
+
+# How far along a call is. A callback may only move a call up this ladder: Twilio's
+# callbacks arrive late, twice and out of order, and a final status is final.
+STATUS_RANK: dict[str, int] = {
+    CallStatus.PENDING: 0,
+    CallStatus.DIALING: 0,
+    CallStatus.QUEUED: 1,
+    CallStatus.RINGING: 2,
+    CallStatus.IN_PROGRESS: 3,
+    CallStatus.COMPLETED: 4,
+    CallStatus.BUSY: 4,
+    CallStatus.NO_ANSWER: 4,
+    CallStatus.FAILED: 4,
+    CallStatus.CANCELED: 4,
+}
+FINAL_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == 4)
+# The `initiated` callback event reports CallStatus=initiated, a status the Call resource
+# itself never shows: the call has left Twilio's queue.
+STATUS_ALIASES = {"initiated": CallStatus.QUEUED}
+
+MACHINE_ANSWERS = frozenset(
+    {
+        AnsweredBy.MACHINE_START,
+        AnsweredBy.MACHINE_END_BEEP,
+        AnsweredBy.MACHINE_END_SILENCE,
+        AnsweredBy.MACHINE_END_OTHER,
+        AnsweredBy.FAX,
+    }
+)
+
+# Twilio errors after which calling the number again cannot help (shared/reference/
+# twilio.md §9): an invalid or unreachable number, or a destination the account may not
+# call. Any other failure is retried per the campaign's policy.
+PERMANENT_ERROR_CODES = frozenset({13224, 13227, 21211, 21215, 21217, 32205})
+
+
+def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | None:
+    """Store a Twilio status callback for call ``call_id`` and fold it into the call.
+
+    The raw event is kept once per (CallSid, kind, SequenceNumber); a callback for an
+    unknown call or another call's SID is kept with no call and changes nothing (returns
+    None). The status only moves forward (a compare-and-set on the statuses it may come
+    from), facts the event carries (answer and end times, duration, price, answered-by,
+    error) only fill blanks, so any order of the same callbacks ends in the same row.
+    The callback that makes the call final moves its contact on (``finish_call``), once.
+    """
+    sid = params.get("CallSid", "")
+    with transaction.atomic():
+        call = Call.objects.filter(pk=call_id).first()
+        if call is not None and not _callback_matches(call=call, sid=sid):
+            logger.warning(
+                "Status callback for call %s carries SID %s, the call has %s; kept unmatched.",
+                call_id,
+                sid,
+                call.provider_sid,
+            )
+            call = None
+        elif call is None:
+            logger.warning("Status callback for unknown call %s (SID %s); kept.", call_id, sid)
+        if not _store_event(call=call, kind=CallEvent.Kind.STATUS, params=params):
+            return call  # a retried callback: its first delivery was applied with it
+        if call is None:
+            return None
+        raw_status = params.get("CallStatus", "")
+        status = STATUS_ALIASES.get(raw_status, raw_status)
+        if status not in STATUS_RANK:
+            logger.warning("Call %s: unknown status %r in a callback; ignored.", call.pk, status)
+            return call
+        facts = _status_facts(params=params, status=status)
+        now = timezone.now()
+        moved = Call.objects.filter(
+            pk=call.pk,
+            status__in=[s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]],
+        ).update(status=status, updated_at=now, **_fill_blanks(facts))
+        if not moved and any(_is_blank(getattr(call, name)) for name in facts):
+            # Not a step forward, but it may carry facts a callback overtaken by it did not
+            # (an `answered` arriving after `completed` still tells when the call was answered).
+            Call.objects.filter(pk=call.pk).update(updated_at=now, **_fill_blanks(facts))
+        call.refresh_from_db()
+        if moved and status in FINAL_STATUSES:
+            finish_call(call=call)
+    return call
+
+
+def _callback_matches(*, call: Call, sid: str) -> bool:
+    if len(sid) > Call._meta.get_field("provider_sid").max_length:
+        return False  # not a Twilio SID, and it would not fit the column
+    if call.provider_sid:
+        return sid == call.provider_sid
+    # The `initiated` callback can overtake the API response that tells us the SID; it is
+    # ours unless another call already holds it.
+    return not sid or not Call.objects.filter(provider_sid=sid).exists()
+
+
+def _store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> bool:
+    """Keep the raw event; False when this (SID, kind, sequence) was stored before."""
+    try:
+        sequence_number: int | None = int(params["SequenceNumber"])
+    except (KeyError, ValueError):
+        sequence_number = None
+    else:
+        if sequence_number < 0:
+            sequence_number = None
+    try:
+        # A savepoint: the unique constraint decides, so two deliveries racing each
+        # other store one row, and the losing one leaves the outer transaction usable.
+        with transaction.atomic():
+            CallEvent.objects.create(
+                call=call,
+                provider_sid=params.get("CallSid", "")[:64],
+                kind=kind,
+                sequence_number=sequence_number,
+                payload=dict(params),
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _status_facts(*, params: Mapping[str, str], status: str) -> dict[str, Any]:
+    """What a status callback tells about the call, by Call field (absent ones left out)."""
+    facts: dict[str, Any] = {}
+    sid = params.get("CallSid", "")
+    if sid:
+        facts["provider_sid"] = sid
+    if status == CallStatus.IN_PROGRESS:
+        facts["answered_at"] = _timestamp(params.get("Timestamp"))
+    if status in FINAL_STATUSES:
+        facts["ended_at"] = _timestamp(params.get("Timestamp"))
+    duration = _non_negative_int(params.get("CallDuration"))
+    if duration is not None:
+        facts["duration_seconds"] = duration
+    if params.get("AnsweredBy") in AnsweredBy.values:
+        facts["answered_by"] = params["AnsweredBy"]
+    price = _price(params.get("Price") or params.get("CallPrice"))
+    if price is not None:
+        facts["price"] = price
+        if params.get("PriceUnit"):
+            facts["price_unit"] = params["PriceUnit"][:3].upper()
+    error_code = _non_negative_int(params.get("ErrorCode"))
+    if error_code:
+        facts["error_code"] = error_code
+    error_message = params.get("ErrorMessage", "").strip()
+    sip_code = _non_negative_int(params.get("SipResponseCode"))
+    if not error_message and sip_code is not None and sip_code >= 400:
+        error_message = f"SIP {sip_code}"
+    if error_message:
+        facts["error_message"] = error_message[:500]
+    return facts
+
+
+def _fill_blanks(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """UPDATE expressions that set each field to its fact only where it is still blank."""
+    fields = {}
+    for name, value in facts.items():
+        field = Call._meta.get_field(name)
+        expression = Value(value, output_field=field)
+        if name == "ended_at":
+            # Twilio's clock may run a little behind ours: never end before the dial.
+            expression = Case(
+                When(dialed_at__gt=value, then=F("dialed_at")),
+                default=expression,
+                output_field=field,
+            )
+        if field.null:
+            fields[name] = Coalesce(F(name), expression, output_field=field)
+        else:
+            fields[name] = Case(
+                When(**{name: ""}, then=expression), default=F(name), output_field=field
+            )
+    return fields
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or value == ""
+
+
+def _timestamp(value: str | None) -> datetime.datetime:
+    """Twilio's RFC 2822 ``Timestamp``; now when it is missing or unreadable."""
+    if value:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return timezone.now()
+
+
+def _non_negative_int(value: str | None) -> int | None:
+    try:
+        number = int(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and number >= 0 else None
+
+
+def _price(value: str | None) -> Decimal | None:
+    """Twilio reports what a call cost as a negative amount; we keep the cost."""
+    if not value:
+        return None
+    try:
+        price = abs(Decimal(value)).quantize(Decimal("0.00001"))
+    except (InvalidOperation, ValueError):
+        return None
+    return price if price.is_finite() and price < 10**5 else None
+
+
+# --- After the call -------------------------------------------------------------------------
+
+
+def finish_call(*, call: Call) -> str | None:
+    """Move the ended ``call``'s contact on from ``calling``: done, retry, exhausted, failed.
+
+    A compare-and-set from ``calling``: returns the contact's new state, or None when the
+    contact had already moved on (nothing is written then).
+    """
+    contact = call.contact
+    campaign = call.campaign
+    now = timezone.now()
+    next_attempt_at = None
+    outcome = _outcome(call)
+    if outcome == "answered":
+        state, reason = Contact.State.DONE, _("Answered.")
+    elif outcome == "rejected":
+        state = Contact.State.FAILED
+        reason = _("Twilio cannot call this number (error %(code)s): %(detail)s") % {
+            "code": call.error_code,
+            "detail": telephony.REASONS.get(call.error_code) or call.error_message or "-",
+        }
+    else:
+        rule = _retry_rule(campaign, outcome)
+        # The dispatcher counts attempts on the contact; the call's own number is a floor.
+        attempts = max(contact.attempts, call.attempt)
+        label = _OUTCOME_LABELS[outcome]
+        if outcome != "canceled" and _calls_with_outcome(call, outcome) >= rule["max_attempts"]:
+            state = Contact.State.EXHAUSTED
+            reason = _("%(outcome)s: no more calls after %(count)s with this outcome.") % {
+                "outcome": label,
+                "count": rule["max_attempts"],
+            }
+        elif attempts >= campaign.max_attempts:
+            state = Contact.State.EXHAUSTED
+            reason = _("%(outcome)s: no more calls after %(count)s attempts.") % {
+                "outcome": label,
+                "count": attempts,
+            }
+        else:
+            state = Contact.State.RETRY
+            next_attempt_at = now + datetime.timedelta(minutes=rule["delay_minutes"])
+            reason = _("%(outcome)s: calling again later.") % {"outcome": label}
+    updated = Contact.objects.filter(pk=contact.pk, state=Contact.State.CALLING).update(
+        state=state, state_reason=reason[:500], next_attempt_at=next_attempt_at, updated_at=now
+    )
+    if not updated:
+        logger.info(
+            "Call %s ended but contact %s was not calling; left as is.", call.pk, contact.pk
+        )
+        return None
+    contact.state, contact.state_reason = state, reason[:500]
+    contact.next_attempt_at, contact.updated_at = next_attempt_at, now
+    return state
+
+
+_OUTCOME_LABELS = {
+    "busy": gettext_lazy("Busy"),
+    "no-answer": gettext_lazy("No answer"),
+    "failed": gettext_lazy("Call failed"),
+    "voicemail": gettext_lazy("Voicemail"),
+    "canceled": gettext_lazy("Call canceled"),
+}
+
+
+def _retry_rule(campaign: Campaign, outcome: str) -> dict[str, int]:
+    """The campaign's delay and attempts for ``outcome``; a cancelled call waits as an
+    unanswered one. An entry missing from a policy saved unchecked takes the default."""
+    key = "no-answer" if outcome == "canceled" else outcome
+    policy = campaign.retry_policy if isinstance(campaign.retry_policy, dict) else {}
+    rule = policy.get(key)
+    if not retry_policy_problems({**default_retry_policy(), key: rule}):
+        return rule
+    logger.warning("Campaign %s has no valid retry policy for %s; default used.", campaign.pk, key)
+    return default_retry_policy()[key]
+
+
+def _outcome(call: Call) -> str:
+    """What an ended call means for its contact."""
+    if call.status == CallStatus.COMPLETED:
+        return "voicemail" if call.answered_by in MACHINE_ANSWERS else "answered"
+    if call.status == CallStatus.FAILED and call.error_code in PERMANENT_ERROR_CODES:
+        return "rejected"
+    if call.status == CallStatus.CANCELED:
+        # We hung up before an answer (a paused campaign, a closing window): no fault of
+        # the callee's, so it counts only against the campaign's attempts.
+        return "canceled"
+    return str(call.status)
+
+
+def _calls_with_outcome(call: Call, outcome: str) -> int:
+    calls = Call.objects.filter(contact_id=call.contact_id)
+    if outcome == "voicemail":
+        calls = calls.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
+    else:
+        calls = calls.filter(status=outcome)
+    return calls.count()

@@ -14,9 +14,12 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 
+from calls import telephony
 from campaigns.models import Campaign, Partner
 from templates.models import CallTemplate
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.fakes.twilio_spec import SPEC_PATH, TwilioSpec
 from voices import speech
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,3 +113,23 @@ def fake_elevenlabs(settings, monkeypatch) -> Iterator[FakeElevenLabs]:
         settings.ELEVENLABS_TIMEOUT = 1.0
         monkeypatch.setattr(speech, "_sleep", server.sleeps.append)
         yield server
+
+
+@pytest.fixture
+def fake_twilio(settings, monkeypatch) -> Iterator[FakeTwilio]:
+    """A fake Twilio REST API on loopback that settings point at; backoff never waits.
+
+    Requests are checked against Twilio's OpenAPI spec when ../shared/specs holds it, and
+    the test fails if any request broke it.
+    """
+    spec = TwilioSpec.load() if SPEC_PATH.is_file() else None
+    with FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, spec=spec) as server:
+        settings.TELEPHONY_BACKEND = "twilio"
+        settings.TWILIO_API_BASE_URL = server.url
+        settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
+        settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+        settings.TWILIO_PHONE_NUMBER = "+34910000000"
+        settings.TWILIO_TIMEOUT = 1.0
+        monkeypatch.setattr(telephony, "_sleep", server.sleeps.append)
+        yield server
+        assert server.violations == [], "requests broke Twilio's OpenAPI spec"

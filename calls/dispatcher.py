@@ -1,0 +1,228 @@
+"""The dispatcher: on each beat tick, due contacts of running campaigns become calls.
+
+Capacity per campaign is its room under ``max_concurrent_calls`` bounded by two token
+buckets (the account's ``TWILIO_MAX_CPS``, shared by every campaign and worker, and the
+campaign's own ``calls_per_second``); the account's tokens are shared among campaigns
+round-robin, from an offset that turns every tick. Contacts are taken with
+``SELECT ... FOR UPDATE SKIP LOCKED``, so dispatchers running at once never pick the same
+contact, and the database's constraints (one live call per contact, one call per attempt)
+stand behind that.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Max, Q
+from django.utils import timezone
+
+from calls.models import Call
+from calls.pacing import take_tokens
+from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
+from campaigns.models import Campaign, Contact, DoNotCall
+
+logger = logging.getLogger(__name__)
+
+# The beat interval of the dispatch tick; buckets hold one interval's worth of tokens.
+DISPATCH_INTERVAL_SECONDS = 2.0
+# Contacts read per free slot: some of them turn out not dialable right now.
+CANDIDATES_PER_SLOT = 3
+
+# What a contact becomes when a reason that time will not clear keeps it from calls.
+_FINAL_STATES = {
+    ReasonCode.ATTEMPTS_EXHAUSTED: Contact.State.EXHAUSTED,
+}
+
+
+@dataclass
+class DispatchResult:
+    """One tick: calls created, contacts put off to a later time, contacts closed."""
+
+    created: list[int]
+    deferred: int = 0
+    closed: int = 0
+
+
+def dispatch(*, now: datetime.datetime | None = None) -> DispatchResult:
+    """Turn due contacts of running campaigns into pending calls, within capacity.
+
+    Calls are created in one transaction per campaign and returned by id, in the order
+    they should be dialled, for the caller to hand to the dialer once committed.
+    """
+    now = now or timezone.now()
+    result = DispatchResult(created=[])
+    campaigns = list(
+        Campaign.objects.running()
+        .filter(Q(starts_at__isnull=True) | Q(starts_at__lte=now))
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+        .select_related("partner", "template__partner")
+        .order_by("pk")
+    )
+    if not campaigns:
+        return result
+    rooms = _rooms(campaigns)
+    capacity = settings.TWILIO_MAX_CPS * DISPATCH_INTERVAL_SECONDS
+    account = take_tokens(
+        bucket="account",
+        rate=settings.TWILIO_MAX_CPS,
+        capacity=max(1.0, capacity),
+        wanted=sum(rooms.values()),
+    )
+    offset = int(now.timestamp() // DISPATCH_INTERVAL_SECONDS)
+    for campaign, share in _fair_shares(campaigns, rooms, account, offset):
+        rate = float(campaign.calls_per_second)
+        granted = take_tokens(
+            bucket=f"campaign-{campaign.pk}",
+            rate=rate,
+            capacity=max(1.0, rate * DISPATCH_INTERVAL_SECONDS),
+            wanted=share,
+        )
+        if granted:
+            _dispatch_campaign(campaign=campaign, slots=granted, now=now, result=result)
+    return result
+
+
+def _rooms(campaigns: list[Campaign]) -> dict[int, int]:
+    """Free slots under each campaign's concurrency limit."""
+    live = dict(
+        Call.objects.live()
+        .filter(campaign__in=campaigns)
+        .values("campaign")
+        .annotate(count=Count("pk"))
+        .values_list("campaign", "count")
+    )
+    return {c.pk: max(0, c.max_concurrent_calls - live.get(c.pk, 0)) for c in campaigns}
+
+
+def _fair_shares(
+    campaigns: list[Campaign], rooms: dict[int, int], tokens: int, offset: int
+) -> list[tuple[Campaign, int]]:
+    """``tokens`` dealt one at a time round-robin to campaigns with room, starting at
+    ``offset`` so that no campaign is always first."""
+    order = campaigns[offset % len(campaigns) :] + campaigns[: offset % len(campaigns)]
+    shares = dict.fromkeys((c.pk for c in order), 0)
+    while tokens > 0:
+        dealt = False
+        for campaign in order:
+            if tokens and shares[campaign.pk] < rooms[campaign.pk]:
+                shares[campaign.pk] += 1
+                tokens -= 1
+                dealt = True
+        if not dealt:
+            break
+    return [(c, shares[c.pk]) for c in order if shares[c.pk]]
+
+
+def _dispatch_campaign(
+    *, campaign: Campaign, slots: int, now: datetime.datetime, result: DispatchResult
+) -> None:
+    with transaction.atomic():
+        candidates = list(
+            campaign.contacts.due(now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")[
+                : slots * CANDIDATES_PER_SLOT
+            ]
+        )
+        if not candidates:
+            return
+        for contact in candidates:
+            contact.campaign = campaign  # already loaded, with its template and partner
+        facts = _facts(campaign=campaign, contacts=candidates, now=now)
+        calls: list[Call] = []
+        changed: list[Contact] = []
+        for contact in candidates:
+            if len(calls) == slots:
+                break
+            verdict = evaluate(
+                contact=contact,
+                campaign=campaign,
+                now=now,
+                history=sorted(facts.history[contact.phone]),
+                blocked_by_dnc=contact.phone in facts.blocked,
+                live_call=contact.pk in facts.live,
+            )
+            if ReasonCode.LIVE_CALL in verdict.codes:
+                continue  # its call is still going on: it is not due, leave it alone
+            if verdict.dialable:
+                calls.append(
+                    Call(
+                        campaign=campaign,
+                        contact=contact,
+                        attempt=facts.last_attempt.get(contact.pk, 0) + 1,
+                        from_number=campaign.effective_caller_number,
+                        to_number=contact.phone,
+                    )
+                )
+                contact.state = Contact.State.CALLING
+                contact.attempts += 1
+                contact.next_attempt_at = None
+                contact.state_reason = ""
+                # Another contact with the same number in this batch counts this call.
+                facts.history[contact.phone].append(now)
+            elif _put_off(contact, verdict):
+                result.deferred += 1
+            else:
+                result.closed += 1
+            contact.updated_at = now  # bulk_update does not apply auto_now
+            changed.append(contact)
+        Call.objects.bulk_create(calls)
+        Contact.objects.bulk_update(
+            changed, ["state", "attempts", "next_attempt_at", "state_reason", "updated_at"]
+        )
+        result.created.extend(call.pk for call in calls)
+
+
+@dataclass
+class _Facts:
+    history: defaultdict[str, list[datetime.datetime]]
+    blocked: set[str]
+    live: set[int]
+    last_attempt: dict[int, int]
+
+
+def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetime) -> _Facts:
+    """What eligibility needs about a batch of contacts, in four queries for all of them."""
+    phones = [contact.phone for contact in contacts]
+    hours = max(history_hours(contact=contact, campaign=campaign) for contact in contacts)
+    history: defaultdict[str, list[datetime.datetime]] = defaultdict(list)
+    for phone, created_at in Call.objects.filter(
+        campaign__partner_id=campaign.partner_id,
+        to_number__in=phones,
+        created_at__gt=now - datetime.timedelta(hours=hours),
+        created_at__lte=now,
+    ).values_list("to_number", "created_at"):
+        history[phone].append(created_at)
+    blocked = set(
+        DoNotCall.objects.filter(
+            Q(partner_id=campaign.partner_id) | Q(partner__isnull=True), phone__in=phones
+        ).values_list("phone", flat=True)
+    )
+    live = set(Call.objects.live().filter(contact__in=contacts).values_list("contact", flat=True))
+    last_attempt = dict(
+        Call.objects.filter(contact__in=contacts)
+        .values("contact")
+        .annotate(last=Max("attempt"))
+        .values_list("contact", "last")
+    )
+    return _Facts(history=history, blocked=blocked, live=live, last_attempt=last_attempt)
+
+
+def _put_off(contact: Contact, verdict: Eligibility) -> bool:
+    """Record why ``contact`` was not called. True when time will clear it (it waits until
+    ``next_possible_at``); False when it will not (the contact is closed with the reason)."""
+    contact.state_reason = "; ".join(reason.message for reason in verdict.reasons)[:500]
+    if verdict.next_possible_at is not None:
+        contact.next_attempt_at = verdict.next_possible_at
+        return True
+    codes = verdict.codes
+    contact.state = next(
+        (_FINAL_STATES[code] for code in codes if code in _FINAL_STATES), Contact.State.FAILED
+    )
+    contact.next_attempt_at = None
+    return False
