@@ -206,6 +206,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "voices.tasks.sync_voices_task",
         "schedule": crontab(hour=3, minute=30),
     },
+    "advance-campaigns": {"task": "campaigns.tasks.advance_campaigns_task", "schedule": 30.0},
     "prerender-upcoming-speech": {
         "task": "campaigns.tasks.prerender_upcoming_speech_task",
         "schedule": 20.0,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import logging
 from typing import Any
 
+import phonenumbers
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -14,10 +18,21 @@ from campaigns.models import Campaign, Contact, DoNotCall, Partner
 from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.tasks import prerender_campaign_speech_task
 from templates.linting import lint_template
+from voices import speech
+from voices.services import voice_for_campaign
+
+logger = logging.getLogger(__name__)
+
+# Contacts that still wait for a call.
+WAITING_STATES = (Contact.State.PENDING, Contact.State.RETRY)
 
 
 class CampaignStateError(Exception):
-    """The campaign cannot move to the requested state (from the state it is in now)."""
+    """The campaign cannot make the requested move; ``reasons`` says every why."""
+
+    def __init__(self, *reasons: str) -> None:
+        super().__init__(" ".join(reasons))
+        self.reasons = list(reasons)
 
 
 def create_partner(*, name: str) -> Partner:
@@ -31,10 +46,9 @@ def create_partner(*, name: str) -> Partner:
 def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
     """Move ``campaign`` along the state machine, safe against concurrent moves.
 
-    A campaign may only run (or be scheduled to) with a template that passes the
-    disclosure lint; a refusal lists every reason. The update is a compare-and-set on the
-    state read: if another process moved the campaign in between, nothing is written and
-    CampaignStateError says so. Starting queues the voicing of its common lines.
+    The update is a compare-and-set on the state read: if another process moved the
+    campaign in between, nothing is written and CampaignStateError says so. Use the
+    lifecycle services below, which check what each move needs first.
     """
     current = campaign.state
     if not campaign.can_move_to(to):
@@ -45,10 +59,6 @@ def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
                 "target": Campaign.State(to).label,
             }
         )
-    if to in (Campaign.State.RUNNING, Campaign.State.SCHEDULED):
-        problems = template_problems(campaign=campaign)
-        if problems:
-            raise CampaignStateError(" ".join(problems))
     now = timezone.now()
     updated = Campaign.objects.filter(pk=campaign.pk, state=current).update(
         state=to, state_changed_at=now, updated_at=now
@@ -65,11 +75,132 @@ def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
     return campaign
 
 
+def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) -> list[str]:
+    """Every reason ``campaign`` cannot start (or resume) now; empty when it can."""
+    now = now or timezone.now()
+    problems = template_problems(campaign=campaign)
+    if speech.is_configured() and voice_for_campaign(campaign=campaign) is None:
+        problems.append(
+            _("No voice: choose one or sync the default voice (%(voice)s) from ElevenLabs.")
+            % {"voice": settings.ELEVENLABS_DEFAULT_VOICE}
+        )
+    problems.extend(_caller_number_problems(campaign))
+    if not campaign.contacts.filter(state__in=WAITING_STATES).exists():
+        problems.append(_("The campaign has no contacts waiting to be called."))
+    if campaign.ends_at is not None and campaign.ends_at <= now:
+        problems.append(_("The campaign's end date has passed."))
+    try:
+        campaign.full_clean()
+    except ValidationError as exc:
+        problems.extend(
+            f"{_field_label(field)}: {message}"
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        )
+    return problems
+
+
 def template_problems(*, campaign: Campaign) -> list[str]:
     """Why the campaign's template cannot be used on calls yet (empty: it can)."""
     if campaign.template is None:
         return [_("The campaign has no call template.")]
     return lint_template(template=campaign.template)
+
+
+def start_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) -> Campaign:
+    """Start a draft campaign: scheduled when its start is still ahead, running otherwise.
+
+    Refuses, listing every reason at once, when the template fails its lint, no voice or
+    caller number is set, no contact waits, or the settings do not hold together.
+    """
+    now = now or timezone.now()
+    problems = start_problems(campaign=campaign, now=now)
+    if problems:
+        raise CampaignStateError(*problems)
+    ahead = campaign.starts_at is not None and campaign.starts_at > now
+    return transition_campaign(
+        campaign=campaign, to=Campaign.State.SCHEDULED if ahead else Campaign.State.RUNNING
+    )
+
+
+def pause_campaign(*, campaign: Campaign) -> Campaign:
+    """Stop dialling new calls; calls already going on finish."""
+    return transition_campaign(campaign=campaign, to=Campaign.State.PAUSED)
+
+
+def resume_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) -> Campaign:
+    """Dial again, after checking what a start checks (things may have changed)."""
+    problems = start_problems(campaign=campaign, now=now)
+    if problems:
+        raise CampaignStateError(*problems)
+    return transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+
+
+def cancel_campaign(*, campaign: Campaign) -> Campaign:
+    """End the campaign for good: no contact of it will ever be dialled again."""
+    return transition_campaign(campaign=campaign, to=Campaign.State.CANCELLED)
+
+
+def complete_campaign(*, campaign: Campaign) -> Campaign:
+    """Close the campaign as done: no contact of it will ever be dialled again."""
+    return transition_campaign(campaign=campaign, to=Campaign.State.COMPLETED)
+
+
+def advance_campaigns(*, now: datetime.datetime | None = None) -> dict[str, int]:
+    """Beat's view of the calendar: scheduled campaigns whose start has come run, running
+    campaigns past their end or with nobody left to call complete. Returns the counts."""
+    now = now or timezone.now()
+    started = completed = 0
+    for campaign in Campaign.objects.filter(
+        state=Campaign.State.SCHEDULED, starts_at__lte=now
+    ).select_related("template__partner"):
+        try:
+            transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+            started += 1
+        except CampaignStateError as exc:
+            logger.warning("scheduled campaign %s did not start: %s", campaign.pk, exc)
+    for campaign in Campaign.objects.running():
+        ended = campaign.ends_at is not None and campaign.ends_at <= now
+        if (
+            not ended
+            and campaign.contacts.filter(
+                state__in=[*WAITING_STATES, Contact.State.CALLING]
+            ).exists()
+        ):
+            continue
+        try:
+            complete_campaign(campaign=campaign)
+            completed += 1
+        except CampaignStateError as exc:
+            logger.warning("campaign %s was not completed: %s", campaign.pk, exc)
+    return {"started": started, "completed": completed}
+
+
+def _caller_number_problems(campaign: Campaign) -> list[str]:
+    number = campaign.effective_caller_number
+    if not number:
+        return [_("No caller number: set one on the campaign or TWILIO_PHONE_NUMBER.")]
+    if campaign.compliance_profile == Campaign.ComplianceProfile.ES and number.startswith("+34"):
+        # Orden TDF/149/2025 (ES-6): commercial calls may not show a Spanish mobile number.
+        kind = phonenumbers.number_type(phonenumbers.parse(number))
+        if kind in (
+            phonenumbers.PhoneNumberType.MOBILE,
+            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        ):
+            return [
+                _(
+                    "The caller number %(number)s is a mobile: Spanish rules forbid mobile "
+                    "numbers for commercial calls."
+                )
+                % {"number": number}
+            ]
+    return []
+
+
+def _field_label(name: str) -> str:
+    if name == "__all__":
+        return _("Campaign")
+    return str(Campaign._meta.get_field(name).verbose_name).capitalize()
 
 
 def add_contact(

@@ -26,3 +26,12 @@ def prerender_upcoming_speech_task() -> dict[str, int]:
         totals["failed"] += result.failed
         totals["skipped"] += len(result.skipped)
     return totals
+
+
+@shared_task
+def advance_campaigns_task() -> dict[str, int]:
+    """Beat tick: start scheduled campaigns whose time has come, complete finished ones."""
+    # services queue this module's tasks, so this module imports them late.
+    from campaigns.services import advance_campaigns
+
+    return advance_campaigns()

@@ -8,6 +8,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from campaigns.models import Campaign, Contact, Partner
+from campaigns.services import start_problems
 from templates.models import CallTemplate
 
 pytestmark = pytest.mark.django_db
@@ -56,3 +57,10 @@ def test_seed_demo_takes_password_from_environment(monkeypatch) -> None:
 
     assert printed_password(seed()) == "demo-pass-123"
     assert authenticate(username="admin", password="demo-pass-123") is not None
+
+
+def test_seed_demo_campaign_can_start(monkeypatch, settings) -> None:
+    settings.ELEVENLABS_API_KEY = ""
+    seed()
+
+    assert start_problems(campaign=Campaign.objects.get()) == []

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.core.exceptions import ValidationError
-from django.utils import translation
+from django.utils import timezone, translation
 
-from campaigns.models import Campaign, DoNotCall
+from campaigns.models import Campaign, Contact, DoNotCall
 from campaigns.services import (
     CampaignStateError,
     add_contact,
     add_do_not_call,
+    advance_campaigns,
+    cancel_campaign,
     create_partner,
+    pause_campaign,
+    resume_campaign,
+    start_campaign,
     transition_campaign,
 )
 
@@ -142,31 +149,146 @@ def test_add_do_not_call_refuses_unknown_source(partner) -> None:
     assert "source" in excinfo.value.message_dict
 
 
-def test_transition_campaign_refuses_to_run_without_template_listing_reasons(campaign) -> None:
-    campaign.template = None
-    campaign.save(update_fields=["template"])
+@pytest.fixture
+def startable(campaign) -> Campaign:
+    """A draft with everything a start needs: lint-clean template, caller number, a contact."""
+    campaign.caller_number = "+34910000000"
+    campaign.save(update_fields=["caller_number"])
+    add_contact(campaign=campaign, phone="+34910000001", variables={"first_name": "Ana"})
+    return campaign
 
-    with translation.override("en"), pytest.raises(CampaignStateError, match="no call template"):
-        transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+
+def test_start_campaign_runs_a_ready_draft(startable) -> None:
+    start_campaign(campaign=startable)
+
+    startable.refresh_from_db()
+    assert startable.state == "running"
 
 
-def test_transition_campaign_refuses_a_template_failing_the_lint(campaign, call_template) -> None:
-    # given a greeting that neither names the company nor discloses the automation
+def test_start_campaign_with_a_start_ahead_schedules_it(startable) -> None:
+    startable.starts_at = timezone.now() + datetime.timedelta(days=1)
+    startable.save(update_fields=["starts_at"])
+
+    start_campaign(campaign=startable)
+
+    assert startable.state == "scheduled"
+
+
+def test_start_campaign_refuses_listing_every_reason_at_once(campaign, call_template) -> None:
+    # given a template failing its lint, no caller number, no contacts, an end in the past
     call_template.greeting = "Hola {{ first_name }}."
     call_template.voicemail_message = "Llámenos."
     call_template.save()
+    campaign.ends_at = timezone.now() - datetime.timedelta(days=1)
+    campaign.save(update_fields=["ends_at"])
 
     # when
     with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
-        transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+        start_campaign(campaign=campaign)
 
-    # then every reason is given at once, and the campaign stays a draft
+    # then every reason is given, and the campaign stays a draft
     message = str(excinfo.value)
     assert "name the company" in message
     assert "automated assistant" in message
     assert "number to call back" in message
+    assert "No caller number" in message
+    assert "no contacts waiting" in message
+    assert "end date has passed" in message
+    assert len(excinfo.value.reasons) >= 6
     campaign.refresh_from_db()
     assert campaign.state == "draft"
+
+
+def test_start_campaign_refuses_without_template(startable) -> None:
+    startable.template = None
+    startable.save(update_fields=["template"])
+
+    with translation.override("en"), pytest.raises(CampaignStateError, match="no call template"):
+        start_campaign(campaign=startable)
+
+
+def test_start_campaign_refuses_a_spanish_mobile_caller_number(startable) -> None:
+    startable.caller_number = "+34600123456"
+    startable.save(update_fields=["caller_number"])
+
+    with translation.override("en"), pytest.raises(CampaignStateError, match="mobile"):
+        start_campaign(campaign=startable)
+
+
+def test_start_campaign_needs_a_voice_only_when_elevenlabs_is_configured(
+    startable, settings
+) -> None:
+    settings.ELEVENLABS_API_KEY = "key"
+    with translation.override("en"), pytest.raises(CampaignStateError, match="No voice"):
+        start_campaign(campaign=startable)
+
+    settings.ELEVENLABS_API_KEY = ""
+    start_campaign(campaign=startable)
+    assert startable.state == "running"
+
+
+def test_start_campaign_reports_incoherent_settings(startable) -> None:
+    startable.calling_windows = {"mon": [["25:00", "26:00"]]}
+    startable.save(update_fields=["calling_windows"])
+
+    with translation.override("en"), pytest.raises(CampaignStateError, match="25:00"):
+        start_campaign(campaign=startable)
+
+
+def test_pause_resume_cancel_follow_the_lifecycle(startable) -> None:
+    start_campaign(campaign=startable)
+    pause_campaign(campaign=startable)
+    assert startable.state == "paused"
+    resume_campaign(campaign=startable)
+    assert startable.state == "running"
+    cancel_campaign(campaign=startable)
+    assert startable.state == "cancelled"
+
+    with pytest.raises(CampaignStateError):
+        resume_campaign(campaign=startable)
+
+
+def test_resume_campaign_checks_again(startable) -> None:
+    start_campaign(campaign=startable)
+    pause_campaign(campaign=startable)
+    startable.template.greeting = "Hola {{ first_name }}."
+    startable.template.save()
+
+    with pytest.raises(CampaignStateError):
+        resume_campaign(campaign=startable)
+    assert startable.state == "paused"
+
+
+def test_advance_campaigns_starts_scheduled_and_completes_finished(startable, partner) -> None:
+    # given a scheduled campaign whose start has come, and a running one with nobody left
+    now = timezone.now()
+    startable.starts_at = now + datetime.timedelta(minutes=5)
+    startable.save(update_fields=["starts_at"])
+    start_campaign(campaign=startable)
+    finished = Campaign.objects.create(partner=partner, name="Done", state="running")
+    Contact.objects.create(campaign=finished, phone="+34910000009", state="done")
+
+    # when beat looks at the calendar after the start
+    counts = advance_campaigns(now=now + datetime.timedelta(minutes=10))
+
+    # then
+    assert counts == {"started": 1, "completed": 1}
+    startable.refresh_from_db()
+    finished.refresh_from_db()
+    assert (startable.state, finished.state) == ("running", "completed")
+
+
+def test_advance_campaigns_completes_campaigns_past_their_end(startable) -> None:
+    start_campaign(campaign=startable)
+    Campaign.objects.filter(pk=startable.pk).update(ends_at=timezone.now())
+
+    assert advance_campaigns(now=timezone.now() + datetime.timedelta(seconds=1))["completed"] == 1
+
+
+def test_advance_campaigns_leaves_campaigns_with_contacts_waiting(startable) -> None:
+    start_campaign(campaign=startable)
+
+    assert advance_campaigns()["completed"] == 0
 
 
 def test_transition_campaign_to_running_queues_voicing_after_commit(

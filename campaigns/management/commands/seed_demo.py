@@ -78,7 +78,10 @@ class Command(BaseCommand):
                 },
             )
             campaign, _ = Campaign.objects.get_or_create(
-                partner=partner, name=DEMO_CAMPAIGN, defaults={"template": template}
+                partner=partner,
+                name=DEMO_CAMPAIGN,
+                # A made-up Madrid landline: Spanish rules forbid mobiles as caller ids.
+                defaults={"template": template, "caller_number": "+34910000000"},
             )
             for phone, variables in DEMO_CONTACTS:
                 add_contact(campaign=campaign, phone=phone, variables=variables)
