@@ -28,11 +28,11 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import speech_cost
+    from bench import dispatch, speech_cost
 
     databases = setup_databases(verbosity=0, interactive=False)
     try:
-        figures = [*speech_cost.run()]
+        figures = [*speech_cost.run(), *dispatch.run()]
     finally:
         teardown_databases(databases, verbosity=0)
 

@@ -135,7 +135,9 @@ def _dispatch_campaign(
             contact.campaign = campaign  # already loaded, with its template and partner
         facts = _facts(campaign=campaign, contacts=candidates, now=now)
         calls: list[Call] = []
-        changed: list[Contact] = []
+        # Contacts that end up alike are written with one UPDATE per kind of change:
+        # a bulk_update of thousands of rows costs far more than the dispatching itself.
+        changes: defaultdict[tuple, list[int]] = defaultdict(list)
         for contact in candidates:
             if len(calls) == slots:
                 break
@@ -159,22 +161,28 @@ def _dispatch_campaign(
                         to_number=contact.phone,
                     )
                 )
-                contact.state = Contact.State.CALLING
-                contact.attempts += 1
-                contact.next_attempt_at = None
-                contact.state_reason = ""
                 # Another contact with the same number in this batch counts this call.
                 facts.history[contact.phone].append(now)
-            elif _put_off(contact, verdict):
+                continue
+            if _put_off(contact, verdict):
                 result.deferred += 1
             else:
                 result.closed += 1
-            contact.updated_at = now  # bulk_update does not apply auto_now
-            changed.append(contact)
+            changes[(contact.state, contact.next_attempt_at, contact.state_reason)].append(
+                contact.pk
+            )
         Call.objects.bulk_create(calls)
-        Contact.objects.bulk_update(
-            changed, ["state", "attempts", "next_attempt_at", "state_reason", "updated_at"]
+        Contact.objects.filter(pk__in=[call.contact_id for call in calls]).update(
+            state=Contact.State.CALLING,
+            attempts=F("attempts") + 1,
+            next_attempt_at=None,
+            state_reason="",
+            updated_at=now,
         )
+        for (state, next_attempt_at, reason), ids in changes.items():
+            Contact.objects.filter(pk__in=ids).update(
+                state=state, next_attempt_at=next_attempt_at, state_reason=reason, updated_at=now
+            )
         result.created.extend(call.pk for call in calls)
 
 
