@@ -9,11 +9,9 @@ requests the way Twilio does, for Twilio itself and for the built-in sandbox car
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,17 +32,14 @@ from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
 from urllib3.exceptions import NewConnectionError
 
+from callcenter.backoff import backoff_seconds, retry_after_seconds
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
-
-BACKOFF_BASE = 0.5
-# Also caps a 429's Retry-After: longer waits belong to the caller (a Celery retry), not
-# to a worker asleep in this loop.
-BACKOFF_CAP = 8.0
 
 # Twilio error codes a dialer maps to an outcome (reference/twilio.md §9).
 INVALID_NUMBER_CODES = frozenset({21211, 13224, 21217})
@@ -393,7 +388,7 @@ def _call(action: str, request: Callable[[Client], T], *, creates_call: bool = F
             problem = f"HTTP {status}" + (f", error {code}" if code else "")
             problem += f": {provider_message}"
             if too_many:
-                retry_after = _retry_after(http_client.last_response_headers)
+                retry_after = retry_after_seconds(http_client.last_response_headers)
             safe_to_repeat = too_many or not creates_call
             error: Exception = exc
         except requests.RequestException as exc:
@@ -420,7 +415,7 @@ def _call(action: str, request: Callable[[Client], T], *, creates_call: bool = F
                 status=status,
                 code=code,
             ) from error
-        delay = _backoff(attempt, retry_after)
+        delay = backoff_seconds(attempt, retry_after)
         logger.warning(
             "Twilio %s failed (%s), attempt %d of %d; retrying in %.1fs",
             action,
@@ -547,31 +542,6 @@ def _rejected(
         provider_message=provider_message,
         reason=reason,
     )
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based)."""
-    if retry_after is not None:
-        return min(retry_after, BACKOFF_CAP)
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """A Retry-After header in seconds (delta-seconds or an HTTP date), if any."""
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _provider_call(call: CallInstance) -> ProviderCall:

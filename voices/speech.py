@@ -7,10 +7,8 @@ errors: `SpeechUnavailable` when a retry may help (it has already been retried h
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ from elevenlabs.core.parse_error import ParsingError
 from elevenlabs.core.request_options import RequestOptions
 from elevenlabs.types import Voice as SdkVoice
 
+from callcenter.backoff import backoff_seconds, retry_after_seconds
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -36,10 +36,6 @@ T = TypeVar("T")
 OUTPUT_FORMAT = "mp3_22050_32"
 CONTENT_TYPE = "audio/mpeg"
 
-BACKOFF_BASE = 0.5
-# Also caps a 429's Retry-After: longer waits belong to the caller (a Celery retry, or
-# <Say> during a live call), not to a worker asleep in this loop.
-BACKOFF_CAP = 8.0
 VOICES_PAGE_SIZE = 100  # the most the voices search accepts
 # 408 and 429 are the 4xx statuses that say "try again later".
 TRANSIENT_STATUSES = frozenset({408, 429})
@@ -204,7 +200,7 @@ def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
                 ) from exc
             problem = f"HTTP {status_code}: {provider_message}"
             if status_code == 429:
-                retry_after = _retry_after(exc.headers or {})
+                retry_after = retry_after_seconds(exc.headers or {})
             error: Exception = exc
         except ParsingError as exc:
             # A body the SDK cannot read (a proxy's page, a changed schema): retried, and
@@ -221,7 +217,7 @@ def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
                 attempts=attempts,
                 status_code=status_code,
             ) from error
-        delay = _backoff(attempt, retry_after)
+        delay = backoff_seconds(attempt, retry_after)
         logger.warning(
             "ElevenLabs %s failed (%s), attempt %d of %d; retrying in %.1fs",
             action,
@@ -239,31 +235,6 @@ def _client(*, api_key: str, base_url: str, timeout: float) -> ElevenLabs:
     # One client per configuration keeps its connection pool, so a turn of a live call
     # does not pay a new TLS handshake; settings are still read on every call.
     return ElevenLabs(api_key=api_key, base_url=base_url, timeout=timeout)
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based)."""
-    if retry_after is not None:
-        return min(retry_after, BACKOFF_CAP)
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    # "Equal jitter": at least half the exponential step, so retries never bunch at zero.
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - not cryptographic
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """A Retry-After header in seconds (delta-seconds or an HTTP date), if any."""
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _provider_message(body: Any) -> str:

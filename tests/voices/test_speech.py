@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from callcenter.backoff import BACKOFF_CAP
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID, fake_audio
 from voices import speech
 
@@ -165,7 +166,7 @@ def test_synthesize_caps_a_long_retry_after(fake_elevenlabs) -> None:
 
     speech.synthesize(text="Hola", voice_id=BELLA_ID)
 
-    assert fake_elevenlabs.sleeps == [speech.BACKOFF_CAP]
+    assert fake_elevenlabs.sleeps == [BACKOFF_CAP]
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
