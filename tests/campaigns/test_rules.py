@@ -5,6 +5,7 @@ import re
 from collections import Counter
 
 import pytest
+from django.utils import translation
 
 from campaigns import rules
 from campaigns.rules import Jurisdiction
@@ -282,6 +283,7 @@ def test_frequency_caps_florida_three_calls_in_24_hours() -> None:
     assert rules.frequency_caps(profile="es", phone=MIAMI) == ()
 
 
+@translation.override("en")
 def test_calling_window_problems_name_the_day_and_the_value() -> None:
     problems = rules.calling_window_problems(
         profile="es",
