@@ -7,6 +7,7 @@ Celery broker and the sandbox carrier, all under DATA_DIR.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from datetime import timedelta
 from pathlib import Path
@@ -50,8 +51,54 @@ ALGORITHM = env.choice("ALGORITHM", "HS256", ("HS256", "HS384", "HS512"))
 ACCESS_TOKEN_EXPIRE_MINUTES = env.int("ACCESS_TOKEN_EXPIRE_MINUTES", 30, minimum=1)
 
 _app_host = urlsplit(APP_URL).hostname or "localhost"
-ALLOWED_HOSTS = [_app_host, *(["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else [])]
+# Names besides APP_URL's host that may reach the site: the container's own for its
+# health check, say. Host names or IP addresses; never "*".
+_host_name = re.compile(
+    r"\.?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\]",
+    re.IGNORECASE,
+)
+ALLOWED_HOSTS_EXTRA = [
+    name for part in env.str("ALLOWED_HOSTS_EXTRA").split(",") if (name := part.strip())
+]
+if _bad_hosts := [name for name in ALLOWED_HOSTS_EXTRA if not _host_name.fullmatch(name)]:
+    env.error(
+        "ALLOWED_HOSTS_EXTRA",
+        "must be comma-separated host names or IP addresses such as web,10.0.0.5",
+        ",".join(_bad_hosts),
+    )
+ALLOWED_HOSTS = [
+    _app_host,
+    *(["localhost", "127.0.0.1", "[::1]"] if DEVELOPMENT else []),
+    *ALLOWED_HOSTS_EXTRA,
+]
 CSRF_TRUSTED_ORIGINS = [APP_URL]
+
+# Browsers get the same headers everywhere; HTTPS is enforced outside development.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if not DEVELOPMENT:
+    if APP_ENV == "production" and urlsplit(APP_URL).scheme != "https":
+        env.error("APP_URL", "must be an https:// URL when APP_ENV=production", APP_URL)
+    # The TLS-terminating proxy says which scheme the client used; it must overwrite
+    # any X-Forwarded-Proto the client sent.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Off only behind a proxy that already redirects http to https.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
+    # Container and load-balancer health checks speak plain HTTP to the web port.
+    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading is a promise to browsers that is slow to take back: an operator opts in.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # `check --deploy` warns about what the settings above leave off on purpose.
+    SILENCED_SYSTEM_CHECKS = [
+        *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+        *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
+    ]
 
 # --- Django core ------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -70,6 +117,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every later middleware's logs (and the redirects they answer) carry the id.
+    "callcenter.logging.RequestContextMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -317,14 +366,29 @@ MAX_TOKENS = env.int("MAX_TOKENS", 150, minimum=1, maximum=16384)
 TEMPERATURE = env.float("TEMPERATURE", 0.7, minimum=0.0, maximum=2.0)
 
 # --- Logging ----------------------------------------------------------------------------
+# One line per record on stdout: readable in development, one JSON object per line
+# elsewhere, for the log collector. Request id, CallSid and masked phone numbers either way.
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOG_FORMAT = env.choice("LOG_FORMAT", "plain" if DEVELOPMENT else "json", ("json", "plain"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    "filters": {
+        "request_context": {"()": "callcenter.logging.RequestContextFilter"},
+        "mask_phone_numbers": {"()": "callcenter.logging.MaskPhoneNumbersFilter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"()": "callcenter.logging.PlainFormatter"},
+        "json": {"()": "callcenter.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_context", "mask_phone_numbers"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx and twilio log every vendor request at INFO (twilio in a dozen lines): too
     # much for a call's worth of turns.

@@ -18,16 +18,27 @@ SETTINGS = ROOT / "callcenter" / "settings.py"
 STRONG_KEY = "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M"
 
 
+# What a developer's shell may export that would change the settings under test.
+CLEARED_PREFIXES = ("TWILIO_", "ELEVENLABS_", "OPENAI_", "REDIS_", "APP_", "SECURE_", "LOG_")
+CLEARED_NAMES = {
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "MAX_TOKENS",
+    "TEMPERATURE",
+    "PORT",
+    "ALLOWED_HOSTS_EXTRA",
+}
+PRODUCTION = {
+    "APP_ENV": "production",
+    "SECRET_KEY": STRONG_KEY,
+    "APP_URL": "https://calls.example.com",
+}
+
+
 def load_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **variables: str) -> dict:
     for name in list(os.environ):
-        if name.startswith(("TWILIO_", "ELEVENLABS_", "OPENAI_", "REDIS_", "APP_")) or name in {
-            "DATABASE_URL",
-            "SECRET_KEY",
-            "DEBUG",
-            "MAX_TOKENS",
-            "TEMPERATURE",
-            "PORT",
-        }:
+        if name.startswith(CLEARED_PREFIXES) or name in CLEARED_NAMES:
             monkeypatch.delenv(name)
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     for name, value in variables.items():
@@ -137,6 +148,14 @@ def test_settings_twilio_credentials_choose_twilio_backend(monkeypatch, tmp_path
         ({"TWILIO_ACCOUNT_SID": "XX123"}, "TWILIO_ACCOUNT_SID: must be 'AC' followed by 32"),
         ({"TWILIO_PHONE_NUMBER": "12345"}, "TWILIO_PHONE_NUMBER: must be a valid number in E.164"),
         ({"DEFAULT_PHONE_REGION": "XX"}, "DEFAULT_PHONE_REGION: must be an ISO 3166 region code"),
+        ({"ALLOWED_HOSTS_EXTRA": "*"}, "ALLOWED_HOSTS_EXTRA: must be comma-separated host names"),
+        (
+            {"ALLOWED_HOSTS_EXTRA": "web,http://calls.example.com,bad host"},
+            "ALLOWED_HOSTS_EXTRA: must be comma-separated host names or IP addresses such as "
+            "web,10.0.0.5 (got 'http://calls.example.com,bad host')",
+        ),
+        ({"ALLOWED_HOSTS_EXTRA": "web_1"}, "ALLOWED_HOSTS_EXTRA: must be comma-separated"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: must be one of json, plain (got 'xml')"),
     ],
 )
 def test_settings_malformed_variable_names_it(monkeypatch, tmp_path, variables, expected) -> None:
@@ -197,6 +216,126 @@ def test_settings_production_with_strong_secret_starts(monkeypatch, tmp_path) ->
     assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://calls.example.com"]
 
 
+def test_settings_production_enforces_https(monkeypatch, tmp_path) -> None:
+    settings = load_settings(monkeypatch, tmp_path, **PRODUCTION)
+
+    assert settings["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
+    assert settings["SECURE_SSL_REDIRECT"] is True
+    assert settings["SECURE_REDIRECT_EXEMPT"] == [r"^health$"]
+    assert settings["SECURE_HSTS_SECONDS"] == 31536000
+    assert settings["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
+    assert settings["SECURE_HSTS_PRELOAD"] is False
+    assert settings["SESSION_COOKIE_SECURE"] is True
+    assert settings["CSRF_COOKIE_SECURE"] is True
+    assert settings["SECURE_CONTENT_TYPE_NOSNIFF"] is True
+    assert settings["X_FRAME_OPTIONS"] == "DENY"
+    assert settings["SECURE_REFERRER_POLICY"] == "same-origin"
+    assert settings["SILENCED_SYSTEM_CHECKS"] == ["security.W021"]
+
+
+def test_settings_production_https_options_follow_the_environment(monkeypatch, tmp_path) -> None:
+    settings = load_settings(
+        monkeypatch,
+        tmp_path,
+        **PRODUCTION,
+        SECURE_SSL_REDIRECT="false",
+        SECURE_HSTS_SECONDS="600",
+        SECURE_HSTS_PRELOAD="true",
+    )
+
+    assert settings["SECURE_SSL_REDIRECT"] is False
+    assert settings["SECURE_HSTS_SECONDS"] == 600
+    assert settings["SECURE_HSTS_PRELOAD"] is True
+    # The proxy redirects instead, as the operator said: no warning left to hide but that.
+    assert settings["SILENCED_SYSTEM_CHECKS"] == ["security.W008"]
+
+
+def test_settings_development_sets_no_https_only_options(monkeypatch, tmp_path) -> None:
+    settings = load_settings(monkeypatch, tmp_path, SECURE_SSL_REDIRECT="true")
+
+    assert "SECURE_SSL_REDIRECT" not in settings
+    assert "SECURE_PROXY_SSL_HEADER" not in settings
+    assert "SESSION_COOKIE_SECURE" not in settings
+    assert settings["X_FRAME_OPTIONS"] == "DENY"
+
+
+# Unset, APP_URL falls back to http://localhost:PORT, which production refuses too.
+@pytest.mark.parametrize("app_url", ["http://calls.example.com", ""])
+def test_settings_production_refuses_an_app_url_without_https(
+    monkeypatch, tmp_path, app_url
+) -> None:
+    message = settings_error(monkeypatch, tmp_path, **{**PRODUCTION, "APP_URL": app_url})
+
+    assert "APP_URL: must be an https:// URL when APP_ENV=production" in message
+
+
+def test_settings_staging_accepts_an_http_app_url(monkeypatch, tmp_path) -> None:
+    settings = load_settings(
+        monkeypatch,
+        tmp_path,
+        APP_ENV="staging",
+        SECRET_KEY=STRONG_KEY,
+        APP_URL="http://staging.internal:8000",
+        SECURE_SSL_REDIRECT="false",
+    )
+
+    assert settings["ALLOWED_HOSTS"] == ["staging.internal"]
+    assert settings["SESSION_COOKIE_SECURE"] is True
+
+
+def test_settings_allowed_hosts_extra_adds_valid_names(monkeypatch, tmp_path) -> None:
+    settings = load_settings(
+        monkeypatch, tmp_path, **PRODUCTION, ALLOWED_HOSTS_EXTRA=" web, 10.0.0.5,,[::1],.internal "
+    )
+
+    assert settings["ALLOWED_HOSTS"] == [
+        "calls.example.com",
+        "web",
+        "10.0.0.5",
+        "[::1]",
+        ".internal",
+    ]
+    assert settings["CSRF_TRUSTED_ORIGINS"] == ["https://calls.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [({}, "plain"), (PRODUCTION, "json"), ({"LOG_FORMAT": "json"}, "json")],
+)
+def test_settings_log_format_defaults_by_environment(
+    monkeypatch, tmp_path, variables, expected
+) -> None:
+    settings = load_settings(monkeypatch, tmp_path, **variables)
+
+    console = settings["LOGGING"]["handlers"]["console"]
+    assert console["formatter"] == expected
+    assert console["stream"] == "ext://sys.stdout"
+    assert console["filters"] == ["request_context", "mask_phone_numbers"]
+
+
+def test_manage_py_check_deploy_is_clean_in_production(tmp_path) -> None:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(CLEARED_PREFIXES) and name not in CLEARED_NAMES
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(PRODUCTION, DATA_DIR=str(tmp_path))
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stdout + result.stderr
+
+
 def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
     env = {**os.environ, "DATA_DIR": str(tmp_path), "MAX_TOKENS": "abc", "TEMPERATURE": "3"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -230,10 +369,18 @@ def env_example_variables() -> dict[str, str]:
 def test_env_example_lists_every_variable_settings_read() -> None:
     source = SETTINGS.read_text()
     read = set(re.findall(r'env\.(?:str|int|float|bool|choice|url|raw)\(\s*"([A-Z_]+)"', source))
+    deploy = "".join(
+        (ROOT / "deploy" / name).read_text() for name in ("gunicorn.conf.py", "entrypoint.sh")
+    )
+    # Reads, not writes: gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR for its workers.
+    read_by_deploy = set(
+        re.findall(r'(?:environ\.get\(|environ\[|_int\()\s*"([A-Z_]+)"(?!\]\s*=[^=])', deploy)
+    )
     extra = {"DEMO_ADMIN_PASSWORD"}  # read by the seed_demo command
 
     assert read, "no variables found: has settings.py changed how it reads them?"
-    assert read | extra == set(env_example_variables())
+    assert {"WEB_CONCURRENCY", "WAIT_FOR_SERVICES_TIMEOUT"} <= read_by_deploy
+    assert read | read_by_deploy | extra == set(env_example_variables())
 
 
 def test_env_example_values_are_valid_settings(monkeypatch, tmp_path) -> None:
