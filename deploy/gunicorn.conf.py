@@ -1,0 +1,128 @@
+"""Gunicorn for the web service: a few uvicorn workers serving Django's ASGI application.
+
+    gunicorn --config deploy/gunicorn.conf.py
+
+Gunicorn supervises the processes (restarts, graceful reloads, timeouts); each uvicorn
+worker serves many requests at once, so a webhook waiting on a vendor holds no process.
+Variables (all optional): HOST, PORT, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS, LOG_LEVEL,
+LOG_FORMAT, APP_ENV. See docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from uvicorn_worker import UvicornWorker
+
+
+def _int(name: str, default: int, *, minimum: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum} (got {value!r})")
+    return int(value)
+
+
+class CallcenterWorker(UvicornWorker):
+    """uvicorn without the Server header, and without the lifespan protocol Django lacks."""
+
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False, "lifespan": "off"}
+
+
+wsgi_app = "callcenter.asgi:application"
+worker_class = CallcenterWorker
+
+_host = os.environ.get("HOST", "").strip() or "0.0.0.0"  # noqa: S104 - a container's port
+_port = _int("PORT", 8000, minimum=1)
+bind = [f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"]
+
+# The usual 2 x cores + 1, capped: each worker is async and keeps its own database
+# connections, so more processes buy little beyond the cores and cost connections.
+_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+workers = _int("WEB_CONCURRENCY", min(2 * (_cores or 1) + 1, 8), minimum=1)
+
+# A worker whose event loop stays blocked for `timeout` seconds (no heartbeat) is killed
+# and replaced; on a reload or a stop, workers have `graceful_timeout` seconds to finish.
+timeout = 60
+graceful_timeout = 30
+# Longer than the idle timeout of the load balancer in front (60 s on most), so that it,
+# not us, closes idle connections and never sends a request down a closing one.
+keepalive = 65
+# Recycle each worker after about this many requests, staggered so they never all restart
+# at once: bounds whatever memory a long-lived process gathers. Not much lower: each worker
+# that ever ran leaves its counters in the metrics folder (below) until the server stops.
+max_requests = 10000
+max_requests_jitter = 1000
+
+# Addresses whose X-Forwarded-For/-Proto are believed: the TLS-terminating proxy's. "*"
+# only where nothing but the proxy can reach this port.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or "127.0.0.1,::1"
+
+# Workers' heartbeat files live in memory: a container's disk may stall and get healthy
+# workers killed. Gunicorn creates them with mkstemp, so a shared folder is safe.
+_memory = "/dev/shm"  # noqa: S108
+if os.path.isdir(_memory):
+    worker_tmp_dir = _memory
+
+# Every worker counts the requests it serves; in prometheus_client's multiprocess mode each
+# writes its metrics to this folder and /metrics adds them up, whichever worker answers.
+# The folder belongs to this server (its master's pid) and starts empty.
+_metrics_parent = _memory if os.path.isdir(_memory) else tempfile.gettempdir()
+_metrics = Path(_metrics_parent, f"callcenter-metrics-{os.getpid()}")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics)
+
+
+def on_starting(server) -> None:
+    shutil.rmtree(_metrics, ignore_errors=True)
+    _metrics.mkdir(mode=0o700, parents=True)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    shutil.rmtree(_metrics, ignore_errors=True)
+
+
+# No access log: Django's RequestContextMiddleware logs one line per request, with the
+# request id and the call's SID. Gunicorn's own lines (boots, restarts, timeouts) go to
+# stdout in the project's format.
+accesslog = None
+loglevel = os.environ.get("LOG_LEVEL", "").strip().lower() or "info"
+_app_env = os.environ.get("APP_ENV", "").strip() or "development"
+_log_format = os.environ.get("LOG_FORMAT", "").strip() or (
+    "plain" if _app_env in ("development", "test") else "json"
+)
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"mask_phone_numbers": {"()": "callcenter.logging.MaskPhoneNumbersFilter"}},
+    "formatters": {
+        "plain": {"()": "callcenter.logging.PlainFormatter"},
+        "json": {"()": "callcenter.logging.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": _log_format,
+            "filters": ["mask_phone_numbers"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "propagate": False},
+        "gunicorn.access": {"handlers": [], "propagate": False},
+    },
+}
+
+proc_name = "callcenter-web"
+# The orchestrator scales and restarts containers; no gunicornc socket in $HOME.
+control_socket_disable = True
