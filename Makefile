@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint format install messages bench clean
+.PHONY: run test lint format validate install messages bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Everything to pass before a release: lint, no missing migration, Django's deployment
+# checks under production settings (any warning fails), the Compose files, the tests.
+validate: lint
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	APP_ENV=production DEBUG=false APP_URL=https://calls.example.com \
+	SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+	$(BIN)/python manage.py check --deploy --fail-level WARNING
+	$(BIN)/python deploy/validate-compose.py
+	$(MAKE) --no-print-directory test
 
 # Needs GNU gettext (apt-get install gettext): refresh the catalogues, then compile them.
 messages: install
