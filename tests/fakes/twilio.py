@@ -14,18 +14,15 @@ import base64
 import binascii
 import copy
 import email.utils
-import json
 import re
-import threading
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs
 
+from tests.fakes import server
+from tests.fakes.server import FakeRequestHandler, LocalFakeServer, Response, json_response
 from tests.fakes.twilio_spec import TwilioSpec
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -40,25 +37,20 @@ CALL_PATH = re.compile(
 
 
 @dataclass(frozen=True)
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
+class RecordedRequest(server.RecordedRequest):
     form: dict[str, list[str]]  # repeated names keep every value, in order
-    headers: dict[str, str]  # names in lower case
 
 
-@dataclass(frozen=True)
-class _Scripted:
-    status: int | None  # None: answer normally after the delay
-    delay: float = 0.0
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False  # close the connection without answering
+class _Handler(FakeRequestHandler):
+    def do_DELETE(self) -> None:
+        self._serve()
 
 
-class FakeTwilio:
+class FakeTwilio(LocalFakeServer[RecordedRequest]):
     """A fake Twilio server; use as a context manager or with start() and stop()."""
+
+    thread_name = "fake-twilio"
+    handler_class = _Handler
 
     def __init__(
         self,
@@ -67,57 +59,12 @@ class FakeTwilio:
         auth_token: str = AUTH_TOKEN,
         spec: TwilioSpec | None = None,
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.spec = spec
-        # Backoff waits of the code under test, recorded by the `fake_twilio` fixture.
-        self.sleeps: list[float] = []
         self._calls: dict[str, dict[str, Any]] = {}
-        self._requests: list[RecordedRequest] = []
         self._violations: list[str] = []
-        self._script: deque[_Scripted] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # --- Lifecycle ------------------------------------------------------------------------
-    def start(self) -> FakeTwilio:
-        self._httpd = _Server(("127.0.0.1", 0), _Handler)
-        self._httpd.fake = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-twilio",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # wakes handlers sleeping in a scripted delay
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "start the server first"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     # --- Scripting ------------------------------------------------------------------------
     def fail_next(
@@ -132,21 +79,11 @@ class FakeTwilio:
         """Answer the next `times` requests with `status` and Twilio's error JSON."""
         code = code if code is not None else DEFAULT_CODES.get(status)
         body = error_body(status, code, message or f"Scripted failure with status {status}.")
-        with self._lock:
-            self._script.extend(
-                _Scripted(status=status, body=body, headers=dict(headers or {}))
-                for _ in range(times)
-            )
-
-    def delay_next(self, seconds: float, *, times: int = 1) -> None:
-        """Hold the next `times` requests for `seconds`, then answer (and act) normally."""
-        with self._lock:
-            self._script.extend(_Scripted(status=None, delay=seconds) for _ in range(times))
+        self._queue(times, status=status, body=body, headers=headers)
 
     def drop_next(self, *, times: int = 1) -> None:
         """Read the next `times` requests, then close the connection without answering."""
-        with self._lock:
-            self._script.extend(_Scripted(status=None, drop=True) for _ in range(times))
+        self._queue(times, drop=True)
 
     def set_call(self, sid: str, **fields: Any) -> dict[str, Any]:
         """Create or change the Call resource `sid` (fields as in Twilio's JSON)."""
@@ -157,11 +94,6 @@ class FakeTwilio:
             return copy.deepcopy(call)
 
     # --- Inspection -----------------------------------------------------------------------
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
     def requests_to(self, method: str, path_suffix: str) -> list[RecordedRequest]:
         """Requests with `method` whose path ends with `path_suffix` (say "/Calls.json")."""
         return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
@@ -188,27 +120,38 @@ class FakeTwilio:
             return violations
 
     # --- Serving (called from handler threads) --------------------------------------------
-    def _record(self, request: RecordedRequest) -> tuple[_Scripted | None, list[str]]:
-        """Log the request and check it against the spec; its scripted answer, if any."""
-        violations = []
-        if self.spec is not None:
-            violations = self.spec.check_request(
-                method=request.method,
-                path=request.path,
-                query=request.query,
-                form=request.form,
-                content_type=request.headers.get("content-type"),
-            )
+    def _parse_request(
+        self, method: str, url: SplitResult, headers: dict[str, str], body: bytes
+    ) -> RecordedRequest:
+        return RecordedRequest(
+            method=method,
+            path=url.path,
+            query=parse_qs(url.query, keep_blank_values=True),
+            form=parse_qs(body.decode(), keep_blank_values=True),
+            headers=headers,
+        )
+
+    def _check_request(self, request: RecordedRequest) -> list[str]:
+        """Where the request breaks the spec, kept in `violations` too."""
+        if self.spec is None:
+            return []
+        violations = self.spec.check_request(
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            form=request.form,
+            content_type=request.headers.get("content-type"),
+        )
         with self._lock:
-            self._requests.append(request)
             self._violations.extend(violations)
-            return (self._script.popleft() if self._script else None), violations
+        return violations
 
-    def _wait(self, seconds: float) -> None:
-        if seconds > 0:
-            self._stopping.wait(seconds)
+    def _answer(self, request: RecordedRequest, problems: list[str]) -> Response:
+        status, body = self._route(request, problems)
+        self._check_answer(request, status, body)
+        return json_response(status, body)
 
-    def _answer(self, request: RecordedRequest, violations: list[str]) -> tuple[int, Any]:
+    def _route(self, request: RecordedRequest, violations: list[str]) -> tuple[int, Any]:
         if not self._authorized(request.headers.get("authorization", "")):
             return 401, error_body(401, 20003, "Authenticate")
         if violations:
@@ -320,67 +263,6 @@ class FakeTwilio:
         )
         with self._lock:
             self._violations.extend(f"fake's answer: {problem}" for problem in problems)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeTwilio
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that timed out has closed its socket before the late answer; that is
-        # the point of a scripted delay, not an error worth a traceback.
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet test output
-
-    def _serve(self) -> None:
-        fake = self.server.fake
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length).decode() if length else ""
-        request = RecordedRequest(
-            method=self.command,
-            path=url.path,
-            query=parse_qs(url.query, keep_blank_values=True),
-            form=parse_qs(raw, keep_blank_values=True),
-            headers={name.lower(): value for name, value in self.headers.items()},
-        )
-        scripted, violations = fake._record(request)
-        if scripted is not None and scripted.drop:
-            self.close_connection = True
-            return
-        if scripted is not None:
-            fake._wait(scripted.delay)
-        if fake._stopping.is_set():
-            return
-        headers = {"Content-Type": "application/json"}
-        if scripted is not None and scripted.status is not None:
-            status, body = scripted.status, scripted.body
-            headers.update(scripted.headers)
-        else:
-            status, body = fake._answer(request, violations)
-            fake._check_answer(request, status, body)
-        content = json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
 
 
 def error_body(status: int, code: int | None, message: str) -> dict[str, Any]:
