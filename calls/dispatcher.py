@@ -12,6 +12,7 @@ stand behind that.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from callcenter.metrics import DISPATCH_CALLS_CREATED, DISPATCH_LAG
 from calls.models import Call
 from calls.pacing import take_tokens
 from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
@@ -52,7 +54,9 @@ def dispatch(*, now: datetime.datetime | None = None) -> DispatchResult:
     """Turn due contacts of running campaigns into pending calls, within capacity.
 
     Calls are created in one transaction per campaign and returned by id, in the order
-    they should be dialled, for the caller to hand to the dialer once committed.
+    they should be dialled, for the caller to hand to the dialer once committed. Each
+    committed call counts in ``callcenter_dispatch_calls_created_total`` and its contact's
+    wait since it became due in ``callcenter_dispatch_lag_seconds``.
     """
     now = now or timezone.now()
     result = DispatchResult(created=[])
@@ -135,6 +139,7 @@ def _dispatch_campaign(
             contact.campaign = campaign  # already loaded, with its template and partner
         facts = _facts(campaign=campaign, contacts=candidates, now=now)
         calls: list[Call] = []
+        lags: list[float] = []
         # Contacts that end up alike are written with one UPDATE per kind of change:
         # a bulk_update of thousands of rows costs far more than the dispatching itself.
         changes: defaultdict[tuple, list[int]] = defaultdict(list)
@@ -161,6 +166,7 @@ def _dispatch_campaign(
                         to_number=contact.phone,
                     )
                 )
+                lags.append(max(0.0, (now - _due_since(contact, campaign)).total_seconds()))
                 # Another contact with the same number in this batch counts this call.
                 facts.history[contact.phone].append(now)
                 continue
@@ -184,6 +190,23 @@ def _dispatch_campaign(
                 state=state, next_attempt_at=next_attempt_at, state_reason=reason, updated_at=now
             )
         result.created.extend(call.pk for call in calls)
+        transaction.on_commit(functools.partial(_count_dispatched, lags))
+
+
+def _due_since(contact: Contact, campaign: Campaign) -> datetime.datetime:
+    """When ``contact`` became due: its set time, else (a first call) when it was added
+    or its campaign last changed state (started or resumed), whichever came later."""
+    if contact.next_attempt_at is not None:
+        return contact.next_attempt_at
+    if campaign.state_changed_at is None:
+        return contact.created_at
+    return max(contact.created_at, campaign.state_changed_at)
+
+
+def _count_dispatched(lags: list[float]) -> None:
+    DISPATCH_CALLS_CREATED.inc(len(lags))
+    for lag in lags:
+        DISPATCH_LAG.observe(lag)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from callcenter.metrics import CALL_STATUS_CHANGES, CALLS_FINISHED, CONTACT_STATES
 from calls import telephony
 from calls.models import AnsweredBy, Call, CallEvent, CallStatus
 from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
@@ -127,6 +128,8 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             # (an `answered` arriving after `completed` still tells when the call was answered).
             Call.objects.filter(pk=call.pk).update(updated_at=now, **_fill_blanks(facts))
         call.refresh_from_db()
+        if moved:
+            transaction.on_commit(CALL_STATUS_CHANGES.labels(status=status).inc)
         if moved and status in FINAL_STATUSES:
             finish_call(call=call)
     return call
@@ -263,13 +266,15 @@ def finish_call(*, call: Call) -> str | None:
     """Move the ended ``call``'s contact on from ``calling``: done, retry, exhausted, failed.
 
     A compare-and-set from ``calling``: returns the contact's new state, or None when the
-    contact had already moved on (nothing is written then).
+    contact had already moved on (nothing is written then). The call's outcome and the
+    contact's new state are counted when the transaction commits.
     """
     contact = call.contact
     campaign = call.campaign
     now = timezone.now()
     next_attempt_at = None
     outcome = _outcome(call)
+    transaction.on_commit(CALLS_FINISHED.labels(outcome=outcome).inc)
     if outcome == "answered":
         state, reason = Contact.State.DONE, _("Answered.")
     elif outcome == "rejected":
@@ -307,6 +312,7 @@ def finish_call(*, call: Call) -> str | None:
             "Call %s ended but contact %s was not calling; left as is.", call.pk, contact.pk
         )
         return None
+    transaction.on_commit(CONTACT_STATES.labels(state=state).inc)
     contact.state, contact.state_reason = state, reason[:500]
     contact.next_attempt_at, contact.updated_at = next_attempt_at, now
     return state

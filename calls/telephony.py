@@ -33,6 +33,7 @@ from twilio.rest.api.v2010.account.call import CallInstance
 from urllib3.exceptions import NewConnectionError
 
 from callcenter.backoff import backoff_seconds, retry_after_seconds
+from callcenter.metrics import DIAL_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +199,8 @@ def create_call(
 
     Answering-machine detection runs in the background (`AsyncAmd`), so the greeting
     starts at once and the verdict arrives at `async_amd_callback`; `machine_detection=None`
-    turns it off. Raises TelephonyRejected or TelephonyUnavailable (see `possibly_created`).
+    turns it off. Raises TelephonyRejected or TelephonyUnavailable (see `possibly_created`),
+    each counted in `callcenter_dial_errors_total`.
     """
     events = list(status_callback_events)
     unknown = [event for event in events if event not in STATUS_CALLBACK_EVENTS]
@@ -208,7 +210,9 @@ def create_call(
         raise ValueError(f"machine_detection must be one of {MACHINE_DETECTION_MODES}")
     caller = from_ or settings.TWILIO_PHONE_NUMBER
     if not caller:
-        raise TelephonyNotConfigured("TWILIO_PHONE_NUMBER")
+        error = TelephonyNotConfigured("TWILIO_PHONE_NUMBER")
+        _count_dial_error(error)
+        raise error
 
     parameters: dict[str, object] = {
         "to": to,
@@ -239,12 +243,29 @@ def create_call(
                 recording_status_callback_method="POST",
             )
 
-    call = _call(
-        "call creation",
-        lambda client: client.api.account.calls.create(**parameters),
-        creates_call=True,
-    )
+    try:
+        call = _call(
+            "call creation",
+            lambda client: client.api.account.calls.create(**parameters),
+            creates_call=True,
+        )
+    except (TelephonyRejected, TelephonyUnavailable) as exc:
+        _count_dial_error(exc)
+        raise
     return _provider_call(call)
+
+
+def _count_dial_error(error: TelephonyRejected | TelephonyUnavailable) -> None:
+    """Count a failed call creation in `callcenter_dial_errors_total` by Twilio's code."""
+    if isinstance(error, TelephonyUnavailable):
+        code = "unavailable"
+    elif isinstance(error, TelephonyNotConfigured):
+        code = "not_configured"
+    elif error.code:
+        code = str(error.code)
+    else:
+        code = f"http_{error.status}"
+    DIAL_ERRORS.labels(code=code).inc()
 
 
 def fetch_call(*, sid: str) -> ProviderCall:

@@ -14,18 +14,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from prometheus_client import Counter
 
+from callcenter.metrics import SIGNATURE_FAILURES, WEBHOOK_SECONDS
 from calls import telephony
 from calls.services import record_call_status
 
 logger = logging.getLogger(__name__)
-
-SIGNATURE_FAILURES = Counter(
-    "callcenter_webhook_signature_failures_total",
-    "Webhook requests refused for a missing or invalid X-Twilio-Signature, by view.",
-    ["view"],
-)
 
 View = Callable[..., HttpResponse]
 
@@ -35,7 +29,8 @@ def twilio_webhook(view: View) -> View:
 
     The URL is rebuilt from APP_URL, the public base URL every callback URL is made from,
     not from the request's scheme and host, which a TLS-terminating proxy rewrites. The
-    check runs in every environment: the sandbox carrier signs its requests too.
+    check runs in every environment: the sandbox carrier signs its requests too. Each
+    request is timed in ``callcenter_webhook_seconds``, refused ones included.
     """
     name = view.__name__
 
@@ -43,15 +38,16 @@ def twilio_webhook(view: View) -> View:
     @require_POST
     @functools.wraps(view)
     def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        url = settings.APP_URL.rstrip("/") + request.get_full_path()
-        signature = request.headers.get("X-Twilio-Signature", "")
-        if not signature or not telephony.signature_is_valid(
-            url=url, params=request.POST, signature=signature
-        ):
-            SIGNATURE_FAILURES.labels(view=name).inc()
-            logger.warning("Refused %s to %s: missing or invalid Twilio signature.", name, url)
-            return HttpResponseForbidden()
-        return view(request, *args, **kwargs)
+        with WEBHOOK_SECONDS.labels(view=name).time():
+            url = settings.APP_URL.rstrip("/") + request.get_full_path()
+            signature = request.headers.get("X-Twilio-Signature", "")
+            if not signature or not telephony.signature_is_valid(
+                url=url, params=request.POST, signature=signature
+            ):
+                SIGNATURE_FAILURES.labels(view=name).inc()
+                logger.warning("Refused %s to %s: missing or invalid Twilio signature.", name, url)
+                return HttpResponseForbidden()
+            return view(request, *args, **kwargs)
 
     return checked
 

@@ -20,26 +20,12 @@ from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
-from prometheus_client import Counter
 
+from callcenter.metrics import CHARACTERS_SENT, CLIP_LOOKUPS, CLIPS_RENDERED, SPEECH_FALLBACKS
 from voices import speech
 from voices.models import SpeechClip, Voice
 
 logger = logging.getLogger(__name__)
-
-SPEECH_FALLBACKS = Counter(
-    "callcenter_speech_fallbacks_total",
-    "Lines spoken with Twilio <Say> instead of a rendered clip, by reason.",
-    ["reason"],
-)
-CLIPS_RENDERED = Counter(
-    "callcenter_speech_clips_rendered_total",
-    "Lines rendered by ElevenLabs (each billed once), and characters sent.",
-    ["outcome"],
-)
-CHARACTERS_SENT = Counter(
-    "callcenter_speech_characters_total", "Characters sent to ElevenLabs for rendering."
-)
 
 POLL_SECONDS = 0.1
 # A failed line is tried again after this long, not on every call that wants it: during an
@@ -85,7 +71,9 @@ def render_clip(
     """The ready clip of ``text`` in ``voice``, rendering it only if nobody has.
 
     Raises ClipFailed when the provider refuses the line or stays unavailable, and when
-    a concurrent rendering of the same line does not finish in time.
+    a concurrent rendering of the same line does not finish in time. Each lookup counts
+    once in ``callcenter_speech_clip_lookups_total`` (hit, miss or wait); one refused for
+    a recent failure does not.
     """
     text = " ".join(text.split())
     model_id = model_id or settings.ELEVENLABS_MODEL
@@ -98,6 +86,7 @@ def render_clip(
         output_format=output_format,
     )
     deadline = time.monotonic() + render_budget_seconds()
+    waited = False
     while True:
         clip = SpeechClip.objects.filter(key=key).first()
         if clip is None:
@@ -110,21 +99,26 @@ def render_clip(
                 output_format=output_format,
             )
             if clip is not None:
+                CLIP_LOOKUPS.labels(result="miss").inc()
                 return _render(clip)
             continue  # another process inserted it first: read theirs
         if clip.status == SpeechClip.Status.READY:
+            CLIP_LOOKUPS.labels(result="wait" if waited else "hit").inc()
             return clip
         if clip.status == SpeechClip.Status.FAILED and (
             clip.updated_at > timezone.now() - FAILED_COOL_DOWN
         ):
             raise ClipFailed(clip.error_message)
         if _reclaim(clip):
+            CLIP_LOOKUPS.labels(result="miss").inc()
             return _render(clip)
         if time.monotonic() > deadline:
+            CLIP_LOOKUPS.labels(result="wait").inc()
             raise ClipFailed(
                 f"the rendering of this line by another process did not finish ({key[:12]})"
             )
         time.sleep(POLL_SECONDS)
+        waited = True
 
 
 def _claim_new(

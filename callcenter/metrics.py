@@ -1,0 +1,159 @@
+"""The product's Prometheus metrics, defined in one place, and the /metrics view.
+
+Each metric is counted where its event happens; counts that follow a database write are
+taken when the transaction commits, so a rolled-back write (and its retry) counts once.
+Under gunicorn, prometheus_client runs in multiprocess mode (deploy/gunicorn.conf.py):
+every worker writes its samples to PROMETHEUS_MULTIPROC_DIR and /metrics adds them up.
+Gauges of the database's current state are not kept by any process: ``LiveCallsCollector``
+reads them at scrape time, in whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+from django.db import DatabaseError
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+
+# --- Calls ----------------------------------------------------------------------------------
+
+CALL_STATUS_CHANGES = Counter(
+    "callcenter_call_status_changes_total",
+    "Calls moved to a status by a Twilio status callback, by the status reached.",
+    ["status"],
+)
+CALLS_FINISHED = Counter(
+    "callcenter_calls_finished_total",
+    "Ended calls by what they mean for the contact: answered, busy, no-answer, failed, "
+    "voicemail, canceled, rejected.",
+    ["outcome"],
+)
+CONTACT_STATES = Counter(
+    "callcenter_contacts_state_total",
+    "Contacts moved on from calling when their call ended, by the state they were given.",
+    ["state"],
+)
+DIAL_ERRORS = Counter(
+    "callcenter_dial_errors_total",
+    "Call creations Twilio refused (by its error code, http_<status> without one, "
+    "not_configured) or that failed after the retries (unavailable).",
+    ["code"],
+)
+DISPATCH_CALLS_CREATED = Counter(
+    "callcenter_dispatch_calls_created_total", "Pending calls created by the dispatcher."
+)
+DISPATCH_LAG = Histogram(
+    "callcenter_dispatch_lag_seconds",
+    "How long a contact waited between becoming due and the dispatcher creating its call.",
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+
+# --- Webhooks -------------------------------------------------------------------------------
+
+SIGNATURE_FAILURES = Counter(
+    "callcenter_webhook_signature_failures_total",
+    "Webhook requests refused for a missing or invalid X-Twilio-Signature, by view.",
+    ["view"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "callcenter_webhook_seconds",
+    "Time to handle a Twilio webhook, signature check included, by view.",
+    ["view"],
+    # Twilio waits 15 s at most and its status callbacks should be answered at once.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+# --- Speech ---------------------------------------------------------------------------------
+
+SPEECH_FALLBACKS = Counter(
+    "callcenter_speech_fallbacks_total",
+    "Lines spoken with Twilio <Say> instead of a rendered clip, by reason.",
+    ["reason"],
+)
+CLIPS_RENDERED = Counter(
+    "callcenter_speech_clips_rendered_total",
+    "Lines rendered by ElevenLabs (each billed once), and characters sent.",
+    ["outcome"],
+)
+CHARACTERS_SENT = Counter(
+    "callcenter_speech_characters_total", "Characters sent to ElevenLabs for rendering."
+)
+CLIP_LOOKUPS = Counter(
+    "callcenter_speech_clip_lookups_total",
+    "Clips asked for, by how they were had: hit (ready), miss (rendered by us), "
+    "wait (waited for another process rendering it).",
+    ["result"],
+)
+
+# --- Read at scrape time --------------------------------------------------------------------
+
+
+class LiveCallsCollector(Collector):
+    """``callcenter_live_calls``: live calls now, by their campaign's state.
+
+    One aggregate query per scrape. Every campaign state is reported (0 when none), so a
+    series never vanishes; nothing is reported when the database cannot be read.
+    """
+
+    name = "callcenter_live_calls"
+    documentation = "Calls live now (pending to in-progress), by their campaign's state."
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registering asks for the names: no query then.
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["campaign_state"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        # Late imports: the apps' modules import this one, and voices knows no other app.
+        from calls.models import Call
+        from campaigns.models import Campaign
+
+        try:
+            counts = dict(
+                Call.objects.live()
+                .order_by()
+                .values("campaign__state")
+                .annotate(count=Count("pk"))
+                .values_list("campaign__state", "count")
+            )
+        except DatabaseError:
+            logger.warning("callcenter_live_calls left out: the database could not be read.")
+            return
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["campaign_state"])
+        for state in Campaign.State.values:
+            family.add_metric([state], counts.get(state, 0))
+        yield family
+
+
+LIVE_CALLS = LiveCallsCollector()
+REGISTRY.register(LIVE_CALLS)
+
+
+def export_metrics(request: HttpRequest) -> HttpResponse:
+    """/metrics: django_prometheus's export, plus the metrics read at scrape time.
+
+    In multiprocess mode django_prometheus builds a fresh registry from the workers'
+    files, which holds no collector of ours; this view adds them to it.
+    """
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(LIVE_CALLS)
+    else:
+        registry = REGISTRY
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
