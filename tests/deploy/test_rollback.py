@@ -3,29 +3,16 @@ never run: a recording runner stands in for it."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.scripts import load_script
 
-
-def _load_script(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-rollback = _load_script("rollback", ROOT / "deploy" / "rollback.py")
+rollback = load_script("rollback", "rollback.py")
 
 GIT_ENV = {
     **os.environ,

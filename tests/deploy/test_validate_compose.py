@@ -3,27 +3,14 @@ verdict on good and broken files."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import textwrap
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.deploy.scripts import load_script
 
-
-def _load_script(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-vc = _load_script("validate_compose", ROOT / "deploy" / "validate-compose.py")
+vc = load_script("validate_compose", "validate-compose.py")
 
 BASE = """
 x-app: &app
