@@ -55,6 +55,17 @@ DIAL_ERRORS = Counter(
     "not_configured) or that failed after the retries (unavailable).",
     ["code"],
 )
+CALLS_PLACED = Counter(
+    "callcenter_calls_placed_total",
+    "Dial attempts of pending calls by how they ended: placed (Twilio accepted), "
+    "rejected, released (no longer dialable), held (campaign or account problem), retry, "
+    "uncertain (Twilio may have created it), not_pending.",
+    ["result"],
+)
+OPT_OUTS = Counter(
+    "callcenter_opt_outs_total",
+    "Numbers put on a partner's do-not-call list because the callee asked during a call.",
+)
 DISPATCH_CALLS_CREATED = Counter(
     "callcenter_dispatch_calls_created_total", "Pending calls created by the dispatcher."
 )
@@ -157,3 +168,25 @@ def export_metrics(request: HttpRequest) -> HttpResponse:
     else:
         registry = REGISTRY
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+# --- Conversation ---------------------------------------------------------------------------
+
+MODEL_SECONDS = Histogram(
+    "callcenter_model_seconds",
+    "Time of one request to the AI model, by kind: reply (a turn of a live call, streamed "
+    "to its end) or extraction (a call's outcome).",
+    ["kind"],
+    buckets=(0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0, 60.0),
+)
+MODEL_TOKENS = Counter(
+    "callcenter_model_tokens_total",
+    "Tokens the AI model billed, by kind: prompt or completion.",
+    ["kind"],
+)
+MODEL_ERRORS = Counter(
+    "callcenter_model_errors_total",
+    "Failed requests to the AI model (timeout, unavailable, rejected) and answers of it "
+    "that were dropped as not valid (invalid_output: a tool call or an outcome).",
+    ["reason"],
+)

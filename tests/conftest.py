@@ -18,6 +18,7 @@ from calls import telephony
 from campaigns.models import Campaign, Partner
 from templates.models import CallTemplate
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.twilio_spec import SPEC_PATH, TwilioSpec
 from voices import speech
@@ -133,3 +134,13 @@ def fake_twilio(settings, monkeypatch) -> Iterator[FakeTwilio]:
         monkeypatch.setattr(telephony, "_sleep", server.sleeps.append)
         yield server
         assert server.violations == [], "requests broke Twilio's OpenAPI spec"
+
+
+@pytest.fixture
+def fake_openai(settings) -> Iterator[FakeOpenAI]:
+    """A fake OpenAI API on loopback that settings point at."""
+    with FakeOpenAI(api_key="test-key") as server:
+        settings.OPENAI_BASE_URL = f"{server.url}/v1"
+        settings.OPENAI_API_KEY = "test-key"
+        settings.MODEL_TIMEOUT = 1.0
+        yield server
