@@ -247,6 +247,8 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Task modules outside the apps' tasks.py (autodiscovery finds only those).
+CELERY_IMPORTS = ("calls.sandbox",)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign.
 CELERY_BEAT_SCHEDULE = {
@@ -256,6 +258,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=30),
     },
     "advance-campaigns": {"task": "campaigns.tasks.advance_campaigns_task", "schedule": 30.0},
+    # The dispatcher's tick: its period is calls.dispatcher.DISPATCH_INTERVAL_SECONDS, the
+    # interval the pacing buckets are sized for. A tick left waiting expires (the task's).
+    "dispatch-calls": {"task": "calls.tasks.dispatch_calls_task", "schedule": 2.0},
+    "reconcile-calls": {"task": "calls.tasks.reconcile_calls_task", "schedule": 60.0},
     "prerender-upcoming-speech": {
         "task": "campaigns.tasks.prerender_upcoming_speech_task",
         "schedule": 20.0,
@@ -364,6 +370,17 @@ OPENAI_BASE_URL = env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", "gpt-4o-mini")
 MAX_TOKENS = env.int("MAX_TOKENS", 150, minimum=1, maximum=16384)
 TEMPERATURE = env.float("TEMPERATURE", 0.7, minimum=0.0, maximum=2.0)
+# Seconds the model may take to start answering a turn before the caller hears a holding
+# line (the turn is then tried once more, then closed politely).
+MODEL_TIMEOUT = env.float("MODEL_TIMEOUT", 4.0, minimum=0.5, maximum=60.0)
+
+# --- Calls ------------------------------------------------------------------------------
+# Hard limits of one conversation, whatever the model or script says.
+CALL_MAX_TURNS = env.int("CALL_MAX_TURNS", 20, minimum=1, maximum=200)
+# The key a callee presses to ask not to be called again (offered by the fallback too).
+OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
+# The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).
+SANDBOX_SPEED = env.float("SANDBOX_SPEED", 5.0, minimum=0.1, maximum=1000.0)
 
 # --- Logging ----------------------------------------------------------------------------
 # One line per record on stdout: readable in development, one JSON object per line

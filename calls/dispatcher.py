@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from callcenter.metrics import DISPATCH_CALLS_CREATED, DISPATCH_LAG
 from calls.models import Call
-from calls.pacing import take_tokens
+from calls.pacing import backing_off, take_tokens
 from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
 from campaigns.models import Campaign, Contact, DoNotCall
 
@@ -67,6 +67,8 @@ def dispatch(*, now: datetime.datetime | None = None) -> DispatchResult:
         .select_related("partner", "template__partner")
         .order_by("pk")
     )
+    held = backing_off([campaign.pk for campaign in campaigns])
+    campaigns = [campaign for campaign in campaigns if campaign.pk not in held]
     if not campaigns:
         return result
     rooms = _rooms(campaigns)
@@ -170,7 +172,7 @@ def _dispatch_campaign(
                 # Another contact with the same number in this batch counts this call.
                 facts.history[contact.phone].append(now)
                 continue
-            if _put_off(contact, verdict):
+            if put_off(contact, verdict):
                 result.deferred += 1
             else:
                 result.closed += 1
@@ -222,12 +224,16 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
     phones = [contact.phone for contact in contacts]
     hours = max(history_hours(contact=contact, campaign=campaign) for contact in contacts)
     history: defaultdict[str, list[datetime.datetime]] = defaultdict(list)
-    for phone, created_at in Call.objects.filter(
-        campaign__partner_id=campaign.partner_id,
-        to_number__in=phones,
-        created_at__gt=now - datetime.timedelta(hours=hours),
-        created_at__lte=now,
-    ).values_list("to_number", "created_at"):
+    for phone, created_at in (
+        Call.objects.placed()
+        .filter(
+            campaign__partner_id=campaign.partner_id,
+            to_number__in=phones,
+            created_at__gt=now - datetime.timedelta(hours=hours),
+            created_at__lte=now,
+        )
+        .values_list("to_number", "created_at")
+    ):
         history[phone].append(created_at)
     blocked = set(
         DoNotCall.objects.filter(
@@ -244,7 +250,7 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
     return _Facts(history=history, blocked=blocked, live=live, last_attempt=last_attempt)
 
 
-def _put_off(contact: Contact, verdict: Eligibility) -> bool:
+def put_off(contact: Contact, verdict: Eligibility) -> bool:
     """Record why ``contact`` was not called. True when time will clear it (it waits until
     ``next_possible_at``); False when it will not (the contact is closed with the reason)."""
     contact.state_reason = "; ".join(reason.message for reason in verdict.reasons)[:500]

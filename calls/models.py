@@ -23,6 +23,9 @@ class CallStatus(models.TextChoices):
     NO_ANSWER = "no-answer", _("No answer")
     FAILED = "failed", pgettext_lazy("call status", "Failed")
     CANCELED = "canceled", _("Canceled")
+    # Ours again: the dialer released the call without Twilio ever ringing it (the contact
+    # was no longer dialable, or Twilio could not be reached); it is not an attempt.
+    NOT_PLACED = "not-placed", _("Not placed")
 
 
 LIVE_STATUSES = (
@@ -51,6 +54,13 @@ class CallQuerySet(models.QuerySet):
     def stale(self, before: datetime.datetime) -> CallQuerySet:
         """Live calls last touched before ``before``: candidates for reconciliation."""
         return self.live().filter(updated_at__lt=before)
+
+    def placed(self) -> CallQuerySet:
+        """Calls that may have rung someone: all but those that never reached Twilio (not
+        placed, or refused when created). What frequency caps count."""
+        return self.exclude(status=CallStatus.NOT_PLACED).exclude(
+            status=CallStatus.FAILED, provider_sid__isnull=True
+        )
 
 
 class Call(models.Model):
@@ -92,6 +102,14 @@ class Call(models.Model):
     error_code = models.PositiveIntegerField(_("error code"), null=True, blank=True)
     error_message = models.CharField(_("error"), max_length=500, blank=True)
     outcome = models.JSONField(_("outcome"), default=dict, blank=True)
+    # Where the conversation stands between two webhooks: the scripted step waiting for an
+    # answer, answers not understood and silences in a row.
+    dialogue = models.JSONField(_("dialogue state"), default=dict, blank=True)
+    recording_sid = models.CharField(_("recording SID"), max_length=64, blank=True)
+    recording_url = models.URLField(_("recording URL"), max_length=500, blank=True)
+    recording_seconds = models.PositiveIntegerField(
+        _("recording duration (s)"), null=True, blank=True
+    )
     summary = models.TextField(_("summary"), blank=True)
     speech_fallbacks = models.PositiveIntegerField(
         _("lines spoken with <Say>"),
@@ -173,6 +191,15 @@ class Turn(models.Model):
         null=True,
         blank=True,
         help_text=_("For our turns: time from the caller's words to our reply being ready."),
+    )
+    model_ms = models.PositiveIntegerField(
+        _("model time (ms)"), null=True, blank=True, help_text=_("For AI turns: the model's time.")
+    )
+    speech_ms = models.PositiveIntegerField(
+        _("speech time (ms)"),
+        null=True,
+        blank=True,
+        help_text=_("For AI turns: from the first sentence sent to speech to the last one voiced."),
     )
 
     class Meta:

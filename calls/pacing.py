@@ -12,12 +12,14 @@ machine that embedded mode runs on).
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import json
 import time
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 
 # KEYS[1]: bucket; ARGV: rate (tokens/s), capacity, wanted, now (s). Returns tokens granted.
 _TAKE_SCRIPT = """
@@ -75,3 +77,45 @@ def _take_file(bucket: str, rate: float, capacity: float, wanted: int) -> int:
         handle.truncate()
         handle.write(json.dumps({"tokens": tokens - granted, "at": max(now, at)}))
         return granted
+
+
+# --- Backing off after Twilio's concurrency limit ---------------------------------------
+
+# After Twilio refuses a call for the account's concurrency limit (10004), the campaign
+# dials nothing for this long, doubling on each refusal in a row up to the cap.
+BACKOFF_FIRST = datetime.timedelta(seconds=15)
+BACKOFF_CAP = datetime.timedelta(minutes=5)
+# When the contact of a call Twilio could not be reached for is called again.
+UNAVAILABLE_RETRY_DELAY = datetime.timedelta(minutes=5)
+
+
+def _backoff_key(campaign_id: int) -> str:
+    return f"calls:dial-backoff:{campaign_id}"
+
+
+def back_off_campaign(campaign_id: int) -> datetime.timedelta:
+    """Hold ``campaign_id``'s dialling back, longer at each refusal in a row; returns for how
+    long. Shared through the cache, so every dispatcher and worker sees it."""
+    state = cache.get(_backoff_key(campaign_id)) or {}
+    level = int(state.get("level", 0)) + 1
+    wait = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (level - 1))
+    until = time.time() + wait.total_seconds()
+    # Kept past the wait so that a refusal soon after it counts as "in a row".
+    cache.set(
+        _backoff_key(campaign_id),
+        {"level": level, "until": until},
+        timeout=int(wait.total_seconds() + BACKOFF_CAP.total_seconds()),
+    )
+    return wait
+
+
+def clear_backoff(campaign_id: int) -> None:
+    """A call went through: the next refusal starts again from the first wait."""
+    cache.delete(_backoff_key(campaign_id))
+
+
+def backing_off(campaign_ids: list[int]) -> set[int]:
+    """Which of ``campaign_ids`` are held back now."""
+    states = cache.get_many([_backoff_key(pk) for pk in campaign_ids])
+    now = time.time()
+    return {pk for pk in campaign_ids if states.get(_backoff_key(pk), {}).get("until", 0) > now}

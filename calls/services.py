@@ -108,7 +108,7 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             call = None
         elif call is None:
             logger.warning("Status callback for unknown call %s (SID %s); kept.", call_id, sid)
-        if not _store_event(call=call, kind=CallEvent.Kind.STATUS, params=params):
+        if not store_event(call=call, kind=CallEvent.Kind.STATUS, params=params):
             return call  # a retried callback: its first delivery was applied with it
         if call is None:
             return None
@@ -132,7 +132,14 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             transaction.on_commit(CALL_STATUS_CHANGES.labels(status=status).inc)
         if moved and status in FINAL_STATUSES:
             finish_call(call=call)
+            transaction.on_commit(lambda: _conclude_later(call.pk))
     return call
+
+
+def _conclude_later(call_id: int) -> None:
+    from calls.tasks import conclude_call_task  # tasks build on this module
+
+    conclude_call_task.delay(call_id)
 
 
 def _callback_matches(*, call: Call, sid: str) -> bool:
@@ -145,7 +152,7 @@ def _callback_matches(*, call: Call, sid: str) -> bool:
     return not sid or not Call.objects.filter(provider_sid=sid).exists()
 
 
-def _store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> bool:
+def store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> bool:
     """Keep the raw event; False when this (SID, kind, sequence) was stored before."""
     try:
         sequence_number: int | None = int(params["SequenceNumber"])
@@ -275,7 +282,19 @@ def finish_call(*, call: Call) -> str | None:
     next_attempt_at = None
     outcome = _outcome(call)
     transaction.on_commit(CALLS_FINISHED.labels(outcome=outcome).inc)
-    if outcome == "answered":
+    callback_at = _callback_at(call) if outcome == "answered" else None
+    if callback_at is not None:
+        # The callee asked to be called at that time; the window still gates it then.
+        state, next_attempt_at = Contact.State.RETRY, max(callback_at, now)
+        reason = _("Asked to be called back at %(time)s.") % {
+            "time": call.outcome["callback_at"][:16].replace("T", " ")
+        }
+    elif outcome == "answered" and (call.outcome or {}).get("callback") is True:
+        # A scripted "call me another day" names no time: the campaign's retry delay.
+        delay = _retry_rule(campaign, "no-answer")["delay_minutes"]
+        state, next_attempt_at = Contact.State.RETRY, now + datetime.timedelta(minutes=delay)
+        reason = _("Asked to be called back another time.")
+    elif outcome == "answered":
         state, reason = Contact.State.DONE, _("Answered.")
     elif outcome == "rejected":
         state = Contact.State.FAILED
@@ -318,6 +337,16 @@ def finish_call(*, call: Call) -> str | None:
     return state
 
 
+def _callback_at(call: Call) -> datetime.datetime | None:
+    """The time the callee asked to be called back at (an aware ISO time), if any."""
+    value = (call.outcome or {}).get("callback_at") if isinstance(call.outcome, dict) else None
+    try:
+        at = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
+
+
 _OUTCOME_LABELS = {
     "busy": gettext_lazy("Busy"),
     "no-answer": gettext_lazy("No answer"),
@@ -342,7 +371,14 @@ def _retry_rule(campaign: Campaign, outcome: str) -> dict[str, int]:
 def _outcome(call: Call) -> str:
     """What an ended call means for its contact."""
     if call.status == CallStatus.COMPLETED:
-        return "voicemail" if call.answered_by in MACHINE_ANSWERS else "answered"
+        if call.answered_by in MACHINE_ANSWERS:
+            return "voicemail"
+        if (call.dialogue or {}).get("closed") == "silence" and not call.turns.filter(
+            role="caller"
+        ).exists():
+            # Picked up and never said a word: nobody was reached; called again as such.
+            return "no-answer"
+        return "answered"
     if call.status == CallStatus.FAILED and call.error_code in PERMANENT_ERROR_CODES:
         return "rejected"
     if call.status == CallStatus.CANCELED:

@@ -9,6 +9,7 @@ requests the way Twilio does, for Twilio itself and for the built-in sandbox car
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import logging
@@ -16,7 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from types import ModuleType
+from typing import Protocol, TypeVar
 from urllib.parse import urldefrag, urlsplit, urlunsplit
 
 import requests
@@ -30,6 +32,7 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
+from twilio.twiml.voice_response import Gather, VoiceResponse
 from urllib3.exceptions import NewConnectionError
 
 from callcenter.backoff import backoff_seconds, retry_after_seconds
@@ -194,13 +197,16 @@ def create_call(
     time_limit: int,
     record: bool,
     recording_status_callback: str | None = None,
+    sandbox_persona: str | None = None,
 ) -> ProviderCall:
     """Ask Twilio to dial `to` from `from_` (TWILIO_PHONE_NUMBER when None).
 
     Answering-machine detection runs in the background (`AsyncAmd`), so the greeting
     starts at once and the verdict arrives at `async_amd_callback`; `machine_detection=None`
     turns it off. Raises TelephonyRejected or TelephonyUnavailable (see `possibly_created`),
-    each counted in `callcenter_dial_errors_total`.
+    each counted in `callcenter_dial_errors_total`. With TELEPHONY_BACKEND=sandbox the
+    sandbox carrier takes the same request and plays `sandbox_persona` (None: one chosen
+    by the number); Twilio ignores it.
     """
     events = list(status_callback_events)
     unknown = [event for event in events if event not in STATUS_CALLBACK_EVENTS]
@@ -244,6 +250,8 @@ def create_call(
             )
 
     try:
+        if (carrier := _sandbox()) is not None:
+            return carrier.create_call(_wire_parameters(parameters), persona=sandbox_persona)
         call = _call(
             "call creation",
             lambda client: client.api.account.calls.create(**parameters),
@@ -253,6 +261,30 @@ def create_call(
         _count_dial_error(exc)
         raise
     return _provider_call(call)
+
+
+def _sandbox() -> ModuleType | None:
+    """The sandbox carrier when TELEPHONY_BACKEND=sandbox (imported here: it uses this module)."""
+    if settings.TELEPHONY_BACKEND != "sandbox":
+        return None
+    from calls import sandbox
+
+    return sandbox
+
+
+def _wire_parameters(parameters: Mapping[str, object]) -> dict[str, str | list[str]]:
+    """The SDK's keyword arguments as the form Twilio receives: `status_callback_event`
+    becomes repeated `StatusCallbackEvent`, `from_` becomes `From`, True becomes "true"."""
+    wire: dict[str, str | list[str]] = {}
+    for name, value in parameters.items():
+        key = "".join(part.capitalize() for part in name.rstrip("_").split("_"))
+        if isinstance(value, list | tuple):
+            wire[key] = [str(item) for item in value]
+        elif isinstance(value, bool):
+            wire[key] = "true" if value else "false"
+        else:
+            wire[key] = str(value)
+    return wire
 
 
 def _count_dial_error(error: TelephonyRejected | TelephonyUnavailable) -> None:
@@ -270,12 +302,16 @@ def _count_dial_error(error: TelephonyRejected | TelephonyUnavailable) -> None:
 
 def fetch_call(*, sid: str) -> ProviderCall:
     """The call `sid` as Twilio has it now. Raises TelephonyRejected or TelephonyUnavailable."""
+    if (carrier := _sandbox()) is not None:
+        return carrier.fetch_call(sid)
     call = _call("call fetch", lambda client: client.api.account.calls(sid).fetch())
     return _provider_call(call)
 
 
 def hang_up(*, sid: str) -> ProviderCall:
     """End the call `sid` by setting its Status to completed."""
+    if (carrier := _sandbox()) is not None:
+        return carrier.update_call(sid, status="completed")
     # Repeating a hang-up is harmless, so every transient failure is retried.
     call = _call("hang-up", lambda client: client.api.account.calls(sid).update(status="completed"))
     return _provider_call(call)
@@ -285,11 +321,36 @@ def redirect_call(*, sid: str, url: str) -> ProviderCall:
     """Make the live call `sid` run the TwiML at `url` now (the voicemail after AMD)."""
     # Retried like a fetch: if a lost answer hid a redirect that worked, the repeat only
     # restarts the same TwiML a moment later, which beats a machine hearing the dialogue.
+    if (carrier := _sandbox()) is not None:
+        return carrier.update_call(sid, url=url, method="POST")
     call = _call(
         "redirect",
         lambda client: client.api.account.calls(sid).update(url=url, method="POST"),
     )
     return _provider_call(call)
+
+
+def find_calls(
+    *, to: str, from_: str | None, created_after: datetime.datetime, limit: int = 20
+) -> list[ProviderCall]:
+    """Twilio's calls to `to` from `from_` (TWILIO_PHONE_NUMBER when None) created after
+    `created_after`, newest first: how a call whose creation answer was lost is found."""
+    caller = from_ or settings.TWILIO_PHONE_NUMBER
+    if settings.TELEPHONY_BACKEND == "sandbox":
+        from calls import sandbox
+
+        return sandbox.find_calls(to=to, from_=caller, created_after=created_after)
+    calls = _call(
+        "call lookup",
+        lambda client: client.api.account.calls.list(
+            to=to, from_=caller, limit=limit, page_size=limit
+        ),
+    )
+    return [
+        _provider_call(call)
+        for call in calls
+        if call.date_created is None or call.date_created >= created_after
+    ]
 
 
 def url_with_retries(url: str, *, retry_count: int = 3) -> str:
@@ -582,3 +643,112 @@ def _integer(value: object) -> int | None:
         return int(str(value)) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+# --- TwiML ------------------------------------------------------------------------------
+
+
+class Spoken(Protocol):
+    """A line to speak: <Play> `url` when set, else <Say> `text` in `language`."""
+
+    text: str
+    language: str
+    url: str
+
+
+def _speak(verb: VoiceResponse | Gather, line: Spoken) -> None:
+    if line.url:
+        verb.play(line.url)
+    elif line.text:
+        # Twilio's <Say> defaults to en-US: the language is always given.
+        verb.say(line.text, language=line.language)
+
+
+def gather_twiml(
+    *,
+    lines: Iterable[Spoken],
+    action: str,
+    language: str,
+    no_input_url: str,
+    timeout: int = 5,
+    hints: str = "",
+) -> str:
+    """Speak `lines` while listening (speech or keys), post the answer to `action`; with
+    no answer, Twilio goes on to the <Redirect> to `no_input_url`.
+
+    The speech language is always set (Twilio's default is en-US). `speechTimeout=auto`
+    needs a speech model other than `default` (warning 13335), hence `phone_call`.
+    """
+    response = VoiceResponse()
+    gather = response.gather(
+        input="speech dtmf",
+        action=action,
+        method="POST",
+        language=language,
+        timeout=timeout,
+        speech_timeout="auto",
+        speech_model="phone_call",
+        num_digits=1,
+        action_on_empty_result=False,
+        **({"hints": hints} if hints else {}),
+    )
+    for line in lines:
+        _speak(gather, line)
+    response.redirect(no_input_url, method="POST")
+    return str(response)
+
+
+def hang_up_twiml(*, lines: Iterable[Spoken] = ()) -> str:
+    """Speak `lines`, then end the call."""
+    response = VoiceResponse()
+    for line in lines:
+        _speak(response, line)
+    response.hangup()
+    return str(response)
+
+
+def transfer_twiml(
+    *, lines: Iterable[Spoken], number: str, caller_id: str, timeout: int, action: str
+) -> str:
+    """Speak `lines`, then connect the callee to `number`; `action` hears how it went."""
+    response = VoiceResponse()
+    for line in lines:
+        _speak(response, line)
+    response.dial(
+        number, caller_id=caller_id or None, timeout=timeout, action=action, method="POST"
+    )
+    return str(response)
+
+
+def fallback_twiml(*, lines: Iterable[Spoken], action: str, goodbye: Spoken) -> str:
+    """Speak `lines` while waiting for one key (posted to `action`); with none, speak
+    `goodbye` and end the call."""
+    response = VoiceResponse()
+    gather = response.gather(input="dtmf", num_digits=1, timeout=5, action=action, method="POST")
+    for line in lines:
+        _speak(gather, line)
+    _speak(response, goodbye)
+    response.hangup()
+    return str(response)
+
+
+def hold_twiml(*, lines: Iterable[Spoken], retry_url: str) -> str:
+    """Speak `lines` (a holding line), then fetch `retry_url` for what comes next."""
+    response = VoiceResponse()
+    for line in lines:
+        _speak(response, line)
+    response.redirect(retry_url, method="POST")
+    return str(response)
+
+
+def continue_twiml(*, lines: Iterable[Spoken], next_url: str) -> str:
+    """Speak `lines` (the start of a reply), then fetch `next_url` for the rest."""
+    return hold_twiml(lines=lines, retry_url=next_url)
+
+
+def pause_twiml(*, seconds: int, next_url: str) -> str:
+    """Keep the line open `seconds` in silence, then fetch `next_url`."""
+    response = VoiceResponse()
+    response.pause(length=seconds)
+    response.redirect(next_url, method="POST")
+    return str(response)

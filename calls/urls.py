@@ -2,10 +2,32 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls import webhooks
+from calls import sandbox, webhooks
 
 app_name = "calls"
 
+# Twilio's webhooks, one set per call. Their absolute URLs (calls.links.webhook_url) are
+# what Twilio signs, so these paths are part of every call in flight: change with care.
 urlpatterns = [
+    path("twilio/calls/<int:call_id>/answer", webhooks.answer, name="answer"),
+    path("twilio/calls/<int:call_id>/turn", webhooks.turn, name="turn"),
+    path("twilio/calls/<int:call_id>/continue", webhooks.continue_reply, name="continue"),
+    path("twilio/calls/<int:call_id>/voicemail", webhooks.voicemail, name="voicemail"),
+    path("twilio/calls/<int:call_id>/amd", webhooks.machine_detection, name="amd"),
+    path("twilio/calls/<int:call_id>/recording", webhooks.recording, name="recording"),
     path("twilio/calls/<int:call_id>/status", webhooks.call_status, name="status"),
+    path(
+        "twilio/calls/<int:call_id>/transfer-ended",
+        webhooks.transfer_ended,
+        name="transfer-ended",
+    ),
+    path("twilio/calls/<int:call_id>/fallback", webhooks.fallback, name="fallback"),
+    path(
+        "twilio/calls/<int:call_id>/fallback/opt-out",
+        webhooks.fallback_opt_out,
+        name="fallback-opt-out",
+    ),
 ]
+
+# The sandbox carrier's recordings (RecordingUrl of a sandbox call).
+urlpatterns += sandbox.urlpatterns

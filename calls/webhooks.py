@@ -1,22 +1,27 @@
 """Twilio's webhooks: plain Django views, each checked against Twilio's signature.
 
-Status callbacks answer 204 at once after one short transaction: Twilio does not accept
-being slowed down (a 4xx/5xx is its error 11217) and retries what fails.
+Callbacks (status, answering machine, recording) answer 204 at once after one short
+transaction: Twilio does not accept being slowed down (a 4xx/5xx is its error 11217) and
+retries what fails; anything slower (updating the live call) goes to a task. Views that
+answer TwiML never answer an error: a failure speaks the fallback's apology instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from callcenter.metrics import SIGNATURE_FAILURES, WEBHOOK_SECONDS
-from calls import telephony
+from calls import flow, telephony
 from calls.services import record_call_status
 
 logger = logging.getLogger(__name__)
@@ -30,30 +35,144 @@ def twilio_webhook(view: View) -> View:
     The URL is rebuilt from APP_URL, the public base URL every callback URL is made from,
     not from the request's scheme and host, which a TLS-terminating proxy rewrites. The
     check runs in every environment: the sandbox carrier signs its requests too. Each
-    request is timed in ``callcenter_webhook_seconds``, refused ones included.
+    request is timed in ``callcenter_webhook_seconds``, refused ones included. Works for
+    async views too.
     """
     name = view.__name__
 
-    @csrf_exempt
-    @require_POST
+    def refused(request: HttpRequest) -> HttpResponse | None:
+        url = settings.APP_URL.rstrip("/") + request.get_full_path()
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if signature and telephony.signature_is_valid(
+            url=url, params=request.POST, signature=signature
+        ):
+            return None
+        SIGNATURE_FAILURES.labels(view=name).inc()
+        logger.warning("Refused %s to %s: missing or invalid Twilio signature.", name, url)
+        return HttpResponseForbidden()
+
+    if asyncio.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def checked_async(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            with WEBHOOK_SECONDS.labels(view=name).time():
+                return refused(request) or await view(request, *args, **kwargs)
+
+        return csrf_exempt(require_POST(checked_async))
+
     @functools.wraps(view)
     def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         with WEBHOOK_SECONDS.labels(view=name).time():
-            url = settings.APP_URL.rstrip("/") + request.get_full_path()
-            signature = request.headers.get("X-Twilio-Signature", "")
-            if not signature or not telephony.signature_is_valid(
-                url=url, params=request.POST, signature=signature
-            ):
-                SIGNATURE_FAILURES.labels(view=name).inc()
-                logger.warning("Refused %s to %s: missing or invalid Twilio signature.", name, url)
-                return HttpResponseForbidden()
-            return view(request, *args, **kwargs)
+            return refused(request) or view(request, *args, **kwargs)
 
-    return checked
+    return csrf_exempt(require_POST(checked))
 
 
 @twilio_webhook
 def call_status(request: HttpRequest, call_id: int) -> HttpResponse:
     """Twilio's status callback for one call: kept, folded into the call, answered 204."""
     record_call_status(call_id=call_id, params=request.POST.dict())
+    return HttpResponse(status=204)
+
+
+def twiml_view(view: Callable[..., str]) -> View:
+    """A webhook answering TwiML: signed, and never an error to Twilio (an unexpected
+    failure is logged and answered with the fallback's apology). Async views too."""
+
+    def apology(request: HttpRequest, call_id: int) -> str:
+        return flow.fallback(call_id=call_id, params=request.POST.dict())
+
+    failed = "Webhook %s failed for call %s; apologising."
+
+    if asyncio.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def answered_async(request: HttpRequest, call_id: int) -> HttpResponse:
+            try:
+                twiml = await view(request, call_id)
+            except Exception:
+                logger.exception(failed, view.__name__, call_id)
+                twiml = await sync_to_async(apology, thread_sensitive=False)(request, call_id)
+            return HttpResponse(twiml, content_type="text/xml; charset=utf-8")
+
+        return twilio_webhook(answered_async)
+
+    @functools.wraps(view)
+    def answered(request: HttpRequest, call_id: int) -> HttpResponse:
+        try:
+            twiml = view(request, call_id)
+        except Exception:
+            logger.exception(failed, view.__name__, call_id)
+            twiml = apology(request, call_id)
+        return HttpResponse(twiml, content_type="text/xml; charset=utf-8")
+
+    return twilio_webhook(answered)
+
+
+@twiml_view
+def answer(request: HttpRequest, call_id: int) -> str:
+    """The callee picked up: greet and listen."""
+    return flow.answer(call_id=call_id, params=request.POST.dict())
+
+
+@twiml_view
+async def turn(request: HttpRequest, call_id: int) -> str:
+    """The callee answered (or stayed silent, ``?silence=1``): the next line. An AI reply
+    starts playing as soon as its first sentence is voiced (see ``flow.reply``)."""
+    step = await sync_to_async(flow.prepare_turn, thread_sensitive=False)(
+        call_id=call_id,
+        params=request.POST.dict(),
+        silence=request.GET.get("silence") == "1",
+        retry=request.GET.get("retry") == "1",
+    )
+    if isinstance(step, str):
+        return step
+    return await flow.reply(step, early=True)
+
+
+@twiml_view
+async def continue_reply(request: HttpRequest, call_id: int) -> str:
+    """The rest of an AI reply whose first sentence is playing."""
+    return await flow.continue_reply(call_id=call_id, token=request.GET.get("reply", ""))
+
+
+@twiml_view
+def voicemail(request: HttpRequest, call_id: int) -> str:
+    """A machine answered: the message after the beep."""
+    return flow.voicemail(call_id=call_id, params=request.POST.dict())
+
+
+@twiml_view
+def transfer_ended(request: HttpRequest, call_id: int) -> str:
+    """The transferred leg ended: the call ends too."""
+    return flow.transfer_ended(call_id=call_id, params=request.POST.dict())
+
+
+@twiml_view
+def fallback(request: HttpRequest, call_id: int) -> str:
+    """Twilio could not use our TwiML: apologise, offer the opt-out, hang up."""
+    return flow.fallback(call_id=call_id, params=request.POST.dict())
+
+
+@twiml_view
+def fallback_opt_out(request: HttpRequest, call_id: int) -> str:
+    """The key pressed after the fallback's opt-out offer."""
+    return flow.fallback_opt_out(call_id=call_id, params=request.POST.dict())
+
+
+@twilio_webhook
+def machine_detection(request: HttpRequest, call_id: int) -> HttpResponse:
+    """The asynchronous answering-machine verdict: kept; a machine's call is turned to
+    its voicemail (or hung up) by a task, after this answers."""
+    from calls.tasks import handle_machine_task
+
+    if flow.record_machine_detection(call_id=call_id, params=request.POST.dict()):
+        transaction.on_commit(lambda: handle_machine_task.delay(call_id))
+    return HttpResponse(status=204)
+
+
+@twilio_webhook
+def recording(request: HttpRequest, call_id: int) -> HttpResponse:
+    """A recording's status: a completed recording's reference is kept on the call."""
+    flow.record_recording(call_id=call_id, params=request.POST.dict())
     return HttpResponse(status=204)

@@ -147,12 +147,16 @@ def load_eligibility_facts(
     campaign = contact.campaign
     calls = Call.objects.exclude(pk=exclude_call_id) if exclude_call_id else Call.objects.all()
     since = now - datetime.timedelta(hours=history_hours(contact=contact, campaign=campaign))
-    history = calls.filter(
-        campaign__partner_id=campaign.partner_id,
-        to_number=contact.phone,
-        created_at__gt=since,
-        created_at__lte=now,
-    ).values_list("created_at", flat=True)
+    history = (
+        calls.placed()
+        .filter(
+            campaign__partner_id=campaign.partner_id,
+            to_number=contact.phone,
+            created_at__gt=since,
+            created_at__lte=now,
+        )
+        .values_list("created_at", flat=True)
+    )
     return {
         "history": sorted(history),
         "blocked_by_dnc": DoNotCall.objects.blocking(

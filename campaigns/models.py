@@ -149,6 +149,75 @@ def retry_policy_problems(value: Any) -> list[ValidationError]:
     return problems
 
 
+class SandboxPersona(models.TextChoices):
+    """The callees the sandbox carrier plays (calls/sandbox.py); named here so that a
+    campaign can weigh them without campaigns importing calls."""
+
+    INTERESTED = "interested", _("Interested")
+    NOT_INTERESTED = "not_interested", _("Not interested")
+    CALLBACK = "callback", _("Asks to be called back")
+    OPT_OUT = "opt_out", _("Asks not to be called again")
+    SILENT = "silent", _("Answers and stays silent")
+    VOICEMAIL = "voicemail", _("Voicemail")
+    BUSY = "busy", _("Busy")
+    NO_ANSWER = "no_answer", _("No answer")
+    INVALID_NUMBER = "invalid_number", _("Invalid number")
+
+
+def default_sandbox_personas() -> dict[str, int]:
+    """Mostly people who talk, some who refuse or opt out, a few lines nobody picks up."""
+    return {
+        SandboxPersona.INTERESTED.value: 4,
+        SandboxPersona.NOT_INTERESTED.value: 2,
+        SandboxPersona.CALLBACK.value: 1,
+        SandboxPersona.OPT_OUT.value: 1,
+        SandboxPersona.VOICEMAIL.value: 1,
+        SandboxPersona.BUSY.value: 1,
+        SandboxPersona.NO_ANSWER.value: 1,
+        SandboxPersona.SILENT.value: 1,
+        SandboxPersona.INVALID_NUMBER.value: 0,
+    }
+
+
+def sandbox_personas_problems(value: Any) -> list[ValidationError]:
+    """Why ``value`` is not a sandbox persona mix (empty: it is one): persona name to a whole
+    number weight >= 0, not all zero. An empty mix stands for the default one."""
+    if not isinstance(value, dict):
+        return [
+            ValidationError(
+                _("The sandbox personas must map persona names to whole-number weights."),
+                code="invalid_sandbox_personas",
+            )
+        ]
+    problems = [
+        ValidationError(
+            _("“%(persona)s” is not a sandbox persona; use one of %(personas)s."),
+            code="invalid_sandbox_persona",
+            params={"persona": persona, "personas": ", ".join(SandboxPersona.values)},
+        )
+        for persona in value
+        if persona not in SandboxPersona.values
+    ]
+    problems.extend(
+        ValidationError(
+            _("The weight of %(persona)s must be a whole number of at least 0, not “%(value)s”."),
+            code="invalid_sandbox_weight",
+            params={"persona": persona, "value": weight},
+        )
+        for persona, weight in value.items()
+        # bool is an int in Python, but true is not a weight
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 0
+    )
+    if value and not problems and sum(value.values()) == 0:
+        problems.append(
+            ValidationError(
+                _("At least one sandbox persona needs a weight above 0."),
+                code="sandbox_personas_all_zero",
+            )
+        )
+    return problems
+
+
 class Campaign(models.Model):
     """A partner's run of calls to a list of contacts, with a template and a voice, and
     the rules for when, how fast and how often it calls them."""
@@ -249,6 +318,13 @@ class Campaign(models.Model):
         validators=[MinValueValidator(60), MaxValueValidator(14400)],
     )
     record_calls = models.BooleanField(_("record calls"), default=False)
+    transfer_number = models.CharField(
+        _("transfer number"),
+        max_length=16,
+        blank=True,
+        validators=[e164_validator],
+        help_text=_("Where a callee who asks for a person is put through (E.164)."),
+    )
     machine_action = models.CharField(
         _("when a machine answers"),
         max_length=16,
@@ -283,6 +359,20 @@ class Campaign(models.Model):
         ),
     )
     state_changed_at = models.DateTimeField(_("state changed at"), null=True, blank=True)
+    # Why the campaign last changed state when the platform moved it (a Twilio
+    # authentication failure pausing it, say); empty after a move by staff or a partner.
+    state_reason = models.CharField(_("state reason"), max_length=500, blank=True)
+    # Sandbox carrier
+    sandbox_personas = models.JSONField(
+        _("sandbox personas"),
+        default=default_sandbox_personas,
+        blank=True,
+        help_text=_(
+            "Sandbox carrier only (no Twilio credentials): how often each simulated callee "
+            'answers, as persona to weight, e.g. {"interested": 4, "busy": 1}. A contact '
+            'variable "sandbox_persona" picks one for that contact. Empty: the default mix.'
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -346,8 +436,8 @@ class Campaign(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """Check the JSON settings: windows that only narrow the profile (US-1, ES-1) and a
-        retry policy for every outcome."""
+        """Check the JSON settings: windows that only narrow the profile (US-1, ES-1), a
+        retry policy for every outcome and a usable sandbox persona mix."""
         errors: dict[str, list[ValidationError]] = {}
         window_problems = calling_window_problems(
             profile=self.compliance_profile, calling_windows=self.calling_windows
@@ -357,6 +447,9 @@ class Campaign(models.Model):
         retry_problems = retry_policy_problems(self.retry_policy)
         if retry_problems:
             errors["retry_policy"] = retry_problems
+        persona_problems = sandbox_personas_problems(self.sandbox_personas)
+        if persona_problems:
+            errors["sandbox_personas"] = persona_problems
         if errors:
             raise ValidationError(errors)
 

@@ -43,12 +43,13 @@ def create_partner(*, name: str) -> Partner:
     return partner
 
 
-def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
+def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
     """Move ``campaign`` along the state machine, safe against concurrent moves.
 
     The update is a compare-and-set on the state read: if another process moved the
     campaign in between, nothing is written and CampaignStateError says so. Use the
-    lifecycle services below, which check what each move needs first.
+    lifecycle services below, which check what each move needs first. ``reason`` says
+    why when the platform itself makes the move; a move by a person clears it.
     """
     current = campaign.state
     if not campaign.can_move_to(to):
@@ -61,15 +62,16 @@ def transition_campaign(*, campaign: Campaign, to: str) -> Campaign:
         )
     now = timezone.now()
     updated = Campaign.objects.filter(pk=campaign.pk, state=current).update(
-        state=to, state_changed_at=now, updated_at=now
+        state=to, state_changed_at=now, state_reason=reason[:500], updated_at=now
     )
     if updated != 1:
-        campaign.refresh_from_db(fields=["state", "state_changed_at", "updated_at"])
+        campaign.refresh_from_db(fields=["state", "state_changed_at", "state_reason", "updated_at"])
         raise CampaignStateError(
             _("The campaign changed state meanwhile; it is now %(state)s.")
             % {"state": campaign.get_state_display()}
         )
     campaign.state, campaign.state_changed_at, campaign.updated_at = to, now, now
+    campaign.state_reason = reason[:500]
     if to == Campaign.State.RUNNING:
         prerender_campaign_speech_task.delay_on_commit(campaign.pk)
     return campaign
@@ -123,9 +125,10 @@ def start_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) 
     )
 
 
-def pause_campaign(*, campaign: Campaign) -> Campaign:
-    """Stop dialling new calls; calls already going on finish."""
-    return transition_campaign(campaign=campaign, to=Campaign.State.PAUSED)
+def pause_campaign(*, campaign: Campaign, reason: str = "") -> Campaign:
+    """Stop dialling new calls; calls already going on finish. ``reason``: why the
+    platform paused it (shown to staff and partners); empty when a person did."""
+    return transition_campaign(campaign=campaign, to=Campaign.State.PAUSED, reason=reason)
 
 
 def resume_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) -> Campaign:

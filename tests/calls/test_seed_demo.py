@@ -31,9 +31,17 @@ def test_seed_demo_creates_staff_user_partner_template_campaign(monkeypatch) -> 
     user = authenticate(username="admin", password=printed_password(output))
     assert user is not None and user.is_staff and user.is_superuser
     campaign = Campaign.objects.get()
-    assert campaign.state == "draft"
+    # On the sandbox carrier (no Twilio credentials) the demo calls at once.
+    assert campaign.state == "running"
     assert campaign.template.language == "es-ES"
-    assert campaign.contacts.count() == 5
+    # Without a model, the scripted template leads the demo.
+    assert campaign.template.mode == "scripted"
+    assert campaign.contacts.count() == 8
+    assert {c.variables["sandbox_persona"] for c in campaign.contacts.all()} >= {
+        "interested",
+        "opt_out",
+        "voicemail",
+    }
 
 
 def test_seed_demo_twice_changes_nothing_and_prints_same_credentials(monkeypatch) -> None:
@@ -46,10 +54,10 @@ def test_seed_demo_twice_changes_nothing_and_prints_same_credentials(monkeypatch
     assert authenticate(username="admin", password=second) is not None
     assert (Partner.objects.count(), CallTemplate.objects.count(), Campaign.objects.count()) == (
         1,
-        1,
+        2,
         1,
     )
-    assert Contact.objects.count() == 5
+    assert Contact.objects.count() == 8
 
 
 def test_seed_demo_takes_password_from_environment(monkeypatch) -> None:
@@ -59,8 +67,18 @@ def test_seed_demo_takes_password_from_environment(monkeypatch) -> None:
     assert authenticate(username="admin", password="demo-pass-123") is not None
 
 
-def test_seed_demo_campaign_can_start(monkeypatch, settings) -> None:
+def test_seed_demo_against_twilio_leaves_the_campaign_for_staff_to_start(settings) -> None:
     settings.ELEVENLABS_API_KEY = ""
+    settings.TELEPHONY_BACKEND = "twilio"
     seed()
 
-    assert start_problems(campaign=Campaign.objects.get()) == []
+    campaign = Campaign.objects.get()
+    assert campaign.state == "draft"
+    assert start_problems(campaign=campaign) == []
+
+
+def test_seed_demo_with_a_model_leads_with_the_ai_template(settings) -> None:
+    settings.OPENAI_API_KEY = "sk-test"
+    seed()
+
+    assert Campaign.objects.get().template.mode == "ai"

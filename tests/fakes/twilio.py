@@ -65,6 +65,7 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         self.spec = spec
         self._calls: dict[str, dict[str, Any]] = {}
         self._violations: list[str] = []
+        self._lost_creations: list[int] = []
 
     # --- Scripting ------------------------------------------------------------------------
     def fail_next(
@@ -84,6 +85,12 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
     def drop_next(self, *, times: int = 1) -> None:
         """Read the next `times` requests, then close the connection without answering."""
         self._queue(times, drop=True)
+
+    def lose_next_creation(self, *, status: int = 502) -> None:
+        """Create the next call, then answer `status` as if the answer were lost on the way:
+        the call exists at Twilio but the dialer never hears its SID."""
+        with self._lock:
+            self._lost_creations.append(status)
 
     def set_call(self, sid: str, **fields: Any) -> dict[str, Any]:
         """Create or change the Call resource `sid` (fields as in Twilio's JSON)."""
@@ -163,6 +170,8 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         sid = match["sid"]
         if sid is None and request.method == "POST":
             return self._create_call(request)
+        if sid is None and request.method == "GET":
+            return self._list_calls(request)
         if sid is not None and request.method == "GET":
             with self._lock:
                 call = self._calls.get(sid)
@@ -192,7 +201,34 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         with self._lock:
             call = self._new_call(sid=sid, to=form["To"][0], from_=form["From"][0])
             self._calls[sid] = call
+            if self._lost_creations:
+                status = self._lost_creations.pop(0)
+                return status, error_body(status, DEFAULT_CODES.get(status), "Bad gateway")
             return 201, copy.deepcopy(call)
+
+    def _list_calls(self, request: RecordedRequest) -> tuple[int, Any]:
+        """Twilio's Calls list: newest first, filtered by To and From, one page."""
+        query = {name: values[0] for name, values in request.query.items()}
+        page_size = int(query.get("PageSize", "50"))
+        with self._lock:
+            calls = [
+                copy.deepcopy(call)
+                for call in reversed(self._calls.values())
+                if call["to"] == query.get("To", call["to"])
+                and call["from"] == query.get("From", call["from"])
+            ][:page_size]
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls.json?PageSize={page_size}&Page=0"
+        return 200, {
+            "calls": calls,
+            "end": max(0, len(calls) - 1),
+            "first_page_uri": uri,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
 
     def _update_call(self, request: RecordedRequest, sid: str) -> tuple[int, Any]:
         with self._lock:

@@ -88,10 +88,13 @@ def test_call_template_clean_accepts_a_valid_template(partner) -> None:
     ).full_clean()
 
 
-def test_call_template_clean_accepts_the_seeded_demo_template() -> None:
+def test_call_template_clean_accepts_the_seeded_demo_templates() -> None:
     call_command("seed_demo", stdout=io.StringIO())
 
-    CallTemplate.objects.get().full_clean()
+    templates = CallTemplate.objects.all()
+    assert {template.mode for template in templates} == {"ai", "scripted"}
+    for template in templates:
+        template.full_clean()
 
 
 @pytest.mark.parametrize("name", ["First", "_first", "1st", "first-name", "first name", ""])

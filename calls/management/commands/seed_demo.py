@@ -14,20 +14,67 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from campaigns.models import Campaign, Partner
-from campaigns.services import add_contact
+from calls import conversation
+from campaigns.models import Campaign, ComplianceProfile, Partner
+from campaigns.services import add_contact, start_campaign
 from templates.models import CallTemplate
 
 DEMO_USERNAME = "admin"
 DEMO_PARTNER = "Demo"
 DEMO_TEMPLATE = "Recordatorio de cita"
 DEMO_CAMPAIGN = "Demo: recordatorio de citas"
+DEMO_SCRIPTED_TEMPLATE = "Recordatorio de cita (guion)"
+# One callee of each kind the sandbox carrier plays (campaigns.models.SandboxPersona).
 DEMO_CONTACTS = [
-    ("+34600000001", {"first_name": "Lucía", "appointment": "el martes a las 10:00"}),
-    ("+34600000002", {"first_name": "Javier", "appointment": "el miércoles a las 12:30"}),
-    ("+34600000003", {"first_name": "Carmen", "appointment": "el jueves a las 9:15"}),
-    ("+34600000004", {"first_name": "Pablo", "appointment": "el viernes a las 17:00"}),
-    ("+34600000005", {"first_name": "Marta", "appointment": "el lunes a las 11:45"}),
+    ("+34600000001", "Lucía", "el martes a las 10:00", "interested"),
+    ("+34600000002", "Javier", "el miércoles a las 12:30", "callback"),
+    ("+34600000003", "Carmen", "el jueves a las 9:15", "voicemail"),
+    ("+34600000004", "Pablo", "el viernes a las 17:00", "opt_out"),
+    ("+34600000005", "Marta", "el lunes a las 11:45", "not_interested"),
+    ("+34600000006", "Andrés", "el martes a las 16:30", "busy"),
+    ("+34600000007", "Elena", "el miércoles a las 18:00", "no_answer"),
+    ("+34600000008", "Diego", "el jueves a las 13:00", "silent"),
+]
+# Short retries, so that the demo campaign runs to its end in a few minutes.
+DEMO_RETRY_POLICY = {
+    outcome: {"delay_minutes": 1, "max_attempts": 2}
+    for outcome in ("busy", "no-answer", "failed", "voicemail")
+}
+GREETING = (
+    "Hola {{ first_name }}, le llamo de Clínica Demo. Soy un asistente automático. "
+    "Le recuerdo su cita {{ appointment }}."
+)
+TEMPLATE_TEXTS = {
+    "language": "es-ES",
+    "variables": {"first_name": "Lucía", "appointment": "el martes a las 10:00"},
+    "voicemail_message": (
+        "Hola, le llamamos de Clínica Demo para recordarle su cita. "
+        "Llámenos al 910 000 000. Gracias."
+    ),
+    "closing_line": "Gracias, que tenga un buen día.",
+    "opt_out_confirmation": "Entendido, no le volveremos a llamar. Adiós.",
+    "transfer_line": "Le paso con una persona de la clínica.",
+}
+SCRIPTED_STEPS = [
+    {
+        "id": "confirm",
+        "prompt": "¿Podrá venir? Diga sí o no.",
+        "retry_prompt": "Perdone, no le he entendido. ¿Podrá venir a su cita? Diga sí o no.",
+        "answers": [
+            {
+                "keywords": ["sí", "claro", "allí estaré", "de acuerdo"],
+                "digit": "1",
+                "next": "end",
+                "outcome": {"attending": True},
+            },
+            {"keywords": ["no"], "digit": "2", "next": "end", "outcome": {"attending": False}},
+            {
+                "keywords": ["llámeme mañana", "llámenme mañana", "otro día", "más tarde"],
+                "next": "end",
+                "outcome": {"attending": False, "callback": True},
+            },
+        ],
+    }
 ]
 
 
@@ -42,32 +89,18 @@ class Command(BaseCommand):
         with transaction.atomic():
             password = self._staff_user()
             partner, _ = Partner.objects.get_or_create(name=DEMO_PARTNER)
-            template, _ = CallTemplate.objects.get_or_create(
+            ai_template, _ = CallTemplate.objects.get_or_create(
                 partner=partner,
                 name=DEMO_TEMPLATE,
                 defaults={
-                    "language": "es-ES",
+                    **TEMPLATE_TEXTS,
                     "mode": CallTemplate.Mode.AI,
-                    "variables": {
-                        "first_name": "Lucía",
-                        "appointment": "el martes a las 10:00",
-                    },
-                    "greeting": (
-                        "Hola {{ first_name }}, le llamo de Clínica Demo. Soy un asistente "
-                        "automático. Le recuerdo su cita {{ appointment }}. ¿Podrá venir?"
-                    ),
+                    "greeting": GREETING + " ¿Podrá venir?",
                     "instructions": (
                         "Eres el asistente automático de Clínica Demo. Confirma si el paciente "
                         "acudirá a su cita; si no puede, ofrece llamar otro día. Sé breve y "
                         "amable. Si pide no recibir más llamadas, respétalo."
                     ),
-                    "voicemail_message": (
-                        "Hola, le llamamos de Clínica Demo para recordarle su cita. "
-                        "Llámenos al 910 000 000. Gracias."
-                    ),
-                    "closing_line": "Gracias, que tenga un buen día.",
-                    "opt_out_confirmation": "Entendido, no le volveremos a llamar. Adiós.",
-                    "transfer_line": "Le paso con una persona de la clínica.",
                     "outcome_schema": {
                         "type": "object",
                         "properties": {
@@ -77,20 +110,50 @@ class Command(BaseCommand):
                     },
                 },
             )
-            campaign, _ = Campaign.objects.get_or_create(
+            scripted_template, _ = CallTemplate.objects.get_or_create(
+                partner=partner,
+                name=DEMO_SCRIPTED_TEMPLATE,
+                defaults={
+                    **TEMPLATE_TEXTS,
+                    "mode": CallTemplate.Mode.SCRIPTED,
+                    "greeting": GREETING,
+                    "steps": SCRIPTED_STEPS,
+                },
+            )
+            # The model leads the demo when one is configured; a script does otherwise.
+            template = ai_template if conversation.is_configured() else scripted_template
+            campaign, created = Campaign.objects.get_or_create(
                 partner=partner,
                 name=DEMO_CAMPAIGN,
-                # A made-up Madrid landline: Spanish rules forbid mobiles as caller ids.
-                defaults={"template": template, "caller_number": "+34910000000"},
+                defaults={
+                    "template": template,
+                    # A made-up Madrid landline: Spanish rules forbid mobiles as caller ids.
+                    "caller_number": "+34910000000",
+                    # Calls at any hour, so that the demo runs whenever it is started.
+                    "compliance_profile": ComplianceProfile.NONE,
+                    "max_concurrent_calls": 3,
+                    "max_attempts": 2,
+                    "retry_policy": DEMO_RETRY_POLICY,
+                },
             )
-            for phone, variables in DEMO_CONTACTS:
+            for phone, name, appointment, persona in DEMO_CONTACTS:
+                variables = {
+                    "first_name": name,
+                    "appointment": appointment,
+                    "sandbox_persona": persona,
+                }
                 add_contact(campaign=campaign, phone=phone, variables=variables)
+            if created and settings.TELEPHONY_BACKEND == "sandbox":
+                # On the sandbox carrier the demo calls at once; against Twilio, staff
+                # start it (it would ring real numbers).
+                start_campaign(campaign=campaign)
 
         url = f"{settings.APP_URL}/admin/"
         self.stdout.write(
             self.style.SUCCESS("Demo data ready.")
             + f"\n  Admin:    {url}\n  User:     {DEMO_USERNAME}\n  Password: {password}\n"
-            + f"  Campaign: {campaign.name} ({campaign.contacts.count()} contacts)\n"
+            + f"  Campaign: {campaign.name} ({campaign.contacts.count()} contacts, "
+            + f"{campaign.get_state_display()})\n"
         )
 
     def _staff_user(self) -> str:

@@ -1,0 +1,706 @@
+"""What is said on a call, webhook by webhook: the answer, a machine's voicemail, the
+fallback. Each function takes the call's id and Twilio's parameters and returns TwiML.
+
+Webhooks arrive late, twice and for calls that are over; every function here answers each
+of them with TwiML that makes sense (at worst a polite hang-up), never an error, so the
+caller never hears Twilio's "an application error has occurred".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from calls import conversation, telephony
+from calls.links import webhook_url
+from calls.models import AnsweredBy, Call, CallEvent, Turn
+from calls.optout import is_opt_out
+from calls.scripted import first_turn, next_turn
+from calls.services import MACHINE_ANSWERS, speech_for_call, store_event
+from campaigns.models import MachineAction
+from campaigns.phones import time_zones_for
+from templates.models import CallTemplate
+from templates.rendering import TemplateRenderError, contact_context, render_line
+from voices.clips import Speech
+
+logger = logging.getLogger(__name__)
+
+
+def load_call(call_id: int, params: Mapping[str, str]) -> Call | None:
+    """The call a webhook is about, with what speaking on it needs; None when there is
+    no such call or the request's CallSid belongs to another call."""
+    call = (
+        Call.objects.select_related("campaign__partner", "campaign__template", "contact")
+        .filter(pk=call_id)
+        .first()
+    )
+    if call is None:
+        logger.warning("Webhook for unknown call %s.", call_id)
+        return None
+    sid = params.get("CallSid", "")
+    if call.provider_sid and sid and sid != call.provider_sid:
+        logger.warning(
+            "Webhook for call %s carries SID %s, not %s.", call_id, sid, call.provider_sid
+        )
+        return None
+    if not call.provider_sid and sid:
+        # The answer can overtake the API response that tells us the SID.
+        Call.objects.filter(pk=call.pk, provider_sid__isnull=True).update(provider_sid=sid)
+        call.provider_sid = sid
+    call.contact.campaign = call.campaign
+    return call
+
+
+def line(call: Call, field: str, text: str) -> str:
+    """``text`` (the template's ``field``) rendered for the call's contact; "" when it
+    cannot be (a variable went missing since the dial): the caller hears the next line."""
+    try:
+        return render_line(text=text, context=contact_context(contact=call.contact), field=field)
+    except TemplateRenderError as error:
+        logger.warning("Call %s: %s not spoken: %s", call.pk, field, error)
+        return ""
+
+
+def speak(call: Call, texts: list[str]) -> list[Speech]:
+    """How to speak each non-empty text on the call (clips, else <Say>)."""
+    return [speech_for_call(call=call, text=text) for text in texts if text]
+
+
+def add_turn(call: Call, *, role: str, text: str = "", digits: str = "", **fields) -> Turn:
+    """Append an utterance to the call's transcript (call row locked by the caller)."""
+    last = call.turns.order_by("-sequence").values_list("sequence", flat=True).first()
+    now = timezone.now()
+    return Turn.objects.create(
+        call=call,
+        sequence=0 if last is None else last + 1,
+        role=role,
+        text=text,
+        digits=digits,
+        started_at=fields.pop("started_at", now),
+        ended_at=fields.pop("ended_at", now),
+        **fields,
+    )
+
+
+def listen(call: Call, lines: list[Speech]) -> str:
+    """TwiML: speak ``lines`` and wait for the callee's answer at the turn webhook."""
+    return telephony.gather_twiml(
+        lines=lines,
+        action=webhook_url("turn", call.pk),
+        language=call.campaign.template.language,
+        no_input_url=webhook_url("turn", call.pk) + "?silence=1",
+    )
+
+
+def goodbye(call: Call | None = None, *, lines: list[Speech] | None = None) -> str:
+    """TwiML: speak ``lines`` (none by default) and hang up."""
+    return telephony.hang_up_twiml(lines=lines or [])
+
+
+# --- Answer ---------------------------------------------------------------------------------
+
+
+def answer(*, call_id: int, params: Mapping[str, str]) -> str:
+    """The callee picked up: the greeting (and a scripted call's first question), then
+    listen. Twilio repeating the request never plays the greeting twice: the repeat
+    only listens."""
+    call = load_call(call_id, params)
+    if call is None:
+        return goodbye()
+    template = call.campaign.template
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call.pk).first()
+        if call.turns.exists():
+            logger.info("Call %s: answer requested again; listening, no second greeting.", call.pk)
+            return listen(call, [])
+        texts = [line(call, "greeting", template.greeting)]
+        dialogue = {"silences": 0, "retries": 0}
+        if template.mode == CallTemplate.Mode.SCRIPTED:
+            first = first_turn(template.steps)
+            texts.append(line(call, "steps.0.prompt", first.say))
+            dialogue["step"] = first.step_id
+        spoken = " ".join(text for text in texts if text)
+        add_turn(call, role=Turn.Role.AGENT, text=spoken)
+        Call.objects.filter(pk=call.pk).update(dialogue=dialogue, updated_at=timezone.now())
+    return listen(call, speak(call, texts))
+
+
+# --- Answering machines -------------------------------------------------------------------
+
+
+def record_machine_detection(*, call_id: int, params: Mapping[str, str]) -> bool:
+    """Keep the AMD verdict; True when a machine answered a live call and the call must
+    be turned to its voicemail (or hung up): the caller then queues ``handle_machine``."""
+    answered_by = params.get("AnsweredBy", "")
+    with transaction.atomic():
+        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        if call is not None and call.provider_sid and params.get("CallSid") != call.provider_sid:
+            call = None
+        if not store_event(call=call, kind=CallEvent.Kind.MACHINE_DETECTION, params=params):
+            return False
+        if call is None:
+            return False
+        if answered_by in AnsweredBy.values:
+            Call.objects.filter(pk=call.pk).update(
+                answered_by=answered_by, updated_at=timezone.now()
+            )
+    return answered_by in MACHINE_ANSWERS and call.is_live
+
+
+def handle_machine(*, call_id: int) -> str:
+    """A machine answered ``call_id``: point the live call at the voicemail message, or
+    hang up, as its campaign says. Returns what was done."""
+    call = Call.objects.select_related("campaign__template").get(pk=call_id)
+    if not call.is_live or not call.provider_sid:
+        return "over"
+    campaign = call.campaign
+    if campaign.machine_action == MachineAction.VOICEMAIL and campaign.template.voicemail_message:
+        telephony.redirect_call(sid=call.provider_sid, url=webhook_url("voicemail", call.pk))
+        return "voicemail"
+    telephony.hang_up(sid=call.provider_sid)
+    return "hung_up"
+
+
+def voicemail(*, call_id: int, params: Mapping[str, str]) -> str:
+    """TwiML of the message left after the beep, then hang up."""
+    call = load_call(call_id, params)
+    if call is None:
+        return goodbye()
+    text = line(call, "voicemail_message", call.campaign.template.voicemail_message)
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call.pk).first()
+        if not call.turns.filter(role=Turn.Role.AGENT, text=text, sequence__gt=0).exists():
+            add_turn(call, role=Turn.Role.AGENT, text=text)
+    return goodbye(call, lines=speak(call, [text]))
+
+
+# --- Recordings -----------------------------------------------------------------------------
+
+
+def record_recording(*, call_id: int, params: Mapping[str, str]) -> None:
+    """Keep a recording callback; a completed recording's reference goes on the call."""
+    with transaction.atomic():
+        call = Call.objects.filter(pk=call_id).first()
+        if call is not None and call.provider_sid and params.get("CallSid") != call.provider_sid:
+            call = None
+        if not store_event(call=call, kind=CallEvent.Kind.RECORDING, params=params):
+            return
+        if call is None or params.get("RecordingStatus") != "completed":
+            return
+        url = params.get("RecordingUrl", "")
+        if not url.startswith(("https://", "http://")):
+            logger.warning("Call %s: recording callback without a usable URL.", call.pk)
+            return
+        try:
+            seconds = max(0, int(params.get("RecordingDuration", "")))
+        except ValueError:
+            seconds = None
+        Call.objects.filter(pk=call.pk).update(
+            recording_sid=params.get("RecordingSid", "")[:64],
+            recording_url=url[:500],
+            recording_seconds=seconds,
+            updated_at=timezone.now(),
+        )
+
+
+# --- Fallback -------------------------------------------------------------------------------
+
+
+def fallback(*, call_id: int, params: Mapping[str, str]) -> str:
+    """Twilio could not get or run our TwiML: apologise, say who called, offer the
+    opt-out (a key), and hang up. Works without the database when it is the cause."""
+    logger.error(
+        "Fallback for call %s: Twilio error %s on %s.",
+        call_id,
+        params.get("ErrorCode", "?"),
+        params.get("ErrorUrl", "?"),
+    )
+    language, company = "es-ES", ""
+    try:
+        call = load_call(call_id, params)
+    except Exception:  # the database may be what failed: speak anyway
+        logger.exception("Fallback for call %s without the call's details.", call_id)
+        call = None
+    if call is not None:
+        language = call.campaign.template.language
+        company = call.campaign.partner.name
+    with translation.override(language.split("-")[0]):
+        if company:
+            apology = _(
+                "Sorry, we are having a technical problem. This call was from %(company)s; "
+                "we will call you another time."
+            ) % {"company": company}
+        else:
+            apology = _("Sorry, we are having a technical problem; we will call you another time.")
+        offer = _("If you do not want us to call you again, press %(digit)s now.") % {
+            "digit": settings.OPT_OUT_DIGIT
+        }
+        bye = _("Goodbye.")
+    lines = [Speech(text=apology, language=language), Speech(text=offer, language=language)]
+    return telephony.fallback_twiml(
+        lines=lines,
+        action=webhook_url("fallback-opt-out", call_id),
+        goodbye=Speech(text=bye, language=language),
+    )
+
+
+def fallback_opt_out(*, call_id: int, params: Mapping[str, str]) -> str:
+    """The key pressed after the fallback's offer: OPT_OUT_DIGIT puts the number on the
+    partner's do-not-call list before the confirmation is spoken."""
+    from calls.outcomes import opt_out
+
+    call = load_call(call_id, params)
+    if call is None:
+        return goodbye()
+    language = call.campaign.template.language
+    if params.get("Digits") != settings.OPT_OUT_DIGIT:
+        with translation.override(language.split("-")[0]):
+            return goodbye(lines=[Speech(text=_("Goodbye."), language=language)])
+    confirmation = opt_out(call=call, how=f"key {settings.OPT_OUT_DIGIT} after the fallback")
+    return goodbye(call, lines=speak(call, [confirmation]))
+
+
+# --- Turns --------------------------------------------------------------------------------
+
+# Silences in a row after which the call ends politely.
+MAX_SILENCES = 2
+
+
+def turn(
+    *, call_id: int, params: Mapping[str, str], silence: bool = False, retry: bool = False
+) -> str:
+    """``prepare_turn`` and, for an AI turn, the model's whole reply: the synchronous
+    path (the async webhook answers earlier, see ``reply``)."""
+    step = prepare_turn(call_id=call_id, params=params, silence=silence, retry=retry)
+    if isinstance(step, str):
+        return step
+    return async_to_sync(reply)(step)
+
+
+def prepare_turn(
+    *, call_id: int, params: Mapping[str, str], silence: bool = False, retry: bool = False
+) -> str | PendingReply:
+    """The callee answered (or stayed silent): record it, then the next line, or, for
+    the model to answer, what it needs (a PendingReply).
+
+    In order: an opt-out (words or the key) ends the call at once, the do-not-call entry
+    committed first; silence twice in a row, the turn limit or the time limit close the
+    call politely; otherwise the script or the model decides what comes next.
+    """
+    call = load_call(call_id, params)
+    if call is None:
+        return goodbye()
+    template = call.campaign.template
+    speech_text = " ".join(params.get("SpeechResult", "").split())
+    digits = params.get("Digits", "").strip()
+    silence = silence or not (speech_text or digits)
+    if retry:
+        return _ai_turn(call, retrying=True)  # the model's second try: nothing new was said
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call.pk).first()
+        call.refresh_from_db(fields=["dialogue", "outcome", "status"])
+        dialogue = dict(call.dialogue or {})
+        if not call.turns.exists():
+            return listen(call, [])  # a turn before any greeting: a stray request
+        if not silence:
+            add_turn(
+                call,
+                role=Turn.Role.CALLER,
+                text=speech_text,
+                digits=digits,
+                confidence=_confidence(params.get("Confidence")),
+            )
+        if is_opt_out(
+            speech=speech_text,
+            digits=digits,
+            opt_out_digit=settings.OPT_OUT_DIGIT,
+            language=template.language,
+        ):
+            return _opted_out(call, how=speech_text or f"key {digits}")
+        dialogue["silences"] = dialogue.get("silences", 0) + 1 if silence else 0
+        if dialogue["silences"] >= MAX_SILENCES:
+            return _close(call, dialogue, why="silence")
+        if call.turns.filter(role=Turn.Role.AGENT).count() >= settings.CALL_MAX_TURNS:
+            return _close(call, dialogue, why="turn limit")
+        if silence:
+            return _still_there(call, dialogue)
+        if template.mode == CallTemplate.Mode.SCRIPTED:
+            return _scripted_turn(call, dialogue, speech=speech_text, digits=digits)
+        _save_dialogue(call, dialogue)  # the silences in a row end here
+        return _ai_turn(call, retrying=False)
+
+
+def _confidence(value: str | None) -> float | None:
+    try:
+        confidence = float(value) if value else None
+    except ValueError:
+        return None
+    return confidence if confidence is not None and 0 <= confidence <= 1 else None
+
+
+def _save_dialogue(call: Call, dialogue: dict) -> None:
+    Call.objects.filter(pk=call.pk).update(dialogue=dialogue, updated_at=timezone.now())
+    call.dialogue = dialogue
+
+
+def _say_and_listen(call: Call, dialogue: dict, texts: list[str]) -> str:
+    _save_dialogue(call, dialogue)
+    spoken = " ".join(text for text in texts if text)
+    if spoken:
+        add_turn(call, role=Turn.Role.AGENT, text=spoken)
+    return listen(call, speak(call, texts))
+
+
+def _say_and_hang_up(call: Call, dialogue: dict, texts: list[str]) -> str:
+    _save_dialogue(call, {**dialogue, "ended": True})
+    spoken = " ".join(text for text in texts if text)
+    if spoken:
+        add_turn(call, role=Turn.Role.AGENT, text=spoken)
+    return goodbye(call, lines=speak(call, texts))
+
+
+def _closing_line(call: Call) -> str:
+    template = call.campaign.template
+    if template.closing_line:
+        text = line(call, "closing_line", template.closing_line)
+        if text:
+            return text
+    with translation.override(template.language.split("-")[0]):
+        return _("Thank you for your time. Goodbye.")
+
+
+def _close(call: Call, dialogue: dict, *, why: str) -> str:
+    logger.info("Call %s: closing (%s).", call.pk, why)
+    return _say_and_hang_up(call, {**dialogue, "closed": why}, [_closing_line(call)])
+
+
+def _still_there(call: Call, dialogue: dict) -> str:
+    with translation.override(call.campaign.template.language.split("-")[0]):
+        question = _("Are you still there?")
+    return _say_and_listen(call, dialogue, [question])
+
+
+def _opted_out(call: Call, *, how: str) -> str:
+    from calls.outcomes import opt_out
+
+    confirmation = opt_out(call=call, how=how)
+    return _say_and_hang_up(call, call.dialogue or {}, [confirmation])
+
+
+def _transfer(call: Call, dialogue: dict, texts: list[str]) -> str:
+    campaign = call.campaign
+    template = campaign.template
+    if not campaign.transfer_number:
+        logger.warning("Call %s: transfer asked but the campaign has no transfer number.", call.pk)
+        return _close(call, dialogue, why="no transfer number")
+    texts = [*texts, line(call, "transfer_line", template.transfer_line)]
+    _save_dialogue(call, {**dialogue, "transferred": True})
+    spoken = " ".join(text for text in texts if text)
+    if spoken:
+        add_turn(call, role=Turn.Role.AGENT, text=spoken)
+    outcome = {**(call.outcome or {}), "transferred": True}
+    Call.objects.filter(pk=call.pk).update(outcome=outcome)
+    return telephony.transfer_twiml(
+        lines=speak(call, texts),
+        number=campaign.transfer_number,
+        caller_id=call.from_number,
+        timeout=campaign.ring_timeout_seconds,
+        action=webhook_url("transfer-ended", call.pk),
+    )
+
+
+def _scripted_turn(call: Call, dialogue: dict, *, speech: str, digits: str) -> str:
+    steps = call.campaign.template.steps
+    step_id = dialogue.get("step")
+    if step_id is None:
+        return _close(call, dialogue, why="script finished")
+    step = next_turn(
+        steps, step_id=step_id, speech=speech, digits=digits, retries=dialogue.get("retries", 0)
+    )
+    if step.outcome:
+        outcome = {**(call.outcome or {}), **step.outcome}
+        Call.objects.filter(pk=call.pk).update(outcome=outcome)
+        call.outcome = outcome
+    dialogue = {**dialogue, "step": step.step_id, "retries": step.retries}
+    if step.exit == "opt_out":
+        return _opted_out(call, how=speech or f"key {digits}")
+    if step.exit == "transfer":
+        return _transfer(call, dialogue, [])
+    if step.exit == "end":
+        return _close(call, dialogue, why="script end" if step.understood else "not understood")
+    field = _step_field(steps, step.step_id, retry=not step.understood)
+    return _say_and_listen(call, dialogue, [line(call, field, step.say)])
+
+
+def _step_field(steps: list[dict], step_id: str | None, *, retry: bool) -> str:
+    index = next((i for i, step in enumerate(steps) if step.get("id") == step_id), 0)
+    return f"steps.{index}.{'retry_prompt' if retry else 'prompt'}"
+
+
+# --- AI turns -------------------------------------------------------------------------------
+
+# How long a continuation request waits for more of the reply before it keeps the line
+# open with a short pause and asks again (Twilio gives a webhook 15 s).
+CONTINUE_WAIT_SECONDS = 8.0
+# How long a reply in progress stays readable by continuation requests.
+REPLY_TTL_SECONDS = 300
+
+
+@dataclass
+class PendingReply:
+    """An AI turn ready to ask the model: what it needs, read from the database."""
+
+    call: Call
+    retrying: bool
+    system: str
+    history: list[dict[str, str]]
+    started: float = field(default_factory=time.monotonic)
+
+
+def _pending_reply(call: Call, *, retrying: bool) -> PendingReply:
+    template = call.campaign.template
+    system = conversation.system_prompt(
+        instructions=line(call, "instructions", template.instructions),
+        now_local=timezone.now().astimezone(_contact_zone(call)),
+        language=template.language,
+    )
+    history = [
+        {"role": "assistant" if turn.role == Turn.Role.AGENT else "user", "content": text}
+        for turn in call.turns.filter(role__in=[Turn.Role.AGENT, Turn.Role.CALLER])
+        for text in [turn.text or turn.digits]
+        if text
+    ]
+    return PendingReply(call=call, retrying=retrying, system=system, history=history)
+
+
+def _ai_turn(call: Call, *, retrying: bool) -> PendingReply:
+    return _pending_reply(call, retrying=retrying)
+
+
+async def reply(pending: PendingReply, *, early: bool = False) -> str:
+    """The model's reply to ``pending`` as TwiML; its sentences are voiced while the
+    model still writes.
+
+    With ``early`` (the async webhook), the answer leaves as soon as the first sentence
+    is voiced, followed by a <Redirect> to the continuation webhook, which serves the
+    rest as it comes (``continue_reply``): the caller hears the start of the reply while
+    the model is still writing it. A model that fails or times out before its first
+    sentence gets a holding line and one more try (``retry=1``); failing again, the call
+    closes politely.
+    """
+    call = pending.call
+    first_line: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    voicing: list[asyncio.Task[Speech]] = []
+    speech_started: list[float] = []
+    # One event loop runs both sides, so these flags settle who speaks the first line.
+    progress = {"early_sent": False, "final_started": False}
+
+    async def on_sentence(sentence: str) -> None:
+        speech_started.append(time.monotonic())
+        task = asyncio.create_task(
+            sync_to_async(speech_for_call, thread_sensitive=False)(call=call, text=sentence)
+        )
+        voicing.append(task)
+        if len(voicing) == 1:
+            task.add_done_callback(lambda _task: first_line.done() or first_line.set_result(None))
+
+    async def run() -> str:
+        try:
+            answer = await conversation.stream_reply(
+                system=pending.system, history=pending.history, on_sentence=on_sentence
+            )
+        except (conversation.ConversationUnavailable, conversation.ConversationRejected) as error:
+            for task in voicing:
+                task.cancel()
+            logger.warning("Call %s: the model failed (%s).", call.pk, error)
+            progress["final_started"] = True
+            return await sync_to_async(_model_failed, thread_sensitive=False)(
+                call, retrying=pending.retrying
+            )
+        lines = list(await asyncio.gather(*voicing))
+        speech_ms = int((time.monotonic() - speech_started[0]) * 1000) if speech_started else 0
+        total_ms = int((time.monotonic() - pending.started) * 1000)
+        progress["final_started"] = True
+        return await sync_to_async(_act_locked, thread_sensitive=False)(
+            call,
+            answer,
+            lines,
+            timings=(answer.model_ms, speech_ms, total_ms),
+            already_spoken=1 if progress["early_sent"] else 0,
+        )
+
+    if not early:
+        return await run()
+    whole = asyncio.create_task(run())
+    await asyncio.wait([whole, first_line], return_when=asyncio.FIRST_COMPLETED)
+    if whole.done() or progress["final_started"]:
+        return await whole
+    # The first sentence is voiced and more is coming: it is said now, the rest follows.
+    progress["early_sent"] = True
+    token = uuid.uuid4().hex
+    await _store(call.pk, token, {"done": False})
+    background = asyncio.create_task(_publish(call.pk, token, whole))
+    _BACKGROUND.add(background)
+    background.add_done_callback(_BACKGROUND.discard)
+    return telephony.continue_twiml(
+        lines=[voicing[0].result()], next_url=_continue_url(call.pk, token)
+    )
+
+
+# Replies of this process still being made after their first line left, kept referenced.
+_BACKGROUND: set[asyncio.Task] = set()
+
+
+def _reply_key(call_id: int, token: str) -> str:
+    return f"calls:reply:{call_id}:{token}"
+
+
+def _continue_url(call_id: int, token: str) -> str:
+    return webhook_url("continue", call_id) + f"?reply={token}"
+
+
+async def _store(call_id: int, token: str, value: dict) -> None:
+    await sync_to_async(cache.set, thread_sensitive=False)(
+        _reply_key(call_id, token), value, REPLY_TTL_SECONDS
+    )
+
+
+async def _publish(call_id: int, token: str, whole: asyncio.Task[str]) -> None:
+    """Keep the end of the reply where a continuation request (perhaps served by another
+    process) finds it."""
+    try:
+        ending = await whole
+    except Exception:
+        logger.exception("Call %s: the reply in progress failed.", call_id)
+        ending = goodbye()
+    await _store(call_id, token, {"done": True, "twiml": ending})
+
+
+async def continue_reply(*, call_id: int, token: str) -> str:
+    """What comes after the first sentence of a reply in progress: the rest once the
+    model and speech are done (then listen, hang up or transfer). While it is still being
+    made the caller hears a short pause and Twilio asks again."""
+    deadline = time.monotonic() + CONTINUE_WAIT_SECONDS
+    while True:
+        state = await sync_to_async(cache.get, thread_sensitive=False)(_reply_key(call_id, token))
+        if state is None:
+            logger.warning("Call %s: continuation of an unknown reply %s.", call_id, token)
+            return goodbye()
+        if state.get("done"):
+            return state["twiml"]
+        if time.monotonic() >= deadline:
+            return telephony.pause_twiml(seconds=1, next_url=_continue_url(call_id, token))
+        await asyncio.sleep(0.02)
+
+
+def _model_failed(call: Call, *, retrying: bool) -> str:
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call.pk).first()
+        call.refresh_from_db(fields=["dialogue", "outcome"])
+        if retrying:
+            return _close(call, call.dialogue or {}, why="model failed twice")
+        return _hold(call)
+
+
+def _act_locked(
+    call: Call,
+    answer: conversation.Reply,
+    lines: list[Speech],
+    *,
+    timings: tuple[int, int, int],
+    already_spoken: int,
+) -> str:
+    with transaction.atomic():
+        Call.objects.select_for_update().filter(pk=call.pk).first()
+        call.refresh_from_db(fields=["dialogue", "outcome"])
+        return _act(call, answer, lines[already_spoken:], timings=timings)
+
+
+def _contact_zone(call: Call) -> ZoneInfo:
+    contact = call.contact
+    zones = [contact.time_zone] if contact.time_zone else list(time_zones_for(contact.phone))
+    try:
+        return ZoneInfo(zones[0]) if zones else ZoneInfo(settings.TIME_ZONE)
+    except (KeyError, ValueError):
+        return ZoneInfo(settings.TIME_ZONE)
+
+
+def _hold(call: Call) -> str:
+    """A short holding line while the model gets one more try."""
+    language = call.campaign.template.language
+    with translation.override(language.split("-")[0]):
+        holding = _("One moment, please.")
+    add_turn(call, role=Turn.Role.AGENT, text=holding)
+    return telephony.hold_twiml(
+        lines=speak(call, [holding]), retry_url=webhook_url("turn", call.pk) + "?retry=1"
+    )
+
+
+def _act(
+    call: Call,
+    reply: conversation.Reply,
+    lines: list[Speech],
+    *,
+    timings: tuple[int, int, int],
+) -> str:
+    """Record the model's line with its timings, apply its tools, answer the TwiML."""
+    model_ms, speech_ms, total_ms = timings
+    dialogue = dict(call.dialogue or {})
+    names = {action.name for action in reply.actions}
+    outcome = dict(call.outcome or {})
+    for action in reply.actions:
+        if action.name == "record_answer":
+            outcome[action.arguments["field"]] = action.arguments.get("value")
+        elif action.name == "schedule_callback":
+            # A wall-clock time where the callee lives ("mañana a las diez").
+            at = datetime.datetime.fromisoformat(str(action.arguments["at"]))
+            local = at.replace(tzinfo=_contact_zone(call))
+            outcome["callback_at"] = local.isoformat()
+            if action.arguments.get("note"):
+                outcome["callback_note"] = action.arguments["note"]
+    if outcome != call.outcome:
+        Call.objects.filter(pk=call.pk).update(outcome=outcome)
+        call.outcome = outcome
+    if "opt_out" in names:
+        return _opted_out(call, how=_("the AI model's opt_out tool"))
+    if reply.text:
+        add_turn(
+            call,
+            role=Turn.Role.AGENT,
+            text=reply.text,
+            latency_ms=total_ms,
+            model_ms=model_ms,
+            speech_ms=speech_ms,
+        )
+    if "transfer_to_human" in names:
+        return _transfer(call, dialogue, [])  # the reply's own words were recorded above
+    if "end_call" in names:
+        _save_dialogue(call, {**dialogue, "ended": True, "closed": "model"})
+        closing = [] if reply.text else speak(call, [_closing_line(call)])
+        return goodbye(call, lines=[*lines, *closing])
+    _save_dialogue(call, dialogue)
+    return listen(call, lines)
+
+
+def transfer_ended(*, call_id: int, params: Mapping[str, str]) -> str:
+    """The transferred leg is over (``DialCallStatus``): kept in the outcome, then hang up."""
+    call = load_call(call_id, params)
+    if call is None:
+        return goodbye()
+    status = params.get("DialCallStatus", "")
+    outcome = {**(call.outcome or {}), "transfer_status": status[:32]}
+    Call.objects.filter(pk=call.pk).update(outcome=outcome, updated_at=timezone.now())
+    return goodbye(call)

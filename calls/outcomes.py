@@ -1,0 +1,175 @@
+"""What a conversation decides for its contact while the call is still going on."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.dispatch import Signal
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from callcenter.metrics import OPT_OUTS
+from calls import conversation
+from calls.models import Call
+from campaigns.models import Contact, DoNotCallSource
+from campaigns.phones import time_zones_for
+from campaigns.services import add_do_not_call
+from templates.rendering import TemplateRenderError, contact_context, render_line
+
+logger = logging.getLogger(__name__)
+
+# Sent once a call has ended and its outcome is known (``call_id``, ``result`` of
+# ``conclude_call``): what partner webhooks are told about.
+call_concluded = Signal()
+
+
+def opt_out(*, call: Call, how: str) -> str:
+    """The callee asked not to be called again: the number goes on the partner's
+    do-not-call list and the contact is closed as opted out, both committed before this
+    returns (so before the TwiML answer leaves). Returns the confirmation to speak.
+
+    ``how`` says what the callee did (words, a key, the model's tool), kept as the reason.
+    """
+    campaign = call.campaign
+    contact = call.contact
+    with transaction.atomic():
+        _entry, created = add_do_not_call(
+            phone=contact.phone,
+            partner=campaign.partner,
+            source=DoNotCallSource.OPT_OUT,
+            reason=f"call {call.pk} ({campaign.name}): {how}"[:500],
+        )
+        Contact.objects.filter(pk=contact.pk).update(
+            state=Contact.State.OPTED_OUT,
+            state_reason=_("Asked not to be called again (%(how)s).") % {"how": how},
+            next_attempt_at=None,
+            updated_at=timezone.now(),
+        )
+        outcome = {**(call.outcome or {}), "opted_out": True}
+        Call.objects.filter(pk=call.pk).update(outcome=outcome)
+        call.outcome = outcome
+    if created:
+        transaction.on_commit(OPT_OUTS.inc)
+    logger.info("Call %s: the callee opted out (%s).", call.pk, how)
+    confirmation = confirmation_line(call)
+    return confirmation
+
+
+def confirmation_line(call: Call) -> str:
+    """The template's opt-out confirmation for the contact, or a default in its language."""
+    template = call.campaign.template
+    if template.opt_out_confirmation:
+        try:
+            return render_line(
+                text=template.opt_out_confirmation,
+                context=contact_context(contact=call.contact),
+                field="opt_out_confirmation",
+            )
+        except TemplateRenderError as error:
+            logger.warning("Call %s: opt-out confirmation not rendered: %s", call.pk, error)
+    with translation.override(template.language.split("-")[0]):
+        return _("Understood: we will not call you again. Goodbye.")
+
+
+# --- After the call ---------------------------------------------------------------------
+
+
+def conclude_call(*, call_id: int) -> str:
+    """Once a call has ended: its outcome per the template's schema and a summary, drawn
+    from the transcript by the model; then ``call_concluded`` is sent (partner webhooks
+    listen to it). Returns what was done: extracted, failed, no_conversation or
+    not_configured (a scripted call without a model keeps the outcome its steps set).
+
+    Answers the conversation recorded live (tools, script) stay as they are: the model
+    only fills the fields they left out. A callback time found only by the model moves
+    the contact (done by this call) to a retry at that time. Raises
+    ConversationUnavailable when the model cannot be reached (the task retries).
+    """
+    call = Call.objects.select_related("campaign__template", "contact").get(pk=call_id)
+    template = call.campaign.template
+    turns = list(call.turns.exclude(text="", digits=""))
+    if not any(turn.role == "caller" for turn in turns):
+        result = "no_conversation"
+    elif not conversation.is_configured():
+        result = "not_configured"
+    else:
+        transcript = [
+            {
+                "role": "assistant" if turn.role == "agent" else "user",
+                "content": turn.text or turn.digits,
+            }
+            for turn in turns
+            if turn.role in ("agent", "caller")
+        ]
+        extraction = conversation.extract_outcome(
+            transcript=transcript, schema=template.outcome_schema or {}, language=template.language
+        )
+        _keep_extraction(call, extraction)
+        result = "failed" if extraction.failed else "extracted"
+    transaction.on_commit(lambda: call_concluded.send(sender=Call, call_id=call_id, result=result))
+    return result
+
+
+def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
+    with transaction.atomic():
+        call = Call.objects.select_for_update().select_related("contact").get(pk=call.pk)
+        outcome = dict(call.outcome or {})
+        if extraction.failed:
+            outcome.update(
+                extraction_failed=True,
+                extraction_error=extraction.error[:500],
+                extraction_raw=extraction.raw[:5000],
+            )
+        else:
+            outcome = {**(extraction.data or {}), **outcome}
+        Call.objects.filter(pk=call.pk).update(
+            outcome=outcome, summary=extraction.summary[:2000], updated_at=timezone.now()
+        )
+        callback = _extracted_callback(call, outcome)
+        if callback is None or "callback_at" in (call.outcome or {}):
+            return
+        moved = Contact.objects.filter(
+            pk=call.contact_id,
+            state=Contact.State.DONE,
+            updated_at__gte=call.ended_at or call.created_at,
+        ).update(
+            state=Contact.State.RETRY,
+            next_attempt_at=max(callback, timezone.now()),
+            state_reason=_("Asked to be called back at %(time)s.")
+            % {"time": callback.astimezone(callback.tzinfo).strftime("%Y-%m-%d %H:%M")},
+            updated_at=timezone.now(),
+        )
+        if moved:
+            logger.info("Call %s: callback at %s found in the transcript.", call.pk, callback)
+
+
+def _extracted_callback(call: Call, outcome: dict) -> datetime.datetime | None:
+    value = outcome.get("callback_at")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        contact = call.contact
+        zones = [contact.time_zone] if contact.time_zone else list(time_zones_for(contact.phone))
+        at = at.replace(tzinfo=ZoneInfo(zones[0] if zones else settings.TIME_ZONE))
+    return at
+
+
+def extraction_unavailable(*, call_id: int, reason: str) -> None:
+    """The model could not be had for the call's outcome: say so on the call, and tell
+    listeners the call is over all the same."""
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        outcome = {**(call.outcome or {}), "extraction_failed": True}
+        outcome["extraction_error"] = str(reason)[:500]
+        Call.objects.filter(pk=call_id).update(outcome=outcome, updated_at=timezone.now())
+    transaction.on_commit(
+        lambda: call_concluded.send(sender=Call, call_id=call_id, result="failed")
+    )

@@ -1,0 +1,96 @@
+"""Call tasks: thin, they take ids and call one service."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from callcenter.backoff import backoff_seconds
+from calls import conversation, dialing, flow, outcomes, telephony
+from calls.dispatcher import DISPATCH_INTERVAL_SECONDS, dispatch
+
+logger = logging.getLogger(__name__)
+
+# Dial tries of one call while Twilio is unreachable (each after the adapter's own
+# retries), spaced by growing back-off, before the call is released.
+PLACE_CALL_RETRIES = 4
+
+
+@shared_task(expires=DISPATCH_INTERVAL_SECONDS)
+def dispatch_calls_task() -> dict[str, int]:
+    """Beat tick: due contacts become calls, each queued to be dialled.
+
+    The dials of one tick are spread over the tick, so that Twilio sees an even rate
+    rather than a burst each interval. A tick that waited past the next one in the
+    queue expires: the next tick does its work with fresh figures.
+    """
+    result = dispatch()
+    queue_dials(result.created)
+    return {"created": len(result.created), "deferred": result.deferred, "closed": result.closed}
+
+
+def queue_dials(call_ids: list[int]) -> None:
+    """Queue ``place_call_task`` for each call, spread evenly over one dispatch interval."""
+    spacing = DISPATCH_INTERVAL_SECONDS / max(1, len(call_ids))
+    for index, call_id in enumerate(call_ids):
+        place_call_task.apply_async((call_id,), countdown=round(index * spacing, 3))
+
+
+@shared_task(bind=True, acks_late=True, max_retries=PLACE_CALL_RETRIES)
+def place_call_task(self, call_id: int) -> str:
+    """Dial one pending call. Twilio unreachable (and the call surely not created): try
+    again later, then release the call and call the contact again later."""
+    result = dialing.place_call(call_id=call_id)
+    if result == dialing.Dialed.RETRY:
+        if self.request.retries >= self.max_retries:
+            dialing.give_up(call_id=call_id)
+            return "gave_up"
+        raise self.retry(countdown=backoff_seconds(self.request.retries + 3, None))
+    return result.value
+
+
+@shared_task
+def reconcile_calls_task() -> dict[str, int]:
+    """Beat tick: settle calls a lost task or callback left behind (see reconcile_calls)."""
+    result = dialing.reconcile_calls()
+    queue_dials(result.requeued)
+    return {
+        "requeued": len(result.requeued),
+        "adopted": len(result.adopted),
+        "released": len(result.released),
+        "refreshed": len(result.refreshed),
+    }
+
+
+@shared_task(
+    bind=True,
+    autoretry_for=(telephony.TelephonyUnavailable,),
+    retry_backoff=1,
+    retry_backoff_max=8,
+    max_retries=3,
+)
+def handle_machine_task(self, call_id: int) -> str:
+    """A machine answered: the live call gets its voicemail message, or is hung up."""
+    try:
+        return flow.handle_machine(call_id=call_id)
+    except telephony.TelephonyRejected as error:
+        # The call ended meanwhile (Twilio refuses to update an ended call): nothing to do.
+        logger.info("Call %s: machine handling refused by Twilio: %s", call_id, error)
+        return "refused"
+
+
+@shared_task(bind=True, acks_late=True, max_retries=4)
+def conclude_call_task(self, call_id: int) -> str:
+    """After a call: extract its outcome and summary, then tell whoever listens. A model
+    that stays unreachable leaves the extraction failed with the reason."""
+    try:
+        return outcomes.conclude_call(call_id=call_id)
+    except conversation.ConversationUnavailable as error:
+        if self.request.retries < self.max_retries:
+            raise self.retry(countdown=30 * 2**self.request.retries) from error
+        outcomes.extraction_unavailable(call_id=call_id, reason=error.reason)
+        return "unavailable"
+    except conversation.ConversationRejected as error:
+        outcomes.extraction_unavailable(call_id=call_id, reason=error.reason)
+        return "rejected"

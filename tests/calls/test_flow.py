@@ -1,0 +1,433 @@
+"""A call's TwiML webhooks: answer, turns (scripted and AI), voicemail, fallback, signed."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client
+from django.urls import reverse
+from django.utils import translation
+
+from calls import flow, tasks, telephony
+from calls.models import Call, CallEvent, Turn
+from campaigns.models import Contact, DoNotCall
+from templates.models import CallTemplate
+
+# The turn webhook works in threads of its own, as under the real server: committed data.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+APP_URL = "https://calls.example.com"
+SID = "CA" + "a" * 32
+
+
+@pytest.fixture(autouse=True)
+def _call_settings(settings) -> None:
+    settings.APP_URL = APP_URL
+    settings.TELEPHONY_BACKEND = "sandbox"  # webhooks signed with the sandbox key
+    settings.CALL_MAX_TURNS = 20
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def live_call(campaign) -> Call:
+    campaign.caller_number = "+34910000000"
+    campaign.transfer_number = "+34910000999"
+    campaign.save()
+    contact = Contact.objects.create(
+        campaign=campaign,
+        phone="+34600000001",
+        time_zone="Europe/Madrid",
+        variables={"first_name": "Ana"},
+        state=Contact.State.CALLING,
+        attempts=1,
+    )
+    return Call.objects.create(
+        campaign=campaign,
+        contact=contact,
+        attempt=1,
+        status=Call.Status.IN_PROGRESS,
+        provider_sid=SID,
+        from_number="+34910000000",
+        to_number=contact.phone,
+    )
+
+
+@pytest.fixture
+def scripted(call_template) -> CallTemplate:
+    call_template.mode = CallTemplate.Mode.SCRIPTED
+    call_template.steps = [
+        {
+            "id": "confirm",
+            "prompt": "¿Vendrá a su cita? Diga sí o no.",
+            "retry_prompt": "Perdone, ¿vendrá? Diga sí o no.",
+            "answers": [
+                {"keywords": ["sí", "claro"], "digit": "1", "next": "end", "outcome": {"ok": True}},
+                {"keywords": ["no"], "digit": "2", "next": "why", "outcome": {"ok": False}},
+                {"keywords": ["persona"], "next": "transfer"},
+            ],
+        },
+        {
+            "id": "why",
+            "prompt": "¿Quiere cambiar la cita?",
+            "answers": [{"keywords": ["sí"], "next": "end", "outcome": {"change": True}}],
+        },
+    ]
+    call_template.save()
+    return call_template
+
+
+def post(client, name: str, call: Call, params: dict[str, str] | None = None, query: str = ""):
+    path = reverse(f"calls:{name}", kwargs={"call_id": call.pk}) + query
+    params = {"CallSid": SID, "AccountSid": "AC" + "0" * 32, **(params or {})}
+    signature = telephony.sign_request(url=APP_URL + path, params=params)
+    return client.post(path, params, headers={"x-twilio-signature": signature})
+
+
+def turn(call: Call, params: dict[str, str] | None = None, query: str = "") -> list[ET.Element]:
+    """POST the turn webhook as Twilio would through the ASGI stack, in one event loop,
+    following an AI reply's <Redirect> to its continuation: every verb, in order."""
+
+    async def converse() -> list[ET.Element]:
+        client = AsyncClient()
+        path = reverse("calls:turn", kwargs={"call_id": call.pk}) + query
+        elements: list[ET.Element] = []
+        while True:
+            form = {"CallSid": SID, "AccountSid": "AC" + "0" * 32, **(params or {})}
+            signature = telephony.sign_request(url=APP_URL + path, params=form)
+            response = await client.post(path, form, headers={"x-twilio-signature": signature})
+            elements += verbs(response)
+            last = elements[-1]
+            if last.tag != "Redirect" or "/continue?" not in (last.text or ""):
+                return elements
+            elements.pop()
+            path = last.text.removeprefix(APP_URL)
+
+    return async_to_sync(converse)()
+
+
+def verbs(response) -> list[ET.Element]:
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/xml")
+    return list(ET.fromstring(response.content))  # noqa: S314 - our own TwiML
+
+
+def said(elements: list[ET.Element]) -> list[str]:
+    return [
+        element.text or ""
+        for node in elements
+        for element in ([node] if node.tag == "Say" else list(node))
+        if element.tag == "Say"
+    ]
+
+
+# --- Answer ---------------------------------------------------------------------------------
+
+
+def test_answer_greets_in_the_templates_language_and_listens(client, live_call) -> None:
+    gather, redirect = verbs(post(client, "answer", live_call))
+
+    turn_url = f"{APP_URL}/twilio/calls/{live_call.pk}/turn"
+    assert gather.tag == "Gather"
+    assert gather.get("input") == "speech dtmf"
+    assert gather.get("language") == "es-ES"
+    assert gather.get("action") == turn_url
+    [say] = list(gather)
+    assert say.get("language") == "es-ES"
+    assert say.text.startswith("Hola Ana. Le llamamos de Acme.")
+    assert (redirect.tag, redirect.text) == ("Redirect", turn_url + "?silence=1")
+    [greeting] = live_call.turns.all()
+    assert (greeting.role, greeting.sequence) == (Turn.Role.AGENT, 0)
+
+
+def test_a_repeated_answer_request_never_greets_twice(client, live_call) -> None:
+    post(client, "answer", live_call)
+
+    gather, _redirect = verbs(post(client, "answer", live_call))
+
+    assert list(gather) == []
+    assert live_call.turns.count() == 1
+
+
+def test_a_scripted_answer_asks_the_first_question(client, live_call, scripted) -> None:
+    [gather, _redirect] = verbs(post(client, "answer", live_call))
+
+    assert said([gather])[-1] == "¿Vendrá a su cita? Diga sí o no."
+    live_call.refresh_from_db()
+    assert live_call.dialogue["step"] == "confirm"
+
+
+def test_an_answer_for_another_calls_sid_hangs_up(client, live_call) -> None:
+    [hangup] = verbs(post(client, "answer", live_call, {"CallSid": "CA" + "b" * 32}))
+
+    assert hangup.tag == "Hangup"
+    assert live_call.turns.count() == 0
+
+
+@pytest.mark.parametrize("name", ["answer", "turn", "voicemail", "fallback", "transfer-ended"])
+def test_every_twiml_webhook_refuses_an_unsigned_request(client, live_call, name) -> None:
+    path = reverse(f"calls:{name}", kwargs={"call_id": live_call.pk})
+
+    response = client.post(path, {"CallSid": SID}, headers={"x-twilio-signature": "forged"})
+
+    assert response.status_code == 403
+    assert live_call.turns.count() == 0
+
+
+# --- Scripted turns ---------------------------------------------------------------------
+
+
+def test_a_scripted_answer_moves_to_the_next_step(client, live_call, scripted) -> None:
+    post(client, "answer", live_call)
+
+    gather, _ = turn(live_call, {"SpeechResult": "No, no puedo"})
+
+    assert said([gather]) == ["¿Quiere cambiar la cita?"]
+    live_call.refresh_from_db()
+    assert live_call.outcome == {"ok": False}
+    assert [t.role for t in live_call.turns.all()] == ["agent", "caller", "agent"]
+
+
+def test_a_scripted_digit_ends_the_script_with_the_closing_line(client, live_call, scripted):
+    post(client, "answer", live_call)
+
+    elements = turn(live_call, {"Digits": "1"})
+
+    assert said(elements) == ["Gracias, adiós."]
+    assert elements[-1].tag == "Hangup"
+    live_call.refresh_from_db()
+    assert live_call.outcome == {"ok": True}
+
+
+def test_a_scripted_answer_not_understood_gets_the_retry_prompt(client, live_call, scripted):
+    post(client, "answer", live_call)
+
+    gather, _ = turn(live_call, {"SpeechResult": "el perro ladra"})
+
+    assert said([gather]) == ["Perdone, ¿vendrá? Diga sí o no."]
+
+
+def test_a_scripted_transfer_dials_the_campaigns_number(client, live_call, scripted) -> None:
+    post(client, "answer", live_call)
+
+    elements = turn(live_call, {"SpeechResult": "con una persona"})
+
+    dial = elements[-1]
+    assert (dial.tag, dial.text.strip()) == ("Dial", "+34910000999")
+    assert dial.get("action") == f"{APP_URL}/twilio/calls/{live_call.pk}/transfer-ended"
+    live_call.refresh_from_db()
+    assert live_call.outcome["transferred"] is True
+
+
+# --- Opt-out, silence, limits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params", [{"SpeechResult": "No me llame más, por favor"}, {"Digits": "9"}]
+)
+def test_an_opt_out_is_written_before_the_confirmation_is_spoken(
+    client, live_call, scripted, params
+) -> None:
+    post(client, "answer", live_call)
+
+    elements = turn(live_call, params)
+
+    assert elements[-1].tag == "Hangup"
+    assert said(elements) == ["Understood: we will not call you again. Goodbye."]
+    entry = DoNotCall.objects.get(phone=live_call.to_number)
+    assert entry.partner == live_call.campaign.partner
+    assert entry.source == "opt_out"
+    contact = Contact.objects.get(pk=live_call.contact_id)
+    assert contact.state == Contact.State.OPTED_OUT
+
+
+def test_silence_twice_in_a_row_ends_the_call_politely(client, live_call, scripted) -> None:
+    post(client, "answer", live_call)
+
+    first = turn(live_call, query="?silence=1")
+    second = turn(live_call, query="?silence=1")
+
+    assert said(first) == ["Are you still there?"]
+    assert first[0].tag == "Gather"
+    assert said(second) == ["Gracias, adiós."]
+    assert second[-1].tag == "Hangup"
+
+
+def test_the_turn_limit_closes_the_call(client, live_call, scripted, settings) -> None:
+    settings.CALL_MAX_TURNS = 1
+    post(client, "answer", live_call)
+
+    elements = turn(live_call, {"SpeechResult": "no"})
+
+    assert elements[-1].tag == "Hangup"
+
+
+# --- AI turns -----------------------------------------------------------------------------
+
+
+def test_an_ai_turn_speaks_the_models_reply_and_listens(live_call, fake_openai) -> None:
+    post(Client(), "answer", live_call)
+    # Slow enough that the first sentence is voiced while the model still writes.
+    fake_openai.queue_reply(
+        "Perfecto, Ana. Le esperamos el martes. ¿Algo más?", chunk_size=6, chunk_delay=0.05
+    )
+
+    elements = turn(live_call, {"SpeechResult": "Sí, iré"})
+
+    # The first sentence left on its own, before the rest of the reply existed.
+    assert [element.tag for element in elements] == ["Say", "Gather", "Redirect"]
+    assert said(elements) == ["Perfecto, Ana.", "Le esperamos el martes.", "¿Algo más?"]
+    [request] = fake_openai.chat_requests
+    messages = request["messages"]
+    assert messages[0]["role"] == "system"
+    assert "Confirma la cita de Ana." in messages[0]["content"]
+    assert messages[1:] == [
+        {"role": "assistant", "content": live_call.turns.first().text},
+        {"role": "user", "content": "Sí, iré"},
+    ]
+    reply = live_call.turns.last()
+    assert reply.role == Turn.Role.AGENT
+    assert reply.model_ms is not None and reply.latency_ms >= reply.model_ms
+
+
+def test_the_models_tools_record_answers_and_end_the_call(client, live_call, fake_openai):
+    post(client, "answer", live_call)
+    fake_openai.queue_reply(
+        "De acuerdo, le llamo mañana a las diez. Adiós.",
+        tool_calls=[
+            ("schedule_callback", {"at": "2026-11-29T10:00"}),
+            ("record_answer", {"field": "attending", "value": False}),
+            ("end_call", {"reason": "callback"}),
+        ],
+    )
+
+    elements = turn(live_call, {"SpeechResult": "Llámeme mañana"})
+
+    assert elements[-1].tag == "Hangup"
+    live_call.refresh_from_db()
+    assert live_call.outcome["attending"] is False
+    assert live_call.outcome["callback_at"] == "2026-11-29T10:00:00+01:00"
+
+
+def test_the_models_opt_out_tool_writes_the_do_not_call_entry(client, live_call, fake_openai):
+    post(client, "answer", live_call)
+    fake_openai.queue_reply("", tool_calls=[("opt_out", {})])
+
+    elements = turn(live_call, {"SpeechResult": "Quítenme de aquí"})
+
+    assert elements[-1].tag == "Hangup"
+    assert DoNotCall.objects.filter(phone=live_call.to_number).exists()
+
+
+def test_a_model_failure_holds_then_tries_once_more_then_closes(
+    client, live_call, fake_openai
+) -> None:
+    post(client, "answer", live_call)
+    fake_openai.fail_next(500, times=2)
+
+    holding = turn(live_call, {"SpeechResult": "¿Qué día era?"})
+    closing = turn(live_call, query="?retry=1")
+
+    assert said(holding) == ["One moment, please."]
+    assert (holding[-1].tag, holding[-1].text) == (
+        "Redirect",
+        f"{APP_URL}/twilio/calls/{live_call.pk}/turn?retry=1",
+    )
+    assert said(closing) == ["Gracias, adiós."]
+    assert closing[-1].tag == "Hangup"
+    # The retry did not count as a silence nor record a caller turn.
+    assert [t.role for t in live_call.turns.all()] == ["agent", "caller", "agent", "agent"]
+
+
+# --- Machines, recordings, fallback -------------------------------------------------------
+
+
+def test_a_machine_gets_the_voicemail_through_a_redirect(
+    client, live_call, fake_twilio, monkeypatch
+) -> None:
+    queued = []
+    monkeypatch.setattr(tasks.handle_machine_task, "delay", queued.append)
+    sid = fake_twilio.set_call(SID, status="in-progress")["sid"]
+    params = {"CallSid": sid, "AnsweredBy": "machine_end_beep"}
+    path = reverse("calls:amd", kwargs={"call_id": live_call.pk})
+    signature = telephony.sign_request(url=APP_URL + path, params=params)
+
+    response = client.post(path, params, headers={"x-twilio-signature": signature})
+
+    assert response.status_code == 204
+    assert queued == [live_call.pk]  # the redirect is a task's job, after the answer
+    assert flow.handle_machine(call_id=live_call.pk) == "voicemail"
+    [update] = fake_twilio.requests_to("POST", f"/Calls/{sid}.json")
+    assert update.form["Url"] == [f"{APP_URL}/twilio/calls/{live_call.pk}/voicemail"]
+    live_call.refresh_from_db()
+    assert live_call.answered_by == "machine_end_beep"
+    assert CallEvent.objects.get(kind="amd").payload["AnsweredBy"] == "machine_end_beep"
+
+
+def test_the_voicemail_message_is_spoken_then_the_call_ends(client, live_call) -> None:
+    elements = verbs(post(client, "voicemail", live_call))
+
+    assert said(elements) == ["Le llamamos de Acme. Llámenos al 910 000 000."]
+    assert elements[-1].tag == "Hangup"
+
+
+def test_a_human_verdict_changes_nothing_on_the_call(client, live_call) -> None:
+    assert not flow.record_machine_detection(
+        call_id=live_call.pk, params={"CallSid": SID, "AnsweredBy": "human"}
+    )
+    live_call.refresh_from_db()
+    assert live_call.answered_by == "human"
+
+
+def test_a_completed_recording_is_kept_on_the_call(client, live_call) -> None:
+    params = {
+        "RecordingSid": "RE" + "1" * 32,
+        "RecordingUrl": "https://api.twilio.com/2010-04-01/Accounts/AC/Recordings/RE1",
+        "RecordingStatus": "completed",
+        "RecordingDuration": "37",
+    }
+
+    response = post(client, "recording", live_call, params)
+
+    assert response.status_code == 204
+    live_call.refresh_from_db()
+    assert live_call.recording_sid == "RE" + "1" * 32
+    assert live_call.recording_seconds == 37
+
+
+def test_the_fallback_apologises_names_the_company_and_offers_the_opt_out(
+    client, live_call
+) -> None:
+    elements = verbs(post(client, "fallback", live_call, {"ErrorCode": "11200"}))
+
+    gather = elements[0]
+    assert gather.get("action") == f"{APP_URL}/twilio/calls/{live_call.pk}/fallback/opt-out"
+    assert "Acme" in said([gather])[0]
+    assert "press 9" in said([gather])[1]
+    assert elements[-1].tag == "Hangup"
+
+    confirm = verbs(post(client, "fallback-opt-out", live_call, {"Digits": "9"}))
+
+    assert confirm[-1].tag == "Hangup"
+    assert DoNotCall.objects.filter(phone=live_call.to_number).exists()
+
+
+def test_an_unexpected_failure_is_answered_with_the_fallback_not_an_error(
+    client, live_call, monkeypatch
+) -> None:
+    def broken(**kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(flow, "answer", broken)
+
+    elements = verbs(post(client, "answer", live_call))
+
+    assert elements[0].tag == "Gather"
+    assert "technical problem" in said(elements)[0]
