@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from calls.models import Call, CallEvent, Turn
 
@@ -9,7 +12,17 @@ class TurnInline(admin.TabularInline):
     model = Turn
     extra = 0
     can_delete = False
-    fields = ["sequence", "role", "text", "digits", "started_at", "latency_ms"]
+    fields = [
+        "sequence",
+        "role",
+        "text",
+        "digits",
+        "confidence",
+        "started_at",
+        "latency_ms",
+        "model_ms",
+        "speech_ms",
+    ]
     readonly_fields = fields
 
 
@@ -38,10 +51,17 @@ class CallAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     inlines = [TurnInline, CallEventInline]
     # Calls are written by the dialer and the provider's callbacks, never by hand.
-    readonly_fields = [field.name for field in Call._meta.fields]
+    readonly_fields = ["recording", *(field.name for field in Call._meta.fields)]
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    @admin.display(description=_("recording"))
+    def recording(self, call: Call) -> str:
+        if not call.recording_url:
+            return "-"
+        url = reverse("calls:recording-audio", kwargs={"call_id": call.pk})
+        return format_html('<audio controls preload="none" src="{}"></audio>', url)
 
 
 @admin.register(CallEvent)

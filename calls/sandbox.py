@@ -16,6 +16,8 @@ one worker process for its whole (real) length, so run the worker with a few pro
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import email.utils
 import hashlib
@@ -39,11 +41,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import re_path
+from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from calls import telephony
-from calls.telephony import ProviderCall, TelephonyRejected
+from calls.telephony import ProviderCall, TelephonyRejected, webhook_auth_token
 from campaigns.models import SandboxPersona, default_sandbox_personas, sandbox_personas_problems
 from campaigns.phones import E164_REGEX
 
@@ -901,7 +904,13 @@ def _recording_url(recording_sid: str) -> str:
 
 @require_GET
 def recording(request: HttpRequest, recording_sid: str) -> HttpResponse:
-    """A sandbox recording: one second of silence (8 kHz, 16-bit mono WAV)."""
+    """A sandbox recording: one second of silence (8 kHz, 16-bit mono WAV). Like
+    Twilio's media with HTTP authentication enforced, it asks for the account's SID and
+    key (the sandbox's webhook key): the platform fetches it for staff, nobody else."""
+    if not _authorized(request.headers.get("Authorization", "")):
+        response = HttpResponse(status=401)
+        response["WWW-Authenticate"] = 'Basic realm="sandbox"'
+        return response
     if cache.get(_recording_key(recording_sid)) is None:
         raise Http404(_("No such sandbox recording."))
     buffer = io.BytesIO()
@@ -920,3 +929,16 @@ urlpatterns = [
         name="sandbox_recording",
     ),
 ]
+
+
+def _authorized(header: str) -> bool:
+    scheme, _space, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _colon, password = base64.b64decode(encoded).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return constant_time_compare(user, ACCOUNT_SID) and constant_time_compare(
+        password, webhook_auth_token()
+    )

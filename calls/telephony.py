@@ -752,3 +752,48 @@ def pause_twiml(*, seconds: int, next_url: str) -> str:
     response.pause(length=seconds)
     response.redirect(next_url, method="POST")
     return str(response)
+
+
+# --- Recordings ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordingAudio:
+    content: bytes
+    content_type: str
+
+
+def recording_audio(url: str) -> RecordingAudio:
+    """The audio of the recording at `url` (a RecordingUrl from a signed callback),
+    fetched with the account's credentials so that recordings need not be public.
+
+    Only URLs of the account's own API (or the sandbox carrier's, under APP_URL) are
+    fetched: the credentials go nowhere else. Raises TelephonyRejected (unknown, refused,
+    not ours) or TelephonyUnavailable.
+    """
+    if settings.TELEPHONY_BACKEND == "sandbox":
+        from calls import sandbox
+
+        base, auth, extension = (
+            settings.APP_URL,
+            (sandbox.ACCOUNT_SID, webhook_auth_token()),
+            ".wav",
+        )
+    else:
+        base = settings.TWILIO_API_BASE_URL
+        auth = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+        extension = ".mp3"
+    if urlsplit(url)[:2] != urlsplit(base)[:2]:
+        raise _rejected("recording fetch", 0, None, "the recording is not on the account's API")
+    try:
+        response = requests.get(url + extension, auth=auth, timeout=float(settings.TWILIO_TIMEOUT))
+    except requests.RequestException as exc:
+        raise TelephonyUnavailable(f"recording fetch failed: {exc}", attempts=1) from exc
+    if response.status_code >= 500 or response.status_code == 429:
+        raise TelephonyUnavailable(
+            f"recording fetch: HTTP {response.status_code}", attempts=1, status=response.status_code
+        )
+    if response.status_code != 200:
+        raise _rejected("recording fetch", response.status_code, None, response.text[:200])
+    content_type = response.headers.get("Content-Type", "audio/mpeg").split(";")[0]
+    return RecordingAudio(content=response.content, content_type=content_type)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from calls import sandbox, webhooks
+from calls import sandbox, views, webhooks
 
 app_name = "calls"
 
@@ -28,6 +28,9 @@ urlpatterns = [
         name="fallback-opt-out",
     ),
 ]
+
+# Staff only: a call's recording, fetched from Twilio on demand.
+urlpatterns += [path("calls/<int:call_id>/recording", views.recording, name="recording-audio")]
 
 # The sandbox carrier's recordings (RecordingUrl of a sandbox call).
 urlpatterns += sandbox.urlpatterns

@@ -30,7 +30,7 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "partner__name"]
     autocomplete_fields = ["partner", "template", "voice"]
     # The state moves only through the campaign services (the lifecycle's checks).
-    readonly_fields = ["state", "state_changed_at", "created_at", "updated_at"]
+    readonly_fields = ["state", "state_reason", "state_changed_at", "created_at", "updated_at"]
     fieldsets = [
         (
             None,
@@ -39,6 +39,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "partner",
                     "name",
                     "state",
+                    "state_reason",
                     "template",
                     "voice",
                     "caller_number",
@@ -58,11 +59,23 @@ class CampaignAdmin(admin.ModelAdmin):
                     "time_limit_seconds",
                     "machine_action",
                     "record_calls",
+                    "transfer_number",
                 ]
             },
         ),
         (_("Pacing"), {"fields": [("max_concurrent_calls", "calls_per_second")]}),
         (_("Retries"), {"fields": ["max_attempts", "retry_policy"]}),
+        (
+            _("Sandbox carrier"),
+            {
+                "fields": ["sandbox_personas"],
+                "classes": ["collapse"],
+                "description": _(
+                    "Who answers the simulated calls when no Twilio account is set: a "
+                    "contact's sandbox_persona variable, else a draw weighted by this mix."
+                ),
+            },
+        ),
         (
             _("History"),
             {"fields": ["state_changed_at", "created_at", "updated_at"], "classes": ["collapse"]},

@@ -33,6 +33,11 @@ TO = "+34600111222"
 FROM = "+34910000000"
 
 
+def sandbox_auth() -> tuple[str, str]:
+    """What the platform authenticates with to fetch a sandbox recording."""
+    return (sandbox.ACCOUNT_SID, telephony.webhook_auth_token())
+
+
 @dataclass(frozen=True)
 class Received:
     name: str
@@ -572,7 +577,7 @@ def test_run_call_reports_the_recording_after_the_call(base) -> None:
     assert recording["RecordingDuration"] == final["CallDuration"]
     assert recording["RecordingChannels"] == "1"
     assert recording["RecordingSource"] == "OutboundAPI"
-    response = requests.get(recording["RecordingUrl"] + ".wav", timeout=5)
+    response = requests.get(recording["RecordingUrl"] + ".wav", auth=sandbox_auth(), timeout=5)
     assert response.status_code == 200 and response.headers["Content-Type"] == "audio/x-wav"
     with wave.open(io.BytesIO(response.content)) as audio:
         assert audio.getnchannels() == 1 and audio.getnframes() > 0
@@ -585,7 +590,9 @@ def test_run_call_unanswered_call_makes_no_recording(base) -> None:
 
 
 def test_recording_view_refuses_an_unknown_recording(base) -> None:
-    response = requests.get(f"{base}/{sandbox.RECORDINGS_PATH}RE{'0' * 32}", timeout=5)
+    response = requests.get(
+        f"{base}/{sandbox.RECORDINGS_PATH}RE{'0' * 32}", auth=sandbox_auth(), timeout=5
+    )
 
     assert response.status_code == 404
 
