@@ -28,12 +28,28 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import dispatch, speech_cost
+    from bench import dispatch, speech_cost, turns
 
     databases = setup_databases(verbosity=0, interactive=False)
     try:
-        figures = [*speech_cost.run(), *dispatch.run()]
+        # BENCH_ONLY=turns,dispatch runs some of them.
+        only = {name for name in os.environ.get("BENCH_ONLY", "").split(",") if name}
+        suites = {"speech_cost": speech_cost, "dispatch": dispatch, "turns": turns}
+        figures = [
+            figure
+            for name, suite in suites.items()
+            if not only or name in only
+            for figure in suite.run()
+        ]
     finally:
+        if connection.vendor == "postgresql":
+            # Threads of the async benchmarks keep connections of their own: end them, or
+            # the test database cannot be dropped.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
         teardown_databases(databases, verbosity=0)
 
     print(f"{'figure':<48} {'value':>14}  unit       note")

@@ -377,6 +377,9 @@ MODEL_TIMEOUT = env.float("MODEL_TIMEOUT", 4.0, minimum=0.5, maximum=60.0)
 # --- Calls ------------------------------------------------------------------------------
 # Hard limits of one conversation, whatever the model or script says.
 CALL_MAX_TURNS = env.int("CALL_MAX_TURNS", 20, minimum=1, maximum=200)
+# Threads per web process for the blocking work of call webhooks (database, speech): how
+# many turns one process serves at once. Each holds a database connection.
+WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", 24, minimum=1, maximum=256)
 # The key a callee presses to ask not to be called again (offered by the fallback too).
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
 # The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).

@@ -13,8 +13,10 @@ import datetime
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -37,6 +39,8 @@ from templates.rendering import TemplateRenderError, contact_context, render_lin
 from voices.clips import Speech
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def load_call(call_id: int, params: Mapping[str, str]) -> Call | None:
@@ -452,6 +456,17 @@ def _step_field(steps: list[dict], step_id: str | None, *, retry: bool) -> str:
 
 # --- AI turns -------------------------------------------------------------------------------
 
+# The blocking work of async webhooks (database, speech rendering) runs in this pool of
+# threads, not in Django's single thread for sync code, so that calls do not queue behind
+# each other. Each thread keeps its own database connection: WEBHOOK_THREADS bounds them.
+_THREADS = ThreadPoolExecutor(max_workers=settings.WEBHOOK_THREADS, thread_name_prefix="webhook")
+
+
+def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``function`` as a coroutine run in the webhooks' pool of threads."""
+    return sync_to_async(function, thread_sensitive=False, executor=_THREADS)
+
+
 # How long a continuation request waits for more of the reply before it keeps the line
 # open with a short pause and asks again (Twilio gives a webhook 15 s).
 CONTINUE_WAIT_SECONDS = 8.0
@@ -510,9 +525,7 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
 
     async def on_sentence(sentence: str) -> None:
         speech_started.append(time.monotonic())
-        task = asyncio.create_task(
-            sync_to_async(speech_for_call, thread_sensitive=False)(call=call, text=sentence)
-        )
+        task = asyncio.create_task(in_thread(speech_for_call)(call=call, text=sentence))
         voicing.append(task)
         if len(voicing) == 1:
             task.add_done_callback(lambda _task: first_line.done() or first_line.set_result(None))
@@ -527,14 +540,12 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
                 task.cancel()
             logger.warning("Call %s: the model failed (%s).", call.pk, error)
             progress["final_started"] = True
-            return await sync_to_async(_model_failed, thread_sensitive=False)(
-                call, retrying=pending.retrying
-            )
+            return await in_thread(_model_failed)(call, retrying=pending.retrying)
         lines = list(await asyncio.gather(*voicing))
         speech_ms = int((time.monotonic() - speech_started[0]) * 1000) if speech_started else 0
         total_ms = int((time.monotonic() - pending.started) * 1000)
         progress["final_started"] = True
-        return await sync_to_async(_act_locked, thread_sensitive=False)(
+        return await in_thread(_act_locked)(
             call,
             answer,
             lines,
@@ -573,9 +584,7 @@ def _continue_url(call_id: int, token: str) -> str:
 
 
 async def _store(call_id: int, token: str, value: dict) -> None:
-    await sync_to_async(cache.set, thread_sensitive=False)(
-        _reply_key(call_id, token), value, REPLY_TTL_SECONDS
-    )
+    await in_thread(cache.set)(_reply_key(call_id, token), value, REPLY_TTL_SECONDS)
 
 
 async def _publish(call_id: int, token: str, whole: asyncio.Task[str]) -> None:
@@ -595,7 +604,7 @@ async def continue_reply(*, call_id: int, token: str) -> str:
     made the caller hears a short pause and Twilio asks again."""
     deadline = time.monotonic() + CONTINUE_WAIT_SECONDS
     while True:
-        state = await sync_to_async(cache.get, thread_sensitive=False)(_reply_key(call_id, token))
+        state = await in_thread(cache.get)(_reply_key(call_id, token))
         if state is None:
             logger.warning("Call %s: continuation of an unknown reply %s.", call_id, token)
             return goodbye()

@@ -38,10 +38,11 @@ def speech_for_call(*, call: Call, text: str) -> Speech:
     A line that falls back to <Say> is counted on the call, where staff see it.
     """
     campaign = call.campaign
+    # Resolved once per loaded campaign: a reply speaks several lines with one voice.
+    if not hasattr(campaign, "_speaking_voice"):
+        campaign._speaking_voice = voice_for_campaign(campaign=campaign)
     speech = speech_for_line(
-        text=text,
-        voice=voice_for_campaign(campaign=campaign),
-        language=campaign.template.language,
+        text=text, voice=campaign._speaking_voice, language=campaign.template.language
     )
     if speech.is_fallback:
         record_speech_fallback(call=call)

@@ -13,7 +13,6 @@ import functools
 import logging
 from collections.abc import Callable
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -92,7 +91,7 @@ def twiml_view(view: Callable[..., str]) -> View:
                 twiml = await view(request, call_id)
             except Exception:
                 logger.exception(failed, view.__name__, call_id)
-                twiml = await sync_to_async(apology, thread_sensitive=False)(request, call_id)
+                twiml = await flow.in_thread(apology)(request, call_id)
             return HttpResponse(twiml, content_type="text/xml; charset=utf-8")
 
         return twilio_webhook(answered_async)
@@ -119,7 +118,7 @@ def answer(request: HttpRequest, call_id: int) -> str:
 async def turn(request: HttpRequest, call_id: int) -> str:
     """The callee answered (or stayed silent, ``?silence=1``): the next line. An AI reply
     starts playing as soon as its first sentence is voiced (see ``flow.reply``)."""
-    step = await sync_to_async(flow.prepare_turn, thread_sensitive=False)(
+    step = await flow.in_thread(flow.prepare_turn)(
         call_id=call_id,
         params=request.POST.dict(),
         silence=request.GET.get("silence") == "1",

@@ -1,0 +1,313 @@
+"""AI turns: time to first audio of a streamed reply, and turn overhead under load.
+
+The fake model answers after 300 ms to its first token and the fake speech service after
+150 ms to its first byte (the fixed delays of issue 5); every reply is new text, so no
+clip is ever reused. Two measures:
+
+- Time to first audio: how long the caller waits before the reply starts playing, for
+  the streamed approach (the first sentence is voiced while the model still writes, and
+  played at once) against the serial one (the whole reply, then the whole speech), in
+  one process, as a ratio.
+- Turn overhead under load: the real web server (uvicorn) answering the turn webhook of
+  N concurrent calls; overhead is the wait for the first TwiML minus the fixed delays.
+  Like real callers, each simulated call listens and speaks between two turns (2-4 s),
+  and the calls start spread over the first seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import connections
+from django.test import override_settings
+
+from bench.harness import Figure, fake_elevenlabs
+from tests.fakes.openai import FakeOpenAI, ScriptedReply
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_FIRST_TOKEN = 0.300
+SPEECH_FIRST_BYTE = 0.150
+FIXED_DELAYS = MODEL_FIRST_TOKEN + SPEECH_FIRST_BYTE
+SAMPLES = 15
+TURNS_PER_CALL = 3
+# Seconds a simulated caller takes to hear a reply and say the next thing.
+CALLER_SECONDS = (2.0, 4.0)
+CONCURRENCY = [int(n) for n in os.environ.get("BENCH_TURN_CONCURRENCY", "50").split(",")]
+
+
+class BenchOpenAI(FakeOpenAI):
+    """Every reply new words (nothing cached), after the fixed first-token delay."""
+
+    counter = itertools.count()
+    chunk_delay = 0.0
+
+    def _answer_chat(self, request, problems):  # type: ignore[override]
+        number = next(self.counter)
+        with self._lock:
+            self._replies.append(
+                ScriptedReply(
+                    text=(
+                        f"De acuerdo, anoto la respuesta número {number}. "
+                        f"Su cita {number} queda confirmada para el martes. "
+                        "¿Puedo ayudarle en algo más?"
+                    ),
+                    first_delay=MODEL_FIRST_TOKEN,
+                    chunk_delay=self.chunk_delay,
+                    chunk_size=8,
+                )
+            )
+        return super()._answer_chat(request, problems)
+
+
+@contextmanager
+def fakes(*, chunk_delay: float) -> Iterator[tuple[BenchOpenAI, Any]]:
+    with (
+        BenchOpenAI(api_key="bench-key") as model,
+        fake_elevenlabs() as speech,
+        override_settings(
+            OPENAI_BASE_URL=f"{model.url}/v1", OPENAI_API_KEY="bench-key", MODEL_TIMEOUT=5.0
+        ),
+    ):
+        model.chunk_delay = chunk_delay
+        speech.delay = SPEECH_FIRST_BYTE
+        yield model, speech
+
+
+def run() -> list[Figure]:
+    call = _ai_call()
+    figures = time_to_first_audio(call)
+    for concurrency in CONCURRENCY:
+        figures += turn_overhead(call.campaign, concurrency)
+    return figures
+
+
+def _ai_call():
+    """A live AI call (greeted) on a campaign with a synced voice."""
+    from calls.models import Call, Turn
+    from campaigns.models import Campaign, Contact, Partner
+    from templates.models import CallTemplate
+    from voices.services import sync_voices
+
+    with fake_elevenlabs():
+        sync_voices()
+    partner = Partner.objects.create(name="Bench Turns")
+    template = CallTemplate.objects.create(
+        partner=partner,
+        name="AI",
+        greeting="Hola {{ first_name }}, le llamamos de {{ partner }}. Soy un asistente.",
+        instructions="Confirma la cita.",
+        variables={"first_name": "Ana"},
+    )
+    campaign = Campaign.objects.create(partner=partner, name="Turns", template=template)
+    contact = Contact.objects.create(
+        campaign=campaign, phone="+34600999000", variables={"first_name": "Ana"}
+    )
+    call = Call.objects.create(
+        campaign=campaign,
+        contact=contact,
+        attempt=1,
+        status=Call.Status.IN_PROGRESS,
+        from_number="+34910000000",
+        to_number=contact.phone,
+    )
+    Turn.objects.create(
+        call=call, sequence=0, role="agent", text="Hola Ana.", started_at=call.created_at
+    )
+    return call
+
+
+# --- Time to first audio ------------------------------------------------------------------
+
+
+def time_to_first_audio(call) -> list[Figure]:
+    from calls import conversation, flow
+    from calls.services import speech_for_call
+
+    async def measure() -> tuple[list[float], list[float]]:
+        streamed, serial = [], []
+        for _ in range(SAMPLES):
+            pending = await sync_to_async(flow._pending_reply, thread_sensitive=False)(
+                call, retrying=False
+            )
+            started = time.perf_counter()
+            await flow.reply(pending, early=True)
+            streamed.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            answer = await conversation.stream_reply(system=pending.system, history=pending.history)
+            await sync_to_async(speech_for_call, thread_sensitive=False)(
+                call=call, text=answer.text
+            )
+            serial.append(time.perf_counter() - started)
+        await asyncio.gather(*flow._BACKGROUND)  # replies still finishing their tails
+        return streamed, serial
+
+    # A model that writes like a real one: the reply's three sentences take ~0.5 s.
+    with fakes(chunk_delay=0.04):
+        streamed, serial = async_to_sync(measure)()
+    streamed_ms, serial_ms = statistics.median(streamed) * 1000, statistics.median(serial) * 1000
+    return [
+        Figure("turn: time to first audio, streamed (median)", round(streamed_ms), "ms"),
+        Figure("turn: time to first audio, serial (median)", round(serial_ms), "ms"),
+        Figure(
+            "turn: streamed / serial time to first audio",
+            round(streamed_ms / serial_ms, 2),
+            "ratio",
+            "target <= 0.6",
+        ),
+    ]
+
+
+# --- Overhead under load ----------------------------------------------------------------
+
+
+def turn_overhead(campaign, concurrency: int) -> list[Figure]:
+    calls = _live_calls(campaign, concurrency)
+    with fakes(chunk_delay=0.0), web_server() as url:
+        latencies, errors = asyncio.run(_load(url, calls))
+    overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in latencies)
+
+    def percentile(share: float) -> float:
+        return round(overhead[min(len(overhead) - 1, int(share * len(overhead)))], 1)
+
+    note = f"{len(latencies)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays"
+    return [
+        Figure(f"turn overhead @{concurrency} calls: p50", percentile(0.50), "ms", note),
+        Figure(
+            f"turn overhead @{concurrency} calls: p95",
+            percentile(0.95),
+            "ms",
+            "target < 50" if concurrency == 50 else "",
+        ),
+        Figure(f"turn overhead @{concurrency} calls: p99", percentile(0.99), "ms"),
+        Figure(f"turn errors @{concurrency} calls", errors, "count", "must be 0"),
+    ]
+
+
+def _live_calls(campaign, count: int) -> list[int]:
+    from calls.models import Call, Turn
+    from campaigns.models import Contact
+
+    ids = []
+    first = campaign.contacts.count()
+    for index in range(first, first + count):
+        contact = Contact.objects.create(
+            campaign=campaign, phone=f"+346009{index:05d}", variables={"first_name": "A"}
+        )
+        call = Call.objects.create(
+            campaign=campaign,
+            contact=contact,
+            attempt=1,
+            status=Call.Status.IN_PROGRESS,
+            from_number="+34910000000",
+            to_number=contact.phone,
+        )
+        Turn.objects.create(
+            call=call, sequence=0, role="agent", text="Hola.", started_at=call.created_at
+        )
+        ids.append(call.pk)
+    return ids
+
+
+@contextmanager
+def web_server() -> Iterator[str]:
+    """uvicorn serving the project on the bench database, as in production."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "CALLCENTER_TEST_DATABASE_NAME": str(connections["default"].settings_dict["NAME"]),
+        "APP_URL": url,
+        "TELEPHONY_BACKEND": "sandbox",
+        "OPENAI_BASE_URL": settings.OPENAI_BASE_URL,
+        "OPENAI_API_KEY": settings.OPENAI_API_KEY,
+        "ELEVENLABS_BASE_URL": settings.ELEVENLABS_BASE_URL,
+        "ELEVENLABS_API_KEY": settings.ELEVENLABS_API_KEY,
+        "LOG_LEVEL": "WARNING",
+        "CALLCENTER_LOCAL_FAKES": "1",  # the vendor keys above are for the local fakes
+    }
+    command = [sys.executable, "-m", "uvicorn", "callcenter.asgi:application", "--port", str(port)]
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [*command, "--no-access-log"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(url)
+        with override_settings(APP_URL=url, TELEPHONY_BACKEND="sandbox"):
+            yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+
+
+def _wait_for(url: str) -> None:
+    import requests
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/health", timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise RuntimeError("the web server did not start")
+
+
+async def _load(url: str, call_ids: list[int]) -> tuple[list[float], int]:
+    import httpx
+
+    from calls import telephony
+
+    latencies: list[float] = []
+    errors = 0
+
+    def signed(path: str, form: dict[str, str]) -> dict[str, str]:
+        return {"X-Twilio-Signature": telephony.sign_request(url=url + path, params=form)}
+
+    rng = random.Random(7)  # noqa: S311 - a reproducible load, not a secret
+
+    async def one_call(client: httpx.AsyncClient, call_id: int) -> None:
+        nonlocal errors
+        await asyncio.sleep(rng.uniform(0, CALLER_SECONDS[0]))
+        for turn in range(TURNS_PER_CALL):
+            if turn:
+                await asyncio.sleep(rng.uniform(*CALLER_SECONDS))  # the caller speaks
+            path = f"/twilio/calls/{call_id}/turn"
+            form = {"CallSid": f"CA{call_id:032d}", "SpeechResult": f"Respuesta {turn}"}
+            started = time.perf_counter()
+            response = await client.post(url + path, data=form, headers=signed(path, form))
+            latencies.append(time.perf_counter() - started)
+            while True:
+                if (
+                    response.status_code != 200
+                    or b"Sorry" in response.content
+                    or ("problema técnico".encode() in response.content)
+                ):
+                    errors += 1
+                    break
+                if b"/continue?" not in response.content:
+                    break
+                path = response.content.split(b"<Redirect")[1].split(b">")[1].split(b"<")[0]
+                path = path.decode().replace("&amp;", "&").removeprefix(url)
+                response = await client.post(url + path, data=form, headers=signed(path, form))
+
+    limits = httpx.Limits(max_connections=len(call_ids), max_keepalive_connections=len(call_ids))
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(one_call(client, call_id) for call_id in call_ids))
+    return latencies, errors
