@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 
 import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client
 from django.urls import reverse
-from django.utils import translation
 
 from calls import flow, tasks, telephony
 from calls.models import Call, CallEvent, Turn
@@ -28,12 +26,6 @@ def _call_settings(settings) -> None:
     settings.APP_URL = APP_URL
     settings.TELEPHONY_BACKEND = "sandbox"  # webhooks signed with the sandbox key
     settings.CALL_MAX_TURNS = 20
-
-
-@pytest.fixture(autouse=True)
-def english() -> Iterator[None]:
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture
@@ -240,7 +232,7 @@ def test_an_opt_out_is_written_before_the_confirmation_is_spoken(
     elements = turn(live_call, params)
 
     assert elements[-1].tag == "Hangup"
-    assert said(elements) == ["Understood: we will not call you again. Goodbye."]
+    assert said(elements) == ["Entendido: no le volveremos a llamar. Adiós."]
     entry = DoNotCall.objects.get(phone=live_call.to_number)
     assert entry.partner == live_call.campaign.partner
     assert entry.source == "opt_out"
@@ -254,10 +246,22 @@ def test_silence_twice_in_a_row_ends_the_call_politely(client, live_call, script
     first = turn(live_call, query="?silence=1")
     second = turn(live_call, query="?silence=1")
 
-    assert said(first) == ["Are you still there?"]
+    assert said(first) == ["¿Sigue ahí?"]  # the call's language, whatever the request's
     assert first[0].tag == "Gather"
     assert said(second) == ["Gracias, adiós."]
     assert second[-1].tag == "Hangup"
+
+
+def test_an_english_template_hears_the_platforms_lines_in_english(
+    client, live_call, scripted
+) -> None:
+    CallTemplate.objects.filter(pk=scripted.pk).update(language="en-US")
+    post(client, "answer", live_call)
+
+    elements = turn(live_call, query="?silence=1")
+
+    assert said(elements) == ["Are you still there?"]
+    assert elements[0].get("language") == "en-US"
 
 
 def test_the_turn_limit_closes_the_call(client, live_call, scripted, settings) -> None:
@@ -335,7 +339,7 @@ def test_a_model_failure_holds_then_tries_once_more_then_closes(
     holding = turn(live_call, {"SpeechResult": "¿Qué día era?"})
     closing = turn(live_call, query="?retry=1")
 
-    assert said(holding) == ["One moment, please."]
+    assert said(holding) == ["Un momento, por favor."]
     assert (holding[-1].tag, holding[-1].text) == (
         "Redirect",
         f"{APP_URL}/twilio/calls/{live_call.pk}/turn?retry=1",
@@ -410,7 +414,7 @@ def test_the_fallback_apologises_names_the_company_and_offers_the_opt_out(
     gather = elements[0]
     assert gather.get("action") == f"{APP_URL}/twilio/calls/{live_call.pk}/fallback/opt-out"
     assert "Acme" in said([gather])[0]
-    assert "press 9" in said([gather])[1]
+    assert "pulse 9" in said([gather])[1]
     assert elements[-1].tag == "Hangup"
 
     confirm = verbs(post(client, "fallback-opt-out", live_call, {"Digits": "9"}))
@@ -430,4 +434,4 @@ def test_an_unexpected_failure_is_answered_with_the_fallback_not_an_error(
     elements = verbs(post(client, "answer", live_call))
 
     assert elements[0].tag == "Gather"
-    assert "technical problem" in said(elements)[0]
+    assert "problema técnico" in said(elements)[0]
