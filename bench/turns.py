@@ -153,7 +153,7 @@ def time_to_first_audio(call) -> list[Figure]:
                 call=call, text=answer.text
             )
             serial.append(time.perf_counter() - started)
-        await asyncio.gather(*flow._BACKGROUND)  # replies still finishing their tails
+        await asyncio.gather(*flow._BACKGROUND.values())  # replies still finishing their tails
         return streamed, serial
 
     # A model that writes like a real one: the reply's three sentences take ~0.5 s.

@@ -564,15 +564,16 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
     token = uuid.uuid4().hex
     await _store(call.pk, token, {"done": False})
     background = asyncio.create_task(_publish(call.pk, token, whole))
-    _BACKGROUND.add(background)
-    background.add_done_callback(_BACKGROUND.discard)
+    _BACKGROUND[token] = background
+    background.add_done_callback(lambda _task: _BACKGROUND.pop(token, None))
     return telephony.continue_twiml(
         lines=[voicing[0].result()], next_url=_continue_url(call.pk, token)
     )
 
 
-# Replies of this process still being made after their first line left, kept referenced.
-_BACKGROUND: set[asyncio.Task] = set()
+# Replies of this process still being made after their first line left, by token: kept
+# referenced, and awaited directly by a continuation this process serves.
+_BACKGROUND: dict[str, asyncio.Task] = {}
 
 
 def _reply_key(call_id: int, token: str) -> str:
@@ -603,6 +604,12 @@ async def continue_reply(*, call_id: int, token: str) -> str:
     model and speech are done (then listen, hang up or transfer). While it is still being
     made the caller hears a short pause and Twilio asks again."""
     deadline = time.monotonic() + CONTINUE_WAIT_SECONDS
+    local = _BACKGROUND.get(token)
+    if local is not None and local.get_loop() is asyncio.get_running_loop():
+        # Made here: wait for it without polling the cache.
+        done, _pending = await asyncio.wait([local], timeout=CONTINUE_WAIT_SECONDS)
+        if not done:
+            return telephony.pause_twiml(seconds=1, next_url=_continue_url(call_id, token))
     while True:
         state = await in_thread(cache.get)(_reply_key(call_id, token))
         if state is None:
@@ -612,7 +619,7 @@ async def continue_reply(*, call_id: int, token: str) -> str:
             return state["twiml"]
         if time.monotonic() >= deadline:
             return telephony.pause_twiml(seconds=1, next_url=_continue_url(call_id, token))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
 
 
 def _model_failed(call: Call, *, retrying: bool) -> str:

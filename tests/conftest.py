@@ -66,6 +66,21 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _end_other_database_sessions(django_db_setup: None, django_db_blocker) -> Iterator[None]:
+    """At the end, end the test database's sessions held by other threads (the async
+    webhooks' pool keeps a connection per thread), so that it can be dropped."""
+    yield
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on the configured broker, using the test database."""
