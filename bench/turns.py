@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import multiprocessing
 import os
 import random
 import signal
@@ -36,7 +37,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import override_settings
 
-from bench.harness import Figure, fake_elevenlabs
+from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
 from tests.fakes.openai import FakeOpenAI, ScriptedReply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,17 +76,52 @@ class BenchOpenAI(FakeOpenAI):
 
 
 @contextmanager
-def fakes(*, chunk_delay: float) -> Iterator[tuple[BenchOpenAI, Any]]:
+def fakes(*, chunk_delay: float, separate: bool = False) -> Iterator[None]:
+    """The fake model and speech service, with settings pointing at them. ``separate``
+    runs each in a process of its own, so that under load their Python work does not
+    compete with the load generator's for one interpreter (it is the server under test
+    that must be measured, not the fakes)."""
     with (
-        BenchOpenAI(api_key="bench-key") as model,
-        fake_elevenlabs() as speech,
+        _serving(BenchOpenAI, separate=separate, chunk_delay=chunk_delay) as model_url,
+        _serving(BenchElevenLabs, separate=separate, delay=SPEECH_FIRST_BYTE) as speech_url,
         override_settings(
-            OPENAI_BASE_URL=f"{model.url}/v1", OPENAI_API_KEY="bench-key", MODEL_TIMEOUT=5.0
+            OPENAI_BASE_URL=f"{model_url}/v1",
+            OPENAI_API_KEY="bench-key",
+            MODEL_TIMEOUT=5.0,
+            ELEVENLABS_BASE_URL=speech_url,
+            ELEVENLABS_API_KEY="bench-key",
         ),
     ):
-        model.chunk_delay = chunk_delay
-        speech.delay = SPEECH_FIRST_BYTE
-        yield model, speech
+        yield
+
+
+@contextmanager
+def _serving(server_class: type, *, separate: bool, **attributes: Any) -> Iterator[str]:
+    if not separate:
+        with server_class(api_key="bench-key") as server:
+            for name, value in attributes.items():
+                setattr(server, name, value)
+            yield server.url
+        return
+    context = multiprocessing.get_context("fork")
+    urls, stop = context.Queue(), context.Event()
+    process = context.Process(
+        target=_serve_until, args=(server_class, attributes, urls, stop), daemon=True
+    )
+    process.start()
+    try:
+        yield urls.get(timeout=30)
+    finally:
+        stop.set()
+        process.join(timeout=10)
+
+
+def _serve_until(server_class: type, attributes: dict, urls: Any, stop: Any) -> None:
+    with server_class(api_key="bench-key") as server:
+        for name, value in attributes.items():
+            setattr(server, name, value)
+        urls.put(server.url)
+        stop.wait()
 
 
 def run() -> list[Figure]:
@@ -177,7 +213,7 @@ def time_to_first_audio(call) -> list[Figure]:
 
 def turn_overhead(campaign, concurrency: int) -> list[Figure]:
     calls = _live_calls(campaign, concurrency)
-    with fakes(chunk_delay=0.0), web_server() as url:
+    with fakes(chunk_delay=0.0, separate=True), web_server() as url:
         latencies, errors = asyncio.run(_load(url, calls))
     overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in latencies)
 
@@ -185,7 +221,28 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         return round(overhead[min(len(overhead) - 1, int(share * len(overhead)))], 1)
 
     note = f"{len(latencies)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays"
+    # What the server itself measured of the same turns: the model's time (the fake's
+    # 300 ms plus its streaming, as the server sees it) tells a slow fake from our overhead.
+    from calls.models import Turn
+
+    model_ms = sorted(
+        Turn.objects.filter(call_id__in=calls, model_ms__isnull=False).values_list(
+            "model_ms", flat=True
+        )
+    )
+    if model_ms:
+        extra = [
+            Figure(
+                f"turn model time @{concurrency} calls: p95 (server-side)",
+                model_ms[min(len(model_ms) - 1, int(0.95 * len(model_ms)))],
+                "ms",
+                f"fake model answers in {int(MODEL_FIRST_TOKEN * 1000)} ms",
+            )
+        ]
+    else:
+        extra = []
     return [
+        *extra,
         Figure(f"turn overhead @{concurrency} calls: p50", percentile(0.50), "ms", note),
         Figure(
             f"turn overhead @{concurrency} calls: p95",
