@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 
 from callcenter.logging import bind_task_context, unbind_task_context
 
@@ -20,3 +26,50 @@ app.autodiscover_tasks(["callcenter"])
 # A task's logs carry its id as their request id, as a web request's carry its own.
 task_prerun.connect(bind_task_context, weak=False)
 task_postrun.connect(unbind_task_context, weak=False)
+
+
+# --- Worker metrics -----------------------------------------------------------------------
+# What tasks count (calls placed, dial errors, model time...) is counted in the worker's
+# processes, which serve no /metrics. With WORKER_METRICS_PORT set, the worker's main
+# process serves them on that port, summed over its pool's processes through
+# prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, which the deployment
+# sets for the worker only and this empties at start).
+
+
+@worker_init.connect
+def _prepare_metrics_folder(**_kwargs) -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder or not _metrics_port():
+        return
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+
+
+@worker_ready.connect
+def _serve_metrics(**_kwargs) -> None:
+    port = _metrics_port()
+    if not port:
+        return
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
+
+
+@worker_process_shutdown.connect
+def _forget_process(pid: int | None = None, **_kwargs) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and _metrics_port():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
+
+
+def _metrics_port() -> int:
+    from django.conf import settings
+
+    return settings.WORKER_METRICS_PORT

@@ -249,6 +249,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Task modules outside the apps' tasks.py (autodiscovery finds only those).
 CELERY_IMPORTS = ("calls.sandbox",)
+# Where a worker serves its own Prometheus metrics (what its tasks count); 0: nowhere.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign.
 CELERY_BEAT_SCHEDULE = {
