@@ -57,7 +57,7 @@ class BenchOpenAI(FakeOpenAI):
     counter = itertools.count()
     chunk_delay = 0.0
 
-    def _answer_chat(self, request, problems):  # type: ignore[override]
+    def _answer(self, request, problems):  # type: ignore[override]
         number = next(self.counter)
         with self._lock:
             self._replies.append(
@@ -72,7 +72,7 @@ class BenchOpenAI(FakeOpenAI):
                     chunk_size=8,
                 )
             )
-        return super()._answer_chat(request, problems)
+        return super()._answer(request, problems)
 
 
 @contextmanager
@@ -134,8 +134,8 @@ def run() -> list[Figure]:
 
 def _ai_call():
     """A live AI call (greeted) on a campaign with a synced voice."""
-    from calls.models import Call, Turn
-    from campaigns.models import Campaign, Contact, Partner
+    from calls.models import Call
+    from campaigns.models import Campaign, Partner
     from templates.models import CallTemplate
     from voices.services import sync_voices
 
@@ -150,21 +150,8 @@ def _ai_call():
         variables={"first_name": "Ana"},
     )
     campaign = Campaign.objects.create(partner=partner, name="Turns", template=template)
-    contact = Contact.objects.create(
-        campaign=campaign, phone="+34600999000", variables={"first_name": "Ana"}
-    )
-    call = Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=1,
-        status=Call.Status.IN_PROGRESS,
-        from_number="+34910000000",
-        to_number=contact.phone,
-    )
-    Turn.objects.create(
-        call=call, sequence=0, role="agent", text="Hola Ana.", started_at=call.created_at
-    )
-    return call
+    [call_id] = _live_calls(campaign, 1)
+    return Call.objects.select_related("campaign__template", "contact").get(pk=call_id)
 
 
 # --- Time to first audio ------------------------------------------------------------------

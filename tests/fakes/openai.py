@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs
 
 from tests.fakes import server
 from tests.fakes.server import (
@@ -70,39 +70,11 @@ class _Stream:
 class _Handler(FakeRequestHandler):
     """The shared handler, plus answers streamed as server-sent events."""
 
-    def _serve(self) -> None:
-        fake: FakeOpenAI = self.server.fake  # type: ignore[assignment]
-        length = int(self.headers.get("Content-Length") or 0)
-        request = fake._parse_request(
-            self.command,
-            urlsplit(self.path),
-            {name.lower(): value for name, value in self.headers.items()},
-            self.rfile.read(length) if length else b"",
-        )
-        scripted, problems = fake._record(request)
-        if scripted is not None and scripted.drop:
-            self.close_connection = True
-            return
-        fake._hold(scripted)
-        if fake._stopping.is_set():
-            return
-        if scripted is not None and scripted.status is not None:
-            self._send(server._scripted_answer(scripted))
-            return
-        answer = fake._answer_chat(request, problems)
-        if isinstance(answer, _Stream):
-            self._stream(fake, answer)
+    def _send(self, response: Response | _Stream) -> None:  # type: ignore[override]
+        if isinstance(response, _Stream):
+            self._stream(self.server.fake, response)  # type: ignore[attr-defined]
         else:
-            self._send(answer)
-
-    def _send(self, response: Response) -> None:
-        status, headers, content = response
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
+            super()._send(response)
 
     def _stream(self, fake: FakeOpenAI, stream: _Stream) -> None:
         # Chunked HTTP/1.1, as OpenAI streams: a cut connection is then an incomplete body
@@ -204,12 +176,10 @@ class FakeOpenAI(LocalFakeServer[RecordedRequest]):
             return []
         return list(_problems(request.json))
 
-    def _answer(self, request: RecordedRequest, problems: list[str]) -> Response:
-        answer = self._answer_chat(request, problems)
-        assert not isinstance(answer, _Stream), "streamed answers go through the handler"
-        return answer
-
-    def _answer_chat(self, request: RecordedRequest, problems: list[str]) -> Response | _Stream:
+    def _answer(  # type: ignore[override]
+        self, request: RecordedRequest, problems: list[str]
+    ) -> Response | _Stream:
+        """A JSON answer, or a stream the handler sends as server-sent events."""
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             key = request.headers.get("authorization", "").removeprefix("Bearer ")
             masked = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"

@@ -85,9 +85,13 @@ class FakeRequestHandler(BaseHTTPRequestHandler):
         if fake._stopping.is_set():
             return
         if scripted is not None and scripted.status is not None:
-            status, headers, content = _scripted_answer(scripted)
+            self._send(_scripted_answer(scripted))
         else:
-            status, headers, content = fake._answer(request, problems)
+            self._send(fake._answer(request, problems))
+
+    def _send(self, response: Response) -> None:
+        """Write ``response``; a fake that answers other kinds of answers extends this."""
+        status, headers, content = response
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
