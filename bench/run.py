@@ -29,6 +29,7 @@ def main() -> int:
     from django.test.utils import setup_databases, teardown_databases
 
     from bench import dispatch, speech_cost, turns
+    from tests.processes import end_other_sessions
 
     databases = setup_databases(verbosity=0, interactive=False)
     try:
@@ -42,14 +43,7 @@ def main() -> int:
             for figure in suite.run()
         ]
     finally:
-        if connection.vendor == "postgresql":
-            # Threads of the async benchmarks keep connections of their own: end them, or
-            # the test database cannot be dropped.
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
+        end_other_sessions()  # the async benchmarks' threads hold connections
         teardown_databases(databases, verbosity=0)
 
     print(f"{'figure':<48} {'value':>14}  unit       note")

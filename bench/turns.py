@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,11 +33,11 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
-from django.db import connections
 from django.test import override_settings
 
 from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
 from tests.fakes.openai import FakeOpenAI, ScriptedReply
+from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FIRST_TOKEN = 0.300
@@ -270,23 +269,18 @@ def _live_calls(campaign, count: int) -> list[int]:
 @contextmanager
 def web_server() -> Iterator[str]:
     """uvicorn serving the project on the bench database, as in production."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "CALLCENTER_TEST_DATABASE_NAME": str(connections["default"].settings_dict["NAME"]),
-        "APP_URL": url,
-        "TELEPHONY_BACKEND": "sandbox",
-        "OPENAI_BASE_URL": settings.OPENAI_BASE_URL,
-        "OPENAI_API_KEY": settings.OPENAI_API_KEY,
-        "ELEVENLABS_BASE_URL": settings.ELEVENLABS_BASE_URL,
-        "ELEVENLABS_API_KEY": settings.ELEVENLABS_API_KEY,
-        "LOG_LEVEL": "WARNING",
-        "CALLCENTER_LOCAL_FAKES": "1",  # the vendor keys above are for the local fakes
-    }
+    env = child_env(
+        APP_URL=url,
+        TELEPHONY_BACKEND="sandbox",
+        OPENAI_BASE_URL=settings.OPENAI_BASE_URL,
+        OPENAI_API_KEY=settings.OPENAI_API_KEY,
+        ELEVENLABS_BASE_URL=settings.ELEVENLABS_BASE_URL,
+        ELEVENLABS_API_KEY=settings.ELEVENLABS_API_KEY,
+        LOG_LEVEL="WARNING",
+        CALLCENTER_LOCAL_FAKES="1",  # the vendor keys above are for the local fakes
+    )
     command = [sys.executable, "-m", "uvicorn", "callcenter.asgi:application", "--port", str(port)]
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
         [*command, "--no-access-log"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL

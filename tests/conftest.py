@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
-from django.db import connections
 
 from calls import telephony
 from campaigns.models import Campaign, Partner
@@ -21,6 +19,7 @@ from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.twilio_spec import SPEC_PATH, TwilioSpec
+from tests.processes import child_env, end_other_sessions, free_port
 from voices import speech
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,9 +60,7 @@ def campaign(partner: Partner, call_template: CallTemplate) -> Campaign:
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,24 +68,14 @@ def _end_other_database_sessions(django_db_setup: None, django_db_blocker) -> It
     """At the end, end the test database's sessions held by other threads (the async
     webhooks' pool keeps a connection per thread), so that it can be dropped."""
     yield
-    connection = connections["default"]
-    if connection.vendor != "postgresql":
-        return
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    with django_db_blocker.unblock():
+        end_other_sessions()
 
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on the configured broker, using the test database."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "CALLCENTER_TEST_DATABASE_NAME": str(connections["default"].settings_dict["NAME"]),
-    }
+    env = child_env()
     process = subprocess.Popen(
         [
             sys.executable,

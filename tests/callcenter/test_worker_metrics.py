@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,31 +10,21 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connections
 
 from calls.tasks import place_call_task
+from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "worker-metrics-test"
 EXPECTED = 'callcenter_calls_placed_total{result="not_pending"} 4.0'
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_prefork_worker_serves_its_tasks_metrics(tmp_path) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "CALLCENTER_TEST_DATABASE_NAME": str(connections["default"].settings_dict["NAME"]),
-        "WORKER_METRICS_PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-    }
+    env = child_env(
+        WORKER_METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics")
+    )
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "counter_stale.db").write_bytes(b"left by a previous run")
     worker = subprocess.Popen(

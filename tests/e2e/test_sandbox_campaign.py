@@ -7,9 +7,7 @@ the web server's webhooks, signed. Each contact must end as its persona says.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import requests
 from django.conf import settings
-from django.db import connections
 
 from calls.management.commands.seed_demo import GREETING, SCRIPTED_STEPS, TEMPLATE_TEXTS
 from calls.models import Call, Turn
 from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall, Partner
 from campaigns.services import add_contact, start_campaign
 from templates.models import CallTemplate
+from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSONAS = [
@@ -52,12 +50,6 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def other_redis_database(url: str) -> str:
     """REDIS_URL two databases on: a broker and cache of this test's own, so that no
     other worker of the test session takes its tasks."""
@@ -71,17 +63,14 @@ def system(tmp_path) -> Iterator[str]:
     """Web, worker and beat on the test database; yields the web server's URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "CALLCENTER_TEST_DATABASE_NAME": str(connections["default"].settings_dict["NAME"]),
-        "REDIS_URL": other_redis_database(settings.REDIS_URL),
-        "APP_URL": url,
-        "TELEPHONY_BACKEND": "sandbox",
-        "SANDBOX_SPEED": "40",
-        "TWILIO_MAX_CPS": "10",
-        "DATA_DIR": str(tmp_path),
-    }
+    env = child_env(
+        REDIS_URL=other_redis_database(settings.REDIS_URL),
+        APP_URL=url,
+        TELEPHONY_BACKEND="sandbox",
+        SANDBOX_SPEED="40",
+        TWILIO_MAX_CPS="10",
+        DATA_DIR=str(tmp_path),
+    )
     commands = {
         "web": [
             sys.executable,
