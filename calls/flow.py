@@ -312,7 +312,7 @@ def prepare_turn(
     digits = params.get("Digits", "").strip()
     silence = silence or not (speech_text or digits)
     if retry:
-        return _ai_turn(call, retrying=True)  # the model's second try: nothing new was said
+        return _pending_reply(call, retrying=True)  # the model's second try: nothing new was said
     with transaction.atomic():
         Call.objects.select_for_update().filter(pk=call.pk).first()
         call.refresh_from_db(fields=["dialogue", "outcome", "status"])
@@ -344,7 +344,7 @@ def prepare_turn(
         if template.mode == CallTemplate.Mode.SCRIPTED:
             return _scripted_turn(call, dialogue, speech=speech_text, digits=digits)
         _save_dialogue(call, dialogue)  # the silences in a row end here
-        return _ai_turn(call, retrying=False)
+        return _pending_reply(call, retrying=False)
 
 
 def _confidence(value: str | None) -> float | None:
@@ -499,10 +499,6 @@ def _pending_reply(call: Call, *, retrying: bool) -> PendingReply:
         if text
     ]
     return PendingReply(call=call, retrying=retrying, system=system, history=history)
-
-
-def _ai_turn(call: Call, *, retrying: bool) -> PendingReply:
-    return _pending_reply(call, retrying=retrying)
 
 
 async def reply(pending: PendingReply, *, early: bool = False) -> str:
