@@ -28,14 +28,19 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import dispatch, speech_cost, turns
+    from bench import dispatch, imports, speech_cost, turns
     from tests.processes import end_other_sessions
 
     databases = setup_databases(verbosity=0, interactive=False)
     try:
         # BENCH_ONLY=turns,dispatch runs some of them.
         only = {name for name in os.environ.get("BENCH_ONLY", "").split(",") if name}
-        suites = {"speech_cost": speech_cost, "dispatch": dispatch, "turns": turns}
+        suites = {
+            "speech_cost": speech_cost,
+            "dispatch": dispatch,
+            "turns": turns,
+            "imports": imports,
+        }
         figures = [
             figure
             for name, suite in suites.items()

@@ -90,6 +90,22 @@ WEBHOOK_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
+# --- Partner webhooks -----------------------------------------------------------------------
+
+WEBHOOK_DELIVERY_ATTEMPTS = Counter(
+    "callcenter_webhook_delivery_attempts_total",
+    "Attempts to deliver an event to a partner's endpoint, by result: delivered (a 2xx), "
+    "http_error (any other status), timeout, connection_error.",
+    ["result"],
+)
+WEBHOOK_DELIVERIES_FAILED = Counter(
+    "callcenter_webhook_deliveries_failed_total",
+    "Deliveries given up on, by reason: expired (still failing 24 hours after the event), "
+    "gone (the endpoint answered 410 and was disabled), refused (endpoint disabled or its "
+    "URL not http(s)).",
+    ["reason"],
+)
+
 # --- Speech ---------------------------------------------------------------------------------
 
 SPEECH_FALLBACKS = Counter(

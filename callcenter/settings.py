@@ -110,6 +110,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
+    "rest_framework_api_key",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "voices",
     "templates",
     "campaigns",
@@ -264,9 +268,18 @@ CELERY_BEAT_SCHEDULE = {
     # interval the pacing buckets are sized for. A tick left waiting expires (the task's).
     "dispatch-calls": {"task": "calls.tasks.dispatch_calls_task", "schedule": 2.0},
     "reconcile-calls": {"task": "calls.tasks.reconcile_calls_task", "schedule": 60.0},
+    "purge-idempotency-keys": {
+        "task": "callcenter.tasks.purge_idempotency_keys_task",
+        "schedule": 3600.0,
+    },
     "prerender-upcoming-speech": {
         "task": "campaigns.tasks.prerender_upcoming_speech_task",
         "schedule": 20.0,
+    },
+    # Partner webhooks' retries (and deliveries whose task was lost) when they fall due.
+    "retry-webhook-deliveries": {
+        "task": "campaigns.tasks.retry_webhook_deliveries_task",
+        "schedule": 30.0,
     },
 }
 
@@ -312,11 +325,77 @@ WHITENOISE_USE_FINDERS = DEVELOPMENT
 # --- REST API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so that a request without credentials answers 401 with its challenge.
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "callcenter.access.PartnerApiKeyAuthentication",
+        # Staff trying the API in the browser (/api/docs/) with their admin session.
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PERMISSION_CLASSES": ["callcenter.access.IsPartnerOrStaff"],
+    "DEFAULT_THROTTLE_CLASSES": ["callcenter.access.PartnerRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # JSON in; the contact upload adds multipart for its file.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "callcenter.api.exception_handler",
     "PAGE_SIZE": 50,
+}
+# Requests each partner may make (shared by all web processes through the cache):
+# "<count>/<second|minute|hour|day>". Over it, 429 with Retry-After.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", "1200/minute")
+if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_THROTTLE_RATE):
+    env.error("API_THROTTLE_RATE", "must look like 1200/minute", API_THROTTLE_RATE)
+    API_THROTTLE_RATE = "1200/minute"
+# Largest JSON body the API reads (10,000 contacts fit); uploads have their own limit.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1024)
+# Largest contact file accepted for upload (multipart).
+CONTACT_IMPORT_MAX_BYTES = env.int("CONTACT_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+# Contact files up to this size are imported during the request (the answer has the
+# counts and rejected rows); larger ones in the background, polled for progress.
+CONTACT_IMPORT_SYNC_MAX_BYTES = env.int("CONTACT_IMPORT_SYNC_MAX_BYTES", 1_048_576, minimum=0)
+# The API reads the body itself (and checks its size first): Django's own cap would
+# answer before the API could say what is wrong.
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# How long the answer to a POST with an Idempotency-Key is kept for replay.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1)
+SIMPLE_JWT = {
+    "ALGORITHM": ALGORITHM,
+    "SIGNING_KEY": SECRET_KEY,
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=ACCESS_TOKEN_EXPIRE_MINUTES),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("REFRESH_TOKEN_EXPIRE_DAYS", 7, minimum=1)),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+    "TOKEN_OBTAIN_SERIALIZER": "callcenter.access.TokenSerializer",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": f"{APP_NAME} API",
+    "DESCRIPTION": (
+        "The partner API: campaigns, contacts, calls, call templates, voices, "
+        "do-not-call list and webhooks. Authenticate with a JWT "
+        "(`Authorization: Bearer <access>` from /api/v1/auth/token/) or an API key "
+        "(`Authorization: Api-Key <key>`). Errors share one body: code, message, errors."
+    ),
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Several models have a "state": each choice set gets its own name.
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStateEnum": "campaigns.models.CampaignState",
+        "ContactStateEnum": "campaigns.models.ContactState",
+        "ContactImportStateEnum": "campaigns.models.ContactImportState",
+        "WebhookEventEnum": "campaigns.models.WebhookEvent",
+        "WebhookDeliveryStateEnum": "campaigns.models.WebhookDeliveryState",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "callcenter.api.add_error_responses",
+    ],
 }
 
 # --- Vendors ----------------------------------------------------------------------------
@@ -386,6 +465,14 @@ WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", 24, minimum=1, maximum=256)
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
 # The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).
 SANDBOX_SPEED = env.float("SANDBOX_SPEED", 5.0, minimum=0.1, maximum=1000.0)
+
+# --- Partner webhooks -------------------------------------------------------------------
+# Seconds a partner's endpoint may take to accept a connection or send the next bytes of
+# its answer before the attempt counts as failed (and is retried later).
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", 10.0, minimum=1.0, maximum=60.0)
+# Whether partners' endpoints may be internal addresses (loopback, private networks, cloud
+# metadata): only in development and tests, where receivers run on this machine.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEVELOPMENT)
 
 # --- Logging ----------------------------------------------------------------------------
 # One line per record on stdout: readable in development, one JSON object per line

@@ -15,3 +15,11 @@ def heartbeat_task() -> str:
     now = timezone.now().isoformat()
     cache.set(HEARTBEAT_CACHE_KEY, now, timeout=None)
     return now
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_keys_task() -> int:
+    """Forget the kept answers of idempotent API requests once they are old enough."""
+    from callcenter.api import purge_idempotency_keys
+
+    return purge_idempotency_keys()

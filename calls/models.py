@@ -6,6 +6,7 @@ import datetime
 
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.fields.json import KeyTransform
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
@@ -60,6 +61,25 @@ class CallQuerySet(models.QuerySet):
         placed, or refused when created). What frequency caps count."""
         return self.exclude(status=CallStatus.NOT_PLACED).exclude(
             status=CallStatus.FAILED, provider_sid__isnull=True
+        )
+
+    def with_outcome(self, flag: str) -> CallQuerySet:
+        """Calls whose outcome has ``flag`` set to true: opted_out, transferred,
+        extraction_failed, or a boolean field of the template's outcome schema."""
+        # A key transform, not a lookup built from the value: "a__b" is one key.
+        return self.alias(outcome_flag=KeyTransform(flag, "outcome")).filter(outcome_flag=True)
+
+    def callback_requested(self) -> CallQuerySet:
+        """Calls on which the callee asked to be called back: at a time (the outcome's
+        callback_at) or another day (a scripted answer's callback)."""
+        # The model may leave callback_at null or "": that is no time.
+        at_a_time = (
+            Q(outcome__has_key="callback_at")
+            & ~Q(outcome__callback_at=None)
+            & ~Q(outcome__callback_at="")
+        )
+        return self.alias(callback=KeyTransform("callback", "outcome")).filter(
+            at_a_time | Q(callback=True)
         )
 
 
@@ -128,6 +148,15 @@ class Call(models.Model):
         indexes = [
             models.Index(fields=["campaign", "status"], name="call_campaign_status_idx"),
             models.Index(fields=["status", "updated_at"], name="call_status_updated_idx"),
+            # The staff console's list: newest first, filtered by campaign, status or answer.
+            models.Index(fields=["campaign", "created_at"], name="call_campaign_created_idx"),
+            models.Index(fields=["status", "created_at"], name="call_status_created_idx"),
+            models.Index(fields=["answered_by", "created_at"], name="call_answered_created_idx"),
+            # Searched by the number's start (LIKE '+34600%'); the operator class lets
+            # PostgreSQL use the index for it whatever the collation (ignored elsewhere).
+            models.Index(
+                fields=["to_number"], name="call_to_number_idx", opclasses=["varchar_pattern_ops"]
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -15,7 +15,8 @@ from django.utils.translation import gettext as _
 from callcenter.metrics import OPT_OUTS
 from calls import conversation
 from calls.models import Call
-from campaigns.models import Contact, DoNotCallSource
+from campaigns.deliveries import emit_event
+from campaigns.models import Contact, DoNotCallSource, WebhookEvent
 from campaigns.phones import time_zones_for
 from campaigns.services import add_do_not_call
 from templates.rendering import TemplateRenderError, contact_context, render_line
@@ -23,14 +24,16 @@ from templates.rendering import TemplateRenderError, contact_context, render_lin
 logger = logging.getLogger(__name__)
 
 # Sent once a call has ended and its outcome is known (``call_id``, ``result`` of
-# ``conclude_call``): what partner webhooks are told about.
+# ``conclude_call``). Partner webhooks are not its listeners: the services that send it
+# emit call.completed themselves.
 call_concluded = Signal()
 
 
 def opt_out(*, call: Call, how: str) -> str:
     """The callee asked not to be called again: the number goes on the partner's
     do-not-call list and the contact is closed as opted out, both committed before this
-    returns (so before the TwiML answer leaves). Returns the confirmation to speak.
+    returns (so before the TwiML answer leaves), and partner webhooks get
+    contact.opted_out. Returns the confirmation to speak.
 
     ``how`` says what the callee did (words, a key, the model's tool), kept as the reason.
     """
@@ -52,6 +55,19 @@ def opt_out(*, call: Call, how: str) -> str:
         outcome = {**(call.outcome or {}), "opted_out": True}
         Call.objects.filter(pk=call.pk).update(outcome=outcome)
         call.outcome = outcome
+        # Keyed by the contact: one event however many times the callee says it.
+        emit_event(
+            partner=campaign.partner,
+            event_type=WebhookEvent.CONTACT_OPTED_OUT,
+            payload={
+                "contact": {**_contact_data(contact), "state": Contact.State.OPTED_OUT},
+                "campaign_id": campaign.pk,
+                "call_id": call.pk,
+                "how": how,
+                "opted_out_at": timezone.now(),
+            },
+            key=f"contact:{contact.pk}",
+        )
     if created:
         transaction.on_commit(OPT_OUTS.inc)
     logger.info("Call %s: the callee opted out (%s).", call.pk, how)
@@ -80,8 +96,8 @@ def confirmation_line(call: Call) -> str:
 
 def conclude_call(*, call_id: int) -> str:
     """Once a call has ended: its outcome per the template's schema and a summary, drawn
-    from the transcript by the model; then ``call_concluded`` is sent (partner webhooks
-    listen to it). Returns what was done: extracted, failed, no_conversation or
+    from the transcript by the model; then partner webhooks get call.completed and
+    ``call_concluded`` is sent. Returns what was done: extracted, failed, no_conversation or
     not_configured (a scripted call without a model keeps the outcome its steps set).
 
     Answers the conversation recorded live (tools, script) stay as they are: the model
@@ -110,8 +126,48 @@ def conclude_call(*, call_id: int) -> str:
         )
         _keep_extraction(call, extraction)
         result = "failed" if extraction.failed else "extracted"
+    _emit_call_completed(call_id=call_id, extraction=result)
     transaction.on_commit(lambda: call_concluded.send(sender=Call, call_id=call_id, result=result))
     return result
+
+
+def _emit_call_completed(*, call_id: int, extraction: str) -> None:
+    """Tell the partner's webhooks the call is over, once per call (a conclusion run twice
+    sends nothing new)."""
+    call = Call.objects.select_related("campaign__partner", "contact").get(pk=call_id)
+    emit_event(
+        partner=call.campaign.partner,
+        event_type=WebhookEvent.CALL_COMPLETED,
+        payload={
+            "call_id": call.pk,
+            "campaign_id": call.campaign_id,
+            "contact": _contact_data(call.contact),
+            "attempt": call.attempt,
+            "status": call.status,
+            "answered_by": call.answered_by,
+            "started_at": call.dialed_at,
+            "answered_at": call.answered_at,
+            "ended_at": call.ended_at,
+            "duration_seconds": call.duration_seconds,
+            # A string, as money should be: "0.01300".
+            "price": None if call.price is None else str(call.price),
+            "price_unit": call.price_unit,
+            # The model's raw answer is kept for staff, not sent.
+            "outcome": {k: v for k, v in (call.outcome or {}).items() if k != "extraction_raw"},
+            "summary": call.summary,
+            "extraction": extraction,
+        },
+        key=f"call:{call.pk}",
+    )
+
+
+def _contact_data(contact: Contact) -> dict[str, object]:
+    return {
+        "id": contact.pk,
+        "phone": contact.phone,
+        "external_id": contact.external_id,
+        "state": contact.state,
+    }
 
 
 def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
@@ -164,12 +220,13 @@ def _extracted_callback(call: Call, outcome: dict) -> datetime.datetime | None:
 
 def extraction_unavailable(*, call_id: int, reason: str) -> None:
     """The model could not be had for the call's outcome: say so on the call, and tell
-    listeners the call is over all the same."""
+    partner webhooks and listeners the call is over all the same."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         outcome = {**(call.outcome or {}), "extraction_failed": True}
         outcome["extraction_error"] = str(reason)[:500]
         Call.objects.filter(pk=call_id).update(outcome=outcome, updated_at=timezone.now())
+        _emit_call_completed(call_id=call_id, extraction="failed")
     transaction.on_commit(
         lambda: call_concluded.send(sender=Call, call_id=call_id, result="failed")
     )

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime
 import json
+import secrets
 import zoneinfo
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+from rest_framework_api_key.models import AbstractAPIKey
 
 from campaigns.phones import E164_REGEX, e164_validator
 from campaigns.rules import calling_window_problems
@@ -612,3 +614,277 @@ class DoNotCall(models.Model):
 
     def __str__(self) -> str:
         return self.phone
+
+
+class PartnerMember(models.Model):
+    """A user who acts for exactly one partner in the API (staff act across partners)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="partner_membership",
+    )
+    partner = models.ForeignKey(
+        Partner, verbose_name=_("partner"), on_delete=models.CASCADE, related_name="members"
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("partner user")
+        verbose_name_plural = _("partner users")
+        ordering = ["partner", "user"]
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+class PartnerApiKey(AbstractAPIKey):
+    """A server-to-server key acting for one partner: shown once, stored hashed, revocable."""
+
+    partner = models.ForeignKey(
+        Partner, verbose_name=_("partner"), on_delete=models.CASCADE, related_name="api_keys"
+    )
+    # The library's fields again, with translated labels.
+    name = models.CharField(_("name"), max_length=50)
+    revoked = models.BooleanField(
+        _("revoked"),
+        blank=True,
+        default=False,
+        help_text=_("A revoked key can no longer be used; this cannot be undone."),
+    )
+    expiry_date = models.DateTimeField(
+        _("expires"),
+        blank=True,
+        null=True,
+        help_text=_("After this moment the key can no longer be used."),
+    )
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+
+class IdempotencyKey(models.Model):
+    """The first answer to a POST sent with an ``Idempotency-Key``, replayed for repeats."""
+
+    scope = models.CharField(_("scope"), max_length=64)
+    key = models.CharField(_("key"), max_length=255)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    response_status = models.PositiveSmallIntegerField(_("response status"), null=True)
+    response_body = models.JSONField(_("response body"), null=True)
+    response_headers = models.JSONField(_("response headers"), default=dict)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="idempotencykey_unique"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotencykey_created_idx")]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ContactImportState(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", pgettext_lazy("import state", "Done")
+    FAILED = "failed", pgettext_lazy("import state", "Failed")
+
+
+class ContactImport(models.Model):
+    """One upload of contacts into a campaign: its progress, counts and rejected rows."""
+
+    State = ContactImportState
+
+    campaign = models.ForeignKey(
+        Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="imports"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/", blank=True)
+    file_name = models.CharField(_("file name"), max_length=255, blank=True)
+    state = models.CharField(_("state"), max_length=16, choices=State, default=State.QUEUED)
+    failure_reason = models.CharField(_("failure reason"), max_length=500, blank=True)
+    total_rows = models.PositiveIntegerField(_("rows"), null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(_("processed rows"), default=0)
+    created_count = models.PositiveIntegerField(_("contacts created"), default=0)
+    merged_count = models.PositiveIntegerField(_("contacts merged"), default=0)
+    error_count = models.PositiveIntegerField(_("rejected rows"), default=0)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("contact import")
+        verbose_name_plural = _("contact imports")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=ContactImportState.values),
+                name="contactimport_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.file_name or str(self.pk)
+
+
+class ContactImportError(models.Model):
+    """One rejected row of an import: where, which field, the value and what is wrong."""
+
+    contact_import = models.ForeignKey(
+        ContactImport,
+        verbose_name=_("import"),
+        on_delete=models.CASCADE,
+        related_name="row_errors",
+    )
+    row = models.PositiveIntegerField(_("row"))
+    field = models.CharField(_("field"), max_length=200, blank=True)
+    value = models.TextField(_("value"), blank=True)
+    message = models.CharField(_("message"), max_length=500)
+
+    class Meta:
+        verbose_name = _("rejected row")
+        verbose_name_plural = _("rejected rows")
+        ordering = ["contact_import", "row", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.row}: {self.message}"
+
+
+class WebhookEvent(models.TextChoices):
+    CALL_COMPLETED = "call.completed", "call.completed"
+    CONTACT_OPTED_OUT = "contact.opted_out", "contact.opted_out"
+    CAMPAIGN_COMPLETED = "campaign.completed", "campaign.completed"
+    IMPORT_COMPLETED = "import.completed", "import.completed"
+
+
+def webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def validate_webhook_events(value: Any) -> None:
+    """A non-empty list of known event types, each once."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValidationError(_("Choose at least one event."), code="no_events")
+    unknown = sorted(set(value) - set(WebhookEvent.values))
+    if unknown:
+        raise ValidationError(
+            _("Unknown events: %(events)s."),
+            code="unknown_events",
+            params={"events": ", ".join(unknown)},
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError(_("Each event may be listed once."), code="duplicate_events")
+
+
+class WebhookEndpointQuerySet(models.QuerySet):
+    def for_partner(self, partner: Partner) -> WebhookEndpointQuerySet:
+        return self.filter(partner=partner)
+
+    def active(self) -> WebhookEndpointQuerySet:
+        return self.filter(is_active=True)
+
+
+class WebhookEndpoint(models.Model):
+    """A partner's URL that receives signed events of the types it subscribed to."""
+
+    partner = models.ForeignKey(
+        Partner, verbose_name=_("partner"), on_delete=models.CASCADE, related_name="webhooks"
+    )
+    # Events are POSTed over HTTP(S) only (URLField alone also accepts ftp).
+    url = models.URLField(
+        _("URL"), max_length=500, validators=[URLValidator(schemes=["http", "https"])]
+    )
+    secret = models.CharField(_("secret"), max_length=100, default=webhook_secret)
+    events = models.JSONField(_("events"), default=list, validators=[validate_webhook_events])
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = WebhookEndpointQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+        ordering = ["partner", "id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDeliveryState(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    FAILED = "failed", pgettext_lazy("delivery state", "Failed")
+
+
+class WebhookDeliveryQuerySet(models.QuerySet):
+    def due(self, now: datetime.datetime) -> WebhookDeliveryQuerySet:
+        """Pending deliveries whose next attempt (or expired claim) has come."""
+        return self.filter(state=WebhookDeliveryState.PENDING).filter(
+            Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True)
+        )
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or to be sent) to one endpoint, with every attempt's result."""
+
+    State = WebhookDeliveryState
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        verbose_name=_("endpoint"),
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+    )
+    event_id = models.UUIDField(_("event id"))
+    event_type = models.CharField(_("event"), max_length=32, choices=WebhookEvent)
+    payload = models.JSONField(_("payload"))
+    state = models.CharField(_("state"), max_length=16, choices=State, default=State.PENDING)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(
+        _("last status code"), null=True, blank=True
+    )
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    attempt_log = models.JSONField(_("attempts log"), default=list, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="delivery_due_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event_id"], name="delivery_unique_event_per_endpoint"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=WebhookDeliveryState.values),
+                name="delivery_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.endpoint_id}"

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
+import secrets
 from typing import Any
 
 import phonenumbers
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from campaigns.models import Campaign, Contact, DoNotCall, Partner
+from campaigns.deliveries import emit_event
+from campaigns.models import (
+    Campaign,
+    Contact,
+    DoNotCall,
+    Partner,
+    PartnerApiKey,
+    PartnerMember,
+    WebhookEvent,
+)
 from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.tasks import prerender_campaign_speech_task
 from templates.linting import lint_template
@@ -27,12 +40,17 @@ logger = logging.getLogger(__name__)
 WAITING_STATES = (Contact.State.PENDING, Contact.State.RETRY)
 
 
-class CampaignStateError(Exception):
-    """The campaign cannot make the requested move; ``reasons`` says every why."""
+class Refusal(Exception):
+    """A write that the present state of things does not allow; ``reasons`` says every why.
+    (Invalid input is a ValidationError instead.)"""
 
     def __init__(self, *reasons: str) -> None:
         super().__init__(" ".join(reasons))
         self.reasons = list(reasons)
+
+
+class CampaignStateError(Refusal):
+    """The campaign cannot make the requested move; ``reasons`` says every why."""
 
 
 def create_partner(*, name: str) -> Partner:
@@ -41,6 +59,57 @@ def create_partner(*, name: str) -> Partner:
     partner.full_clean()
     partner.save()
     return partner
+
+
+@dataclasses.dataclass(frozen=True)
+class Onboarding:
+    """A new partner with its first user and API key. ``api_key`` (and ``password`` when
+    one was generated) exist only here: they are stored hashed."""
+
+    partner: Partner
+    user: AbstractBaseUser
+    api_key: str
+    password: str | None
+
+
+@transaction.atomic
+def onboard_partner(
+    *, name: str, username: str, email: str = "", password: str | None = None
+) -> Onboarding:
+    """Create a partner with its first user (who acts for it in the API) and API key.
+    Without ``password`` a strong one is generated and returned once."""
+    partner = create_partner(name=name)
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        raise ValidationError(
+            {"username": _("A user named “%(name)s” already exists.") % {"name": username}}
+        )
+    generated = None if password else secrets.token_urlsafe(18)
+    user = user_model(username=username, email=email)
+    user.set_password(password or generated)
+    user.full_clean()
+    user.save()
+    PartnerMember.objects.create(user=user, partner=partner)
+    _key, api_key = create_api_key(partner=partner, name=_("First key"))
+    return Onboarding(partner=partner, user=user, api_key=api_key, password=generated)
+
+
+def create_api_key(
+    *, partner: Partner, name: str, expiry_date: datetime.datetime | None = None
+) -> tuple[PartnerApiKey, str]:
+    """A new API key for ``partner``: the stored row and the key itself, which is shown
+    once and never stored."""
+    key = PartnerApiKey(partner=partner, name=name, expiry_date=expiry_date)
+    key.full_clean(exclude=["id", "prefix", "hashed_key"])
+    return PartnerApiKey.objects.create_key(partner=partner, name=name, expiry_date=expiry_date)
+
+
+def revoke_api_key(*, api_key: PartnerApiKey) -> PartnerApiKey:
+    """Revoke ``api_key`` for good: requests made with it are refused from now on."""
+    if not api_key.revoked:
+        api_key.revoked = True
+        api_key.save(update_fields=["revoked"])
+    return api_key
 
 
 def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
@@ -74,7 +143,37 @@ def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Cam
     campaign.state_reason = reason[:500]
     if to == Campaign.State.RUNNING:
         prerender_campaign_speech_task.delay_on_commit(campaign.pk)
+    elif to == Campaign.State.COMPLETED:
+        _emit_campaign_completed(campaign)
     return campaign
+
+
+def _emit_campaign_completed(campaign: Campaign) -> None:
+    """Tell the partner's webhooks the campaign is done, with its contacts counted by state."""
+    counts = dict(
+        campaign.contacts.order_by()
+        .values("state")
+        .annotate(count=Count("pk"))
+        .values_list("state", "count")
+    )
+    emit_event(
+        partner=campaign.partner,
+        event_type=WebhookEvent.CAMPAIGN_COMPLETED,
+        payload={
+            "campaign": {
+                "id": campaign.pk,
+                "name": campaign.name,
+                "state": campaign.state,
+                "state_reason": campaign.state_reason,
+                "completed_at": campaign.state_changed_at,
+            },
+            "contacts": {
+                "total": sum(counts.values()),
+                **{state: counts.get(state, 0) for state in Contact.State.values},
+            },
+        },
+        key=f"campaign:{campaign.pk}",
+    )
 
 
 def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) -> list[str]:
@@ -206,6 +305,153 @@ def _field_label(name: str) -> str:
     return str(Campaign._meta.get_field(name).verbose_name).capitalize()
 
 
+# A campaign's settings may change before it starts and while it is paused, not while it
+# calls (the dispatcher reads them on every tick) nor once it is over.
+EDITABLE_STATES = (Campaign.State.DRAFT, Campaign.State.PAUSED)
+FINAL_STATES = (Campaign.State.COMPLETED, Campaign.State.CANCELLED)
+
+
+class ContactStateError(Refusal):
+    """The contact cannot be changed or removed now; ``reasons`` says every why."""
+
+
+def create_campaign(*, partner: Partner, **fields: Any) -> Campaign:
+    """A new draft campaign of ``partner`` with ``fields`` (the model's field names).
+    Invalid settings raise ValidationError naming each field."""
+    campaign = Campaign(partner=partner, **fields)
+    _check_campaign(campaign)
+    return _save_campaign(campaign, update_fields=None)
+
+
+def edit_problems(*, campaign: Campaign) -> list[str]:
+    """Why ``campaign``'s settings cannot be changed now (empty: they can)."""
+    if campaign.state in EDITABLE_STATES:
+        return []
+    if campaign.state in FINAL_STATES:
+        message = _("The campaign is over (%(state)s): its settings can no longer change.")
+    else:
+        message = _(
+            "A %(state)s campaign cannot be changed: pause it first (a scheduled one, cancel it)."
+        )
+    return [message % {"state": campaign.get_state_display().lower()}]
+
+
+def update_campaign(*, campaign: Campaign, **changes: Any) -> Campaign:
+    """Change a draft or paused campaign's settings (never its partner or state).
+
+    Raises CampaignStateError in any other state, ValidationError naming each invalid field.
+    """
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        problems = edit_problems(campaign=locked)
+        if problems:
+            raise CampaignStateError(*problems)
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        _check_campaign(locked)
+        return _save_campaign(locked, update_fields=[*changes, "updated_at"])
+
+
+def delete_campaign(*, campaign: Campaign) -> None:
+    """Delete a draft campaign with its contacts and imports; any other state is refused
+    (CampaignStateError): a campaign that ran is cancelled instead, and keeps its history."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.state != Campaign.State.DRAFT:
+            raise CampaignStateError(
+                _("Only a draft campaign can be deleted; this one is %(state)s. Cancel it instead.")
+                % {"state": locked.get_state_display().lower()}
+            )
+        if locked.calls.exists():
+            # A draft that ran before (paused, then back to draft by staff) keeps its calls.
+            raise CampaignStateError(
+                _("The campaign has calls, which are kept; cancel it instead.")
+            )
+        locked.delete()
+
+
+def _check_campaign(campaign: Campaign) -> None:
+    errors: dict[str, list[str]] = {}
+    if campaign.template is not None and campaign.template.partner_id != campaign.partner_id:
+        errors["template"] = [_("This call template belongs to another partner.")]
+    if (
+        Campaign.objects.filter(partner_id=campaign.partner_id, name=campaign.name)
+        .exclude(pk=campaign.pk)
+        .exists()
+    ):
+        errors["name"] = [_("The partner already has a campaign with this name.")]
+    try:
+        # The partner is ours to set; left out so that the name clash above is reported on
+        # the name rather than as the whole object's error.
+        campaign.full_clean(exclude=["partner"])
+    except ValidationError as exc:
+        errors = exc.update_error_dict(errors)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _save_campaign(campaign: Campaign, *, update_fields: list[str] | None) -> Campaign:
+    try:
+        with transaction.atomic():
+            campaign.save(update_fields=update_fields)
+    except IntegrityError:
+        # A concurrent request took the name between the check and the write.
+        raise ValidationError(
+            {"name": _("The partner already has a campaign with this name.")}
+        ) from None
+    return campaign
+
+
+def check_accepts_contacts(*, campaign: Campaign) -> None:
+    """Raise CampaignStateError when ``campaign`` takes no more contacts: once completed or
+    cancelled, nobody of it is ever called again, so adding someone would mislead."""
+    if campaign.state in FINAL_STATES:
+        raise CampaignStateError(
+            _("The campaign is over (%(state)s): it takes no more contacts.")
+            % {"state": campaign.get_state_display().lower()}
+        )
+
+
+def update_contact(*, contact: Contact, **changes: Any) -> Contact:
+    """Change a contact's variables, time zone or external id while its campaign is not
+    over and no call to it is going on. Raises ContactStateError or ValidationError."""
+    with transaction.atomic():
+        locked = Contact.objects.select_for_update().select_related("campaign").get(pk=contact.pk)
+        problems = _contact_change_problems(locked)
+        if problems:
+            raise ContactStateError(*problems)
+        for name, value in changes.items():
+            setattr(locked, name, value)
+        locked.full_clean()
+        locked.save(update_fields=[*changes, "updated_at"])
+    return locked
+
+
+def delete_contact(*, contact: Contact) -> None:
+    """Delete a contact that was never called (a called one keeps its calls' history: its
+    campaign is cancelled or completed instead). Raises ContactStateError."""
+    with transaction.atomic():
+        locked = Contact.objects.select_for_update().select_related("campaign").get(pk=contact.pk)
+        problems = _contact_change_problems(locked)
+        if locked.attempts or locked.calls.exists():
+            problems.append(_("The contact was already called; its calls are kept."))
+        if problems:
+            raise ContactStateError(*problems)
+        locked.delete()
+
+
+def _contact_change_problems(contact: Contact) -> list[str]:
+    problems = []
+    if contact.campaign.state in FINAL_STATES:
+        problems.append(
+            _("The campaign is over (%(state)s).")
+            % {"state": contact.campaign.get_state_display().lower()}
+        )
+    if contact.state == Contact.State.CALLING:
+        problems.append(_("A call to the contact is going on."))
+    return problems
+
+
 def add_contact(
     *,
     campaign: Campaign,
@@ -295,3 +541,83 @@ def add_do_not_call(
     except IntegrityError:
         return DoNotCall.objects.get(partner=partner, phone=e164), False
     return entry, True
+
+
+@dataclasses.dataclass(frozen=True)
+class NumberError:
+    """One number of a list that could not be added: its place, what was sent and why."""
+
+    index: int
+    value: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DoNotCallBatch:
+    """What ``add_do_not_call_numbers`` did: entries created, numbers already listed (also
+    a number repeated in the list), and the numbers refused."""
+
+    created: int
+    existing: int
+    errors: list[NumberError]
+
+
+def add_do_not_call_numbers(
+    *,
+    phones: list[str],
+    partner: Partner | None,
+    source: str,
+    reason: str = "",
+    by: AbstractBaseUser | None = None,
+    region: str | None = None,
+) -> DoNotCallBatch:
+    """``add_do_not_call`` for a list of numbers, in a few queries whatever its length.
+    Numbers that cannot be read are reported by index; the others are added."""
+    region = region or settings.DEFAULT_PHONE_REGION
+    errors: list[NumberError] = []
+    numbers: dict[str, None] = {}  # ordered set of the E.164 numbers, repeats once
+    repeats = 0
+    for index, raw in enumerate(phones):
+        try:
+            e164 = normalize_phone(raw, region=region)
+        except ValidationError as exc:
+            errors.append(NumberError(index=index, value=raw, message=exc.messages[0]))
+            continue
+        if e164 in numbers:
+            repeats += 1
+        numbers[e164] = None
+    listed = set(
+        DoNotCall.objects.filter(partner=partner, phone__in=list(numbers)).values_list(
+            "phone", flat=True
+        )
+    )
+    entries = [
+        DoNotCall(partner=partner, phone=phone, source=source, reason=reason, created_by=by)
+        for phone in numbers
+        if phone not in listed
+    ]
+    if entries:
+        # One check covers them all: they differ only by their (normalised) numbers.
+        entries[0].full_clean(validate_constraints=False)
+    # A concurrent add of the same number wins; the database settles it without an error
+    # (and the count then includes it).
+    DoNotCall.objects.bulk_create(entries, ignore_conflicts=True)
+    return DoNotCallBatch(created=len(entries), existing=len(listed) + repeats, errors=errors)
+
+
+class DoNotCallProtected(Refusal):
+    """The entry records a callee's own request and may not be removed by a partner."""
+
+
+def remove_do_not_call(*, entry: DoNotCall, by_staff: bool) -> None:
+    """Allow calls to the entry's number again (for its partner, or for all if global).
+
+    An opt-out is the callee's own request, which the partner must honour (US-7):
+    only staff may remove one (a number that changed hands, say); DoNotCallProtected else.
+    """
+    if entry.source == DoNotCall.Source.OPT_OUT and not by_staff:
+        raise DoNotCallProtected(
+            _("%(phone)s asked not to be called during a call; only staff can remove this entry.")
+            % {"phone": entry.phone}
+        )
+    entry.delete()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from campaigns.models import Campaign
 from campaigns.prerendering import prerender_campaign_speech, prerender_upcoming_speech
@@ -35,3 +38,45 @@ def advance_campaigns_task() -> dict[str, int]:
     from campaigns.services import advance_campaigns
 
     return advance_campaigns()
+
+
+# Its hard time limit stays under campaigns.deliveries.CLAIM_LEASE (5 minutes): an attempt
+# is claimed again only once the worker that claimed it can no longer be sending it.
+@shared_task(acks_late=True, time_limit=240, soft_time_limit=200)
+def deliver_webhook_task(delivery_id: int) -> str:
+    """Make one attempt at a partner webhook delivery, if it is due (safe to run twice)."""
+    # deliveries queue this task, so this module imports them late.
+    from campaigns.deliveries import deliver
+
+    return deliver(delivery_id=delivery_id)
+
+
+# A tick left waiting expires: the next one (every 30 s) queues the same deliveries.
+@shared_task(expires=30)
+def retry_webhook_deliveries_task() -> int:
+    """Beat tick: queue the webhook deliveries due for an attempt (retries, lost tasks)."""
+    from campaigns.deliveries import queue_due_deliveries
+
+    return queue_due_deliveries()
+
+
+@shared_task(
+    acks_late=True,
+    # A database that went away mid-import: run again once the claim is stale, when the
+    # run starts over and the rows already saved merge.
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    default_retry_delay=11 * 60,  # past campaigns.imports.STALE_AFTER
+)
+def import_contacts_task(contact_import_id: int) -> dict[str, Any]:
+    """Import an uploaded contact file (safe to run twice: the import is claimed first)."""
+    from campaigns.imports import run_import
+
+    contact_import = run_import(contact_import_id=contact_import_id)
+    return {
+        "state": contact_import.state,
+        "rows": contact_import.processed_rows,
+        "created": contact_import.created_count,
+        "merged": contact_import.merged_count,
+        "rejected": contact_import.error_count,
+    }

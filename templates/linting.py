@@ -60,16 +60,24 @@ _DISCLOSURE_RE = re.compile(
 
 def lint_template(*, template: CallTemplate) -> list[str]:
     """What ``template`` fails to disclose, one message per rule; empty when it passes."""
-    problems = []
+    return [
+        message for messages in lint_problems(template=template).values() for message in messages
+    ]
+
+
+def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
+    """The lint's messages keyed by the field at fault (greeting, voicemail_message);
+    empty when ``template`` passes."""
+    problems: dict[str, list[str]] = {}
     partner_name = template.partner.name
     greeting = _folded(template.greeting)
     if not (PARTNER_VARIABLE_RE.search(template.greeting) or _folded(partner_name) in greeting):
-        problems.append(
+        problems.setdefault("greeting", []).append(
             _("The greeting must name the company: include {{ partner }} or “%(partner)s”.")
             % {"partner": partner_name}
         )
     if template.mode == "ai" and not _DISCLOSURE_RE.search(greeting):
-        problems.append(
+        problems.setdefault("greeting", []).append(
             _(
                 "The greeting must say that the caller is an automated assistant (for "
                 "example “asistente virtual” or “automated assistant”)."
@@ -77,7 +85,7 @@ def lint_template(*, template: CallTemplate) -> list[str]:
         )
     voicemail = template.voicemail_message
     if not (PHONE_NUMBER_RE.search(voicemail) or CALLBACK_VARIABLE_RE.search(voicemail)):
-        problems.append(
+        problems.setdefault("voicemail_message", []).append(
             _(
                 "The voicemail message must leave a number to call back (at least 9 digits) "
                 "or {{ callback_number }}."

@@ -328,13 +328,14 @@ _REFUSAL_MESSAGES = {
 
 
 def _where(field_name: str, line: int | None) -> str:
-    label = _field_label(field_name)
+    label = field_label(field_name)
     if line is None:
         return label
     return _("%(field)s, line %(line)s") % {"field": label, "line": line}
 
 
-def _field_label(field_name: str) -> str:
+def field_label(field_name: str) -> str:
+    """How messages name a spoken field: its label, or "step 2 prompt" for a step's line."""
     if field_name in _FIELD_LABELS:
         return str(_FIELD_LABELS[field_name])
     parts = field_name.split(".")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ValidationError
+from django.db.models import ProtectedError
 from django.utils.translation import gettext as _
 
+from templates.linting import lint_problems
 from templates.models import CallTemplate
 from templates.rendering import (
     ContactLike,
@@ -19,9 +22,80 @@ from templates.rendering import (
 from voices.clips import ClipFailed, clip_url, render_clip
 from voices.models import Voice
 
+if TYPE_CHECKING:
+    from campaigns.models import Partner
+
 # Stand-ins for what only a real contact and campaign know, in sample previews.
 SAMPLE_PHONE = "+34600000000"
 SAMPLE_EXTERNAL_ID = "0001"
+
+
+class TemplateInUse(Exception):
+    """Campaigns call with the template, so it cannot be deleted."""
+
+
+def create_template(*, partner: Partner, **fields: Any) -> CallTemplate:
+    """A new template of ``partner``. Refused (ValidationError, by field) when it could not
+    be rendered or run; it may still fail the disclosure lint, as a draft may."""
+    template = CallTemplate(partner=partner, **fields)
+    template.full_clean()
+    template.save()
+    return template
+
+
+def update_template(*, template: CallTemplate, **fields: Any) -> CallTemplate:
+    """Change ``template``'s ``fields``. Refused (ValidationError, by field) when it could
+    not be rendered or run, and when it would fail the disclosure lint while a campaign
+    calls with it (scheduled, running or paused: the lint is checked only at their start)."""
+    for name, value in fields.items():
+        setattr(template, name, value)
+    template.full_clean()
+    refusal = lint_refusal(template=template)
+    if refusal:
+        raise ValidationError(refusal)
+    template.save(update_fields=[*fields, "updated_at"])
+    return template
+
+
+def lint_refusal(*, template: CallTemplate) -> dict[str, list[str]]:
+    """Why ``template`` as it now stands may not be saved, by field: its disclosure lint
+    problems, and a note naming the campaigns that call with it, when any is scheduled,
+    running or paused (the lint is checked only at their start). Empty when it may."""
+    if template.pk is None:
+        return {}
+    problems = lint_problems(template=template)
+    if not problems:
+        return {}
+    state = template.campaigns.model.State
+    calling = list(
+        template.campaigns.filter(
+            state__in=(state.SCHEDULED, state.RUNNING, state.PAUSED)
+        ).values_list("name", flat=True)
+    )
+    if not calling:
+        return {}
+    return {
+        "__all__": [
+            _(
+                "Campaigns call with this template (%(names)s): it must keep passing the "
+                "disclosure rules."
+            )
+            % {"names": ", ".join(calling)}
+        ],
+        **problems,
+    }
+
+
+def delete_template(*, template: CallTemplate) -> None:
+    """Delete ``template``; TemplateInUse while any campaign, even a finished one, has it
+    (their calls and transcripts refer to it)."""
+    try:
+        template.delete()
+    except ProtectedError as exc:
+        names = sorted(str(campaign) for campaign in exc.protected_objects)
+        raise TemplateInUse(
+            _("Campaigns use this template: %(names)s.") % {"names": ", ".join(names)}
+        ) from exc
 
 
 def preview_template(

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
 
 from calls import telephony
 from campaigns.models import Campaign, Partner
+from campaigns.services import create_api_key, onboard_partner
 from templates.models import CallTemplate
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
@@ -146,3 +149,46 @@ def fake_openai(settings) -> Iterator[FakeOpenAI]:
         settings.OPENAI_API_KEY = "test-key"
         settings.MODEL_TIMEOUT = 1.0
         yield server
+
+
+# --- The partner API ---------------------------------------------------------------------
+
+
+def _key_client(partner: Partner) -> APIClient:
+    """An API client sending a new API key of ``partner``."""
+    _api_key, key = create_api_key(partner=partner, name="Tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
+
+
+@pytest.fixture
+def api_partner(db: None) -> Partner:
+    """A partner onboarded as the API onboards one: a user (``initech``) and a key."""
+    return onboard_partner(name="Initech", username="initech", password="initech-pw").partner
+
+
+@pytest.fixture
+def api_client(api_partner: Partner) -> APIClient:
+    """An API client acting for ``api_partner`` with one of its API keys."""
+    return _key_client(api_partner)
+
+
+@pytest.fixture
+def other_api_partner(db: None) -> Partner:
+    """Another tenant, whose objects ``api_client`` must never see."""
+    return onboard_partner(name="Umbrella", username="umbrella", password="umbrella-pw").partner
+
+
+@pytest.fixture
+def other_api_client(other_api_partner: Partner) -> APIClient:
+    return _key_client(other_api_partner)
+
+
+@pytest.fixture
+def staff_api_client(db: None, django_user_model) -> APIClient:
+    """An API client of a staff user acting across partners (with a JWT)."""
+    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    return client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from django.contrib import admin
@@ -45,3 +46,21 @@ def test_admin_change_page_opens_for_demo_campaign(admin_client, demo_data) -> N
 
     assert response.status_code == 200
     assert campaign.name in response.content.decode()
+
+
+def test_admin_creates_a_partner_key_and_shows_it_once(admin_client, partner) -> None:
+    from campaigns.models import PartnerApiKey
+
+    # when
+    response = admin_client.post(
+        reverse("admin:campaigns_partnerapikey_add"),
+        {"partner": partner.pk, "name": "CRM", "expiry_date_0": "", "expiry_date_1": ""},
+        follow=True,
+    )
+
+    # then
+    api_key = PartnerApiKey.objects.get(partner=partner, name="CRM")
+    shown = [str(message) for message in response.context["messages"]]
+    assert len(shown) == 2  # the key, then Django's "added" message
+    key = re.search(rf"{api_key.prefix}\.\w+", shown[0]).group()
+    assert api_key.is_valid(key)

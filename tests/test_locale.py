@@ -25,8 +25,14 @@ def test_spanish_catalogue_translates_every_message() -> None:
 @pytest.mark.parametrize("language", ["es", "en"])
 def test_compiled_catalogue_matches_its_source(language: str) -> None:
     folder = LOCALE / language / "LC_MESSAGES"
-    source = {e.msgid: e.msgstr for e in polib.pofile(str(folder / "django.po")) if e.translated()}
-    compiled = {e.msgid: e.msgstr for e in polib.mofile(str(folder / "django.mo")) if e.msgid}
+    source = {
+        (e.msgctxt, e.msgid): e.msgstr
+        for e in polib.pofile(str(folder / "django.po"))
+        if e.translated()
+    }
+    compiled = {
+        (e.msgctxt, e.msgid): e.msgstr for e in polib.mofile(str(folder / "django.mo")) if e.msgid
+    }
 
     assert compiled == source, "run `make messages` to recompile the catalogues"
 

@@ -1,12 +1,25 @@
-"""Serving rendered clips to Twilio's <Play> (and to staff's audio players)."""
+"""Voices over the web: rendered clips served to Twilio's <Play> (and to audio players),
+and the partner API's read-only catalogue."""
 
 from __future__ import annotations
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import http_date
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_safe
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
 
-from voices.models import SpeechClip
+from callcenter.access import IsStaff
+from callcenter.api import ApiViewMixin, Pagination
+from voices import speech
+from voices.models import SpeechClip, Voice
+from voices.serializers import VoiceSerializer, VoiceSyncSerializer
+from voices.tasks import sync_voices_task
 
 # A clip's audio never changes for its token: caches may keep it for a year.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -28,3 +41,52 @@ def clip_audio(request: HttpRequest, token: str) -> HttpResponse:
     response["Cache-Control"] = CACHE_CONTROL
     response["Last-Modified"] = http_date(clip.updated_at.timestamp())
     return response
+
+
+# --- Partner API -------------------------------------------------------------------------
+
+
+class SpeechNotConfigured(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = gettext_lazy(
+        "Speech is not configured (no ElevenLabs API key): there is nothing to sync from."
+    )
+    default_code = "speech_not_configured"
+
+
+class VoiceViewSet(
+    ApiViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The voices campaigns can speak with: one catalogue for every partner, kept in step
+    with the ElevenLabs account (nightly, or on demand by staff)."""
+
+    queryset = Voice.objects.all()
+    serializer_class = VoiceSerializer
+    pagination_class = Pagination
+    filterset_fields = ["language"]
+
+    @extend_schema(
+        summary=gettext_lazy("Sync voices from ElevenLabs (staff)"),
+        description=gettext_lazy(
+            "Queues the catalogue sync (the nightly task) and answers at once: voices "
+            "appear or change in the list when it has run. 503 when speech is not configured."
+        ),
+        request=None,
+        responses={
+            202: VoiceSyncSerializer,
+            503: OpenApiResponse(
+                {"$ref": "#/components/schemas/Error"}, SpeechNotConfigured.default_detail
+            ),
+        },
+    )
+    @action(detail=False, methods=["post"], permission_classes=[IsStaff], filter_backends=[])
+    def sync(self, request: Request) -> Response:
+        # Queued, not run here: listing the account takes a page per hundred voices, and
+        # the task retries ElevenLabs' outages with backoff.
+        if not speech.is_configured():
+            raise SpeechNotConfigured
+        sync_voices_task.delay_on_commit()
+        return Response(
+            {"message": _("The voice catalogue is being synced from ElevenLabs.")},
+            status=status.HTTP_202_ACCEPTED,
+        )

@@ -46,6 +46,9 @@ def test_admin_speaks_english_when_asked(client) -> None:
 
 
 @pytest.mark.django_db
-def test_api_root_requires_staff(client, admin_client) -> None:
-    assert client.get("/api/v1/").status_code == 403
+def test_api_root_requires_credentials(client, admin_client) -> None:
+    anonymous = client.get("/api/v1/")
+
+    assert anonymous.status_code == 401
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
     assert admin_client.get("/api/v1/").status_code == 200

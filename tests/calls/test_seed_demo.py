@@ -6,6 +6,7 @@ import re
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from rest_framework.test import APIClient
 
 from campaigns.models import Campaign, Contact, Partner
 from campaigns.services import start_problems
@@ -42,6 +43,25 @@ def test_seed_demo_creates_staff_user_partner_template_campaign(monkeypatch) -> 
         "opt_out",
         "voicemail",
     }
+
+
+def test_seed_demo_gives_the_demo_partner_an_api_user(monkeypatch) -> None:
+    # given
+    monkeypatch.delenv("DEMO_ADMIN_PASSWORD", raising=False)
+    password = printed_password(seed())
+
+    # when
+    response = APIClient().post(
+        "/api/v1/auth/token/",
+        {"username": "demo-partner", "password": password},
+        format="json",
+    )
+
+    # then
+    assert response.status_code == 200
+    user = authenticate(username="demo-partner", password=password)
+    assert not user.is_staff
+    assert user.partner_membership.partner == Campaign.objects.get().partner
 
 
 def test_seed_demo_twice_changes_nothing_and_prints_same_credentials(monkeypatch) -> None:

@@ -76,3 +76,17 @@ def test_a_call_without_a_recording_answers_not_found(admin_client, recorded_cal
     Call.objects.filter(pk=recorded_call.pk).update(recording_url="")
 
     assert admin_client.get(url(recorded_call)).status_code == 404
+
+
+def test_a_recording_while_twilio_is_not_answering_is_unavailable(
+    admin_client, recorded_call, settings, closed_port
+) -> None:
+    settings.APP_URL = f"http://127.0.0.1:{closed_port}"
+    Call.objects.filter(pk=recorded_call.pk).update(
+        recording_url=f"{settings.APP_URL}/sandbox/recordings/{RECORDING_SID}"
+    )
+
+    response = admin_client.get(url(recorded_call))
+
+    assert response.status_code == 503
+    assert response["Content-Type"].startswith("text/html")

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 
+from campaigns import services
 from campaigns.models import Campaign, Contact, DoNotCall
 from campaigns.services import (
     CampaignStateError,
@@ -304,3 +305,55 @@ def test_transition_campaign_to_running_queues_voicing_after_commit(
     for callback in callbacks:
         callback()
     assert queued == [campaign.pk]
+
+
+def test_create_campaign_reports_a_taken_name_on_the_name(campaign) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        services.create_campaign(partner=campaign.partner, name=campaign.name)
+
+    assert list(excinfo.value.message_dict) == ["name"]
+
+
+def test_update_campaign_refuses_a_running_campaign(campaign) -> None:
+    Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.RUNNING)
+
+    with pytest.raises(CampaignStateError):
+        services.update_campaign(campaign=campaign, name="Renamed")
+
+    campaign.refresh_from_db()
+    assert campaign.name == "Spring"
+
+
+def test_update_campaign_saves_only_what_changed(campaign) -> None:
+    updated = services.update_campaign(campaign=campaign, max_attempts=5)
+
+    campaign.refresh_from_db()
+    assert updated.max_attempts == campaign.max_attempts == 5
+
+
+def test_add_do_not_call_numbers_for_every_partner(partner) -> None:
+    # given a global entry already there
+    DoNotCall.objects.create(partner=None, phone="+34600000001")
+
+    # when
+    batch = services.add_do_not_call_numbers(
+        phones=["600000001", "600000002", "600000002", "x"], partner=None, source="staff"
+    )
+
+    # then
+    assert (batch.created, batch.existing) == (1, 2)
+    assert [(error.index, error.value) for error in batch.errors] == [(3, "x")]
+    assert DoNotCall.objects.filter(partner=None).count() == 2
+    assert not DoNotCall.objects.filter(partner=partner).exists()
+
+
+def test_remove_do_not_call_keeps_opt_outs_unless_staff(partner) -> None:
+    entry = DoNotCall.objects.create(
+        partner=partner, phone="+34600000001", source=DoNotCall.Source.OPT_OUT
+    )
+
+    with pytest.raises(services.DoNotCallProtected):
+        services.remove_do_not_call(entry=entry, by_staff=False)
+    services.remove_do_not_call(entry=entry, by_staff=True)
+
+    assert not DoNotCall.objects.exists()

@@ -15,12 +15,13 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from calls import conversation
-from campaigns.models import Campaign, ComplianceProfile, Partner
+from campaigns.models import Campaign, ComplianceProfile, Partner, PartnerMember
 from campaigns.services import add_contact, start_campaign
 from templates.models import CallTemplate
 
 DEMO_USERNAME = "admin"
 DEMO_PARTNER = "Demo"
+DEMO_PARTNER_USERNAME = "demo-partner"
 DEMO_TEMPLATE = "Recordatorio de cita"
 DEMO_CAMPAIGN = "Demo: recordatorio de citas"
 DEMO_SCRIPTED_TEMPLATE = "Recordatorio de cita (guion)"
@@ -89,6 +90,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             password = self._staff_user()
             partner, _ = Partner.objects.get_or_create(name=DEMO_PARTNER)
+            self._partner_user(partner, password)
             ai_template, _ = CallTemplate.objects.get_or_create(
                 partner=partner,
                 name=DEMO_TEMPLATE,
@@ -152,9 +154,20 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("Demo data ready.")
             + f"\n  Admin:    {url}\n  User:     {DEMO_USERNAME}\n  Password: {password}\n"
+            + f"  API:      {settings.APP_URL}/api/docs/ as {DEMO_PARTNER_USERNAME} "
+            + "(same password)\n"
             + f"  Campaign: {campaign.name} ({campaign.contacts.count()} contacts, "
             + f"{campaign.get_state_display()})\n"
         )
+
+    def _partner_user(self, partner: Partner, password: str) -> None:
+        """The demo partner's API user (README's curl walk-through), with the staff
+        user's password."""
+        user, _ = get_user_model().objects.get_or_create(username=DEMO_PARTNER_USERNAME)
+        if not user.check_password(password):
+            user.set_password(password)
+            user.save()
+        PartnerMember.objects.update_or_create(user=user, defaults={"partner": partner})
 
     def _staff_user(self) -> str:
         """Create or reuse the demo superuser; returns the password that logs it in.

@@ -1,0 +1,117 @@
+"""The partner API's view of calls: a light row for lists, the whole call for one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from calls.models import Call, Turn
+from campaigns.models import Contact
+
+# Kept for staff (the model's raw answer), never shown to partners: as in call.completed.
+PRIVATE_OUTCOME_KEYS = frozenset({"extraction_raw"})
+
+
+class CallContactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = ["id", "phone", "external_id", "state"]
+        read_only_fields = fields
+
+
+class TurnSerializer(serializers.ModelSerializer):
+    speaker = serializers.CharField(
+        source="role", help_text=_("agent (us), caller (the callee) or system.")
+    )
+
+    class Meta:
+        model = Turn
+        fields = [
+            "sequence",
+            "speaker",
+            "text",
+            "digits",
+            "confidence",
+            "started_at",
+            "ended_at",
+            "latency_ms",
+            "model_ms",
+            "speech_ms",
+        ]
+        read_only_fields = fields
+
+
+class CallSerializer(serializers.ModelSerializer):
+    """A call in a list: what happened, without what was said."""
+
+    contact = CallContactSerializer(read_only=True)
+    started_at = serializers.DateTimeField(
+        source="dialed_at", read_only=True, allow_null=True, help_text=_("When it was dialled.")
+    )
+    outcome = serializers.SerializerMethodField(
+        help_text=_(
+            "The fields the template's outcome schema asks for, plus opted_out, "
+            "transferred and extraction_failed when they apply."
+        )
+    )
+
+    class Meta:
+        model = Call
+        fields = [
+            "id",
+            "campaign",
+            "contact",
+            "attempt",
+            "status",
+            "answered_by",
+            "to_number",
+            "started_at",
+            "answered_at",
+            "ended_at",
+            "duration_seconds",
+            "price",
+            "price_unit",
+            "outcome",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_outcome(self, call: Call) -> dict[str, Any]:
+        return {k: v for k, v in (call.outcome or {}).items() if k not in PRIVATE_OUTCOME_KEYS}
+
+
+class CallDetailSerializer(CallSerializer):
+    """One call: also its summary, transcript with timings, errors and recording."""
+
+    turns = TurnSerializer(many=True, read_only=True)
+    recording_url = serializers.SerializerMethodField(
+        help_text=_("Where to fetch the recording (with the same credentials); null: none.")
+    )
+
+    class Meta(CallSerializer.Meta):
+        fields = [
+            *CallSerializer.Meta.fields,
+            "from_number",
+            "error_code",
+            "error_message",
+            "summary",
+            "recording_url",
+            "recording_seconds",
+            "turns",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_recording_url(self, call: Call) -> str | None:
+        if not call.recording_url:
+            return None
+        path = reverse("call-recording", kwargs={"pk": call.pk})
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path

@@ -1,0 +1,569 @@
+"""The partner API's view of partners, keys, campaigns, contacts and do-not-call lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from callcenter.access import partner_of
+from callcenter.api import PartnerOwnedSerializer, PartnerScopedRelatedField
+from campaigns import deliveries
+from campaigns.eligibility import ReasonCode
+from campaigns.models import (
+    Campaign,
+    Contact,
+    ContactImport,
+    ContactImportError,
+    DoNotCall,
+    Partner,
+    PartnerApiKey,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+from campaigns.stats import CALL_OUTCOMES
+from templates.models import CallTemplate
+from voices.models import Voice
+
+# Most contacts (JSON) or numbers one request may add; a file takes more.
+MAX_BATCH_ITEMS = 10_000
+# Rejected rows shown with an import; the rest are paged at its errors link.
+IMPORT_ERRORS_SHOWN = 20
+
+
+class PartnerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Partner
+        fields = ["id", "name", "is_active", "created_at"]
+        read_only_fields = fields
+
+
+class PartnerOnboardingSerializer(serializers.Serializer):
+    """Input of ``POST /api/v1/partners/``: the partner and its first user."""
+
+    name = serializers.CharField(max_length=200)
+    username = serializers.CharField(max_length=150)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        allow_blank=False,
+        style={"input_type": "password"},
+        help_text=_("Leave out to have a strong one generated and shown once."),
+    )
+
+
+class OnboardedPartnerSerializer(serializers.Serializer):
+    """Answer of ``POST /api/v1/partners/``: the only time the key (and a generated
+    password) can be read."""
+
+    partner = PartnerSerializer()
+    username = serializers.CharField()
+    api_key = serializers.CharField()
+    password = serializers.CharField(allow_null=True)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PartnerApiKey
+        fields = ["prefix", "name", "created", "expiry_date", "last_used_at", "revoked"]
+        read_only_fields = ["prefix", "created", "last_used_at", "revoked"]
+
+
+class CreatedApiKeySerializer(ApiKeySerializer):
+    """A new key, with the key itself: shown this once, never again."""
+
+    key = serializers.CharField(read_only=True)
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+# --- Campaigns ---------------------------------------------------------------------------
+
+
+class CampaignSerializer(PartnerOwnedSerializer):
+    """A campaign and its calling settings. The settings are checked by the model as a
+    whole on save (calling windows, retry policy, sandbox personas...), each error on its
+    field; state moves go through the start/pause/resume/cancel actions."""
+
+    template = PartnerScopedRelatedField(
+        queryset=CallTemplate.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text=_("A call template of the same partner."),
+    )
+    voice = serializers.PrimaryKeyRelatedField(
+        queryset=Voice.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text=_("Empty: the default voice."),
+    )
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "partner",
+            "name",
+            "state",
+            "state_reason",
+            "state_changed_at",
+            "template",
+            "voice",
+            "caller_number",
+            "phone_region",
+            "starts_at",
+            "ends_at",
+            "compliance_profile",
+            "calling_windows",
+            "frequency_cap_calls",
+            "frequency_cap_hours",
+            "ring_timeout_seconds",
+            "time_limit_seconds",
+            "record_calls",
+            "transfer_number",
+            "machine_action",
+            "max_concurrent_calls",
+            "calls_per_second",
+            "max_attempts",
+            "retry_policy",
+            "sandbox_personas",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "state",
+            "state_reason",
+            "state_changed_at",
+            "created_at",
+            "updated_at",
+        ]
+        # The name's uniqueness per partner is checked by the service, on the name.
+        validators: list[Any] = []
+
+
+class CostSerializer(serializers.Serializer):
+    currency = serializers.CharField(help_text=_("ISO 4217, as the carrier reports it."))
+    amount = serializers.DecimalField(max_digits=14, decimal_places=5)
+
+
+def _counts(name: str, keys: list[str], help_text: str) -> type[serializers.Serializer]:
+    """A serializer with one count per key, so that the schema names every key."""
+    fields = {key: serializers.IntegerField() for key in keys}
+    return type(name, (serializers.Serializer,), {**fields, "__doc__": help_text})
+
+
+ContactCountsSerializer = _counts(
+    "ContactCountsSerializer", Contact.State.values, "Contacts in each state."
+)
+# calls builds on campaigns (dependencies run one way): its statuses are reached through
+# the relation rather than imported.
+CallStatusCountsSerializer = _counts(
+    "CallStatusCountsSerializer",
+    Campaign._meta.get_field("calls").related_model.Status.values,
+    "Calls in each status.",
+)
+CallOutcomeCountsSerializer = _counts(
+    "CallOutcomeCountsSerializer",
+    list(CALL_OUTCOMES),
+    "Ended calls by outcome: answered by a person, by a machine (voicemail), busy, "
+    "no answer, failed, canceled.",
+)
+
+
+class ContactStatsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(source="contacts")
+    by_state = ContactCountsSerializer(source="contacts_by_state")
+
+
+class CallStatsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(source="calls")
+    by_status = CallStatusCountsSerializer(source="calls_by_status")
+    by_outcome = CallOutcomeCountsSerializer(source="calls_by_outcome")
+    opted_out = serializers.IntegerField(help_text=_("Calls on which the callee opted out."))
+    answer_rate = serializers.FloatField(
+        allow_null=True,
+        help_text=_(
+            "Answered calls (by a person) over ended calls that reached the carrier, "
+            "0 to 1; null before any ended."
+        ),
+    )
+    average_answered_seconds = serializers.FloatField(
+        allow_null=True, help_text=_("Average duration of the answered calls.")
+    )
+
+
+class CampaignStatsSerializer(serializers.Serializer):
+    """``GET /api/v1/campaigns/{id}/stats/``: the campaign's figures so far."""
+
+    contacts = ContactStatsSerializer(source="*")
+    calls = CallStatsSerializer(source="*")
+    cost = CostSerializer(
+        many=True, help_text=_("What the carrier charged so far, one sum per currency.")
+    )
+
+
+# --- Contacts ----------------------------------------------------------------------------
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "campaign",
+            "phone",
+            "time_zone",
+            "variables",
+            "external_id",
+            "state",
+            "state_reason",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ContactInputSerializer(serializers.Serializer):
+    """One contact to add: the phone in any usual format (read in the campaign's region
+    when it has no country code). A contact with the same external id, or else the same
+    phone, is merged into: its variables are updated, no second contact is made."""
+
+    phone = serializers.CharField(max_length=64)
+    time_zone = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("IANA zone; empty: derived from the phone number."),
+    )
+    variables = serializers.DictField(
+        required=False,
+        default=dict,
+        help_text=_('What the template speaks, e.g. {"first_name": "Lucía"}.'),
+    )
+    external_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default=""
+    )
+
+
+class ContactUploadSerializer(serializers.Serializer):
+    """A CSV file of contacts: a phone column, optional time_zone and external_id columns;
+    every other column is a variable."""
+
+    file = serializers.FileField()
+
+
+class ContactUpdateSerializer(serializers.ModelSerializer):
+    """What may change on a contact: its variables (replaced as a whole) and time zone."""
+
+    variables = serializers.DictField(required=False)
+
+    class Meta:
+        model = Contact
+        fields = ["variables", "time_zone"]
+
+
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=[code.value for code in ReasonCode])
+    message = serializers.CharField()
+    until = serializers.DateTimeField(
+        allow_null=True, help_text=_("When this reason alone clears; null: not with time.")
+    )
+
+
+class EligibilitySerializer(serializers.Serializer):
+    dialable = serializers.BooleanField(help_text=_("Whether the contact may be called now."))
+    reasons = ReasonSerializer(many=True, help_text=_("Every reason against calling now."))
+    next_possible_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text=_(
+            "The earliest moment every reason clears by itself (now when dialable); null "
+            "when one never clears with time alone."
+        ),
+    )
+    rules_version = serializers.CharField()
+
+
+class ContactDetailSerializer(ContactSerializer):
+    """A contact with whether it may be called now, why not and when."""
+
+    eligibility = EligibilitySerializer(read_only=True)
+
+    class Meta(ContactSerializer.Meta):
+        fields = [*ContactSerializer.Meta.fields, "eligibility"]
+        read_only_fields = fields
+
+
+# --- Imports -----------------------------------------------------------------------------
+
+
+class RowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(
+        help_text=_(
+            "The row: in a file, as a spreadsheet numbers it (the header is row 1); in a "
+            "JSON list, its position counting from 1."
+        )
+    )
+    field = serializers.CharField(allow_blank=True)
+    value = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
+class ImportResultSerializer(serializers.Serializer):
+    """Contacts added at once (a JSON list or a small file): good rows are imported, the
+    others listed."""
+
+    total_rows = serializers.IntegerField()
+    created = serializers.IntegerField()
+    merged = serializers.IntegerField(
+        help_text=_(
+            "Rows that matched an existing contact or an earlier row (same external id, or "
+            "else the same phone): their variables were merged."
+        )
+    )
+    rejected = serializers.IntegerField(help_text=_("Rows not imported; errors says why."))
+    errors = RowErrorSerializer(many=True)
+
+
+class ContactImportErrorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ContactImportError
+        fields = ["row", "field", "value", "message"]
+        read_only_fields = fields
+
+
+class ContactImportSerializer(serializers.ModelSerializer):
+    """An upload imported in the background: its state, progress and counts."""
+
+    progress = serializers.SerializerMethodField()
+    errors_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ContactImport
+        fields = [
+            "id",
+            "campaign",
+            "file_name",
+            "state",
+            "failure_reason",
+            "total_rows",
+            "processed_rows",
+            "progress",
+            "created_count",
+            "merged_count",
+            "error_count",
+            "errors_url",
+            "started_at",
+            "finished_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        {
+            "type": "number",
+            "nullable": True,
+            "description": "processed_rows / total_rows, 0 to 1; null until the rows are counted.",
+        }
+    )
+    def get_progress(self, contact_import: ContactImport) -> float | None:
+        if not contact_import.total_rows:
+            return 1.0 if contact_import.state == ContactImport.State.DONE else None
+        return round(contact_import.processed_rows / contact_import.total_rows, 4)
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_errors_url(self, contact_import: ContactImport) -> str:
+        return reverse(
+            "contact-import-errors",
+            kwargs={"pk": contact_import.pk},
+            request=self.context.get("request"),
+        )
+
+
+class ContactImportDetailSerializer(ContactImportSerializer):
+    """An import with its first rejected rows; ``errors_url`` pages through all of them."""
+
+    errors = serializers.SerializerMethodField()
+
+    class Meta(ContactImportSerializer.Meta):
+        fields = [*ContactImportSerializer.Meta.fields, "errors"]
+        read_only_fields = fields
+
+    @extend_schema_field(ContactImportErrorSerializer(many=True))
+    def get_errors(self, contact_import: ContactImport) -> list[dict[str, Any]]:
+        shown = contact_import.row_errors.all()[:IMPORT_ERRORS_SHOWN]
+        return ContactImportErrorSerializer(shown, many=True).data
+
+
+# --- Do-not-call list --------------------------------------------------------------------
+
+
+class DoNotCallSerializer(serializers.ModelSerializer):
+    partner = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text=_("Null for a global entry (staff only).")
+    )
+
+    class Meta:
+        model = DoNotCall
+        fields = ["id", "phone", "partner", "source", "reason", "created_at"]
+        read_only_fields = fields
+
+
+class DoNotCallOwnerMixin(serializers.Serializer):
+    """Whose list the numbers go on: a partner's own; staff name a partner, or say
+    ``"global": true`` for an entry no partner may call."""
+
+    partner = serializers.PrimaryKeyRelatedField(
+        queryset=Partner.objects.all(),
+        required=False,
+        help_text=_("Staff only: whose list. Partners always add to their own."),
+    )
+    # "global" is a Python keyword, hence the source.
+    is_global = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=_("Staff only: no partner may call the number."),
+    )
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    region = serializers.CharField(
+        min_length=2,
+        max_length=2,
+        required=False,
+        help_text=_("Region (ISO 3166) to read numbers without a country code in."),
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["global"] = fields.pop("is_global")
+        fields["global"].source = "is_global"
+        return fields
+
+    def validate_region(self, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise serializers.ValidationError(
+                _("“%(value)s” is not a region code such as ES.") % {"value": value}
+            )
+        return value.upper()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        acting = partner_of(self.context["request"])
+        given, is_global = attrs.pop("partner", None), attrs.pop("is_global")
+        if acting is not None:
+            if is_global:
+                raise serializers.ValidationError(
+                    {"global": _("Only staff can add global entries.")}
+                )
+            if given is not None and given != acting:
+                raise serializers.ValidationError(
+                    {"partner": _("You can only add numbers to your own list.")}
+                )
+            attrs["partner"] = acting
+        elif is_global == (given is not None):
+            raise serializers.ValidationError(
+                {"partner": _('Staff must either name a partner or send "global": true.')}
+            )
+        else:
+            attrs["partner"] = given
+        return super().validate(attrs)
+
+
+class DoNotCallInputSerializer(DoNotCallOwnerMixin):
+    """A number to put on a do-not-call list, in any usual format."""
+
+    phone = serializers.CharField(max_length=64)
+
+
+class DoNotCallBulkSerializer(DoNotCallOwnerMixin):
+    """Numbers to put on a do-not-call list; a bare JSON array of numbers also does."""
+
+    phones = serializers.ListField(
+        child=serializers.CharField(max_length=64, allow_blank=True),
+        allow_empty=False,
+        max_length=MAX_BATCH_ITEMS,
+    )
+
+
+class NumberErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    value = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
+class DoNotCallBatchSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    existing = serializers.IntegerField(
+        help_text=_("Numbers already on the list (or repeated in the request).")
+    )
+    errors = NumberErrorSerializer(many=True)
+
+
+class WebhookEndpointSerializer(PartnerOwnedSerializer):
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=WebhookEvent.choices),
+        allow_empty=False,
+        help_text=_("The event types sent to this URL."),
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = [
+            "id",
+            "partner",
+            "url",
+            "events",
+            "description",
+            "is_active",
+            "secret",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["secret", "created_at", "updated_at"]
+        extra_kwargs = {
+            "secret": {"help_text": _("Signs every delivery: see docs/webhooks.md.")},
+        }
+
+    def validate_events(self, events: list[str]) -> list[str]:
+        return list(dict.fromkeys(events))
+
+    def create(self, validated_data: dict[str, Any]) -> WebhookEndpoint:
+        is_active = validated_data.pop("is_active", True)
+        endpoint = deliveries.create_webhook_endpoint(**validated_data)
+        if not is_active:
+            endpoint = deliveries.update_webhook_endpoint(endpoint=endpoint, is_active=False)
+        return endpoint
+
+    def update(self, instance: WebhookEndpoint, validated_data: dict[str, Any]) -> WebhookEndpoint:
+        return deliveries.update_webhook_endpoint(endpoint=instance, **validated_data)
+
+
+class WebhookDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id",
+            "endpoint",
+            "event_id",
+            "event_type",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "last_status_code",
+            "last_error",
+            "delivered_at",
+            "created_at",
+            "payload",
+            "attempt_log",
+        ]
+        read_only_fields = fields

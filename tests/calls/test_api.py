@@ -1,0 +1,453 @@
+"""The partner API's calls: each partner's own, filtered, by cursor; and their recordings."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from calls import sandbox
+from calls.models import AnsweredBy, Call, Turn
+from campaigns.models import Campaign, Contact, Partner, PartnerMember
+
+pytestmark = pytest.mark.django_db
+
+RECORDING_SID = "RE" + "4" * 32
+_phones = itertools.count(1)
+
+
+@pytest.fixture
+def spring(api_partner: Partner) -> Campaign:
+    return Campaign.objects.create(partner=api_partner, name="Spring")
+
+
+@pytest.fixture
+def autumn(api_partner: Partner) -> Campaign:
+    return Campaign.objects.create(partner=api_partner, name="Autumn")
+
+
+@pytest.fixture
+def rival(other_api_partner: Partner) -> Campaign:
+    return Campaign.objects.create(partner=other_api_partner, name="Rival")
+
+
+def make_call(campaign: Campaign, **fields: Any) -> Call:
+    """A call to a new contact of ``campaign``."""
+    number = next(_phones)
+    contact = Contact.objects.create(
+        campaign=campaign, phone=f"+3460{number:07d}", external_id=f"crm-{number}"
+    )
+    values = {
+        "status": Call.Status.COMPLETED,
+        "from_number": "+34910000000",
+        "to_number": contact.phone,
+        **fields,
+    }
+    return Call.objects.create(campaign=campaign, contact=contact, attempt=1, **values)
+
+
+def add_turns(call: Call, count: int) -> None:
+    start = timezone.now()
+    Turn.objects.bulk_create(
+        Turn(
+            call=call,
+            sequence=index,
+            role=Turn.Role.AGENT if index % 2 else Turn.Role.CALLER,
+            text=f"line {index}",
+            started_at=start + datetime.timedelta(seconds=index),
+            model_ms=300 if index % 2 else None,
+            speech_ms=120 if index % 2 else None,
+        )
+        for index in range(1, count + 1)
+    )
+
+
+def jwt_client(partner: Partner) -> APIClient:
+    user = PartnerMember.objects.get(partner=partner).user
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+    return client
+
+
+def ids(response) -> list[int]:
+    return [call["id"] for call in response.json()["results"]]
+
+
+# --- List and detail ---------------------------------------------------------------------
+
+
+def test_calls_list_shows_the_partners_own_calls_newest_first(api_client, spring, rival) -> None:
+    # given
+    older = make_call(spring)
+    newer = make_call(spring)
+    make_call(rival)
+
+    # when
+    response = api_client.get("/api/v1/calls/")
+
+    # then
+    assert response.status_code == 200
+    assert ids(response) == [newer.pk, older.pk]
+    row = response.json()["results"][0]
+    assert row["campaign"] == spring.pk
+    assert row["contact"]["external_id"] == newer.contact.external_id
+    assert "turns" not in row and "summary" not in row
+
+
+def test_calls_list_is_the_same_with_the_partner_users_jwt(api_partner, spring, rival) -> None:
+    mine = make_call(spring)
+    make_call(rival)
+
+    response = jwt_client(api_partner).get("/api/v1/calls/")
+
+    assert response.status_code == 200
+    assert ids(response) == [mine.pk]
+
+
+def test_staff_see_calls_across_partners(staff_api_client, spring, rival) -> None:
+    mine, theirs = make_call(spring), make_call(rival)
+
+    response = staff_api_client.get("/api/v1/calls/")
+
+    assert ids(response) == [theirs.pk, mine.pk]
+    assert staff_api_client.get(f"/api/v1/calls/{mine.pk}/").status_code == 200
+
+
+def test_another_partners_call_is_not_found(api_client, other_api_client, spring) -> None:
+    call = make_call(spring)
+
+    response = other_api_client.get(f"/api/v1/calls/{call.pk}/")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert other_api_client.get("/api/v1/calls/").json()["results"] == []
+    assert api_client.get(f"/api/v1/calls/{call.pk}/").status_code == 200
+
+
+def test_calls_cannot_be_written(api_client, spring) -> None:
+    call = make_call(spring)
+
+    assert api_client.post("/api/v1/calls/", {}, format="json").status_code == 405
+    assert api_client.delete(f"/api/v1/calls/{call.pk}/").status_code == 405
+    assert Call.objects.filter(pk=call.pk).exists()
+
+
+def test_call_detail_has_transcript_outcome_price_and_recording_link(api_client, spring) -> None:
+    # given an answered call with a transcript, an extracted outcome and a recording
+    call = make_call(
+        spring,
+        answered_by=AnsweredBy.HUMAN,
+        duration_seconds=42,
+        price=Decimal("0.01300"),
+        price_unit="USD",
+        outcome={"confirmed": True, "extraction_raw": "{...}"},
+        summary="Confirmed the appointment.",
+        recording_sid=RECORDING_SID,
+        recording_url=f"https://api.twilio.com/2010-04-01/Recordings/{RECORDING_SID}",
+        recording_seconds=40,
+    )
+    add_turns(call, 2)
+
+    # when
+    detail = api_client.get(f"/api/v1/calls/{call.pk}/").json()
+
+    # then
+    assert detail["answered_by"] == "human"
+    assert detail["duration_seconds"] == 42
+    assert (detail["price"], detail["price_unit"]) == ("0.01300", "USD")
+    assert detail["outcome"] == {"confirmed": True}  # the model's raw answer stays with staff
+    assert detail["summary"] == "Confirmed the appointment."
+    assert detail["recording_url"] == f"http://testserver/api/v1/calls/{call.pk}/recording/"
+    assert [(turn["speaker"], turn["text"]) for turn in detail["turns"]] == [
+        ("agent", "line 1"),
+        ("caller", "line 2"),
+    ]
+    assert detail["turns"][0]["model_ms"] == 300 and detail["turns"][0]["speech_ms"] == 120
+
+
+def test_call_detail_without_recording_has_no_recording_link(api_client, spring) -> None:
+    call = make_call(spring)
+
+    assert api_client.get(f"/api/v1/calls/{call.pk}/").json()["recording_url"] is None
+
+
+# --- Filters -----------------------------------------------------------------------------
+
+
+def test_calls_filter_by_campaign(api_client, spring, autumn) -> None:
+    wanted = make_call(autumn)
+    make_call(spring)
+
+    response = api_client.get("/api/v1/calls/", {"campaign": autumn.pk})
+
+    assert ids(response) == [wanted.pk]
+
+
+def test_calls_filter_by_another_partners_campaign_is_refused(api_client, rival) -> None:
+    make_call(rival)
+
+    response = api_client.get("/api/v1/calls/", {"campaign": rival.pk})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "campaign"
+
+
+def test_calls_filter_by_statuses(api_client, spring) -> None:
+    busy = make_call(spring, status=Call.Status.BUSY)
+    unanswered = make_call(spring, status=Call.Status.NO_ANSWER)
+    make_call(spring, status=Call.Status.COMPLETED)
+
+    response = api_client.get("/api/v1/calls/?status=busy&status=no-answer")
+
+    assert ids(response) == [unanswered.pk, busy.pk]
+
+
+def test_calls_filter_by_outcome_field(api_client, spring) -> None:
+    opted_out = make_call(spring, outcome={"opted_out": True})
+    make_call(spring, outcome={"opted_out": False})
+    make_call(spring, outcome={})
+
+    response = api_client.get("/api/v1/calls/", {"outcome": "opted_out"})
+
+    assert ids(response) == [opted_out.pk]
+
+
+def test_calls_filter_by_how_they_were_answered(api_client, spring) -> None:
+    machine = make_call(spring, answered_by=AnsweredBy.MACHINE_END_BEEP)
+    make_call(spring, answered_by=AnsweredBy.HUMAN)
+
+    response = api_client.get("/api/v1/calls/", {"answered_by": "machine_end_beep"})
+
+    assert ids(response) == [machine.pk]
+
+
+def test_calls_filter_by_created_and_started_ranges(api_client, spring) -> None:
+    # given calls created (and dialled) on the 1st, 2nd and 3rd
+    day = datetime.datetime(2026, 3, 1, 10, tzinfo=datetime.UTC)
+    calls = []
+    for offset in range(3):
+        moment = day + datetime.timedelta(days=offset)
+        call = make_call(spring, dialed_at=moment)
+        Call.objects.filter(pk=call.pk).update(created_at=moment)
+        calls.append(call)
+
+    # when ranges are asked for, after inclusive and before exclusive
+    created = api_client.get(
+        "/api/v1/calls/",
+        {"created_after": "2026-03-02T10:00:00Z", "created_before": "2026-03-03T10:00:00Z"},
+    )
+    started = api_client.get("/api/v1/calls/", {"started_before": "2026-03-02T00:00:00Z"})
+
+    # then
+    assert ids(created) == [calls[1].pk]
+    assert ids(started) == [calls[0].pk]
+
+
+def test_calls_filter_refuses_a_date_that_is_not_one(api_client) -> None:
+    response = api_client.get("/api/v1/calls/", {"created_after": "yesterday"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "created_after"
+
+
+# --- Cursor pagination -------------------------------------------------------------------
+
+
+def test_calls_are_walked_page_by_page_with_a_cursor(api_client, spring) -> None:
+    # given five calls, two of them created at the same moment
+    calls = [make_call(spring) for _ in range(5)]
+    moment = timezone.now()
+    Call.objects.filter(pk__in=[calls[1].pk, calls[2].pk]).update(created_at=moment)
+    expected = list(Call.objects.order_by("-created_at", "-id").values_list("pk", flat=True))
+
+    # when following next two calls at a time
+    seen: list[int] = []
+    url: str | None = "/api/v1/calls/?page_size=2"
+    pages = 0
+    while url:
+        page = api_client.get(url).json()
+        assert len(page["results"]) <= 2
+        seen += [call["id"] for call in page["results"]]
+        url = page["next"]
+        pages += 1
+
+    # then every call comes once, newest first, on three pages
+    assert seen == expected
+    assert pages == 3
+    assert "count" not in page
+
+
+def test_calls_cursor_can_be_walked_back(api_client, spring) -> None:
+    calls = [make_call(spring) for _ in range(3)]
+    first = api_client.get("/api/v1/calls/?page_size=2").json()
+    second = api_client.get(first["next"]).json()
+
+    back = api_client.get(second["previous"]).json()
+
+    assert [call["id"] for call in second["results"]] == [calls[0].pk]
+    assert [call["id"] for call in back["results"]] == [calls[2].pk, calls[1].pk]
+
+
+def test_calls_cursor_that_was_tampered_with_is_refused(api_client, spring) -> None:
+    make_call(spring)
+
+    response = api_client.get("/api/v1/calls/", {"cursor": "not-a-cursor"})
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+# --- Query counts ------------------------------------------------------------------------
+
+
+def queries_for(client: APIClient, url: str) -> int:
+    client.get(url)  # once first, so that the key's "last used" write is behind us
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_calls_list_takes_as_many_queries_for_one_call_as_for_many(
+    api_client, spring, django_assert_num_queries
+) -> None:
+    make_call(spring)
+    few = queries_for(api_client, "/api/v1/calls/")
+    for _ in range(6):
+        make_call(spring, outcome={"confirmed": True})
+
+    with django_assert_num_queries(few):
+        response = api_client.get("/api/v1/calls/")
+
+    assert len(response.json()["results"]) == 7
+
+
+def test_call_detail_takes_as_many_queries_for_one_turn_as_for_many(
+    api_client, spring, django_assert_num_queries
+) -> None:
+    short, long = make_call(spring), make_call(spring)
+    add_turns(short, 1)
+    add_turns(long, 12)
+    few = queries_for(api_client, f"/api/v1/calls/{short.pk}/")
+
+    with django_assert_num_queries(few):
+        response = api_client.get(f"/api/v1/calls/{long.pk}/")
+
+    assert len(response.json()["turns"]) == 12
+
+
+# --- Recordings --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded_call(spring, live_server, settings) -> Call:
+    """A call whose recording the sandbox carrier (served by the live server) keeps."""
+    settings.APP_URL = live_server.url
+    settings.TELEPHONY_BACKEND = "sandbox"
+    cache.set(sandbox._recording_key(RECORDING_SID), {"duration": 1}, 60)
+    return make_call(
+        spring,
+        recording_sid=RECORDING_SID,
+        recording_url=f"{live_server.url}/sandbox/recordings/{RECORDING_SID}",
+    )
+
+
+def recording_url(call: Call) -> str:
+    return f"/api/v1/calls/{call.pk}/recording/"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owning_partner_hears_a_calls_recording_with_its_api_key(
+    api_client, recorded_call
+) -> None:
+    response = api_client.get(recording_url(recorded_call))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/x-wav"
+    assert response.content.startswith(b"RIFF")
+    assert response["Cache-Control"] == "private, no-store"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_owning_partner_hears_a_calls_recording_with_a_jwt(api_partner, recorded_call) -> None:
+    response = jwt_client(api_partner).get(recording_url(recorded_call))
+
+    assert response.status_code == 200
+    assert response.content.startswith(b"RIFF")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_staff_hear_any_partners_recording(staff_api_client, recorded_call) -> None:
+    assert staff_api_client.get(recording_url(recorded_call)).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_partner_cannot_hear_a_recording(other_api_client, recorded_call) -> None:
+    response = other_api_client.get(recording_url(recorded_call))
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_recording_is_refused_without_credentials(recorded_call) -> None:
+    assert APIClient().get(recording_url(recorded_call)).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("accept", ["audio/mpeg", "audio/*", "application/json"])
+def test_the_recording_answers_audio_whatever_the_client_accepts(
+    api_client, recorded_call, accept
+) -> None:
+    response = api_client.get(recording_url(recorded_call), HTTP_ACCEPT=accept)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "audio/x-wav"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_missing_recording_answers_not_found_in_json_even_to_a_player(
+    api_client, recorded_call
+) -> None:
+    Call.objects.filter(pk=recorded_call.pk).update(recording_url="")
+
+    response = api_client.get(recording_url(recorded_call), HTTP_ACCEPT="audio/mpeg")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recording_url_off_the_account_is_never_fetched(api_client, recorded_call) -> None:
+    Call.objects.filter(pk=recorded_call.pk).update(recording_url="https://attacker.example/x")
+
+    assert api_client.get(recording_url(recorded_call)).status_code == 404
+
+
+def test_a_recording_while_twilio_is_not_answering_is_unavailable(
+    api_client, spring, settings, closed_port
+) -> None:
+    # given a carrier that does not answer
+    settings.TELEPHONY_BACKEND = "sandbox"
+    settings.APP_URL = f"http://127.0.0.1:{closed_port}"
+    call = make_call(
+        spring,
+        recording_sid=RECORDING_SID,
+        recording_url=f"{settings.APP_URL}/sandbox/recordings/{RECORDING_SID}",
+    )
+
+    # when
+    response = api_client.get(recording_url(call))
+
+    # then the client is told to try again, in the API's error shape
+    assert response.status_code == 503
+    assert response.json()["code"] == "telephony_unavailable"
