@@ -15,7 +15,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import dj_database_url
 import phonenumbers
-from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 from callcenter.environment import Environment
@@ -114,6 +113,8 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Schedules that operators retime in the admin ("Periodic tasks"); see CELERY_BEAT_SCHEDULE.
+    "django_celery_beat",
     "voices",
     "templates",
     "campaigns",
@@ -255,23 +256,22 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_IMPORTS = ("calls.sandbox",)
 # Where a worker serves its own Prometheus metrics (what its tasks count); 0: nowhere.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-# Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign.
+# Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows, edited
+# in the admin under "Periodic tasks") and writes each entry's last run there, so that
+# web, worker and beat agree on it and no schedule file is needed.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign. These
+# ticks stay in code: beat writes them to the database at each start, over any edit made
+# in the admin, since the product's pacing depends on them. What operators may retime (the
+# nightly voice sync, the purge of idempotency keys) is only in the database, created by
+# voices/migrations/0003_periodic_tasks.py.
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "callcenter.tasks.heartbeat_task", "schedule": 30.0},
-    "sync-voices": {
-        "task": "voices.tasks.sync_voices_task",
-        "schedule": crontab(hour=3, minute=30),
-    },
     "advance-campaigns": {"task": "campaigns.tasks.advance_campaigns_task", "schedule": 30.0},
     # The dispatcher's tick: its period is calls.dispatcher.DISPATCH_INTERVAL_SECONDS, the
     # interval the pacing buckets are sized for. A tick left waiting expires (the task's).
     "dispatch-calls": {"task": "calls.tasks.dispatch_calls_task", "schedule": 2.0},
     "reconcile-calls": {"task": "calls.tasks.reconcile_calls_task", "schedule": 60.0},
-    "purge-idempotency-keys": {
-        "task": "callcenter.tasks.purge_idempotency_keys_task",
-        "schedule": 3600.0,
-    },
     "prerender-upcoming-speech": {
         "task": "campaigns.tasks.prerender_upcoming_speech_task",
         "schedule": 20.0,
@@ -293,7 +293,7 @@ TIME_ZONE = env.str("TIME_ZONE", "Europe/Madrid")
 if TIME_ZONE not in zoneinfo.available_timezones():
     env.error("TIME_ZONE", "must be an IANA time zone such as Europe/Madrid", TIME_ZONE)
     TIME_ZONE = "UTC"
-# Beat's crontab entries (the nightly voice sync) follow this clock, not UTC.
+# Beat's crontab schedules (the nightly voice sync) follow this clock, not UTC.
 CELERY_TIMEZONE = TIME_ZONE
 # Calls default to Spanish (Spain); contacts' numbers are read in this region
 # unless they carry their own country code.
