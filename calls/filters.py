@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
@@ -12,6 +14,26 @@ from rest_framework.request import Request
 from callcenter.access import partner_of
 from calls.models import AnsweredBy, Call, CallStatus
 from campaigns.models import Campaign
+
+
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 moment, turned to UTC: PostgreSQL refuses offsets beyond ±16 hours,
+    which ISO 8601 allows (``+23:05``)."""
+
+    def to_python(self, value: Any) -> datetime.datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError:
+            raise ValidationError(
+                _("This moment is outside the dates that can be stored."), code="out_of_range"
+            ) from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 def _campaigns(request: Request | None) -> QuerySet[Campaign]:
@@ -43,22 +65,22 @@ class CallFilter(django_filters.FilterSet):
             "extraction_failed, or a boolean field of the template's outcome schema."
         ),
     )
-    created_after = django_filters.IsoDateTimeFilter(
+    created_after = UtcDateTimeFilter(
         field_name="created_at",
         lookup_expr="gte",
         help_text=_("Created at or after this moment (ISO 8601)."),
     )
-    created_before = django_filters.IsoDateTimeFilter(
+    created_before = UtcDateTimeFilter(
         field_name="created_at",
         lookup_expr="lt",
         help_text=_("Created before this moment (ISO 8601)."),
     )
-    started_after = django_filters.IsoDateTimeFilter(
+    started_after = UtcDateTimeFilter(
         field_name="dialed_at",
         lookup_expr="gte",
         help_text=_("Dialled at or after this moment (ISO 8601)."),
     )
-    started_before = django_filters.IsoDateTimeFilter(
+    started_before = UtcDateTimeFilter(
         field_name="dialed_at",
         lookup_expr="lt",
         help_text=_("Dialled before this moment (ISO 8601)."),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import models
@@ -19,13 +20,15 @@ from voices.speech import SpeechNotConfigured, SpeechRejected, SpeechUnavailable
 
 @admin.register(Voice)
 class VoiceAdmin(admin.ModelAdmin):
-    list_display = ["name", "language", "provider_voice_id", "updated_at"]
-    list_filter = ["language"]
+    list_display = ["name", "is_default", "language", "preview", "provider_voice_id", "updated_at"]
+    list_filter = ["is_default", "language"]
     search_fields = ["name", "provider_voice_id"]
-    readonly_fields = ["created_at", "updated_at"]
+    # The default is chosen with the action, through the service that keeps it unique.
+    readonly_fields = ["is_default", "preview", "created_at", "updated_at"]
     # Django 6 makes https the default scheme for bare URLs; preview URLs are https.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    actions = ["sync_voices"]
+    actions = ["sync_voices", "make_default"]
+    change_list_template = "admin/voices/voice/change_list.html"
     # Without a count Django shows the actions even on an empty changelist, where the
     # first sync has to start.
     show_full_result_count = False
@@ -65,6 +68,33 @@ class VoiceAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
+    @admin.action(description=gettext_lazy("Make the default voice"), permissions=["change"])
+    def make_default(self, request: HttpRequest, queryset: QuerySet[Voice]) -> None:
+        """The one selected voice becomes the voice of campaigns that name none."""
+        voices = list(queryset[:2])
+        if len(voices) != 1:
+            self.message_user(
+                request, _("Choose exactly one voice to make the default."), messages.ERROR
+            )
+            return
+        services.set_default_voice(voice=voices[0])
+        self.message_user(
+            request,
+            _("%(voice)s is now the default voice of campaigns that name none.")
+            % {"voice": voices[0].name},
+            messages.SUCCESS,
+        )
+
+    @admin.display(description=gettext_lazy("preview"))
+    def preview(self, voice: Voice) -> str:
+        # ElevenLabs hosts the sample; nothing is fetched until staff press play.
+        if not voice.preview_url:
+            return "-"
+        return format_html(
+            '<audio class="voice-preview" controls preload="none" src="{}"></audio>',
+            voice.preview_url,
+        )
+
     def has_sync_permission(self, request: HttpRequest) -> bool:
         # A sync both adds and changes voices; Django's action permissions need any one.
         return self.has_add_permission(request) and self.has_change_permission(request)
@@ -82,6 +112,14 @@ class VoiceAdmin(admin.ModelAdmin):
         ):
             self.sync_voices(request, self.get_queryset(request).none())
             return HttpResponseRedirect(request.get_full_path())
+        # The page's sync button and its note on which voice is the default.
+        default = services.resolve_default_voice()
+        extra_context = {
+            **(extra_context or {}),
+            "can_sync_voices": self.has_sync_permission(request),
+            "default_voice": default,
+            "default_setting": settings.ELEVENLABS_DEFAULT_VOICE,
+        }
         return super().changelist_view(request, extra_context)
 
 

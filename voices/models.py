@@ -27,6 +27,14 @@ class Voice(models.Model):
         blank=True,
         help_text=_("Stability, similarity boost and style as ElevenLabs names them."),
     )
+    is_default = models.BooleanField(
+        _("default voice"),
+        default=False,
+        help_text=_(
+            "The voice of campaigns that name none. With no default chosen here, the voice "
+            "named by ELEVENLABS_DEFAULT_VOICE."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -35,6 +43,11 @@ class Voice(models.Model):
         verbose_name_plural = _("voices")
         ordering = ["name"]
         indexes = [models.Index(fields=["name"], name="voice_name_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="voice_one_default"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name

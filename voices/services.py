@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Case, Q, Value, When
+from django.utils import timezone
 
 from voices import speech
 from voices.models import Voice
@@ -66,14 +68,34 @@ def sync_voices() -> SyncResult:
 
 
 def resolve_default_voice() -> Voice | None:
-    """The voice named by ELEVENLABS_DEFAULT_VOICE: by provider id, else by name ignoring case."""
+    """The default voice: the one staff chose (``is_default``), else the one named by
+    ELEVENLABS_DEFAULT_VOICE, by provider id, else by name ignoring case. One query."""
     wanted = settings.ELEVENLABS_DEFAULT_VOICE.strip()
-    if not wanted:
-        return None
-    return (
-        Voice.objects.filter(provider_voice_id=wanted).first()
-        or Voice.objects.filter(name__iexact=wanted).order_by("name", "pk").first()
+    chosen = Q(is_default=True)
+    if wanted:
+        chosen |= Q(provider_voice_id=wanted) | Q(name__iexact=wanted)
+    rank = Case(
+        When(is_default=True, then=Value(0)),
+        When(provider_voice_id=wanted, then=Value(1)),
+        default=Value(2),
     )
+    return Voice.objects.filter(chosen).order_by(rank, "name", "pk").first()
+
+
+def set_default_voice(*, voice: Voice | None) -> None:
+    """Make ``voice`` the default voice of campaigns that name none; with None, go back to
+    the voice named by ELEVENLABS_DEFAULT_VOICE."""
+    with transaction.atomic():
+        # Two choices at once wait on the current default's lock; with none yet, the
+        # unique constraint refuses the second (IntegrityError).
+        current = list(Voice.objects.select_for_update().filter(is_default=True))
+        others = [v.pk for v in current if voice is None or v.pk != voice.pk]
+        if others:
+            Voice.objects.filter(pk__in=others).update(is_default=False, updated_at=timezone.now())
+        if voice is not None:
+            Voice.objects.filter(pk=voice.pk).update(is_default=True, updated_at=timezone.now())
+            voice.is_default = True
+    logger.info("Default voice set to %s", voice if voice is not None else "the setting's")
 
 
 def voice_for_campaign(*, campaign: HasVoice) -> Voice | None:

@@ -259,6 +259,28 @@ def test_calls_filter_refuses_a_date_that_is_not_one(api_client) -> None:
     assert response.json()["errors"][0]["field"] == "created_after"
 
 
+def test_calls_filter_takes_any_iso_offset(api_client, spring) -> None:
+    # given a call created at 10:00 UTC on the 1st
+    call = make_call(spring)
+    moment = datetime.datetime(2026, 3, 1, 10, tzinfo=datetime.UTC)
+    Call.objects.filter(pk=call.pk).update(created_at=moment)
+
+    # when the range is written with offsets PostgreSQL would not store (beyond ±16 h)
+    inside = api_client.get("/api/v1/calls/", {"created_after": "2026-03-02T09:00:00+23:30"})
+    outside = api_client.get("/api/v1/calls/", {"created_after": "2026-03-02T10:30:00+23:30"})
+
+    # then they are the same moments in UTC: 09:30 and 11:00 on the 1st
+    assert ids(inside) == [call.pk]
+    assert ids(outside) == []
+
+
+def test_calls_filter_refuses_a_moment_that_cannot_be_stored(api_client) -> None:
+    response = api_client.get("/api/v1/calls/", {"created_after": "0001-01-01T00:00:00+23:00"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "created_after"
+
+
 # --- Cursor pagination -------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The voice admin's sync action, which also runs with nothing selected."""
+"""The voice admin: the sync (also with nothing selected), previews and the default voice."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from tests.fakes.elevenlabs import BELLA_ID
+from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
 from voices.clips import render_clip
 from voices.models import Voice
+from voices.services import resolve_default_voice
 
 pytestmark = pytest.mark.django_db
 
@@ -129,3 +130,115 @@ def test_speech_clip_admin_plays_ready_clips(admin_client, fake_elevenlabs) -> N
 
     assert f'<audio controls preload="none" src="/clips/{clip.token}.mp3">' in page
     assert admin_client.get("/admin/voices/speechclip/add/").status_code == 403
+
+
+# --- The changelist's button, players and default voice -------------------------------------
+
+
+def test_voice_changelist_has_a_sync_button_that_runs_the_sync(
+    admin_client, fake_elevenlabs
+) -> None:
+    # given the button on the empty changelist
+    page = admin_client.get(CHANGELIST, headers=ENGLISH).content.decode()
+    assert '<button type="submit" id="voice-sync-button">Sync from ElevenLabs</button>' in page
+
+    # when staff press it (it posts just the action)
+    response = admin_client.post(CHANGELIST, {"action": "sync_voices"}, headers=ENGLISH)
+
+    # then the catalogue is synced and the counts shown
+    assert response.status_code == 302
+    assert Voice.objects.count() == 2
+    assert messages_of(response)[0].startswith("Voices synced from ElevenLabs: 2 created")
+
+
+def test_voice_changelist_hides_the_sync_button_without_permission(client, django_user_model):
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_voice"))
+    client.force_login(user)
+
+    page = client.get(CHANGELIST, headers=ENGLISH).content.decode()
+
+    assert 'id="voice-sync-button"' not in page
+
+
+def test_voice_changelist_plays_previews(admin_client) -> None:
+    Voice.objects.create(
+        provider_voice_id=BELLA_ID, name="Bella", preview_url="https://example.com/bella.mp3"
+    )
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert (
+        '<audio class="voice-preview" controls preload="none" '
+        'src="https://example.com/bella.mp3"></audio>'
+    ) in page
+
+
+def make_default(client, *voices: Voice):
+    return client.post(
+        CHANGELIST,
+        {
+            "action": "make_default",
+            "index": "0",
+            "select_across": "0",
+            "_selected_action": [str(voice.pk) for voice in voices],
+        },
+        headers=ENGLISH,
+    )
+
+
+def test_voice_admin_makes_the_selected_voice_the_default(admin_client, settings) -> None:
+    # given the setting names Bella, and Antoni is synced too
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
+    before = admin_client.get(CHANGELIST, headers=ENGLISH).content.decode()
+
+    # when staff make Antoni the default
+    response = make_default(admin_client, antoni)
+
+    # then Antoni is the default, and the page says it was chosen here
+    assert messages_of(response) == ["Antoni is now the default voice of campaigns that name none."]
+    assert resolve_default_voice() == antoni
+    assert list(Voice.objects.filter(is_default=True)) == [antoni]
+    assert "<strong>Bella</strong>, named by the ELEVENLABS_DEFAULT_VOICE setting" in before
+    after = admin_client.get(CHANGELIST, headers=ENGLISH).content.decode()
+    assert "<strong>Antoni</strong>, chosen here" in after
+    assert bella.pk != antoni.pk
+
+
+def test_voice_admin_default_needs_exactly_one_voice(admin_client) -> None:
+    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
+
+    response = make_default(admin_client, bella, antoni)
+
+    assert messages_of(response) == ["Choose exactly one voice to make the default."]
+    assert not Voice.objects.filter(is_default=True).exists()
+
+
+def test_voice_admin_default_needs_change_permission(client, django_user_model) -> None:
+    # given staff who may only view voices
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_voice"))
+    client.force_login(user)
+    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+
+    # when they try the action anyway
+    page = client.get(CHANGELIST).content.decode()
+    make_default(client, bella)
+
+    # then it is neither offered nor run
+    assert 'value="make_default"' not in page
+    assert not Voice.objects.filter(is_default=True).exists()
+
+
+def test_voice_change_page_shows_default_and_preview_read_only(admin_client) -> None:
+    voice = Voice.objects.create(
+        provider_voice_id=BELLA_ID, name="Bella", preview_url="https://example.com/bella.mp3"
+    )
+
+    page = admin_client.get(f"/admin/voices/voice/{voice.pk}/change/").content.decode()
+
+    assert 'name="is_default"' not in page
+    assert 'class="voice-preview"' in page

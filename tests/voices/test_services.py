@@ -3,6 +3,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
 from voices import speech
@@ -10,6 +11,7 @@ from voices.models import Voice
 from voices.services import (
     SyncResult,
     resolve_default_voice,
+    set_default_voice,
     sync_voices,
     voice_for_campaign,
 )
@@ -128,3 +130,61 @@ def test_voice_for_campaign_with_a_real_campaign(settings, voices, campaign) -> 
 
     assert campaign.voice is None
     assert voice_for_campaign(campaign=campaign) == voices["antoni"]
+
+
+def test_set_default_voice_wins_over_the_setting(settings, voices) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+
+    set_default_voice(voice=voices["antoni"])
+
+    assert resolve_default_voice() == voices["antoni"]
+    assert voice_for_campaign(campaign=SimpleNamespace(voice=None)) == voices["antoni"]
+    assert voice_for_campaign(campaign=SimpleNamespace(voice=voices["bella"])) == voices["bella"]
+
+
+def test_set_default_voice_keeps_one_default(voices) -> None:
+    # given Antoni is the default
+    set_default_voice(voice=voices["antoni"])
+
+    # when Bella is made the default
+    set_default_voice(voice=voices["bella"])
+
+    # then she is the only one
+    assert list(Voice.objects.filter(is_default=True)) == [voices["bella"]]
+    assert voices["bella"].is_default
+
+
+def test_set_default_voice_none_goes_back_to_the_setting(settings, voices) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+    set_default_voice(voice=voices["antoni"])
+
+    set_default_voice(voice=None)
+
+    assert not Voice.objects.filter(is_default=True).exists()
+    assert resolve_default_voice() == voices["bella"]
+
+
+def test_only_one_voice_can_be_the_default(voices) -> None:
+    Voice.objects.filter(pk=voices["bella"].pk).update(is_default=True)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Voice.objects.filter(pk=voices["antoni"].pk).update(is_default=True)
+
+
+def test_resolve_default_voice_reads_once(settings, voices, django_assert_num_queries) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "bella"
+
+    with django_assert_num_queries(1):
+        assert resolve_default_voice() == voices["bella"]
+
+
+def test_sync_keeps_the_chosen_default(fake_elevenlabs) -> None:
+    sync_voices()
+    antoni = Voice.objects.get(provider_voice_id=ANTONI_ID)
+    set_default_voice(voice=antoni)
+    fake_elevenlabs.update_voice(ANTONI_ID, name="Antoni 2")
+
+    sync_voices()
+
+    antoni.refresh_from_db()
+    assert (antoni.name, antoni.is_default) == ("Antoni 2", True)
