@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import requests
 from django.db import connections
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -37,3 +48,78 @@ def end_other_sessions() -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def other_redis_database(url: str) -> str:
+    """REDIS_URL two databases on: a broker and cache of a test's own, so that no other
+    worker of the test session takes its tasks."""
+    parts = urlsplit(url)
+    database = int(parts.path.strip("/") or 0) + 2
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@contextmanager
+def running_system(folder: Path, **extra: str) -> Iterator[str]:
+    """The real web server (uvicorn), a Celery worker and beat on the test database,
+    with ``extra`` in their environment; yields the web server's URL. Their logs are in
+    ``folder`` and their last lines are printed at the end (pytest shows them on failure).
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = child_env(APP_URL=url, DATA_DIR=str(folder), **extra)
+    commands = {
+        "web": [
+            *(sys.executable, "-m", "uvicorn", "callcenter.asgi:application"),
+            *("--port", str(port)),
+        ],
+        "worker": [
+            *(sys.executable, "-m", "celery", "--app", "callcenter", "worker"),
+            *("--pool", "threads", "--concurrency", "16", "--loglevel", "INFO"),
+            *("--without-gossip", "--without-mingle", "--hostname", f"system-{port}@%h"),
+        ],
+        "beat": [
+            sys.executable,
+            "-m",
+            "celery",
+            "--app",
+            "callcenter",
+            "beat",
+            "--loglevel",
+            "INFO",
+        ],
+    }
+    logs = {name: (folder / f"{name}.log").open("w") for name in commands}
+    processes = {
+        name: subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=logs[name], stderr=subprocess.STDOUT
+        )
+        for name, command in commands.items()
+    }
+    try:
+        _wait_until_up(url)
+        yield url
+    finally:
+        for process in processes.values():
+            process.send_signal(signal.SIGTERM)
+        for process in processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for name, log in logs.items():
+            log.close()
+            print(f"--- {name} (last lines) ---")
+            print("\n".join((folder / f"{name}.log").read_text().splitlines()[-40:]))
+
+
+def _wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            # The first request warms the server up (connections, imports): give it time.
+            if requests.get(f"{url}/health", timeout=10).status_code in (200, 503):
+                return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise AssertionError("the web server did not start")

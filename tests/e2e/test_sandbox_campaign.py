@@ -7,16 +7,10 @@ the web server's webhooks, signed. Each contact must end as its persona says.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import requests
 from django.conf import settings
 
 from calls.management.commands.seed_demo import GREETING, SCRIPTED_STEPS, TEMPLATE_TEXTS
@@ -24,9 +18,8 @@ from calls.models import Call, Turn
 from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall, Partner
 from campaigns.services import add_contact, start_campaign
 from templates.models import CallTemplate
-from tests.processes import child_env, free_port
+from tests.processes import other_redis_database, running_system
 
-ROOT = Path(__file__).resolve().parents[2]
 PERSONAS = [
     "interested",
     "not_interested",
@@ -50,82 +43,17 @@ pytestmark = [
 ]
 
 
-def other_redis_database(url: str) -> str:
-    """REDIS_URL two databases on: a broker and cache of this test's own, so that no
-    other worker of the test session takes its tasks."""
-    parts = urlsplit(url)
-    database = int(parts.path.strip("/") or 0) + 2
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
 @pytest.fixture
 def system(tmp_path) -> Iterator[str]:
     """Web, worker and beat on the test database; yields the web server's URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = child_env(
+    with running_system(
+        tmp_path,
         REDIS_URL=other_redis_database(settings.REDIS_URL),
-        APP_URL=url,
         TELEPHONY_BACKEND="sandbox",
         SANDBOX_SPEED="40",
         TWILIO_MAX_CPS="10",
-        DATA_DIR=str(tmp_path),
-    )
-    commands = {
-        "web": [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "callcenter.asgi:application",
-            "--port",
-            str(port),
-        ],
-        "worker": [
-            *(sys.executable, "-m", "celery", "--app", "callcenter", "worker"),
-            *("--pool", "threads", "--concurrency", "16", "--loglevel", "INFO"),
-            *("--without-gossip", "--without-mingle", "--hostname", f"e2e-{port}@%h"),
-        ],
-        "beat": [
-            *(sys.executable, "-m", "celery", "--app", "callcenter", "beat", "--loglevel", "INFO"),
-            *("--schedule", str(tmp_path / "beat-schedule")),
-        ],
-    }
-    logs = {name: (tmp_path / f"{name}.log").open("w") for name in commands}
-    processes = {
-        name: subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=logs[name], stderr=subprocess.STDOUT
-        )
-        for name, command in commands.items()
-    }
-    try:
-        _wait_until_up(url)
+    ) as url:
         yield url
-    finally:
-        for process in processes.values():
-            process.send_signal(signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for name, log in logs.items():
-            log.close()
-            # Shown by pytest when the test fails.
-            print(f"--- {name} (last lines) ---")
-            print("\n".join((tmp_path / f"{name}.log").read_text().splitlines()[-40:]))
-
-
-def _wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            # The first request warms the server up (connections, imports): give it time.
-            if requests.get(f"{url}/health", timeout=10).status_code in (200, 503):
-                return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise AssertionError("the web server did not start")
 
 
 def make_campaign() -> Campaign:
