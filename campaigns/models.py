@@ -384,6 +384,9 @@ class Campaign(models.Model):
         verbose_name = _("campaign")
         verbose_name_plural = _("campaigns")
         ordering = ["-created_at"]
+        # Running a campaign is apart from editing it: operators start and pause
+        # campaigns that administrators set up.
+        permissions = [("control_campaign", _("Can start, pause, resume and cancel campaigns"))]
         constraints = [
             models.UniqueConstraint(
                 fields=["partner", "name"], name="campaign_unique_name_per_partner"
