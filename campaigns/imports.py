@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -194,10 +194,15 @@ def import_csv(
 
 
 def create_import(
-    *, campaign: Campaign, file: UploadedFile, by: AbstractBaseUser | None
+    *,
+    campaign: Campaign,
+    file: UploadedFile,
+    by: AbstractBaseUser | None,
+    run_now: bool = False,
 ) -> ContactImport:
     """Store an uploaded CSV file and import it in the background once the transaction
-    commits (``import_contacts_task``)."""
+    commits (``import_contacts_task``); with ``run_now``, in this thread right after the
+    commit instead (a small file, which the staff console imports during the request)."""
     contact_import = ContactImport(
         campaign=campaign, created_by=by, file_name=Path(file.name or "").name[:255]
     )
@@ -205,8 +210,24 @@ def create_import(
     contact_import.file.save(f"{uuid.uuid4().hex}.csv", file, save=False)
     contact_import.full_clean()
     contact_import.save()
-    import_contacts_task.delay_on_commit(contact_import.pk)
+    if run_now:
+        transaction.on_commit(partial(run_import, contact_import_id=contact_import.pk))
+    else:
+        import_contacts_task.delay_on_commit(contact_import.pk)
     return contact_import
+
+
+def check_csv(file: BinaryIO) -> None:
+    """Raise ImportFileError when ``file`` cannot be imported at all: not text, empty, no
+    header naming a phone column, or no row under it. Reads up to the first row, then
+    rewinds the file; the rows themselves are checked by the import."""
+    start = file.tell()
+    try:
+        _read_csv(_FirstRowProbe(), file)  # type: ignore[arg-type]
+    except _FirstRowRead:
+        pass
+    finally:
+        file.seek(start)
 
 
 def run_import(*, contact_import_id: int) -> ContactImport:
@@ -476,6 +497,22 @@ class _Importer:
             merged=self._writer.merged,
             rejected=self._rejected + self._writer.lost,
         )
+
+
+class _FirstRowRead(Exception):
+    pass
+
+
+class _FirstRowProbe:
+    """Stands in for an _Importer to read a file up to its first row (``check_csv``)."""
+
+    rows_read = 0
+
+    def add(self, number: int, **row: Any) -> None:
+        raise _FirstRowRead
+
+    def flush(self) -> None:
+        pass
 
 
 def _commit_asynchronously() -> None:

@@ -5,14 +5,48 @@ the campaign's size)."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from decimal import Decimal
 
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Avg, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncHour
+from django.utils import timezone
 
 from campaigns.models import Campaign, Contact
 
 # How an ended call went, as finish_call reads it (calls/services.py), keyed for the API.
 CALL_OUTCOMES = ("answered", "voicemail", "busy", "no-answer", "failed", "canceled")
+# Contacts the campaign is through with: nobody calls them again.
+FINISHED_CONTACT_STATES = (
+    Contact.State.DONE,
+    Contact.State.FAILED,
+    Contact.State.EXHAUSTED,
+    Contact.State.OPTED_OUT,
+)
+
+
+def answered_calls() -> Q:
+    """Calls a person answered: completed, and not by a machine."""
+    # calls builds on campaigns (dependencies run one way), so the imports wait until here.
+    from calls.models import CallStatus
+    from calls.services import MACHINE_ANSWERS
+
+    return Q(status=CallStatus.COMPLETED) & ~Q(answered_by__in=MACHINE_ANSWERS)
+
+
+def ended_calls() -> Q:
+    """Ended calls that reached the carrier: what an answer rate is taken over. (A call
+    refused before reaching it has no SID: it never rang anyone.)"""
+    from calls.models import CallStatus
+
+    ended = [
+        CallStatus.COMPLETED,
+        CallStatus.BUSY,
+        CallStatus.NO_ANSWER,
+        CallStatus.FAILED,
+        CallStatus.CANCELED,
+    ]
+    return Q(status__in=ended) & Q(provider_sid__isnull=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +80,6 @@ class CampaignStats:
 
 def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     """``campaign``'s figures now, in four queries."""
-    # calls builds on campaigns (dependencies run one way), so the import waits until here.
     from calls.models import CallStatus
     from calls.services import MACHINE_ANSWERS
 
@@ -62,19 +95,11 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     )
     completed = Q(status=CallStatus.COMPLETED)
     machine = Q(answered_by__in=MACHINE_ANSWERS)
-    answered = completed & ~machine
-    ended_statuses = [
-        CallStatus.COMPLETED,
-        CallStatus.BUSY,
-        CallStatus.NO_ANSWER,
-        CallStatus.FAILED,
-        CallStatus.CANCELED,
-    ]
+    answered = answered_calls()
     figures = calls.aggregate(
         answered=Count("pk", filter=answered),
         voicemail=Count("pk", filter=completed & machine),
-        # Refused before reaching the carrier (no SID): never rang anyone.
-        ended=Count("pk", filter=Q(status__in=ended_statuses) & Q(provider_sid__isnull=False)),
+        ended=Count("pk", filter=ended_calls()),
         opted_out=Count("pk", filter=Q(outcome__opted_out=True)),
         average_answered=Avg("duration_seconds", filter=answered),
     )
@@ -104,3 +129,80 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         average_answered_seconds=float(average) if average is not None else None,
         cost=cost,
     )
+
+
+def with_progress(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
+    """``campaigns`` each with ``contacts_total``, ``contacts_done`` (finished contacts),
+    ``live_calls``, ``answered_calls`` and ``ended_calls`` counted by the database: one
+    query for a page of campaigns, however many contacts and calls they have."""
+    from calls.models import LIVE_STATUSES, Call
+
+    def per_campaign(rows: QuerySet) -> Coalesce:
+        counted = (
+            rows.filter(campaign=OuterRef("pk"))
+            .order_by()
+            .values("campaign")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
+        return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+    return campaigns.annotate(
+        contacts_total=per_campaign(Contact.objects.all()),
+        contacts_done=per_campaign(Contact.objects.filter(state__in=FINISHED_CONTACT_STATES)),
+        live_calls=per_campaign(Call.objects.filter(status__in=LIVE_STATUSES)),
+        answered_calls=per_campaign(Call.objects.filter(answered_calls())),
+        ended_calls=per_campaign(Call.objects.filter(ended_calls())),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Hour:
+    """The calls a campaign made in one hour (by when each was created): how many, and
+    of the ended ones that reached the carrier, how many a person answered."""
+
+    start: datetime.datetime
+    calls: int
+    answered: int
+    ended: int
+
+    @property
+    def answer_rate(self) -> float | None:
+        return self.answered / self.ended if self.ended else None
+
+
+def calls_by_hour(*, campaign: Campaign, until: datetime.datetime, hours: int) -> list[Hour]:
+    """``campaign``'s calls in each of the ``hours`` hours up to ``until``'s, oldest first,
+    every hour listed (an hour without calls counts zero). One query.
+
+    Hours are counted in UTC, where each is an hour (the night clocks go back has two
+    local 02:00s, which a local count would add up), and start in the current time zone.
+    """
+    zone = timezone.get_current_timezone()
+    last = until.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    first = last - datetime.timedelta(hours=hours - 1)
+    counted = {
+        row["hour"]: row
+        for row in campaign.calls.order_by()
+        .filter(created_at__gte=first, created_at__lt=last + datetime.timedelta(hours=1))
+        .annotate(hour=TruncHour("created_at", tzinfo=datetime.UTC))
+        .values("hour")
+        .annotate(
+            calls=Count("pk"),
+            answered=Count("pk", filter=answered_calls()),
+            ended=Count("pk", filter=ended_calls()),
+        )
+    }
+    figures = []
+    for index in range(hours):
+        start = first + datetime.timedelta(hours=index)
+        row = counted.get(start, {})
+        figures.append(
+            Hour(
+                start=timezone.localtime(start, zone),
+                calls=row.get("calls", 0),
+                answered=row.get("answered", 0),
+                ended=row.get("ended", 0),
+            )
+        )
+    return figures
