@@ -28,7 +28,7 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import dispatch, imports, speech_cost, turns
+    from bench import admin, dispatch, imports, speech_cost, turns
     from tests.processes import end_other_sessions
 
     databases = setup_databases(verbosity=0, interactive=False)
@@ -40,6 +40,7 @@ def main() -> int:
             "dispatch": dispatch,
             "turns": turns,
             "imports": imports,
+            "admin": admin,
         }
         figures = [
             figure

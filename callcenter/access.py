@@ -96,6 +96,48 @@ def is_staff_request(request: Request) -> bool:
     return bool(request.user and request.user.is_staff) and partner_of(request) is None
 
 
+# What a request needs by default, by method: staff roles (the viewer, operator and
+# administrator groups) hold the same Django permissions in the API as in the admin.
+_STAFF_ACTIONS = {
+    "GET": "view",
+    "HEAD": "view",
+    "OPTIONS": "view",
+    "PUT": "change",
+    "PATCH": "change",
+    "DELETE": "delete",
+}
+
+
+def staff_permission(request: Request, view: Any) -> str | None:
+    """The Django permission a staff request needs: the view's ``staff_permissions``
+    entry for its action (a permission, or one per method), else the model's view, add,
+    change or delete permission by method ("add" for creating, "change" for other POSTs)."""
+    declared = getattr(view, "staff_permissions", {}).get(getattr(view, "action", None))
+    if isinstance(declared, dict):
+        declared = declared.get(request.method)
+    if declared:
+        return declared
+    if not hasattr(view, "get_queryset"):
+        return None  # a view of no model (the schema): being staff is enough
+    model = view.get_queryset().model
+    if request.method == "POST":
+        verb = "add" if view.action == "create" else "change"
+    else:
+        verb = _STAFF_ACTIONS.get(request.method, "change")
+    return f"{model._meta.app_label}.{verb}_{model._meta.model_name}"
+
+
+def staff_may(request: Request, view: Any) -> bool:
+    """Whether a staff user's role allows this request; a refusal names the permission."""
+    needed = staff_permission(request, view)
+    if needed is None or request.user.has_perm(needed):
+        return True
+    raise exceptions.PermissionDenied(
+        _("Your staff role does not allow this (it needs the permission “%(permission)s”).")
+        % {"permission": needed}
+    )
+
+
 class IsPartnerOrStaff(BasePermission):
     """Partner users and keys of an active partner, and staff."""
 
@@ -105,7 +147,7 @@ class IsPartnerOrStaff(BasePermission):
         if not (request.user and request.user.is_authenticated):
             return False
         if is_staff_request(request):
-            return True
+            return staff_may(request, view)
         partner = partner_of(request)
         if partner is not None and not partner.is_active:
             raise exceptions.PermissionDenied(_("This partner is deactivated."))
@@ -127,7 +169,9 @@ class IsStaff(BasePermission):
     message = _("Only staff may do this.")
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated) and is_staff_request(request)
+        if not (request.user and request.user.is_authenticated and is_staff_request(request)):
+            return False
+        return staff_may(request, view)
 
 
 class TokenSerializer(TokenObtainPairSerializer):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+# The admin site's titles and project-wide registrations, before its URLs are built.
+import callcenter.admin  # noqa: F401
 from callcenter.api import router
 from callcenter.health import health
 from callcenter.metrics import export_metrics
@@ -17,10 +17,6 @@ from calls import views as call_views
 from campaigns import views as campaign_views
 from templates import views as template_views
 from voices import views as voice_views
-
-admin.site.site_header = settings.APP_NAME
-admin.site.site_title = settings.APP_NAME
-admin.site.index_title = _("Operations")
 
 # The partner API's table of contents (paths are part of the contract).
 router.register("partners", campaign_views.PartnerViewSet, basename="partner")

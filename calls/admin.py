@@ -91,6 +91,8 @@ class CallAdmin(admin.ModelAdmin):
     # Both served by an index: a number's start, or a provider SID exactly.
     search_fields = ["to_number__startswith", "provider_sid__exact"]
     search_help_text = _("A phone number (or its start, with the country code) or a call SID.")
+    # Drilled down from the first and the last call in range, not by reading every call's
+    # date (admin/calls/call/change_list.html, calls/templatetags/call_list.py).
     date_hierarchy = "created_at"
     # With hundreds of thousands of calls, counting them all on every page is the slow part.
     show_full_result_count = False
@@ -190,9 +192,16 @@ class CallEventAdmin(admin.ModelAdmin):
     list_display = ["provider_sid", "kind", "sequence_number", "received_at"]
     list_filter = ["kind"]
     search_fields = ["provider_sid__exact"]
+    # Newest first (a call's page lists its own in order); a few per call, so never counted.
+    ordering = ["-received_at", "-id"]
+    show_full_result_count = False
     readonly_fields = ["call", "provider_sid", "kind", "sequence_number", "payload", "received_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CallEvent | None = None) -> bool:
+        # Kept as the provider sent them: their page is a view (no Save buttons).
         return False
 
 

@@ -283,6 +283,8 @@ class CallEvent(models.Model):
         verbose_name = _("call event")
         verbose_name_plural = _("call events")
         ordering = ["received_at", "id"]
+        # The staff console's list of events, newest first.
+        indexes = [models.Index(fields=["received_at"], name="callevent_received_idx")]
         constraints = [
             # Twilio retries callbacks: the same (SID, kind, sequence) is stored once.
             models.UniqueConstraint(

@@ -523,7 +523,11 @@ class Contact(models.Model):
         ordering = ["campaign", "id"]
         indexes = [
             models.Index(fields=["campaign", "state", "next_attempt_at"], name="contact_due_idx"),
-            models.Index(fields=["phone"], name="contact_phone_idx"),
+            # Equal numbers, and a number's start (LIKE '+34600%'): the operator class lets
+            # PostgreSQL use the index for both whatever the collation (ignored elsewhere).
+            models.Index(
+                fields=["phone"], name="contact_phone_idx", opclasses=["varchar_pattern_ops"]
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -595,6 +599,14 @@ class DoNotCall(models.Model):
         verbose_name = _("do-not-call entry")
         verbose_name_plural = _("do-not-call list")
         ordering = ["-created_at"]
+        # The staff console's list, newest first, and a number or its start looked up
+        # across partners (the unique constraints lead with the partner).
+        indexes = [
+            models.Index(fields=["created_at"], name="donotcall_created_idx"),
+            models.Index(
+                fields=["phone"], name="donotcall_phone_idx", opclasses=["varchar_pattern_ops"]
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["partner", "phone"],
@@ -878,6 +890,10 @@ class WebhookDelivery(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="delivery_due_idx"),
+            # The staff console's list: newest first, filtered by state, found by event id.
+            models.Index(fields=["created_at"], name="delivery_created_idx"),
+            models.Index(fields=["state", "created_at"], name="delivery_state_created_idx"),
+            models.Index(fields=["event_id"], name="delivery_event_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

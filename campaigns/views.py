@@ -227,6 +227,13 @@ class CampaignViewSet(ScopedModelViewSet):
     """
 
     queryset = Campaign.objects.all()
+    staff_permissions = {
+        "start": "campaigns.control_campaign",
+        "pause": "campaigns.control_campaign",
+        "resume": "campaigns.control_campaign",
+        "cancel": "campaigns.control_campaign",
+        "contacts": {"POST": "campaigns.add_contact"},
+    }
     serializer_class = CampaignSerializer
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_fields = ["state"]
@@ -514,6 +521,7 @@ class DoNotCallViewSet(
     (``"global": true``). An opt-out recorded during a call can be removed by staff only."""
 
     queryset = DoNotCall.objects.all()
+    staff_permissions = {"bulk": "campaigns.add_donotcall"}
     serializer_class = DoNotCallSerializer
     filter_backends = [DjangoFilterBackend, PhoneSearchFilter]
     filterset_fields = {"source": ["exact"], "partner": ["exact", "isnull"]}

@@ -187,8 +187,8 @@ def other_api_client(other_api_partner: Partner) -> APIClient:
 
 @pytest.fixture
 def staff_api_client(db: None, django_user_model) -> APIClient:
-    """An API client of a staff user acting across partners (with a JWT)."""
-    user = django_user_model.objects.create_user("operator", password="pw", is_staff=True)
+    """An API client of a staff administrator acting across partners (with a JWT)."""
+    user = django_user_model.objects.create_superuser("boss", password="pw")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
     return client

@@ -55,9 +55,21 @@ def browser() -> Iterator[Browser]:
     # Playwright's sync API keeps an asyncio loop running on this thread while it is open,
     # and Django refuses database work where a loop runs (SynchronousOnlyOperation). The
     # loop only drives the browser: the tests' own queries are as synchronous as ever.
+    # While that loop runs, Django also hands this thread the connections of the loop's
+    # context, new objects without the test database's serialized contents: carried over,
+    # or serialized_rollback would restore nothing (no groups) after the first test here.
+    from django.db import connections
+
+    serialized = {
+        alias: connections[alias]._test_serialized_contents
+        for alias in connections
+        if hasattr(connections[alias], "_test_serialized_contents")
+    }
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
         with sync_api.sync_playwright() as playwright:
+            for alias, contents in serialized.items():
+                connections[alias]._test_serialized_contents = contents
             chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             yield chromium
             chromium.close()

@@ -7,12 +7,13 @@ import datetime
 import jwt
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from campaigns.models import Partner, PartnerApiKey, PartnerMember
+from campaigns.models import Campaign, Partner, PartnerApiKey, PartnerMember
 from campaigns.services import onboard_partner
 
 PASSWORD = "a-long-test-password-1"
@@ -25,7 +26,7 @@ def onboarded(db: None):
 
 @pytest.fixture
 def staff_client(db: None) -> APIClient:
-    user = get_user_model().objects.create_user("boss", password=PASSWORD, is_staff=True)
+    user = get_user_model().objects.create_superuser("boss", password=PASSWORD)
     client = APIClient()
     client.force_authenticate(user)
     return client
@@ -270,6 +271,68 @@ def test_partners_are_staff_only(onboarded):
 
 def test_staff_cannot_use_the_partners_own_key_endpoint(staff_client):
     assert staff_client.get("/api/v1/api-keys/").status_code == 403
+
+
+# --- Staff roles: the same permissions in the API as in the admin ------------------------
+
+
+def role_client(role: str | None) -> APIClient:
+    """A staff user in the role group ``role`` (None: staff of no role)."""
+    user = get_user_model().objects.create_user(role or "nobody", password=PASSWORD, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_a_viewer_reads_campaigns_but_cannot_run_or_create_them(campaign):
+    # given
+    viewer = role_client("viewer")
+
+    # when
+    listed = viewer.get("/api/v1/campaigns/")
+    started = viewer.post(f"/api/v1/campaigns/{campaign.pk}/start/")
+    created = viewer.post(
+        "/api/v1/campaigns/", {"partner": campaign.partner_id, "name": "Otra"}, format="json"
+    )
+    contact = viewer.post(
+        f"/api/v1/campaigns/{campaign.pk}/contacts/", {"phone": "+34612345678"}, format="json"
+    )
+
+    # then
+    assert listed.status_code == 200
+    assert [row["id"] for row in listed.json()["results"]] == [campaign.pk]
+    assert (started.status_code, created.status_code, contact.status_code) == (403, 403, 403)
+    assert "campaigns.control_campaign" in started.json()["message"]
+    campaign.refresh_from_db()
+    assert campaign.state == Campaign.State.DRAFT
+    assert not campaign.contacts.exists()
+
+
+def test_an_operator_runs_campaigns_and_adds_contacts_but_cannot_onboard_partners(campaign):
+    # given
+    operator = role_client("operator")
+
+    # when
+    contact = operator.post(
+        f"/api/v1/campaigns/{campaign.pk}/contacts/", {"phone": "+34612345678"}, format="json"
+    )
+    paused = operator.post(f"/api/v1/campaigns/{campaign.pk}/pause/")
+    partner = operator.post("/api/v1/partners/", {"name": "Gamma", "username": "g"}, format="json")
+    edited = operator.patch(f"/api/v1/campaigns/{campaign.pk}/", {"name": "X"}, format="json")
+
+    # then the control reached the service (a draft cannot pause), the rest is refused
+    assert contact.status_code == 201
+    assert paused.status_code == 409
+    assert (partner.status_code, edited.status_code) == (403, 403)
+    assert not Partner.objects.filter(name="Gamma").exists()
+
+
+def test_staff_of_no_role_see_nothing(campaign):
+    response = role_client(None).get("/api/v1/campaigns/")
+
+    assert response.status_code == 403
 
 
 def test_create_partner_command_prints_the_key_once(db, capsys):

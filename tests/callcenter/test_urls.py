@@ -52,3 +52,18 @@ def test_api_root_requires_credentials(client, admin_client) -> None:
     assert anonymous.status_code == 401
     assert anonymous["WWW-Authenticate"].startswith("Bearer")
     assert admin_client.get("/api/v1/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_admin_pages_are_titled_and_headed_with_the_app_name(admin_client, settings) -> None:
+    # given the admin set up (its URLs loaded) before the name changes
+    admin_client.get("/admin/")
+    settings.APP_NAME = "Clínica Sur Llamadas"
+
+    # when staff open it
+    page = admin_client.get("/admin/").content.decode()
+
+    # then the page's title and header say the name in force
+
+    assert "<title>Operaciones | Clínica Sur Llamadas</title>" in page
+    assert '<div id="site-name"><a href="/admin/">Clínica Sur Llamadas</a></div>' in page
