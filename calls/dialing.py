@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import email.utils
 import enum
 import logging
 from dataclasses import dataclass, field
@@ -402,6 +403,9 @@ def _fold(call_id: int, provider_call: telephony.ProviderCall) -> None:
         "CallStatus": provider_call.status,
         "CallbackSource": "reconciliation",
     }
+    if provider_call.ended_at is not None and provider_call.status in FINAL_STATUSES:
+        # When Twilio ended the call, not when we asked: a late callback cannot fix it.
+        params["Timestamp"] = email.utils.format_datetime(provider_call.ended_at)
     optional = {
         "CallDuration": provider_call.duration,
         "AnsweredBy": provider_call.answered_by,

@@ -3,10 +3,11 @@
 Capacity per campaign is its room under ``max_concurrent_calls`` bounded by two token
 buckets (the account's ``TWILIO_MAX_CPS``, shared by every campaign and worker, and the
 campaign's own ``calls_per_second``); the account's tokens are shared among campaigns
-round-robin, from an offset that turns every tick. Contacts are taken with
-``SELECT ... FOR UPDATE SKIP LOCKED``, so dispatchers running at once never pick the same
-contact, and the database's constraints (one live call per contact, one call per attempt)
-stand behind that.
+round-robin, from an offset that turns every tick. Dispatchers running at once take turns
+on a campaign (a lock on its row) and count its room again in their turn; contacts are
+taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so they never pick the same contact, and
+the database's constraints (one live call per contact, one call per attempt) stand behind
+that.
 """
 
 from __future__ import annotations
@@ -128,6 +129,14 @@ def _dispatch_campaign(
     *, campaign: Campaign, slots: int, now: datetime.datetime, result: DispatchResult
 ) -> None:
     with transaction.atomic():
+        # One dispatcher at a time per campaign, its room counted again once it holds the
+        # campaign: two dispatchers counting at once would each fill it.
+        if not list(Campaign.objects.select_for_update().filter(pk=campaign.pk).values("pk")):
+            return  # deleted meanwhile
+        live = Call.objects.live().filter(campaign=campaign).count()
+        slots = min(slots, campaign.max_concurrent_calls - live)
+        if slots <= 0:
+            return
         candidates = list(
             campaign.contacts.due(now)
             .select_for_update(skip_locked=True, of=("self",))

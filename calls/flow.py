@@ -145,23 +145,35 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
 # --- Answering machines -------------------------------------------------------------------
 
 
-def record_machine_detection(*, call_id: int, params: Mapping[str, str]) -> bool:
-    """Keep the AMD verdict; True when a machine answered a live call and the call must
-    be turned to its voicemail (or hung up): the caller then queues ``handle_machine``."""
+def record_machine_detection(*, call_id: int, params: Mapping[str, str]) -> int | None:
+    """Keep the AMD verdict; the kept verdict's id when it is the call's first and a
+    machine answered the live call, which must be turned to its voicemail (or hung up):
+    the caller then queues ``handle_machine`` (or, failing that, forgets the verdict with
+    ``forget_machine_detection``). None otherwise."""
     answered_by = params.get("AnsweredBy", "")
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(pk=call_id).first()
         if call is not None and call.provider_sid and params.get("CallSid") != call.provider_sid:
             call = None
-        if not store_event(call=call, kind=CallEvent.Kind.MACHINE_DETECTION, params=params):
-            return False
-        if call is None:
-            return False
+        # Twilio sends one verdict per call: another is a retried delivery (it carries no
+        # sequence number), kept but not acted on, or the voicemail would start over.
+        repeated = (
+            call is not None
+            and CallEvent.objects.filter(call=call, kind=CallEvent.Kind.MACHINE_DETECTION).exists()
+        )
+        verdict = store_event(call=call, kind=CallEvent.Kind.MACHINE_DETECTION, params=params)
+        if verdict is None or call is None or repeated:
+            return None
         if answered_by in AnsweredBy.values:
             Call.objects.filter(pk=call.pk).update(
                 answered_by=answered_by, updated_at=timezone.now()
             )
-    return answered_by in MACHINE_ANSWERS and call.is_live
+    return verdict.pk if answered_by in MACHINE_ANSWERS and call.is_live else None
+
+
+def forget_machine_detection(*, verdict_id: int) -> None:
+    """Drop a kept AMD verdict that could not be acted on, so that its next delivery is."""
+    CallEvent.objects.filter(pk=verdict_id, kind=CallEvent.Kind.MACHINE_DETECTION).delete()
 
 
 def handle_machine(*, call_id: int) -> str:

@@ -94,7 +94,8 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
     None). The status only moves forward (a compare-and-set on the statuses it may come
     from), facts the event carries (answer and end times, duration, price, answered-by,
     error) only fill blanks, so any order of the same callbacks ends in the same row.
-    The callback that makes the call final moves its contact on (``finish_call``), once.
+    The callback that makes the call final moves its contact on (``finish_call``), once,
+    and queues the call's conclusion (again when Twilio retries it).
     """
     sid = params.get("CallSid", "")
     with transaction.atomic():
@@ -109,12 +110,18 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             call = None
         elif call is None:
             logger.warning("Status callback for unknown call %s (SID %s); kept.", call_id, sid)
-        if not store_event(call=call, kind=CallEvent.Kind.STATUS, params=params):
-            return call  # a retried callback: its first delivery was applied with it
-        if call is None:
-            return None
         raw_status = params.get("CallStatus", "")
         status = STATUS_ALIASES.get(raw_status, raw_status)
+        if not store_event(call=call, kind=CallEvent.Kind.STATUS, params=params):
+            # A retried callback: its first delivery was applied with it. Twilio retries
+            # when our answer failed, and the final callback's answer fails when the
+            # conclusion cannot be queued (the broker down): queue it again. Concluding
+            # twice tells nobody anything twice.
+            if call is not None and status in FINAL_STATUSES and call.status == status:
+                transaction.on_commit(lambda: _conclude_later(call.pk))
+            return call
+        if call is None:
+            return None
         if status not in STATUS_RANK:
             logger.warning("Call %s: unknown status %r in a callback; ignored.", call.pk, status)
             return call
@@ -153,8 +160,8 @@ def _callback_matches(*, call: Call, sid: str) -> bool:
     return not sid or not Call.objects.filter(provider_sid=sid).exists()
 
 
-def store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> bool:
-    """Keep the raw event; False when this (SID, kind, sequence) was stored before."""
+def store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> CallEvent | None:
+    """Keep the raw event; None when this (SID, kind, sequence) was stored before."""
     try:
         sequence_number: int | None = int(params["SequenceNumber"])
     except (KeyError, ValueError):
@@ -166,7 +173,7 @@ def store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> b
         # A savepoint: the unique constraint decides, so two deliveries racing each
         # other store one row, and the losing one leaves the outer transaction usable.
         with transaction.atomic():
-            CallEvent.objects.create(
+            return CallEvent.objects.create(
                 call=call,
                 provider_sid=params.get("CallSid", "")[:64],
                 kind=kind,
@@ -174,8 +181,7 @@ def store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> b
                 payload=dict(params),
             )
     except IntegrityError:
-        return False
-    return True
+        return None
 
 
 def _status_facts(*, params: Mapping[str, str], status: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from callcenter.backoff import backoff_seconds
 from calls import conversation, dialing, flow, outcomes, telephony
@@ -80,7 +81,16 @@ def handle_machine_task(self, call_id: int) -> str:
         return "refused"
 
 
-@shared_task(bind=True, acks_late=True, max_retries=4)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    max_retries=4,
+    # The database gone for a moment: conclude again (a conclusion run twice sends
+    # nothing new); the partner would never hear of the call otherwise.
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=2,
+    retry_backoff_max=60,
+)
 def conclude_call_task(self, call_id: int) -> str:
     """After a call: extract its outcome and summary, then tell whoever listens. A model
     that stays unreachable leaves the extraction failed with the reason."""

@@ -162,7 +162,8 @@ class TelephonyNotConfigured(TelephonyRejected):
 class ProviderCall:
     """A call as Twilio's Call resource describes it.
 
-    `queue_time_ms` is how long Twilio held the call behind the account's CPS limit.
+    `queue_time_ms` is how long Twilio held the call behind the account's CPS limit;
+    `ended_at` when it ended (Twilio leaves it empty for a call that was not answered).
     The Call resource carries no error fields, so `error_code` and `error_message` stay
     empty here; they exist for callers that learn of errors elsewhere (status callbacks).
     """
@@ -176,6 +177,7 @@ class ProviderCall:
     price_unit: str = ""
     error_code: int | None = None
     error_message: str = ""
+    ended_at: datetime.datetime | None = None
 
 
 def is_configured() -> bool:
@@ -635,6 +637,7 @@ def _provider_call(call: CallInstance) -> ProviderCall:
         duration=_integer(call.duration),
         price=call.price or None,
         price_unit=call.price_unit or "",
+        ended_at=call.end_time if isinstance(call.end_time, datetime.datetime) else None,
     )
 
 

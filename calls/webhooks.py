@@ -13,6 +13,7 @@ import functools
 import logging
 from collections.abc import Callable
 
+import kombu.exceptions
 from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
@@ -163,11 +164,22 @@ def fallback_opt_out(request: HttpRequest, call_id: int) -> str:
 def machine_detection(request: HttpRequest, call_id: int) -> HttpResponse:
     """The asynchronous answering-machine verdict: kept; a machine's call is turned to
     its voicemail (or hung up) by a task, after this answers."""
+    verdict_id = flow.record_machine_detection(call_id=call_id, params=request.POST.dict())
+    if verdict_id is not None:
+        transaction.on_commit(lambda: _handle_machine_later(call_id, verdict_id))
+    return HttpResponse(status=204)
+
+
+def _handle_machine_later(call_id: int, verdict_id: int) -> None:
     from calls.tasks import handle_machine_task
 
-    if flow.record_machine_detection(call_id=call_id, params=request.POST.dict()):
-        transaction.on_commit(lambda: handle_machine_task.delay(call_id))
-    return HttpResponse(status=204)
+    try:
+        handle_machine_task.delay(call_id)
+    except kombu.exceptions.OperationalError:
+        # Not queued (the broker is down): the verdict is forgotten, so that Twilio's retry
+        # of this callback, which the error asks for, is acted on as the first delivery.
+        flow.forget_machine_detection(verdict_id=verdict_id)
+        raise
 
 
 @twilio_webhook

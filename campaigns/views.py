@@ -24,13 +24,14 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.generics import get_object_or_404
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from callcenter.access import ApiKeyUser, IsPartner, IsStaff, is_staff_request, partner_of
 from callcenter.api import Conflict, ScopedModelViewSet, ScopedViewSet
+from callcenter.parsers import JSONParser
 from campaigns import deliveries, imports, services
 from campaigns.eligibility import eligibility_for
 from campaigns.models import (

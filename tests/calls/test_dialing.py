@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
+from email.utils import format_datetime
 from types import SimpleNamespace
 
 import pytest
@@ -375,6 +376,25 @@ def test_reconcile_fetches_calls_past_their_longest_life(running, fake_twilio) -
     assert call.status == CallStatus.NO_ANSWER
     assert call.events.filter(payload__CallbackSource="reconciliation").exists()
     assert Contact.objects.get(pk=call.contact_id).state == Contact.State.RETRY
+
+
+def test_reconcile_keeps_when_twilio_ended_the_call(running, fake_twilio) -> None:
+    # given: a call whose final callback never came; Twilio ended it an hour ago
+    [call] = dispatched(running)
+    place_call(call_id=call.pk)
+    call.refresh_from_db()
+    ended = (timezone.now() - datetime.timedelta(hours=1)).replace(microsecond=0)
+    fake_twilio.set_call(
+        call.provider_sid, status="completed", duration="42", end_time=format_datetime(ended)
+    )
+    Call.objects.filter(pk=call.pk).update(dialed_at=ended - datetime.timedelta(minutes=2))
+
+    # when
+    assert reconcile_calls(now=later(60)).refreshed == [call.pk]
+
+    # then: the end is Twilio's, not the time reconciliation ran
+    call.refresh_from_db()
+    assert (call.status, call.ended_at) == (CallStatus.COMPLETED, ended)
 
 
 def test_reconcile_fails_a_call_twilio_does_not_know(running, fake_twilio) -> None:

@@ -211,3 +211,45 @@ def test_dispatch_racing_dispatchers_never_dial_a_contact_twice(partner, call_te
     assert set(Call.objects.values_list("attempt", flat=True)) == {1}
     assert Call.objects.values("contact").distinct().count() == 40
     assert set(Contact.objects.values_list("attempts", flat=True)) == {1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dispatch_racing_dispatchers_share_the_campaigns_concurrency(
+    partner, call_template
+) -> None:
+    # given a campaign with room for 10 live calls, 40 contacts and four dispatchers at once
+    campaign = Campaign.objects.create(
+        partner=partner,
+        name="Race",
+        template=call_template,
+        state="running",
+        compliance_profile="none",
+        caller_number="+34910000000",
+        max_concurrent_calls=10,
+        calls_per_second=500,
+    )
+    add_contacts(campaign, 40)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def dispatcher() -> None:
+        try:
+            barrier.wait()
+            dispatch()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    from django.test import override_settings
+
+    with override_settings(TWILIO_MAX_CPS=1000):
+        threads = [threading.Thread(target=dispatcher) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    # then the four of them made as many calls as one would: the campaign's room
+    assert errors == []
+    assert Call.objects.live().count() == 10

@@ -6,6 +6,7 @@ import datetime
 import json
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from calls import tasks
@@ -143,3 +144,25 @@ def test_the_task_retries_an_unreachable_model_then_records_why(
     assert ended_call.outcome["extraction_error"]
     assert len(fake_openai.chat_requests) == tasks.conclude_call_task.max_retries + 1
     assert concluded[-1]["result"] == "failed"
+
+
+def test_the_task_concludes_again_when_the_database_went_away(
+    ended_call, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    # given: the first run loses its database connection (a restart, a network cut)
+    runs: list[int] = []
+
+    def conclude(*, call_id: int) -> str:
+        runs.append(call_id)
+        if len(runs) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return "no_conversation"
+
+    monkeypatch.setattr(tasks.outcomes, "conclude_call", conclude)
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.conclude_call_task.apply(args=(ended_call.pk,)).get()
+
+    # then it ran again rather than leave the call unconcluded (and the partner untold)
+    assert (result, runs) == ("no_conversation", [ended_call.pk, ended_call.pk])
