@@ -1,0 +1,468 @@
+"""Fault suite, callbacks: Twilio's status callbacks duplicated, delayed and shuffled end
+a call, and its contact, exactly as the same callbacks in order do.
+
+Hypothesis draws the deliveries: each callback of a call's life one to three times
+(Twilio retries), in any order, with the dialer's own answer (the SID) anywhere among
+them, and the contact's next attempt dialled as soon as it may be, so that late
+callbacks of the first call arrive while the second one is live. Each delivery is signed
+and posted to the real webhook views.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import itertools
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import kombu.exceptions
+import pytest
+from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calls import dialing
+from calls.models import Call, CallEvent, CallStatus
+from campaigns.models import Campaign, Contact
+from tests.reliability.conftest import post_signed, webhook_path
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("twilio_settings")]
+
+DIALED_AT = datetime.datetime(2026, 3, 2, 10, 0, 0, tzinfo=datetime.UTC)
+CALLER = "+34910000000"
+_phones = itertools.count(1)
+
+
+def at(seconds: int) -> str:
+    """Twilio's RFC 2822 Timestamp, ``seconds`` after the dial."""
+    return email.utils.format_datetime(DIALED_AT + datetime.timedelta(seconds=seconds))
+
+
+def status(sequence: int, call_status: str, seconds: int, **extra: str) -> tuple[str, dict]:
+    return (
+        "status",
+        {
+            "CallStatus": call_status,
+            "SequenceNumber": str(sequence),
+            "Timestamp": at(seconds),
+            "Direction": "outbound-api",
+            **extra,
+        },
+    )
+
+
+ENDED = {"Price": "-0.01300", "PriceUnit": "USD"}
+# Each call's life as Twilio reports it (StatusCallbackEvent initiated, ringing, answered,
+# completed), with the asynchronous AMD verdict where a machine answered.
+SCENARIOS: dict[str, list[tuple[str, dict]]] = {
+    "answered": [
+        status(0, "initiated", 0),
+        status(1, "ringing", 2),
+        status(2, "in-progress", 9),
+        status(3, "completed", 51, CallDuration="42", AnsweredBy="human", **ENDED),
+    ],
+    "voicemail": [
+        status(0, "initiated", 0),
+        status(1, "ringing", 2),
+        status(2, "in-progress", 7),
+        ("amd", {"AnsweredBy": "machine_end_beep", "MachineDetectionDuration": "4100"}),
+        status(3, "completed", 30, CallDuration="23", AnsweredBy="machine_end_beep", **ENDED),
+    ],
+    "no-answer": [
+        status(0, "initiated", 0),
+        status(1, "ringing", 2),
+        status(2, "no-answer", 32, CallDuration="0"),
+    ],
+    "busy": [
+        status(0, "initiated", 0),
+        status(1, "busy", 3, CallDuration="0", SipResponseCode="486"),
+    ],
+    "invalid": [
+        status(0, "initiated", 0),
+        status(
+            1,
+            "failed",
+            1,
+            CallDuration="0",
+            ErrorCode="13224",
+            ErrorMessage="Invalid phone number",
+        ),
+    ],
+    "canceled": [
+        status(0, "initiated", 0),
+        status(1, "ringing", 2),
+        status(2, "canceled", 12, CallDuration="0"),
+    ],
+}
+
+
+@dataclass
+class Delivery:
+    """Who does what, in order: a callback delivered (index into the scenario), the
+    dialer learning the SID from Twilio's answer, reconciliation, the next attempt."""
+
+    kind: str  # "callback", "sid", "reconcile", "redial"
+    index: int = -1
+
+
+def make_call(campaign: Campaign) -> Call:
+    """A call the dialer claimed and asked Twilio for: dialing, its SID not yet known."""
+    number = next(_phones)
+    contact = Contact.objects.create(
+        campaign=campaign,
+        phone=f"+3460{number:07d}",
+        state=Contact.State.CALLING,
+        attempts=1,
+        variables={"first_name": "Ana"},
+    )
+    return Call.objects.create(
+        campaign=campaign,
+        contact=contact,
+        attempt=1,
+        status=CallStatus.DIALING,
+        from_number=CALLER,
+        to_number=contact.phone,
+        dialed_at=DIALED_AT,
+    )
+
+
+def redial(call: Call) -> Call | None:
+    """The contact's next attempt, as the dispatcher and dialer make it, once the contact
+    waits for one; None while it may not be dialled."""
+    contact = Contact.objects.get(pk=call.contact_id)
+    if contact.state != Contact.State.RETRY:
+        return None
+    Contact.objects.filter(pk=contact.pk).update(
+        state=Contact.State.CALLING, attempts=contact.attempts + 1, next_attempt_at=None
+    )
+    return Call.objects.create(
+        campaign=call.campaign,
+        contact=contact,
+        attempt=call.attempt + 1,
+        status=CallStatus.QUEUED,
+        provider_sid="CA" + uuid.uuid4().hex,
+        from_number=CALLER,
+        to_number=contact.phone,
+        dialed_at=timezone.now(),
+    )
+
+
+def play(
+    client,
+    campaign: Campaign,
+    scenario: str,
+    deliveries: list[Delivery],
+    *,
+    before: Callable[[Call, str], None] | None = None,
+) -> dict:
+    """Run ``deliveries`` of ``scenario`` against a new call (``before`` hears of the
+    call and its SID first); the call's final state."""
+    call = make_call(campaign)
+    sid = "CA" + uuid.uuid4().hex
+    if before is not None:
+        before(call, sid)
+    events = SCENARIOS[scenario]
+    redialled: Call | None = None
+    redial_wanted = False
+    for delivery in deliveries:
+        if delivery.kind == "sid":
+            dialing._save_sid(call, sid)  # Twilio's answer to the dial request arrives
+        elif delivery.kind == "redial":
+            redial_wanted = True
+        elif delivery.kind == "reconcile":
+            # Long after the call: whatever is still live is settled with Twilio's record.
+            dialing.reconcile_calls(now=timezone.now())
+        else:
+            webhook, params = events[delivery.index]
+            response = post_signed(
+                client, webhook_path(webhook, call.pk), {**params, "CallSid": sid}
+            )
+            assert response.status_code == 204, response
+        if redial_wanted and redialled is None:
+            redialled = redial(call)
+    if redialled is None:
+        redialled = redial(call)
+    return final_state(call, sid, redialled)
+
+
+def final_state(call: Call, sid: str, redialled: Call | None) -> dict:
+    call.refresh_from_db()
+    contact = Contact.objects.get(pk=call.contact_id)
+    events = list(call.events.all())
+    statuses = [e.sequence_number for e in events if e.kind == CallEvent.Kind.STATUS]
+    if redialled is not None:
+        redialled.refresh_from_db()
+    return {
+        "call": (
+            call.status,
+            call.provider_sid == sid,
+            call.answered_at,
+            call.ended_at,
+            call.duration_seconds,
+            call.answered_by,
+            call.price,
+            call.price_unit,
+            call.error_code,
+            call.error_message,
+        ),
+        # each status callback kept once, however often it came
+        "status events": sorted(number for number in statuses if number is not None),
+        "reconciliations": statuses.count(None),
+        "verdicts": {
+            e.payload["AnsweredBy"] for e in events if e.kind == CallEvent.Kind.MACHINE_DETECTION
+        },
+        # moved on once; late callbacks of the first call leave the next attempt alone
+        "contact": (
+            contact.state,
+            contact.state_reason,
+            contact.attempts,
+            contact.next_attempt_at is not None,
+        ),
+        "next call": None
+        if redialled is None
+        else (redialled.status, redialled.attempt, redialled.ended_at, redialled.events.count()),
+    }
+
+
+def in_order(scenario: str) -> list[Delivery]:
+    """What Twilio and the dialer do when nothing goes wrong."""
+    callbacks = [Delivery("callback", index) for index in range(len(SCENARIOS[scenario]))]
+    return [Delivery("sid"), *callbacks, Delivery("redial")]
+
+
+@st.composite
+def disordered(draw: Callable, scenario: str) -> list[Delivery]:
+    """Each callback one to three times, shuffled; the SID and the redial anywhere."""
+    copies = [
+        Delivery("callback", index)
+        for index in range(len(SCENARIOS[scenario]))
+        for _copy in range(draw(st.integers(min_value=1, max_value=3)))
+    ]
+    deliveries = list(draw(st.permutations(copies)))
+    deliveries.insert(draw(st.integers(0, len(deliveries))), Delivery("sid"))
+    deliveries.insert(draw(st.integers(0, len(deliveries))), Delivery("redial"))
+    return deliveries
+
+
+@pytest.fixture
+def running(campaign) -> Campaign:
+    campaign.state = Campaign.State.RUNNING
+    campaign.caller_number = CALLER
+    campaign.compliance_profile = "none"
+    campaign.max_attempts = 3
+    campaign.save()
+    return campaign
+
+
+@pytest.fixture
+def expected() -> dict[str, dict]:
+    """The final state of each scenario played in order, computed once per test."""
+    return {}
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,  # the same examples on every run: the suite must not flake
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=st.sampled_from(sorted(SCENARIOS)), data=st.data())
+def test_callbacks_in_any_order_end_a_call_as_in_order(
+    client, running, expected, scenario, data
+) -> None:
+    # given: what the callbacks make of a call when they arrive in order
+    if scenario not in expected:
+        expected[scenario] = play(client, running, scenario, in_order(scenario))
+    deliveries = data.draw(disordered(scenario), label="deliveries")
+
+    # when: they arrive duplicated, shuffled, before the SID and after the next attempt
+    state = play(client, running, scenario, deliveries)
+
+    # then
+    assert state == expected[scenario]
+
+
+def test_the_ordered_runs_end_as_each_scenario_means(client, running) -> None:
+    # The property above compares with the ordered run: that run must itself be right.
+    states = {}
+    for scenario in SCENARIOS:
+        state = play(client, running, scenario, in_order(scenario))
+        states[scenario] = (state["call"][0], state["contact"][0], state["next call"])
+
+    redialled = (CallStatus.QUEUED, 2, None, 0)
+    assert states == {
+        "answered": ("completed", "done", None),
+        "voicemail": ("completed", "calling", redialled),
+        "no-answer": ("no-answer", "calling", redialled),
+        "busy": ("busy", "calling", redialled),
+        "invalid": ("failed", "failed", None),
+        "canceled": ("canceled", "calling", redialled),
+    }
+
+
+# --- Callbacks delayed past reconciliation --------------------------------------------------
+
+# The Call resource Twilio shows once each call is over, which reconciliation reads.
+TWILIO_ENDS: dict[str, dict] = {
+    "answered": {"status": "completed", "duration": "42", "answered_by": "human", "end": 51},
+    "voicemail": {
+        "status": "completed",
+        "duration": "23",
+        "answered_by": "machine_end_beep",
+        "end": 30,
+    },
+    "no-answer": {"status": "no-answer", "duration": "0", "end": 32},
+    "busy": {"status": "busy", "duration": "0", "end": 3},
+    "canceled": {"status": "canceled", "duration": "0", "end": 12},
+    # Left out: a failed call. The Call resource carries no error code, so a call that
+    # reconciliation ends before its callback says why is retried like any failure.
+}
+
+
+@st.composite
+def delayed_past_reconciliation(draw: Callable, scenario: str) -> list[Delivery]:
+    """Every callback late (each one to three times, shuffled) behind a reconciliation
+    that ends the call from Twilio's own record; the SID before or after it."""
+    deliveries = draw(disordered(scenario))
+    deliveries.insert(0, Delivery("reconcile"))
+    sid = next(index for index, delivery in enumerate(deliveries) if delivery.kind == "sid")
+    deliveries.insert(draw(st.integers(0, 1)), deliveries.pop(sid))
+    return deliveries
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=st.sampled_from(sorted(TWILIO_ENDS)), data=st.data())
+def test_callbacks_delayed_past_reconciliation_end_a_call_as_in_order(
+    client, running, expected, fake_twilio, scenario, data
+) -> None:
+    # given: a call whose callbacks are all held up until reconciliation has asked Twilio
+    if scenario not in expected:
+        expected[scenario] = play(client, running, scenario, in_order(scenario))
+    deliveries = data.draw(delayed_past_reconciliation(scenario), label="deliveries")
+    end = TWILIO_ENDS[scenario]
+
+    def twilio_ends(call: Call, sid: str) -> None:
+        fake_twilio.set_call(
+            sid,
+            to=call.to_number,
+            **{"from": CALLER},
+            status=end["status"],
+            duration=end["duration"],
+            answered_by=end.get("answered_by"),
+            price="-0.01300" if end["status"] == "completed" else None,
+            price_unit="USD",
+            start_time=at(0),
+            end_time=at(end["end"]),
+        )
+
+    # when
+    state = play(client, running, scenario, deliveries, before=twilio_ends)
+
+    # then: the same call and contact; reconciliation's own reading is kept besides
+    assert state == {**expected[scenario], "reconciliations": 1}
+
+
+# --- Answering machines ---------------------------------------------------------------------
+
+
+def test_a_repeated_machine_verdict_turns_the_call_to_voicemail_once(
+    client, running, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    # given: a live call a machine answered; Twilio delivers the AMD verdict twice (the
+    # first answer was lost on the way back)
+    from calls import tasks
+
+    redirects: list[int] = []
+    monkeypatch.setattr(tasks.handle_machine_task, "delay", redirects.append)
+    call = make_call(running)
+    sid = "CA" + uuid.uuid4().hex
+    dialing._save_sid(call, sid)
+    verdict = {"CallSid": sid, "AnsweredBy": "machine_end_beep", "MachineDetectionDuration": "4100"}
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        codes = [
+            post_signed(client, webhook_path("amd", call.pk), verdict).status_code
+            for _delivery in range(2)
+        ]
+
+    # then: one redirect to the message; a second would restart it on the recording
+    assert codes == [204, 204]
+    assert redirects == [call.pk]
+    call.refresh_from_db()
+    assert call.answered_by == "machine_end_beep"
+
+
+def test_a_machine_verdict_that_could_not_be_acted_on_is_acted_on_when_retried(
+    client, running, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    # given: the broker is down when the verdict comes, up again for Twilio's retry
+    from calls import tasks
+
+    redirects: list[int] = []
+
+    def delay(call_id: int) -> None:
+        if not redirects and not broker_up:
+            raise kombu.exceptions.OperationalError("Error 111 connecting to the broker")
+        redirects.append(call_id)
+
+    broker_up = False
+    monkeypatch.setattr(tasks.handle_machine_task, "delay", delay)
+    call = make_call(running)
+    sid = "CA" + uuid.uuid4().hex
+    dialing._save_sid(call, sid)
+    verdict = {"CallSid": sid, "AnsweredBy": "machine_start"}
+    path = webhook_path("amd", call.pk)
+
+    # when: the first delivery fails to queue the redirect (Twilio gets an error)...
+    with (
+        pytest.raises(kombu.exceptions.OperationalError),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        post_signed(client, path, verdict)
+    broker_up = True
+    # ...and Twilio delivers it again
+    with django_capture_on_commit_callbacks(execute=True):
+        retried = post_signed(client, path, verdict)
+
+    # then the retry is acted on, once
+    assert retried.status_code == 204
+    assert redirects == [call.pk]
+    assert call.events.filter(kind=CallEvent.Kind.MACHINE_DETECTION).count() == 1
+
+
+def test_a_final_callback_retried_queues_the_conclusion_again(
+    client, running, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    # given: a call whose final callback was applied, but whose answer failed (the
+    # conclusion could not be queued: the broker was down)
+    from calls import tasks
+
+    concluded: list[int] = []
+    monkeypatch.setattr(tasks.conclude_call_task, "delay", concluded.append)
+    call = make_call(running)
+    sid = "CA" + uuid.uuid4().hex
+    dialing._save_sid(call, sid)
+    final = {**SCENARIOS["no-answer"][-1][1], "CallSid": sid}
+    post_signed(client, webhook_path("status", call.pk), final)
+
+    # when Twilio delivers it again, and once more
+    with django_capture_on_commit_callbacks(execute=True):
+        for _delivery in range(2):
+            assert post_signed(client, webhook_path("status", call.pk), final).status_code == 204
+
+    # then the conclusion is queued again (concluding twice sends nothing new), and the
+    # call and contact are as the first delivery left them
+    assert concluded == [call.pk, call.pk]
+    call.refresh_from_db()
+    assert call.status == CallStatus.NO_ANSWER
+    assert call.events.count() == 1
