@@ -521,6 +521,8 @@ class ContactAdmin(admin.ModelAdmin):
     list_select_related = ["campaign__partner"]
     search_fields = ["phone", "external_id"]
     search_help_text = _("A phone number in any format, or an external id.")
+    # Millions of contacts: a filtered page does not count the whole table as well.
+    show_full_result_count = False
     autocomplete_fields = ["campaign"]
     readonly_fields = ["attempts", "dialable_now", "next_possible_call", "created_at", "updated_at"]
     fieldsets = [
@@ -615,6 +617,7 @@ class DoNotCallAdmin(admin.ModelAdmin):
     list_select_related = ["partner", "created_by"]
     search_fields = ["phone", "reason"]
     search_help_text = _("A phone number in any format, or words of the reason.")
+    show_full_result_count = False
     autocomplete_fields = ["partner"]
     # Where an entry came from is what it records: staff add entries as staff.
     readonly_fields = ["source", "origin", "created_by", "created_at"]
