@@ -29,9 +29,11 @@ run: install
 test: install
 	$(BIN)/pytest
 
-# Benchmarks report figures and ratios (see README); they are not tests.
+# Benchmarks report figures and ratios (see README); they are not tests. They start a
+# throwaway PostgreSQL and Redis as CI does, unless DATABASE_URL is set.
+# BENCH_ONLY=dispatch,api runs some of them.
 bench: install
-	$(BIN)/python -m bench.run
+	bash bench/services.sh $(BIN)/python -m bench.run
 
 lint: install
 	$(BIN)/ruff check .

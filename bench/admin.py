@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bench.harness import Figure
-from calls.models import AnsweredBy, Call, CallStatus
+from calls.models import AnsweredBy, Call, CallStatus, Turn, TurnRole
 from campaigns.models import Campaign, Contact, Partner
 from templates.models import CallTemplate
 
@@ -33,7 +33,7 @@ LOADS = 30
 
 
 def run() -> list[Figure]:
-    day = make_calls()
+    _partner, day = make_calls()
     client = Client()
     client.force_login(
         get_user_model().objects.create_superuser("bench", "bench@example.com", "bench")
@@ -61,18 +61,36 @@ def run() -> list[Figure]:
     return figures
 
 
-def make_calls() -> datetime.date:
-    """CALLS calls, one contact each, the newest today; returns a day with calls."""
-    partner = Partner.objects.create(name="Admin bench")
+# What is said in a call answered by a person: (role, text) by turn.
+CONVERSATION = [
+    (TurnRole.AGENT, "Hola. Le llama la clínica, un asistente automático. ¿Habla con Ana?"),
+    (TurnRole.CALLER, "Sí, soy yo."),
+    (TurnRole.AGENT, "Le llamo para confirmar su cita del martes a las diez. ¿Podrá venir?"),
+    (TurnRole.CALLER, "Sí, allí estaré."),
+    (TurnRole.AGENT, "Perfecto, queda confirmada. Gracias y hasta pronto."),
+]
+
+
+def make_calls(
+    *,
+    calls: int = CALLS,
+    campaigns: int = CAMPAIGNS,
+    name: str = "Admin bench",
+    with_turns: bool = False,
+) -> tuple[Partner, datetime.date]:
+    """``calls`` calls of one new partner, one contact each, the newest today, in
+    ``campaigns`` campaigns; with ``with_turns`` the calls answered by a person have a
+    conversation's turns. Returns the partner and a day with calls."""
+    partner = Partner.objects.create(name=name)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Bench",
         greeting="Hola. Le llama {{ partner }}, un asistente automático.",
         voicemail_message="Llámenos al 910 000 000.",
     )
-    campaigns = [
+    campaign_list = [
         Campaign.objects.create(partner=partner, name=f"Campaign {n}", template=template)
-        for n in range(CAMPAIGNS)
+        for n in range(campaigns)
     ]
     # (status, answered_by, outcome) in the shares a finished campaign has them.
     kinds = [
@@ -89,10 +107,10 @@ def make_calls() -> datetime.date:
     ]
     now = timezone.now()
     for day in range(DAYS):
-        indexes = range(day * CALLS // DAYS, (day + 1) * CALLS // DAYS)
+        indexes = range(day * calls // DAYS, (day + 1) * calls // DAYS)
         contacts = Contact.objects.bulk_create(
             Contact(
-                campaign=campaigns[index % CAMPAIGNS],
+                campaign=campaign_list[index % campaigns],
                 phone=f"+34600{index:06d}",
                 state=Contact.State.DONE,
                 attempts=1,
@@ -109,19 +127,33 @@ def make_calls() -> datetime.date:
                 status=kinds[index % len(kinds)][0],
                 answered_by=kinds[index % len(kinds)][1],
                 outcome=kinds[index % len(kinds)][2],
-                provider_sid=f"CA{index:032d}",
+                provider_sid=f"CA{partner.pk:08d}{index:024d}",  # unique across runs
                 duration_seconds=40,
             )
             for index, contact in zip(indexes, contacts, strict=True)
         )
         # created_at is set on insert: each day's calls are then moved to it, oldest first.
-        Call.objects.filter(pk__in=[call.pk for call in created]).update(
-            created_at=now - datetime.timedelta(days=DAYS - 1 - day)
-        )
+        moment = now - datetime.timedelta(days=DAYS - 1 - day)
+        Call.objects.filter(pk__in=[call.pk for call in created]).update(created_at=moment)
+        if with_turns:
+            Turn.objects.bulk_create(
+                Turn(
+                    call=call,
+                    sequence=sequence,
+                    role=role,
+                    text=text,
+                    started_at=moment + datetime.timedelta(seconds=6 * sequence),
+                    ended_at=moment + datetime.timedelta(seconds=6 * sequence + 4),
+                    latency_ms=700 if role == TurnRole.AGENT else None,
+                )
+                for call in created
+                if call.answered_by == AnsweredBy.HUMAN
+                for sequence, (role, text) in enumerate(CONVERSATION)
+            )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE calls_call, campaigns_contact, campaigns_campaign")
-    return timezone.localdate(now - datetime.timedelta(days=DAYS // 2))
+            cursor.execute("ANALYZE calls_call, calls_turn, campaigns_contact, campaigns_campaign")
+    return partner, timezone.localdate(now - datetime.timedelta(days=DAYS // 2))
 
 
 def measure(client: Client, name: str, url: str) -> list[Figure]:

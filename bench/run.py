@@ -1,14 +1,17 @@
 """Run every benchmark: `make bench`. Prints a table and writes the figures as JSON.
 
-Runs on the configured database and broker (the embedded default, or DATABASE_URL and
-REDIS_URL as CI sets them), in a throwaway database and data folder.
+Runs on the configured database and broker in a throwaway database and data folder:
+`make bench` starts PostgreSQL and Redis for it (bench/services.sh) unless DATABASE_URL is
+set; run directly, the embedded default unless DATABASE_URL and REDIS_URL are set.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     os.environ.setdefault("APP_ENV", "test")
-    os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="callcenter-bench-"))
+    if "DATA_DIR" not in os.environ:
+        os.environ["DATA_DIR"] = tempfile.mkdtemp(prefix="callcenter-bench-")
+        atexit.register(shutil.rmtree, os.environ["DATA_DIR"], ignore_errors=True)
     os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     sys.path.insert(0, str(ROOT))
 
@@ -28,7 +33,7 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import admin, dispatch, imports, speech_cost, turns
+    from bench import admin, api, dispatch, imports, speech_cost, turns
     from tests.processes import end_other_sessions
 
     databases = setup_databases(verbosity=0, interactive=False)
@@ -41,6 +46,7 @@ def main() -> int:
             "turns": turns,
             "imports": imports,
             "admin": admin,
+            "api": api,
         }
         figures = [
             figure
@@ -52,6 +58,11 @@ def main() -> int:
         end_other_sessions()  # the async benchmarks' threads hold connections
         teardown_databases(databases, verbosity=0)
 
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"\ndatabase {connection.vendor}, {os.cpu_count()} CPUs, load average {load} "
+        "(at the end; the figures are of a busy machine when it is high)\n"
+    )
     print(f"{'figure':<48} {'value':>14}  unit       note")
     for figure in figures:
         print(f"{figure.name:<48} {figure.value:>14,}  {figure.unit:<10} {figure.note}")
@@ -60,7 +71,11 @@ def main() -> int:
     output.write_text(
         json.dumps(
             {
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "load_average": os.getloadavg(),
+                },
                 "database": connection.vendor,
                 "figures": [figure.__dict__ for figure in figures],
             },

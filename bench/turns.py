@@ -8,10 +8,14 @@ clip is ever reused. Two measures:
   the streamed approach (the first sentence is voiced while the model still writes, and
   played at once) against the serial one (the whole reply, then the whole speech), in
   one process, as a ratio.
-- Turn overhead under load: the real web server (uvicorn) answering the turn webhook of
-  N concurrent calls; overhead is the wait for the first TwiML minus the fixed delays.
-  Like real callers, each simulated call listens and speaks between two turns (2-4 s),
-  and the calls start spread over the first seconds.
+- Webhooks under load: the real web server (uvicorn) answering the turn webhook of N
+  concurrent calls (50, 200 and 500 by default; BENCH_TURN_CONCURRENCY="50" for one
+  level); overhead is the wait for the first TwiML minus the fixed delays. Like real
+  callers, each simulated call listens and speaks between two turns (2-4 s), and the
+  calls start spread over the first seconds. Meanwhile Twilio's status callbacks of the
+  same calls (initiated, ringing, answered, and one retried delivery) reach the status
+  webhook, whose whole answer time is its overhead (it waits for no vendor). Errors are
+  counted, never hidden; the server's own CPU time is reported per turn.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +53,11 @@ SAMPLES = 15
 TURNS_PER_CALL = 3
 # Seconds a simulated caller takes to hear a reply and say the next thing.
 CALLER_SECONDS = (2.0, 4.0)
-CONCURRENCY = [int(n) for n in os.environ.get("BENCH_TURN_CONCURRENCY", "50").split(",")]
+CONCURRENCY = [
+    int(n) for n in os.environ.get("BENCH_TURN_CONCURRENCY", "50,200,500").split(",") if n
+]
+# The status callbacks Twilio sends for an answered call, in its order, by SequenceNumber.
+STATUS_CALLBACKS = ["initiated", "ringing", "in-progress"]
 
 
 class BenchOpenAI(FakeOpenAI):
@@ -199,14 +209,19 @@ def time_to_first_audio(call) -> list[Figure]:
 
 def turn_overhead(campaign, concurrency: int) -> list[Figure]:
     calls = _live_calls(campaign, concurrency)
-    with fakes(chunk_delay=0.0, separate=True), web_server() as url:
-        latencies, errors = asyncio.run(_load(url, calls))
-    overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in latencies)
+    with fakes(chunk_delay=0.0, separate=True), web_server() as (url, server_pid):
+        cpu_before = _cpu_seconds(server_pid)
+        load = asyncio.run(_load(url, calls))
+        cpu = _cpu_seconds(server_pid) - cpu_before
+    overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in load.turns)
+    status_ms = sorted(latency * 1000 for latency in load.statuses)
 
-    def percentile(share: float) -> float:
-        return round(overhead[min(len(overhead) - 1, int(share * len(overhead)))], 1)
+    def percentile(values: list[float], share: float) -> float:
+        if not values:
+            return 0.0
+        return round(values[min(len(values) - 1, int(share * len(values)))], 1)
 
-    note = f"{len(latencies)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays"
+    note = f"{len(load.turns)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays"
     # What the server itself measured of the same turns: the model's time (the fake's
     # 300 ms plus its streaming, as the server sees it) tells a slow fake from our overhead.
     from calls.models import Turn
@@ -229,16 +244,55 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         extra = []
     return [
         *extra,
-        Figure(f"turn overhead @{concurrency} calls: p50", percentile(0.50), "ms", note),
+        Figure(f"turn overhead @{concurrency} calls: p50", percentile(overhead, 0.50), "ms", note),
         Figure(
             f"turn overhead @{concurrency} calls: p95",
-            percentile(0.95),
+            percentile(overhead, 0.95),
             "ms",
             "target < 50" if concurrency == 50 else "",
         ),
-        Figure(f"turn overhead @{concurrency} calls: p99", percentile(0.99), "ms"),
-        Figure(f"turn errors @{concurrency} calls", errors, "count", "must be 0"),
+        Figure(f"turn overhead @{concurrency} calls: p99", percentile(overhead, 0.99), "ms"),
+        Figure(
+            f"turn errors @{concurrency} calls",
+            load.turn_errors,
+            "count",
+            _problems(load.problems, "turn: ") or "must be 0",
+        ),
+        Figure(
+            f"status webhook @{concurrency} calls: p50",
+            percentile(status_ms, 0.50),
+            "ms",
+            f"{len(load.statuses)} callbacks during the turns",
+        ),
+        Figure(f"status webhook @{concurrency} calls: p95", percentile(status_ms, 0.95), "ms"),
+        Figure(f"status webhook @{concurrency} calls: p99", percentile(status_ms, 0.99), "ms"),
+        Figure(
+            f"status webhook errors @{concurrency} calls",
+            load.status_errors,
+            "count",
+            _problems(load.problems, "status: ") or "must be 0",
+        ),
+        Figure(
+            f"server CPU per turn @{concurrency} calls",
+            round(cpu * 1000 / max(1, len(load.turns)), 1),
+            "ms",
+            "uvicorn's user+system time over the load, status callbacks included",
+        ),
     ]
+
+
+def _problems(problems: Counter[str], prefix: str) -> str:
+    return ", ".join(
+        f"{count} {kind.removeprefix(prefix)}"
+        for kind, count in problems.most_common()
+        if kind.startswith(prefix)
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _live_calls(campaign, count: int) -> list[int]:
@@ -267,8 +321,9 @@ def _live_calls(campaign, count: int) -> list[int]:
 
 
 @contextmanager
-def web_server() -> Iterator[str]:
-    """uvicorn serving the project on the bench database, as in production."""
+def web_server() -> Iterator[tuple[str, int]]:
+    """uvicorn serving the project on the bench database, as in production: its URL and
+    process id."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = child_env(
@@ -282,13 +337,20 @@ def web_server() -> Iterator[str]:
         CALLCENTER_LOCAL_FAKES="1",  # the vendor keys above are for the local fakes
     )
     command = [sys.executable, "-m", "uvicorn", "callcenter.asgi:application", "--port", str(port)]
+    # Its warnings and errors are kept where a failed request can be looked into.
+    log = ROOT / "var" / "bench" / "turns-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [*command, "--no-access-log"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+        [*command, "--no-access-log"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
     )
     try:
         _wait_for(url)
         with override_settings(APP_URL=url, TELEPHONY_BACKEND="sandbox"):
-            yield url
+            yield url, server.pid
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
@@ -302,18 +364,29 @@ def _wait_for(url: str) -> None:
         try:
             requests.get(f"{url}/health", timeout=2)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or still starting up
             time.sleep(0.2)
     raise RuntimeError("the web server did not start")
 
 
-async def _load(url: str, call_ids: list[int]) -> tuple[list[float], int]:
+@dataclass
+class Load:
+    """What the simulated calls saw: answer times in seconds, and errors."""
+
+    turns: list[float] = field(default_factory=list)
+    statuses: list[float] = field(default_factory=list)
+    turn_errors: int = 0
+    status_errors: int = 0
+    # What went wrong, by kind ("HTTP 500", "ReadTimeout"...): errors are told, not hidden.
+    problems: Counter[str] = field(default_factory=Counter)
+
+
+async def _load(url: str, call_ids: list[int]) -> Load:
     import httpx
 
     from calls import telephony
 
-    latencies: list[float] = []
-    errors = 0
+    load = Load()
 
     def signed(path: str, form: dict[str, str]) -> dict[str, str]:
         return {"X-Twilio-Signature": telephony.sign_request(url=url + path, params=form)}
@@ -321,31 +394,70 @@ async def _load(url: str, call_ids: list[int]) -> tuple[list[float], int]:
     rng = random.Random(7)  # noqa: S311 - a reproducible load, not a secret
 
     async def one_call(client: httpx.AsyncClient, call_id: int) -> None:
-        nonlocal errors
         await asyncio.sleep(rng.uniform(0, CALLER_SECONDS[0]))
+        callbacks = asyncio.create_task(status_callbacks(client, call_id, rng.uniform(0, 6)))
         for turn in range(TURNS_PER_CALL):
             if turn:
                 await asyncio.sleep(rng.uniform(*CALLER_SECONDS))  # the caller speaks
             path = f"/twilio/calls/{call_id}/turn"
             form = {"CallSid": f"CA{call_id:032d}", "SpeechResult": f"Respuesta {turn}"}
             started = time.perf_counter()
-            response = await client.post(url + path, data=form, headers=signed(path, form))
-            latencies.append(time.perf_counter() - started)
+            try:
+                response = await client.post(url + path, data=form, headers=signed(path, form))
+            except httpx.HTTPError as error:
+                load.turn_errors += 1
+                load.problems[f"turn: {type(error).__name__}"] += 1
+                continue
+            load.turns.append(time.perf_counter() - started)
             while True:
-                if (
-                    response.status_code != 200
-                    or b"Sorry" in response.content
-                    or ("problema técnico".encode() in response.content)
-                ):
-                    errors += 1
+                if response.status_code != 200:
+                    load.turn_errors += 1
+                    load.problems[f"turn: HTTP {response.status_code}"] += 1
+                    break
+                if b"Sorry" in response.content or "problema técnico".encode() in response.content:
+                    load.turn_errors += 1
+                    load.problems["turn: the fallback's apology"] += 1
                     break
                 if b"/continue?" not in response.content:
                     break
                 path = response.content.split(b"<Redirect")[1].split(b">")[1].split(b"<")[0]
                 path = path.decode().replace("&amp;", "&").removeprefix(url)
-                response = await client.post(url + path, data=form, headers=signed(path, form))
+                try:
+                    response = await client.post(url + path, data=form, headers=signed(path, form))
+                except httpx.HTTPError as error:
+                    load.turn_errors += 1
+                    load.problems[f"turn: {type(error).__name__}"] += 1
+                    break
+        await callbacks
 
-    limits = httpx.Limits(max_connections=len(call_ids), max_keepalive_connections=len(call_ids))
+    async def status_callbacks(client: httpx.AsyncClient, call_id: int, delay: float) -> None:
+        # Late, as Twilio's often are, and the last one delivered twice (a retry).
+        await asyncio.sleep(delay)
+        path = f"/twilio/calls/{call_id}/status"
+        sequence = [*enumerate(STATUS_CALLBACKS), (2, STATUS_CALLBACKS[2])]
+        for number, status in sequence:
+            form = {
+                "CallSid": f"CA{call_id:032d}",
+                "CallStatus": status,
+                "SequenceNumber": str(number),
+                "Timestamp": "Sat, 28 Nov 2026 10:00:00 +0000",
+            }
+            started = time.perf_counter()
+            try:
+                response = await client.post(url + path, data=form, headers=signed(path, form))
+            except httpx.HTTPError as error:
+                load.status_errors += 1
+                load.problems[f"status: {type(error).__name__}"] += 1
+                continue
+            load.statuses.append(time.perf_counter() - started)
+            if response.status_code != 204:
+                load.status_errors += 1
+                load.problems[f"status: HTTP {response.status_code}"] += 1
+            await asyncio.sleep(rng.uniform(0.05, 0.5))
+
+    # Two connections a call: its turns and its status callbacks are concurrent.
+    connections = 2 * len(call_ids)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         await asyncio.gather(*(one_call(client, call_id) for call_id in call_ids))
-    return latencies, errors
+    return load

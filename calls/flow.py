@@ -23,6 +23,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Count, Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -83,13 +84,24 @@ def speak(call: Call, texts: list[str]) -> list[Speech]:
     return [speech_for_call(call=call, text=text) for text in texts if text]
 
 
-def add_turn(call: Call, *, role: str, text: str = "", digits: str = "", **fields) -> Turn:
-    """Append an utterance to the call's transcript (call row locked by the caller)."""
-    last = call.turns.order_by("-sequence").values_list("sequence", flat=True).first()
+def add_turn(
+    call: Call,
+    *,
+    role: str,
+    text: str = "",
+    digits: str = "",
+    sequence: int | None = None,
+    **fields,
+) -> Turn:
+    """Append an utterance to the call's transcript (call row locked by the caller), as
+    its ``sequence`` when the caller has read it under that lock, else after the last."""
+    if sequence is None:
+        last = call.turns.order_by("-sequence").values_list("sequence", flat=True).first()
+        sequence = 0 if last is None else last + 1
     now = timezone.now()
     return Turn.objects.create(
         call=call,
-        sequence=0 if last is None else last + 1,
+        sequence=sequence,
         role=role,
         text=text,
         digits=digits,
@@ -326,10 +338,13 @@ def prepare_turn(
     if retry:
         return _pending_reply(call, retrying=True)  # the model's second try: nothing new was said
     with transaction.atomic():
-        Call.objects.select_for_update().filter(pk=call.pk).first()
-        call.refresh_from_db(fields=["dialogue", "outcome", "status"])
+        _lock(call, "dialogue", "outcome", "status")
         dialogue = dict(call.dialogue or {})
-        if not call.turns.exists():
+        # One query for what the turn needs of the transcript (a turn is the hot path).
+        turns = call.turns.aggregate(
+            last=Max("sequence"), agent=Count("pk", filter=Q(role=Turn.Role.AGENT))
+        )
+        if turns["last"] is None:
             return listen(call, [])  # a turn before any greeting: a stray request
         if not silence:
             add_turn(
@@ -337,6 +352,7 @@ def prepare_turn(
                 role=Turn.Role.CALLER,
                 text=speech_text,
                 digits=digits,
+                sequence=turns["last"] + 1,
                 confidence=_confidence(params.get("Confidence")),
             )
         if is_opt_out(
@@ -349,7 +365,7 @@ def prepare_turn(
         dialogue["silences"] = dialogue.get("silences", 0) + 1 if silence else 0
         if dialogue["silences"] >= MAX_SILENCES:
             return _close(call, dialogue, why="silence")
-        if call.turns.filter(role=Turn.Role.AGENT).count() >= settings.CALL_MAX_TURNS:
+        if turns["agent"] >= settings.CALL_MAX_TURNS:  # the caller's line is not one
             return _close(call, dialogue, why="turn limit")
         if silence:
             return _still_there(call, dialogue)
@@ -357,6 +373,16 @@ def prepare_turn(
             return _scripted_turn(call, dialogue, speech=speech_text, digits=digits)
         _save_dialogue(call, dialogue)  # the silences in a row end here
         return _pending_reply(call, retrying=False)
+
+
+def _lock(call: Call, *fields: str) -> None:
+    """Lock the call's row until the transaction ends and reload ``fields`` from it, in
+    one query."""
+    values = Call.objects.select_for_update().filter(pk=call.pk).values(*fields).first()
+    if values is None:
+        raise Call.DoesNotExist(f"Call {call.pk} is gone.")
+    for name, value in values.items():
+        setattr(call, name, value)
 
 
 def _confidence(value: str | None) -> float | None:
@@ -632,8 +658,7 @@ async def continue_reply(*, call_id: int, token: str) -> str:
 
 def _model_failed(call: Call, *, retrying: bool) -> str:
     with transaction.atomic():
-        Call.objects.select_for_update().filter(pk=call.pk).first()
-        call.refresh_from_db(fields=["dialogue", "outcome"])
+        _lock(call, "dialogue", "outcome")
         if retrying:
             return _close(call, call.dialogue or {}, why="model failed twice")
         return _hold(call)
@@ -648,8 +673,7 @@ def _act_locked(
     already_spoken: int,
 ) -> str:
     with transaction.atomic():
-        Call.objects.select_for_update().filter(pk=call.pk).first()
-        call.refresh_from_db(fields=["dialogue", "outcome"])
+        _lock(call, "dialogue", "outcome")
         return _act(call, answer, lines[already_spoken:], timings=timings)
 
 

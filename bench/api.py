@@ -1,0 +1,259 @@
+"""The partner API under concurrent load: p50 and p95 of the campaign list, the call list
+and a call's detail, as a partner's server calls them (``Authorization: Api-Key``), from
+CONCURRENCY clients at once on the real web server (uvicorn, one process as the Procfile
+runs it), and how many queries each request reads.
+
+One partner has 20 campaigns and 100,000 calls over 90 days (seeded as bench/admin.py
+seeds them), the calls answered by a person with a five-turn conversation. The detail is
+fetched for calls with turns, a different one each request. The rate limit is raised out
+of the way: it is not what is measured. Query counts are taken in this process with
+django.test.Client, a request of each kind. BENCH_API_CALLS makes the calls fewer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import requests
+from django.db import connection, connections
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+
+from bench.admin import make_calls
+from bench.harness import Figure
+from calls.models import AnsweredBy, Call
+from campaigns.models import PartnerApiKey
+from tests.processes import child_env, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLS = int(os.environ.get("BENCH_API_CALLS", "100000"))
+CAMPAIGNS = 20
+CONCURRENCY = (10, 50)
+# Requests per endpoint and concurrency: enough for a p95 of a few hundred samples.
+REQUESTS = 400
+DETAIL_CALLS = 500
+# The web server's log, printed when a request failed.
+LOG = Path(os.environ.get("DATA_DIR", tempfile.gettempdir())) / "bench-api-web.log"
+
+
+def run() -> list[Figure]:
+    partner, _day = make_calls(calls=CALLS, campaigns=CAMPAIGNS, name="API bench", with_turns=True)
+    _api_key, key = PartnerApiKey.objects.create_key(partner=partner, name="bench")
+    detail_ids = list(
+        Call.objects.filter(campaign__partner=partner, answered_by=AnsweredBy.HUMAN)
+        .order_by("-pk")
+        .values_list("pk", flat=True)[:DETAIL_CALLS]
+    )
+    endpoints = {
+        "campaigns": lambda _n: "/api/v1/campaigns/",
+        "calls": lambda _n: "/api/v1/calls/",
+        "call_detail": lambda n: f"/api/v1/calls/{detail_ids[n % len(detail_ids)]}/",
+    }
+    headers = {"Authorization": f"Api-Key {key}"}
+    figures = []
+    for name, path in endpoints.items():
+        figures.append(Figure(f"api.{name}.queries", queries(path(0), headers), "queries"))
+    with web_server() as url:
+        p95s: dict[tuple[str, int], float] = {}
+        for concurrency in CONCURRENCY:
+            for name, path in endpoints.items():
+                with database_sessions() as peak:
+                    seconds, errors, elapsed = asyncio.run(load(url, path, headers, concurrency))
+                p95s[name, concurrency] = percentile(seconds, 0.95)
+                figures += load_figures(
+                    f"api.{name}.c{concurrency}", concurrency, seconds, errors, elapsed, peak
+                )
+    if any(figure.value for figure in figures if figure.name.endswith(".errors")):
+        print(f"--- the web server's log, last lines ({LOG}) ---")
+        print("\n".join(LOG.read_text().splitlines()[-60:]))
+    low, high = CONCURRENCY
+    for name in endpoints:
+        figures.append(
+            Figure(
+                f"api.{name}.p95_c{high}_over_c{low}",
+                round(p95s[name, high] / p95s[name, low], 2),
+                "ratio",
+                f"{high // low} = requests queue, 1 = served in parallel",
+            )
+        )
+    return figures
+
+
+def load_figures(
+    prefix: str,
+    concurrency: int,
+    seconds: list[float],
+    errors: collections.Counter[str],
+    elapsed: float,
+    peak: list[int],
+) -> list[Figure]:
+    failed = sum(errors.values())
+    kinds = ", ".join(f"{count} {kind}" for kind, count in errors.most_common())
+    figures = [
+        Figure(
+            f"{prefix}.p50_ms",
+            round(percentile(seconds, 0.50) * 1000, 1),
+            "ms",
+            f"{concurrency} concurrent, {REQUESTS} requests",
+        ),
+        Figure(
+            f"{prefix}.p95_ms",
+            round(percentile(seconds, 0.95) * 1000, 1),
+            "ms",
+            f"of {CALLS:,} calls",
+        ),
+        Figure(f"{prefix}.requests_per_s", round(REQUESTS / elapsed, 1), "req/s"),
+    ]
+    if peak:
+        figures.append(
+            Figure(
+                f"{prefix}.db_sessions_peak",
+                max(peak),
+                "sessions",
+                "PostgreSQL sessions on the bench database",
+            )
+        )
+    figures.append(
+        Figure(
+            f"{prefix}.errors",
+            failed,
+            "requests",
+            f"must be 0: {kinds}" if failed else "must be 0",
+        )
+    )
+    return figures
+
+
+def queries(path: str, headers: dict[str, str]) -> int:
+    """Queries one request for ``path`` reads, middleware and authentication included."""
+    client = Client(headers=headers)
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        client.get(path)  # the key's "last used" write happens once a minute, not here
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    return len(captured.captured_queries)
+
+
+async def load(
+    url: str, path, headers: dict[str, str], concurrency: int
+) -> tuple[list[float], collections.Counter[str], float]:
+    """REQUESTS requests for ``path(n)`` from ``concurrency`` clients, each sending its
+    next request as soon as the last one is answered; returns the seconds each took,
+    the failures by kind (the status other than 200, or the error of no answer) and the
+    seconds all of them took. The first failure of each kind is printed."""
+    numbers = itertools.count()
+    seconds: list[float] = []
+    errors: collections.Counter[str] = collections.Counter()
+
+    def failed(kind: str, detail: str) -> None:
+        if not errors[kind]:
+            print(f"api bench: {path(0)} at {concurrency}: {kind}: {detail[:300]}")
+        errors[kind] += 1
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        while (n := next(numbers)) < REQUESTS:
+            started = time.perf_counter()
+            try:
+                response = await client.get(path(n))
+                if response.status_code != 200:
+                    failed(f"HTTP {response.status_code}", response.text)
+            except httpx.HTTPError as error:
+                failed(type(error).__name__, str(error))
+            seconds.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=60
+    ) as client:
+        # Warm up: every connection opened, the server's first requests behind it.
+        await asyncio.gather(*(client.get(path(n)) for n in range(concurrency)))
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return seconds, errors, elapsed
+
+
+@contextmanager
+def database_sessions() -> Iterator[list[int]]:
+    """Samples, every 0.2 s while the block runs, of how many other sessions the bench
+    database has (PostgreSQL only: empty elsewhere)."""
+    samples: list[int] = []
+    if connection.vendor != "postgresql":
+        yield samples
+        return
+    stop = threading.Event()
+
+    def sample() -> None:
+        try:
+            while not stop.wait(0.2):
+                with connections["default"].cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                    samples.append(cursor.fetchone()[0])
+        finally:
+            connections.close_all()
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
+
+
+@contextmanager
+def web_server() -> Iterator[str]:
+    """uvicorn serving the project on the bench database as the Procfile runs it, with
+    the API's rate limit out of the way."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = child_env(APP_URL=url, API_THROTTLE_RATE="1000000/second", LOG_LEVEL="WARNING")
+    command = [
+        *(sys.executable, "-m", "uvicorn", "callcenter.asgi:application"),
+        *("--port", str(port), "--no-access-log", "--no-server-header"),
+    ]
+    log = LOG.open("w")
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{url}/health", timeout=10)
+                break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the web server did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
