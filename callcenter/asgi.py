@@ -7,4 +7,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callcenter.settings")
+# Requests run in threads of their own here: they share a pool of database connections
+# (see DATABASE_POOL in settings.py) rather than each keeping one open.
+os.environ.setdefault("DATABASE_POOL", "true")
 application = get_asgi_application()

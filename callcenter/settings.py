@@ -160,6 +160,15 @@ TEMPLATES = [
 # DATABASE_URL is any PostgreSQL URL (a Supabase connection string works as it is);
 # without it the embedded default is a SQLite file in DATA_DIR.
 _database_url = env.raw("DATABASE_URL")
+# Under ASGI each web request runs in a thread of its own, so persistent connections
+# (CONN_MAX_AGE) would pile up, one per thread, until PostgreSQL refuses more ("remaining
+# connection slots are reserved"). Connections are therefore closed at the end of each
+# request, and the web process (callcenter/asgi.py turns this on) makes that cheap by
+# borrowing them from a pool of at most DATABASE_POOL_SIZE; a request that finds none free
+# waits up to DATABASE_POOL_TIMEOUT seconds. Worker and beat keep one connection per thread.
+DATABASE_POOL = env.bool("DATABASE_POOL", False)
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", 10, minimum=1, maximum=1000)
+DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1, maximum=600)
 if _database_url is None:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -177,13 +186,19 @@ if _database_url is None:
     }
 else:
     try:
-        _database = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+        _database = dj_database_url.parse(_database_url)
     except ValueError as exc:
         env.error("DATABASE_URL", f"is not a database URL we understand ({exc})", "<hidden>")
         _database = {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "invalid.sqlite3"}
     if _database["ENGINE"] == "django.db.backends.postgresql":
         _database["ENGINE"] = "django_prometheus.db.backends.postgresql"
         _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+        if DATABASE_POOL:
+            _database["OPTIONS"]["pool"] = {
+                "min_size": 1,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": DATABASE_POOL_TIMEOUT,
+            }
     elif _database["ENGINE"] != "django.db.backends.sqlite3":
         env.error("DATABASE_URL", "must be a postgres:// or postgresql:// URL", "<hidden>")
     DATABASES = {"default": _database}
@@ -459,7 +474,7 @@ MODEL_TIMEOUT = env.float("MODEL_TIMEOUT", 4.0, minimum=0.5, maximum=60.0)
 # Hard limits of one conversation, whatever the model or script says.
 CALL_MAX_TURNS = env.int("CALL_MAX_TURNS", 20, minimum=1, maximum=200)
 # Threads per web process for the blocking work of call webhooks (database, speech): how
-# many turns one process serves at once. Each holds a database connection.
+# many turns one process serves at once. They borrow database connections from the pool.
 WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", 24, minimum=1, maximum=256)
 # The key a callee presses to ask not to be called again (offered by the fallback too).
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -496,13 +497,24 @@ def _step_field(steps: list[dict], step_id: str | None, *, retry: bool) -> str:
 
 # The blocking work of async webhooks (database, speech rendering) runs in this pool of
 # threads, not in Django's single thread for sync code, so that calls do not queue behind
-# each other. Each thread keeps its own database connection: WEBHOOK_THREADS bounds them.
+# each other. Between two pieces of work a thread gives its database connection back to
+# the web process's pool (DATABASE_POOL), so idle threads hold none.
 _THREADS = ThreadPoolExecutor(max_workers=settings.WEBHOOK_THREADS, thread_name_prefix="webhook")
 
 
 def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """``function`` as a coroutine run in the webhooks' pool of threads."""
-    return sync_to_async(function, thread_sensitive=False, executor=_THREADS)
+
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            # As at the end of a request: the connection goes back to the pool (or, with
+            # no pool, is closed).
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False, executor=_THREADS)
 
 
 # How long a continuation request waits for more of the reply before it keeps the line

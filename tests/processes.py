@@ -96,7 +96,7 @@ def running_system(folder: Path, **extra: str) -> Iterator[str]:
         for name, command in commands.items()
     }
     try:
-        _wait_until_up(url)
+        wait_until_up(url)
         yield url
     finally:
         for process in processes.values():
@@ -113,7 +113,7 @@ def running_system(folder: Path, **extra: str) -> Iterator[str]:
             print("\n".join((folder / f"{name}.log").read_text().splitlines()[-40:]))
 
 
-def _wait_until_up(url: str) -> None:
+def wait_until_up(url: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

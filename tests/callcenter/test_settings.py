@@ -19,9 +19,17 @@ STRONG_KEY = "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M"
 
 
 # What a developer's shell may export that would change the settings under test.
-CLEARED_PREFIXES = ("TWILIO_", "ELEVENLABS_", "OPENAI_", "REDIS_", "APP_", "SECURE_", "LOG_")
+CLEARED_PREFIXES = (
+    "DATABASE_",
+    "TWILIO_",
+    "ELEVENLABS_",
+    "OPENAI_",
+    "REDIS_",
+    "APP_",
+    "SECURE_",
+    "LOG_",
+)
 CLEARED_NAMES = {
-    "DATABASE_URL",
     "SECRET_KEY",
     "DEBUG",
     "MAX_TOKENS",
