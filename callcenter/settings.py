@@ -124,6 +124,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every later middleware's logs (and the redirects they answer) carry the id.
     "callcenter.logging.RequestContextMiddleware",
+    # Twilio's webhooks go straight to their views from here (see calls/middleware.py).
+    "calls.middleware.TwilioWebhookMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "callcenter.staticfiles.AsyncWhiteNoiseMiddleware",

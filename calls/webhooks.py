@@ -58,14 +58,18 @@ def twilio_webhook(view: View) -> View:
             with WEBHOOK_SECONDS.labels(view=name).time():
                 return refused(request) or await view(request, *args, **kwargs)
 
-        return csrf_exempt(require_POST(checked_async))
+        webhook = csrf_exempt(require_POST(checked_async))
+    else:
 
-    @functools.wraps(view)
-    def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        with WEBHOOK_SECONDS.labels(view=name).time():
-            return refused(request) or view(request, *args, **kwargs)
+        @functools.wraps(view)
+        def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            with WEBHOOK_SECONDS.labels(view=name).time():
+                return refused(request) or view(request, *args, **kwargs)
 
-    return csrf_exempt(require_POST(checked))
+        webhook = csrf_exempt(require_POST(checked))
+    # Served past the browsers' middleware (calls.middleware.TwilioWebhookMiddleware).
+    webhook.twilio_webhook = True
+    return webhook
 
 
 @twilio_webhook

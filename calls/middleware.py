@@ -1,0 +1,59 @@
+"""Twilio's webhooks take a short way through the web server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import Resolver404, resolve
+
+from calls import flow
+
+# Where every Twilio webhook lives (calls/urls.py).
+WEBHOOK_PREFIX = "/twilio/"
+
+
+class TwilioWebhookMiddleware:
+    """Twilio's webhooks skip the middleware that comes after this one.
+
+    What comes after (sessions, CSRF, authentication, messages, locale, security headers,
+    the per-view request metrics) is there for people with browsers. Twilio sends no
+    cookies and is checked by its signature (``webhooks.twilio_webhook``, which also times
+    each request in ``callcenter_webhook_seconds``). Under the ASGI server each of
+    Django's own middlewares costs two trips to a thread of its own (one made for each
+    request), which on the turn webhook, the hot path of every call, came to more CPU
+    than the webhook's own database work. So a request for a view marked
+    ``twilio_webhook`` goes straight to it here: an async view on the event loop, a sync
+    one in the webhooks' fixed pool of threads. Any other request goes on down the chain.
+    Under WSGI (sync) there are no such trips, and nothing is skipped.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        if self.is_async:
+            return self._acall(request)
+        return self.get_response(request)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
+        match = None
+        if request.path_info.startswith(WEBHOOK_PREFIX):
+            try:
+                match = resolve(request.path_info)
+            except Resolver404:
+                pass  # Django answers its 404 further down
+        if match is None or not getattr(match.func, "twilio_webhook", False):
+            return await self.get_response(request)
+        request.resolver_match = match
+        view = match.func
+        if iscoroutinefunction(view):
+            return await view(request, *match.args, **match.kwargs)
+        return await flow.in_thread(view)(request, *match.args, **match.kwargs)
