@@ -233,6 +233,7 @@ def web_server() -> Iterator[str]:
     command = [
         *(sys.executable, "-m", "uvicorn", "callcenter.asgi:application"),
         *("--port", str(port), "--no-access-log", "--no-server-header"),
+        *("--timeout-keep-alive", "65"),  # as production's gunicorn (keepalive = 65)
     ]
     log = LOG.open("w")
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments

@@ -336,7 +336,12 @@ def web_server() -> Iterator[tuple[str, int]]:
         LOG_LEVEL="WARNING",
         CALLCENTER_LOCAL_FAKES="1",  # the vendor keys above are for the local fakes
     )
-    command = [sys.executable, "-m", "uvicorn", "callcenter.asgi:application", "--port", str(port)]
+    command = [
+        *(sys.executable, "-m", "uvicorn", "callcenter.asgi:application", "--port", str(port)),
+        # Idle connections kept as production's gunicorn keeps them (keepalive = 65), not
+        # uvicorn's 5 s: a caller pausing between turns must not meet a closing socket.
+        *("--timeout-keep-alive", "65"),
+    ]
     # Its warnings and errors are kept where a failed request can be looked into.
     log = ROOT / "var" / "bench" / "turns-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -108,6 +108,7 @@ class CallAdmin(admin.ModelAdmin):
                     "attempt",
                     "status",
                     "answered_by",
+                    "voice",
                     "provider_sid",
                 ]
             },
@@ -240,7 +241,7 @@ def call_page_context(call: Call) -> dict[str, Any]:
     conversation (each agent turn with the clips it played), the outcome and the
     provider's events."""
     turns = list(call.turns.all())
-    voice = voice_for_campaign(campaign=call.campaign)
+    voice = call.voice or voice_for_campaign(campaign=call.campaign)  # older calls: none kept
     clips = _spoken_clips(turns, voice)
     start = call.answered_at or (turns[0].started_at if turns else None) or call.dialed_at
     outcome = call.outcome if isinstance(call.outcome, dict) else {}

@@ -28,6 +28,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from callcenter.queries import one_or_none
 from calls import conversation, telephony
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallEvent, Turn
@@ -48,10 +49,10 @@ T = TypeVar("T")
 def load_call(call_id: int, params: Mapping[str, str]) -> Call | None:
     """The call a webhook is about, with what speaking on it needs; None when there is
     no such call or the request's CallSid belongs to another call."""
-    call = (
-        Call.objects.select_related("campaign__partner", "campaign__template", "contact")
-        .filter(pk=call_id)
-        .first()
+    call = one_or_none(
+        Call.objects.select_related(
+            "campaign__partner", "campaign__template", "contact", "voice"
+        ).filter(pk=call_id)
     )
     if call is None:
         logger.warning("Webhook for unknown call %s.", call_id)
@@ -139,7 +140,7 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
         return goodbye()
     template = call.campaign.template
     with transaction.atomic():
-        Call.objects.select_for_update().filter(pk=call.pk).first()
+        one_or_none(Call.objects.select_for_update().filter(pk=call.pk))
         if call.turns.exists():
             logger.info("Call %s: answer requested again; listening, no second greeting.", call.pk)
             return listen(call, [])
@@ -165,7 +166,7 @@ def record_machine_detection(*, call_id: int, params: Mapping[str, str]) -> int 
     ``forget_machine_detection``). None otherwise."""
     answered_by = params.get("AnsweredBy", "")
     with transaction.atomic():
-        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        call = one_or_none(Call.objects.select_for_update().filter(pk=call_id))
         if call is not None and call.provider_sid and params.get("CallSid") != call.provider_sid:
             call = None
         # Twilio sends one verdict per call: another is a retried delivery (it carries no
@@ -210,7 +211,7 @@ def voicemail(*, call_id: int, params: Mapping[str, str]) -> str:
         return goodbye()
     text = line(call, "voicemail_message", call.campaign.template.voicemail_message)
     with transaction.atomic():
-        Call.objects.select_for_update().filter(pk=call.pk).first()
+        one_or_none(Call.objects.select_for_update().filter(pk=call.pk))
         if not call.turns.filter(role=Turn.Role.AGENT, text=text, sequence__gt=0).exists():
             add_turn(call, role=Turn.Role.AGENT, text=text)
     return goodbye(call, lines=speak(call, [text]))
@@ -222,7 +223,7 @@ def voicemail(*, call_id: int, params: Mapping[str, str]) -> str:
 def record_recording(*, call_id: int, params: Mapping[str, str]) -> None:
     """Keep a recording callback; a completed recording's reference goes on the call."""
     with transaction.atomic():
-        call = Call.objects.filter(pk=call_id).first()
+        call = one_or_none(Call.objects.filter(pk=call_id))
         if call is not None and call.provider_sid and params.get("CallSid") != call.provider_sid:
             call = None
         if not store_event(call=call, kind=CallEvent.Kind.RECORDING, params=params):
@@ -379,7 +380,7 @@ def prepare_turn(
 def _lock(call: Call, *fields: str) -> None:
     """Lock the call's row until the transaction ends and reload ``fields`` from it, in
     one query."""
-    values = Call.objects.select_for_update().filter(pk=call.pk).values(*fields).first()
+    values = one_or_none(Call.objects.select_for_update().filter(pk=call.pk).values(*fields))
     if values is None:
         raise Call.DoesNotExist(f"Call {call.pk} is gone.")
     for name, value in values.items():

@@ -102,6 +102,16 @@ class Call(models.Model):
         on_delete=models.PROTECT,
         related_name="calls",
     )
+    # The voice the call speaks with, chosen at its first line and kept to its last:
+    # staff changing the campaign's or the default voice mid-call change nothing.
+    voice = models.ForeignKey(
+        "voices.Voice",
+        verbose_name=_("voice"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     attempt = models.PositiveSmallIntegerField(_("attempt"))
     status = models.CharField(
         _("status"), max_length=16, choices=CallStatus, default=CallStatus.PENDING

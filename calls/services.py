@@ -17,9 +17,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from callcenter.metrics import CALL_STATUS_CHANGES, CALLS_FINISHED, CONTACT_STATES
+from callcenter.queries import one_or_none
 from calls import telephony
 from calls.models import AnsweredBy, Call, CallEvent, CallStatus
 from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
+from voices import speech
 from voices.clips import Speech, speech_for_line
 from voices.services import voice_for_campaign
 
@@ -38,15 +40,16 @@ def speech_for_call(*, call: Call, text: str) -> Speech:
     A line that falls back to <Say> is counted on the call, where staff see it.
     """
     campaign = call.campaign
-    # Resolved once per loaded campaign: a reply speaks several lines with one voice.
-    if not hasattr(campaign, "_speaking_voice"):
-        campaign._speaking_voice = voice_for_campaign(campaign=campaign)
-    speech = speech_for_line(
-        text=text, voice=campaign._speaking_voice, language=campaign.template.language
-    )
-    if speech.is_fallback:
+    if call.voice_id is None and speech.is_configured():
+        # The call's first line chooses its voice, for the whole call (Call.voice).
+        voice = voice_for_campaign(campaign=campaign)
+        if voice is not None:
+            Call.objects.filter(pk=call.pk, voice__isnull=True).update(voice=voice)
+            call.voice = voice
+    spoken = speech_for_line(text=text, voice=call.voice, language=campaign.template.language)
+    if spoken.is_fallback:
         record_speech_fallback(call=call)
-    return speech
+    return spoken
 
 
 # --- Status callbacks ---------------------------------------------------------------------
@@ -99,7 +102,7 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
     """
     sid = params.get("CallSid", "")
     with transaction.atomic():
-        call = Call.objects.filter(pk=call_id).first()
+        call = one_or_none(Call.objects.filter(pk=call_id))
         if call is not None and not _callback_matches(call=call, sid=sid):
             logger.warning(
                 "Status callback for call %s carries SID %s, the call has %s; kept unmatched.",

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from callcenter.metrics import CHARACTERS_SENT, CLIP_LOOKUPS, CLIPS_RENDERED, SPEECH_FALLBACKS
+from callcenter.queries import one_or_none
 from voices import speech
 from voices.models import SpeechClip, Voice
 
@@ -88,7 +89,7 @@ def render_clip(
     deadline = time.monotonic() + render_budget_seconds()
     waited = False
     while True:
-        clip = SpeechClip.objects.filter(key=key).first()
+        clip = one_or_none(SpeechClip.objects.filter(key=key))
         if clip is None:
             clip = _claim_new(
                 key=key,

@@ -60,6 +60,35 @@ def test_speech_for_call_uses_the_default_voice_when_campaign_has_none(
     assert fake_elevenlabs.requests_to(f"/v1/text-to-speech/{BELLA_ID}")
 
 
+def test_speech_for_call_keeps_its_first_voice_to_the_end(fake_elevenlabs, call) -> None:
+    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
+    speech_for_call(call=call, text="Hola.")
+    # Staff choose another voice while the call is in progress; a webhook reloads it.
+    call.campaign.voice = antoni
+    call.campaign.save(update_fields=["voice"])
+    reloaded = Call.objects.select_related("campaign__template").get(pk=call.pk)
+
+    speech_for_call(call=reloaded, text="¿Le viene bien el martes?")
+
+    assert reloaded.voice == bella
+    assert len(fake_elevenlabs.requests_to(f"/v1/text-to-speech/{BELLA_ID}")) == 2
+    assert not fake_elevenlabs.requests_to(f"/v1/text-to-speech/{ANTONI_ID}")
+    # The next call of the campaign speaks with the new voice.
+    call.status = "completed"
+    call.save(update_fields=["status"])
+    next_call = Call.objects.create(
+        campaign=call.campaign,
+        contact=call.contact,
+        attempt=2,
+        status="in-progress",
+        from_number=call.from_number,
+        to_number=call.to_number,
+    )
+    speech_for_call(call=next_call, text="Hola.")
+    assert next_call.voice == antoni
+
+
 def test_speech_for_call_counts_fallbacks_on_the_call(fake_elevenlabs, call) -> None:
     Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
     fake_elevenlabs.fail_next(503, times=20)
