@@ -270,33 +270,46 @@ async def stream_reply(
         )
         try:
             async with asyncio.timeout(first_timeout) as deadline:
-                stream = await client.chat.completions.create(
-                    model=settings.DEFAULT_MODEL,
-                    max_tokens=settings.MAX_TOKENS,
-                    temperature=settings.TEMPERATURE,
-                    # Sent as they are: the SDK's typed transform of the messages and tool
-                    # schemas costs ~50 ms of CPU per request, a turn's whole budget, for a
-                    # body that is already plain JSON. The wire request is the same.
-                    messages=[],
-                    extra_body={"messages": messages, "tools": TOOLS},
+                # chat.completions.create's request, sent and read as plain JSON: the
+                # SDK's typed transform of the messages and tools cost ~50 ms of CPU per
+                # request, and its model of each streamed chunk a few ms per reply, on
+                # the hot path of every turn. Its SSE reading and errors are kept.
+                stream = await client.post(
+                    "/chat/completions",
+                    body={
+                        "model": settings.DEFAULT_MODEL,
+                        "max_tokens": settings.MAX_TOKENS,
+                        "temperature": settings.TEMPERATURE,
+                        "messages": messages,
+                        "tools": TOOLS,
+                        "stream": True,
+                        "stream_options": {"include_usage": True},
+                    },
+                    cast_to=object,
                     stream=True,
-                    stream_options={"include_usage": True},
+                    stream_cls=openai.AsyncStream[object],
                 )
                 async for chunk in stream:
                     if first:
                         first = False
                         deadline.reschedule(loop.time() + total_timeout - _since(started))
-                    usage = chunk.usage or usage
-                    for choice in chunk.choices:
-                        finish_reason = choice.finish_reason or finish_reason
-                        delta = choice.delta
-                        for piece in delta.tool_calls or ():
-                            parts = calls.setdefault(piece.index, _ToolCallParts())
-                            parts.add(piece)
-                        if delta.content:
-                            content.append(delta.content)
-                            await emit(splitter.feed(delta.content))
+                    try:
+                        usage = chunk.get("usage") or usage
+                        choices = chunk.get("choices") or ()
+                        for choice in choices:
+                            finish_reason = choice.get("finish_reason") or finish_reason
+                            delta = choice.get("delta") or {}
+                            for piece in delta.get("tool_calls") or ():
+                                parts = calls.setdefault(piece.get("index", 0), _ToolCallParts())
+                                parts.add(piece)
+                            if text := delta.get("content"):
+                                content.append(text)
+                                await emit(splitter.feed(text))
+                    except (AttributeError, TypeError) as exc:  # not a chunk's shape
+                        raise _unreadable(chunk) from exc
                 await emit(splitter.flush())
+        except ValueError as exc:  # a chunk that is not JSON
+            raise _unreadable(str(exc)) from exc
         except TimeoutError as exc:
             if not deadline.expired():
                 raise  # not ours: on_sentence's own
@@ -454,14 +467,12 @@ class _ToolCallParts:
     name: str = ""
     arguments: str = ""
 
-    def add(self, piece: Any) -> None:
-        function = piece.function
-        if function is None:
-            return
-        if function.name and not self.name:
-            self.name = function.name
-        if function.arguments:
-            self.arguments += function.arguments
+    def add(self, piece: dict[str, Any]) -> None:
+        function = piece.get("function") or {}
+        if function.get("name") and not self.name:
+            self.name = function["name"]
+        if function.get("arguments"):
+            self.arguments += function["arguments"]
 
 
 def _action(name: str, arguments_text: str) -> Action | None:
@@ -628,6 +639,15 @@ def _client(*, api_key: str, base_url: str, timeout: float) -> openai.OpenAI:
     return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
 
 
+def _unreadable(what: object) -> ConversationUnavailable:
+    """The model's stream could not be read (an OpenAI-compatible server gone astray)."""
+    MODEL_ERRORS.labels(reason="invalid_output").inc()
+    return ConversationUnavailable(
+        f"OpenAI sent a stream chunk that could not be read: {str(what)[:200]}",
+        reason=str(_("The AI model sent an answer that could not be read.")),
+    )
+
+
 def _failure(
     exc: openai.APIError, *, api_key: str
 ) -> ConversationUnavailable | ConversationRejected:
@@ -686,9 +706,14 @@ def _provider_message(exc: openai.APIError, *, api_key: str) -> str:
 
 
 def _count_usage(usage: Any) -> tuple[int | None, int | None]:
-    if usage is None:
+    """Count the tokens of ``usage``: the SDK's model, or a streamed chunk's plain JSON."""
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    else:
+        prompt = getattr(usage, "prompt_tokens", None)
+        completion = getattr(usage, "completion_tokens", None)
+    if not isinstance(prompt, int) or not isinstance(completion, int):
         return None, None
-    prompt, completion = usage.prompt_tokens, usage.completion_tokens
     for kind, tokens in (("prompt", prompt), ("completion", completion)):
         if tokens:
             MODEL_TOKENS.labels(kind=kind).inc(tokens)

@@ -251,6 +251,43 @@ def test_stream_reply_timeout_defaults_to_the_setting(fake_openai: FakeOpenAI, s
     assert time.perf_counter() - started < 0.8
 
 
+@pytest.mark.parametrize(
+    "events",
+    [
+        ("not json at all", "[DONE]"),  # an OpenAI-compatible server gone astray
+        ("[1, 2, 3]", "[DONE]"),  # JSON, but not a chunk
+        ('{"choices": [{"delta": "Hola"}]}', "[DONE]"),  # a chunk of the wrong shape
+    ],
+    ids=["not-json", "a-list", "wrong-shape"],
+)
+def test_stream_reply_is_unavailable_on_an_unreadable_chunk(
+    fake_openai: FakeOpenAI, events: tuple[str, ...]
+) -> None:
+    fake_openai.queue_reply(raw_events=events)
+    before = metric(MODEL_ERRORS, reason="invalid_output")
+
+    with pytest.raises(ConversationUnavailable) as caught:
+        reply()
+
+    assert caught.value.reason == "El modelo de IA envió una respuesta que no se ha podido leer."
+    assert metric(MODEL_ERRORS, reason="invalid_output") - before == 1
+
+
+def test_stream_reply_reads_a_reply_without_usage(fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue_reply(
+        raw_events=(
+            '{"choices": [{"index": 0, "delta": {"content": "Hola. "}}]}',
+            '{"choices": [{"index": 0, "delta": {"content": "Adiós."}, "finish_reason": "stop"}]}',
+            "[DONE]",
+        )
+    )
+
+    result = reply()
+
+    assert result.text == "Hola. Adiós."
+    assert (result.prompt_tokens, result.completion_tokens) == (None, None)
+
+
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_stream_reply_is_unavailable_on_a_transient_status(
     fake_openai: FakeOpenAI, status: int
@@ -400,6 +437,16 @@ def test_extract_outcome_returns_the_valid_outcome(fake_openai: FakeOpenAI) -> N
     assert not body.get("stream")
     assert json.dumps(SCHEMA) in body["messages"][0]["content"]
     assert "Person: Sí, allí estaré." in body["messages"][1]["content"]
+
+
+def test_extract_outcome_counts_its_tokens(fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue_reply(answer({"confirmed": True}), usage=(512, 40))
+    before = metric(MODEL_TOKENS, kind="prompt"), metric(MODEL_TOKENS, kind="completion")
+
+    extract()
+
+    after = metric(MODEL_TOKENS, kind="prompt"), metric(MODEL_TOKENS, kind="completion")
+    assert (after[0] - before[0], after[1] - before[1]) == (512, 40)
 
 
 def test_extract_outcome_retries_once_telling_the_error(fake_openai: FakeOpenAI) -> None:

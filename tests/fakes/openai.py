@@ -52,6 +52,7 @@ class ScriptedReply:
     usage: tuple[int, int] | None = None  # (prompt, completion); counted when None
     drop_after: int | None = None  # chunks sent before the connection is cut
     finish_reason: str | None = None  # "stop" or "tool_calls" when None
+    raw_events: tuple[str, ...] | None = None  # `data:` payloads sent as they are, if set
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,11 @@ class FakeOpenAI(LocalFakeServer[RecordedRequest]):
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return _Stream(
-                events=list(_chunks(body, reply, include_usage=include_usage)),
+                events=list(
+                    reply.raw_events
+                    if reply.raw_events is not None
+                    else _chunks(body, reply, include_usage=include_usage)
+                ),
                 first_delay=reply.first_delay,
                 chunk_delay=reply.chunk_delay,
                 drop_after=reply.drop_after,
