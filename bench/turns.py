@@ -58,6 +58,9 @@ CONCURRENCY = [
 ]
 # The status callbacks Twilio sends for an answered call, in its order, by SequenceNumber.
 STATUS_CALLBACKS = ["initiated", "ringing", "in-progress"]
+# Twilio gives a webhook 15 s to answer, then gives up (error 11200) and tries the
+# fallback URL: an answer later than this reached no caller.
+TWILIO_WEBHOOK_TIMEOUT = 15.0
 
 
 class BenchOpenAI(FakeOpenAI):
@@ -259,6 +262,12 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
             _problems(load.problems, "turn: ") or "must be 0",
         ),
         Figure(
+            f"turns past Twilio's timeout @{concurrency} calls",
+            sum(latency > TWILIO_WEBHOOK_TIMEOUT for latency in load.turns),
+            "count",
+            f"answered after {TWILIO_WEBHOOK_TIMEOUT:g} s: Twilio would have used the fallback",
+        ),
+        Figure(
             f"status webhook @{concurrency} calls: p50",
             percentile(status_ms, 0.50),
             "ms",
@@ -271,6 +280,12 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
             load.status_errors,
             "count",
             _problems(load.problems, "status: ") or "must be 0",
+        ),
+        Figure(
+            f"status callbacks past Twilio's timeout @{concurrency} calls",
+            sum(latency > TWILIO_WEBHOOK_TIMEOUT for latency in load.statuses),
+            "count",
+            "Twilio would have retried them",
         ),
         Figure(
             f"server CPU per turn @{concurrency} calls",
