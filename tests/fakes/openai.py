@@ -78,14 +78,11 @@ class _Handler(FakeRequestHandler):
             super()._send(response)
 
     def _stream(self, fake: FakeOpenAI, stream: _Stream) -> None:
-        # Chunked HTTP/1.1, as OpenAI streams: a cut connection is then an incomplete body
-        # to the client, not a normal end.
-        self.protocol_version = "HTTP/1.1"
-        self.close_connection = True
+        # Chunked, as OpenAI streams: a cut connection is then an incomplete body to the
+        # client, not a normal end; a whole stream leaves the connection open for the next.
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.flush()
         for index, event in enumerate(stream.events):
@@ -93,6 +90,7 @@ class _Handler(FakeRequestHandler):
             if fake._stopping.is_set() or (
                 stream.drop_after is not None and index >= stream.drop_after
             ):
+                self.close_connection = True
                 return
             data = f"data: {event}\n\n".encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
