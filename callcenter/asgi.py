@@ -11,3 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callcenter.settings")
 # (see DATABASE_POOL in settings.py) rather than each keeping one open.
 os.environ.setdefault("DATABASE_POOL", "true")
 application = get_asgi_application()
+
+from callcenter.warmup import warm_up  # noqa: E402 - needs the settings configured above
+
+warm_up()

@@ -16,12 +16,14 @@ import functools
 import json
 import logging
 import re
+import ssl
 import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import openai
 from django.conf import settings
 from django.utils.translation import get_language_info
@@ -618,8 +620,8 @@ def _parse_outcome(raw: str, validator: Draft202012Validator) -> _Outcome:
 
 # The async clients of each event loop: a client's connection pool belongs to the loop
 # it was made on. Under the ASGI server that is one loop for the process, so turns reuse
-# connections (making a client costs tens of milliseconds: its TLS context); a sync caller
-# going through async_to_sync gets a new loop, and so a client of its own, each time.
+# connections; a sync caller going through async_to_sync gets a new loop, and so a client
+# of its own, each time. They share one TLS context (``tls_context``).
 _ASYNC_CLIENTS: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, str], openai.AsyncOpenAI]
 ] = weakref.WeakKeyDictionary()
@@ -629,8 +631,21 @@ def _async_client(*, api_key: str, base_url: str) -> openai.AsyncOpenAI:
     clients = _ASYNC_CLIENTS.setdefault(asyncio.get_running_loop(), {})
     key = (api_key, base_url)
     if key not in clients:
-        clients[key] = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, max_retries=0)
+        clients[key] = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()),
+        )
     return clients[key]
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The SDK's own default TLS settings, made once per process: loading the certificate
+    authorities is most of what a new client costs (about 20 ms), which the first turn of
+    each event loop would otherwise wait for."""
+    return httpx2.create_ssl_context()
 
 
 @functools.lru_cache(maxsize=4)

@@ -171,15 +171,26 @@ def synthesize(
     return Audio(content=content, content_type=_content_type(output_format), characters=len(text))
 
 
-def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
-    """Run `request` with a configured client, retrying transient failures with backoff."""
-    if not is_configured():
-        raise SpeechNotConfigured
-    client = _client(
+def prepare_client() -> None:
+    """Make the configured client now rather than during the first line spoken: making
+    one (its TLS context) takes about 20 ms. Nothing without a key."""
+    if is_configured():
+        _configured_client()
+
+
+def _configured_client() -> ElevenLabs:
+    return _client(
         api_key=settings.ELEVENLABS_API_KEY,
         base_url=settings.ELEVENLABS_BASE_URL,
         timeout=float(settings.ELEVENLABS_TIMEOUT),
     )
+
+
+def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
+    """Run `request` with a configured client, retrying transient failures with backoff."""
+    if not is_configured():
+        raise SpeechNotConfigured
+    client = _configured_client()
     # The SDK's own retries are off: this loop is the only one, so attempts are counted
     # and logged in one place and a 401 is never retried.
     options: RequestOptions = {"max_retries": 0}
