@@ -24,7 +24,6 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
-from django.db.models import Count, Max, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -46,14 +45,16 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def load_call(call_id: int, params: Mapping[str, str]) -> Call | None:
+def load_call(call_id: int, params: Mapping[str, str], *, lock: bool = False) -> Call | None:
     """The call a webhook is about, with what speaking on it needs; None when there is
-    no such call or the request's CallSid belongs to another call."""
-    call = one_or_none(
-        Call.objects.select_related(
-            "campaign__partner", "campaign__template", "contact", "voice"
-        ).filter(pk=call_id)
+    no such call or the request's CallSid belongs to another call. With ``lock`` (in a
+    transaction) the call's row stays locked until the transaction ends."""
+    calls = Call.objects.select_related(
+        "campaign__partner", "campaign__template", "contact", "voice"
     )
+    if lock:
+        calls = calls.select_for_update(of=("self",))
+    call = one_or_none(calls.filter(pk=call_id))
     if call is None:
         logger.warning("Webhook for unknown call %s.", call_id)
         return None
@@ -330,33 +331,36 @@ def prepare_turn(
     committed first; silence twice in a row, the turn limit or the time limit close the
     call politely; otherwise the script or the model decides what comes next.
     """
-    call = load_call(call_id, params)
-    if call is None:
-        return goodbye()
-    template = call.campaign.template
     speech_text = " ".join(params.get("SpeechResult", "").split())
     digits = params.get("Digits", "").strip()
     silence = silence or not (speech_text or digits)
     if retry:
+        call = load_call(call_id, params)
+        if call is None:
+            return goodbye()
         return _pending_reply(call, retrying=True)  # the model's second try: nothing new was said
+    # A turn is the hot path: the call is read and locked in one query, its transcript
+    # in one more.
     with transaction.atomic():
-        _lock(call, "dialogue", "outcome", "status")
+        call = load_call(call_id, params, lock=True)
+        if call is None:
+            return goodbye()
+        template = call.campaign.template
         dialogue = dict(call.dialogue or {})
-        # One query for what the turn needs of the transcript (a turn is the hot path).
-        turns = call.turns.aggregate(
-            last=Max("sequence"), agent=Count("pk", filter=Q(role=Turn.Role.AGENT))
-        )
-        if turns["last"] is None:
+        transcript = list(call.turns.values_list("sequence", "role", "text", "digits"))
+        if not transcript:
             return listen(call, [])  # a turn before any greeting: a stray request
         if not silence:
+            sequence = transcript[-1][0] + 1
             add_turn(
                 call,
                 role=Turn.Role.CALLER,
                 text=speech_text,
                 digits=digits,
-                sequence=turns["last"] + 1,
+                sequence=sequence,
                 confidence=_confidence(params.get("Confidence")),
             )
+            transcript.append((sequence, Turn.Role.CALLER, speech_text, digits))
         if is_opt_out(
             speech=speech_text,
             digits=digits,
@@ -367,14 +371,15 @@ def prepare_turn(
         dialogue["silences"] = dialogue.get("silences", 0) + 1 if silence else 0
         if dialogue["silences"] >= MAX_SILENCES:
             return _close(call, dialogue, why="silence")
-        if turns["agent"] >= settings.CALL_MAX_TURNS:  # the caller's line is not one
+        agent_turns = sum(role == Turn.Role.AGENT for _sequence, role, *_words in transcript)
+        if agent_turns >= settings.CALL_MAX_TURNS:  # the caller's line is not one
             return _close(call, dialogue, why="turn limit")
         if silence:
             return _still_there(call, dialogue)
         if template.mode == CallTemplate.Mode.SCRIPTED:
             return _scripted_turn(call, dialogue, speech=speech_text, digits=digits)
         _save_dialogue(call, dialogue)  # the silences in a row end here
-        return _pending_reply(call, retrying=False)
+        return _pending_reply(call, retrying=False, transcript=transcript)
 
 
 def _lock(call: Call, *fields: str) -> None:
@@ -536,17 +541,24 @@ class PendingReply:
     started: float = field(default_factory=time.monotonic)
 
 
-def _pending_reply(call: Call, *, retrying: bool) -> PendingReply:
+def _pending_reply(
+    call: Call, *, retrying: bool, transcript: list[tuple[int, str, str, str]] | None = None
+) -> PendingReply:
+    """What the model needs to answer on ``call``; ``transcript`` is its turns as
+    (sequence, role, text, digits) when the caller has just read them."""
     template = call.campaign.template
     system = conversation.system_prompt(
         instructions=line(call, "instructions", template.instructions),
         now_local=timezone.now().astimezone(_contact_zone(call)),
         language=template.language,
     )
+    if transcript is None:
+        transcript = list(call.turns.values_list("sequence", "role", "text", "digits"))
     history = [
-        {"role": "assistant" if turn.role == Turn.Role.AGENT else "user", "content": text}
-        for turn in call.turns.filter(role__in=[Turn.Role.AGENT, Turn.Role.CALLER])
-        for text in [turn.text or turn.digits]
+        {"role": "assistant" if role == Turn.Role.AGENT else "user", "content": text}
+        for _sequence, role, words, digits in transcript
+        if role in (Turn.Role.AGENT, Turn.Role.CALLER)
+        for text in [words or digits]
         if text
     ]
     return PendingReply(call=call, retrying=retrying, system=system, history=history)

@@ -12,12 +12,13 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -132,8 +133,12 @@ def _claim_new(
     output_format: str,
 ) -> SpeechClip | None:
     """Insert the clip row as our claim; None when another process inserted it first."""
+    # Outside a transaction the INSERT is its own (a turn renders its lines so: two
+    # round trips fewer than BEGIN ... COMMIT); inside one, a savepoint keeps a lost
+    # race from breaking the caller's transaction.
+    claiming = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with claiming:
             return SpeechClip.objects.create(
                 key=key,
                 text=text,

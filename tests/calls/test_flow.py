@@ -6,7 +6,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
 from django.test import AsyncClient, Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from calls import flow, tasks, telephony
@@ -299,6 +301,27 @@ def test_an_ai_turn_speaks_the_models_reply_and_listens(live_call, fake_openai) 
     reply = live_call.turns.last()
     assert reply.role == Turn.Role.AGENT
     assert reply.model_ms is not None and reply.latency_ms >= reply.model_ms
+
+
+def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
+    client, live_call
+) -> None:
+    post(client, "answer", live_call)
+
+    with CaptureQueriesContext(connection) as queries:
+        pending = flow.prepare_turn(
+            call_id=live_call.pk, params={"CallSid": SID, "SpeechResult": "Sí, iré"}
+        )
+
+    assert isinstance(pending, flow.PendingReply)
+    statements = [query["sql"] for query in queries.captured_queries]
+    # The call with all a turn needs, locked; its transcript; the caller's words; the
+    # dialogue state. Each by key.
+    assert [sql.split()[0] for sql in statements] == [
+        *("BEGIN", "SELECT", "SELECT", "INSERT", "UPDATE", "COMMIT")
+    ]
+    assert statements[1].endswith('FOR UPDATE OF "calls_call"')
+    assert pending.history[-1] == {"role": "user", "content": "Sí, iré"}
 
 
 def test_the_models_tools_record_answers_and_end_the_call(client, live_call, fake_openai):

@@ -6,13 +6,15 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.fakes.elevenlabs import BELLA_ID, fake_audio
 from voices.clips import (
     SPEECH_FALLBACKS,
     ClipFailed,
+    _claim_new,
     clip_key,
     clip_url,
     render_clip,
@@ -102,6 +104,39 @@ def test_render_clip_concurrent_requests_render_the_line_once(fake_elevenlabs) -
     assert len(set(results)) == 1 and len(results) == 6
     assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 1
     assert fake_elevenlabs.characters == len("Buenos días.")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_line_rendered_outside_a_transaction_is_claimed_by_a_lone_insert(
+    fake_elevenlabs,
+) -> None:
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        render_clip(text="Hasta luego.", voice=voice)
+
+    # look the line up, claim it, mark it ready: no BEGIN ... COMMIT around the claim
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == [
+        *("SELECT", "INSERT", "UPDATE")
+    ]
+
+
+def test_a_claim_lost_inside_a_transaction_leaves_the_transaction_usable(
+    fake_elevenlabs, bella
+) -> None:
+    clip = render_clip(text="Hola.", voice=bella)
+
+    with transaction.atomic():
+        lost = _claim_new(
+            key=clip.key,
+            text=clip.text,
+            voice=bella,
+            model_id=clip.model_id,
+            voice_settings=clip.voice_settings,
+            output_format=clip.output_format,
+        )
+        assert lost is None
+        assert SpeechClip.objects.count() == 1  # still usable after the failed insert
 
 
 def test_render_clip_failure_is_recorded_and_not_retried_during_cool_down(
