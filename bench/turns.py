@@ -8,7 +8,8 @@ clip is ever reused. Two measures:
   the streamed approach (the first sentence is voiced while the model still writes, and
   played at once) against the serial one (the whole reply, then the whole speech), in
   one process, as a ratio.
-- Webhooks under load: the real web server (uvicorn) answering the turn webhook of N
+- Webhooks under load: the web service as production runs it (gunicorn and its uvicorn
+  workers, deploy/gunicorn.conf.py) answering the turn webhook of N
   concurrent calls (50, 200 and 500 by default; BENCH_TURN_CONCURRENCY="50" for one
   level); overhead is the wait for the first TwiML minus the fixed delays. Like real
   callers, each simulated call listens and speaks between two turns (2-4 s), and the
@@ -56,6 +57,10 @@ CALLER_SECONDS = (2.0, 4.0)
 CONCURRENCY = [
     int(n) for n in os.environ.get("BENCH_TURN_CONCURRENCY", "50,200,500").split(",") if n
 ]
+# Calls made before the measured load, as a running service has made some: every worker
+# has then served its first requests (which also pay for what it makes once, its database
+# connections and the like) and the figures are of the service at work, not starting.
+WARM_UP_CALLS = 20
 # The status callbacks Twilio sends for an answered call, in its order, by SequenceNumber.
 STATUS_CALLBACKS = ["initiated", "ringing", "in-progress"]
 # Twilio gives a webhook 15 s to answer, then gives up (error 11200) and tries the
@@ -212,7 +217,10 @@ def time_to_first_audio(call) -> list[Figure]:
 
 def turn_overhead(campaign, concurrency: int) -> list[Figure]:
     calls = _live_calls(campaign, concurrency)
+    warm_up = _live_calls(campaign, WARM_UP_CALLS)
     with fakes(chunk_delay=0.0, separate=True), web_server() as (url, server_pid):
+        workers = len(_processes(server_pid)) - 1
+        asyncio.run(_load(url, warm_up))  # not counted: workers past their first requests
         cpu_before = _cpu_seconds(server_pid)
         load = asyncio.run(_load(url, calls))
         cpu = _cpu_seconds(server_pid) - cpu_before
@@ -224,7 +232,10 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
             return 0.0
         return round(values[min(len(values) - 1, int(share * len(values)))], 1)
 
-    note = f"{len(load.turns)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays"
+    note = (
+        f"{len(load.turns)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays, "
+        f"{workers} web workers"
+    )
     # What the server itself measured of the same turns: the model's time (the fake's
     # 300 ms plus its streaming, as the server sees it) tells a slow fake from our overhead.
     from calls.models import Turn
@@ -291,7 +302,7 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
             f"server CPU per turn @{concurrency} calls",
             round(cpu * 1000 / max(1, len(load.turns)), 1),
             "ms",
-            "uvicorn's user+system time over the load, status callbacks included",
+            "the web service's user+system time over the load, status callbacks included",
         ),
     ]
 
@@ -305,9 +316,23 @@ def _problems(problems: Counter[str], prefix: str) -> str:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of process ``pid`` and its children (Linux):
+    gunicorn's master and its workers."""
+    ticks = sum(int(fields[11]) + int(fields[12]) for fields in _processes(pid))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _processes(pid: int) -> list[list[str]]:
+    """The /proc/<pid>/stat fields (after the name) of process ``pid`` and its children."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            found.append(fields)
+    return found
 
 
 def _live_calls(campaign, count: int) -> list[int]:
@@ -337,8 +362,9 @@ def _live_calls(campaign, count: int) -> list[int]:
 
 @contextmanager
 def web_server() -> Iterator[tuple[str, int]]:
-    """uvicorn serving the project on the bench database, as in production: its URL and
-    process id."""
+    """The web service as production runs it (gunicorn with deploy/gunicorn.conf.py: its
+    uvicorn workers, 2 x cores + 1 unless WEB_CONCURRENCY says) on the bench database:
+    its URL and the master's process id."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = child_env(
@@ -351,17 +377,13 @@ def web_server() -> Iterator[tuple[str, int]]:
         LOG_LEVEL="WARNING",
         CALLCENTER_LOCAL_FAKES="1",  # the vendor keys above are for the local fakes
     )
-    command = [
-        *(sys.executable, "-m", "uvicorn", "callcenter.asgi:application", "--port", str(port)),
-        # Idle connections kept as production's gunicorn keeps them (keepalive = 65), not
-        # uvicorn's 5 s: a caller pausing between turns must not meet a closing socket.
-        *("--timeout-keep-alive", "65"),
-    ]
+    env["HOST"], env["PORT"] = "127.0.0.1", str(port)
+    command = [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"]
     # Its warnings and errors are kept where a failed request can be looked into.
     log = ROOT / "var" / "bench" / "turns-server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [*command, "--no-access-log"],
+        command,
         cwd=ROOT,
         env=env,
         stdout=log.open("a"),
@@ -369,6 +391,7 @@ def web_server() -> Iterator[tuple[str, int]]:
     )
     try:
         _wait_for(url)
+        _wait_until_idle(server.pid)
         with override_settings(APP_URL=url, TELEPHONY_BACKEND="sandbox"):
             yield url, server.pid
     finally:
@@ -387,6 +410,18 @@ def _wait_for(url: str) -> None:
         except requests.RequestException:  # not listening yet, or still starting up
             time.sleep(0.2)
     raise RuntimeError("the web server did not start")
+
+
+def _wait_until_idle(pid: int) -> None:
+    """Wait for the workers still starting: one of them answering is not all of them
+    being up, and the load must not meet a worker still importing the project."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(pid)
+        time.sleep(0.5)
+        if _cpu_seconds(pid) - before < 0.05:
+            return
+    raise RuntimeError("the web server's workers did not settle")
 
 
 @dataclass
