@@ -322,7 +322,12 @@ def turn(
 
 
 def prepare_turn(
-    *, call_id: int, params: Mapping[str, str], silence: bool = False, retry: bool = False
+    *,
+    call_id: int,
+    params: Mapping[str, str],
+    silence: bool = False,
+    retry: bool = False,
+    on_model_turn: Callable[[PendingReply], object] | None = None,
 ) -> str | PendingReply:
     """The callee answered (or stayed silent): record it, then the next line, or, for
     the model to answer, what it needs (a PendingReply).
@@ -330,6 +335,10 @@ def prepare_turn(
     In order: an opt-out (words or the key) ends the call at once, the do-not-call entry
     committed first; silence twice in a row, the turn limit or the time limit close the
     call politely; otherwise the script or the model decides what comes next.
+
+    ``on_model_turn`` is given the PendingReply as soon as it is known, before the turn is
+    written: the model can start while the caller's words are recorded (the transaction
+    still holds the call's row, so the reply's own writes wait for them).
     """
     speech_text = " ".join(params.get("SpeechResult", "").split())
     digits = params.get("Digits", "").strip()
@@ -340,7 +349,7 @@ def prepare_turn(
             return goodbye()
         return _pending_reply(call, retrying=True)  # the model's second try: nothing new was said
     # A turn is the hot path: the call is read and locked in one query, its transcript
-    # in one more.
+    # in one more; what comes next is decided before anything is written.
     with transaction.atomic():
         call = load_call(call_id, params, lock=True)
         if call is None:
@@ -350,8 +359,34 @@ def prepare_turn(
         transcript = list(call.turns.values_list("sequence", "role", "text", "digits"))
         if not transcript:
             return listen(call, [])  # a turn before any greeting: a stray request
+        sequence = transcript[-1][0] + 1
         if not silence:
-            sequence = transcript[-1][0] + 1
+            transcript.append((sequence, Turn.Role.CALLER, speech_text, digits))
+        dialogue["silences"] = dialogue.get("silences", 0) + 1 if silence else 0
+        agent_turns = sum(role == Turn.Role.AGENT for _sequence, role, *_words in transcript)
+        if is_opt_out(
+            speech=speech_text,
+            digits=digits,
+            opt_out_digit=settings.OPT_OUT_DIGIT,
+            language=template.language,
+        ):
+            next_step = "opt-out"
+        elif dialogue["silences"] >= MAX_SILENCES:
+            next_step = "silence"
+        elif agent_turns >= settings.CALL_MAX_TURNS:  # the caller's line is not one
+            next_step = "turn limit"
+        elif silence:
+            next_step = "still there"
+        elif template.mode == CallTemplate.Mode.SCRIPTED:
+            next_step = "script"
+        else:
+            next_step = "model"
+        pending = None
+        if next_step == "model":
+            pending = _pending_reply(call, retrying=False, transcript=transcript)
+            if on_model_turn is not None:
+                on_model_turn(pending)
+        if not silence:
             add_turn(
                 call,
                 role=Turn.Role.CALLER,
@@ -360,26 +395,17 @@ def prepare_turn(
                 sequence=sequence,
                 confidence=_confidence(params.get("Confidence")),
             )
-            transcript.append((sequence, Turn.Role.CALLER, speech_text, digits))
-        if is_opt_out(
-            speech=speech_text,
-            digits=digits,
-            opt_out_digit=settings.OPT_OUT_DIGIT,
-            language=template.language,
-        ):
+        if next_step == "opt-out":
             return _opted_out(call, how=speech_text or f"key {digits}")
-        dialogue["silences"] = dialogue.get("silences", 0) + 1 if silence else 0
-        if dialogue["silences"] >= MAX_SILENCES:
-            return _close(call, dialogue, why="silence")
-        agent_turns = sum(role == Turn.Role.AGENT for _sequence, role, *_words in transcript)
-        if agent_turns >= settings.CALL_MAX_TURNS:  # the caller's line is not one
-            return _close(call, dialogue, why="turn limit")
-        if silence:
+        if next_step in ("silence", "turn limit"):
+            return _close(call, dialogue, why=next_step)
+        if next_step == "still there":
             return _still_there(call, dialogue)
-        if template.mode == CallTemplate.Mode.SCRIPTED:
+        if next_step == "script":
             return _scripted_turn(call, dialogue, speech=speech_text, digits=digits)
         _save_dialogue(call, dialogue)  # the silences in a row end here
-        return _pending_reply(call, retrying=False, transcript=transcript)
+        assert pending is not None  # the model's turn, built above
+        return pending
 
 
 def _lock(call: Call, *fields: str) -> None:
@@ -615,7 +641,11 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
     if not early:
         return await run()
     whole = asyncio.create_task(run())
-    await asyncio.wait([whole, first_line], return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await asyncio.wait([whole, first_line], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        whole.cancel()  # nobody will say this reply: it is not made or recorded either
+        raise
     if whole.done() or progress["final_started"]:
         return await whole
     # The first sentence is voiced and more is coming: it is said now, the rest follows.

@@ -9,6 +9,7 @@ answer TwiML never answer an error: a failure speaks the fallback's apology inst
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 from collections.abc import Callable
@@ -123,15 +124,30 @@ def answer(request: HttpRequest, call_id: int) -> str:
 async def turn(request: HttpRequest, call_id: int) -> str:
     """The callee answered (or stayed silent, ``?silence=1``): the next line. An AI reply
     starts playing as soon as its first sentence is voiced (see ``flow.reply``)."""
-    step = await flow.in_thread(flow.prepare_turn)(
-        call_id=call_id,
-        params=request.POST.dict(),
-        silence=request.GET.get("silence") == "1",
-        retry=request.GET.get("retry") == "1",
-    )
+    loop = asyncio.get_running_loop()
+    started: list[concurrent.futures.Future[str]] = []
+
+    def start(pending: flow.PendingReply) -> None:
+        # Called in prepare_turn's thread: the model is asked while the turn is written.
+        started.append(asyncio.run_coroutine_threadsafe(flow.reply(pending, early=True), loop))
+
+    try:
+        step = await flow.in_thread(flow.prepare_turn)(
+            call_id=call_id,
+            params=request.POST.dict(),
+            silence=request.GET.get("silence") == "1",
+            retry=request.GET.get("retry") == "1",
+            on_model_turn=start,
+        )
+    except BaseException:
+        for reply in started:  # the turn was not recorded: its reply must not be said
+            reply.cancel()
+        raise
     if isinstance(step, str):
         return step
-    return await flow.reply(step, early=True)
+    if started:
+        return await asyncio.wrap_future(started[0])
+    return await flow.reply(step, early=True)  # the model's second try
 
 
 @twiml_view

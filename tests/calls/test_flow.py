@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -322,6 +323,57 @@ def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
     ]
     assert statements[1].endswith('FOR UPDATE OF "calls_call"')
     assert pending.history[-1] == {"role": "user", "content": "Sí, iré"}
+
+
+def test_the_model_is_asked_before_the_callers_words_are_written(client, live_call) -> None:
+    post(client, "answer", live_call)
+    seen: list[tuple[list[dict[str, str]], bool]] = []
+
+    def on_model_turn(pending: flow.PendingReply) -> None:
+        written = live_call.turns.filter(role=Turn.Role.CALLER).exists()
+        seen.append((pending.history, written))
+
+    pending = flow.prepare_turn(
+        call_id=live_call.pk,
+        params={"CallSid": SID, "SpeechResult": "Sí, iré"},
+        on_model_turn=on_model_turn,
+    )
+
+    # the model had the caller's words before they were written; they are written after
+    [(history, written)] = seen
+    assert history[-1] == {"role": "user", "content": "Sí, iré"} and not written
+    assert pending.history == history
+    assert live_call.turns.filter(role=Turn.Role.CALLER, text="Sí, iré").exists()
+
+
+def test_a_turn_that_cannot_be_written_says_no_reply_and_apologises(
+    live_call, fake_openai, monkeypatch
+) -> None:
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto. Le esperamos el martes.", first_delay=0.3)
+    real_add_turn = flow.add_turn
+
+    def failing_add_turn(call, *, role, **fields):
+        if role == Turn.Role.CALLER:
+            raise RuntimeError("the database went away")
+        return real_add_turn(call, role=role, **fields)
+
+    monkeypatch.setattr(flow, "add_turn", failing_add_turn)
+    path = reverse("calls:turn", kwargs={"call_id": live_call.pk})
+    form = {"CallSid": SID, "SpeechResult": "Sí, iré"}
+    signature = telephony.sign_request(url=APP_URL + path, params=form)
+
+    async def answered_then_wait():
+        response = await AsyncClient().post(path, form, headers={"x-twilio-signature": signature})
+        await asyncio.sleep(1.0)  # the event loop lives on, as the server's does
+        return response
+
+    elements = verbs(async_to_sync(answered_then_wait)())
+
+    assert "problema técnico" in said(elements)[0]
+    # the reply already asked of the model was dropped: nothing of it was said or kept
+    assert len(fake_openai.chat_requests) <= 1
+    assert list(live_call.turns.values_list("role", flat=True)) == [Turn.Role.AGENT]
 
 
 def test_the_models_tools_record_answers_and_end_the_call(client, live_call, fake_openai):
