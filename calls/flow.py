@@ -336,9 +336,9 @@ def prepare_turn(
     committed first; silence twice in a row, the turn limit or the time limit close the
     call politely; otherwise the script or the model decides what comes next.
 
-    ``on_model_turn`` is given the PendingReply as soon as it is known, before the turn is
-    written: the model can start while the caller's words are recorded (the transaction
-    still holds the call's row, so the reply's own writes wait for them).
+    ``on_model_turn`` is given the PendingReply it returns as soon as it is known, before
+    the turn is written: the model can start while the caller's words are recorded (the
+    transaction still holds the call's row, so the reply's own writes wait for them).
     """
     speech_text = " ".join(params.get("SpeechResult", "").split())
     digits = params.get("Digits", "").strip()
@@ -347,7 +347,11 @@ def prepare_turn(
         call = load_call(call_id, params)
         if call is None:
             return goodbye()
-        return _pending_reply(call, retrying=True)  # the model's second try: nothing new was said
+        # The model's second try: nothing new was said, nothing is written.
+        pending = _pending_reply(call, retrying=True)
+        if on_model_turn is not None:
+            on_model_turn(pending)
+        return pending
     # A turn is the hot path: the call is read and locked in one query, its transcript
     # in one more; what comes next is decided before anything is written.
     with transaction.atomic():

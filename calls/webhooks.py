@@ -145,9 +145,8 @@ async def turn(request: HttpRequest, call_id: int) -> str:
         raise
     if isinstance(step, str):
         return step
-    if started:
-        return await asyncio.wrap_future(started[0])
-    return await flow.reply(step, early=True)  # the model's second try
+    [reply] = started  # the model's reply, asked for by prepare_turn
+    return await asyncio.wrap_future(reply)
 
 
 @twiml_view
