@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db import router
+from django.db.models import Model, QuerySet
+from django.db.models.constants import OnConflict
 
 
 def one_or_none(queryset: QuerySet) -> Any:
@@ -17,3 +19,38 @@ def one_or_none(queryset: QuerySet) -> Any:
         return queryset.get()
     except queryset.model.DoesNotExist:
         return None
+
+
+def insert_unless_taken(instance: Model) -> bool:
+    """INSERT ``instance`` unless a unique constraint already holds an equal row: True
+    when it was inserted (its primary key is then set), False when the row was taken.
+
+    One statement (``INSERT ... ON CONFLICT DO NOTHING RETURNING``), so a lost race needs
+    no savepoint around it, as ``create()`` in a transaction does (two more round trips),
+    and leaves no error in the database's log. Like ``create()`` it fills ``auto_now``
+    fields and defaults; it sends no ``pre_save``/``post_save`` signals, like
+    ``bulk_create()``, whose building block (``QuerySet._insert``) it uses too.
+    """
+    model = type(instance)
+    meta = model._meta
+    using = router.db_for_write(model, instance=instance)
+    fields = [
+        field
+        for field in meta.local_concrete_fields
+        if not field.generated and not (field is meta.auto_field and instance.pk is None)
+    ]
+    returning = meta.db_returning_fields
+    [row] = model._base_manager._insert(
+        [instance],
+        fields=fields,
+        returning_fields=returning,
+        using=using,
+        on_conflict=OnConflict.IGNORE,
+    )
+    if row is None:  # RETURNING gave no row: nothing was inserted
+        return False
+    for value, field in zip(row, returning, strict=True):
+        setattr(instance, field.attname, value)
+    instance._state.adding = False
+    instance._state.db = using
+    return True

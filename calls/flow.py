@@ -614,7 +614,9 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
 
     async def on_sentence(sentence: str) -> None:
         speech_started.append(time.monotonic())
-        task = asyncio.create_task(in_thread(speech_for_call)(call=call, text=sentence))
+        task = asyncio.create_task(
+            in_thread(speech_for_call)(call=call, text=sentence, new_text=True)
+        )
         voicing.append(task)
         if len(voicing) == 1:
             task.add_done_callback(lambda _task: first_line.done() or first_line.set_result(None))

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from callcenter.metrics import CALL_STATUS_CHANGES, CALLS_FINISHED, CONTACT_STATES
-from callcenter.queries import one_or_none
+from callcenter.queries import insert_unless_taken, one_or_none
 from calls import telephony
 from calls.models import AnsweredBy, Call, CallEvent, CallStatus
 from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
@@ -34,8 +34,9 @@ def record_speech_fallback(*, call: Call) -> None:
     call.refresh_from_db(fields=["speech_fallbacks"])
 
 
-def speech_for_call(*, call: Call, text: str) -> Speech:
-    """How to speak ``text`` on ``call``: its campaign's voice, its template's language.
+def speech_for_call(*, call: Call, text: str, new_text: bool = False) -> Speech:
+    """How to speak ``text`` on ``call``: its campaign's voice, its template's language
+    (``new_text``: a line most likely never said before, see ``render_clip``).
 
     A line that falls back to <Say> is counted on the call, where staff see it.
     """
@@ -46,7 +47,9 @@ def speech_for_call(*, call: Call, text: str) -> Speech:
         if voice is not None:
             Call.objects.filter(pk=call.pk, voice__isnull=True).update(voice=voice)
             call.voice = voice
-    spoken = speech_for_line(text=text, voice=call.voice, language=campaign.template.language)
+    spoken = speech_for_line(
+        text=text, voice=call.voice, language=campaign.template.language, new_text=new_text
+    )
     if spoken.is_fallback:
         record_speech_fallback(call=call)
     return spoken
@@ -172,19 +175,16 @@ def store_event(*, call: Call | None, kind: str, params: Mapping[str, str]) -> C
     else:
         if sequence_number < 0:
             sequence_number = None
-    try:
-        # A savepoint: the unique constraint decides, so two deliveries racing each
-        # other store one row, and the losing one leaves the outer transaction usable.
-        with transaction.atomic():
-            return CallEvent.objects.create(
-                call=call,
-                provider_sid=params.get("CallSid", "")[:64],
-                kind=kind,
-                sequence_number=sequence_number,
-                payload=dict(params),
-            )
-    except IntegrityError:
-        return None
+    # The unique constraint decides, in one statement: two deliveries racing each other
+    # store one row, and the losing one leaves the caller's transaction usable.
+    event = CallEvent(
+        call=call,
+        provider_sid=params.get("CallSid", "")[:64],
+        kind=kind,
+        sequence_number=sequence_number,
+        payload=dict(params),
+    )
+    return event if insert_unless_taken(event) else None
 
 
 def _status_facts(*, params: Mapping[str, str], status: str) -> dict[str, Any]:

@@ -12,18 +12,16 @@ import hashlib
 import json
 import logging
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from callcenter.metrics import CHARACTERS_SENT, CLIP_LOOKUPS, CLIPS_RENDERED, SPEECH_FALLBACKS
-from callcenter.queries import one_or_none
+from callcenter.queries import insert_unless_taken, one_or_none
 from voices import speech
 from voices.models import SpeechClip, Voice
 
@@ -69,8 +67,13 @@ def render_clip(
     model_id: str | None = None,
     voice_settings: dict | None = None,
     output_format: str = speech.OUTPUT_FORMAT,
+    new_text: bool = False,
 ) -> SpeechClip:
     """The ready clip of ``text`` in ``voice``, rendering it only if nobody has.
+
+    ``new_text`` says the line is most likely never said before (a model's sentence): the
+    claim is then tried first, one statement instead of a lookup and then the claim; a
+    line that exists after all costs the lookup after the claim that failed.
 
     Raises ClipFailed when the provider refuses the line or stays unavailable, and when
     a concurrent rendering of the same line does not finish in time. Each lookup counts
@@ -89,8 +92,10 @@ def render_clip(
     )
     deadline = time.monotonic() + render_budget_seconds()
     waited = False
+    look_first = not new_text
     while True:
-        clip = one_or_none(SpeechClip.objects.filter(key=key))
+        clip = one_or_none(SpeechClip.objects.filter(key=key)) if look_first else None
+        look_first = True
         if clip is None:
             clip = _claim_new(
                 key=key,
@@ -133,23 +138,16 @@ def _claim_new(
     output_format: str,
 ) -> SpeechClip | None:
     """Insert the clip row as our claim; None when another process inserted it first."""
-    # Outside a transaction the INSERT is its own (a turn renders its lines so: two
-    # round trips fewer than BEGIN ... COMMIT); inside one, a savepoint keeps a lost
-    # race from breaking the caller's transaction.
-    claiming = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    try:
-        with claiming:
-            return SpeechClip.objects.create(
-                key=key,
-                text=text,
-                voice=voice,
-                model_id=model_id,
-                voice_settings=voice_settings,
-                output_format=output_format,
-                rendering_started_at=timezone.now(),
-            )
-    except IntegrityError:
-        return None
+    clip = SpeechClip(
+        key=key,
+        text=text,
+        voice=voice,
+        model_id=model_id,
+        voice_settings=voice_settings,
+        output_format=output_format,
+        rendering_started_at=timezone.now(),
+    )
+    return clip if insert_unless_taken(clip) else None
 
 
 def _reclaim(clip: SpeechClip) -> bool:
@@ -223,8 +221,11 @@ class Speech:
         return not self.url
 
 
-def speech_for_line(*, text: str, voice: Voice | None, language: str) -> Speech:
-    """The clip of ``text`` when it can be had, else a <Say> fallback with its reason.
+def speech_for_line(
+    *, text: str, voice: Voice | None, language: str, new_text: bool = False
+) -> Speech:
+    """The clip of ``text`` when it can be had, else a <Say> fallback with its reason
+    (``new_text``: see ``render_clip``).
 
     The fallback is counted in the ``callcenter_speech_fallbacks_total`` metric; callers
     on a call record it on the call too.
@@ -236,7 +237,7 @@ def speech_for_line(*, text: str, voice: Voice | None, language: str) -> Speech:
         reason = "no_voice"
     else:
         try:
-            clip = render_clip(text=text, voice=voice)
+            clip = render_clip(text=text, voice=voice, new_text=new_text)
         except ClipFailed as exc:
             logger.warning("speaking a line with <Say>: %s", exc.reason)
             reason = "provider_failed"

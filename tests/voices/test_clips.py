@@ -121,6 +121,33 @@ def test_a_line_rendered_outside_a_transaction_is_claimed_by_a_lone_insert(
     ]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_new_line_is_claimed_without_looking_it_up_first(fake_elevenlabs) -> None:
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        clip = render_clip(text="Su cita 41 queda confirmada.", voice=voice, new_text=True)
+
+    # a model's sentence: claimed at once, then marked ready
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == [
+        *("INSERT", "UPDATE")
+    ]
+    assert clip.status == SpeechClip.Status.READY
+    assert "ON CONFLICT" in queries.captured_queries[0]["sql"] or (
+        "OR IGNORE" in queries.captured_queries[0]["sql"]
+    )
+
+
+def test_a_new_line_said_before_is_played_from_its_clip(fake_elevenlabs, bella) -> None:
+    said = render_clip(text="¿Puedo ayudarle en algo más?", voice=bella)
+
+    again = render_clip(text="¿Puedo ayudarle en algo más?", voice=bella, new_text=True)
+
+    assert again.pk == said.pk
+    assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 1  # billed once
+    assert SpeechClip.objects.count() == 1
+
+
 def test_a_claim_lost_inside_a_transaction_leaves_the_transaction_usable(
     fake_elevenlabs, bella
 ) -> None:
