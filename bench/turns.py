@@ -12,11 +12,16 @@ clip is ever reused. Two measures:
   workers, deploy/gunicorn.conf.py) answering the turn webhook of N
   concurrent calls (50, 200 and 500 by default; BENCH_TURN_CONCURRENCY="50" for one
   level); overhead is the wait for the first TwiML minus the fixed delays. Like real
-  callers, each simulated call listens and speaks between two turns (2-4 s), and the
-  calls start spread over the first seconds. Meanwhile Twilio's status callbacks of the
-  same calls (initiated, ringing, answered, and one retried delivery) reach the status
-  webhook, whose whole answer time is its overhead (it waits for no vendor). Errors are
-  counted, never hidden; the server's own CPU time is reported per turn.
+  callers, each simulated call listens and speaks between two turns (2-4 s). The calls
+  are answered at the pace a dialer can place them (BENCH_CALLS_PER_SECOND, 10 by
+  default: ten times a Twilio account's default of 1, TWILIO_MAX_CPS), and each keeps
+  talking until every call has been answered and STEADY_SECONDS more have passed. The
+  overhead "@N calls" is of the turns made while all N calls are live; the turns made
+  while the calls are still being answered (fewer of them at once) are reported apart.
+  Meanwhile Twilio's status callbacks of the same calls (initiated, ringing, answered,
+  and one retried delivery) reach the status webhook, whose whole answer time is its
+  overhead (it waits for no vendor). Errors are counted, never hidden; the server's own
+  CPU time is reported per turn.
 """
 
 from __future__ import annotations
@@ -51,7 +56,11 @@ MODEL_FIRST_TOKEN = 0.300
 SPEECH_FIRST_BYTE = 0.150
 FIXED_DELAYS = MODEL_FIRST_TOKEN + SPEECH_FIRST_BYTE
 SAMPLES = 15
-TURNS_PER_CALL = 3
+# The pace calls are answered at: a dialer places no more than the account's calls per
+# second (Twilio's default is 1; TWILIO_MAX_CPS), so N calls take N / this to be live.
+CALLS_PER_SECOND = float(os.environ.get("BENCH_CALLS_PER_SECOND", "10"))
+# How long all N calls talk at once after the last one is answered: the measured window.
+STEADY_SECONDS = 10.0
 # Seconds a simulated caller takes to hear a reply and say the next thing.
 CALLER_SECONDS = (2.0, 4.0)
 CONCURRENCY = [
@@ -220,11 +229,14 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
     warm_up = _live_calls(campaign, WARM_UP_CALLS)
     with fakes(chunk_delay=0.0, separate=True), web_server() as (url, server_pid):
         workers = len(_processes(server_pid)) - 1
-        asyncio.run(_load(url, warm_up))  # not counted: workers past their first requests
+        # Not counted: workers past their first requests.
+        asyncio.run(_load(url, warm_up, steady_seconds=0))
         cpu_before = _cpu_seconds(server_pid)
         load = asyncio.run(_load(url, calls))
         cpu = _cpu_seconds(server_pid) - cpu_before
     overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in load.turns)
+    ramp = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in load.ramp_turns)
+    every_turn = load.turns + load.ramp_turns
     status_ms = sorted(latency * 1000 for latency in load.statuses)
 
     def percentile(values: list[float], share: float) -> float:
@@ -233,8 +245,8 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         return round(values[min(len(values) - 1, int(share * len(values)))], 1)
 
     note = (
-        f"{len(load.turns)} turns beyond {int(FIXED_DELAYS * 1000)} ms of fixed delays, "
-        f"{workers} web workers"
+        f"{len(load.turns)} turns with all {concurrency} calls live, beyond "
+        f"{int(FIXED_DELAYS * 1000)} ms of fixed delays, {workers} web workers"
     )
     # What the server itself measured of the same turns: the model's time (the fake's
     # 300 ms plus its streaming, as the server sees it) tells a slow fake from our overhead.
@@ -267,6 +279,12 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         ),
         Figure(f"turn overhead @{concurrency} calls: p99", percentile(overhead, 0.99), "ms"),
         Figure(
+            f"turn overhead while {concurrency} calls are answered: p95",
+            percentile(ramp, 0.95),
+            "ms",
+            f"{len(ramp)} turns, calls answered at {CALLS_PER_SECOND:g} a second",
+        ),
+        Figure(
             f"turn errors @{concurrency} calls",
             load.turn_errors,
             "count",
@@ -274,7 +292,7 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         ),
         Figure(
             f"turns past Twilio's timeout @{concurrency} calls",
-            sum(latency > TWILIO_WEBHOOK_TIMEOUT for latency in load.turns),
+            sum(latency > TWILIO_WEBHOOK_TIMEOUT for latency in every_turn),
             "count",
             f"answered after {TWILIO_WEBHOOK_TIMEOUT:g} s: Twilio would have used the fallback",
         ),
@@ -300,7 +318,7 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         ),
         Figure(
             f"server CPU per turn @{concurrency} calls",
-            round(cpu * 1000 / max(1, len(load.turns)), 1),
+            round(cpu * 1000 / max(1, len(every_turn)), 1),
             "ms",
             "the web service's user+system time over the load, status callbacks included",
         ),
@@ -336,9 +354,13 @@ def _processes(pid: int) -> list[list[str]]:
 
 
 def _live_calls(campaign, count: int) -> list[int]:
+    """Calls answered and greeted, as the dial and the answer webhook leave them: with
+    their SID and the voice their greeting chose."""
     from calls.models import Call, Turn
     from campaigns.models import Contact
+    from voices.services import voice_for_campaign
 
+    voice = voice_for_campaign(campaign=campaign)
     ids = []
     first = campaign.contacts.count()
     for index in range(first, first + count):
@@ -352,7 +374,10 @@ def _live_calls(campaign, count: int) -> list[int]:
             status=Call.Status.IN_PROGRESS,
             from_number="+34910000000",
             to_number=contact.phone,
+            voice=voice,
         )
+        call.provider_sid = f"CA{call.pk:032d}"
+        call.save(update_fields=["provider_sid"])
         Turn.objects.create(
             call=call, sequence=0, role="agent", text="Hola.", started_at=call.created_at
         )
@@ -428,7 +453,8 @@ def _wait_until_idle(pid: int) -> None:
 class Load:
     """What the simulated calls saw: answer times in seconds, and errors."""
 
-    turns: list[float] = field(default_factory=list)
+    turns: list[float] = field(default_factory=list)  # while all the calls are live
+    ramp_turns: list[float] = field(default_factory=list)  # while they are being answered
     statuses: list[float] = field(default_factory=list)
     turn_errors: int = 0
     status_errors: int = 0
@@ -436,7 +462,7 @@ class Load:
     problems: Counter[str] = field(default_factory=Counter)
 
 
-async def _load(url: str, call_ids: list[int]) -> Load:
+async def _load(url: str, call_ids: list[int], *, steady_seconds: float = STEADY_SECONDS) -> Load:
     import httpx
 
     from calls import telephony
@@ -448,12 +474,21 @@ async def _load(url: str, call_ids: list[int]) -> Load:
 
     rng = random.Random(7)  # noqa: S311 - a reproducible load, not a secret
 
-    async def one_call(client: httpx.AsyncClient, call_id: int) -> None:
-        await asyncio.sleep(rng.uniform(0, CALLER_SECONDS[0]))
+    # Call k is answered at about k / CALLS_PER_SECOND; all are live from the last one's
+    # answer until the first one hangs up, after STEADY_SECONDS more.
+    pace = 1 / CALLS_PER_SECOND
+    all_live_from = len(call_ids) * pace
+    all_live_until = all_live_from + steady_seconds
+    began = time.perf_counter()
+
+    async def one_call(client: httpx.AsyncClient, index: int, call_id: int) -> None:
+        await asyncio.sleep(index * pace + rng.uniform(0, pace))
         callbacks = asyncio.create_task(status_callbacks(client, call_id, rng.uniform(0, 6)))
-        for turn in range(TURNS_PER_CALL):
+        for turn in itertools.count():
             if turn:
                 await asyncio.sleep(rng.uniform(*CALLER_SECONDS))  # the caller speaks
+                if time.perf_counter() - began >= all_live_until:
+                    break  # the call ends
             path = f"/twilio/calls/{call_id}/turn"
             form = {"CallSid": f"CA{call_id:032d}", "SpeechResult": f"Respuesta {turn}"}
             started = time.perf_counter()
@@ -463,7 +498,11 @@ async def _load(url: str, call_ids: list[int]) -> Load:
                 load.turn_errors += 1
                 load.problems[f"turn: {type(error).__name__}"] += 1
                 continue
-            load.turns.append(time.perf_counter() - started)
+            latency = time.perf_counter() - started
+            if started - began >= all_live_from:
+                load.turns.append(latency)
+            else:  # calls are still being answered
+                load.ramp_turns.append(latency)
             while True:
                 if response.status_code != 200:
                     load.turn_errors += 1
@@ -514,5 +553,7 @@ async def _load(url: str, call_ids: list[int]) -> Load:
     connections = 2 * len(call_ids)
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        await asyncio.gather(*(one_call(client, call_id) for call_id in call_ids))
+        await asyncio.gather(
+            *(one_call(client, index, call_id) for index, call_id in enumerate(call_ids))
+        )
     return load
