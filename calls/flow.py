@@ -25,6 +25,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -748,8 +749,24 @@ def _act_locked(
     already_spoken: int,
 ) -> str:
     with transaction.atomic():
-        _lock(call, "dialogue", "outcome")
-        return _act(call, answer, lines[already_spoken:], timings=timings)
+        # The call locked and re-read with its transcript's last sequence, in one query.
+        last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
+        values = one_or_none(
+            Call.objects.select_for_update()
+            .filter(pk=call.pk)
+            .values("dialogue", "outcome", last_sequence=Subquery(last[:1]))
+        )
+        if values is None:
+            raise Call.DoesNotExist(f"Call {call.pk} is gone.")
+        call.dialogue, call.outcome = values["dialogue"], values["outcome"]
+        last_sequence = values["last_sequence"]
+        return _act(
+            call,
+            answer,
+            lines[already_spoken:],
+            timings=timings,
+            sequence=0 if last_sequence is None else last_sequence + 1,
+        )
 
 
 def _contact_zone(call: Call) -> ZoneInfo:
@@ -778,8 +795,10 @@ def _act(
     lines: list[Speech],
     *,
     timings: tuple[int, int, int],
+    sequence: int,
 ) -> str:
-    """Record the model's line with its timings, apply its tools, answer the TwiML."""
+    """Record the model's line (as turn ``sequence``) with its timings, apply its tools,
+    answer the TwiML."""
     model_ms, speech_ms, total_ms = timings
     dialogue = dict(call.dialogue or {})
     names = {action.name for action in reply.actions}
@@ -804,6 +823,7 @@ def _act(
             call,
             role=Turn.Role.AGENT,
             text=reply.text,
+            sequence=sequence,
             latency_ms=total_ms,
             model_ms=model_ms,
             speech_ms=speech_ms,
@@ -814,7 +834,8 @@ def _act(
         _save_dialogue(call, {**dialogue, "ended": True, "closed": "model"})
         closing = [] if reply.text else speak(call, [_closing_line(call)])
         return goodbye(call, lines=[*lines, *closing])
-    _save_dialogue(call, dialogue)
+    if dialogue != call.dialogue:  # else the caller's turn, just written, touched the call
+        _save_dialogue(call, dialogue)
     return listen(call, lines)
 
 

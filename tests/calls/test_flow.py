@@ -12,7 +12,7 @@ from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from calls import flow, tasks, telephony
+from calls import conversation, flow, tasks, telephony
 from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact, DoNotCall
 from templates.models import CallTemplate
@@ -324,6 +324,34 @@ def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
     if connection.features.has_select_for_update:  # SQLite locks the whole file instead
         assert statements[1].endswith('FOR UPDATE OF "calls_call"')
     assert pending.history[-1] == {"role": "user", "content": "Sí, iré"}
+
+
+def test_a_reply_is_recorded_after_the_locked_call_in_two_queries(client, live_call) -> None:
+    post(client, "answer", live_call)
+    pending = flow.prepare_turn(
+        call_id=live_call.pk, params={"CallSid": SID, "SpeechResult": "Sí, iré"}
+    )
+    answer = conversation.Reply(
+        text="Perfecto.",
+        actions=(),
+        model_ms=300,
+        first_sentence_ms=300,
+        prompt_tokens=None,
+        completion_tokens=None,
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        flow._act_locked(pending.call, answer, [], timings=(300, 150, 460), already_spoken=0)
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    # The call locked with its transcript's last sequence; the reply. The dialogue did
+    # not change, and the caller's turn had just touched the call.
+    assert [sql.split()[0] for sql in statements] == ["BEGIN", "SELECT", "INSERT", "COMMIT"]
+    assert [(turn.role, turn.text) for turn in live_call.turns.order_by("sequence")][-2:] == [
+        (Turn.Role.CALLER, "Sí, iré"),
+        (Turn.Role.AGENT, "Perfecto."),
+    ]
+    assert list(live_call.turns.values_list("sequence", flat=True)) == [0, 1, 2]
 
 
 def test_the_model_is_asked_before_the_callers_words_are_written(client, live_call) -> None:
