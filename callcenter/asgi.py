@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callcenter.settings")
 # Requests run in threads of their own here: they share a pool of database connections
 # (see DATABASE_POOL in settings.py) rather than each keeping one open.
 os.environ.setdefault("DATABASE_POOL", "true")
-application = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application() does
 
-from callcenter.warmup import warm_up  # noqa: E402 - needs the settings configured above
+# These need the settings configured above.
+from callcenter.warmup import warm_up  # noqa: E402
+from calls.middleware import WebhookASGIHandler  # noqa: E402
 
+# Django's handler, with a shorter way for Twilio's webhooks.
+application = WebhookASGIHandler()
 warm_up()

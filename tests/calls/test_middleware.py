@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
-import pytest
-from asgiref.sync import async_to_sync
-from django.test import AsyncClient
+from urllib.parse import urlencode
 
+import pytest
+from asgiref.sync import ThreadSensitiveContext, async_to_sync
+from asgiref.testing import ApplicationCommunicator
+from django.core.handlers import asgi as django_asgi
+from django.test import AsyncClient
+from django.urls import reverse
+
+from calls import telephony
+from calls.middleware import WebhookASGIHandler
 from calls.models import Call, CallEvent
 from tests.calls.test_webhooks import (  # noqa: F401 - the fixture signs as Twilio's account
+    APP_URL,
     _twilio_settings,
     failures,
     make_call,
@@ -64,3 +72,64 @@ def test_other_requests_keep_the_whole_chain() -> None:
     assert admin.status_code == 200
     assert admin.headers["X-Frame-Options"] == "DENY"
     assert unknown.status_code == 404
+
+
+def served(method: str, path: str, params: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One request through ``WebhookASGIHandler`` as uvicorn sends it (signed when it
+    carries ``params``): its status and body."""
+    body = urlencode(params or {}).encode()
+    headers = [(b"host", b"testserver")]
+    if params is not None:
+        signature = telephony.sign_request(url=APP_URL + path, params=params)
+        headers += [
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"x-twilio-signature", signature.encode()),
+        ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+
+    async def exchange() -> tuple[int, bytes]:
+        communicator = ApplicationCommunicator(WebhookASGIHandler(), scope)
+        await communicator.send_input({"type": "http.request", "body": body})
+        start = await communicator.receive_output(timeout=10)
+        content = await communicator.receive_output(timeout=10)
+        await communicator.wait(timeout=10)
+        return start["status"], content.get("body", b"")
+
+    return async_to_sync(exchange)()
+
+
+def test_a_webhook_is_served_without_a_thread_of_its_own(campaign, monkeypatch) -> None:
+    contexts: list[str] = []
+
+    class Counted(ThreadSensitiveContext):
+        async def __aenter__(self):
+            contexts.append("entered")
+            return await super().__aenter__()
+
+    monkeypatch.setattr(django_asgi, "ThreadSensitiveContext", Counted)
+    call = make_call(campaign)
+    path = reverse("calls:status", kwargs={"call_id": call.pk})
+
+    status, _body = served("POST", path, status_events()[1])
+
+    assert status == 204
+    call.refresh_from_db()
+    assert call.status == Call.Status.RINGING
+    assert contexts == []  # Django's thread for the request's sync work was not made
+    # Every other request still gets it.
+    status, _body = served("GET", "/admin/login/")
+    assert status == 200
+    assert contexts == ["entered"]
