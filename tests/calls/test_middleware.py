@@ -129,7 +129,9 @@ def test_a_webhook_is_served_without_a_thread_of_its_own(campaign, monkeypatch) 
     call.refresh_from_db()
     assert call.status == Call.Status.RINGING
     assert contexts == []  # Django's thread for the request's sync work was not made
-    # Every other request still gets it.
+    # Every other request still gets it; a wrong path under /twilio/ is a plain 404.
     status, _body = served("GET", "/admin/login/")
     assert status == 200
     assert contexts == ["entered"]
+    status, _body = served("POST", "/twilio/calls/1/nothing-here", {})
+    assert status == 404
