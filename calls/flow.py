@@ -414,14 +414,18 @@ def prepare_turn(
         return pending
 
 
-def _lock(call: Call, *fields: str) -> None:
+def _lock(call: Call, *fields: str, **expressions: Any) -> dict[str, Any]:
     """Lock the call's row until the transaction ends and reload ``fields`` from it, in
-    one query."""
-    values = one_or_none(Call.objects.select_for_update().filter(pk=call.pk).values(*fields))
+    one query; ``expressions`` (annotations) are read in the same query. Returns all the
+    values read."""
+    values = one_or_none(
+        Call.objects.select_for_update().filter(pk=call.pk).values(*fields, **expressions)
+    )
     if values is None:
         raise Call.DoesNotExist(f"Call {call.pk} is gone.")
-    for name, value in values.items():
-        setattr(call, name, value)
+    for name in fields:
+        setattr(call, name, values[name])
+    return values
 
 
 def _confidence(value: str | None) -> float | None:
@@ -751,15 +755,8 @@ def _act_locked(
     with transaction.atomic():
         # The call locked and re-read with its transcript's last sequence, in one query.
         last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
-        values = one_or_none(
-            Call.objects.select_for_update()
-            .filter(pk=call.pk)
-            .values("dialogue", "outcome", last_sequence=Subquery(last[:1]))
-        )
-        if values is None:
-            raise Call.DoesNotExist(f"Call {call.pk} is gone.")
-        call.dialogue, call.outcome = values["dialogue"], values["outcome"]
-        last_sequence = values["last_sequence"]
+        read = _lock(call, "dialogue", "outcome", last_sequence=Subquery(last[:1]))
+        last_sequence = read["last_sequence"]
         return _act(
             call,
             answer,
