@@ -27,6 +27,7 @@ clip is ever reused. Two measures:
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import multiprocessing
 import os
@@ -143,6 +144,7 @@ def _serving(server_class: type, *, separate: bool, **attributes: Any) -> Iterat
 
 
 def _serve_until(server_class: type, attributes: dict, urls: Any, stop: Any) -> None:
+    _no_collector_pauses()
     with server_class(api_key="bench-key") as server:
         for name, value in attributes.items():
             setattr(server, name, value)
@@ -232,6 +234,7 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         # Not counted: workers past their first requests.
         asyncio.run(_load(url, warm_up, steady_seconds=0))
         cpu_before = _cpu_seconds(server_pid)
+        _no_collector_pauses()
         load = asyncio.run(_load(url, calls))
         cpu = _cpu_seconds(server_pid) - cpu_before
     overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in load.turns)
@@ -323,6 +326,18 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
             "the web service's user+system time over the load, status callbacks included",
         ),
     ]
+
+
+def _no_collector_pauses() -> None:
+    """Keep this process's garbage collector from stopping it for long: what it holds so
+    far is never scanned again (gc.freeze, as the web service does after start-up).
+
+    The load generator and the fakes run in the bench's process, or in copies of it,
+    which hold all of Django and the bench: a full collection of that took 170 ms, and
+    any such pause, while answers wait to be read or sent, showed as the server's
+    overhead."""
+    gc.collect()
+    gc.freeze()
 
 
 def _problems(problems: Counter[str], prefix: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import django
@@ -19,3 +20,8 @@ from calls.middleware import WebhookASGIHandler  # noqa: E402
 # Django's handler, with a shorter way for Twilio's webhooks.
 application = WebhookASGIHandler()
 warm_up()
+# What start-up made (Django, the project, the clients: some 210,000 objects) lives as long
+# as the process: kept out of the garbage collector's full collections, which otherwise
+# scan it all and stop every request of this worker meanwhile (measured: 180 ms, against
+# 20 ms without it, under the turn benchmark's load).
+gc.freeze()
