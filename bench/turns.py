@@ -196,7 +196,7 @@ def time_to_first_audio(call) -> list[Figure]:
                 call, retrying=False
             )
             started = time.perf_counter()
-            await flow.reply(pending, early=True)
+            await flow.reply(pending)
             streamed.append(time.perf_counter() - started)
             started = time.perf_counter()
             answer = await conversation.stream_reply(system=pending.system, history=pending.history)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
@@ -310,17 +309,6 @@ def fallback_opt_out(*, call_id: int, params: Mapping[str, str]) -> str:
 
 # Silences in a row after which the call ends politely.
 MAX_SILENCES = 2
-
-
-def turn(
-    *, call_id: int, params: Mapping[str, str], silence: bool = False, retry: bool = False
-) -> str:
-    """``prepare_turn`` and, for an AI turn, the model's whole reply: the synchronous
-    path (the async webhook answers earlier, see ``reply``)."""
-    step = prepare_turn(call_id=call_id, params=params, silence=silence, retry=retry)
-    if isinstance(step, str):
-        return step
-    return async_to_sync(reply)(step)
 
 
 def prepare_turn(
@@ -613,32 +601,47 @@ def _pending_reply(
     return PendingReply(call=call, retrying=retrying, system=system, history=history)
 
 
-async def reply(pending: PendingReply, *, early: bool = False) -> str:
+async def reply(pending: PendingReply) -> str:
     """The model's reply to ``pending`` as TwiML; its sentences are voiced while the
     model still writes.
 
-    With ``early`` (the async webhook), the answer leaves as soon as the first sentence
-    is voiced, followed by a <Redirect> to the continuation webhook, which serves the
-    rest as it comes (``continue_reply``): the caller hears the start of the reply while
-    the model is still writing it. A model that fails or times out before its first
-    sentence gets a holding line and one more try (``retry=1``); failing again, the call
-    closes politely.
+    The answer leaves as soon as the first sentence is voiced when more is to follow
+    (the model still writes, or wrote more): it ends with a <Redirect> to the
+    continuation webhook, which serves the rest once it is voiced and recorded
+    (``continue_reply``). The caller hears the start of the reply while the rest is
+    made, and never waits for the reply to be recorded. A reply of one line, whole by
+    the time it is voiced, is answered whole; so is any reply that no continuation could
+    find (the cache is down). A model that fails or times out before its first sentence
+    gets a holding line and one more try (``retry=1``); failing again, the call closes
+    politely.
     """
     call = pending.call
     first_line: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     voicing: list[asyncio.Task[Speech]] = []
     speech_started: list[float] = []
-    # One event loop runs both sides, so these flags settle who speaks the first line.
-    progress = {"early_sent": False, "final_started": False}
+    # One event loop runs both sides, so these flags settle who speaks the first line:
+    # each is read and set with no await in between.
+    progress = {"written": False, "early_sent": False, "final_started": False}
+    token = uuid.uuid4().hex
+    # Whether a continuation could find this reply: the mark it looks for is stored
+    # while the first sentence is voiced, not after (a reply answered whole leaves it to
+    # expire).
+    continuable: list[asyncio.Task[bool]] = []
 
     async def on_sentence(sentence: str) -> None:
         speech_started.append(time.monotonic())
-        task = asyncio.create_task(
-            in_thread(speech_for_call)(call=call, text=sentence, new_text=True)
-        )
+        task = asyncio.create_task(voice(sentence, after=first_line if voicing else None))
         voicing.append(task)
         if len(voicing) == 1:
             task.add_done_callback(lambda _task: first_line.done() or first_line.set_result(None))
+            continuable.append(asyncio.create_task(_mark_in_progress(call.pk, token)))
+
+    async def voice(sentence: str, *, after: asyncio.Future[None] | None) -> Speech:
+        if after is not None:
+            # The first line is what the caller waits for: the sentences written while it
+            # is voiced wait for it, rather than compete with it for this process.
+            await asyncio.wait([after])
+        return await in_thread(speech_for_call)(call=call, text=sentence, new_text=True)
 
     async def run() -> str:
         try:
@@ -651,9 +654,12 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
             logger.warning("Call %s: the model failed (%s).", call.pk, error)
             progress["final_started"] = True
             return await in_thread(_model_failed)(call, retrying=pending.retrying)
+        progress["written"] = True
         lines = list(await asyncio.gather(*voicing))
         speech_ms = int((time.monotonic() - speech_started[0]) * 1000) if speech_started else 0
         total_ms = int((time.monotonic() - pending.started) * 1000)
+        if len(lines) > 1 and await continuable[0]:
+            progress["early_sent"] = True  # the first line leaves now, if it has not
         progress["final_started"] = True
         return await in_thread(_act_locked)(
             call,
@@ -663,20 +669,26 @@ async def reply(pending: PendingReply, *, early: bool = False) -> str:
             already_spoken=1 if progress["early_sent"] else 0,
         )
 
-    if not early:
-        return await run()
     whole = asyncio.create_task(run())
     try:
-        await asyncio.wait([whole, first_line], return_when=asyncio.FIRST_COMPLETED)
+        while not progress["early_sent"]:
+            if whole.done() or progress["final_started"]:
+                return await whole
+            if first_line.done() and continuable[0].done():
+                if not continuable[0].result():
+                    return await whole  # no continuation could find the rest
+                if progress["written"] and len(voicing) == 1:
+                    return await whole  # the first line is the whole reply
+                progress["early_sent"] = True
+                break
+            waits = [whole, first_line, *continuable]
+            await asyncio.wait(
+                [step for step in waits if not step.done()], return_when=asyncio.FIRST_COMPLETED
+            )
     except asyncio.CancelledError:
         whole.cancel()  # nobody will say this reply: it is not made or recorded either
         raise
-    if whole.done() or progress["final_started"]:
-        return await whole
     # The first sentence is voiced and more is coming: it is said now, the rest follows.
-    progress["early_sent"] = True
-    token = uuid.uuid4().hex
-    await _store(call.pk, token, {"done": False})
     background = asyncio.create_task(_publish(call.pk, token, whole))
     _BACKGROUND[token] = background
     background.add_done_callback(lambda _task: _BACKGROUND.pop(token, None))
@@ -700,6 +712,16 @@ def _continue_url(call_id: int, token: str) -> str:
 
 async def _store(call_id: int, token: str, value: dict) -> None:
     await in_thread(cache.set)(_reply_key(call_id, token), value, REPLY_TTL_SECONDS)
+
+
+async def _mark_in_progress(call_id: int, token: str) -> bool:
+    """Store the mark of a reply in progress; False (logged) when it cannot be stored."""
+    try:
+        await _store(call_id, token, {"done": False})
+    except Exception:
+        logger.exception("Call %s: a reply in progress cannot be continued.", call_id)
+        return False
+    return True
 
 
 async def _publish(call_id: int, token: str, whole: asyncio.Task[str]) -> None:

@@ -129,7 +129,7 @@ async def turn(request: HttpRequest, call_id: int) -> str:
 
     def start(pending: flow.PendingReply) -> None:
         # Called in prepare_turn's thread: the model is asked while the turn is written.
-        started.append(asyncio.run_coroutine_threadsafe(flow.reply(pending, early=True), loop))
+        started.append(asyncio.run_coroutine_threadsafe(flow.reply(pending), loop))
 
     try:
         step = await flow.in_thread(flow.prepare_turn)(

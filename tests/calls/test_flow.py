@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -302,6 +303,114 @@ def test_an_ai_turn_speaks_the_models_reply_and_listens(live_call, fake_openai) 
     reply = live_call.turns.last()
     assert reply.role == Turn.Role.AGENT
     assert reply.model_ms is not None and reply.latency_ms >= reply.model_ms
+
+
+def first_answer_then_rest(call: Call, params: dict[str, str]) -> tuple[list, list]:
+    """The turn webhook's own answer, and what its continuation answered after it."""
+
+    async def converse() -> tuple[list, list]:
+        client = AsyncClient()
+        path = reverse("calls:turn", kwargs={"call_id": call.pk})
+        form = {"CallSid": SID, "AccountSid": "AC" + "0" * 32, **params}
+        signature = telephony.sign_request(url=APP_URL + path, params=form)
+        first = verbs(await client.post(path, form, headers={"x-twilio-signature": signature}))
+        if first[-1].tag != "Redirect" or "/continue?" not in (first[-1].text or ""):
+            return first, []
+        path = first[-1].text.removeprefix(APP_URL)
+        signature = telephony.sign_request(url=APP_URL + path, params=form)
+        rest = verbs(await client.post(path, form, headers={"x-twilio-signature": signature}))
+        return first, rest
+
+    return async_to_sync(converse)()
+
+
+def slow_first_line(monkeypatch, seconds: float = 0.3) -> list[tuple[str, float, float]]:
+    """Voice a reply's first sentence ("Perfecto...") ``seconds`` slowly, the others at
+    once; the lines voiced, as (text, started, ended)."""
+    speech_for_call = flow.speech_for_call
+    voiced: list[tuple[str, float, float]] = []
+
+    def voice(*, call, text, new_text=False):
+        started = time.monotonic()
+        if "Perfecto" in text:
+            time.sleep(seconds)
+        speech = speech_for_call(call=call, text=text, new_text=new_text)
+        voiced.append((text, started, time.monotonic()))
+        return speech
+
+    monkeypatch.setattr(flow, "speech_for_call", voice)
+    return voiced
+
+
+def test_a_reply_written_before_its_first_line_is_voiced_starts_with_that_line(
+    live_call, fake_openai, monkeypatch
+) -> None:
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes. ¿Algo más?", chunk_delay=0)
+    slow_first_line(monkeypatch)
+
+    first, rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
+
+    # The model had written all three lines before the first was voiced: the first left
+    # on its own all the same, without waiting for the rest to be voiced and recorded;
+    # the rest followed with the listening.
+    assert [element.tag for element in first] == ["Say", "Redirect"]
+    assert said(first) == ["Perfecto, Ana."]
+    assert [element.tag for element in rest] == ["Gather", "Redirect"]
+    assert said(rest) == ["Le esperamos el martes.", "¿Algo más?"]
+    assert live_call.turns.last().text == "Perfecto, Ana. Le esperamos el martes. ¿Algo más?"
+
+
+def test_the_lines_after_the_first_are_voiced_after_it(live_call, fake_openai, monkeypatch):
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes. ¿Algo más?", chunk_delay=0)
+    voiced = slow_first_line(monkeypatch)
+
+    first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
+
+    # Written together, but the first line, which the caller waits for, was voiced
+    # alone; the others only once it was.
+    (first_text, _started, first_ended), *others = voiced
+    assert first_text == "Perfecto, Ana."
+    assert sorted(text for text, _started, _ended in others) == [
+        "Le esperamos el martes.",
+        "¿Algo más?",
+    ]
+    assert all(started >= first_ended for _text, started, _ended in others)
+
+
+def test_a_one_line_reply_already_whole_is_answered_whole(live_call, fake_openai) -> None:
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana.", chunk_delay=0)
+
+    first, rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
+
+    assert [element.tag for element in first] == ["Gather", "Redirect"]
+    assert said(first) == ["Perfecto, Ana."] and rest == []
+
+
+def test_a_reply_that_no_continuation_could_find_is_answered_whole(
+    live_call, fake_openai, monkeypatch, caplog
+) -> None:
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply(
+        "Perfecto, Ana. Le esperamos el martes. ¿Algo más?", chunk_size=6, chunk_delay=0.05
+    )
+
+    async def unavailable(call_id, token, value):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(flow, "_store", unavailable)
+
+    first, rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
+
+    # The first line was voiced long before the rest, but no continuation could have
+    # found the rest: the caller hears the whole reply in one answer, a little later.
+    assert [element.tag for element in first] == ["Gather", "Redirect"]
+    assert said(first) == ["Perfecto, Ana.", "Le esperamos el martes.", "¿Algo más?"]
+    assert rest == []
+    assert "cannot be continued" in caplog.text
+    assert live_call.turns.last().text == "Perfecto, Ana. Le esperamos el martes. ¿Algo más?"
 
 
 def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
