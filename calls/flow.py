@@ -675,8 +675,8 @@ async def reply(pending: PendingReply) -> str:
             if whole.done() or progress["final_started"]:
                 return await whole
             if first_line.done() and continuable[0].done():
-                if not continuable[0].result():
-                    return await whole  # no continuation could find the rest
+                if voicing[0].exception() is not None or not continuable[0].result():
+                    return await whole  # no first line to say, or no continuation to find
                 if progress["written"] and len(voicing) == 1:
                     return await whole  # the first line is the whole reply
                 progress["early_sent"] = True

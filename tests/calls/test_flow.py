@@ -379,6 +379,23 @@ def test_the_lines_after_the_first_are_voiced_after_it(live_call, fake_openai, m
     assert all(started >= first_ended for _text, started, _ended in others)
 
 
+def test_a_first_line_that_cannot_be_voiced_is_apologised_for_and_not_kept(
+    live_call, fake_openai, monkeypatch
+) -> None:
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes.", chunk_delay=0.05)
+
+    def broken(*, call, text, new_text=False):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(flow, "speech_for_call", broken)
+
+    first, rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
+
+    assert "problema técnico" in said(first)[0] and rest == []
+    assert live_call.turns.last().role == Turn.Role.CALLER  # the reply was not recorded
+
+
 def test_a_one_line_reply_already_whole_is_answered_whole(live_call, fake_openai) -> None:
     post(Client(), "answer", live_call)
     fake_openai.queue_reply("Perfecto, Ana.", chunk_delay=0)
