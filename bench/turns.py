@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import random
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -495,6 +496,9 @@ async def _load(url: str, call_ids: list[int], *, steady_seconds: float = STEADY
     pace = 1 / CALLS_PER_SECOND
     all_live_from = len(call_ids) * pace
     all_live_until = all_live_from + steady_seconds
+    # One TLS context for every client (the URLs are plain HTTP; httpx makes a context
+    # anyway): each client loading its own took 21 ms of CPU and 0.8 MB.
+    tls = ssl.create_default_context()
     began = time.perf_counter()
 
     async def one_call(index: int, call_id: int) -> None:
@@ -505,7 +509,7 @@ async def _load(url: str, call_ids: list[int], *, steady_seconds: float = STEADY
         # request: at 200 calls that took most of the load generator's core, its wait
         # counted as the server's.
         limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(timeout=30, limits=limits, verify=tls) as client:
             callbacks = asyncio.create_task(status_callbacks(client, call_id, rng.uniform(0, 6)))
             for turn in itertools.count():
                 if turn:
