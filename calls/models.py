@@ -48,6 +48,17 @@ class AnsweredBy(models.TextChoices):
     UNKNOWN = "unknown", _("Unknown")
 
 
+class PriceStatus(models.TextChoices):
+    # Twilio prices a call on its Call resource some time after it ends, never in a
+    # callback (docs/costs.md).
+    PENDING = "pending", _("Pending")  # live, or ended and not priced by Twilio yet
+    KNOWN = "known", _("Known")
+    # Busy, unanswered, failed and canceled calls are not charged (Twilio's billing), and
+    # a call never placed never reached Twilio.
+    NOT_CHARGED = "not-charged", _("Not charged")
+    UNAVAILABLE = "unavailable", _("Unavailable")  # Twilio gave none within a day
+
+
 class CallQuerySet(models.QuerySet):
     def live(self) -> CallQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -87,6 +98,7 @@ class Call(models.Model):
     """One attempt to reach a contact: from the dispatcher's decision to hang-up."""
 
     Status = CallStatus
+    PriceStatus = PriceStatus
 
     # Denormalised from contact (which never changes campaign): the dispatcher counts
     # live calls per campaign on every tick, and lists filter by campaign without a join.
@@ -129,6 +141,13 @@ class Call(models.Model):
     duration_seconds = models.PositiveIntegerField(_("duration (s)"), null=True, blank=True)
     price = models.DecimalField(_("price"), max_digits=10, decimal_places=5, null=True, blank=True)
     price_unit = models.CharField(_("price unit"), max_length=3, blank=True)
+    price_status = models.CharField(
+        _("price status"), max_length=16, choices=PriceStatus, default=PriceStatus.PENDING
+    )
+    # When Twilio's Call resource is next asked for the price of the ended call (null: not
+    # waiting for it), and how many times it was asked already (the back-off's step).
+    price_check_at = models.DateTimeField(_("next price check"), null=True, blank=True)
+    price_checks = models.PositiveSmallIntegerField(_("price checks"), default=0)
     error_code = models.PositiveIntegerField(_("error code"), null=True, blank=True)
     error_message = models.CharField(_("error"), max_length=500, blank=True)
     outcome = models.JSONField(_("outcome"), default=dict, blank=True)
@@ -141,6 +160,15 @@ class Call(models.Model):
         _("recording duration (s)"), null=True, blank=True
     )
     summary = models.TextField(_("summary"), blank=True)
+    # The model's tokens spent extracting the outcome after the call (the turns' own
+    # tokens are on each turn).
+    extraction_model = models.CharField(_("extraction model"), max_length=100, blank=True)
+    extraction_prompt_tokens = models.PositiveIntegerField(
+        _("extraction prompt tokens"), null=True, blank=True
+    )
+    extraction_completion_tokens = models.PositiveIntegerField(
+        _("extraction completion tokens"), null=True, blank=True
+    )
     speech_fallbacks = models.PositiveIntegerField(
         _("lines spoken with <Say>"),
         default=0,
@@ -167,6 +195,12 @@ class Call(models.Model):
             models.Index(
                 fields=["to_number"], name="call_to_number_idx", opclasses=["varchar_pattern_ops"]
             ),
+            # The calls whose price is due to be asked for, by the price tick.
+            models.Index(
+                fields=["price_check_at"],
+                condition=Q(price_check_at__isnull=False),
+                name="call_price_check_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -187,6 +221,9 @@ class Call(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(price__isnull=True) | Q(price__gte=0), name="call_price_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(price_status__in=PriceStatus.values), name="call_price_status_valid"
             ),
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True)
@@ -240,6 +277,10 @@ class Turn(models.Model):
         blank=True,
         help_text=_("For AI turns: from the first sentence sent to speech to the last one voiced."),
     )
+    # For AI turns: the model asked and the tokens it billed (every request of the turn).
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(_("completion tokens"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("turn")
@@ -261,6 +302,33 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_role_display()}: {self.text[:60]}"
+
+
+class CallClip(models.Model):
+    """A speech clip played on a call: what the call's audio was, and its share of each
+    clip's characters (a clip is rendered once and shared by every call that plays it)."""
+
+    call = models.ForeignKey(
+        Call, verbose_name=_("call"), on_delete=models.CASCADE, related_name="clips"
+    )
+    clip = models.ForeignKey(
+        "voices.SpeechClip",
+        verbose_name=_("speech clip"),
+        on_delete=models.PROTECT,
+        related_name="plays",
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("clip played")
+        verbose_name_plural = _("clips played")
+        ordering = ["call", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "clip"], name="callclip_unique_clip_per_call")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.call_id}: {self.clip_id}"
 
 
 class CallEventKind(models.TextChoices):

@@ -86,6 +86,14 @@ class CallTemplate(models.Model):
     closing_line = models.TextField(_("closing line"), blank=True)
     opt_out_confirmation = models.TextField(_("opt-out confirmation"), blank=True)
     transfer_line = models.TextField(_("transfer line"), blank=True)
+    transfer_failed_line = models.TextField(
+        _("transfer failed line"),
+        blank=True,
+        help_text=_(
+            "Said when nobody takes a transfer: an apology and an offer to call back. "
+            "Empty: a standard line in the template's language."
+        ),
+    )
     outcome_schema = models.JSONField(
         _("outcome schema"),
         default=dict,

@@ -49,6 +49,7 @@ SPOKEN_FIELDS = (
     "closing_line",
     "opt_out_confirmation",
     "transfer_line",
+    "transfer_failed_line",
 )
 # Same msgids as the model's verbose names, so messages name fields as the admin does.
 _FIELD_LABELS = {
@@ -58,6 +59,7 @@ _FIELD_LABELS = {
     "closing_line": gettext_lazy("closing line"),
     "opt_out_confirmation": gettext_lazy("opt-out confirmation"),
     "transfer_line": gettext_lazy("transfer line"),
+    "transfer_failed_line": gettext_lazy("transfer failed line"),
 }
 
 
