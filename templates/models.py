@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from templates.languages import validate_gather_language
 from templates.rendering import (
     RESERVED_VARIABLES,
     SPOKEN_FIELDS,
@@ -58,7 +59,7 @@ class CallTemplate(models.Model):
         _("language"),
         max_length=35,
         default=settings.DEFAULT_CALL_LANGUAGE,
-        validators=[bcp47_validator],
+        validators=[bcp47_validator, validate_gather_language],
     )
     mode = models.CharField(_("mode"), max_length=16, choices=Mode, default=Mode.AI)
     variables = models.JSONField(

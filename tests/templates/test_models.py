@@ -281,3 +281,26 @@ def test_call_template_form_shows_each_problem_next_to_its_field(partner) -> Non
         assert not form.is_valid()
 
     assert set(form.errors) == {"variables", "greeting", "instructions", "outcome_schema"}
+
+
+@pytest.mark.parametrize(
+    ("language", "closest"),
+    [("es", "es-ES"), ("en", "en-US"), ("en-UK", "en-GB"), ("es-es", "es-ES"), ("pt", "pt-PT")],
+)
+def test_call_template_language_must_be_one_twilio_gather_takes(partner, language, closest) -> None:
+    # Twilio's <Gather> refuses a tag it does not list (warning 13512): the callee's words
+    # would be lost on every call, so the template says so, naming the tag to use.
+    template = CallTemplate(partner=partner, name="x", greeting="Hola", language=language)
+
+    with override("en"), pytest.raises(ValidationError) as excinfo:
+        template.full_clean()
+
+    [message] = excinfo.value.message_dict["language"]
+    assert f"“{language}”" in message and f"“{closest}”" in message
+
+
+@pytest.mark.parametrize("language", ["es-ES", "es-MX", "en-GB", "ca-ES", "cmn-Hans-CN"])
+def test_call_template_language_twilio_takes_is_accepted(partner, language) -> None:
+    template = valid_template(partner, language=language)
+
+    template.full_clean()
