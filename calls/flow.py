@@ -192,14 +192,26 @@ def forget_machine_detection(*, verdict_id: int) -> None:
     CallEvent.objects.filter(pk=verdict_id, kind=CallEvent.Kind.MACHINE_DETECTION).delete()
 
 
+# A message is left only once the machine's greeting has ended (Twilio's AMD with
+# DetectMessageEnd): said over the greeting it would be lost, and a fax hears nothing.
+VOICEMAIL_ANSWERS = frozenset(
+    {AnsweredBy.MACHINE_END_BEEP, AnsweredBy.MACHINE_END_SILENCE, AnsweredBy.MACHINE_END_OTHER}
+)
+
+
 def handle_machine(*, call_id: int) -> str:
-    """A machine answered ``call_id``: point the live call at the voicemail message, or
-    hang up, as its campaign says. Returns what was done."""
+    """A machine answered ``call_id``: point the live call at the voicemail message when
+    its greeting has ended and its campaign leaves one, else (a fax, a machine still
+    greeting) hang up. Returns what was done."""
     call = Call.objects.select_related("campaign__template").get(pk=call_id)
     if not call.is_live or not call.provider_sid:
         return "over"
     campaign = call.campaign
-    if campaign.machine_action == MachineAction.VOICEMAIL and campaign.template.voicemail_message:
+    if (
+        call.answered_by in VOICEMAIL_ANSWERS
+        and campaign.machine_action == MachineAction.VOICEMAIL
+        and campaign.template.voicemail_message
+    ):
         telephony.redirect_call(sid=call.provider_sid, url=webhook_url("voicemail", call.pk))
         return "voicemail"
     telephony.hang_up(sid=call.provider_sid)

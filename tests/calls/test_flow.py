@@ -665,3 +665,19 @@ def test_an_unexpected_failure_is_answered_with_the_fallback_not_an_error(
 
     assert elements[0].tag == "Gather"
     assert "problema técnico" in said(elements)[0]
+
+
+@pytest.mark.parametrize("answered_by", ["fax", "machine_start"])
+def test_a_fax_or_a_machine_still_greeting_is_hung_up_not_left_a_message(
+    live_call, fake_twilio, answered_by
+) -> None:
+    # Twilio's AMD: a voicemail is left on machine_end_* only; a fax hears nothing.
+    sid = fake_twilio.set_call(SID, status="in-progress")["sid"]
+    flow.record_machine_detection(
+        call_id=live_call.pk, params={"CallSid": sid, "AnsweredBy": answered_by}
+    )
+
+    assert flow.handle_machine(call_id=live_call.pk) == "hung_up"
+
+    [update] = fake_twilio.requests_to("POST", f"/Calls/{sid}.json")
+    assert update.form == {"Status": ["completed"]}
