@@ -120,6 +120,24 @@ class Environment:
             return default
         return value.rstrip("/")
 
+    def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
+        """``default`` updated with the value's ``key=value`` pairs, comma-separated
+        (``es-ES=Polly.Lucia-Neural,en-US=Polly.Joanna-Neural``); a pair without ``=``,
+        or with an empty key or value, is an error."""
+        result = dict(default)
+        value = self.raw(name)
+        if value is None:
+            return result
+        for pair in value.split(","):
+            key, separator, item = (part.strip() for part in pair.partition("="))
+            if not pair.strip():
+                continue
+            if not separator or not key or not item:
+                self.error(name, "must be comma-separated key=value pairs", pair.strip())
+                return dict(default)
+            result[key] = item
+        return result
+
     def check(self) -> None:
         """Raise ImproperlyConfigured listing every error recorded so far."""
         if self.errors:

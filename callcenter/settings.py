@@ -444,6 +444,29 @@ if TWILIO_PHONE_NUMBER:
             "must be a valid number in E.164 form (+34...)",
             TWILIO_PHONE_NUMBER,
         )
+# The voice of <Say> (lines Twilio speaks when no rendered clip can be played), by the
+# call's language: named for each language, since Twilio's default voice speaks English
+# and its basic voices few languages well. "language=Voice" pairs override these.
+TWILIO_SAY_VOICES = env.mapping(
+    "TWILIO_SAY_VOICES",
+    {
+        "es-ES": "Polly.Lucia-Neural",
+        "es-MX": "Polly.Mia-Neural",
+        "es-US": "Polly.Lupe-Neural",
+        "ca-ES": "Polly.Arlet-Neural",
+        "en-US": "Polly.Joanna-Neural",
+        "en-GB": "Polly.Amy-Neural",
+        "en-AU": "Polly.Olivia-Neural",
+        "en-IN": "Polly.Kajal-Neural",
+        "fr-FR": "Polly.Lea-Neural",
+        "fr-CA": "Polly.Gabrielle-Neural",
+        "de-DE": "Polly.Vicki-Neural",
+        "it-IT": "Polly.Bianca-Neural",
+        "nl-NL": "Polly.Laura-Neural",
+        "pt-BR": "Polly.Camila-Neural",
+        "pt-PT": "Polly.Ines-Neural",
+    },
+)
 _has_twilio_credentials = bool(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)
 TELEPHONY_BACKEND = env.choice(
     "TELEPHONY_BACKEND", "twilio" if _has_twilio_credentials else "sandbox", ("twilio", "sandbox")

@@ -663,8 +663,10 @@ def _speak(verb: VoiceResponse | Gather, line: Spoken) -> None:
     if line.url:
         verb.play(line.url)
     elif line.text:
-        # Twilio's <Say> defaults to en-US: the language is always given.
-        verb.say(line.text, language=line.language)
+        # Twilio's <Say> defaults to en-US: the language is always given, and the voice
+        # for it (TWILIO_SAY_VOICES) where one is named.
+        voice = settings.TWILIO_SAY_VOICES.get(line.language)
+        verb.say(line.text, language=line.language, **({"voice": voice} if voice else {}))
 
 
 def gather_twiml(

@@ -82,3 +82,23 @@ def test_environment_check_raises_every_error_at_once() -> None:
 
     assert "A: must be a whole number" in str(excinfo.value)
     assert "B: must be a number" in str(excinfo.value)
+
+
+def test_environment_mapping_updates_the_default_with_pairs() -> None:
+    env = Environment({"VOICES": " en-US = Polly.Matthew-Neural , fr-FR=Polly.Remi-Neural,"})
+
+    voices = env.mapping("VOICES", {"es-ES": "Polly.Lucia-Neural", "en-US": "Polly.Joanna"})
+
+    assert voices == {
+        "es-ES": "Polly.Lucia-Neural",
+        "en-US": "Polly.Matthew-Neural",
+        "fr-FR": "Polly.Remi-Neural",
+    }
+    assert env.errors == []
+
+
+def test_environment_mapping_refuses_a_pair_without_a_value() -> None:
+    env = Environment({"VOICES": "es-ES=Polly.Lucia-Neural,en-US"})
+
+    assert env.mapping("VOICES", {"a": "b"}) == {"a": "b"}
+    assert env.errors == ["VOICES: must be comma-separated key=value pairs (got 'en-US')"]
