@@ -485,7 +485,9 @@ def _opted_out(call: Call, *, how: str) -> str:
     return _say_and_hang_up(call, call.dialogue or {}, [confirmation])
 
 
-def _transfer(call: Call, dialogue: dict, texts: list[str]) -> str:
+def _transfer(call: Call, dialogue: dict, texts: list[str], *, voiced: list[Speech] = ()) -> str:
+    """Say ``voiced`` (lines already voiced and recorded), then ``texts`` and the
+    template's transfer line, then dial the campaign's transfer number."""
     campaign = call.campaign
     template = campaign.template
     if not campaign.transfer_number:
@@ -499,7 +501,7 @@ def _transfer(call: Call, dialogue: dict, texts: list[str]) -> str:
     outcome = {**(call.outcome or {}), "transferred": True}
     Call.objects.filter(pk=call.pk).update(outcome=outcome)
     return telephony.transfer_twiml(
-        lines=speak(call, texts),
+        lines=[*voiced, *speak(call, texts)],
         number=campaign.transfer_number,
         caller_id=call.from_number,
         timeout=campaign.ring_timeout_seconds,
@@ -860,7 +862,7 @@ def _act(
             speech_ms=speech_ms,
         )
     if "transfer_to_human" in names:
-        return _transfer(call, dialogue, [])  # the reply's own words were recorded above
+        return _transfer(call, dialogue, [], voiced=lines)  # recorded above
     if "end_call" in names:
         _save_dialogue(call, {**dialogue, "ended": True, "closed": "model"})
         closing = [] if reply.text else speak(call, [_closing_line(call)])
@@ -870,12 +872,52 @@ def _act(
     return listen(call, lines)
 
 
+# How a <Dial> ended (DialCallStatus) when someone took the transfer; anything else
+# (busy, no-answer, failed, canceled) means nobody did.
+TRANSFER_TAKEN = frozenset({"completed", "answered"})
+
+
 def transfer_ended(*, call_id: int, params: Mapping[str, str]) -> str:
-    """The transferred leg is over (``DialCallStatus``): kept in the outcome, then hang up."""
+    """The transferred leg is over (``DialCallStatus``), kept in the outcome. Taken, the
+    call ends. Not taken (busy, no answer, failed), the callee is still on the line: they
+    hear the template's apology with an offer to call back, and the call goes on (an AI
+    call listens for when; a scripted one promises the callback and ends)."""
     call = load_call(call_id, params)
     if call is None:
         return goodbye()
-    status = params.get("DialCallStatus", "")
-    outcome = {**(call.outcome or {}), "transfer_status": status[:32]}
-    Call.objects.filter(pk=call.pk).update(outcome=outcome, updated_at=timezone.now())
-    return goodbye(call)
+    status = params.get("DialCallStatus", "")[:32]
+    with transaction.atomic():
+        _lock(call, "dialogue", "outcome")
+        outcome = {**(call.outcome or {}), "transfer_status": status}
+        if status in TRANSFER_TAKEN or not (call.dialogue or {}).get("transferred"):
+            # A repeat of a failed transfer's callback finds the transfer already undone.
+            Call.objects.filter(pk=call.pk).update(outcome=outcome, updated_at=timezone.now())
+            return goodbye(call)
+        logger.info("Call %s: nobody took the transfer (%s).", call.pk, status)
+        outcome.update(transferred=False, transfer_failed=True)
+        template = call.campaign.template
+        dialogue = {**call.dialogue, "transferred": False}
+        text = line(call, "transfer_failed_line", template.transfer_failed_line)
+        if template.mode == CallTemplate.Mode.SCRIPTED:
+            outcome["callback"] = True  # the script cannot ask when: the retry delay says
+            Call.objects.filter(pk=call.pk).update(outcome=outcome)
+            call.outcome = outcome
+            return _say_and_hang_up(call, dialogue, [text or _transfer_failed_line(call)])
+        Call.objects.filter(pk=call.pk).update(outcome=outcome)
+        call.outcome = outcome
+        return _say_and_listen(call, dialogue, [text or _transfer_failed_line(call)])
+
+
+def _transfer_failed_line(call: Call) -> str:
+    """The standard apology when nobody takes a transfer, in the call's language."""
+    template = call.campaign.template
+    with translation.override(template.language.split("-")[0]):
+        if template.mode == CallTemplate.Mode.SCRIPTED:
+            return _(
+                "I'm sorry, nobody can take your call right now. We will call you back "
+                "later. Goodbye."
+            )
+        return _(
+            "I'm sorry, nobody can take your call right now. We can call you back later: "
+            "when would suit you?"
+        )

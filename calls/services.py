@@ -292,14 +292,15 @@ def finish_call(*, call: Call) -> str | None:
     next_attempt_at = None
     outcome = _outcome(call)
     transaction.on_commit(CALLS_FINISHED.labels(outcome=outcome).inc)
-    callback_at = _callback_at(call) if outcome == "answered" else None
+    talked = outcome in ("answered", "transfer-failed")
+    callback_at = _callback_at(call) if talked else None
     if callback_at is not None:
         # The callee asked to be called at that time; the window still gates it then.
         state, next_attempt_at = Contact.State.RETRY, max(callback_at, now)
         reason = _("Asked to be called back at %(time)s.") % {
             "time": call.outcome["callback_at"][:16].replace("T", " ")
         }
-    elif outcome == "answered" and (call.outcome or {}).get("callback") is True:
+    elif talked and (call.outcome or {}).get("callback") is True:
         # A scripted "call me another day" names no time: the campaign's retry delay.
         delay = _retry_rule(campaign, "no-answer")["delay_minutes"]
         state, next_attempt_at = Contact.State.RETRY, now + datetime.timedelta(minutes=delay)
@@ -363,13 +364,15 @@ _OUTCOME_LABELS = {
     "failed": gettext_lazy("Call failed"),
     "voicemail": gettext_lazy("Voicemail"),
     "canceled": gettext_lazy("Call canceled"),
+    "transfer-failed": gettext_lazy("Transfer not taken"),
 }
 
 
 def _retry_rule(campaign: Campaign, outcome: str) -> dict[str, int]:
-    """The campaign's delay and attempts for ``outcome``; a cancelled call waits as an
-    unanswered one. An entry missing from a policy saved unchecked takes the default."""
-    key = "no-answer" if outcome == "canceled" else outcome
+    """The campaign's delay and attempts for ``outcome``; a cancelled call, and one whose
+    transfer nobody took, waits as an unanswered one. An entry missing from a policy
+    saved unchecked takes the default."""
+    key = "no-answer" if outcome in ("canceled", "transfer-failed") else outcome
     policy = campaign.retry_policy if isinstance(campaign.retry_policy, dict) else {}
     rule = policy.get(key)
     if not retry_policy_problems({**default_retry_policy(), key: rule}):
@@ -388,6 +391,8 @@ def _outcome(call: Call) -> str:
         ).exists():
             # Picked up and never said a word: nobody was reached; called again as such.
             return "no-answer"
+        if (call.outcome or {}).get("transfer_failed") is True:
+            return "transfer-failed"
         return "answered"
     if call.status == CallStatus.FAILED and call.error_code in PERMANENT_ERROR_CODES:
         return "rejected"
@@ -402,6 +407,8 @@ def _calls_with_outcome(call: Call, outcome: str) -> int:
     calls = Call.objects.filter(contact_id=call.contact_id)
     if outcome == "voicemail":
         calls = calls.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
+    elif outcome == "transfer-failed":
+        calls = calls.with_outcome("transfer_failed")
     else:
         calls = calls.filter(status=outcome)
     return calls.count()

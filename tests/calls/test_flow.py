@@ -681,3 +681,112 @@ def test_a_fax_or_a_machine_still_greeting_is_hung_up_not_left_a_message(
 
     [update] = fake_twilio.requests_to("POST", f"/Calls/{sid}.json")
     assert update.form == {"Status": ["completed"]}
+
+
+# --- Transfers nobody takes -----------------------------------------------------------------
+
+
+def end_call(client, call: Call) -> Contact:
+    """Twilio's final status callback for ``call``; its contact as it is then."""
+    response = post(client, "status", call, {"CallStatus": "completed", "CallDuration": "60"})
+    assert response.status_code == 204
+    return Contact.objects.get(pk=call.contact_id)
+
+
+def test_the_models_words_before_a_transfer_are_heard_then_the_number_is_dialled(
+    client, live_call, fake_openai
+) -> None:
+    post(client, "answer", live_call)
+    fake_openai.queue_reply(
+        "Claro, le paso con una compañera.",
+        tool_calls=[("transfer_to_human", {"reason": "asks for a person"})],
+    )
+
+    elements = turn(live_call, {"SpeechResult": "Quiero hablar con una persona"})
+
+    assert said(elements) == ["Claro, le paso con una compañera."]
+    assert (elements[-1].tag, elements[-1].text.strip()) == ("Dial", "+34910000999")
+
+
+@pytest.mark.parametrize("status", ["no-answer", "busy", "failed"])
+def test_a_transfer_nobody_takes_apologises_offers_a_callback_and_listens(
+    client, live_call, fake_openai, status
+) -> None:
+    post(client, "answer", live_call)
+    fake_openai.queue_reply("", tool_calls=[("transfer_to_human", {"reason": "asks"})])
+    turn(live_call, {"SpeechResult": "Con una persona, por favor"})
+
+    elements = verbs(post(client, "transfer-ended", live_call, {"DialCallStatus": status}))
+
+    gather = elements[0]
+    assert gather.tag == "Gather"
+    assert gather.get("action") == f"{APP_URL}/twilio/calls/{live_call.pk}/turn"
+    assert said(elements) == [
+        "Lo siento, ahora mismo nadie puede atenderle. Podemos llamarle más tarde: "
+        "¿cuándo le viene bien?"
+    ]
+    live_call.refresh_from_db()
+    assert live_call.outcome == {
+        "transferred": False,
+        "transfer_failed": True,
+        "transfer_status": status,
+    }
+    assert live_call.turns.last().text == said(elements)[0]
+    # Nothing more said: the contact is called again as the retry policy says.
+    contact = end_call(client, live_call)
+    assert contact.state == Contact.State.RETRY
+    assert contact.state_reason == "Transferencia no atendida: se volverá a llamar más tarde."
+
+
+def test_after_a_transfer_nobody_takes_the_callee_can_ask_for_a_callback(
+    client, live_call, fake_openai
+) -> None:
+    post(client, "answer", live_call)
+    fake_openai.queue_reply("", tool_calls=[("transfer_to_human", {"reason": "asks"})])
+    turn(live_call, {"SpeechResult": "Con una persona, por favor"})
+    post(client, "transfer-ended", live_call, {"DialCallStatus": "no-answer"})
+    fake_openai.queue_reply(
+        "De acuerdo, le llamamos mañana a las diez. Adiós.",
+        tool_calls=[
+            ("schedule_callback", {"at": "2030-01-15T10:00"}),
+            ("end_call", {"reason": "callback"}),
+        ],
+    )
+
+    elements = turn(live_call, {"SpeechResult": "Mañana a las diez"})
+
+    assert elements[-1].tag == "Hangup"
+    history = fake_openai.chat_requests[-1]["messages"]
+    assert history[-2]["content"].startswith("Lo siento, ahora mismo nadie puede atenderle.")
+    contact = end_call(client, live_call)
+    assert contact.state == Contact.State.RETRY
+    assert contact.next_attempt_at.isoformat() == "2030-01-15T09:00:00+00:00"
+
+
+def test_a_scripted_transfer_nobody_takes_promises_the_callback_and_ends(
+    client, live_call, scripted
+) -> None:
+    scripted.transfer_failed_line = "Nadie puede atenderle ahora; le llamaremos. Adiós."
+    scripted.save()
+    post(client, "answer", live_call)
+    turn(live_call, {"SpeechResult": "con una persona"})
+
+    elements = verbs(post(client, "transfer-ended", live_call, {"DialCallStatus": "busy"}))
+
+    assert said(elements) == ["Nadie puede atenderle ahora; le llamaremos. Adiós."]
+    assert elements[-1].tag == "Hangup"
+    contact = end_call(client, live_call)
+    assert contact.state == Contact.State.RETRY
+    assert contact.state_reason == "Ha pedido que se le llame en otro momento."
+
+
+def test_a_transfer_taken_ends_the_call_and_the_contact_is_done(client, live_call, scripted):
+    post(client, "answer", live_call)
+    turn(live_call, {"SpeechResult": "con una persona"})
+
+    elements = verbs(post(client, "transfer-ended", live_call, {"DialCallStatus": "completed"}))
+
+    assert [element.tag for element in elements] == ["Hangup"]
+    live_call.refresh_from_db()
+    assert live_call.outcome["transferred"] is True
+    assert end_call(client, live_call).state == Contact.State.DONE
