@@ -55,6 +55,7 @@ class CallTemplateForm(forms.ModelForm):
             "closing_line",
             "opt_out_confirmation",
             "transfer_line",
+            "transfer_failed_line",
             "outcome_schema",
         ]
 
@@ -114,6 +115,7 @@ class CallTemplateAdmin(admin.ModelAdmin):
                     "closing_line",
                     "opt_out_confirmation",
                     "transfer_line",
+                    "transfer_failed_line",
                 ]
             },
         ),

@@ -45,6 +45,7 @@ class CallTemplateSerializer(PartnerOwnedSerializer):
             "closing_line",
             "opt_out_confirmation",
             "transfer_line",
+            "transfer_failed_line",
             "outcome_schema",
             "lint",
             "created_at",

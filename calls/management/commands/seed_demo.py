@@ -55,6 +55,9 @@ TEMPLATE_TEXTS = {
     "closing_line": "Gracias, que tenga un buen día.",
     "opt_out_confirmation": "Entendido, no le volveremos a llamar. Adiós.",
     "transfer_line": "Le paso con una persona de la clínica.",
+    "transfer_failed_line": (
+        "Lo siento, ahora no hay nadie libre en la clínica. Le llamaremos más tarde. Adiós."
+    ),
 }
 SCRIPTED_STEPS = [
     {
