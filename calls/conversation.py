@@ -2,21 +2,32 @@
 
 `stream_reply` asks the model for the next line of a live call, handing each sentence to
 the caller as soon as it is complete, and returns what the model said and did (its tool
-calls, validated). `extract_outcome` turns a finished call's transcript into the
-template's structured outcome. Settings are read at call time; failures raise
-`ConversationUnavailable` when a retry may help and `ConversationRejected` when it cannot.
-Nothing here retries a reply: a live caller is waiting, so the webhook decides.
+calls, validated). A reply of tool calls alone (an answer recorded, a callback scheduled)
+gets the tools' results sent back, and the model's continuation is spoken in the same
+turn. `extract_outcome` turns a finished call's transcript into the template's structured
+outcome. Settings are read at call time; failures raise `ConversationUnavailable` when a
+retry may help and `ConversationRejected` when it cannot. Nothing here retries a failed
+reply: a live caller is waiting, so the webhook decides.
+
+Models differ in the parameters they take (`model_traits`, by name): the original gpt-4
+has no JSON mode; reasoning models (o-series, gpt-5) take `max_completion_tokens`, which
+also bounds their reasoning, no temperature but the default, and a `reasoning_effort`.
+Names are not a contract, so a 400 refusing one of those parameters is also learnt from
+(`_adapt`): the request is sent again once without it, and the server's model keeps the
+adaptation for the process's life.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import functools
 import json
 import logging
 import re
 import ssl
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -44,6 +55,19 @@ MIN_TOTAL_TIMEOUT = 10.0
 EXTRACTION_TIMEOUT = 60.0
 EXTRACTION_MAX_TOKENS = 1024
 EXTRACTION_TEMPERATURE = 0.0
+# Off the call, a reasoning model reasons at least this much on the outcome (every
+# reasoning family takes it).
+EXTRACTION_REASONING_EFFORT = "low"
+# OpenAI's rule of thumb: a token is about 4 characters of English text ("What are tokens
+# and how to count them", help.openai.com). MAX_TOKENS bounds the spoken reply by it.
+CHARS_PER_TOKEN = 4
+# The tools after which the flow speaks its own lines: a reply of them is never continued.
+TERMINAL_TOOLS = frozenset({"end_call", "transfer_to_human", "opt_out"})
+# The names of the reply's token bound: OpenAI's, and the deprecated one that some
+# OpenAI-compatible servers still need (OPENAI_TOKEN_PARAMETER).
+TOKEN_PARAMETERS = ("max_completion_tokens", "max_tokens")
+# The values of reasoning_effort, least reasoning first.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 
 SentenceCallback = Callable[[str], Awaitable[Any]]
 
@@ -97,7 +121,13 @@ class Action:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the model said in a turn (possibly "" when it only acted) and what it did."""
+    """What the model said in a turn (possibly "" when it only acted) and what it did.
+
+    `text` is what was handed to `on_sentence`; `actions` are the valid tool calls of all
+    the turn's requests (a reply of tools alone, then its continuation). The token counts
+    add up every request of the turn (None when none reported its usage); `model` is the
+    model asked.
+    """
 
     text: str
     actions: tuple[Action, ...]
@@ -105,17 +135,22 @@ class Reply:
     first_sentence_ms: int | None
     prompt_tokens: int | None
     completion_tokens: int | None
+    model: str = ""
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """The outcome of a call as the template's schema describes it, or why it is missing."""
+    """The outcome of a call as the template's schema describes it, or why it is missing;
+    the model asked and the tokens of all its attempts (None when none reported usage)."""
 
     data: dict[str, Any] | None
     summary: str
     raw: str
     failed: bool
     error: str
+    model: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 def _tool(name: str, description: str, **properties: dict[str, Any]) -> dict[str, Any]:
@@ -233,120 +268,95 @@ async def stream_reply(
 
     Each complete sentence is awaited through `on_sentence` while the model still writes
     (so it should hand the sentence on quickly; its time counts against the deadline).
-    `timeout` (MODEL_TIMEOUT by default) bounds the wait for the first chunk; the whole
-    reply gets max(3 * timeout, 10) seconds. Raises ConversationUnavailable or
-    ConversationRejected (also when not configured; then no request is made).
+    The spoken text ends at the last whole sentence within MAX_TOKENS (at 4 characters a
+    token); tool arguments are bounded apart (OPENAI_TOOL_MAX_TOKENS). A reply of tool
+    calls alone, none of them terminal, is answered with the tools' results and the
+    model's continuation is spoken the same way (once a turn). `timeout` (MODEL_TIMEOUT by
+    default) bounds the wait for each request's first chunk; the whole turn gets
+    max(3 * timeout, 10) seconds. Raises ConversationUnavailable or ConversationRejected
+    (also when not configured; then no request is made).
     """
     if not is_configured():
         MODEL_ERRORS.labels(reason="rejected").inc()
         raise ConversationNotConfigured
     first_timeout = float(settings.MODEL_TIMEOUT if timeout is None else timeout)
     total_timeout = max(first_timeout * TOTAL_TIMEOUT_FACTOR, MIN_TOTAL_TIMEOUT)
-    messages = [
+    model = settings.DEFAULT_MODEL
+    effort = _reasoning_effort(model)
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": system},
         *({"role": turn["role"], "content": turn["content"]} for turn in history),
     ]
-    loop = asyncio.get_running_loop()
     started = time.perf_counter()
-    splitter = SentenceSplitter()
-    content: list[str] = []
-    calls: dict[int, _ToolCallParts] = {}
-    usage: Any = None
-    finish_reason: str | None = None
-    first_sentence_ms: int | None = None
+    turn_end = asyncio.get_running_loop().time() + total_timeout
+    voice = _Voice(
+        limit=settings.MAX_TOKENS * CHARS_PER_TOKEN, on_sentence=on_sentence, started=started
+    )
+    tally = _Tally()
+    actions: list[Action] = []
 
-    async def emit(sentences: list[str]) -> None:
-        nonlocal first_sentence_ms
-        for sentence in sentences:
-            if first_sentence_ms is None:
-                first_sentence_ms = _ms_since(started)
-            if on_sentence is not None:
-                await on_sentence(sentence)
+    def build() -> dict[str, Any]:
+        # chat.completions.create's request, sent and read as plain JSON: the SDK's typed
+        # transform of the messages and tools cost ~50 ms of CPU per request, and its
+        # model of each streamed chunk a few ms per reply, on the hot path of every turn.
+        # Its SSE reading and errors are kept. The bound covers the spoken text and the
+        # tool arguments (and a reasoning model's reasoning): the text is cut here.
+        return {
+            "model": model,
+            **_model_options(
+                model,
+                output_tokens=settings.MAX_TOKENS + settings.OPENAI_TOOL_MAX_TOKENS,
+                temperature=settings.TEMPERATURE,
+                effort=effort,
+            ),
+            "messages": messages,
+            "tools": TOOLS,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
 
     api_key = settings.OPENAI_API_KEY
-    stream = None
-    first = True
     try:
         client = _async_client(api_key=api_key, base_url=settings.OPENAI_BASE_URL).with_options(
             timeout=total_timeout
         )
-        try:
-            async with asyncio.timeout(first_timeout) as deadline:
-                # chat.completions.create's request, sent and read as plain JSON: the
-                # SDK's typed transform of the messages and tools cost ~50 ms of CPU per
-                # request, and its model of each streamed chunk a few ms per reply, on
-                # the hot path of every turn. Its SSE reading and errors are kept.
-                stream = await client.post(
-                    "/chat/completions",
-                    body={
-                        "model": settings.DEFAULT_MODEL,
-                        "max_tokens": settings.MAX_TOKENS,
-                        "temperature": settings.TEMPERATURE,
-                        "messages": messages,
-                        "tools": TOOLS,
-                        "stream": True,
-                        "stream_options": {"include_usage": True},
-                    },
-                    cast_to=object,
-                    stream=True,
-                    stream_cls=openai.AsyncStream[object],
-                )
-                async for chunk in stream:
-                    if first:
-                        first = False
-                        deadline.reschedule(loop.time() + total_timeout - _since(started))
-                    try:
-                        usage = chunk.get("usage") or usage
-                        choices = chunk.get("choices") or ()
-                        for choice in choices:
-                            finish_reason = choice.get("finish_reason") or finish_reason
-                            delta = choice.get("delta") or {}
-                            for piece in delta.get("tool_calls") or ():
-                                parts = calls.setdefault(piece.get("index", 0), _ToolCallParts())
-                                parts.add(piece)
-                            if text := delta.get("content"):
-                                content.append(text)
-                                await emit(splitter.feed(text))
-                    except (AttributeError, TypeError) as exc:  # not a chunk's shape
-                        raise _unreadable(chunk) from exc
-                await emit(splitter.flush())
-        except ValueError as exc:  # a chunk that is not JSON
-            raise _unreadable(str(exc)) from exc
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise  # not ours: on_sentence's own
-            waited = first_timeout if first else total_timeout
-            MODEL_ERRORS.labels(reason="timeout").inc()
-            raise ConversationUnavailable(
-                f"OpenAI did not answer within {waited:g} s",
-                reason=str(
-                    _("The AI model did not answer within %(seconds)s seconds.")
-                    % {"seconds": f"{waited:g}"}
-                ),
-                timed_out=True,
-            ) from exc
-        finally:
-            if stream is not None:
-                await stream.close()
+        for continuation in (False, True):
+            answer = await _stream_round(
+                client,
+                model=model,
+                build=build,
+                voice=voice,
+                tally=tally,
+                first_timeout=first_timeout,
+                total_timeout=total_timeout,
+                turn_end=turn_end,
+            )
+            _warn_if_cut(answer, model=model)
+            checked = [_check_call(parts) for parts in answer.calls]
+            actions += [action for action, _problem in checked if action is not None]
+            if continuation or not _continues(answer, checked):
+                break
+            # Tools alone, and nothing said: the model goes on once it has their results.
+            messages = [*messages, *_tool_results(answer.calls, checked)]
     except openai.APIError as exc:
         raise _failure(exc, api_key=api_key) from exc
     finally:
         MODEL_SECONDS.labels(kind="reply").observe(_since(started))
 
-    if finish_reason == "length":
-        logger.warning("The model's reply was cut at MAX_TOKENS (%s)", settings.MAX_TOKENS)
-    prompt_tokens, completion_tokens = _count_usage(usage)
+    if voice.cut:
+        logger.info(
+            "The model's reply ran past MAX_TOKENS (%s): %d sentence(s) of it are spoken.",
+            settings.MAX_TOKENS,
+            len(voice.spoken),
+        )
     return Reply(
-        text="".join(content).strip(),
-        actions=tuple(
-            action
-            for _index, parts in sorted(calls.items())
-            if (action := _action(parts.name, parts.arguments)) is not None
-        ),
+        text=voice.text,
+        actions=tuple(actions),
         model_ms=_ms_since(started),
-        first_sentence_ms=first_sentence_ms,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        first_sentence_ms=voice.first_sentence_ms,
+        prompt_tokens=tally.prompt,
+        completion_tokens=tally.completion,
+        model=model,
     )
 
 
@@ -356,13 +366,15 @@ def extract_outcome(
     """The call's outcome, valid against `schema` (a JSON Schema; {} allows any object),
     and a one-or-two-sentence summary in `language`.
 
-    An invalid answer is retried once, telling the model what was wrong; a second one
-    gives Extraction(failed=True). Raises ConversationUnavailable (the task may retry) or
-    ConversationRejected.
+    The answer's JSON object is read from its text (code fences and words around it are
+    left out, for a model without JSON mode). An invalid answer is retried once, telling
+    the model what was wrong; a second one gives Extraction(failed=True). Raises
+    ConversationUnavailable (the task may retry) or ConversationRejected.
     """
     if not is_configured():
         MODEL_ERRORS.labels(reason="rejected").inc()
         raise ConversationNotConfigured
+    model = settings.DEFAULT_MODEL
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -374,6 +386,7 @@ def extract_outcome(
             error=str(
                 _("The template's outcome schema is not valid: %(error)s") % {"error": exc.message}
             ),
+            model=model,
         )
     validator = Draft202012Validator(schema)
     client = _client(
@@ -385,14 +398,22 @@ def extract_outcome(
         {"role": "system", "content": _extraction_prompt(schema=schema, language=language)},
         {"role": "user", "content": _transcript_text(transcript)},
     ]
+    tally = _Tally()
     raw = ""
     outcome = _Outcome(data=None, summary="", problem="", error="")
     for attempt in (1, 2):
-        raw = _complete_json(client, messages)
+        raw = _complete_json(client, messages, model=model, tally=tally)
         outcome = _parse_outcome(raw, validator)
         if not outcome.problem:
             return Extraction(
-                data=outcome.data, summary=outcome.summary, raw=raw, failed=False, error=""
+                data=outcome.data,
+                summary=outcome.summary,
+                raw=raw,
+                failed=False,
+                error="",
+                model=model,
+                prompt_tokens=tally.prompt,
+                completion_tokens=tally.completion,
             )
         MODEL_ERRORS.labels(reason="invalid_output").inc()
         logger.warning("Outcome extraction attempt %d was not valid: %s", attempt, outcome.error)
@@ -404,7 +425,380 @@ def extract_outcome(
                 "Answer again with only the corrected JSON object.",
             },
         ]
-    return Extraction(data=None, summary=outcome.summary, raw=raw, failed=True, error=outcome.error)
+    return Extraction(
+        data=None,
+        summary=outcome.summary,
+        raw=raw,
+        failed=True,
+        error=outcome.error,
+        model=model,
+        prompt_tokens=tally.prompt,
+        completion_tokens=tally.completion,
+    )
+
+
+# --- Models ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What a model takes, as its name tells: whether it reasons (no temperature but the
+    default, reasoning counted in its token bound), whether it has JSON mode, and the
+    reasoning_effort a live call asks of it (None: not a reasoning model)."""
+
+    reasoning: bool
+    json_mode: bool
+    effort: str | None
+
+
+# A dated snapshot's suffix: gpt-4o-mini-2024-07-18, gpt-4-0613.
+_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+@functools.lru_cache(maxsize=64)
+def model_traits(model: str) -> ModelTraits:
+    """The traits of `model` (a snapshot is its model's; "openai/gpt-5" is gpt-5).
+
+    From OpenAI's documentation: the original gpt-4 (and gpt-4-32k, 0314 and 0613) has no
+    JSON mode, which came with the 1106 models. Reasoning models are the o-series and the
+    gpt-5 family, but for its chat models (gpt-5-chat-latest). The least reasoning each
+    takes, as a live call wants it: "minimal" for gpt-5 (and its mini and nano), "none" for
+    gpt-5.1 and later (their default; gpt-5 does not take it), "low" for the o-series.
+    Other names are chat models; a server that says otherwise is heard (`_adapt`).
+    """
+    name = _SNAPSHOT.sub("", model.strip().lower().rsplit("/", 1)[-1])
+    if name in ("gpt-4", "gpt-4-32k"):
+        return ModelTraits(reasoning=False, json_mode=False, effort=None)
+    if re.fullmatch(r"o\d+(?:-[a-z0-9-]+)?", name):
+        return ModelTraits(reasoning=True, json_mode=True, effort="low")
+    if "chat" not in name.split("-"):
+        if re.fullmatch(r"gpt-5(?:-[a-z0-9-]+)?", name):
+            return ModelTraits(reasoning=True, json_mode=True, effort="minimal")
+        if re.fullmatch(r"gpt-5\.\d+(?:-[a-z0-9-]+)?", name):
+            return ModelTraits(reasoning=True, json_mode=True, effort="none")
+    return ModelTraits(reasoning=False, json_mode=True, effort=None)
+
+
+@dataclass(frozen=True)
+class _Learnt:
+    """What a server taught about one of its models: the parameters it refused (see
+    `_adapt`), and whether the model reasons (its usage counted reasoning tokens)."""
+
+    token_parameter: str = ""  # "" while OPENAI_TOKEN_PARAMETER was taken
+    temperature: bool = True
+    json_mode: bool = True
+    reasoning: bool = False
+    effort: bool = True  # False once reasoning_effort itself was refused
+    efforts_refused: frozenset[str] = frozenset()
+    efforts_supported: tuple[str, ...] = ()  # as the server listed them, if it did
+
+    def reasoning_effort(self, wanted: str) -> str | None:
+        """What to send for `wanted`: it, else the nearest value with more reasoning that
+        the server takes, else the nearest with less; None when it takes none."""
+        if not self.effort:
+            return None
+        taken = [
+            value
+            for value in REASONING_EFFORTS
+            if value not in self.efforts_refused
+            and (not self.efforts_supported or value in self.efforts_supported)
+        ]
+        rank = REASONING_EFFORTS.index(wanted)
+        more = [value for value in taken if REASONING_EFFORTS.index(value) >= rank]
+        less = [value for value in taken if REASONING_EFFORTS.index(value) < rank]
+        return more[0] if more else (less[-1] if less else None)
+
+
+_NOTHING_LEARNT = _Learnt()
+# By (OPENAI_BASE_URL, model), for the process's life; webhook threads, event loops and
+# tasks all read and teach it.
+_LEARNT: dict[tuple[str, str], _Learnt] = {}
+_LEARNT_LOCK = threading.Lock()
+
+
+def _learnt(model: str) -> _Learnt:
+    return _LEARNT.get((settings.OPENAI_BASE_URL, model), _NOTHING_LEARNT)
+
+
+def _learn(model: str, **changes: Any) -> bool:
+    """Remember `changes` about the configured server's `model`; whether it was news."""
+    key = (settings.OPENAI_BASE_URL, model)
+    with _LEARNT_LOCK:
+        known = _LEARNT.get(key, _NOTHING_LEARNT)
+        learnt = dataclasses.replace(known, **changes)
+        if learnt == known:
+            return False
+        _LEARNT[key] = learnt
+    return True
+
+
+def _reasoning_effort(model: str, *, at_least: str = "none") -> str:
+    """The reasoning_effort for `model` (if it reasons): OPENAI_REASONING_EFFORT, or by
+    its family when that is "auto" ("low", which every family takes, for a model found
+    to reason only by its usage); never less than `at_least`."""
+    configured = settings.OPENAI_REASONING_EFFORT
+    effort = (model_traits(model).effort or "low") if configured == "auto" else configured
+    return max(effort, at_least, key=REASONING_EFFORTS.index)
+
+
+def _model_options(
+    model: str, *, output_tokens: int, temperature: float, effort: str, json_object: bool = False
+) -> dict[str, Any]:
+    """A request's parameters that depend on the model, as its traits and its server's
+    refusals say: the token bound (`output_tokens`, and OPENAI_REASONING_MAX_TOKENS more
+    for a reasoning model, whose bound counts its reasoning), the temperature, the
+    reasoning effort and, when `json_object` is asked, JSON mode."""
+    traits = model_traits(model)
+    learnt = _learnt(model)
+    reasoning = traits.reasoning or learnt.reasoning
+    bound = output_tokens + (settings.OPENAI_REASONING_MAX_TOKENS if reasoning else 0)
+    options: dict[str, Any] = {learnt.token_parameter or settings.OPENAI_TOKEN_PARAMETER: bound}
+    if learnt.temperature and not traits.reasoning:
+        options["temperature"] = temperature
+    if reasoning and (value := learnt.reasoning_effort(effort)) is not None:
+        options["reasoning_effort"] = value
+    if json_object and traits.json_mode and learnt.json_mode:
+        options["response_format"] = {"type": "json_object"}
+    return options
+
+
+# How a refusal names each parameter that depends on the model, in its `param` or (when it
+# has none, as OpenAI-compatible servers often do) its message. The Responses API says
+# "reasoning.effort".
+_PARAMETERS = {
+    "reasoning_effort": re.compile(r"\breasoning[_.]effort\b"),
+    "response_format": re.compile(r"\bresponse_format\b"),
+    "temperature": re.compile(r"\btemperature\b"),
+    "max_completion_tokens": re.compile(r"\bmax_completion_tokens\b"),
+    "max_tokens": re.compile(r"\bmax_tokens\b"),
+}
+# A refusal of what the model or server does not take, rather than of a bad value of ours.
+_UNSUPPORTED = re.compile(
+    r"unsupported|not supported|unrecognized|unknown|not allowed|not permitted", re.IGNORECASE
+)
+_SUPPORTED_VALUES = re.compile(r"supported values are:?(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def _adapt(exc: openai.APIError, *, model: str, sent: dict[str, Any]) -> bool:
+    """Learn from a 400 refusing one model-dependent parameter of the request `sent` as
+    unsupported; whether it taught something (so that the request, built again, differs).
+
+    A refused temperature or JSON mode is left out from then on; a refused token bound
+    takes its other name; a refused reasoning_effort value gives way to one the server
+    listed (or, unlisted, the next one), and a refused reasoning_effort to none at all.
+    """
+    if not isinstance(exc, openai.BadRequestError):
+        return False
+    message = _provider_message(exc, api_key=settings.OPENAI_API_KEY)
+    if exc.code not in ("unsupported_parameter", "unsupported_value") and not (
+        _UNSUPPORTED.search(message)
+    ):
+        return False
+    parameter = _refused_parameter(exc.param, message)
+    if parameter is None or parameter not in sent:
+        return False
+    changes: dict[str, Any]
+    if parameter == "temperature":
+        changes = {"temperature": False}
+    elif parameter == "response_format":
+        changes = {"json_mode": False}
+    elif parameter in TOKEN_PARAMETERS:
+        changes = {"token_parameter": next(name for name in TOKEN_PARAMETERS if name != parameter)}
+    else:
+        value = sent[parameter]
+        refused = _learnt(model).efforts_refused | {value}
+        listed = _SUPPORTED_VALUES.search(message)
+        supported = tuple(
+            word
+            for word in re.findall(r"'(\w+)'", listed.group(1) if listed else "")
+            if word in REASONING_EFFORTS
+        )
+        if supported:
+            changes = {"efforts_supported": supported, "efforts_refused": refused}
+        elif exc.code == "unsupported_value" or f"'{value}'" in message:
+            changes = {"efforts_refused": refused}
+        else:
+            changes = {"effort": False}
+    if not _learn(model, **changes):
+        return False
+    logger.warning(
+        "%s refused %s for model %s (%s); it is adapted for as long as this process runs.",
+        settings.OPENAI_BASE_URL,
+        parameter,
+        model,
+        message,
+    )
+    return True
+
+
+def _refused_parameter(param: str | None, message: str) -> str | None:
+    """The model-dependent parameter a refusal names: by its `param`, or the first one its
+    message names when it has no `param`."""
+    if param:
+        return next(
+            (name for name, pattern in _PARAMETERS.items() if pattern.match(param.lower())), None
+        )
+    named = [
+        (found.start(), name)
+        for name, pattern in _PARAMETERS.items()
+        if (found := pattern.search(message))
+    ]
+    return min(named)[1] if named else None
+
+
+async def _post_adapting(
+    client: openai.AsyncOpenAI, *, model: str, build: Callable[[], dict[str, Any]]
+) -> openai.AsyncStream[object]:
+    """POST the streamed chat request `build` makes; once more, built again, when a 400
+    taught `_adapt` something."""
+
+    async def post(body: dict[str, Any]) -> openai.AsyncStream[object]:
+        return await client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=object,
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+        )
+
+    body = build()
+    try:
+        return await post(body)
+    except openai.BadRequestError as exc:
+        retry = build() if _adapt(exc, model=model, sent=body) else body
+        if retry == body:
+            raise
+    try:
+        return await post(retry)
+    except openai.BadRequestError as exc:
+        _adapt(exc, model=model, sent=retry)  # for the next request; this one is refused
+        raise
+
+
+def _create_adapting(
+    client: openai.OpenAI, *, model: str, build: Callable[[], dict[str, Any]]
+) -> Any:
+    """`chat.completions.create` with what `build` makes; once more, built again, when a
+    400 taught `_adapt` something."""
+    body = build()
+    try:
+        return client.chat.completions.create(**body)
+    except openai.BadRequestError as exc:
+        retry = build() if _adapt(exc, model=model, sent=body) else body
+        if retry == body:
+            raise
+    try:
+        return client.chat.completions.create(**retry)
+    except openai.BadRequestError as exc:
+        _adapt(exc, model=model, sent=retry)  # for the next request; this one is refused
+        raise
+
+
+# --- Streaming ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One streamed answer of a turn: its text, its tool calls (ids filled in), why it
+    ended and the reasoning tokens its usage counted."""
+
+    text: str
+    calls: list[_ToolCallParts]
+    finish_reason: str | None
+    reasoning_tokens: int | None
+
+
+async def _stream_round(
+    client: openai.AsyncOpenAI,
+    *,
+    model: str,
+    build: Callable[[], dict[str, Any]],
+    voice: _Voice,
+    tally: _Tally,
+    first_timeout: float,
+    total_timeout: float,
+    turn_end: float,
+) -> _Round:
+    """Stream one answer, its text through `voice`, its usage into `tally`. Its first
+    chunk must come within `first_timeout` s, and the answer end by `turn_end` (the
+    loop's time)."""
+    loop = asyncio.get_running_loop()
+    content: list[str] = []
+    calls: dict[int, _ToolCallParts] = {}
+    usage: Any = None
+    finish_reason: str | None = None
+    stream = None
+    first = True
+    try:
+        async with asyncio.timeout_at(min(loop.time() + first_timeout, turn_end)) as deadline:
+            stream = await _post_adapting(client, model=model, build=build)
+            async for chunk in stream:
+                if first:
+                    first = False
+                    deadline.reschedule(turn_end)
+                try:
+                    usage = chunk.get("usage") or usage
+                    choices = chunk.get("choices") or ()
+                    for choice in choices:
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                        delta = choice.get("delta") or {}
+                        for piece in delta.get("tool_calls") or ():
+                            parts = calls.setdefault(piece.get("index", 0), _ToolCallParts())
+                            parts.add(piece)
+                        if text := delta.get("content"):
+                            content.append(text)
+                            await voice.feed(text)
+                except (AttributeError, TypeError) as exc:  # not a chunk's shape
+                    raise _unreadable(chunk) from exc
+            await voice.flush()
+    except ValueError as exc:  # a chunk that is not JSON
+        raise _unreadable(str(exc)) from exc
+    except TimeoutError as exc:
+        if not deadline.expired():
+            raise  # not ours: on_sentence's own
+        waited = first_timeout if first else total_timeout
+        MODEL_ERRORS.labels(reason="timeout").inc()
+        raise ConversationUnavailable(
+            f"OpenAI did not answer within {waited:g} s",
+            reason=str(
+                _("The AI model did not answer within %(seconds)s seconds.")
+                % {"seconds": f"{waited:g}"}
+            ),
+            timed_out=True,
+        ) from exc
+    finally:
+        if stream is not None:
+            await stream.close()
+    ordered = [calls[index] for index in sorted(calls)]
+    for number, parts in enumerate(ordered):
+        parts.id = parts.id or f"call_{number}"  # a server that sent none
+    return _Round(
+        text="".join(content),
+        calls=ordered,
+        finish_reason=finish_reason,
+        reasoning_tokens=tally.add(usage, model=model),
+    )
+
+
+def _warn_if_cut(answer: _Round, *, model: str) -> None:
+    if answer.finish_reason != "length":
+        return
+    if not answer.text.strip() and not answer.calls:
+        logger.warning(
+            "Model %s spent its whole token bound (%s reasoning tokens) before writing "
+            "anything: raise OPENAI_REASONING_MAX_TOKENS or lower OPENAI_REASONING_EFFORT.",
+            model,
+            answer.reasoning_tokens,
+        )
+    else:
+        logger.warning(
+            "Model %s's answer was cut at its token bound (MAX_TOKENS %s + "
+            "OPENAI_TOOL_MAX_TOKENS %s, %s reasoning tokens).",
+            model,
+            settings.MAX_TOKENS,
+            settings.OPENAI_TOOL_MAX_TOKENS,
+            answer.reasoning_tokens,
+        )
 
 
 # --- Sentences ------------------------------------------------------------------------------
@@ -459,6 +853,57 @@ def _ends_in_abbreviation(piece: str) -> bool:
     return word.lower() in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
+class _Voice:
+    """Hands a reply's sentences to `on_sentence` as they complete, while the text said
+    fits in `limit` characters: the spoken reply ends at the last whole sentence within
+    it (a first sentence longer than that is cut at a word, with an ellipsis)."""
+
+    def __init__(self, *, limit: int, on_sentence: SentenceCallback | None, started: float):
+        self.limit = limit
+        self.on_sentence = on_sentence
+        self.started = started
+        self.spoken: list[str] = []
+        self.cut = False  # the text ran past `limit`: the rest is not said
+        self.first_sentence_ms: int | None = None
+        self._splitter = SentenceSplitter()
+        self._written: list[str] = []
+
+    @property
+    def text(self) -> str:
+        """What was said: the text as written, or its sentences said when it was cut."""
+        return " ".join(self.spoken) if self.cut else "".join(self._written).strip()
+
+    async def feed(self, text: str) -> None:
+        self._written.append(text)
+        await self._say(self._splitter.feed(text))
+
+    async def flush(self) -> None:
+        await self._say(self._splitter.flush())
+
+    async def _say(self, sentences: list[str]) -> None:
+        for sentence in sentences:
+            if self.cut:
+                return
+            if sum(len(said) + 1 for said in self.spoken) + len(sentence) > self.limit:
+                self.cut = True
+                if self.spoken:
+                    return
+                sentence = _shortened(sentence, self.limit)
+            self.spoken.append(sentence)
+            if self.first_sentence_ms is None:
+                self.first_sentence_ms = _ms_since(self.started)
+            if self.on_sentence is not None:
+                await self.on_sentence(sentence)
+
+
+def _shortened(sentence: str, limit: int) -> str:
+    """`sentence` cut at the last word that fits in `limit` characters with an ellipsis."""
+    kept = sentence[: max(limit - 1, 1)]
+    if not sentence[len(kept)].isspace() and " " in kept:  # the cut is inside a word
+        kept = kept[: kept.rfind(" ")]
+    return kept.rstrip(" ,;:") + "…"
+
+
 # --- Tool calls -----------------------------------------------------------------------------
 
 
@@ -466,10 +911,13 @@ def _ends_in_abbreviation(piece: str) -> bool:
 class _ToolCallParts:
     """A tool call as its streamed fragments arrive."""
 
+    id: str = ""
     name: str = ""
     arguments: str = ""
 
     def add(self, piece: dict[str, Any]) -> None:
+        if piece.get("id") and not self.id:
+            self.id = str(piece["id"])
         function = piece.get("function") or {}
         if function.get("name") and not self.name:
             self.name = function["name"]
@@ -477,31 +925,103 @@ class _ToolCallParts:
             self.arguments += function["arguments"]
 
 
-def _action(name: str, arguments_text: str) -> Action | None:
-    """The tool call as an Action, or None (and a warning) when it is not a valid one."""
-    problem = ""
+def _check_call(parts: _ToolCallParts) -> tuple[Action | None, str]:
+    """The tool call as an Action and "", or None (and a warning) and what is wrong with
+    it, in words for the model (the log names the problem without the values)."""
+    name = parts.name
+    problem = logged = ""
+    arguments: Any = None
     validator = _TOOL_VALIDATORS.get(name)
     if validator is None:
-        problem = "unknown tool"
+        problem = logged = f"there is no tool named {name[:64]!r}"
     else:
         try:
-            arguments = json.loads(arguments_text) if arguments_text.strip() else {}
+            arguments = json.loads(parts.arguments) if parts.arguments.strip() else {}
         except ValueError:
-            problem = "arguments are not valid JSON"
+            problem = logged = "the arguments are not valid JSON"
         else:
-            problem = _schema_problem(validator, arguments, redacted=True)
-            if not problem and name == "schedule_callback":
+            logged = _schema_problem(validator, arguments, redacted=True)
+            if logged:
+                problem = _schema_problem(validator, arguments, redacted=False)
+            elif name == "schedule_callback":
                 at = _local_datetime(arguments["at"])
                 if at is None:
-                    problem = "`at` is not an ISO 8601 date and time"
+                    problem = logged = "`at` is not an ISO 8601 date and time"
                 else:
                     arguments["at"] = at.isoformat()
     if problem:
         # The arguments may hold what the person said: the log names the problem only.
         MODEL_ERRORS.labels(reason="invalid_output").inc()
-        logger.warning("Dropped the model's tool call %r: %s", name[:64], problem)
-        return None
-    return Action(name=name, arguments=arguments)
+        logger.warning("Dropped the model's tool call %r: %s", name[:64], logged)
+        return None, problem
+    return Action(name=name, arguments=arguments), ""
+
+
+def _continues(answer: _Round, checked: list[tuple[Action | None, str]]) -> bool:
+    """Whether `answer` is tool calls alone, none a terminal one the flow speaks for: the
+    model says something once it has their results."""
+    return (
+        not answer.text.strip()
+        and bool(checked)
+        and not any(action and action.name in TERMINAL_TOOLS for action, _problem in checked)
+    )
+
+
+def _tool_results(
+    calls: list[_ToolCallParts], checked: list[tuple[Action | None, str]]
+) -> list[dict[str, Any]]:
+    """The messages that answer a reply of tool calls alone: the assistant's message with
+    its `tool_calls`, then one `tool` message per call, with what was done or why nothing
+    was."""
+    asked = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": parts.id,
+                "type": "function",
+                "function": {
+                    "name": parts.name or "unknown",
+                    # As the model wrote them, if a server is to take them back.
+                    "arguments": parts.arguments if _is_json(parts.arguments) else "{}",
+                },
+            }
+            for parts in calls
+        ],
+    }
+    answers = [
+        {
+            "role": "tool",
+            "tool_call_id": parts.id,
+            "content": json.dumps(_tool_result(action, problem), ensure_ascii=False),
+        }
+        for parts, (action, problem) in zip(calls, checked, strict=True)
+    ]
+    return [asked, *answers]
+
+
+def _tool_result(action: Action | None, problem: str) -> dict[str, Any]:
+    """A tool's result for the model: what was recorded or scheduled, or the problem."""
+    if action is None:
+        return {"ok": False, "error": f"Nothing was done: {problem}."}
+    if action.name == "record_answer":
+        return {"ok": True, "recorded": {action.arguments["field"]: action.arguments.get("value")}}
+    if action.name == "schedule_callback":
+        note = action.arguments.get("note")
+        return {
+            "ok": True,
+            "callback_at": action.arguments["at"],
+            **({"note": note} if note else {}),
+        }
+    return {"ok": True}
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _local_datetime(text: str) -> datetime.datetime | None:
@@ -541,6 +1061,7 @@ class _Outcome:
 
 
 def _extraction_prompt(*, schema: dict[str, Any], language: str) -> str:
+    # "Only the JSON object": a model without JSON mode is asked in words.
     return (
         "You read the transcript of a phone call and report its outcome as JSON.\n"
         'Answer with one JSON object: {"outcome": {...}, "summary": "..."}.\n'
@@ -548,7 +1069,8 @@ def _extraction_prompt(*, schema: dict[str, Any], language: str) -> str:
         f"not tell and the schema allows it):\n{json.dumps(schema, ensure_ascii=False)}\n"
         f"- summary: one or two sentences on how the call went, in "
         f"{_language_name(language)}.\n"
-        "Use only what the transcript says."
+        "Use only what the transcript says. Answer with only the JSON object: no words "
+        "before or after it, no code fences."
     )
 
 
@@ -561,29 +1083,76 @@ def _transcript_text(transcript: list[dict[str, str]]) -> str:
     return "Transcript:\n" + ("\n".join(lines) if lines else "(nothing was said)")
 
 
-def _complete_json(client: openai.OpenAI, messages: list[dict[str, str]]) -> str:
+def _complete_json(
+    client: openai.OpenAI, messages: list[dict[str, str]], *, model: str, tally: _Tally
+) -> str:
+    effort = _reasoning_effort(model, at_least=EXTRACTION_REASONING_EFFORT)
+
+    def build() -> dict[str, Any]:
+        return {
+            "model": model,
+            **_model_options(
+                model,
+                output_tokens=EXTRACTION_MAX_TOKENS,
+                temperature=EXTRACTION_TEMPERATURE,
+                effort=effort,
+                json_object=True,
+            ),
+            "messages": messages,
+        }
+
     started = time.perf_counter()
     try:
-        completion = client.chat.completions.create(
-            model=settings.DEFAULT_MODEL,
-            max_tokens=EXTRACTION_MAX_TOKENS,
-            temperature=EXTRACTION_TEMPERATURE,
-            messages=messages,
-            response_format={"type": "json_object"},
-        )
+        completion = _create_adapting(client, model=model, build=build)
     except openai.APIError as exc:
         raise _failure(exc, api_key=settings.OPENAI_API_KEY) from exc
     finally:
         MODEL_SECONDS.labels(kind="extraction").observe(_since(started))
-    _count_usage(completion.usage)
+    reasoning_tokens = tally.add(completion.usage, model=model)
     if not completion.choices:
         return ""
-    return completion.choices[0].message.content or ""
+    choice = completion.choices[0]
+    if choice.finish_reason == "length":
+        logger.warning(
+            "Model %s's outcome was cut at its token bound (%s reasoning tokens).",
+            model,
+            reasoning_tokens,
+        )
+    return choice.message.content or ""
+
+
+# Code fences around an answer: ```json ... ```.
+_FENCED = re.compile(r"```[a-zA-Z]*\s*(.*?)```", re.DOTALL)
+
+
+def _json_answer(raw: str) -> Any:
+    """The JSON of an answer: all of it, else a fenced block's, else the first object in
+    its text (a model without JSON mode may wrap it). Raises the whole text's ValueError
+    when no JSON is found."""
+    text = raw.strip()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        error = exc
+    for block in _FENCED.findall(text):
+        try:
+            return json.loads(block)
+        except ValueError:
+            continue
+    decoder = json.JSONDecoder()
+    for start in [found.start() for found in re.finditer(r"\{", text)][:20]:
+        try:
+            value, _end = decoder.raw_decode(text, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    raise error
 
 
 def _parse_outcome(raw: str, validator: Draft202012Validator) -> _Outcome:
     try:
-        answer = json.loads(raw)
+        answer = _json_answer(raw)
     except ValueError as exc:
         return _Outcome(
             data=None,
@@ -733,6 +1302,43 @@ def _count_usage(usage: Any) -> tuple[int | None, int | None]:
         if tokens:
             MODEL_TOKENS.labels(kind=kind).inc(tokens)
     return prompt, completion
+
+
+def _reasoning_tokens(usage: Any) -> int | None:
+    """The reasoning tokens among ``usage``'s completion tokens, when it says."""
+    if isinstance(usage, dict):
+        details = usage.get("completion_tokens_details")
+    else:
+        details = getattr(usage, "completion_tokens_details", None)
+    if isinstance(details, dict):
+        tokens = details.get("reasoning_tokens")
+    else:
+        tokens = getattr(details, "reasoning_tokens", None)
+    return tokens if isinstance(tokens, int) else None
+
+
+@dataclass
+class _Tally:
+    """The tokens of a turn's or an extraction's requests (None until one reports)."""
+
+    prompt: int | None = None
+    completion: int | None = None
+
+    def add(self, usage: Any, *, model: str) -> int | None:
+        """Count ``usage``; its reasoning tokens. A model not known to reason that
+        reports reasoning tokens gets a reasoning model's bound and effort from then on."""
+        prompt, completion = _count_usage(usage)
+        if prompt is not None and completion is not None:
+            self.prompt = (self.prompt or 0) + prompt
+            self.completion = (self.completion or 0) + completion
+        reasoning = _reasoning_tokens(usage)
+        if reasoning and not model_traits(model).reasoning and _learn(model, reasoning=True):
+            logger.warning(
+                "Model %s reasons (%d reasoning tokens): it is given a reasoning budget.",
+                model,
+                reasoning,
+            )
+        return reasoning
 
 
 def _language_name(language: str) -> str:
