@@ -1,4 +1,11 @@
-"""GET /health: is every component the product needs reachable from this process?"""
+"""GET /health: is every component the product needs reachable from this process?
+
+It also names settings that leave the product working but not as configured
+(``warnings``), such as a default voice that resolves to nothing. Those keep the answer
+200: /health decides whether load balancers send traffic here and orchestrators restart
+the process, and neither helps with a setting, while taking the app out of service would
+stop the calls (they still speak, with <Say>) and the admin where the fix is made.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -18,6 +25,7 @@ from django.views.decorators.http import require_GET
 
 from callcenter.celery import app as celery_app
 from callcenter.tasks import HEARTBEAT_CACHE_KEY
+from voices.services import default_voice_problem
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +67,32 @@ def _last_heartbeat() -> dict[str, object] | None:
     return {"at": value, "age_seconds": round((timezone.now() - when).total_seconds(), 1)}
 
 
+def _warnings(database_up: bool) -> list[dict[str, str]]:
+    """Settings the product works around rather than with: each names the setting, its
+    value, what is wrong and what to do (``problem``)."""
+    if not database_up:
+        return []  # the database check already says why nothing can be read
+    try:
+        problem = default_voice_problem()
+    except DatabaseError as exc:  # down since its check: reported there next time
+        logger.warning("health: default voice not checked: %r", exc)
+        return []
+    if not problem:
+        return []
+    return [
+        {
+            "setting": "ELEVENLABS_DEFAULT_VOICE",
+            "value": settings.ELEVENLABS_DEFAULT_VOICE,
+            "problem": str(problem),
+        }
+    ]
+
+
 @never_cache
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    """200 with every component up, 503 naming those that are down."""
+    """200 with every component up, 503 naming those that are down; ``warnings`` lists
+    misconfigured settings without changing the status."""
     components: dict[str, dict[str, object]] = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
@@ -84,6 +114,7 @@ def health(request: HttpRequest) -> JsonResponse:
         "app": settings.APP_NAME,
         "components": components,
         "down": down,
+        "warnings": _warnings(database_up="database" not in down),
         "heartbeat": _last_heartbeat(),
     }
     return JsonResponse(body, status=503 if down else 200)

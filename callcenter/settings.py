@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -289,6 +290,9 @@ CELERY_BEAT_SCHEDULE = {
     # interval the pacing buckets are sized for. A tick left waiting expires (the task's).
     "dispatch-calls": {"task": "calls.tasks.dispatch_calls_task", "schedule": 2.0},
     "reconcile-calls": {"task": "calls.tasks.reconcile_calls_task", "schedule": 60.0},
+    # Twilio's price of each ended call, asked for when due (calls.dialing.check_prices;
+    # its period is PRICE_TICK_SECONDS there): a call's price is kept within a minute.
+    "check-call-prices": {"task": "calls.tasks.check_prices_task", "schedule": 10.0},
     "prerender-upcoming-speech": {
         "task": "campaigns.tasks.prerender_upcoming_speech_task",
         "schedule": 20.0,
@@ -482,20 +486,49 @@ ELEVENLABS_API_KEY = env.str("ELEVENLABS_API_KEY")
 ELEVENLABS_DEFAULT_VOICE = env.str("ELEVENLABS_DEFAULT_VOICE", "Bella")
 ELEVENLABS_MAX_RETRIES = env.int("ELEVENLABS_MAX_RETRIES", 3, minimum=0, maximum=10)
 ELEVENLABS_BASE_URL = env.url("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io")
+# The model of template lines and pre-rendered speech, and the fast one of live AI lines.
 ELEVENLABS_MODEL = env.str("ELEVENLABS_MODEL", "eleven_multilingual_v2")
+ELEVENLABS_LIVE_MODEL = env.str("ELEVENLABS_LIVE_MODEL", "eleven_flash_v2_5")
 # Seconds to wait for ElevenLabs to connect or send the next bytes, per attempt.
 ELEVENLABS_TIMEOUT = env.float("ELEVENLABS_TIMEOUT", 10.0, minimum=1.0, maximum=120.0)
+# Requests in flight to ElevenLabs at once, across every process and machine (0: no
+# limit). The plan's limit: 2 on Free, the smallest plan with API access, 3 Starter,
+# 5 Creator, 10 Pro, 15 Scale and Business; over it ElevenLabs answers 429.
+ELEVENLABS_CONCURRENCY = env.int("ELEVENLABS_CONCURRENCY", 2, minimum=0, maximum=1000)
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", "gpt-4o-mini")
+# Upper bound of the spoken reply (a token is about 4 characters): it ends at the last
+# whole sentence within it. Tool arguments and reasoning have bounds of their own below.
 MAX_TOKENS = env.int("MAX_TOKENS", 150, minimum=1, maximum=16384)
+# Left out for reasoning models (o-series, gpt-5), which take only their default.
 TEMPERATURE = env.float("TEMPERATURE", 0.7, minimum=0.0, maximum=2.0)
+# The name of the token bound: OpenAI's max_completion_tokens, or the deprecated
+# max_tokens for an OpenAI-compatible server that knows only that one.
+OPENAI_TOKEN_PARAMETER = env.choice(
+    "OPENAI_TOKEN_PARAMETER", "max_completion_tokens", ("max_completion_tokens", "max_tokens")
+)
+# Tokens for the tool calls of a reply (answers recorded, a callback), beyond MAX_TOKENS.
+OPENAI_TOOL_MAX_TOKENS = env.int("OPENAI_TOOL_MAX_TOKENS", 512, minimum=16, maximum=16384)
+# A reasoning model's reasoning_effort: auto asks the least its family takes (minimal for
+# gpt-5, none for gpt-5.1 and later, low for the o-series); others never get one.
+OPENAI_REASONING_EFFORT = env.choice(
+    "OPENAI_REASONING_EFFORT", "auto", ("auto", "none", "minimal", "low", "medium", "high")
+)
+# Tokens a reasoning model may reason before it answers, beyond MAX_TOKENS and the tools'.
+OPENAI_REASONING_MAX_TOKENS = env.int(
+    "OPENAI_REASONING_MAX_TOKENS", 2048, minimum=0, maximum=100000
+)
 # Seconds the model may take to start answering a turn before the caller hears a holding
 # line (the turn is then tried once more, then closed politely).
 MODEL_TIMEOUT = env.float("MODEL_TIMEOUT", 4.0, minimum=0.5, maximum=60.0)
 
 # --- Calls ------------------------------------------------------------------------------
+# Seconds a webhook answering TwiML has to answer, the model and speech included; past it
+# the caller hears what is ready (a line spoken by Twilio's <Say>, or a holding line).
+# Twilio waits 15 s, then plays the fallback's apology and the call is lost.
+WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", 8.0, minimum=2.0, maximum=14.0)
 # Hard limits of one conversation, whatever the model or script says.
 CALL_MAX_TURNS = env.int("CALL_MAX_TURNS", 20, minimum=1, maximum=200)
 # Threads per web process for the blocking work of call webhooks (database, speech): how
@@ -505,6 +538,76 @@ WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", 24, minimum=1, maximum=256)
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
 # The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).
 SANDBOX_SPEED = env.float("SANDBOX_SPEED", 5.0, minimum=0.1, maximum=1000.0)
+
+# --- Costs ------------------------------------------------------------------------------
+# What calls cost is told in this currency (ISO 4217): the unit prices below are in it,
+# and Twilio's price counts when the account is billed in it.
+COST_CURRENCY = env.str("COST_CURRENCY", "USD").upper()
+if not re.fullmatch(r"[A-Z]{3}", COST_CURRENCY):
+    env.error("COST_CURRENCY", "must be an ISO 4217 code such as USD or EUR", COST_CURRENCY)
+    COST_CURRENCY = "USD"
+
+
+def _prices(pairs: dict[str, str], *, name: str, parts: int) -> dict[str, tuple[Decimal, ...]]:
+    """``model=price`` pairs (``parts`` prices separated by "/") as Decimals."""
+    prices = {}
+    for model, value in pairs.items():
+        try:
+            numbers = tuple(Decimal(part) for part in value.split("/"))
+        except InvalidOperation:
+            numbers = ()
+        if len(numbers) != parts or any(not n.is_finite() or n < 0 for n in numbers):
+            shape = "/".join(["price"] * parts)
+            env.error(name, f"each model needs {shape}, non-negative numbers", value)
+            continue
+        prices[model] = numbers
+    return prices
+
+
+# OpenAI's prices per million tokens, input/output, in COST_CURRENCY: "model=in/out" pairs
+# over these (openai.com/api/pricing, standard tier). A model without one is reported as
+# unpriced, its tokens still counted.
+OPENAI_PRICES = _prices(
+    env.mapping(
+        "OPENAI_PRICES",
+        {
+            "gpt-4o-mini": "0.15/0.60",
+            "gpt-4o": "2.50/10.00",
+            "gpt-4.1": "2.00/8.00",
+            "gpt-4.1-mini": "0.40/1.60",
+            "gpt-4.1-nano": "0.10/0.40",
+            "gpt-4": "30.00/60.00",
+            "gpt-4-turbo": "10.00/30.00",
+            "gpt-3.5-turbo": "0.50/1.50",
+            "o4-mini": "1.10/4.40",
+            "o3-mini": "1.10/4.40",
+            "o3": "2.00/8.00",
+            "gpt-5": "1.25/10.00",
+            "gpt-5-mini": "0.25/2.00",
+            "gpt-5-nano": "0.05/0.40",
+        },
+    ),
+    name="OPENAI_PRICES",
+    parts=2,
+)
+# ElevenLabs' price per thousand characters, by model, in COST_CURRENCY ("model=price"
+# pairs over these; elevenlabs.io/pricing/api: Flash and Turbo half the price of
+# Multilingual). Set them to your plan's.
+ELEVENLABS_PRICES = _prices(
+    env.mapping(
+        "ELEVENLABS_PRICES",
+        {
+            "eleven_flash_v2_5": "0.05",
+            "eleven_flash_v2": "0.05",
+            "eleven_turbo_v2_5": "0.05",
+            "eleven_turbo_v2": "0.05",
+            "eleven_multilingual_v2": "0.10",
+            "eleven_v3": "0.10",
+        },
+    ),
+    name="ELEVENLABS_PRICES",
+    parts=1,
+)
 
 # --- Partner webhooks -------------------------------------------------------------------
 # Seconds a partner's endpoint may take to accept a connection or send the next bytes of

@@ -53,6 +53,7 @@ from campaigns.models import (
 )
 from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.stats import with_progress
+from voices.services import default_voice_problem
 
 # The library's own key model is not used: partners' keys are PartnerApiKey.
 admin.site.unregister(APIKey)
@@ -250,6 +251,14 @@ class CampaignAdmin(admin.ModelAdmin):
         # the one query that lists a page of campaigns however many contacts and calls.
         return with_progress(super().get_queryset(request))
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Where staff start campaigns, they learn when those without a voice of their own
+        # cannot start for the default voice.
+        _warn_of_default_voice(request)
+        return super().changelist_view(request, extra_context)
+
     # --- The list -------------------------------------------------------------------------
 
     @admin.display(description=_("progress"), ordering="contacts_done")
@@ -433,6 +442,7 @@ class CampaignAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         # The live figures, charts, buttons and links are read here for the page's
         # template, above the declarative fields.
+        _warn_of_default_voice(request)
         if obj is not None:
             context.update(self.page_context(request, obj))
             context["import_url"] = _contact_import_url(request, obj)
@@ -494,6 +504,13 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Campaign) -> None:
         services.delete_campaign(campaign=obj)
+
+
+def _warn_of_default_voice(request: HttpRequest) -> None:
+    """Warn staff (once a page, not on a form's failed post) when the default voice does
+    not resolve."""
+    if request.method == "GET" and (problem := default_voice_problem()):
+        messages.warning(request, problem)
 
 
 def _contact_import_url(request: HttpRequest, campaign: Campaign) -> str:

@@ -32,7 +32,7 @@ from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.tasks import prerender_campaign_speech_task
 from templates.linting import lint_template
 from voices import speech
-from voices.services import voice_for_campaign
+from voices.services import ensure_default_voice
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +180,8 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
     """Every reason ``campaign`` cannot start (or resume) now; empty when it can."""
     now = now or timezone.now()
     problems = template_problems(campaign=campaign)
-    if speech.is_configured() and voice_for_campaign(campaign=campaign) is None:
-        problems.append(
-            _("No voice: choose one or sync the default voice (%(voice)s) from ElevenLabs.")
-            % {"voice": settings.ELEVENLABS_DEFAULT_VOICE}
-        )
+    if speech.is_configured() and campaign.voice_id is None:
+        problems.extend(_default_voice_problems())
     problems.extend(_caller_number_problems(campaign))
     if not campaign.contacts.filter(state__in=WAITING_STATES).exists():
         problems.append(_("The campaign has no contacts waiting to be called."))
@@ -199,6 +196,34 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
             for message in messages
         )
     return problems
+
+
+def _default_voice_problems() -> list[str]:
+    """Why a campaign without a voice of its own cannot speak: the default voice does not
+    resolve. It is fetched from ElevenLabs by id here when the catalogue lacks it, before
+    any call needs it."""
+    try:
+        voice = ensure_default_voice()
+    except speech.SpeechUnavailable as exc:
+        return [
+            _(
+                "No voice: the campaign has none of its own, and ElevenLabs could not be "
+                "asked for the default voice (ELEVENLABS_DEFAULT_VOICE is “%(voice)s”): "
+                "%(error)s. Try again in a moment, or choose a voice for the campaign."
+            )
+            % {"voice": settings.ELEVENLABS_DEFAULT_VOICE, "error": exc}
+        ]
+    if voice is not None:
+        return []
+    return [
+        _(
+            "No voice: the campaign has none of its own, and ELEVENLABS_DEFAULT_VOICE is "
+            "“%(voice)s”, which names no ElevenLabs voice. Choose a voice for the campaign, "
+            "make one the default on the Voices page, or set ELEVENLABS_DEFAULT_VOICE to a "
+            "voice id or to the name of a synced voice."
+        )
+        % {"voice": settings.ELEVENLABS_DEFAULT_VOICE}
+    ]
 
 
 def template_problems(*, campaign: Campaign) -> list[str]:

@@ -112,7 +112,10 @@ class VoiceAdmin(admin.ModelAdmin):
         ):
             self.sync_voices(request, self.get_queryset(request).none())
             return HttpResponseRedirect(request.get_full_path())
-        # The page's sync button and its note on which voice is the default.
+        # The page's sync button and its note on which voice is the default; a default
+        # that resolves to nothing is also a warning, as on the campaigns' pages.
+        if request.method == "GET" and (problem := services.default_voice_problem()):
+            self.message_user(request, problem, messages.WARNING)
         default = services.resolve_default_voice()
         extra_context = {
             **(extra_context or {}),

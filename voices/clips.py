@@ -4,6 +4,12 @@ A clip is content-addressed: the same text with the same voice, model, settings 
 format is one row and one file, however many calls speak it. Rendering is claimed by
 inserting the row: the process that inserts it asks ElevenLabs, every other process that
 wants the same line waits for that one, so a line is never billed twice.
+
+Live AI lines (``new_text``) are rendered with the fast model (ELEVENLABS_LIVE_MODEL),
+every other line with the quality one (ELEVENLABS_MODEL). A caller on a live call gives a
+``deadline`` (a ``time.monotonic()`` instant): neither the rendering nor the wait for
+another process's rendering goes past it, and a rendering given up at it hands its claim
+back at once for the next process that wants the line.
 """
 
 from __future__ import annotations
@@ -41,6 +47,16 @@ class ClipFailed(Exception):
         self.reason = reason
 
 
+class ClipDeadlineExceeded(ClipFailed):
+    """The caller's deadline came before the clip was ready (rendered or waited for)."""
+
+
+def model_for(*, new_text: bool) -> str:
+    """The model a line is rendered with: the fast one for live AI lines (``new_text``),
+    the quality one for every other line."""
+    return settings.ELEVENLABS_LIVE_MODEL if new_text else settings.ELEVENLABS_MODEL
+
+
 def clip_key(
     *, text: str, voice_id: str, model_id: str, voice_settings: dict, output_format: str
 ) -> str:
@@ -55,9 +71,9 @@ def clip_key(
 
 
 def render_budget_seconds() -> float:
-    """The longest one rendering may take, retries and back-off included."""
-    attempts = settings.ELEVENLABS_MAX_RETRIES + 1
-    return attempts * settings.ELEVENLABS_TIMEOUT + 8.0 * settings.ELEVENLABS_MAX_RETRIES + 5.0
+    """The longest one rendering may take, retries, back-off and waits for a concurrency
+    slot included (a renderer silent for longer is taken over)."""
+    return speech.request_budget_seconds() + 5.0
 
 
 def render_clip(
@@ -68,20 +84,26 @@ def render_clip(
     voice_settings: dict | None = None,
     output_format: str = speech.OUTPUT_FORMAT,
     new_text: bool = False,
+    deadline: float | None = None,
 ) -> SpeechClip:
     """The ready clip of ``text`` in ``voice``, rendering it only if nobody has.
 
-    ``new_text`` says the line is most likely never said before (a model's sentence): the
-    claim is then tried first, one statement instead of a lookup and then the claim; a
-    line that exists after all costs the lookup after the claim that failed.
+    ``new_text`` says the line is a live AI line, most likely never said before (a
+    model's sentence): it is rendered with the fast model (``model_for``), and the claim is
+    tried first, one statement instead of a lookup and then the claim; a line that exists
+    after all costs the lookup after the claim that failed.
+
+    ``deadline`` (a ``time.monotonic()`` instant) bounds the rendering and the wait for
+    another process's rendering; past it nothing is claimed and ClipDeadlineExceeded is
+    raised, and a rendering of ours given up at it leaves the clip free to be claimed.
 
     Raises ClipFailed when the provider refuses the line or stays unavailable, and when
     a concurrent rendering of the same line does not finish in time. Each lookup counts
     once in ``callcenter_speech_clip_lookups_total`` (hit, miss or wait); one refused for
-    a recent failure does not.
+    a recent failure, or at the deadline before anything was looked up, does not.
     """
     text = " ".join(text.split())
-    model_id = model_id or settings.ELEVENLABS_MODEL
+    model_id = model_id or model_for(new_text=new_text)
     voice_settings = voice.settings if voice_settings is None else voice_settings
     key = clip_key(
         text=text,
@@ -90,13 +112,17 @@ def render_clip(
         voice_settings=voice_settings,
         output_format=output_format,
     )
-    deadline = time.monotonic() + render_budget_seconds()
+    waited_until = time.monotonic() + render_budget_seconds()
+    if deadline is not None:
+        waited_until = min(waited_until, deadline)
     waited = False
     look_first = not new_text
     while True:
         clip = one_or_none(SpeechClip.objects.filter(key=key)) if look_first else None
         look_first = True
         if clip is None:
+            if _past(deadline):
+                raise ClipDeadlineExceeded(f"the deadline passed before rendering ({key[:12]})")
             clip = _claim_new(
                 key=key,
                 text=text,
@@ -107,7 +133,7 @@ def render_clip(
             )
             if clip is not None:
                 CLIP_LOOKUPS.labels(result="miss").inc()
-                return _render(clip)
+                return _render(clip, deadline=deadline)
             continue  # another process inserted it first: read theirs
         if clip.status == SpeechClip.Status.READY:
             CLIP_LOOKUPS.labels(result="wait" if waited else "hit").inc()
@@ -116,16 +142,25 @@ def render_clip(
             clip.updated_at > timezone.now() - FAILED_COOL_DOWN
         ):
             raise ClipFailed(clip.error_message)
-        if _reclaim(clip):
+        if not _past(deadline) and _reclaim(clip):
             CLIP_LOOKUPS.labels(result="miss").inc()
-            return _render(clip)
-        if time.monotonic() > deadline:
+            return _render(clip, deadline=deadline)
+        left = waited_until - time.monotonic()
+        if left <= 0 or _past(deadline):
             CLIP_LOOKUPS.labels(result="wait").inc()
+            if _past(deadline):
+                raise ClipDeadlineExceeded(
+                    f"the deadline passed while another process rendered this line ({key[:12]})"
+                )
             raise ClipFailed(
                 f"the rendering of this line by another process did not finish ({key[:12]})"
             )
-        time.sleep(POLL_SECONDS)
+        time.sleep(min(POLL_SECONDS, left))
         waited = True
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _claim_new(
@@ -151,7 +186,8 @@ def _claim_new(
 
 
 def _reclaim(clip: SpeechClip) -> bool:
-    """Take over a failed clip, or one whose renderer went silent past its budget.
+    """Take over a failed clip, one whose renderer went silent past its budget, or one
+    handed back by a renderer that gave up at its caller's deadline (no claim time).
 
     A compare-and-set on the claim time: of several processes, exactly one wins.
     """
@@ -173,8 +209,17 @@ def _reclaim(clip: SpeechClip) -> bool:
     return bool(won)
 
 
-def _render(clip: SpeechClip) -> SpeechClip:
-    """Ask the provider for the claimed clip, store the audio, mark it ready (or failed)."""
+def _render(clip: SpeechClip, *, deadline: float | None) -> SpeechClip:
+    """Ask the provider for the claimed clip, store the audio, mark it ready (or failed).
+
+    Given up at the caller's deadline, the claim is handed back (the clip stays
+    ``rendering`` with no claim time), so the next process that wants the line renders
+    it at once instead of refusing it for a failure or waiting for a stale claim.
+    """
+    if deadline is not None:
+        # Never past the request's own budget either: a renderer still at work after
+        # render_budget_seconds() would have its claim taken over and the line billed twice.
+        deadline = min(deadline, time.monotonic() + speech.request_budget_seconds())
     try:
         audio = speech.synthesize(
             text=clip.text,
@@ -182,7 +227,16 @@ def _render(clip: SpeechClip) -> SpeechClip:
             model_id=clip.model_id,
             voice_settings=clip.voice_settings,
             output_format=clip.output_format,
+            deadline=deadline,
         )
+    except speech.SpeechDeadlineExceeded as exc:
+        CLIPS_RENDERED.labels(outcome="abandoned").inc()
+        SpeechClip.objects.filter(
+            pk=clip.pk,
+            status=SpeechClip.Status.RENDERING,
+            rendering_started_at=clip.rendering_started_at,
+        ).update(rendering_started_at=None, updated_at=timezone.now())
+        raise ClipDeadlineExceeded(str(exc)) from exc
     except (speech.SpeechUnavailable, speech.SpeechRejected) as exc:
         CLIPS_RENDERED.labels(outcome="failed").inc()
         clip.status = SpeechClip.Status.FAILED
@@ -209,12 +263,17 @@ def clip_url(clip: SpeechClip) -> str:
 
 @dataclass(frozen=True)
 class Speech:
-    """How to speak one line: <Play> ``url`` when set, else <Say> ``text`` in ``language``."""
+    """How to speak one line: <Play> ``url`` when set, else <Say> ``text`` in ``language``.
+
+    ``clip_id`` is the SpeechClip played (None for a <Say> fallback); ``fallback_reason``
+    says why there is none: not_configured, no_voice, deadline or provider_failed.
+    """
 
     text: str
     language: str
     url: str = ""
     fallback_reason: str = ""
+    clip_id: int | None = None
 
     @property
     def is_fallback(self) -> bool:
@@ -222,10 +281,16 @@ class Speech:
 
 
 def speech_for_line(
-    *, text: str, voice: Voice | None, language: str, new_text: bool = False
+    *,
+    text: str,
+    voice: Voice | None,
+    language: str,
+    new_text: bool = False,
+    deadline: float | None = None,
 ) -> Speech:
-    """The clip of ``text`` when it can be had, else a <Say> fallback with its reason
-    (``new_text``: see ``render_clip``).
+    """The clip of ``text`` when it can be had by ``deadline`` (a ``time.monotonic()``
+    instant), else a <Say> fallback with its reason (``new_text`` and ``deadline``: see
+    ``render_clip``).
 
     The fallback is counted in the ``callcenter_speech_fallbacks_total`` metric; callers
     on a call record it on the call too.
@@ -237,11 +302,14 @@ def speech_for_line(
         reason = "no_voice"
     else:
         try:
-            clip = render_clip(text=text, voice=voice, new_text=new_text)
+            clip = render_clip(text=text, voice=voice, new_text=new_text, deadline=deadline)
+        except ClipDeadlineExceeded as exc:
+            logger.warning("speaking a line with <Say>, out of time: %s", exc.reason)
+            reason = "deadline"
         except ClipFailed as exc:
             logger.warning("speaking a line with <Say>: %s", exc.reason)
             reason = "provider_failed"
         else:
-            return Speech(text=text, language=language, url=clip_url(clip))
+            return Speech(text=text, language=language, url=clip_url(clip), clip_id=clip.pk)
     SPEECH_FALLBACKS.labels(reason=reason).inc()
     return Speech(text=text, language=language, fallback_reason=reason)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -11,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from voices import speech
 from voices.models import Voice
@@ -18,6 +22,25 @@ from voices.models import Voice
 logger = logging.getLogger(__name__)
 
 SYNCED_FIELDS = ("name", "language", "labels", "preview_url", "settings")
+
+# ElevenLabs' original premade voices, by the names guides (ours among them) still use.
+# ElevenLabs has renamed some since (EXAVITQu4vr4xnSDxMaL, "Bella", is "Sarah" in today's
+# catalogue) and dropped others from the listing: the id is what stays.
+LEGACY_PREMADE_VOICES = {
+    "rachel": "21m00Tcm4TlvDq8ikWAM",
+    "domi": "AZnzlk1XvdvUeBnXmlld",
+    "bella": "EXAVITQu4vr4xnSDxMaL",
+    "antoni": "ErXwobaYiN019PkySvjV",
+    "elli": "MF3mGyEYCl7XYWbV9V6O",
+    "josh": "TxGEqnHWrfWFTfGW9XjX",
+    "arnold": "VR6AewLTigWG4xSOukaG",
+    "adam": "pNInz6obpgDQGcFmaJgB",
+    "sam": "yoZ06aMxZJJ28mfd3POQ",
+}
+# What an ElevenLabs voice id looks like (premade, cloned and library voices alike).
+VOICE_ID = re.compile(r"[A-Za-z0-9]{20}")
+# The default voice is looked up while staff wait (a campaign start): not for long.
+LOOKUP_SECONDS = 15.0
 
 
 class HasVoice(Protocol):
@@ -63,23 +86,71 @@ def sync_voices() -> SyncResult:
             updated += 1
         missing = len(existing.keys() - listed.keys())
     result = SyncResult(created=created, updated=updated, unchanged=unchanged, missing=missing)
+    # The default voice may be one the account does not list (a legacy premade voice, a
+    # library voice): fetched by its id, outside the lock.
+    try:
+        _, fetched = _fetch_default_voice()
+    except speech.SpeechUnavailable as exc:
+        logger.warning("Default voice not fetched from ElevenLabs: %s", exc)
+        fetched = False
+    if fetched:
+        result = dataclasses.replace(result, created=result.created + 1)
     logger.info("Voices synced from ElevenLabs: %s", result)
     return result
 
 
+def default_voice_id() -> str:
+    """The ElevenLabs id ELEVENLABS_DEFAULT_VOICE names on its own: a legacy premade
+    name's id, or the value itself when it looks like an id; empty for any other name."""
+    wanted = settings.ELEVENLABS_DEFAULT_VOICE.strip()
+    legacy = LEGACY_PREMADE_VOICES.get(wanted.casefold())
+    if legacy:
+        return legacy
+    return wanted if VOICE_ID.fullmatch(wanted) else ""
+
+
 def resolve_default_voice() -> Voice | None:
     """The default voice: the one staff chose (``is_default``), else the one named by
-    ELEVENLABS_DEFAULT_VOICE, by provider id, else by name ignoring case. One query."""
+    ELEVENLABS_DEFAULT_VOICE: a legacy premade name by its id ("Bella" is Sarah's), else
+    by provider id, else by catalogue name ignoring case. One query, no request."""
     wanted = settings.ELEVENLABS_DEFAULT_VOICE.strip()
+    legacy = LEGACY_PREMADE_VOICES.get(wanted.casefold(), "")
     chosen = Q(is_default=True)
     if wanted:
-        chosen |= Q(provider_voice_id=wanted) | Q(name__iexact=wanted)
+        ids = [voice_id for voice_id in (legacy, wanted) if voice_id]
+        chosen |= Q(provider_voice_id__in=ids) | Q(name__iexact=wanted)
     rank = Case(
         When(is_default=True, then=Value(0)),
-        When(provider_voice_id=wanted, then=Value(1)),
-        default=Value(2),
+        When(provider_voice_id=legacy, then=Value(1)),
+        When(provider_voice_id=wanted, then=Value(2)),
+        default=Value(3),
     )
     return Voice.objects.filter(chosen).order_by(rank, "name", "pk").first()
+
+
+def ensure_default_voice() -> Voice | None:
+    """The default voice, fetched from ElevenLabs by id into the catalogue when the
+    setting names one by id (or legacy name) that is not in it yet. For the campaign
+    start and the sync, never a call's hot path: it may make a request.
+
+    None when no voice answers to the setting. Raises SpeechUnavailable when ElevenLabs
+    could not be asked.
+    """
+    return _fetch_default_voice()[0]
+
+
+def default_voice_problem() -> str:
+    """Why campaigns without a voice of their own cannot speak, naming the setting, its
+    value and what to do; empty when the default voice resolves or ElevenLabs is not
+    configured (lines are then spoken with <Say> by design). One query, no request."""
+    if not speech.is_configured() or resolve_default_voice() is not None:
+        return ""
+    return _(
+        "No default voice: ELEVENLABS_DEFAULT_VOICE is “%(value)s”, which names no voice "
+        "of the ElevenLabs catalogue, so campaigns without a voice of their own cannot "
+        "start. Set ELEVENLABS_DEFAULT_VOICE to a voice id or to the name of a synced "
+        "voice, or make a voice the default on the Voices page."
+    ) % {"value": settings.ELEVENLABS_DEFAULT_VOICE}
 
 
 def set_default_voice(*, voice: Voice | None) -> None:
@@ -101,6 +172,33 @@ def set_default_voice(*, voice: Voice | None) -> None:
 def voice_for_campaign(*, campaign: HasVoice) -> Voice | None:
     """The campaign's own voice, or the default one when it has none."""
     return campaign.voice or resolve_default_voice()
+
+
+def _fetch_default_voice() -> tuple[Voice | None, bool]:
+    """The default voice, and whether it was fetched into the catalogue just now."""
+    voice = resolve_default_voice()
+    voice_id = default_voice_id()
+    if voice is not None or not voice_id or not speech.is_configured():
+        return voice, False
+    try:
+        provider_voice = speech.get_voice(
+            voice_id=voice_id, deadline=time.monotonic() + LOOKUP_SECONDS
+        )
+    except speech.SpeechRejected as exc:
+        logger.warning(
+            "ELEVENLABS_DEFAULT_VOICE %r: ElevenLabs refused the lookup of voice %s: %s",
+            settings.ELEVENLABS_DEFAULT_VOICE,
+            voice_id,
+            exc,
+        )
+        return None, False
+    with transaction.atomic():
+        voice, inserted = _insert_voice(
+            provider_voice_id=provider_voice.voice_id, values=_voice_values(provider_voice)
+        )
+    if inserted:
+        logger.info("Default voice %s (%s) added from ElevenLabs", voice.name, voice_id)
+    return voice, inserted
 
 
 def _voice_values(voice: speech.ProviderVoice) -> dict[str, Any]:

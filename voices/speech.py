@@ -3,6 +3,12 @@
 It returns plain values, reads its settings at call time and raises the project's own
 errors: `SpeechUnavailable` when a retry may help (it has already been retried here),
 `SpeechRejected` when it cannot (bad key, unknown voice, text too long).
+
+Every request holds one of the account's concurrency slots while it runs
+(`voices.concurrency`), and none outlives its deadline: a `time.monotonic()` instant given
+by the caller (a live call's webhook), else the request's own budget
+(`request_budget_seconds`). No attempt starts, no back-off is waited and no slot is waited
+for past it, and each attempt's timeout is cut to the time left.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from elevenlabs.core.parse_error import ParsingError
 from elevenlabs.core.request_options import RequestOptions
 from elevenlabs.types import Voice as SdkVoice
 
-from callcenter.backoff import backoff_seconds, retry_after_seconds
+from callcenter.backoff import BACKOFF_CAP, backoff_seconds, retry_after_seconds
+from voices import concurrency
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ TRANSIENT_STATUSES = frozenset({408, 429})
 # errors in getting an answer, as opposed to the answer being an error.
 TRANSPORT_ERRORS = (httpx.RequestError,)
 
+# An attempt with less time left than this is not started: it could not finish.
+MIN_ATTEMPT_SECONDS = 0.05
+
 # Patched by tests so that backoff never waits.
 _sleep = time.sleep
 
@@ -54,6 +64,11 @@ class SpeechUnavailable(Exception):
         super().__init__(message)
         self.attempts = attempts
         self.status_code = status_code
+
+
+class SpeechDeadlineExceeded(SpeechUnavailable):
+    """The caller's deadline came before an answer: no attempt was started, no back-off
+    waited and no concurrency slot waited for past it (`attempts` says how many ran)."""
 
 
 class SpeechRejected(Exception):
@@ -106,8 +121,9 @@ def is_configured() -> bool:
     return bool(settings.ELEVENLABS_API_KEY)
 
 
-def list_voices() -> list[ProviderVoice]:
-    """Every voice of the account, following the search endpoint's pages.
+def list_voices(*, deadline: float | None = None) -> list[ProviderVoice]:
+    """Every voice of the account, following the search endpoint's pages (each page a
+    request of its own, with its own slot and budget, all within ``deadline``).
 
     Raises SpeechNotConfigured, SpeechRejected or SpeechUnavailable.
     """
@@ -122,6 +138,7 @@ def list_voices() -> list[ProviderVoice]:
                 include_total_count=False,
                 request_options=options,
             ),
+            deadline=deadline,
         )
         for voice in page.voices or ():
             provider_voice = _provider_voice(voice)
@@ -134,6 +151,26 @@ def list_voices() -> list[ProviderVoice]:
         token = page.next_page_token
 
 
+def get_voice(*, voice_id: str, deadline: float | None = None) -> ProviderVoice:
+    """One voice by its id (GET /v1/voices/{voice_id}), listed by the account or not.
+
+    Raises SpeechNotConfigured, SpeechRejected (status 404: no such voice) or
+    SpeechUnavailable.
+    """
+    voice = _call(
+        "voice lookup",
+        lambda client, options: client.voices.get(voice_id, request_options=options),
+        deadline=deadline,
+    )
+    provider_voice = _provider_voice(voice)
+    if provider_voice is None:
+        # An answer without the id asked for is a broken answer, not a refusal.
+        raise SpeechUnavailable(
+            f"ElevenLabs answered the voice lookup of {voice_id} without a voice id", attempts=1
+        )
+    return provider_voice
+
+
 def synthesize(
     *,
     text: str,
@@ -141,10 +178,15 @@ def synthesize(
     model_id: str | None = None,
     voice_settings: dict[str, Any] | None = None,
     output_format: str = OUTPUT_FORMAT,
+    deadline: float | None = None,
 ) -> Audio:
     """Render `text` with a voice; the model defaults to ELEVENLABS_MODEL.
 
-    Raises SpeechNotConfigured, SpeechRejected (also for blank text) or SpeechUnavailable.
+    ``deadline`` is a `time.monotonic()` instant: past it no attempt starts and no
+    back-off or concurrency slot is waited for, and SpeechDeadlineExceeded is raised.
+
+    Raises SpeechNotConfigured, SpeechRejected (also for blank text) or SpeechUnavailable
+    (SpeechDeadlineExceeded at the deadline).
     """
     if not text.strip():
         raise SpeechRejected("the text to synthesize is blank", status_code=0, provider_message="")
@@ -167,7 +209,7 @@ def synthesize(
             )
         )
 
-    content = _call("text-to-speech request", render)
+    content = _call("text-to-speech request", render, deadline=deadline)
     return Audio(content=content, content_type=_content_type(output_format), characters=len(text))
 
 
@@ -186,18 +228,47 @@ def _configured_client() -> ElevenLabs:
     )
 
 
-def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
-    """Run `request` with a configured client, retrying transient failures with backoff."""
+def request_budget_seconds() -> float:
+    """The longest one request may take without a deadline of the caller's: every
+    attempt's timeout and every back-off (waits for a concurrency slot come out of it)."""
+    retries = max(0, int(settings.ELEVENLABS_MAX_RETRIES))
+    return (retries + 1) * float(settings.ELEVENLABS_TIMEOUT) + BACKOFF_CAP * retries
+
+
+def _call(
+    action: str,
+    request: Callable[[ElevenLabs, RequestOptions], T],
+    *,
+    deadline: float | None,
+) -> T:
+    """Run `request` with a configured client, holding a concurrency slot for each
+    attempt and retrying transient failures with backoff, all before the deadline."""
     if not is_configured():
         raise SpeechNotConfigured
     client = _configured_client()
-    # The SDK's own retries are off: this loop is the only one, so attempts are counted
-    # and logged in one place and a 401 is never retried.
-    options: RequestOptions = {"max_retries": 0}
+    until = time.monotonic() + request_budget_seconds() if deadline is None else deadline
     attempts = 1 + max(0, int(settings.ELEVENLABS_MAX_RETRIES))
+    problem: str | None = None
+    status_code: int | None = None
     for attempt in range(1, attempts + 1):
+        if until - time.monotonic() < MIN_ATTEMPT_SECONDS:
+            raise _out_of_time(action, attempt - 1, problem, status_code, deadline=deadline)
+        slot = concurrency.acquire(until=until - MIN_ATTEMPT_SECONDS)
+        if slot is None:
+            problem = "every concurrency slot stayed taken (ELEVENLABS_CONCURRENCY)"
+            raise _out_of_time(action, attempt - 1, problem, status_code, deadline=deadline)
+        # The SDK's own retries are off: this loop is the only one, so attempts are
+        # counted and logged in one place and a 401 is never retried. The timeout (of
+        # connecting and of each read) is cut to the time left.
+        options: RequestOptions = {
+            "max_retries": 0,
+            "timeout_in_seconds": min(  # type: ignore[typeddict-item] - httpx takes a float
+                float(settings.ELEVENLABS_TIMEOUT),
+                max(MIN_ATTEMPT_SECONDS, until - time.monotonic()),
+            ),
+        }
         retry_after: float | None = None
-        status_code: int | None = None
+        status_code = None
         try:
             return request(client, options)
         except ApiError as exc:
@@ -222,6 +293,8 @@ def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
         except TRANSPORT_ERRORS as exc:
             problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             error = exc
+        finally:
+            slot.release()
         if attempt == attempts:
             raise SpeechUnavailable(
                 f"ElevenLabs {action} failed after {attempts} attempt(s): {problem}",
@@ -229,6 +302,9 @@ def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
                 status_code=status_code,
             ) from error
         delay = backoff_seconds(attempt, retry_after)
+        if time.monotonic() + delay + MIN_ATTEMPT_SECONDS > until:
+            # The next attempt could not start in time: give up now, not after the wait.
+            raise _out_of_time(action, attempt, problem, status_code, deadline=deadline) from error
         logger.warning(
             "ElevenLabs %s failed (%s), attempt %d of %d; retrying in %.1fs",
             action,
@@ -239,6 +315,30 @@ def _call(action: str, request: Callable[[ElevenLabs, RequestOptions], T]) -> T:
         )
         _sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _out_of_time(
+    action: str,
+    attempts: int,
+    problem: str | None,
+    status_code: int | None,
+    *,
+    deadline: float | None,
+) -> SpeechUnavailable:
+    """The error for a request out of time: the caller's deadline, or its own budget."""
+    after = f" after {attempts} attempt(s)" if attempts else ""
+    last = f": {problem}" if problem else ""
+    if deadline is not None:
+        return SpeechDeadlineExceeded(
+            f"ElevenLabs {action} gave up at the deadline{after}{last}",
+            attempts=attempts,
+            status_code=status_code,
+        )
+    return SpeechUnavailable(
+        f"ElevenLabs {action} ran out of time{after}{last}",
+        attempts=attempts,
+        status_code=status_code,
+    )
 
 
 @functools.lru_cache(maxsize=4)

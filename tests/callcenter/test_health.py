@@ -5,6 +5,7 @@ from django.db import connections
 from django.test import override_settings
 
 from callcenter.celery import app as celery_app
+from voices.models import Voice
 
 
 def unreachable_redis_cache(port: int) -> dict:
@@ -94,3 +95,41 @@ def test_health_reports_last_heartbeat(client) -> None:
 @pytest.mark.django_db
 def test_health_refuses_post(client) -> None:
     assert client.post("/health").status_code == 405
+
+
+# --- Settings the product works around -----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_health_names_a_default_voice_that_resolves_to_nothing(client, settings) -> None:
+    # given ElevenLabs configured, and a default voice no voice of the catalogue answers to
+    settings.ELEVENLABS_API_KEY = "key"
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bellla"
+
+    response = client.get("/health", headers={"accept-language": "en"})
+
+    # then it says so, naming the setting, its value and what to do; the app stays in
+    # service (calls still speak, with <Say>), so the status is still 200
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "up"
+    (warning,) = body["warnings"]
+    assert (warning["setting"], warning["value"]) == ("ELEVENLABS_DEFAULT_VOICE", "Bellla")
+    assert "Set ELEVENLABS_DEFAULT_VOICE to a voice id" in warning["problem"]
+
+
+@pytest.mark.django_db
+def test_health_has_no_warning_when_the_default_voice_resolves(client, settings) -> None:
+    settings.ELEVENLABS_API_KEY = "key"
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+    Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
+
+    assert client.get("/health").json()["warnings"] == []
+
+
+@pytest.mark.django_db
+def test_health_has_no_voice_warning_without_elevenlabs(client, settings) -> None:
+    settings.ELEVENLABS_API_KEY = ""
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bellla"
+
+    assert client.get("/health").json()["warnings"] == []

@@ -376,7 +376,9 @@ def env_example_variables() -> dict[str, str]:
 
 def test_env_example_lists_every_variable_settings_read() -> None:
     source = SETTINGS.read_text()
-    read = set(re.findall(r'env\.(?:str|int|float|bool|choice|url|raw)\(\s*"([A-Z_]+)"', source))
+    read = set(
+        re.findall(r'env\.(?:str|int|float|bool|choice|url|raw|mapping)\(\s*"([A-Z_]+)"', source)
+    )
     deploy = "".join(
         (ROOT / "deploy" / name).read_text() for name in ("gunicorn.conf.py", "entrypoint.sh")
     )

@@ -20,6 +20,7 @@ from campaigns.services import (
     start_campaign,
     transition_campaign,
 )
+from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -217,15 +218,76 @@ def test_start_campaign_refuses_a_spanish_mobile_caller_number(startable) -> Non
 
 
 def test_start_campaign_needs_a_voice_only_when_elevenlabs_is_configured(
-    startable, settings
+    startable, settings, fake_elevenlabs
 ) -> None:
-    settings.ELEVENLABS_API_KEY = "key"
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
     with translation.override("en"), pytest.raises(CampaignStateError, match="No voice"):
         start_campaign(campaign=startable)
 
     settings.ELEVENLABS_API_KEY = ""
     start_campaign(campaign=startable)
     assert startable.state == "running"
+
+
+def test_start_campaign_refusal_names_the_default_voice_setting_and_the_fix(
+    startable, settings, fake_elevenlabs
+) -> None:
+    # given a campaign without a voice, and a default that names no ElevenLabs voice
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bellla"
+
+    # when
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    # then the one reason names the setting, its value and what to do
+    (reason,) = excinfo.value.reasons
+    assert "ELEVENLABS_DEFAULT_VOICE is “Bellla”" in reason
+    assert "Choose a voice for the campaign" in reason
+    assert "set ELEVENLABS_DEFAULT_VOICE to a voice id" in reason
+    startable.refresh_from_db()
+    assert startable.state == "draft"
+
+
+def test_start_campaign_fetches_the_default_voice_by_its_legacy_name(
+    startable, settings, fake_elevenlabs
+) -> None:
+    # given the guide's default and an empty catalogue (never synced)
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+    assert not Voice.objects.exists()
+
+    # when
+    start_campaign(campaign=startable)
+
+    # then Bella's id was fetched (Sarah today), before any call needs it
+    assert startable.state == "running"
+    assert [r.path for r in fake_elevenlabs.requests] == ["/v1/voices/EXAVITQu4vr4xnSDxMaL"]
+    assert Voice.objects.get().name == "Sarah"
+
+
+def test_start_campaign_says_when_elevenlabs_cannot_be_asked_for_the_default_voice(
+    startable, settings, fake_elevenlabs
+) -> None:
+    settings.ELEVENLABS_MAX_RETRIES = 0
+    fake_elevenlabs.fail_next(503)
+
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    (reason,) = excinfo.value.reasons
+    assert "could not be asked for the default voice" in reason and "“Bella”" in reason
+
+
+def test_start_campaign_with_its_own_voice_asks_nothing(
+    startable, settings, fake_elevenlabs
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+    startable.voice = Voice.objects.create(provider_voice_id="v1", name="Own")
+    startable.save(update_fields=["voice"])
+
+    start_campaign(campaign=startable)
+
+    assert startable.state == "running"
+    assert fake_elevenlabs.requests == []
 
 
 def test_start_campaign_reports_incoherent_settings(startable) -> None:

@@ -1,8 +1,10 @@
 """A fake ElevenLabs API on 127.0.0.1, for driving the real SDK over HTTP in tests.
 
-It serves the endpoints `voices/speech.py` calls (the voices listing, v1 and v2, and
-text-to-speech), checks the API key like ElevenLabs does, records every request, and
-plays scripted faults (error statuses, slow responses) before answering normally again.
+It serves the endpoints `voices/speech.py` calls (the voices listing, v1 and v2, one voice
+by id, and text-to-speech), checks the API key like ElevenLabs does, records every
+request, and plays scripted faults (error statuses, slow responses) before answering
+normally again. For benchmarks it also limits requests in flight as a plan does, answers
+a seeded fraction of requests with 429 or 5xx, and takes a configurable time per request.
 """
 
 from __future__ import annotations
@@ -10,27 +12,50 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import random
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, parse_qs
 
 from tests.fakes import server
-from tests.fakes.server import LocalFakeServer, Response, Scripted, json_response
+from tests.fakes.server import (
+    FakeRequestHandler,
+    LocalFakeServer,
+    Response,
+    Scripted,
+    json_response,
+)
 
-BELLA_ID = "EXAVITQu4vr4xnSDxMaL"
+# Premade voices by id, named as today's catalogue names them. EXAVITQu4vr4xnSDxMaL was
+# "Bella" until ElevenLabs renamed its premade voices; it is "Sarah" now.
+SARAH_ID = "EXAVITQu4vr4xnSDxMaL"
+BELLA_ID = SARAH_ID  # the same voice, by the name the deployment guide used
+GEORGE_ID = "JBFqnCBsd6RMkjVDRZzb"
+# One of the original premade voices, no longer listed by today's catalogue. The fake
+# still serves it by id (GET /v1/voices/{id}, text-to-speech) as it serves library voices
+# an account has not added; whether ElevenLabs keeps legacy voices usable so is not
+# documented, so product code must not rely on it.
 ANTONI_ID = "ErXwobaYiN019PkySvjV"
 
 
+def _preview(voice_id: str) -> str:
+    return (
+        f"https://storage.googleapis.com/eleven-public-prod/premade/voices/{voice_id}/preview.mp3"
+    )
+
+
 def default_voices() -> list[dict[str, Any]]:
-    """Two premade voices shaped like ElevenLabs' voice listing."""
+    """Two premade voices shaped like ElevenLabs' voice listing, with today's names."""
     return [
         {
-            "voice_id": BELLA_ID,
-            "name": "Bella",
+            "voice_id": SARAH_ID,
+            "name": "Sarah",
             "category": "premade",
             "labels": {"accent": "castilian", "gender": "female"},
             "description": "Warm and clear.",
-            "preview_url": f"https://storage.googleapis.com/eleven-public-prod/premade/voices/{BELLA_ID}/preview.mp3",
+            "preview_url": _preview(SARAH_ID),
             "settings": {
                 "stability": 0.5,
                 "similarity_boost": 0.75,
@@ -48,14 +73,44 @@ def default_voices() -> list[dict[str, Any]]:
             ],
         },
         {
+            "voice_id": GEORGE_ID,
+            "name": "George",
+            "category": "premade",
+            "labels": {"accent": "british", "gender": "male", "language": "en"},
+            "preview_url": _preview(GEORGE_ID),
+            "settings": None,
+        },
+    ]
+
+
+def unlisted_voices() -> list[dict[str, Any]]:
+    """Voices served by id but not listed (see ANTONI_ID)."""
+    return [
+        {
             "voice_id": ANTONI_ID,
             "name": "Antoni",
             "category": "premade",
             "labels": {"accent": "american", "gender": "male", "language": "en"},
-            "preview_url": f"https://storage.googleapis.com/eleven-public-prod/premade/voices/{ANTONI_ID}/preview.mp3",
+            "preview_url": _preview(ANTONI_ID),
             "settings": None,
-        },
+        }
     ]
+
+
+def latency_by_model(
+    seconds: dict[str, float], *, default: float = 0.0
+) -> Callable[[RecordedRequest], float]:
+    """A ``delay`` for FakeElevenLabs: text-to-speech takes the time given for its model
+    (elevenlabs.io/docs/overview/models: eleven_flash_v2_5 answers in about 75 ms of
+    model time, eleven_multilingual_v2 is slower), anything else ``default``."""
+
+    def delay(request: RecordedRequest) -> float:
+        body = request.json if isinstance(request.json, dict) else {}
+        if "/text-to-speech/" not in request.path:
+            return default
+        return seconds.get(str(body.get("model_id")), default)
+
+    return delay
 
 
 def fake_audio(*, text: str, voice_id: str) -> bytes:
@@ -68,25 +123,58 @@ class RecordedRequest(server.RecordedRequest):
     json: Any
 
 
+class _Handler(FakeRequestHandler):
+    def _serve(self) -> None:
+        # A request is in flight from its arrival to the end of its answer.
+        fake: FakeElevenLabs = self.server.fake  # type: ignore[assignment]
+        fake._enter()
+        try:
+            super()._serve()
+        finally:
+            fake._leave()
+
+
 class FakeElevenLabs(LocalFakeServer[RecordedRequest]):
-    """A fake ElevenLabs server; use as a context manager or with start() and stop()."""
+    """A fake ElevenLabs server; use as a context manager or with start() and stop().
+
+    ``max_concurrent`` limits requests in flight as ElevenLabs' plans do (None: no
+    limit); ``failure_rate`` answers that fraction of requests with 429 or 5xx, drawn
+    from ``seed``; ``delay`` is the time taken before every answer, seconds or a function
+    of the request (say, by its model).
+    """
 
     thread_name = "fake-elevenlabs"
+    handler_class = _Handler
 
     def __init__(
         self,
         *,
         api_key: str = "test-key",
         voices: list[dict[str, Any]] | None = None,
+        unlisted: list[dict[str, Any]] | None = None,
         max_characters: int = 5000,
-        delay: float = 0.0,
+        delay: float | Callable[[RecordedRequest], float] = 0.0,
+        max_concurrent: int | None = None,
+        failure_rate: float = 0.0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         self.api_key = api_key
         self.voices = default_voices() if voices is None else voices
+        self.unlisted = unlisted_voices() if unlisted is None else unlisted
         self.max_characters = max_characters
-        self.delay = delay  # seconds before every answer
+        self.delay = delay
         self.characters = 0
+        self.max_concurrent = max_concurrent
+        self.failure_rate = failure_rate
+        self._random = random.Random(seed)  # reproducible faults, not secrets
+        # Counters for benchmarks: 429s for the concurrency limit, random failures sent,
+        # and the most requests ever in flight at once.
+        self.concurrency_rejections = 0
+        self.random_failures = 0
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._local = threading.local()
 
     # --- Scripting ------------------------------------------------------------------------
     def fail_next(
@@ -130,9 +218,79 @@ class FakeElevenLabs(LocalFakeServer[RecordedRequest]):
             method=method, path=url.path, query=parse_qs(url.query), headers=headers, json=parsed
         )
 
+    def _record(self, request: RecordedRequest) -> tuple[Scripted | None, list[str]]:
+        self._local.request = request
+        self._local.at_once = True
+        if self._local.rejected:
+            # Over the plan's limit ElevenLabs answers at once, and a scripted answer
+            # stays queued for the next request it accepts (help.elevenlabs.io, "API
+            # Error Code 429": too_many_concurrent_requests).
+            problems = self._check_request(request)
+            with self._lock:
+                self._requests.append(request)
+            return self._concurrency_answer(), problems
+        scripted, problems = super()._record(request)
+        if scripted is None and self.failure_rate and self._draw() < self.failure_rate:
+            return self._random_failure(), problems
+        self._local.at_once = False
+        return scripted, problems
+
     def _hold(self, scripted: Scripted | None) -> None:
-        self._wait(self.delay)
+        if not self._local.at_once:
+            request = self._local.request
+            self._wait(self.delay(request) if callable(self.delay) else self.delay)
         super()._hold(scripted)
+
+    def _enter(self) -> None:
+        """Count a request in flight, or mark it rejected when the limit is reached."""
+        with self._lock:
+            rejected = self.max_concurrent is not None and self._in_flight >= self.max_concurrent
+            if rejected:
+                self.concurrency_rejections += 1
+            else:
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        self._local.rejected = rejected
+
+    def _leave(self) -> None:
+        if not self._local.rejected:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _draw(self) -> float:
+        with self._lock:
+            return self._random.random()
+
+    def _concurrency_answer(self) -> Scripted:
+        # elevenlabs.io/docs (API reference, errors) and the help article: 429 with
+        # detail.status "too_many_concurrent_requests", the plan's limit in the message.
+        return Scripted(
+            status=429,
+            body=_error_body(
+                "too_many_concurrent_requests",
+                "Too many concurrent requests. Your current subscription is associated with "
+                f"a maximum of {self.max_concurrent} concurrent requests (running in "
+                "parallel). This is done such that a single user does not overwhelm our "
+                "systems and affect other users negatively. Please upgrade your "
+                "subscription or contact sales if you want to increase this limit.",
+            ),
+        )
+
+    def _random_failure(self) -> Scripted:
+        # The transient failures ElevenLabs documents: 429 system_busy ("our services
+        # were experiencing high levels of traffic", help article above) and 5xx.
+        with self._lock:
+            self.random_failures += 1
+            status = self._random.choice([429, 500, 503])
+        if status == 429:
+            body = _error_body(
+                "system_busy",
+                "Our services are experiencing high levels of traffic and your request could "
+                "not be processed. Please try again.",
+            )
+        else:
+            body = _error_body("internal_error", f"Random failure with status {status}.")
+        return Scripted(status=status, body=body)
 
     def _answer(self, request: RecordedRequest, problems: list[str]) -> Response:
         if request.headers.get("xi-api-key") != self.api_key:
@@ -161,7 +319,11 @@ class FakeElevenLabs(LocalFakeServer[RecordedRequest]):
             return copy.deepcopy(self.voices)
 
     def _voice(self, voice_id: str) -> dict[str, Any] | None:
-        return next((v for v in self._voice_list() if v["voice_id"] == voice_id), None)
+        """A voice the account may use by id: listed, or not (elevenlabs.io/docs API
+        reference, "Get voice": GET /v1/voices/{voice_id}, 404 voice_not_found)."""
+        with self._lock:
+            known = copy.deepcopy([*self.voices, *self.unlisted])
+        return next((v for v in known if v["voice_id"] == voice_id), None)
 
     def _search_voices(self, request: RecordedRequest) -> Response:
         voices = self._voice_list()

@@ -64,7 +64,7 @@ def test_voice_admin_sync_with_a_selection_syncs_everything(admin_client, fake_e
         "Voices synced from ElevenLabs: 1 created, 1 updated, 0 unchanged, 0 no longer listed."
     ]
     bella.refresh_from_db()
-    assert bella.name == "Bella"
+    assert bella.name == "Sarah"  # today's name of the voice the guide called Bella
 
 
 def test_voice_admin_sync_without_key_says_so(admin_client, fake_elevenlabs, settings) -> None:
@@ -242,3 +242,52 @@ def test_voice_change_page_shows_default_and_preview_read_only(admin_client) -> 
 
     assert 'name="is_default"' not in page
     assert 'class="voice-preview"' in page
+
+
+# --- A default voice that resolves to nothing ---------------------------------------------
+
+
+def warnings_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request) if m.level_tag == "warning"]
+
+
+@pytest.fixture
+def unresolved_default(settings) -> str:
+    """ElevenLabs configured, and a default voice that names no voice of the catalogue."""
+    settings.ELEVENLABS_API_KEY = "key"
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bellla"
+    return "Bellla"
+
+
+def test_voice_changelist_warns_of_a_default_voice_that_resolves_to_nothing(
+    admin_client, unresolved_default
+) -> None:
+    response = admin_client.get(CHANGELIST, headers=ENGLISH)
+
+    (warning,) = warnings_of(response)
+    assert "ELEVENLABS_DEFAULT_VOICE is “Bellla”" in warning
+    assert "ELEVENLABS_DEFAULT_VOICE is “Bellla”" in response.content.decode()
+
+
+def test_campaign_pages_warn_of_a_default_voice_that_resolves_to_nothing(
+    admin_client, unresolved_default, campaign
+) -> None:
+    changelist = admin_client.get(reverse("admin:campaigns_campaign_changelist"), headers=ENGLISH)
+    change = admin_client.get(
+        reverse("admin:campaigns_campaign_change", args=[campaign.pk]), headers=ENGLISH
+    )
+
+    for page in (changelist, change):
+        (warning,) = warnings_of(page)
+        assert "campaigns without a voice of their own cannot start" in warning
+        assert "“Bellla”" in warning
+
+
+def test_admin_pages_do_not_warn_when_the_default_voice_resolves(
+    admin_client, unresolved_default, settings, campaign
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+    Voice.objects.create(provider_voice_id=BELLA_ID, name="Sarah")
+
+    assert warnings_of(admin_client.get(CHANGELIST)) == []
+    assert warnings_of(admin_client.get(reverse("admin:campaigns_campaign_changelist"))) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,10 +14,12 @@ from django.utils import timezone
 from tests.fakes.elevenlabs import BELLA_ID, fake_audio
 from voices.clips import (
     SPEECH_FALLBACKS,
+    ClipDeadlineExceeded,
     ClipFailed,
     _claim_new,
     clip_key,
     clip_url,
+    model_for,
     render_clip,
     speech_for_line,
 )
@@ -139,7 +142,7 @@ def test_a_new_line_is_claimed_without_looking_it_up_first(fake_elevenlabs) -> N
 
 
 def test_a_new_line_said_before_is_played_from_its_clip(fake_elevenlabs, bella) -> None:
-    said = render_clip(text="¿Puedo ayudarle en algo más?", voice=bella)
+    said = render_clip(text="¿Puedo ayudarle en algo más?", voice=bella, new_text=True)
 
     again = render_clip(text="¿Puedo ayudarle en algo más?", voice=bella, new_text=True)
 
@@ -289,3 +292,126 @@ def test_speech_for_line_falls_back_without_a_voice(fake_elevenlabs, db) -> None
 
     assert speech.fallback_reason == "no_voice"
     assert fake_elevenlabs.requests == []
+
+
+# --- Two models: fast for live AI lines, quality for the rest -------------------------------
+
+
+def test_live_ai_lines_use_the_fast_model_and_others_the_quality_one(
+    fake_elevenlabs, bella, settings
+) -> None:
+    # when a template line and a model's sentence are spoken
+    template_line = speech_for_line(text="Hola.", voice=bella, language="es-ES")
+    live_line = speech_for_line(text="Claro, dígame.", voice=bella, language="es-ES", new_text=True)
+
+    # then each was rendered with its model, and each clip says which
+    models = {
+        request.json["text"]: request.json["model_id"]
+        for request in fake_elevenlabs.requests_to("/v1/text-to-speech")
+    }
+    assert models == {"Hola.": "eleven_multilingual_v2", "Claro, dígame.": "eleven_flash_v2_5"}
+    assert SpeechClip.objects.get(pk=template_line.clip_id).model_id == "eleven_multilingual_v2"
+    assert SpeechClip.objects.get(pk=live_line.clip_id).model_id == "eleven_flash_v2_5"
+
+
+def test_the_live_model_is_a_setting(fake_elevenlabs, bella, settings) -> None:
+    settings.ELEVENLABS_LIVE_MODEL = "eleven_turbo_v2_5"
+
+    clip = render_clip(text="Perfecto.", voice=bella, new_text=True)
+
+    assert clip.model_id == "eleven_turbo_v2_5"
+    assert model_for(new_text=True) == "eleven_turbo_v2_5"
+    assert model_for(new_text=False) == settings.ELEVENLABS_MODEL
+
+
+def test_speech_names_the_clip_played_and_none_for_say(fake_elevenlabs, bella, settings) -> None:
+    played = speech_for_line(text="Hola.", voice=bella, language="es-ES")
+    settings.ELEVENLABS_API_KEY = ""
+    said = speech_for_line(text="Hola.", voice=bella, language="es-ES")
+
+    assert played.clip_id == SpeechClip.objects.get().pk
+    assert said.clip_id is None and said.is_fallback
+
+
+# --- The deadline of a live call ------------------------------------------------------------
+
+
+def test_speech_for_line_falls_back_at_the_deadline(fake_elevenlabs, bella, settings) -> None:
+    # given an ElevenLabs slower than the time the webhook has left
+    settings.ELEVENLABS_TIMEOUT = 5.0
+    fake_elevenlabs.delay = 3.0
+    before = fallbacks("deadline")
+    started = time.monotonic()
+
+    # when
+    spoken = speech_for_line(
+        text="Un momento.", voice=bella, language="es-ES", deadline=started + 0.4
+    )
+
+    # then the caller hears <Say> in time, and the reason is the deadline
+    assert time.monotonic() - started < 2.0  # not the seconds of the timeout or budget
+    assert spoken.is_fallback and spoken.fallback_reason == "deadline"
+    assert spoken.clip_id is None
+    assert fallbacks("deadline") == before + 1
+    assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 1  # no retry past it
+
+
+def test_a_rendering_given_up_at_the_deadline_is_free_for_the_next_caller(
+    fake_elevenlabs, bella, settings
+) -> None:
+    # given a line whose rendering was given up at a live call's deadline
+    settings.ELEVENLABS_TIMEOUT = 5.0
+    fake_elevenlabs.delay_next(3.0)
+    with pytest.raises(ClipDeadlineExceeded):
+        render_clip(text="Un momento.", voice=bella, deadline=time.monotonic() + 0.3)
+    abandoned = SpeechClip.objects.get()
+    assert (abandoned.status, abandoned.rendering_started_at) == ("rendering", None)
+
+    # when the next caller wants it (no waiting for a stale claim, no failure cool-down)
+    started = time.monotonic()
+    clip = render_clip(text="Un momento.", voice=bella)
+
+    # then it renders it at once, in the same row
+    assert time.monotonic() - started < 2.0  # not the seconds of the timeout or budget
+    assert (clip.pk, clip.status) == (abandoned.pk, SpeechClip.Status.READY)
+    assert len(fake_elevenlabs.requests_to("/v1/text-to-speech")) == 2
+
+
+def test_render_clip_waits_for_another_rendering_only_until_the_deadline(
+    fake_elevenlabs, bella
+) -> None:
+    # given the line being rendered right now by another process
+    key = clip_key(
+        text="Hola.",
+        voice_id=BELLA_ID,
+        model_id="eleven_multilingual_v2",
+        voice_settings=bella.settings,
+        output_format="mp3_22050_32",
+    )
+    SpeechClip.objects.create(
+        key=key,
+        text="Hola.",
+        voice=bella,
+        model_id="eleven_multilingual_v2",
+        voice_settings=bella.settings,
+        output_format="mp3_22050_32",
+        rendering_started_at=timezone.now(),
+    )
+    started = time.monotonic()
+
+    # when a live call wants it with little time left
+    spoken = speech_for_line(text="Hola.", voice=bella, language="es-ES", deadline=started + 0.3)
+
+    # then it stops waiting at the deadline, and leaves the other's claim alone
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert spoken.fallback_reason == "deadline"
+    assert fake_elevenlabs.requests == []
+    assert SpeechClip.objects.get().rendering_started_at is not None
+
+
+def test_a_ready_clip_is_played_whatever_the_deadline(fake_elevenlabs, bella) -> None:
+    render_clip(text="Hola.", voice=bella)
+
+    spoken = speech_for_line(text="Hola.", voice=bella, language="es", deadline=time.monotonic())
+
+    assert not spoken.is_fallback

@@ -4,12 +4,16 @@ from types import SimpleNamespace
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import translation
 
-from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
+from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID, GEORGE_ID, SARAH_ID
 from voices import speech
 from voices.models import Voice
 from voices.services import (
     SyncResult,
+    default_voice_id,
+    default_voice_problem,
+    ensure_default_voice,
     resolve_default_voice,
     set_default_voice,
     sync_voices,
@@ -27,7 +31,7 @@ def test_sync_voices_creates_updates_then_changes_nothing(fake_elevenlabs) -> No
     # then every listed voice is created with its details
     assert first == SyncResult(created=2)
     bella = Voice.objects.get(provider_voice_id=BELLA_ID)
-    assert (bella.name, bella.language) == ("Bella", "es")
+    assert (bella.name, bella.language) == ("Sarah", "es")  # today's name of Bella
     assert bella.labels == {"accent": "castilian", "gender": "female"}
     assert bella.preview_url.endswith(f"/{BELLA_ID}/preview.mp3")
     assert bella.settings["similarity_boost"] == 0.75
@@ -49,17 +53,17 @@ def test_sync_voices_creates_updates_then_changes_nothing(fake_elevenlabs) -> No
 def test_sync_voices_keeps_voices_no_longer_listed(fake_elevenlabs, campaign) -> None:
     # given a synced catalogue whose voice a campaign uses
     sync_voices()
-    campaign.voice = Voice.objects.get(provider_voice_id=ANTONI_ID)
+    campaign.voice = Voice.objects.get(provider_voice_id=GEORGE_ID)
     campaign.save(update_fields=["voice"])
 
     # when the account drops that voice
-    fake_elevenlabs.remove_voice(ANTONI_ID)
+    fake_elevenlabs.remove_voice(GEORGE_ID)
     result = sync_voices()
 
     # then the row stays, counted as missing
     assert result == SyncResult(unchanged=1, missing=1)
     campaign.refresh_from_db()
-    assert campaign.voice.provider_voice_id == ANTONI_ID
+    assert campaign.voice.provider_voice_id == GEORGE_ID
 
 
 def test_sync_voices_fits_odd_provider_values_into_columns(fake_elevenlabs) -> None:
@@ -180,11 +184,129 @@ def test_resolve_default_voice_reads_once(settings, voices, django_assert_num_qu
 
 def test_sync_keeps_the_chosen_default(fake_elevenlabs) -> None:
     sync_voices()
-    antoni = Voice.objects.get(provider_voice_id=ANTONI_ID)
-    set_default_voice(voice=antoni)
-    fake_elevenlabs.update_voice(ANTONI_ID, name="Antoni 2")
+    george = Voice.objects.get(provider_voice_id=GEORGE_ID)
+    set_default_voice(voice=george)
+    fake_elevenlabs.update_voice(GEORGE_ID, name="George 2")
 
     sync_voices()
 
-    antoni.refresh_from_db()
-    assert (antoni.name, antoni.is_default) == ("Antoni 2", True)
+    george.refresh_from_db()
+    assert (george.name, george.is_default) == ("George 2", True)
+
+
+# --- The default voice as the deployment guide names it ------------------------------------
+
+
+def test_resolve_default_voice_legacy_name_finds_the_renamed_voice(settings) -> None:
+    # given the catalogue as ElevenLabs lists it today: Bella's id is named Sarah
+    sarah = Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+
+    assert resolve_default_voice() == sarah
+
+
+def test_resolve_default_voice_legacy_name_before_id_before_name(settings) -> None:
+    # given a voice of the account named like a legacy premade voice, and that voice
+    Voice.objects.create(provider_voice_id="clone0000000000000001", name="Rachel")
+    rachel = Voice.objects.create(provider_voice_id="21m00Tcm4TlvDq8ikWAM", name="Rachel v2")
+    settings.ELEVENLABS_DEFAULT_VOICE = "rachel"
+
+    assert resolve_default_voice() == rachel
+
+
+def test_default_voice_id_maps_legacy_names_accepts_ids_and_nothing_else(settings) -> None:
+    for value, expected in [
+        ("Bella", SARAH_ID),
+        ("  sam ", "yoZ06aMxZJJ28mfd3POQ"),
+        (GEORGE_ID, GEORGE_ID),
+        ("Sarah", ""),  # a name: found in the catalogue or not at all
+        ("", ""),
+    ]:
+        settings.ELEVENLABS_DEFAULT_VOICE = value
+        assert default_voice_id() == expected, value
+
+
+def test_ensure_default_voice_fetches_a_voice_missing_from_the_catalogue(
+    fake_elevenlabs, settings
+) -> None:
+    # given a legacy name whose voice the account does not list, and an empty catalogue
+    settings.ELEVENLABS_DEFAULT_VOICE = "Antoni"
+
+    # when
+    voice = ensure_default_voice()
+
+    # then that one voice was fetched by id and added
+    assert voice is not None
+    assert (voice.provider_voice_id, voice.name, voice.language) == (ANTONI_ID, "Antoni", "en")
+    assert [r.path for r in fake_elevenlabs.requests] == [f"/v1/voices/{ANTONI_ID}"]
+    # and it is now resolved locally, without another request
+    assert ensure_default_voice() == voice == resolve_default_voice()
+    assert len(fake_elevenlabs.requests) == 1
+
+
+def test_ensure_default_voice_by_an_id_elevenlabs_does_not_know(fake_elevenlabs, settings):
+    settings.ELEVENLABS_DEFAULT_VOICE = "NoSuchVoice000000000"
+
+    assert ensure_default_voice() is None
+    assert len(fake_elevenlabs.requests) == 1
+    assert not Voice.objects.exists()
+
+
+def test_ensure_default_voice_asks_nothing_for_an_unknown_name(fake_elevenlabs, settings):
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+
+    assert ensure_default_voice() is None
+    assert fake_elevenlabs.requests == []
+
+
+def test_ensure_default_voice_outage_is_unavailable(fake_elevenlabs, settings) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Antoni"
+    settings.ELEVENLABS_MAX_RETRIES = 0
+    fake_elevenlabs.fail_next(503)
+
+    with pytest.raises(speech.SpeechUnavailable):
+        ensure_default_voice()
+
+
+def test_sync_voices_adds_the_default_voice_the_account_does_not_list(
+    fake_elevenlabs, settings
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Antoni"
+
+    result = sync_voices()
+
+    assert result == SyncResult(created=3)
+    assert resolve_default_voice().provider_voice_id == ANTONI_ID
+    assert fake_elevenlabs.requests_to(f"/v1/voices/{ANTONI_ID}")
+
+
+def test_sync_voices_with_the_guides_default_needs_no_extra_request(
+    fake_elevenlabs, settings
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+
+    assert sync_voices() == SyncResult(created=2)
+
+    assert resolve_default_voice().name == "Sarah"
+    assert [r.path for r in fake_elevenlabs.requests] == ["/v2/voices"]
+
+
+def test_default_voice_problem_names_the_setting_its_value_and_the_fix(settings) -> None:
+    settings.ELEVENLABS_API_KEY = "key"
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+
+    with translation.override("en"):
+        problem = default_voice_problem()
+
+    assert "ELEVENLABS_DEFAULT_VOICE" in problem and "“Nobody”" in problem
+    assert "Set ELEVENLABS_DEFAULT_VOICE to a voice id" in problem
+
+
+def test_default_voice_problem_is_empty_when_it_resolves_or_speech_is_off(settings) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
+    settings.ELEVENLABS_API_KEY = ""
+    assert default_voice_problem() == ""  # <Say> by design: nothing to warn of
+
+    settings.ELEVENLABS_API_KEY = "key"
+    Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    assert default_voice_problem() == ""

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
 import typing
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from callcenter.backoff import BACKOFF_CAP
-from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID, fake_audio
-from voices import speech
+from tests.fakes.elevenlabs import (
+    ANTONI_ID,
+    BELLA_ID,
+    GEORGE_ID,
+    FakeElevenLabs,
+    fake_audio,
+    latency_by_model,
+)
+from voices import concurrency, speech
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,10 +94,10 @@ def test_list_voices_returns_plain_voices(fake_elevenlabs) -> None:
     (request,) = fake_elevenlabs.requests
     assert (request.method, request.path) == ("GET", "/v2/voices")
     assert request.headers["xi-api-key"] == "test-key"
-    bella, antoni = voices
-    assert bella == speech.ProviderVoice(
+    sarah, george = voices
+    assert sarah == speech.ProviderVoice(
         voice_id=BELLA_ID,
-        name="Bella",
+        name="Sarah",  # the voice the deployment guide calls Bella
         language="es",  # from its verified languages
         labels={"accent": "castilian", "gender": "female"},
         preview_url=f"https://storage.googleapis.com/eleven-public-prod/premade/voices/{BELLA_ID}/preview.mp3",
@@ -99,7 +109,7 @@ def test_list_voices_returns_plain_voices(fake_elevenlabs) -> None:
             "speed": 1.0,
         },
     )
-    assert (antoni.voice_id, antoni.language, antoni.settings) == (ANTONI_ID, "en", {})
+    assert (george.voice_id, george.language, george.settings) == (GEORGE_ID, "en", {})
 
 
 def test_list_voices_language_falls_back_to_fine_tuning_then_empty(fake_elevenlabs) -> None:
@@ -329,3 +339,179 @@ def test_speech_is_the_only_module_importing_the_sdk() -> None:
     }
 
     assert importing == {"voices/speech.py"}
+
+
+# --- One voice by id ---------------------------------------------------------------------
+
+
+def test_get_voice_fetches_one_voice_even_unlisted(fake_elevenlabs) -> None:
+    voice = speech.get_voice(voice_id=ANTONI_ID)
+
+    (request,) = fake_elevenlabs.requests
+    assert (request.method, request.path) == ("GET", f"/v1/voices/{ANTONI_ID}")
+    assert (voice.voice_id, voice.name, voice.language) == (ANTONI_ID, "Antoni", "en")
+
+
+def test_get_voice_unknown_id_is_rejected_with_404(fake_elevenlabs) -> None:
+    with pytest.raises(speech.SpeechRejected) as excinfo:
+        speech.get_voice(voice_id="NoSuchVoice000000000")
+
+    assert excinfo.value.status_code == 404
+    assert "was not found" in excinfo.value.provider_message
+
+
+# --- The deadline ------------------------------------------------------------------------
+
+
+def test_synthesize_gives_up_at_the_deadline_not_the_timeout(fake_elevenlabs, settings) -> None:
+    # given an ElevenLabs slower than the time left, whose timeout alone would wait longer
+    settings.ELEVENLABS_TIMEOUT = 5.0
+    fake_elevenlabs.delay = 3.0
+    started = time.monotonic()
+
+    # when
+    with pytest.raises(speech.SpeechDeadlineExceeded) as excinfo:
+        speech.synthesize(text="Hola", voice_id=BELLA_ID, deadline=started + 0.4)
+
+    # then the attempt was cut to the time left, and no other was started
+    assert time.monotonic() - started < 2.0  # not the seconds of the timeout or budget
+    assert len(fake_elevenlabs.requests) == 1
+    assert excinfo.value.attempts == 1
+    assert "deadline" in str(excinfo.value) and "Timeout" in str(excinfo.value)
+
+
+def test_synthesize_waits_no_back_off_past_the_deadline(fake_elevenlabs) -> None:
+    # given a 429 asking for a wait longer than the time left
+    fake_elevenlabs.fail_next(429, headers={"Retry-After": "5"})
+
+    with pytest.raises(speech.SpeechDeadlineExceeded) as excinfo:
+        speech.synthesize(text="Hola", voice_id=BELLA_ID, deadline=time.monotonic() + 2.0)
+
+    # then it gave up at once instead of waiting, and said why
+    assert fake_elevenlabs.sleeps == []
+    assert len(fake_elevenlabs.requests) == 1
+    assert excinfo.value.status_code == 429
+
+
+def test_synthesize_retries_within_the_deadline(fake_elevenlabs) -> None:
+    fake_elevenlabs.fail_next(503)
+
+    audio = speech.synthesize(text="Hola", voice_id=BELLA_ID, deadline=time.monotonic() + 5.0)
+
+    assert audio.content == fake_audio(text="Hola", voice_id=BELLA_ID)
+    assert len(fake_elevenlabs.requests) == 2
+    assert len(fake_elevenlabs.sleeps) == 1
+
+
+def test_synthesize_past_its_deadline_sends_nothing(fake_elevenlabs) -> None:
+    with pytest.raises(speech.SpeechDeadlineExceeded):
+        speech.synthesize(text="Hola", voice_id=BELLA_ID, deadline=time.monotonic() - 1)
+
+    assert fake_elevenlabs.requests == []
+
+
+# --- The account's concurrency limit -------------------------------------------------------
+
+
+def test_synthesize_waits_for_a_slot_only_until_the_deadline(fake_elevenlabs, settings) -> None:
+    # given the account's only slot held elsewhere
+    settings.ELEVENLABS_CONCURRENCY = 1
+    held = concurrency.acquire(until=time.monotonic() + 1)
+    assert held is not None
+    started = time.monotonic()
+    try:
+        # when
+        with pytest.raises(speech.SpeechDeadlineExceeded) as excinfo:
+            speech.synthesize(text="Hola", voice_id=BELLA_ID, deadline=started + 0.3)
+    finally:
+        held.release()
+
+    # then it waited for the slot until the deadline, and sent nothing
+    assert 0.25 <= time.monotonic() - started < 2.0
+    assert fake_elevenlabs.requests == []
+    assert "ELEVENLABS_CONCURRENCY" in str(excinfo.value)
+
+
+def test_every_request_holds_a_slot_while_it_runs(fake_elevenlabs, settings) -> None:
+    # given a limit of 2 and eight lines and listings wanted at once from a slow provider
+    settings.ELEVENLABS_CONCURRENCY = 2
+    fake_elevenlabs.delay = 0.15
+    fake_elevenlabs.max_concurrent = 2  # a plan's limit: over it, 429
+
+    def work(number: int) -> None:
+        if number % 4 == 0:
+            speech.list_voices()
+        else:
+            speech.synthesize(text=f"Línea {number}", voice_id=BELLA_ID)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(work, range(8)))
+
+    # then never more than 2 were in flight, and ElevenLabs never had to refuse one
+    assert fake_elevenlabs.max_in_flight == 2
+    assert fake_elevenlabs.concurrency_rejections == 0
+    assert len(fake_elevenlabs.requests) == 8
+
+
+def test_fake_answers_429_over_its_concurrency_limit(fake_elevenlabs, settings) -> None:
+    # given no limit of ours, a plan allowing one request at a time, and two at once
+    settings.ELEVENLABS_CONCURRENCY = 0
+    settings.ELEVENLABS_MAX_RETRIES = 0
+    fake_elevenlabs.max_concurrent = 1
+    fake_elevenlabs.delay = 0.3
+
+    def work(number: int) -> str:
+        try:
+            speech.synthesize(text=f"Línea {number}", voice_id=BELLA_ID)
+        except speech.SpeechUnavailable as exc:
+            return f"{exc.status_code}: {exc}"
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(work, range(2)))
+
+    # then one was refused with ElevenLabs' own status and words, and counted
+    assert outcomes[1] == "ok"
+    assert outcomes[0].startswith("429: ") and "Too many concurrent requests" in outcomes[0]
+    assert fake_elevenlabs.concurrency_rejections == 1
+    body = httpx.get(f"{fake_elevenlabs.url}/v1/voices", headers={"xi-api-key": "test-key"}).json()
+    assert "voices" in body  # a request alone is served again
+
+
+def test_fake_concurrency_error_body_is_elevenlabs_own(fake_elevenlabs) -> None:
+    fake_elevenlabs.max_concurrent = 0  # every request is over the limit
+
+    response = httpx.get(f"{fake_elevenlabs.url}/v1/voices", headers={"xi-api-key": "test-key"})
+
+    assert response.status_code == 429
+    assert response.json()["detail"]["status"] == "too_many_concurrent_requests"
+    assert fake_elevenlabs.concurrency_rejections == 1
+
+
+def test_fake_random_failures_are_seeded() -> None:
+    def statuses(seed: int) -> list[int]:
+        with FakeElevenLabs(failure_rate=0.5, seed=seed) as fake:
+            with httpx.Client(base_url=fake.url, headers={"xi-api-key": "test-key"}) as client:
+                answers = [client.get("/v1/voices").status_code for _ in range(20)]
+            assert fake.random_failures == sum(status != 200 for status in answers)
+            return answers
+
+    first = statuses(7)
+
+    assert first == statuses(7)
+    assert set(first) - {200} <= {429, 500, 503} and 200 in first and len(set(first)) > 1
+
+
+def test_fake_latency_can_depend_on_the_model(settings) -> None:
+    fake = FakeElevenLabs(delay=latency_by_model({"slow_model": 0.3}))
+    with fake:
+        settings.ELEVENLABS_BASE_URL = fake.url
+        settings.ELEVENLABS_API_KEY = "test-key"
+        started = time.monotonic()
+        speech.synthesize(text="Hola", voice_id=BELLA_ID, model_id="fast_model")
+        fast = time.monotonic() - started
+        started = time.monotonic()
+        speech.synthesize(text="Hola", voice_id=BELLA_ID, model_id="slow_model")
+        slow = time.monotonic() - started
+
+    assert fast < 0.3 <= slow
