@@ -14,10 +14,13 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.defaultfilters import floatformat
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from calls.costs import call_cost
 from calls.models import Call, CallEvent, CallStatus, Turn
 from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
@@ -127,7 +130,8 @@ class CallAdmin(admin.ModelAdmin):
             _("Cost and errors"),
             {
                 "fields": [
-                    ("price", "price_unit"),
+                    "cost",
+                    ("price", "price_unit", "price_status"),
                     ("error_code", "error_message"),
                     "speech_fallbacks",
                 ]
@@ -142,7 +146,7 @@ class CallAdmin(admin.ModelAdmin):
         ),
     ]
     # Calls are written by the dialer and the provider's callbacks, never by hand.
-    readonly_fields = [field.name for field in Call._meta.fields]
+    readonly_fields = [*(field.name for field in Call._meta.fields), "cost"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -161,6 +165,40 @@ class CallAdmin(admin.ModelAdmin):
         except ValidationError:
             return super().get_search_results(request, queryset, search_term)
         return queryset.filter(to_number=number), False
+
+    @admin.display(description=_("cost"))
+    def cost(self, call: Call) -> str:
+        """The call's cost by part, and what is not counted in it yet."""
+        cost = call_cost(call)
+        rows = [
+            (gettext("Telephony (Twilio)"), cost.telephony),
+            (gettext("Speech (ElevenLabs)"), cost.speech),
+            (gettext("Model (OpenAI)"), cost.model),
+            (gettext("Total"), cost.total),
+        ]
+        usage = [
+            gettext("%(model)s: %(prompt)s prompt and %(completion)s completion tokens")
+            % {"model": model, "prompt": prompt, "completion": completion}
+            for model, (prompt, completion) in sorted(cost.tokens.items())
+        ] + [
+            gettext("%(model)s: %(characters)s characters")
+            % {"model": model, "characters": floatformat(characters, 1)}
+            for model, characters in sorted(cost.characters.items())
+        ]
+        notes = []
+        if cost.pending:
+            notes.append(gettext("Pending: Twilio has not priced the call yet."))
+        if cost.unpriced:
+            notes.append(gettext("Not counted: %(what)s.") % {"what": ", ".join(cost.unpriced)})
+        return format_html(
+            '<table class="call-cost">{}</table><p class="help">{}</p>',
+            format_html_join(
+                "",
+                "<tr><th>{}</th><td>{} {}</td></tr>",
+                ((label, amount, cost.currency) for label, amount in rows),
+            ),
+            " · ".join([*notes, *usage]),
+        )
 
     @admin.display(description=_("outcome"))
     def outcome_flags(self, call: Call) -> str:
@@ -242,7 +280,12 @@ def call_page_context(call: Call) -> dict[str, Any]:
     provider's events."""
     turns = list(call.turns.all())
     voice = call.voice or voice_for_campaign(campaign=call.campaign)  # older calls: none kept
-    clips = _spoken_clips(turns, voice)
+    played = {
+        clip.text: clip
+        for clip in SpeechClip.objects.filter(plays__call=call, status=SpeechClip.Status.READY)
+    }
+    # Calls from before clips were recorded are matched by content address instead.
+    clips = _played_clips(turns, played) if played else _spoken_clips(turns, voice)
     start = call.answered_at or (turns[0].started_at if turns else None) or call.dialed_at
     outcome = call.outcome if isinstance(call.outcome, dict) else {}
     return {
@@ -297,6 +340,38 @@ MAX_SENTENCES_PER_CLIP = 8
 KEYS_PER_QUERY = 500
 
 
+def _played_clips(turns: list[Turn], played: dict[str, SpeechClip]) -> dict[int, list[SpokenClip]]:
+    """The clips the call played (``played``, by text) that voice each agent turn's
+    lines, by turn id."""
+    clips: dict[int, list[SpokenClip]] = {}
+    for turn in turns:
+        if turn.role != Turn.Role.AGENT or not turn.text.strip():
+            continue
+        pieces = [" ".join(piece.split()) for piece in _SENTENCE_BREAK.split(turn.text)]
+        clips_of_turn = _runs([piece for piece in pieces if piece], played)
+        if clips_of_turn:
+            clips[turn.pk] = clips_of_turn
+    return clips
+
+
+def _runs(pieces: list[str], by_text: dict[str, SpeechClip]) -> list[SpokenClip]:
+    """The clips that voice ``pieces`` (a turn's sentences), each the longest run of
+    them voiced as one clip."""
+    found: list[SpokenClip] = []
+    start = 0
+    while start < len(pieces):
+        for end in range(min(len(pieces), start + MAX_SENTENCES_PER_CLIP), start, -1):
+            clip = by_text.get(" ".join(pieces[start:end]))
+            if clip is not None:
+                url = reverse("voices:clip", kwargs={"token": clip.token})
+                found.append(SpokenClip(text=clip.text, url=url))
+                start = end
+                break
+        else:
+            start += 1
+    return found
+
+
 def _spoken_clips(turns: list[Turn], voice: Voice | None) -> dict[int, list[SpokenClip]]:
     """The ready clips that voice each agent turn's lines, by turn id.
 
@@ -328,21 +403,11 @@ def _spoken_clips(turns: list[Turn], voice: Voice | None) -> dict[int, list[Spok
             ).only("key", "token", "text")
         )
     by_text = {keys[key]: clip for key, clip in found.items()}
-    clips: dict[int, list[SpokenClip]] = {}
-    for turn_id, pieces in pieces_by_turn.items():
-        start = 0
-        while start < len(pieces):
-            # The longest run from here that was voiced as one clip.
-            for end in range(min(len(pieces), start + MAX_SENTENCES_PER_CLIP), start, -1):
-                clip = by_text.get(" ".join(pieces[start:end]))
-                if clip is not None:
-                    url = reverse("voices:clip", kwargs={"token": clip.token})
-                    clips.setdefault(turn_id, []).append(SpokenClip(text=clip.text, url=url))
-                    start = end
-                    break
-            else:
-                start += 1
-    return clips
+    return {
+        turn_id: runs
+        for turn_id, pieces in pieces_by_turn.items()
+        if (runs := _runs(pieces, by_text))
+    }
 
 
 def _key(text: str, voice: Voice) -> str:

@@ -4,7 +4,8 @@
 call is dialled once however many tasks carry its id), checks once more that the contact
 may be called now, and asks Twilio to dial. Every way that can end leaves the call and its
 contact in a defined state (see ``Dialed``). ``reconcile_calls`` finds what a crash, a
-lost task or a lost callback left behind and settles it with Twilio's own record.
+lost task or a lost callback left behind and settles it with Twilio's own record, and
+``check_prices`` asks Twilio what each ended call cost.
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from callcenter.metrics import CALLS_PLACED
 from calls import pacing, telephony
 from calls.dispatcher import put_off
-from calls.links import webhook_url
-from calls.models import Call, CallStatus
-from calls.services import FINAL_STATUSES, finish_call, record_call_status
+from calls.links import callback_url, webhook_url
+from calls.models import Call, CallStatus, PriceStatus
+from calls.outcomes import emit_call_priced
+from calls.services import (
+    FINAL_STATUSES,
+    await_price,
+    finish_call,
+    record_call_status,
+    record_price,
+)
 from campaigns.eligibility import Eligibility, ReasonCode, eligibility_for
 from campaigns.models import Campaign, Contact, MachineAction
 from campaigns.services import CampaignStateError, pause_campaign
@@ -84,13 +92,13 @@ def place_call(*, call_id: int) -> Dialed:
             from_=call.from_number or None,
             url=webhook_url("answer", call.pk),
             fallback_url=webhook_url("fallback", call.pk),
-            status_callback=telephony.url_with_retries(webhook_url("status", call.pk)),
+            status_callback=callback_url("status", call.pk),
             machine_detection=machine_detection_for(campaign),
-            async_amd_callback=telephony.url_with_retries(webhook_url("amd", call.pk)),
+            async_amd_callback=callback_url("amd", call.pk),
             timeout=campaign.ring_timeout_seconds,
             time_limit=campaign.time_limit_seconds,
             record=campaign.record_calls,
-            recording_status_callback=telephony.url_with_retries(webhook_url("recording", call.pk)),
+            recording_status_callback=callback_url("recording", call.pk),
             sandbox_persona=_sandbox_persona(call),
         )
     except telephony.TelephonyRejected as error:
@@ -196,6 +204,7 @@ def _rejected(call: Call, error: telephony.TelephonyRejected) -> Dialed:
         )
         if failed:
             call.refresh_from_db()
+            await_price(call=call)
             finish_call(call=call)
     logger.info("Call %s refused by Twilio (%s): %s", call.pk, error.code, error.provider_message)
     return Dialed.REJECTED
@@ -235,7 +244,13 @@ def _release(
             status__in=[CallStatus.PENDING, CallStatus.DIALING],
             provider_sid__isnull=True,
         ).update(
-            status=CallStatus.NOT_PLACED, error_message=reason[:500], ended_at=now, updated_at=now
+            status=CallStatus.NOT_PLACED,
+            error_message=reason[:500],
+            ended_at=now,
+            updated_at=now,
+            # Twilio never had it: nothing to charge, nothing to ask.
+            price_status=PriceStatus.NOT_CHARGED,
+            price_check_at=None,
         )
         if not released:
             return False
@@ -391,7 +406,8 @@ def _refresh(call: Call, result: Reconciled) -> None:
 
 
 def _fold(call_id: int, provider_call: telephony.ProviderCall) -> None:
-    """Apply what Twilio's Call resource says as a status callback would be applied."""
+    """Apply what Twilio's Call resource says as a status callback would be applied; a
+    price it already shows is kept at once (a callback never carries one)."""
     if provider_call.status not in FINAL_STATUSES and provider_call.status not in (
         CallStatus.QUEUED,
         CallStatus.RINGING,
@@ -409,10 +425,120 @@ def _fold(call_id: int, provider_call: telephony.ProviderCall) -> None:
     optional = {
         "CallDuration": provider_call.duration,
         "AnsweredBy": provider_call.answered_by,
-        "Price": provider_call.price,
-        "PriceUnit": provider_call.price_unit,
         "ErrorCode": provider_call.error_code,
         "ErrorMessage": provider_call.error_message,
     }
     params.update({name: str(value) for name, value in optional.items() if value not in (None, "")})
-    record_call_status(call_id=call_id, params=params)
+    call = record_call_status(call_id=call_id, params=params)
+    if call is not None and call.status == CallStatus.COMPLETED and provider_call.price:
+        record_price(
+            call_id=call.pk, price=provider_call.price, price_unit=provider_call.price_unit
+        )
+
+
+# --- Prices -----------------------------------------------------------------------------
+
+# The price tick's period (CELERY_BEAT_SCHEDULE "check-call-prices"); a tick left waiting
+# longer expires.
+PRICE_TICK_SECONDS = 10
+# Calls asked for their price per tick (one request each), so that one tick stays short.
+PRICE_BATCH = 50
+# A check that found no price yet is repeated after this, doubled at each check (15 s,
+# 30 s, 1 min...) up to PRICE_RETRY_MAX: most calls are priced within a minute, and one
+# Twilio is slow to price (or Twilio unreachable, or refusing our credentials) costs a
+# request an hour at most.
+PRICE_RETRY = datetime.timedelta(seconds=15)
+PRICE_RETRY_MAX = datetime.timedelta(hours=1)
+# Twilio prices a call within minutes of its end: a day after it, none is to be expected.
+PRICE_GIVE_UP = datetime.timedelta(days=1)
+# How long a claimed check keeps other ticks off its call: a worker that died mid-check
+# leaves the call to be asked again after it.
+PRICE_CLAIM = datetime.timedelta(minutes=5)
+
+
+@dataclass
+class PriceChecks:
+    """One price tick, by call id."""
+
+    known: list[int] = field(default_factory=list)  # priced by Twilio: kept
+    waiting: list[int] = field(default_factory=list)  # no price yet: asked again later
+    unavailable: list[int] = field(default_factory=list)  # given up on
+    not_charged: list[int] = field(default_factory=list)  # never reached Twilio (no SID)
+
+
+def check_prices(*, now: datetime.datetime | None = None, limit: int = PRICE_BATCH) -> PriceChecks:
+    """Ask Twilio for the price of the ended calls due for it (``price_check_at`` past),
+    earliest first, at most ``limit``.
+
+    Each call is claimed first (a compare-and-set on its ``price_check_at``, moved
+    ``PRICE_CLAIM`` ahead), so ticks running at once never ask for one call together.
+    A price found is kept (``known``). None yet, Twilio unreachable or refusing our
+    credentials: asked again after a growing back-off (and the tick stops asking
+    Twilio, which would fail alike for the calls after it). Twilio not knowing the call
+    (404), or a day gone since its end without a price: ``unavailable``, logged.
+    """
+    now = now or timezone.now()
+    result = PriceChecks()
+    due = list(
+        Call.objects.filter(price_status=PriceStatus.PENDING, price_check_at__lte=now)
+        .order_by("price_check_at", "pk")
+        .values_list("pk", "price_check_at")[:limit]
+    )
+    for call_id, check_at in due:
+        claimed = Call.objects.filter(
+            pk=call_id, price_status=PriceStatus.PENDING, price_check_at=check_at
+        ).update(price_check_at=now + PRICE_CLAIM, price_checks=F("price_checks") + 1)
+        if not claimed:
+            continue  # another tick took it meanwhile
+        outcome, twilio_failed = _check_price(Call.objects.get(pk=call_id), now)
+        getattr(result, outcome).append(call_id)
+        if twilio_failed:
+            break
+    return result
+
+
+def _check_price(call: Call, now: datetime.datetime) -> tuple[str, bool]:
+    """Ask Twilio for the claimed ``call``'s price and keep what it says: the outcome (a
+    ``PriceChecks`` field), and whether Twilio failed in a way every call would."""
+    if not call.provider_sid:  # never reached Twilio: nothing was charged
+        _settle_price(call, PriceStatus.NOT_CHARGED)
+        return "not_charged", False
+    twilio_failed = False
+    try:
+        provider_call = telephony.fetch_call(sid=call.provider_sid)
+    except telephony.TelephonyUnavailable as error:
+        twilio_failed = True
+        logger.warning("Call %s: Twilio unreachable for its price (%s); later.", call.pk, error)
+    except telephony.TelephonyRejected as error:
+        if error.status == 404:
+            logger.warning("Call %s: Twilio does not know it; no price.", call.pk)
+            _settle_price(call, PriceStatus.UNAVAILABLE)
+            return "unavailable", False
+        twilio_failed = True
+        logger.error("Call %s: Twilio refused to tell its price (%s); later.", call.pk, error)
+    else:
+        if record_price(
+            call_id=call.pk, price=provider_call.price, price_unit=provider_call.price_unit
+        ):
+            return "known", False
+    if now >= (call.ended_at or call.updated_at) + PRICE_GIVE_UP:
+        logger.warning("Call %s: no price from Twilio a day after the call; given up.", call.pk)
+        _settle_price(call, PriceStatus.UNAVAILABLE)
+        return "unavailable", twilio_failed
+    steps = min(call.price_checks, 16) - 1  # price_checks counts this check already
+    delay = min(PRICE_RETRY * 2**steps, PRICE_RETRY_MAX)
+    Call.objects.filter(pk=call.pk, price_status=PriceStatus.PENDING).update(
+        price_check_at=now + delay
+    )
+    return "waiting", twilio_failed
+
+
+def _settle_price(call: Call, status: PriceStatus) -> None:
+    """No price will be asked for ``call`` any more: ``status`` says why. Given up on, its
+    cost is as final as it will be: partner webhooks get call.priced."""
+    with transaction.atomic():
+        settled = Call.objects.filter(pk=call.pk, price_status=PriceStatus.PENDING).update(
+            price_status=status, price_check_at=None
+        )
+        if settled and status == PriceStatus.UNAVAILABLE:
+            emit_call_priced(call=call)

@@ -5,6 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
+from calls import telephony
+
+# The callbacks (not TwiML: nobody hears a delay) that Twilio is asked to retry when they
+# fail, with the connection override `#rc=N` (reference/twilio.md §5).
+CALLBACKS = frozenset({"status", "amd", "recording"})
+CALLBACK_RETRIES = 3
+
 
 def webhook_url(name: str, call_id: int) -> str:
     """The absolute URL of webhook ``name`` (``calls:<name>``) for call ``call_id``.
@@ -14,3 +21,16 @@ def webhook_url(name: str, call_id: int) -> str:
     """
     path = reverse(f"calls:{name}", kwargs={"call_id": call_id})
     return settings.APP_URL.rstrip("/") + path
+
+
+def callback_url(name: str, call_id: int) -> str:
+    """The URL Twilio is given for callback ``name`` (one of CALLBACKS) of call ``call_id``:
+    ``webhook_url`` with the connection override ``#rc=3``.
+
+    The one definition of what we register: the dialer hands it to Twilio, and the
+    signature check accepts a signature over it or over it without its fragment (Twilio
+    does not document which it signs; twilio.com/docs/usage/webhooks/webhooks-connection-overrides).
+    """
+    if name not in CALLBACKS:
+        raise ValueError(f"{name!r} is not a callback registered with connection overrides")
+    return telephony.url_with_retries(webhook_url(name, call_id), retry_count=CALLBACK_RETRIES)

@@ -8,12 +8,15 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.dispatch import Signal
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from callcenter.metrics import OPT_OUTS
 from calls import conversation
+from calls.costs import call_cost
 from calls.models import Call
 from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
@@ -149,13 +152,34 @@ def _emit_call_completed(*, call_id: int, extraction: str) -> None:
             "answered_at": call.answered_at,
             "ended_at": call.ended_at,
             "duration_seconds": call.duration_seconds,
-            # A string, as money should be: "0.01300".
+            # A string, as money should be: "0.01300". Known some time after the call
+            # (call.priced follows then); null here until it is.
             "price": None if call.price is None else str(call.price),
             "price_unit": call.price_unit,
+            "cost": call_cost(call).as_dict(),
             # The model's raw answer is kept for staff, not sent.
             "outcome": {k: v for k, v in (call.outcome or {}).items() if k != "extraction_raw"},
             "summary": call.summary,
             "extraction": extraction,
+        },
+        key=f"call:{call.pk}",
+    )
+
+
+def emit_call_priced(*, call: Call) -> None:
+    """Tell the partner's webhooks what the ended ``call`` cost, once its telephony price
+    is settled (known, or known never to come): call.priced, once per call."""
+    call = Call.objects.select_related("campaign__partner").get(pk=call.pk)
+    emit_event(
+        partner=call.campaign.partner,
+        event_type=WebhookEvent.CALL_PRICED,
+        payload={
+            "call_id": call.pk,
+            "campaign_id": call.campaign_id,
+            "price": None if call.price is None else str(call.price),
+            "price_unit": call.price_unit,
+            "price_status": call.price_status,
+            "cost": call_cost(call).as_dict(),
         },
         key=f"call:{call.pk}",
     )
@@ -182,8 +206,16 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
             )
         else:
             outcome = {**(extraction.data or {}), **outcome}
+        # Each extraction bills its tokens: one run again (a retried task) adds its own.
         Call.objects.filter(pk=call.pk).update(
-            outcome=outcome, summary=extraction.summary[:2000], updated_at=timezone.now()
+            outcome=outcome,
+            summary=extraction.summary[:2000],
+            extraction_model=extraction.model or call.extraction_model,
+            extraction_prompt_tokens=Coalesce(F("extraction_prompt_tokens"), 0)
+            + (extraction.prompt_tokens or 0),
+            extraction_completion_tokens=Coalesce(F("extraction_completion_tokens"), 0)
+            + (extraction.completion_tokens or 0),
+            updated_at=timezone.now(),
         )
         callback = _extracted_callback(call, outcome)
         if callback is None or "callback_at" in (call.outcome or {}):

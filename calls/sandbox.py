@@ -12,6 +12,12 @@ processes share (the file cache on one machine, Redis otherwise).
 Time is simulated: SANDBOX_SPEED simulated seconds pass per real second. The callee speaks
 the language its <Gather> listens in (Spanish unless that is en-*). A simulated call holds
 one worker process for its whole (real) length, so run the worker with a few processes.
+
+As with Twilio, no callback carries a price: `fetch_call` shows a completed call's price
+(at the sandbox's own rate) some seconds after its end, and none for a call not charged.
+Callbacks registered with a connection-override fragment (`#rc=3`) are signed over their
+URL with the fragment for half the calls and without it for the others, chosen by the
+CallSid, since Twilio does not document which it signs.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import wave
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urldefrag, urlencode, urljoin
 
@@ -139,6 +146,7 @@ PROMPTS = frozenset({"Say", "Play", "Pause"})
 
 # Patched by tests that want no real waiting.
 _sleep = time.sleep
+_clock = time.time
 
 
 # --- The carrier's REST side -------------------------------------------------------------
@@ -274,13 +282,44 @@ def _queue(sid: str) -> None:
 
 
 def _provider_call(state: Mapping[str, Any]) -> ProviderCall:
+    ended = state.get("ended_at")
     return ProviderCall(
         sid=state["sid"],
         status=state["status"],
         queue_time_ms=0,
         answered_by=state["answered_by"],
         duration=state["duration"],
+        price=_shown_price(state),
+        price_unit=PRICE_UNIT,
+        ended_at=datetime.datetime.fromtimestamp(ended, datetime.UTC) if ended else None,
     )
+
+
+def _shown_price(state: Mapping[str, Any]) -> str | None:
+    """The call's price as its Call resource shows it now: None until PRICE_SECONDS
+    (simulated) after its end, then Twilio's form ("-0.01400"); None for ever when it was
+    not charged."""
+    price, ended = state.get("price"), state.get("ended_at")
+    if price is None or ended is None:
+        return None
+    if _clock() < ended + PRICE_SECONDS / float(settings.SANDBOX_SPEED):
+        return None
+    return price
+
+
+def price_of(status: str, duration: int) -> str | None:
+    """What the sandbox charges a call that ended with `status` after `duration` seconds
+    of talk, as Twilio writes a price (negative, five decimals); None when not charged."""
+    if status != "completed":
+        return None
+    minutes = max(1, math.ceil(duration / 60))
+    return f"{-(PRICE_PER_MINUTE * minutes):.5f}"
+
+
+def signs_fragment(sid: str) -> bool:
+    """Whether the sandbox signs call `sid`'s callbacks over their URL with its
+    connection-override fragment (half the calls, by the SID) rather than without."""
+    return hashlib.sha256(sid.encode()).digest()[1] % 2 == 0
 
 
 def _rejected(code: int, message: str) -> TelephonyRejected:
@@ -477,7 +516,13 @@ class _Simulation:
         """Record the end, send the final status callback and the recording's."""
         answered = self.answered_at is not None and status == "completed"
         duration = math.ceil(self.clock - self.answered_at) if answered else 0
-        self.state.update(status=status, duration=duration, answered_by=self.answered_by)
+        self.state.update(
+            status=status,
+            duration=duration,
+            answered_by=self.answered_by,
+            ended_at=_clock(),
+            price=price_of(status, duration),
+        )
         cache.set(_call_key(self.sid), self.state, STATE_TTL)
         final = {
             "CallDuration": str(duration),
@@ -788,7 +833,8 @@ class _Simulation:
 
     def _send(self, url: str, params: Mapping[str, str], *, method: str) -> requests.Response:
         """Send a signed request to `url` as Twilio does, retried as its connection
-        overrides say (`#rc=N`, `rp`, `ct`, `rt`); raises _TwimlFailed when it fails."""
+        overrides say (`#rc=N`, `rp`, `ct`, `rt`); raises _TwimlFailed when it fails. A
+        URL with overrides is signed with or without them, as `signs_fragment` says."""
         target, fragment = urldefrag(url)
         overrides = {name: values[-1] for name, values in parse_qs(fragment).items()}
         retries = int(_number(overrides.get("rc"), DEFAULT_RETRIES, low=0, high=5))
@@ -803,8 +849,11 @@ class _Simulation:
             signed: Mapping[str, str] = {}
         else:
             signed = params
+        signed_url = f"{target}#{fragment}" if fragment and signs_fragment(self.sid) else target
         headers = {
-            "X-Twilio-Signature": telephony.sign_request(url=target, params=signed),
+            "X-Twilio-Signature": telephony.sign_request(
+                url=signed_url, params=signed, keep_fragment=True
+            ),
             "User-Agent": "TwilioProxy/1.1 (callcenter sandbox)",
         }
         for attempt in range(retries + 1):

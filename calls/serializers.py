@@ -10,8 +10,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from calls.costs import call_cost
 from calls.models import Call, Turn
 from campaigns.models import Contact
+from campaigns.serializers import CostSerializer
 
 # Kept for staff (the model's raw answer), never shown to partners: as in call.completed.
 PRIVATE_OUTCOME_KEYS = frozenset({"extraction_raw"})
@@ -56,8 +58,11 @@ class CallSerializer(serializers.ModelSerializer):
     outcome = serializers.SerializerMethodField(
         help_text=_(
             "The fields the template's outcome schema asks for, plus opted_out, "
-            "transferred and extraction_failed when they apply."
+            "transferred, transfer_failed and extraction_failed when they apply."
         )
+    )
+    cost = serializers.SerializerMethodField(
+        help_text=_("What the call cost: telephony, speech and the model, and what is pending.")
     )
 
     class Meta:
@@ -76,6 +81,8 @@ class CallSerializer(serializers.ModelSerializer):
             "duration_seconds",
             "price",
             "price_unit",
+            "price_status",
+            "cost",
             "outcome",
             "created_at",
         ]
@@ -84,6 +91,13 @@ class CallSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_outcome(self, call: Call) -> dict[str, Any]:
         return {k: v for k, v in (call.outcome or {}).items() if k not in PRIVATE_OUTCOME_KEYS}
+
+    @extend_schema_field(CostSerializer)
+    def get_cost(self, call: Call) -> dict[str, Any]:
+        # The view counts the costs of a page of calls at once (calls.costs.call_costs).
+        costs = self.context.get("costs")
+        cost = costs[call.pk] if costs and call.pk in costs else call_cost(call)
+        return cost.as_dict()
 
 
 class CallDetailSerializer(CallSerializer):

@@ -18,8 +18,8 @@ from django.utils.translation import gettext_lazy
 
 from callcenter.metrics import CALL_STATUS_CHANGES, CALLS_FINISHED, CONTACT_STATES
 from callcenter.queries import insert_unless_taken, one_or_none
-from calls import telephony
-from calls.models import AnsweredBy, Call, CallEvent, CallStatus
+from calls import deadlines, telephony
+from calls.models import AnsweredBy, Call, CallClip, CallEvent, CallStatus, PriceStatus
 from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
 from voices import speech
 from voices.clips import Speech, speech_for_line
@@ -91,6 +91,13 @@ MACHINE_ANSWERS = frozenset(
 # call. Any other failure is retried per the campaign's policy.
 PERMANENT_ERROR_CODES = frozenset({13224, 13227, 21211, 21215, 21217, 32205})
 
+# Twilio never puts a price in a callback: its Call resource gets one some seconds to
+# minutes after the call ends (reference/vendors.md), and busy, unanswered, failed and
+# canceled calls are not charged (support.twilio.com/hc/en-us/articles/223132547). A
+# completed call is first asked for its price this long after its end (by the price tick,
+# dialing.check_prices), soon enough for a normal call's price to be kept within a minute.
+PRICE_FIRST_CHECK = datetime.timedelta(seconds=10)
+
 
 def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | None:
     """Store a Twilio status callback for call ``call_id`` and fold it into the call.
@@ -98,10 +105,12 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
     The raw event is kept once per (CallSid, kind, SequenceNumber); a callback for an
     unknown call or another call's SID is kept with no call and changes nothing (returns
     None). The status only moves forward (a compare-and-set on the statuses it may come
-    from), facts the event carries (answer and end times, duration, price, answered-by,
-    error) only fill blanks, so any order of the same callbacks ends in the same row.
-    The callback that makes the call final moves its contact on (``finish_call``), once,
-    and queues the call's conclusion (again when Twilio retries it).
+    from), facts the event carries (answer and end times, duration, answered-by, error)
+    only fill blanks, so any order of the same callbacks ends in the same row. A callback
+    carries no price (Twilio sends none; a ``Price`` field is ignored). The callback that
+    makes the call final settles its price status (``await_price``) and moves its contact
+    on (``finish_call``), once, and queues the call's conclusion (again when Twilio
+    retries it).
     """
     sid = params.get("CallSid", "")
     with transaction.atomic():
@@ -145,6 +154,7 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
         if moved:
             transaction.on_commit(CALL_STATUS_CHANGES.labels(status=status).inc)
         if moved and status in FINAL_STATUSES:
+            await_price(call=call)
             finish_call(call=call)
             transaction.on_commit(lambda: _conclude_later(call.pk))
     return call
@@ -202,11 +212,7 @@ def _status_facts(*, params: Mapping[str, str], status: str) -> dict[str, Any]:
         facts["duration_seconds"] = duration
     if params.get("AnsweredBy") in AnsweredBy.values:
         facts["answered_by"] = params["AnsweredBy"]
-    price = _price(params.get("Price") or params.get("CallPrice"))
-    if price is not None:
-        facts["price"] = price
-        if params.get("PriceUnit"):
-            facts["price_unit"] = params["PriceUnit"][:3].upper()
+    # No price: Twilio sends none in a callback (it is fetched later, see await_price).
     error_code = _non_negative_int(params.get("ErrorCode"))
     if error_code:
         facts["error_code"] = error_code
@@ -263,6 +269,51 @@ def _non_negative_int(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number is not None and number >= 0 else None
+
+
+def await_price(*, call: Call) -> None:
+    """Settle the price status of ``call``, which has just ended: a completed call with a
+    SID waits for Twilio's price (``pending``, first asked ``PRICE_FIRST_CHECK`` after its
+    end); any other is ``not-charged`` at once. A price already known is left alone."""
+    if call.status == CallStatus.COMPLETED and call.provider_sid:
+        ended_at = call.ended_at or timezone.now()
+        fields = {
+            "price_status": PriceStatus.PENDING,
+            "price_check_at": ended_at + PRICE_FIRST_CHECK,
+        }
+    else:
+        fields = {"price_status": PriceStatus.NOT_CHARGED, "price_check_at": None}
+    Call.objects.filter(pk=call.pk, price_status=PriceStatus.PENDING, price__isnull=True).update(
+        **fields
+    )
+    call.refresh_from_db(fields=["price_status", "price_check_at"])
+
+
+def record_price(*, call_id: int, price: str | None, price_unit: str) -> bool:
+    """Keep the price Twilio's Call resource gives the ended call ``call_id`` (a negative
+    string, "-0.01300": the cost is kept, positive) as ``known``, and stop asking for it.
+
+    False, and nothing written, when ``price`` is not a price or the call's price is
+    already settled as known or not charged. Partner webhooks get call.priced.
+    """
+    from calls.outcomes import emit_call_priced  # outcomes builds on this module
+
+    amount = _price(price)
+    if amount is None:
+        return False
+    with transaction.atomic():
+        kept = Call.objects.filter(
+            pk=call_id, price_status__in=[PriceStatus.PENDING, PriceStatus.UNAVAILABLE]
+        ).update(
+            price=amount,
+            price_unit=price_unit[:3].upper(),
+            price_status=PriceStatus.KNOWN,
+            price_check_at=None,
+            updated_at=timezone.now(),
+        )
+        if kept:
+            emit_call_priced(call=Call(pk=call_id))
+    return bool(kept)
 
 
 def _price(value: str | None) -> Decimal | None:

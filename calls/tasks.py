@@ -64,6 +64,19 @@ def reconcile_calls_task() -> dict[str, int]:
     }
 
 
+@shared_task(expires=dialing.PRICE_TICK_SECONDS)
+def check_prices_task() -> dict[str, int]:
+    """Beat tick: ask Twilio what ended calls cost, for those due (see check_prices). A
+    tick that waited past the next one expires: the next does its work."""
+    result = dialing.check_prices()
+    return {
+        "known": len(result.known),
+        "waiting": len(result.waiting),
+        "unavailable": len(result.unavailable),
+        "not_charged": len(result.not_charged),
+    }
+
+
 @shared_task(
     bind=True,
     autoretry_for=(telephony.TelephonyUnavailable,),

@@ -163,7 +163,9 @@ class ProviderCall:
     """A call as Twilio's Call resource describes it.
 
     `queue_time_ms` is how long Twilio held the call behind the account's CPS limit;
-    `ended_at` when it ended (Twilio leaves it empty for a call that was not answered).
+    `ended_at` when it ended (Twilio leaves it empty for a call that was not answered);
+    `price` what Twilio charged, as it writes it (a negative string such as "-0.01300"),
+    None until Twilio has priced the ended call (seconds to minutes after its end).
     The Call resource carries no error fields, so `error_code` and `error_message` stay
     empty here; they exist for callers that learn of errors elsewhere (status callbacks).
     """
@@ -303,7 +305,10 @@ def _count_dial_error(error: TelephonyRejected | TelephonyUnavailable) -> None:
 
 
 def fetch_call(*, sid: str) -> ProviderCall:
-    """The call `sid` as Twilio has it now. Raises TelephonyRejected or TelephonyUnavailable."""
+    """The call `sid` as Twilio has it now (its price too, once Twilio has priced it).
+
+    Raises TelephonyRejected (404 for a SID Twilio does not know) or TelephonyUnavailable.
+    """
     if (carrier := _sandbox()) is not None:
         return carrier.fetch_call(sid)
     call = _call("call fetch", lambda client: client.api.account.calls(sid).fetch())
@@ -383,10 +388,18 @@ def webhook_auth_token() -> str:
     return settings.TWILIO_AUTH_TOKEN
 
 
-def sign_request(*, url: str, params: Mapping[str, str | list[str]]) -> str:
-    """The X-Twilio-Signature Twilio would send with a form POST of `params` to `url`."""
+def sign_request(
+    *, url: str, params: Mapping[str, str | list[str]], keep_fragment: bool = False
+) -> str:
+    """The X-Twilio-Signature Twilio would send with a form POST of `params` to `url`.
+
+    Twilio does not document whether it signs a URL's connection-override fragment
+    (`#rc=3`) or not: by default it is left out, with `keep_fragment` it is signed too, so
+    that a carrier imitating Twilio can sign either way.
+    """
     validator = RequestValidator(webhook_auth_token())
-    return validator.compute_signature(_signed_url(url), _multi_value(params))
+    signed = url if keep_fragment else _signed_url(url)
+    return validator.compute_signature(signed, _multi_value(params))
 
 
 def signature_is_valid(
@@ -416,8 +429,8 @@ def signature_is_valid(
 
 
 def _signed_url(url: str) -> str:
-    # A fragment (Twilio's connection overrides) never reaches the server, so what the
-    # sandbox signs is the URL the server sees.
+    # A fragment (Twilio's connection overrides) never reaches the server: the URL the
+    # server sees.
     return urldefrag(url).url
 
 

@@ -27,6 +27,7 @@ from rest_framework.request import Request
 
 from callcenter.api import Pagination, ScopedViewSet
 from calls import telephony
+from calls.costs import call_costs
 from calls.filters import CallFilter
 from calls.models import Call
 from calls.serializers import CallDetailSerializer, CallSerializer
@@ -136,6 +137,16 @@ class CallViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSe
 
     def get_serializer_class(self) -> type[CallSerializer]:
         return CallDetailSerializer if self.action == "retrieve" else CallSerializer
+
+    def paginate_queryset(self, queryset: QuerySet[Call]) -> list[Call] | None:
+        # The page's costs in three queries, rather than three for each call.
+        page = super().paginate_queryset(queryset)
+        if page is not None:
+            self.costs = call_costs(page)
+        return page
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "costs": getattr(self, "costs", None)}
 
     @extend_schema(
         summary=gettext_lazy("A call's recording"),

@@ -13,6 +13,7 @@ import concurrent.futures
 import functools
 import logging
 from collections.abc import Callable
+from urllib.parse import urldefrag
 
 import kombu.exceptions
 from django.conf import settings
@@ -22,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from callcenter.metrics import SIGNATURE_FAILURES, WEBHOOK_SECONDS
-from calls import flow, telephony
+from calls import deadlines, flow, links, telephony
 from calls.services import record_call_status
 
 logger = logging.getLogger(__name__)
@@ -34,15 +35,17 @@ def twilio_webhook(view: View) -> View:
     """Accept only POSTs signed by Twilio for the URL it was given; 403 otherwise.
 
     The URL is rebuilt from APP_URL, the public base URL every callback URL is made from,
-    not from the request's scheme and host, which a TLS-terminating proxy rewrites. The
-    check runs in every environment: the sandbox carrier signs its requests too. Each
-    request is timed in ``callcenter_webhook_seconds``, refused ones included. Works for
-    async views too.
+    not from the request's scheme and host, which a TLS-terminating proxy rewrites. A
+    callback registered with a connection-override fragment (``links.callback_url``) is
+    accepted signed over exactly the URL we registered, with or without its fragment; any
+    other request only over the URL as it arrived. The check runs in every environment:
+    the sandbox carrier signs its requests too. Each request is timed in
+    ``callcenter_webhook_seconds``, refused ones included. Works for async views too.
     """
     name = view.__name__
 
     def refused(request: HttpRequest) -> HttpResponse | None:
-        url = settings.APP_URL.rstrip("/") + request.get_full_path()
+        url = _registered_url(request)
         signature = request.headers.get("X-Twilio-Signature", "")
         if signature and telephony.signature_is_valid(
             url=url, params=request.POST, signature=signature
@@ -73,6 +76,23 @@ def twilio_webhook(view: View) -> View:
     return webhook
 
 
+def _registered_url(request: HttpRequest) -> str:
+    """The URL Twilio was given for ``request``: the URL as it arrived (rebuilt on APP_URL),
+    with the connection-override fragment we registered when it is one of our callbacks.
+
+    A server never receives a fragment, so it is put back from the one definition of the
+    callback's URL; ``telephony.signature_is_valid`` then accepts that URL with or without
+    it. A request that is not exactly the registered URL (another path, a query) gets no
+    fragment: only a signature over what arrived is accepted.
+    """
+    arrived = settings.APP_URL.rstrip("/") + request.get_full_path()
+    match = request.resolver_match
+    if match is None or match.app_name != "calls" or match.url_name not in links.CALLBACKS:
+        return arrived
+    registered = links.callback_url(match.url_name, int(match.kwargs["call_id"]))
+    return registered if urldefrag(registered).url == arrived else arrived
+
+
 @twilio_webhook
 def call_status(request: HttpRequest, call_id: int) -> HttpResponse:
     """Twilio's status callback for one call: kept, folded into the call, answered 204."""
@@ -81,8 +101,9 @@ def call_status(request: HttpRequest, call_id: int) -> HttpResponse:
 
 
 def twiml_view(view: Callable[..., str]) -> View:
-    """A webhook answering TwiML: signed, and never an error to Twilio (an unexpected
-    failure is logged and answered with the fallback's apology). Async views too."""
+    """A webhook answering TwiML: signed, answered within WEBHOOK_DEADLINE_SECONDS
+    (``deadlines``), and never an error to Twilio (an unexpected failure is logged and
+    answered with the fallback's apology). Async views too."""
 
     def apology(request: HttpRequest, call_id: int) -> str:
         return flow.fallback(call_id=call_id, params=request.POST.dict())

@@ -19,6 +19,7 @@ from campaigns.models import Campaign, Contact
 from campaigns.stats import (
     FINISHED_CONTACT_STATES,
     CampaignStats,
+    Cost,
     Hour,
     calls_by_hour,
     campaign_stats,
@@ -112,7 +113,7 @@ def campaign_dashboard(*, campaign: Campaign, now: datetime.datetime | None = No
         live_calls=live,
         answer_rate=percent(stats.answer_rate),
         average_duration=duration(stats.average_answered_seconds),
-        cost=", ".join(f"{money(cost.amount)} {cost.currency}" for cost in stats.cost) or "—",
+        cost=cost_label(stats.cost),
         charts=[
             _calls_per_hour_chart(hours),
             _outcomes_chart(stats),
@@ -125,6 +126,32 @@ def campaign_dashboard(*, campaign: Campaign, now: datetime.datetime | None = No
         refresh_seconds=REFRESH_SECONDS if campaign.state in ACTIVE_STATES or live else 0,
         updated_at=timezone.localtime(now),
     )
+
+
+def cost_label(cost: Cost) -> str:
+    """The cost so far, with its parts, and what it does not count yet."""
+    label = _(
+        "%(total)s %(currency)s (telephony %(telephony)s, speech %(speech)s, model %(model)s)"
+    ) % {
+        "total": money(cost.total),
+        "currency": cost.currency,
+        "telephony": money(cost.telephony),
+        "speech": money(cost.speech),
+        "model": money(cost.model),
+    }
+    notes = []
+    if cost.calls_pending:
+        notes.append(
+            ngettext(
+                "telephony price pending for %(count)d call",
+                "telephony price pending for %(count)d calls",
+                cost.calls_pending,
+            )
+            % {"count": cost.calls_pending}
+        )
+    if cost.unpriced:
+        notes.append(_("not counted: %(what)s") % {"what": ", ".join(cost.unpriced)})
+    return "; ".join([label, *notes])
 
 
 def percent(fraction: float | None) -> str:

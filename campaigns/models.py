@@ -782,6 +782,7 @@ class ContactImportError(models.Model):
 
 class WebhookEvent(models.TextChoices):
     CALL_COMPLETED = "call.completed", "call.completed"
+    CALL_PRICED = "call.priced", "call.priced"
     CONTACT_OPTED_OUT = "contact.opted_out", "contact.opted_out"
     CAMPAIGN_COMPLETED = "campaign.completed", "campaign.completed"
     IMPORT_COMPLETED = "import.completed", "import.completed"

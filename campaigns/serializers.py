@@ -150,9 +150,50 @@ class CampaignSerializer(PartnerOwnedSerializer):
         validators: list[Any] = []
 
 
+class TokensSerializer(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    completion = serializers.IntegerField()
+
+
 class CostSerializer(serializers.Serializer):
-    currency = serializers.CharField(help_text=_("ISO 4217, as the carrier reports it."))
-    amount = serializers.DecimalField(max_digits=14, decimal_places=5)
+    """What calls cost (calls.costs.Cost), amounts as decimal strings."""
+
+    currency = serializers.CharField(help_text=_("ISO 4217: the COST_CURRENCY setting."))
+    telephony = serializers.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        help_text=_("What Twilio charged (its price, known some time after the call)."),
+    )
+    speech = serializers.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        help_text=_("ElevenLabs: the characters played, each clip's shared by its calls."),
+    )
+    model = serializers.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        help_text=_("OpenAI: the tokens of the conversation and of the outcome extraction."),
+    )
+    total = serializers.DecimalField(max_digits=18, decimal_places=6)
+    pending = serializers.ListField(
+        child=serializers.CharField(),
+        help_text=_("Parts still to be settled: telephony while Twilio has not priced a call yet."),
+    )
+    unpriced = serializers.ListField(
+        child=serializers.CharField(),
+        help_text=_(
+            "What is left out of the amounts, having no price here: model:<name> or "
+            "speech:<model> without a unit price, telephony:<currency> in another "
+            "currency, telephony:unavailable when Twilio gave no price."
+        ),
+    )
+    tokens = serializers.DictField(
+        child=TokensSerializer(), help_text=_("Model tokens by model: prompt and completion.")
+    )
+    characters = serializers.DictField(
+        child=serializers.DecimalField(max_digits=14, decimal_places=2),
+        help_text=_("ElevenLabs characters by speech model (this call's share)."),
+    )
 
 
 def _counts(name: str, keys: list[str], help_text: str) -> type[serializers.Serializer]:
@@ -201,13 +242,22 @@ class CallStatsSerializer(serializers.Serializer):
     )
 
 
+class CampaignCostSerializer(CostSerializer):
+    calls_pending = serializers.IntegerField(
+        help_text=_("Calls whose telephony price Twilio has not given yet.")
+    )
+
+    def to_representation(self, cost: Any) -> dict[str, Any]:
+        return {**cost.as_dict(), "calls_pending": cost.calls_pending}
+
+
 class CampaignStatsSerializer(serializers.Serializer):
     """``GET /api/v1/campaigns/{id}/stats/``: the campaign's figures so far."""
 
     contacts = ContactStatsSerializer(source="*")
     calls = CallStatsSerializer(source="*")
-    cost = CostSerializer(
-        many=True, help_text=_("What the carrier charged so far, one sum per currency.")
+    cost = CampaignCostSerializer(
+        help_text=_("What the campaign's calls cost so far: the sum of their costs.")
     )
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import datetime
 from decimal import Decimal
 
-from django.db.models import Avg, Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Avg, Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, TruncHour
 from django.utils import timezone
 
@@ -51,15 +51,61 @@ def ended_calls() -> Q:
 
 @dataclasses.dataclass(frozen=True)
 class Cost:
+    """What one call, or a campaign's calls, cost in ``currency``.
+
+    ``telephony``, ``speech`` and ``model`` are the known amounts; ``total`` is their
+    sum. ``pending`` names the parts still to be settled (Twilio's price not known yet:
+    ``calls_pending`` calls); ``unpriced`` names what has no price here and is left out of
+    the amounts (a model without a unit price, a telephony price in another currency,
+    calls Twilio never priced). ``tokens`` is (prompt, completion) by model and
+    ``characters`` the characters by speech model, the figures the amounts come from.
+    """
+
     currency: str
-    amount: Decimal
+    telephony: Decimal
+    speech: Decimal
+    model: Decimal
+    pending: tuple[str, ...] = ()
+    unpriced: tuple[str, ...] = ()
+    calls_pending: int = 0
+    tokens: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    characters: dict[str, Decimal] = dataclasses.field(default_factory=dict)
+
+    @property
+    def total(self) -> Decimal:
+        return self.telephony + self.speech + self.model
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing is pending: the amounts will not change."""
+        return not self.pending
+
+    def as_dict(self) -> dict[str, object]:
+        """The cost as JSON-ready values: amounts as decimal strings."""
+        return {
+            "currency": self.currency,
+            "telephony": str(self.telephony),
+            "speech": str(self.speech),
+            "model": str(self.model),
+            "total": str(self.total),
+            "pending": list(self.pending),
+            "unpriced": list(self.unpriced),
+            "tokens": {
+                model: {"prompt": prompt, "completion": completion}
+                for model, (prompt, completion) in sorted(self.tokens.items())
+            },
+            "characters": {
+                model: str(characters.quantize(Decimal("0.01")))
+                for model, characters in sorted(self.characters.items())
+            },
+        }
 
 
 @dataclasses.dataclass(frozen=True)
 class CampaignStats:
     """``answer_rate``: answered calls over ended calls that reached the carrier (None
     before any ended); ``average_answered_seconds``: over answered calls with a duration;
-    ``cost``: what the carrier charged so far, one sum per currency."""
+    ``cost``: what the calls cost so far (telephony, speech, model; calls.costs)."""
 
     contacts_by_state: dict[str, int]
     calls_by_status: dict[str, int]
@@ -67,7 +113,7 @@ class CampaignStats:
     opted_out: int
     answer_rate: float | None
     average_answered_seconds: float | None
-    cost: list[Cost]
+    cost: Cost
 
     @property
     def contacts(self) -> int:
@@ -79,7 +125,8 @@ class CampaignStats:
 
 
 def campaign_stats(*, campaign: Campaign) -> CampaignStats:
-    """``campaign``'s figures now, in four queries."""
+    """``campaign``'s figures now, in a few aggregate queries."""
+    from calls.costs import campaign_cost
     from calls.models import CallStatus
     from calls.services import MACHINE_ANSWERS
 
@@ -103,14 +150,6 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         opted_out=Count("pk", filter=Q(outcome__opted_out=True)),
         average_answered=Avg("duration_seconds", filter=answered),
     )
-    cost = [
-        Cost(currency=unit, amount=amount)
-        for unit, amount in calls.filter(price__isnull=False)
-        .values("price_unit")
-        .annotate(amount=Sum("price"))
-        .order_by("price_unit")
-        .values_list("price_unit", "amount")
-    ]
     outcomes = {
         "answered": figures["answered"],
         "voicemail": figures["voicemail"],
@@ -127,7 +166,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         opted_out=figures["opted_out"],
         answer_rate=figures["answered"] / figures["ended"] if figures["ended"] else None,
         average_answered_seconds=float(average) if average is not None else None,
-        cost=cost,
+        cost=campaign_cost(campaign_id=campaign.pk),
     )
 
 

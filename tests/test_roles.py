@@ -34,8 +34,9 @@ from voices.models import SpeechClip, Voice
 pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
-MIGRATION = ("campaigns", "0009_staff_roles")
-roles_migration = importlib.import_module("campaigns.migrations.0009_staff_roles")
+# The latest migration that sets the roles' permissions.
+MIGRATION = ("campaigns", "0012_roles_clips_played")
+roles_migration = importlib.import_module("campaigns.migrations.0012_roles_clips_played")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -48,6 +49,7 @@ VIEWER = {
     "calls.view_call",
     "calls.view_turn",
     "calls.view_callevent",
+    "calls.view_callclip",
     "templates.view_calltemplate",
     "voices.view_voice",
     "voices.view_speechclip",

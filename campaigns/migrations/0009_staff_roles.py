@@ -70,6 +70,12 @@ def _permissions(Permission, using: str, granted: dict[str, list[str]]) -> list:
 
 
 def create_roles(apps, schema_editor):
+    grant_roles(apps, schema_editor, viewer=VIEWER, operator_also=OPERATOR_ALSO)
+
+
+def grant_roles(apps, schema_editor, *, viewer, operator_also):
+    """Set each role's permissions: ``viewer``'s, those plus ``operator_also``, and every
+    permission of the administered apps (later roles migrations call this with theirs)."""
     using = schema_editor.connection.alias
     for label in ["auth", *ADMINISTRATOR_APPS]:
         app_config = apps.get_app_config(label)
@@ -80,8 +86,8 @@ def create_roles(apps, schema_editor):
 
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    viewer = _permissions(Permission, using, VIEWER)
-    operator = viewer + _permissions(Permission, using, OPERATOR_ALSO)
+    viewer = _permissions(Permission, using, viewer)
+    operator = viewer + _permissions(Permission, using, operator_also)
     administrator = list(
         Permission.objects.using(using).filter(content_type__app_label__in=ADMINISTRATOR_APPS)
     ) + list(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from email.utils import format_datetime
 from types import SimpleNamespace
 
@@ -11,10 +13,11 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone, translation
 
-from calls import dialing, pacing, tasks
-from calls.dialing import Dialed, place_call, reconcile_calls
+from calls import dialing, pacing, tasks, telephony
+from calls.dialing import Dialed, check_prices, place_call, reconcile_calls
 from calls.dispatcher import dispatch
-from calls.models import Call, CallStatus
+from calls.models import Call, CallStatus, PriceStatus
+from calls.services import PRICE_FIRST_CHECK, record_call_status
 from campaigns.models import Campaign, Contact, DoNotCall, DoNotCallSource
 from campaigns.services import add_do_not_call, pause_campaign
 
@@ -138,6 +141,7 @@ def test_a_number_put_on_do_not_call_after_dispatch_is_not_dialled(running, fake
     call.refresh_from_db()
     assert call.status == CallStatus.NOT_PLACED
     assert "do-not-call" in call.error_message
+    assert (call.price_status, call.price_check_at) == (PriceStatus.NOT_CHARGED, None)
     contact = call.contact
     contact.refresh_from_db()
     assert contact.state == Contact.State.FAILED
@@ -201,6 +205,7 @@ def test_an_invalid_number_fails_the_call_and_the_contact_with_a_reason(
     call.refresh_from_db()
     assert (call.status, call.error_code) == (CallStatus.FAILED, 21211)
     assert call.error_message == "The number to call is not valid."
+    assert (call.price_status, call.price_check_at) == (PriceStatus.NOT_CHARGED, None)
     contact = Contact.objects.get(pk=call.contact_id)
     assert contact.state == Contact.State.FAILED
     assert "21211" in contact.state_reason
@@ -392,9 +397,54 @@ def test_reconcile_keeps_when_twilio_ended_the_call(running, fake_twilio) -> Non
     # when
     assert reconcile_calls(now=later(60)).refreshed == [call.pk]
 
-    # then: the end is Twilio's, not the time reconciliation ran
+    # then: the end is Twilio's, not the time reconciliation ran; the price Twilio already
+    # shows (it priced the call long ago) is kept at once
     call.refresh_from_db()
     assert (call.status, call.ended_at) == (CallStatus.COMPLETED, ended)
+    assert (call.price, call.price_unit, call.price_status, call.price_check_at) == (
+        Decimal("0.013"),
+        "USD",
+        PriceStatus.KNOWN,
+        None,
+    )
+
+
+def test_reconcile_of_a_call_not_yet_priced_waits_for_its_price(running, fake_twilio) -> None:
+    # given: Twilio ended the call a moment ago and shows no price yet
+    [call] = dispatched(running)
+    place_call(call_id=call.pk)
+    call.refresh_from_db()
+    ended = timezone.now().replace(microsecond=0)
+    fake_twilio.price_delay = datetime.timedelta(minutes=5)
+    fake_twilio.set_call(
+        call.provider_sid, status="completed", duration="42", end_time=format_datetime(ended)
+    )
+    Call.objects.filter(pk=call.pk).update(dialed_at=ended - datetime.timedelta(minutes=2))
+
+    # when
+    assert reconcile_calls(now=later(60)).refreshed == [call.pk]
+
+    # then: the price tick asks for it a few seconds after the end
+    call.refresh_from_db()
+    assert (call.price, call.price_status) == (None, PriceStatus.PENDING)
+    assert call.price_check_at == ended + PRICE_FIRST_CHECK
+
+
+def test_reconcile_of_a_call_twilio_does_not_charge_asks_no_price(running, fake_twilio) -> None:
+    [call] = dispatched(running)
+    place_call(call_id=call.pk)
+    call.refresh_from_db()
+    fake_twilio.set_call(call.provider_sid, status="busy", duration="0")
+    life = running.ring_timeout_seconds + running.time_limit_seconds
+
+    assert reconcile_calls(now=later(life // 60 + 5)).refreshed == [call.pk]
+
+    call.refresh_from_db()
+    assert (call.status, call.price_status, call.price_check_at) == (
+        CallStatus.BUSY,
+        PriceStatus.NOT_CHARGED,
+        None,
+    )
 
 
 def test_reconcile_fails_a_call_twilio_does_not_know(running, fake_twilio) -> None:
@@ -443,8 +493,6 @@ def test_do_not_call_entries_are_global_or_per_partner(running, fake_twilio, par
 def test_a_callback_asked_on_the_call_becomes_the_contacts_next_attempt(
     running, fake_twilio
 ) -> None:
-    from calls.services import record_call_status
-
     [call] = dispatched(running)
     place_call(call_id=call.pk)
     call.refresh_from_db()
@@ -459,3 +507,271 @@ def test_a_callback_asked_on_the_call_becomes_the_contacts_next_attempt(
     assert contact.state == Contact.State.RETRY
     assert contact.next_attempt_at == datetime.datetime(2030, 1, 2, 9, 0, tzinfo=datetime.UTC)
     assert "2030-01-02 10:00" in contact.state_reason
+
+
+# --- Prices ---------------------------------------------------------------------------------
+
+SECONDS = datetime.timedelta(seconds=1)
+
+
+def ended_calls(
+    campaign: Campaign,
+    fake_twilio,
+    *,
+    ended: datetime.datetime,
+    count: int = 1,
+    status: str = "completed",
+) -> list[Call]:
+    """``count`` calls placed at the fake Twilio that ended with ``status`` at ``ended``,
+    as Twilio's final callback and its Call resource say (the resource shows its price
+    once the fake's ``price_delay`` has passed since the end)."""
+    ended = ended.replace(microsecond=0)
+    calls = dispatched(campaign, count)
+    for call in calls:
+        assert place_call(call_id=call.pk) == Dialed.PLACED
+        call.refresh_from_db()
+        Call.objects.filter(pk=call.pk).update(dialed_at=ended - datetime.timedelta(minutes=1))
+        duration = "42" if status == "completed" else "0"
+        fake_twilio.set_call(
+            call.provider_sid, status=status, duration=duration, end_time=format_datetime(ended)
+        )
+        record_call_status(
+            call_id=call.pk,
+            params={
+                "CallSid": call.provider_sid,
+                "CallStatus": status,
+                "CallDuration": duration,
+                "Timestamp": format_datetime(ended),
+            },
+        )
+        call.refresh_from_db()
+    return calls
+
+
+def price_fetches(fake_twilio) -> list[str]:
+    """The SIDs of the Call resources asked for, in order."""
+    return [
+        request.path.rsplit("/", 1)[-1].removesuffix(".json")
+        for request in fake_twilio.requests
+        if request.method == "GET" and "/Calls/" in request.path
+    ]
+
+
+def price_state(call: Call) -> tuple:
+    call.refresh_from_db()
+    return (call.price, call.price_unit, call.price_status, call.price_check_at)
+
+
+def test_check_prices_asks_with_back_off_until_twilio_has_priced_the_call(
+    running, fake_twilio
+) -> None:
+    # given: a call that ended just now, which Twilio prices 40 s after its end
+    ended = timezone.now().replace(microsecond=0)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+    twilio_now = [ended]
+    fake_twilio.clock = lambda: twilio_now[0]
+    fake_twilio.price_delay = 40 * SECONDS
+    first = ended + PRICE_FIRST_CHECK
+    assert price_state(call) == (None, "", PriceStatus.PENDING, first)
+
+    # when the tick runs before the first check is due: Twilio is not asked
+    assert check_prices(now=first - SECONDS) == dialing.PriceChecks()
+    assert price_fetches(fake_twilio) == []
+
+    # when it is due: Twilio shows no price yet, asked again 15 s later
+    twilio_now[0] = first
+    assert check_prices(now=first).waiting == [call.pk]
+    assert price_state(call) == (None, "", PriceStatus.PENDING, first + 15 * SECONDS)
+    assert check_prices(now=first + 14 * SECONDS) == dialing.PriceChecks()
+
+    # still none: asked again after twice as long
+    twilio_now[0] = first + 15 * SECONDS
+    assert check_prices(now=first + 15 * SECONDS).waiting == [call.pk]
+    assert price_state(call) == (None, "", PriceStatus.PENDING, first + 45 * SECONDS)
+
+    # then Twilio has priced it: the cost is kept, within a minute of the end
+    twilio_now[0] = first + 45 * SECONDS
+    assert check_prices(now=first + 45 * SECONDS).known == [call.pk]
+    assert price_state(call) == (Decimal("0.013"), "USD", PriceStatus.KNOWN, None)
+    assert price_fetches(fake_twilio) == [call.provider_sid] * 3
+    assert first + 45 * SECONDS - ended < datetime.timedelta(minutes=1)
+    call.refresh_from_db()
+    assert call.price_checks == 3
+    # and it is never asked for again
+    assert check_prices(now=ended + datetime.timedelta(hours=2)) == dialing.PriceChecks()
+    assert len(price_fetches(fake_twilio)) == 3
+
+
+def test_check_prices_back_off_is_capped_at_an_hour(running, fake_twilio) -> None:
+    ended = timezone.now().replace(microsecond=0)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+    fake_twilio.price_delay = datetime.timedelta(days=30)
+    Call.objects.filter(pk=call.pk).update(price_checks=20)
+
+    check_prices(now=ended + datetime.timedelta(hours=2))
+
+    assert price_state(call)[2:] == (
+        PriceStatus.PENDING,
+        ended + datetime.timedelta(hours=3),
+    )
+
+
+@pytest.mark.parametrize("status", ["busy", "no-answer", "failed", "canceled"])
+def test_check_prices_never_asks_for_a_call_twilio_does_not_charge(
+    running, fake_twilio, status
+) -> None:
+    ended = timezone.now() - datetime.timedelta(minutes=1)
+    [call] = ended_calls(running, fake_twilio, ended=ended, status=status)
+
+    assert check_prices(now=timezone.now() + datetime.timedelta(hours=1)) == dialing.PriceChecks()
+
+    assert price_state(call)[2:] == (PriceStatus.NOT_CHARGED, None)
+    assert price_fetches(fake_twilio) == []
+
+
+def test_check_prices_gives_up_a_day_after_the_end(running, fake_twilio, caplog) -> None:
+    # given: a call that ended two days ago, which Twilio never priced
+    ended = timezone.now() - datetime.timedelta(days=2)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+    fake_twilio.price_delay = datetime.timedelta(days=30)
+
+    # when
+    with caplog.at_level(logging.WARNING, logger="calls.dialing"):
+        result = check_prices(now=timezone.now())
+
+    # then: asked once more, then given up, and said so
+    assert result.unavailable == [call.pk]
+    assert price_state(call) == (None, "", PriceStatus.UNAVAILABLE, None)
+    assert price_fetches(fake_twilio) == [call.provider_sid]
+    assert "given up" in caplog.text
+
+
+def test_check_prices_a_day_after_the_end_still_keeps_a_price_twilio_shows(
+    running, fake_twilio
+) -> None:
+    ended = timezone.now() - datetime.timedelta(days=2)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+
+    assert check_prices(now=timezone.now()).known == [call.pk]
+
+    assert price_state(call) == (Decimal("0.013"), "USD", PriceStatus.KNOWN, None)
+
+
+def test_check_prices_a_call_twilio_does_not_know_has_no_price(running, fake_twilio) -> None:
+    ended = timezone.now() - datetime.timedelta(minutes=1)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+    Call.objects.filter(pk=call.pk).update(provider_sid="CA" + "f" * 32)
+
+    assert check_prices(now=timezone.now()).unavailable == [call.pk]
+
+    assert price_state(call) == (None, "", PriceStatus.UNAVAILABLE, None)
+    assert price_fetches(fake_twilio) == ["CA" + "f" * 32]
+
+
+def test_check_prices_asks_again_later_when_twilio_keeps_failing(
+    running, fake_twilio, settings
+) -> None:
+    # given: two calls due, and Twilio answering 503 to every try of the adapter
+    ended = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
+    first, second = ended_calls(running, fake_twilio, ended=ended, count=2)
+    fake_twilio.fail_next(503, times=settings.TWILIO_MAX_RETRIES + 1)
+    now = timezone.now()
+
+    # when
+    result = check_prices(now=now)
+
+    # then: the first is asked again after the back-off, and the tick stopped asking
+    # Twilio (the second waits, still due, for the next tick)
+    assert result == dialing.PriceChecks(waiting=[first.pk])
+    assert price_state(first)[2:] == (PriceStatus.PENDING, now + 15 * SECONDS)
+    assert price_state(second)[2:] == (PriceStatus.PENDING, ended + PRICE_FIRST_CHECK)
+    assert len(price_fetches(fake_twilio)) == settings.TWILIO_MAX_RETRIES + 1
+
+    # when Twilio is back: both priced
+    assert check_prices(now=now + 15 * SECONDS).known == [second.pk, first.pk]
+    assert price_state(first)[2] == price_state(second)[2] == PriceStatus.KNOWN
+
+
+def test_check_prices_with_bad_credentials_backs_off_and_says_so(
+    running, fake_twilio, caplog
+) -> None:
+    # given
+    ended = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+    fake_twilio.fail_next(401, times=2)
+    now = timezone.now()
+
+    # when Twilio refuses the credentials twice
+    with caplog.at_level(logging.ERROR, logger="calls.dialing"):
+        assert check_prices(now=now).waiting == [call.pk]
+        assert check_prices(now=now + 15 * SECONDS).waiting == [call.pk]
+
+    # then: each asked once (no retry of a refusal), the second wait twice the first
+    assert len(price_fetches(fake_twilio)) == 2
+    assert price_state(call)[2:] == (PriceStatus.PENDING, now + 45 * SECONDS)
+    assert "refused" in caplog.text
+    # and once the credentials are right, the price is kept
+    assert check_prices(now=now + 45 * SECONDS).known == [call.pk]
+
+
+def test_check_prices_two_ticks_at_once_ask_twilio_once_per_call(
+    running, fake_twilio, monkeypatch
+) -> None:
+    # given: two calls due, and a second worker's tick that runs while the first tick
+    # waits for Twilio's answer about its first call (after it read which calls are due)
+    ended = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
+    first, second = ended_calls(running, fake_twilio, ended=ended, count=2)
+    now = timezone.now()
+    fetch = telephony.fetch_call
+    asked: list[str] = []
+    other_tick: list[dialing.PriceChecks] = []
+
+    def fetch_while_another_tick_runs(*, sid: str) -> telephony.ProviderCall:
+        asked.append(sid)
+        if len(asked) == 1:
+            other_tick.append(check_prices(now=now))
+        return fetch(sid=sid)
+
+    monkeypatch.setattr(telephony, "fetch_call", fetch_while_another_tick_runs)
+
+    # when
+    result = check_prices(now=now)
+
+    # then: each call asked for once; each tick kept the price it asked for
+    assert sorted(asked) == sorted([first.provider_sid, second.provider_sid])
+    assert result == dialing.PriceChecks(known=[first.pk])
+    assert other_tick == [dialing.PriceChecks(known=[second.pk])]
+    assert price_state(first)[2] == price_state(second)[2] == PriceStatus.KNOWN
+
+
+def test_check_prices_asks_again_for_a_call_whose_check_was_lost(running, fake_twilio) -> None:
+    # given: a tick claimed the call, then its worker died before asking
+    ended = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
+    [call] = ended_calls(running, fake_twilio, ended=ended)
+    now = timezone.now()
+    Call.objects.filter(pk=call.pk).update(price_check_at=now + dialing.PRICE_CLAIM)
+
+    # then: nobody asks while the claim holds; the next tick after it does
+    assert check_prices(now=now) == dialing.PriceChecks()
+    assert check_prices(now=now + dialing.PRICE_CLAIM).known == [call.pk]
+
+
+def test_check_prices_takes_a_bounded_batch(running, fake_twilio) -> None:
+    ended = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
+    calls = ended_calls(running, fake_twilio, ended=ended, count=3)
+
+    assert len(check_prices(now=timezone.now(), limit=2).known) == 2
+    assert len(check_prices(now=timezone.now(), limit=2).known) == 1
+    assert {price_state(call)[2] for call in calls} == {PriceStatus.KNOWN}
+
+
+def test_the_price_tick_reports_what_it_did(running, fake_twilio) -> None:
+    ended = timezone.now().replace(microsecond=0) - datetime.timedelta(minutes=1)
+    ended_calls(running, fake_twilio, ended=ended)
+
+    assert tasks.check_prices_task() == {
+        "known": 1,
+        "waiting": 0,
+        "unavailable": 0,
+        "not_charged": 0,
+    }

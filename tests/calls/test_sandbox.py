@@ -1,17 +1,21 @@
 """The sandbox carrier, played against test webhooks on a live server.
 
 The views below stand in for our Twilio webhooks: each checks the request's signature as
-the real ones do, records what it received and answers with the TwiML a test scripted.
+the real ones do (a callback registered with the connection override `#rc=3` is accepted
+signed over its URL with or without it), records what it received and answers with the
+TwiML a test scripted.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import io
 import threading
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pytest
 import requests
@@ -24,6 +28,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from callcenter.metrics import DIAL_ERRORS
 from calls import sandbox, telephony
+from calls.dialing import check_prices
+from calls.models import Call
+from calls.services import PRICE_FIRST_CHECK, record_call_status
 from calls.telephony import TelephonyRejected
 from campaigns.models import Campaign, Contact, default_sandbox_personas
 
@@ -44,6 +51,11 @@ class Received:
     method: str
     params: dict[str, str]
     signed: bool
+    over_fragment: bool  # signed over the URL with its connection-override fragment
+
+
+# The hooks `dial` registers with a connection-override fragment, as the dialer does.
+FRAGMENTS = {"status": "#rc=3", "amd": "#rc=3", "recording": "#rc=3"}
 
 
 RECEIVED: list[Received] = []
@@ -56,11 +68,19 @@ _lock = threading.Lock()
 def hook(request: HttpRequest, name: str) -> HttpResponse:
     url = settings.APP_URL.rstrip("/") + request.get_full_path()
     params = request.POST if request.method == "POST" else {}
-    signed = telephony.signature_is_valid(
-        url=url, params=params, signature=request.headers.get("X-Twilio-Signature")
+    signature = request.headers.get("X-Twilio-Signature")
+    plain = telephony.signature_is_valid(url=url, params=params, signature=signature)
+    over_fragment = (
+        not plain
+        and name in FRAGMENTS
+        and "?" not in url
+        and telephony.signature_is_valid(
+            url=url + FRAGMENTS[name], params=params, signature=signature
+        )
     )
+    signed = plain or over_fragment
     with _lock:
-        RECEIVED.append(Received(name, request.method, request.POST.dict(), signed))
+        RECEIVED.append(Received(name, request.method, request.POST.dict(), signed, over_fragment))
     if not signed:
         return HttpResponseForbidden()
     answer = DOCUMENTS.get(name)
@@ -131,11 +151,13 @@ def dial(
         status_callback=telephony.url_with_retries(f"{base}/hooks/status"),
         status_callback_events=events,
         machine_detection="DetectMessageEnd" if amd else None,
-        async_amd_callback=f"{base}/hooks/amd",
+        async_amd_callback=telephony.url_with_retries(f"{base}/hooks/amd"),
         timeout=timeout,
         time_limit=time_limit,
         record=record,
-        recording_status_callback=f"{base}/hooks/recording" if record else None,
+        recording_status_callback=telephony.url_with_retries(f"{base}/hooks/recording")
+        if record
+        else None,
         sandbox_persona=persona,
     )
     if play:
@@ -543,6 +565,128 @@ def test_run_call_retries_a_failing_status_callback_as_its_rc_fragment_says(base
     # The status URL ends in #rc=3: one try and three retries; the fragment is not sent.
     assert len(received("status")) == 4
     assert {params["SequenceNumber"] for params in received("status")} == {"0"}
+
+
+def test_run_call_signs_callbacks_with_or_without_their_fragment_by_call(base) -> None:
+    # given: calls until both ways were seen (half the SIDs each way, so a handful)
+    DOCUMENTS["answer"] = gather("turn")
+    DOCUMENTS["turn"] = GOODBYE
+    ways: dict[str, set[bool]] = {}
+    for _call in range(64):
+        if {True, False} <= {way for seen in ways.values() for way in seen}:
+            break
+        # when: a call's callbacks (status, AMD, recording) are delivered
+        RECEIVED.clear()
+        sid = dial(base, "interested", record=True)
+        callbacks = [r for r in RECEIVED if r.name in FRAGMENTS]
+        assert {r.name for r in callbacks} == {"status", "amd", "recording"}
+        ways[sid] = {r.over_fragment for r in callbacks}
+
+    # then: every callback of one call signed the same way, as the SID says; both ways
+    # in the run; and every request was accepted (the `base` fixture checks it)
+    assert all(seen == {sandbox.signs_fragment(sid)} for sid, seen in ways.items())
+    assert {way for seen in ways.values() for way in seen} == {True, False}
+
+
+# --- Prices --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch) -> list[float]:
+    """The sandbox's real-time clock, moved by the test."""
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(sandbox, "_clock", lambda: now[0])
+    return now
+
+
+def test_fetch_call_shows_the_price_some_seconds_after_the_end(base, clock) -> None:
+    # given: a call answered and ended; no callback carries a price, as with Twilio
+    DOCUMENTS["answer"] = gather("turn")
+    DOCUMENTS["turn"] = GOODBYE
+    sid = dial(base, "interested")
+    assert not {"Price", "PriceUnit", "CallPrice"} & {
+        name for params in received("status") for name in params
+    }
+
+    # when / then: no price until PRICE_SECONDS (simulated) after the end, then its own
+    delay = sandbox.PRICE_SECONDS / settings.SANDBOX_SPEED
+    clock[0] += delay * 0.99
+    before = telephony.fetch_call(sid=sid)
+    clock[0] += delay * 0.01
+    after = telephony.fetch_call(sid=sid)
+
+    assert (before.price, before.price_unit) == (None, "USD")
+    assert after.duration < 60
+    assert (after.price, after.price_unit) == ("-0.01400", "USD")
+    assert after.ended_at == datetime.datetime.fromtimestamp(1_800_000_000, datetime.UTC)
+
+
+@pytest.mark.parametrize(("persona", "status"), [("busy", "busy"), ("no_answer", "no-answer")])
+def test_fetch_call_of_a_call_not_charged_never_shows_a_price(base, clock, persona, status) -> None:
+    sid = dial(base, persona)
+
+    clock[0] += 86_400
+
+    call = telephony.fetch_call(sid=sid)
+    assert (call.status, call.price) == (status, None)
+
+
+@pytest.mark.parametrize(
+    ("status", "duration", "price"),
+    [
+        ("completed", 0, "-0.01400"),
+        ("completed", 60, "-0.01400"),
+        ("completed", 61, "-0.02800"),
+        ("completed", 600, "-0.14000"),
+        ("busy", 0, None),
+        ("no-answer", 0, None),
+        ("canceled", 0, None),
+        ("failed", 0, None),
+    ],
+)
+def test_price_of_charges_completed_calls_per_started_minute(status, duration, price) -> None:
+    assert sandbox.price_of(status, duration) == price
+
+
+def test_the_sandbox_prices_a_call_before_it_is_first_asked_at_the_default_speed() -> None:
+    # A few real seconds after the end at the default SANDBOX_SPEED (5, .env.example), and
+    # before the price tick first asks: a demo call's price is kept at the first check.
+    real_seconds = sandbox.PRICE_SECONDS / 5.0
+    assert 2 <= real_seconds < PRICE_FIRST_CHECK.total_seconds()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_price_tick_keeps_a_sandbox_calls_price(base, clock, campaign) -> None:
+    # given: a sandbox call whose final callback our service folded in
+    DOCUMENTS["answer"] = GOODBYE
+    sid = dial(base, "interested")
+    contact = Contact.objects.create(campaign=campaign, phone=TO, state=Contact.State.CALLING)
+    call = Call.objects.create(
+        campaign=campaign,
+        contact=contact,
+        attempt=1,
+        status=Call.Status.DIALING,
+        provider_sid=sid,
+        from_number=FROM,
+        to_number=TO,
+        dialed_at=timezone.now() - datetime.timedelta(minutes=1),
+    )
+    record_call_status(call_id=call.pk, params=received("status")[-1])
+    call.refresh_from_db()
+    assert (call.price_status, call.price) == (Call.PriceStatus.PENDING, None)
+
+    # when the tick asks, a few seconds after the end
+    clock[0] += PRICE_FIRST_CHECK.total_seconds()
+    result = check_prices(now=call.price_check_at)
+
+    # then
+    assert result.known == [call.pk]
+    call.refresh_from_db()
+    assert (call.price, call.price_unit, call.price_status) == (
+        Decimal("0.014"),
+        "USD",
+        Call.PriceStatus.KNOWN,
+    )
 
 
 # --- Transfers and recordings --------------------------------------------------------------

@@ -10,7 +10,13 @@ from django.db import connections
 from django.utils import timezone
 
 from calls.models import Call, CallEvent
-from calls.services import finish_call, record_call_status, speech_for_call
+from calls.services import (
+    PRICE_FIRST_CHECK,
+    finish_call,
+    record_call_status,
+    record_price,
+    speech_for_call,
+)
 from campaigns.models import Contact, default_retry_policy
 from templates.models import CallTemplate
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
@@ -136,8 +142,6 @@ def status_events(sid: str = SID, *, answered_by: str = "human") -> list[dict[st
             "Timestamp": rfc2822(DIALED_AT + datetime.timedelta(seconds=51)),
             "CallDuration": "42",
             "AnsweredBy": answered_by,
-            "Price": "-0.01300",
-            "PriceUnit": "USD",
             "SipResponseCode": "200",
         },
     ]
@@ -184,6 +188,8 @@ def folded_state(call: Call) -> dict:
         "answered_by": call.answered_by,
         "price": call.price,
         "price_unit": call.price_unit,
+        "price_status": call.price_status,
+        "price_check_at": call.price_check_at,
         "error_code": call.error_code,
         "error_message": call.error_message,
         "contact_state": call.contact.state,
@@ -207,7 +213,10 @@ def test_record_call_status_folds_ordered_events_into_the_call(campaign) -> None
     assert call.ended_at == DIALED_AT + datetime.timedelta(seconds=51)
     assert call.duration_seconds == 42
     assert call.answered_by == "human"
-    assert (call.price, call.price_unit) == (Decimal("0.013"), "USD")
+    # No price yet: Twilio's Call resource is asked for it a few seconds after the end.
+    assert (call.price, call.price_unit) == (None, "")
+    assert call.price_status == Call.PriceStatus.PENDING
+    assert call.price_check_at == call.ended_at + PRICE_FIRST_CHECK
     assert call.error_code is None and call.error_message == ""
     assert call.events.count() == 4
     assert CallEvent.objects.get(call=call, sequence_number=3).payload["CallDuration"] == "42"
@@ -429,6 +438,98 @@ def test_record_call_status_concurrent_callbacks_apply_once(campaign) -> None:
     assert state["events"] == [0, 1, 2, 3]
     assert state["answered_at"] == DIALED_AT + datetime.timedelta(seconds=9)
     assert state["contact_state"] == Contact.State.DONE
+
+
+# --- The price of a call ---------------------------------------------------------------------
+
+
+def test_record_call_status_takes_no_price_from_a_callback(campaign) -> None:
+    # given: a final callback with the price fields Twilio never sends in one
+    call = dialed_call(campaign)
+    completed = {
+        **status_events()[3],
+        "Price": "-0.01300",
+        "PriceUnit": "USD",
+        "CallPrice": "-0.01300",
+    }
+
+    # when
+    record_call_status(call_id=call.pk, params=completed)
+
+    # then
+    call.refresh_from_db()
+    assert (call.price, call.price_unit) == (None, "")
+    assert call.price_status == Call.PriceStatus.PENDING
+
+
+@pytest.mark.parametrize("status", ["busy", "no-answer", "failed", "canceled"])
+def test_record_call_status_a_call_twilio_does_not_charge_is_not_charged(campaign, status) -> None:
+    call = dialed_call(campaign)
+
+    record_call_status(call_id=call.pk, params=final_event(status))
+
+    call.refresh_from_db()
+    assert (call.price_status, call.price_check_at) == (Call.PriceStatus.NOT_CHARGED, None)
+
+
+def test_record_call_status_a_completed_call_waits_for_its_price_after_its_end(campaign) -> None:
+    call = dialed_call(campaign)
+
+    record_call_status(call_id=call.pk, params=final_event("completed", CallDuration="20"))
+
+    call.refresh_from_db()
+    assert call.ended_at == DIALED_AT + datetime.timedelta(seconds=30)
+    assert (call.price_status, call.price_check_at) == (
+        Call.PriceStatus.PENDING,
+        call.ended_at + PRICE_FIRST_CHECK,
+    )
+    assert call.price_checks == 0
+
+
+def test_record_call_status_live_statuses_leave_the_price_alone(campaign) -> None:
+    call = dialed_call(campaign)
+
+    for params in status_events()[:3]:
+        record_call_status(call_id=call.pk, params=params)
+
+    call.refresh_from_db()
+    assert (call.price_status, call.price_check_at) == (Call.PriceStatus.PENDING, None)
+
+
+def test_record_price_keeps_twilios_price_as_the_cost(campaign) -> None:
+    call = dialed_call(campaign)
+    record_call_status(call_id=call.pk, params=final_event("completed"))
+
+    assert record_price(call_id=call.pk, price="-0.01300", price_unit="usd")
+
+    call.refresh_from_db()
+    assert (call.price, call.price_unit, call.price_status, call.price_check_at) == (
+        Decimal("0.013"),
+        "USD",
+        Call.PriceStatus.KNOWN,
+        None,
+    )
+
+
+@pytest.mark.parametrize("price", [None, "", "not a price", "NaN", "-1e9"])
+def test_record_price_refuses_what_is_not_a_price(campaign, price) -> None:
+    call = dialed_call(campaign)
+    record_call_status(call_id=call.pk, params=final_event("completed"))
+
+    assert not record_price(call_id=call.pk, price=price, price_unit="USD")
+
+    call.refresh_from_db()
+    assert (call.price, call.price_status) == (None, Call.PriceStatus.PENDING)
+
+
+def test_record_price_leaves_a_call_not_charged_alone(campaign) -> None:
+    call = dialed_call(campaign)
+    record_call_status(call_id=call.pk, params=final_event("busy"))
+
+    assert not record_price(call_id=call.pk, price="-0.01300", price_unit="USD")
+
+    call.refresh_from_db()
+    assert (call.price, call.price_status) == (None, Call.PriceStatus.NOT_CHARGED)
 
 
 # --- After the call ---------------------------------------------------------------------------

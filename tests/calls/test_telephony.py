@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import hashlib
 import hmac
 from collections.abc import Iterator
@@ -367,6 +369,37 @@ def test_fetch_call_retries_a_503_then_returns_the_call(fake_twilio) -> None:
     assert len(fake_twilio.sleeps) == 1
 
 
+def test_fetch_call_shows_no_price_until_twilio_has_priced_the_ended_call(fake_twilio) -> None:
+    # given: a call that ended at 10:00, which the fake Twilio prices 30 s later
+    ended = datetime.datetime(2026, 3, 2, 10, 0, tzinfo=datetime.UTC)
+    now = [ended + datetime.timedelta(seconds=29)]
+    fake_twilio.clock = lambda: now[0]
+    fake_twilio.price_delay = datetime.timedelta(seconds=30)
+    sid = existing_call(
+        fake_twilio,
+        status="completed",
+        duration="75",
+        end_time=email.utils.format_datetime(ended),
+    )
+
+    # when / then: no price yet, then Twilio's (two started minutes), as Twilio writes it
+    before = telephony.fetch_call(sid=sid)
+    now[0] = ended + datetime.timedelta(seconds=30)
+    after = telephony.fetch_call(sid=sid)
+
+    assert (before.price, before.price_unit) == (None, "USD")
+    assert (after.price, after.price_unit) == ("-0.02600", "USD")
+    assert after.ended_at == ended
+
+
+@pytest.mark.parametrize("status", ["busy", "no-answer", "failed", "canceled"])
+def test_fetch_call_of_a_call_not_charged_shows_no_price(fake_twilio, status) -> None:
+    long_ago = email.utils.format_datetime(datetime.datetime(2026, 3, 2, tzinfo=datetime.UTC))
+    sid = existing_call(fake_twilio, status=status, duration="0", end_time=long_ago)
+
+    assert telephony.fetch_call(sid=sid).price is None
+
+
 def test_fetch_call_retries_a_timeout(fake_twilio, settings) -> None:
     settings.TWILIO_TIMEOUT = 0.2
     sid = existing_call(fake_twilio)
@@ -523,6 +556,19 @@ def test_sign_request_leaves_the_connection_override_fragment_out(twilio_mode) -
     assert telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=signature)
 
 
+def test_sign_request_signs_the_fragment_when_asked(twilio_mode) -> None:
+    registered = telephony.url_with_retries(STATUS_URL)
+    signed = registered + "".join(name + STATUS_PARAMS[name] for name in sorted(STATUS_PARAMS))
+    expected = base64.b64encode(
+        hmac.new(AUTH_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
+    ).decode()
+
+    signature = telephony.sign_request(url=registered, params=STATUS_PARAMS, keep_fragment=True)
+
+    assert signature == expected
+    assert signature != telephony.sign_request(url=registered, params=STATUS_PARAMS)
+
+
 def test_signature_is_valid_accepts_a_signature_with_or_without_the_fragment(twilio_mode) -> None:
     registered = telephony.url_with_retries(STATUS_URL)
     signed = registered + "".join(name + STATUS_PARAMS[name] for name in sorted(STATUS_PARAMS))
@@ -530,6 +576,11 @@ def test_signature_is_valid_accepts_a_signature_with_or_without_the_fragment(twi
         hmac.new(AUTH_TOKEN.encode(), signed.encode(), hashlib.sha1).digest()
     ).decode()
     without_fragment = telephony.sign_request(url=STATUS_URL, params=STATUS_PARAMS)
+    other_fragment = telephony.sign_request(
+        url=telephony.url_with_retries(STATUS_URL, retry_count=5),
+        params=STATUS_PARAMS,
+        keep_fragment=True,
+    )
 
     for signature in (with_fragment, without_fragment):
         assert telephony.signature_is_valid(
@@ -537,6 +588,9 @@ def test_signature_is_valid_accepts_a_signature_with_or_without_the_fragment(twi
         )
     assert not telephony.signature_is_valid(
         url=STATUS_URL, params=STATUS_PARAMS, signature=with_fragment
+    )
+    assert not telephony.signature_is_valid(
+        url=registered, params=STATUS_PARAMS, signature=other_fragment
     )
 
 

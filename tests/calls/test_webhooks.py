@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import datetime
 import itertools
-from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from calls import telephony
+from calls import links, telephony
 from calls.models import Call, CallEvent
+from calls.services import PRICE_FIRST_CHECK
 from calls.webhooks import SIGNATURE_FAILURES
 from campaigns.models import Contact
 
@@ -62,8 +62,6 @@ def status_events(sid: str = SID, *, answered_by: str = "human") -> list[dict[st
             "Timestamp": rfc2822(51),
             "CallDuration": "42",
             "AnsweredBy": answered_by,
-            "Price": "-0.01300",
-            "PriceUnit": "USD",
         },
     ]
 
@@ -191,7 +189,9 @@ def test_status_webhook_folds_ordered_callbacks(client, campaign) -> None:
     assert call.ended_at == DIALED_AT + datetime.timedelta(seconds=51)
     assert call.duration_seconds == 42
     assert call.answered_by == "human"
-    assert (call.price, call.price_unit) == (Decimal("0.013"), "USD")
+    # Twilio prices the call later, on its Call resource: the price tick asks for it.
+    assert (call.price, call.price_status) == (None, Call.PriceStatus.PENDING)
+    assert call.price_check_at == call.ended_at + PRICE_FIRST_CHECK
     assert Contact.objects.get(pk=call.contact_id).state == Contact.State.DONE
 
 
@@ -274,3 +274,195 @@ def test_status_webhook_answers_with_a_few_single_row_statements(client, campaig
     assert len(statements) == 4, statements
     assert [sql.split()[0] for sql in statements] == ["SELECT", "INSERT", "UPDATE", "SELECT"]
     assert all(f'"calls_call"."id" = {call.pk}' in sql for sql in statements if "INSERT" not in sql)
+
+
+def test_status_webhook_takes_no_price_from_a_callback(client, campaign) -> None:
+    # given: a final callback carrying what Twilio never sends in one
+    call = make_call(campaign)
+    final = {**status_events()[3], "Price": "-0.01300", "PriceUnit": "USD", "CallPrice": "-1"}
+
+    # when
+    assert post_signed(client, call.pk, final).status_code == 204
+
+    # then: the price comes from Twilio's Call resource, not from here
+    call.refresh_from_db()
+    assert (call.price, call.price_unit, call.price_status) == (
+        None,
+        "",
+        Call.PriceStatus.PENDING,
+    )
+
+
+@pytest.mark.parametrize("status", ["busy", "no-answer", "failed", "canceled"])
+def test_status_webhook_a_call_twilio_does_not_charge_is_not_charged(
+    client, campaign, status
+) -> None:
+    call = make_call(campaign)
+    final = {"CallSid": SID, "CallStatus": status, "SequenceNumber": "1", "Timestamp": rfc2822(9)}
+
+    assert post_signed(client, call.pk, final).status_code == 204
+
+    call.refresh_from_db()
+    assert (call.price_status, call.price_check_at) == (Call.PriceStatus.NOT_CHARGED, None)
+
+
+# --- Signatures over the callback URLs registered with connection overrides -----------------
+
+# What Twilio posts to each callback of a call.
+RECORDING_URL = f"https://api.twilio.com/2010-04-01/Accounts/AC{'1' * 32}/Recordings/RE{'1' * 32}"
+CALLBACKS = {
+    "status": {"CallSid": SID, "CallStatus": "ringing", "SequenceNumber": "1"},
+    "amd": {"CallSid": SID, "AnsweredBy": "human", "MachineDetectionDuration": "2600"},
+    "recording": {
+        "CallSid": SID,
+        "RecordingSid": "RE" + "1" * 32,
+        "RecordingUrl": RECORDING_URL,
+        "RecordingStatus": "completed",
+        "RecordingDuration": "12",
+    },
+}
+# What each makes of the call, once folded in.
+FOLDED = {"status": "ringing", "amd": "human", "recording": "RE" + "1" * 32}
+
+
+def post_signed_over(client, name: str, call_id: int, params: dict[str, str], signed_url: str):
+    """POST ``params`` to webhook ``name`` of the call, signed over ``signed_url``, as
+    Twilio may sign (with or without the fragment of the URL it was given)."""
+    path = reverse(f"calls:{name}", kwargs={"call_id": call_id})
+    signature = telephony.sign_request(url=signed_url, params=params, keep_fragment=True)
+    return client.post(path, params, headers={"x-twilio-signature": signature})
+
+
+def folded(call: Call, name: str) -> str:
+    """What callback ``name`` changed on ``call``."""
+    call.refresh_from_db()
+    return {
+        "status": call.status,
+        "amd": call.answered_by,
+        "recording": call.recording_sid,
+    }[name]
+
+
+@pytest.mark.parametrize("name", sorted(CALLBACKS))
+def test_a_callback_signed_over_the_url_with_its_registered_fragment_is_accepted(
+    client, campaign, name
+) -> None:
+    # given: the URL the dialer gave Twilio, fragment and all
+    call = make_call(campaign)
+    params = CALLBACKS[name]
+    registered = links.callback_url(name, call.pk)
+    assert registered.endswith(f"/{name}#rc=3")
+    before = failures_of(name)
+
+    # when Twilio signs over it, fragment included
+    response = post_signed_over(client, name, call.pk, params, registered)
+
+    # then
+    assert response.status_code == 204
+    assert failures_of(name) == before
+    assert CallEvent.objects.filter(call=call).count() == 1
+    assert folded(call, name) == FOLDED[name]
+
+
+@pytest.mark.parametrize("name", sorted(CALLBACKS))
+def test_a_callback_signed_over_the_url_without_its_fragment_is_accepted(
+    client, campaign, name
+) -> None:
+    call = make_call(campaign)
+    params = CALLBACKS[name]
+    plain = links.webhook_url(name, call.pk)
+
+    response = post_signed_over(client, name, call.pk, params, plain)
+
+    assert response.status_code == 204
+    assert CallEvent.objects.filter(call=call).count() == 1
+
+
+@pytest.mark.parametrize("name", sorted(CALLBACKS))
+@pytest.mark.parametrize(
+    "fragment", ["#rc=5", "#rc=3&ct=1000", "#rc=", "#", "#ct=3"], ids=lambda f: f or "empty"
+)
+def test_a_callback_signed_over_another_fragment_is_refused(
+    client, campaign, name, fragment
+) -> None:
+    # given: a signature over a URL we never gave Twilio
+    call = make_call(campaign)
+    params = CALLBACKS[name]
+    before = failures_of(name)
+
+    # when
+    signed_url = links.webhook_url(name, call.pk) + fragment
+    response = post_signed_over(client, name, call.pk, params, signed_url)
+
+    # then
+    assert response.status_code == 403
+    assert failures_of(name) == before + 1
+    assert not CallEvent.objects.exists()
+
+
+def test_a_callback_signed_over_another_calls_registered_url_is_refused(client, campaign) -> None:
+    call = make_call(campaign)
+    other = make_call(campaign, "+34600000003", provider_sid="CA" + "3" * 32)
+    params = CALLBACKS["status"]
+
+    response = post_signed_over(
+        client, "status", call.pk, params, links.callback_url("status", other.pk)
+    )
+
+    assert response.status_code == 403
+    assert not CallEvent.objects.exists()
+
+
+def test_a_callback_signed_over_another_callbacks_registered_url_is_refused(
+    client, campaign
+) -> None:
+    call = make_call(campaign)
+    params = CALLBACKS["status"]
+
+    response = post_signed_over(
+        client, "status", call.pk, params, links.callback_url("amd", call.pk)
+    )
+
+    assert response.status_code == 403
+
+
+def test_a_callback_with_a_query_accepts_only_a_signature_over_what_arrived(
+    client, campaign
+) -> None:
+    # The registered URL has no query: with one, no fragment is put back.
+    call = make_call(campaign)
+    params = CALLBACKS["status"]
+    path = reverse("calls:status", kwargs={"call_id": call.pk}) + "?attempt=1"
+    with_fragment = telephony.sign_request(
+        url=f"{APP_URL}{path}#rc=3", params=params, keep_fragment=True
+    )
+
+    response = client.post(path, params, headers={"x-twilio-signature": with_fragment})
+
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("name", ["answer", "turn", "voicemail", "fallback", "transfer-ended"])
+@pytest.mark.parametrize("fragment", ["#rc=3", "#rc=5"])
+def test_a_twiml_webhook_signed_with_a_fragment_is_refused(
+    client, campaign, name, fragment
+) -> None:
+    # given: views never registered with a fragment accept only the plain URL
+    call = make_call(campaign)
+    params = {"CallSid": SID, "CallStatus": "in-progress"}
+    path = reverse(f"calls:{name}", kwargs={"call_id": call.pk})
+
+    # when
+    signature = telephony.sign_request(
+        url=APP_URL + path + fragment, params=params, keep_fragment=True
+    )
+    response = client.post(path, params, headers={"x-twilio-signature": signature})
+
+    # then
+    assert response.status_code == 403
+    assert not call.turns.exists()
+
+
+def failures_of(name: str) -> float:
+    view = {"status": "call_status", "amd": "machine_detection", "recording": "recording"}[name]
+    return SIGNATURE_FAILURES.labels(view=view)._value.get()

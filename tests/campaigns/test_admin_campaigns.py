@@ -715,6 +715,7 @@ def test_campaign_page_shows_the_figures_now(admin_client, campaign) -> None:
         duration_seconds=50,
         price=Decimal("0.013"),
         price_unit="USD",
+        price_status=Call.PriceStatus.KNOWN,
     )
     add_call(
         campaign,
@@ -722,8 +723,9 @@ def test_campaign_page_shows_the_figures_now(admin_client, campaign) -> None:
         duration_seconds=70,
         price=Decimal("0.017"),
         price_unit="USD",
+        price_status=Call.PriceStatus.KNOWN,
     )
-    add_call(campaign, Call.Status.BUSY)
+    add_call(campaign, Call.Status.BUSY, price_status=Call.PriceStatus.NOT_CHARGED)
 
     # when staff open its page
     page = admin_client.get(change_url(campaign), headers=ENGLISH).content.decode()
@@ -732,7 +734,10 @@ def test_campaign_page_shows_the_figures_now(admin_client, campaign) -> None:
     assert tile(page, "live-calls") == "1"
     assert tile(page, "answer-rate") == "67%"
     assert tile(page, "average-duration") == "1:00"
-    assert tile(page, "cost") == "0.03 USD"
+    # the live call's price is still to come
+    assert tile(page, "cost") == (
+        "0.03 USD (telephony 0.03, speech 0, model 0); telephony price pending for 1 call"
+    )
     assert tile(page, "opted-out") == "0"
     assert '<span class="figure">0 / 5</span>' in page
     pending = r'<tr data-key="pending"><th scope="row">Pending</th><td class="count">1</td>'

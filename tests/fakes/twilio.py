@@ -3,9 +3,13 @@
 It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update), checks
 HTTP Basic auth like Twilio, answers with Twilio's JSON shapes, records every request,
 and plays scripted faults (error statuses, slow answers, dropped connections) before
-answering normally again. With Twilio's OpenAPI spec loaded, every request is checked
-against it: a request the real API would not accept is answered 400 and kept in
-`violations`, which the `fake_twilio` fixture requires to be empty at the end of a test.
+answering normally again. Like Twilio, a Call resource shows no price until some time
+after its end (`price_delay` after its `end_time`, by `clock`), then a completed call's
+price as a negative string at `price_per_minute` per started minute; a call not charged
+(busy, no answer, failed, canceled) keeps none. With Twilio's OpenAPI spec loaded, every
+request is checked against it: a request the real API would not accept is answered 400 and
+kept in `violations`, which the `fake_twilio` fixture requires to be empty at the end of a
+test.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import base64
 import binascii
 import copy
 import email.utils
+import math
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import SplitResult, parse_qs
 
@@ -58,11 +65,20 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         account_sid: str = ACCOUNT_SID,
         auth_token: str = AUTH_TOKEN,
         spec: TwilioSpec | None = None,
+        price_delay: timedelta = timedelta(seconds=5),
+        price_per_minute: Decimal = Decimal("0.0130"),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.spec = spec
+        # Twilio's Call resource has "price" null until some seconds to minutes after the
+        # call ends (reference/vendors.md; the spec's `price`: "Populated after the call is
+        # completed. May not be immediately available"). Tests change these as they go.
+        self.price_delay = price_delay
+        self.price_per_minute = price_per_minute
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._calls: dict[str, dict[str, Any]] = {}
         self._violations: list[str] = []
         self._lost_creations: list[int] = []
@@ -93,10 +109,11 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             self._lost_creations.append(status)
 
     def set_call(self, sid: str, **fields: Any) -> dict[str, Any]:
-        """Create or change the Call resource `sid` (fields as in Twilio's JSON)."""
+        """Create or change the Call resource `sid` (fields as in Twilio's JSON). A `price`
+        given here is shown as is; otherwise the fake prices a completed call itself."""
         with self._lock:
             call = self._calls.get(sid) or self._new_call(sid=sid, to="", from_="")
-            call.update(fields, date_updated=_now())
+            call.update(fields, date_updated=self._now())
             self._calls[sid] = call
             return copy.deepcopy(call)
 
@@ -175,7 +192,9 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         if sid is not None and request.method == "GET":
             with self._lock:
                 call = self._calls.get(sid)
-                return (200, copy.deepcopy(call)) if call else _not_found(request.path)
+                if call is None:
+                    return _not_found(request.path)
+                return 200, copy.deepcopy(self._priced(call))
         if sid is not None and request.method == "POST":
             return self._update_call(request, sid)
         return 405, error_body(405, 20004, "Method not allowed")
@@ -212,7 +231,7 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         page_size = int(query.get("PageSize", "50"))
         with self._lock:
             calls = [
-                copy.deepcopy(call)
+                copy.deepcopy(self._priced(call))
                 for call in reversed(self._calls.values())
                 if call["to"] == query.get("To", call["to"])
                 and call["from"] == query.get("From", call["from"])
@@ -241,13 +260,33 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
                 return 400, error_body(400, 21220, "Call is not in-progress. Cannot redirect.")
             if status and call["status"] not in ENDED_STATUSES:
                 if status == "completed" or call["status"] in ("queued", "ringing"):
-                    call.update(status=status, end_time=_now())
-            call["date_updated"] = _now()
-            return 200, copy.deepcopy(call)
+                    call.update(status=status, end_time=self._now())
+            call["date_updated"] = self._now()
+            return 200, copy.deepcopy(self._priced(call))
+
+    def _priced(self, call: dict[str, Any]) -> dict[str, Any]:
+        """`call`, priced once `price_delay` has passed since its end (called locked).
+
+        Twilio bills a completed call per started minute of its duration and writes the
+        price negative with five decimals ("-0.01300"); busy, no-answer, failed and
+        canceled calls are not charged (support.twilio.com/hc/en-us/articles/223132547).
+        """
+        if call["price"] is not None or call["status"] != "completed" or not call["end_time"]:
+            return call
+        ended = email.utils.parsedate_to_datetime(call["end_time"])
+        if self.clock() < ended + self.price_delay:
+            return call
+        minutes = max(1, math.ceil(int(call["duration"] or 0) / 60))
+        call["price"] = f"{-(self.price_per_minute * minutes):.5f}"
+        return call
+
+    def _now(self) -> str:
+        """The fake's clock as Twilio writes times (RFC 2822)."""
+        return email.utils.format_datetime(self.clock())
 
     def _new_call(self, *, sid: str, to: str, from_: str) -> dict[str, Any]:
         """A Call resource as Twilio's API shows it right after creation."""
-        now = _now()
+        now = self._now()
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}"
         return {
             "account_sid": self.account_sid,
@@ -313,7 +352,3 @@ def error_body(status: int, code: int | None, message: str) -> dict[str, Any]:
 
 def _not_found(path: str) -> tuple[int, Any]:
     return 404, error_body(404, 20404, f"The requested resource {path} was not found")
-
-
-def _now() -> str:
-    return email.utils.format_datetime(datetime.now(UTC))

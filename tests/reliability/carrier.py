@@ -5,6 +5,7 @@ as Twilio would, checking that the callee always hears something."""
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import itertools
 import threading
 import time
@@ -76,7 +77,9 @@ class Problem:
 class Carrier:
     """Plays each call ``twilio`` created, as Twilio would, through the product's webhooks:
     signed status callbacks (retried as the URL's ``#rc=`` asks, ``retry_interval`` apart,
-    when they fail), the answer URL, the callee's ``lines`` answering each <Gather>, then
+    when they fail; signed over the URL with its ``#rc=`` fragment for some calls and
+    without it for the others, by the CallSid, since Twilio does not document which it
+    signs), the answer URL, the callee's ``lines`` answering each <Gather>, then
     a hang-up, ``pause`` seconds between each of these. ``outcome`` says for each number
     whether the callee answers.
 
@@ -101,6 +104,7 @@ class Carrier:
         self.retry_interval = retry_interval
         self.pause = pause
         self.problems: list[Problem] = []
+        self.signed_with_fragment: set[str] = set()  # calls whose callbacks signed it
         self.failed_callbacks: list[str] = []  # deliveries that failed (and were retried)
         self.lost_callbacks: list[str] = []  # deliveries that failed every retry
         self.finished: set[str] = set()
@@ -271,13 +275,18 @@ class Carrier:
 
     # --- Requests -------------------------------------------------------------------------
     def _callback(self, url_with_overrides: str, params: dict[str, str]) -> None:
-        """POST a status callback; retried as its ``#rc=`` says when it fails."""
+        """POST a status callback; retried as its ``#rc=`` says when it fails. The
+        signature covers the URL with its fragment when ``signs_fragment`` says so."""
         url, fragment = urldefrag(url_with_overrides)
         overrides = dict(part.split("=", 1) for part in fragment.split("&") if "=" in part)
         retries = int(overrides.get("rc", "0"))
+        signed_url = url
+        if fragment and signs_fragment(params["CallSid"]):
+            signed_url = url_with_overrides
+            self.signed_with_fragment.add(params["CallSid"])
         for attempt in range(retries + 1):
             try:
-                response = self._post(url, params)
+                response = self._post(url, params, signed_url=signed_url)
             except requests.RequestException as error:
                 failure = repr(error)
             else:
@@ -289,8 +298,18 @@ class Carrier:
                 time.sleep(self.retry_interval)
         self.lost_callbacks.append(f"{params['CallStatus']} {url}")
 
-    def _post(self, url: str, params: dict[str, str]) -> requests.Response:
-        signature = self._validator.compute_signature(url, params)
+    def _post(
+        self, url: str, params: dict[str, str], *, signed_url: str | None = None
+    ) -> requests.Response:
+        """POST ``params`` to ``url``, signed over ``signed_url`` (``url`` by default)."""
+        signature = self._validator.compute_signature(signed_url or url, params)
         return requests.post(
             url, data=params, headers={"X-Twilio-Signature": signature}, timeout=15
         )
+
+
+def signs_fragment(sid: str) -> bool:
+    """Whether Twilio, as the carrier plays it, signs call ``sid``'s callbacks over their
+    URL with its connection-override fragment: about half the calls, by the SID
+    (twilio.com/docs/usage/webhooks/webhooks-connection-overrides says nothing of it)."""
+    return hashlib.sha256(sid.encode()).digest()[0] % 2 == 0

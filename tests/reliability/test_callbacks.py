@@ -5,7 +5,8 @@ Hypothesis draws the deliveries: each callback of a call's life one to three tim
 (Twilio retries), in any order, with the dialer's own answer (the SID) anywhere among
 them, and the contact's next attempt dialled as soon as it may be, so that late
 callbacks of the first call arrive while the second one is live. Each delivery is signed
-and posted to the real webhook views.
+and posted to the real webhook views. No callback carries a price (Twilio sends none):
+the price comes from Twilio's Call resource, asked for by the price tick.
 """
 
 from __future__ import annotations
@@ -16,16 +17,21 @@ import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 import kombu.exceptions
 import pytest
+import requests
+from django.conf import settings as django_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calls import dialing
-from calls.models import Call, CallEvent, CallStatus
+from calls import dialing, links
+from calls.models import Call, CallEvent, CallStatus, PriceStatus
+from calls.services import PRICE_FIRST_CHECK
 from campaigns.models import Campaign, Contact
+from tests.reliability.carrier import BUSY, Carrier, ScriptedTwilio, signs_fragment
 from tests.reliability.conftest import post_signed, webhook_path
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("twilio_settings")]
@@ -53,7 +59,6 @@ def status(sequence: int, call_status: str, seconds: int, **extra: str) -> tuple
     )
 
 
-ENDED = {"Price": "-0.01300", "PriceUnit": "USD"}
 # Each call's life as Twilio reports it (StatusCallbackEvent initiated, ringing, answered,
 # completed), with the asynchronous AMD verdict where a machine answered.
 SCENARIOS: dict[str, list[tuple[str, dict]]] = {
@@ -61,14 +66,14 @@ SCENARIOS: dict[str, list[tuple[str, dict]]] = {
         status(0, "initiated", 0),
         status(1, "ringing", 2),
         status(2, "in-progress", 9),
-        status(3, "completed", 51, CallDuration="42", AnsweredBy="human", **ENDED),
+        status(3, "completed", 51, CallDuration="42", AnsweredBy="human"),
     ],
     "voicemail": [
         status(0, "initiated", 0),
         status(1, "ringing", 2),
         status(2, "in-progress", 7),
         ("amd", {"AnsweredBy": "machine_end_beep", "MachineDetectionDuration": "4100"}),
-        status(3, "completed", 30, CallDuration="23", AnsweredBy="machine_end_beep", **ENDED),
+        status(3, "completed", 30, CallDuration="23", AnsweredBy="machine_end_beep"),
     ],
     "no-answer": [
         status(0, "initiated", 0),
@@ -202,11 +207,11 @@ def final_state(call: Call, sid: str, redialled: Call | None) -> dict:
             call.ended_at,
             call.duration_seconds,
             call.answered_by,
-            call.price,
-            call.price_unit,
             call.error_code,
             call.error_message,
         ),
+        # pending (asked for after the end) or not charged; known once Twilio told it
+        "price": (call.price, call.price_unit, call.price_status, call.price_check_at),
         # each status callback kept once, however often it came
         "status events": sorted(number for number in statuses if number is not None),
         "reconciliations": statuses.count(None),
@@ -287,12 +292,25 @@ def test_callbacks_in_any_order_end_a_call_as_in_order(
 
 def test_the_ordered_runs_end_as_each_scenario_means(client, running) -> None:
     # The property above compares with the ordered run: that run must itself be right.
-    states = {}
+    states, prices = {}, {}
     for scenario in SCENARIOS:
         state = play(client, running, scenario, in_order(scenario))
         states[scenario] = (state["call"][0], state["contact"][0], state["next call"])
+        price, unit, price_status, check_at = state["price"]
+        first_check = (
+            None if check_at is None else email.utils.format_datetime(check_at - PRICE_FIRST_CHECK)
+        )
+        prices[scenario] = (price, unit, price_status, first_check)
 
     redialled = (CallStatus.QUEUED, 2, None, 0)
+    assert prices == {
+        "answered": (None, "", PriceStatus.PENDING, at(51)),
+        "voicemail": (None, "", PriceStatus.PENDING, at(30)),
+        "no-answer": (None, "", PriceStatus.NOT_CHARGED, None),
+        "busy": (None, "", PriceStatus.NOT_CHARGED, None),
+        "invalid": (None, "", PriceStatus.NOT_CHARGED, None),
+        "canceled": (None, "", PriceStatus.NOT_CHARGED, None),
+    }
     assert states == {
         "answered": ("completed", "done", None),
         "voicemail": ("completed", "calling", redialled),
@@ -358,8 +376,6 @@ def test_callbacks_delayed_past_reconciliation_end_a_call_as_in_order(
             status=end["status"],
             duration=end["duration"],
             answered_by=end.get("answered_by"),
-            price="-0.01300" if end["status"] == "completed" else None,
-            price_unit="USD",
             start_time=at(0),
             end_time=at(end["end"]),
         )
@@ -367,8 +383,89 @@ def test_callbacks_delayed_past_reconciliation_end_a_call_as_in_order(
     # when
     state = play(client, running, scenario, deliveries, before=twilio_ends)
 
-    # then: the same call and contact; reconciliation's own reading is kept besides
-    assert state == {**expected[scenario], "reconciliations": 1}
+    # then: the same call and contact; reconciliation's own reading is kept besides, and
+    # the price Twilio's Call resource already showed (it priced the call long ago)
+    price = expected[scenario]["price"]
+    if end["status"] == "completed":
+        price = (Decimal("0.013"), "USD", PriceStatus.KNOWN, None)
+    assert state == {**expected[scenario], "reconciliations": 1, "price": price}
+
+
+# --- The price, from Twilio's Call resource -------------------------------------------------
+
+
+def test_the_price_of_a_call_arrives_through_the_fetch_not_a_callback(
+    client, running, fake_twilio
+) -> None:
+    # given: an answered call whose callbacks all came, and Twilio's record of it
+    sids: list[str] = []
+
+    def twilio_has(call: Call, sid: str) -> None:
+        sids.append(sid)
+        fake_twilio.set_call(sid, status="completed", duration="42", end_time=at(51))
+
+    state = play(client, running, "answered", in_order("answered"), before=twilio_has)
+    price, unit, price_status, check_at = state["price"]
+    assert (price, unit, price_status) == (None, "", PriceStatus.PENDING)
+
+    # when the price tick runs
+    result = dialing.check_prices(now=check_at)
+
+    # then: Twilio's price, kept as the cost
+    call = Call.objects.get(provider_sid=sids[0])
+    assert result.known == [call.pk]
+    assert (call.price, call.price_unit, call.price_status) == (
+        Decimal("0.013"),
+        "USD",
+        PriceStatus.KNOWN,
+    )
+
+
+# --- The fault suite's carrier ---------------------------------------------------------------
+
+
+def test_the_carrier_signs_some_calls_with_the_fragment_and_some_without(
+    client, running, monkeypatch
+) -> None:
+    # given: the fault suite's carrier, its requests served by the webhook views
+    def post(url: str, *, data: dict, headers: dict, timeout: float):
+        assert "#" not in url  # a fragment never leaves the sender
+        signature = headers["X-Twilio-Signature"]
+        path = url.removeprefix(django_settings.APP_URL)
+        return client.post(path, data, headers={"x-twilio-signature": signature})
+
+    monkeypatch.setattr(requests, "post", post)
+    twilio = ScriptedTwilio(
+        account_sid=django_settings.TWILIO_ACCOUNT_SID,
+        auth_token=django_settings.TWILIO_AUTH_TOKEN,
+    )
+    player = Carrier(twilio, outcome=lambda number: BUSY)
+
+    # when: busy calls are played until both ways were seen (half the SIDs each way)
+    played: list[Call] = []
+    while len(played) < 64 and not (
+        player.signed_with_fragment and len(player.signed_with_fragment) < len(played)
+    ):
+        call = make_call(running)
+        sid = "CA" + uuid.uuid4().hex
+        dialing._save_sid(call, sid)
+        twilio.forms[sid] = {
+            "To": [call.to_number],
+            "From": [CALLER],
+            "StatusCallback": [links.callback_url("status", call.pk)],
+        }
+        player._play(sid)
+        played.append(call)
+
+    # then: both ways in the run, each accepted and folded in
+    assert 0 < len(player.signed_with_fragment) < len(played)
+    assert player.failed_callbacks == player.lost_callbacks == player.problems == []
+    assert {Call.objects.get(pk=call.pk).status for call in played} == {CallStatus.BUSY}
+    assert player.signed_with_fragment == {
+        call.provider_sid
+        for call in Call.objects.filter(pk__in=[c.pk for c in played])
+        if signs_fragment(call.provider_sid)
+    }
 
 
 # --- Answering machines ---------------------------------------------------------------------
