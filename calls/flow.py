@@ -29,16 +29,22 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from callcenter.queries import one_or_none
-from calls import conversation, telephony
+from calls import conversation, deadlines, telephony
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallEvent, Turn
 from calls.optout import is_opt_out
 from calls.scripted import first_turn, next_turn
-from calls.services import MACHINE_ANSWERS, speech_for_call, store_event
+from calls.services import (
+    MACHINE_ANSWERS,
+    record_plays,
+    record_speech_fallback,
+    speech_for_call,
+    store_event,
+)
 from campaigns.models import MachineAction
 from campaigns.phones import time_zones_for
 from templates.models import CallTemplate
-from templates.rendering import TemplateRenderError, contact_context, render_line
+from templates.rendering import TemplateRenderError, contact_context, render_line, sentences
 from voices.clips import Speech
 
 logger = logging.getLogger(__name__)
@@ -84,8 +90,15 @@ def line(call: Call, field: str, text: str) -> str:
 
 
 def speak(call: Call, texts: list[str]) -> list[Speech]:
-    """How to speak each non-empty text on the call (clips, else <Say>)."""
-    return [speech_for_call(call=call, text=text) for text in texts if text]
+    """How to speak each non-empty text on the call, sentence by sentence (clips, else
+    <Say>): a template's lines are voiced ahead a sentence at a time
+    (campaigns.prerendering), so a call finds them ready."""
+    return [
+        speech_for_call(call=call, text=sentence)
+        for text in texts
+        if text
+        for sentence in sentences(text)
+    ]
 
 
 def add_turn(
@@ -449,12 +462,16 @@ def _say_and_listen(call: Call, dialogue: dict, texts: list[str]) -> str:
     return listen(call, speak(call, texts))
 
 
-def _say_and_hang_up(call: Call, dialogue: dict, texts: list[str]) -> str:
+def _say_and_hang_up(
+    call: Call, dialogue: dict, texts: list[str], *, voiced: list[Speech] = (), **turn: Any
+) -> str:
+    """Say ``voiced`` (lines already voiced and recorded), then ``texts`` (recorded as
+    one turn with ``turn``'s fields), and hang up."""
     _save_dialogue(call, {**dialogue, "ended": True})
     spoken = " ".join(text for text in texts if text)
     if spoken:
-        add_turn(call, role=Turn.Role.AGENT, text=spoken)
-    return goodbye(call, lines=speak(call, texts))
+        add_turn(call, role=Turn.Role.AGENT, text=spoken, **turn)
+    return goodbye(call, lines=[*voiced, *speak(call, texts)])
 
 
 def _closing_line(call: Call) -> str:
@@ -467,9 +484,11 @@ def _closing_line(call: Call) -> str:
         return _("Thank you for your time. Goodbye.")
 
 
-def _close(call: Call, dialogue: dict, *, why: str) -> str:
+def _close(call: Call, dialogue: dict, *, why: str, **spoken: Any) -> str:
+    """Say the closing line (after ``spoken``'s voiced lines, see _say_and_hang_up) and
+    hang up, ``why`` kept in the dialogue."""
     logger.info("Call %s: closing (%s).", call.pk, why)
-    return _say_and_hang_up(call, {**dialogue, "closed": why}, [_closing_line(call)])
+    return _say_and_hang_up(call, {**dialogue, "closed": why}, [_closing_line(call)], **spoken)
 
 
 def _still_there(call: Call, dialogue: dict) -> str:
@@ -478,26 +497,29 @@ def _still_there(call: Call, dialogue: dict) -> str:
     return _say_and_listen(call, dialogue, [question])
 
 
-def _opted_out(call: Call, *, how: str) -> str:
+def _opted_out(call: Call, *, how: str, **turn: Any) -> str:
     from calls.outcomes import opt_out
 
     confirmation = opt_out(call=call, how=how)
-    return _say_and_hang_up(call, call.dialogue or {}, [confirmation])
+    return _say_and_hang_up(call, call.dialogue or {}, [confirmation], **turn)
 
 
-def _transfer(call: Call, dialogue: dict, texts: list[str], *, voiced: list[Speech] = ()) -> str:
+def _transfer(
+    call: Call, dialogue: dict, texts: list[str], *, voiced: list[Speech] = (), **turn: Any
+) -> str:
     """Say ``voiced`` (lines already voiced and recorded), then ``texts`` and the
-    template's transfer line, then dial the campaign's transfer number."""
+    template's transfer line (recorded as one turn with ``turn``'s fields), then dial the
+    campaign's transfer number."""
     campaign = call.campaign
     template = campaign.template
     if not campaign.transfer_number:
         logger.warning("Call %s: transfer asked but the campaign has no transfer number.", call.pk)
-        return _close(call, dialogue, why="no transfer number")
+        return _close(call, dialogue, why="no transfer number", voiced=voiced, **turn)
     texts = [*texts, line(call, "transfer_line", template.transfer_line)]
     _save_dialogue(call, {**dialogue, "transferred": True})
     spoken = " ".join(text for text in texts if text)
     if spoken:
-        add_turn(call, role=Turn.Role.AGENT, text=spoken)
+        add_turn(call, role=Turn.Role.AGENT, text=spoken, **turn)
     outcome = {**(call.outcome or {}), "transferred": True}
     Call.objects.filter(pk=call.pk).update(outcome=outcome)
     return telephony.transfer_twiml(
@@ -575,21 +597,42 @@ def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
 
 # How long a continuation request waits for more of the reply before it keeps the line
-# open with a short pause and asks again (Twilio gives a webhook 15 s).
+# open with a short pause and asks again (within the webhook's own deadline).
 CONTINUE_WAIT_SECONDS = 8.0
 # How long a reply in progress stays readable by continuation requests.
 REPLY_TTL_SECONDS = 300
+# How long the reply's own answer may go past the time its first line had to be voiced
+# by, when that line's voicing has not handed it back yet (a thread stuck on a socket).
+VOICING_GRACE_SECONDS = 0.5
 
 
 @dataclass
 class PendingReply:
-    """An AI turn ready to ask the model: what it needs, read from the database."""
+    """An AI turn ready to ask the model: what it needs, read from the database.
+    ``deadline`` (a ``time.monotonic()`` instant) is when the webhook must answer."""
 
     call: Call
     retrying: bool
     system: str
     history: list[dict[str, str]]
     started: float = field(default_factory=time.monotonic)
+    deadline: float = field(
+        default_factory=lambda: (
+            deadlines.current() or time.monotonic() + settings.WEBHOOK_DEADLINE_SECONDS
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What recording a model's reply did: its TwiML, the turn it was recorded as (None:
+    none), the tool that ended the dialogue (end_call, transfer_to_human, opt_out), and
+    whether it was recorded as interrupted (only its first line, heard)."""
+
+    twiml: str
+    sequence: int | None = None
+    terminal: str | None = None
+    interrupted: bool = False
 
 
 def _pending_reply(
@@ -620,22 +663,29 @@ async def reply(pending: PendingReply) -> str:
     model still writes.
 
     The answer leaves as soon as the first sentence is voiced when more is to follow
-    (the model still writes, or wrote more): it ends with a <Redirect> to the
-    continuation webhook, which serves the rest once it is voiced and recorded
-    (``continue_reply``). The caller hears the start of the reply while the rest is
-    made, and never waits for the reply to be recorded. A reply of one line, whole by
-    the time it is voiced, is answered whole; so is any reply that no continuation could
-    find (the cache is down). A model that fails or times out before its first sentence
-    gets a holding line and one more try (``retry=1``); failing again, the call closes
-    politely.
+    (the model still writes, or wrote more): the first line inside a <Gather>, so that
+    the caller can speak over it (the turn webhook then hears them, ``interrupted``),
+    then a <Redirect> to the continuation webhook, which serves the rest once it is
+    voiced and recorded (``continue_reply``). The caller hears the start of the reply
+    while the rest is made, and never waits for the reply to be recorded. A reply of one
+    line, whole by the time it is voiced, is answered whole; so is any reply that no
+    continuation could find (the cache is down).
+
+    The answer leaves by the webhook's deadline (``pending.deadline``): a first line not
+    voiced by then is spoken with <Say>; a model that fails, times out or has not written
+    a first sentence by then gets a holding line and one more try (``retry=1``); failing
+    again, the call closes politely.
     """
     call = pending.call
-    first_line: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    first_line: asyncio.Future[None] = loop.create_future()
+    sentences_said: list[str] = []
     voicing: list[asyncio.Task[Speech]] = []
     speech_started: list[float] = []
     # One event loop runs both sides, so these flags settle who speaks the first line:
-    # each is read and set with no await in between.
-    progress = {"written": False, "early_sent": False, "final_started": False}
+    # each is read and set with no await in between. "first_said": the first line left
+    # spoken with <Say>, its clip not ready in time.
+    progress = {"written": False, "early_sent": False, "final_started": False, "first_said": False}
     token = uuid.uuid4().hex
     # Whether a continuation could find this reply: the mark it looks for is stored
     # while the first sentence is voiced, not after (a reply answered whole leaves it to
@@ -644,6 +694,7 @@ async def reply(pending: PendingReply) -> str:
 
     async def on_sentence(sentence: str) -> None:
         speech_started.append(time.monotonic())
+        sentences_said.append(sentence)
         task = asyncio.create_task(voice(sentence, after=first_line if voicing else None))
         voicing.append(task)
         if len(voicing) == 1:
@@ -651,13 +702,19 @@ async def reply(pending: PendingReply) -> str:
             continuable.append(asyncio.create_task(_mark_in_progress(call.pk, token)))
 
     async def voice(sentence: str, *, after: asyncio.Future[None] | None) -> Speech:
-        if after is not None:
+        if after is None:
+            deadline = pending.deadline  # the caller is waiting for this one
+        else:
             # The first line is what the caller waits for: the sentences written while it
-            # is voiced wait for it, rather than compete with it for this process.
+            # is voiced wait for it, rather than compete with it for this process. They
+            # are served by a continuation, with a deadline of its own.
             await asyncio.wait([after])
-        return await in_thread(speech_for_call)(call=call, text=sentence, new_text=True)
+            deadline = max(pending.deadline, time.monotonic() + _line_budget())
+        return await in_thread(speech_for_call)(
+            call=call, text=sentence, new_text=True, deadline=deadline, record_play=False
+        )
 
-    async def run() -> str:
+    async def run() -> Acted:
         try:
             answer = await conversation.stream_reply(
                 system=pending.system, history=pending.history, on_sentence=on_sentence
@@ -667,7 +724,11 @@ async def reply(pending: PendingReply) -> str:
                 task.cancel()
             logger.warning("Call %s: the model failed (%s).", call.pk, error)
             progress["final_started"] = True
-            return await in_thread(_model_failed)(call, retrying=pending.retrying)
+            return Acted(twiml=await in_thread(_model_failed)(call, retrying=pending.retrying))
+        except asyncio.CancelledError:
+            for task in voicing:
+                task.cancel()
+            raise
         progress["written"] = True
         lines = list(await asyncio.gather(*voicing))
         speech_ms = int((time.monotonic() - speech_started[0]) * 1000) if speech_started else 0
@@ -680,35 +741,63 @@ async def reply(pending: PendingReply) -> str:
             answer,
             lines,
             timings=(answer.model_ms, speech_ms, total_ms),
-            already_spoken=1 if progress["early_sent"] else 0,
+            early=(token, int(progress["first_said"])) if progress["early_sent"] else None,
         )
 
     whole = asyncio.create_task(run())
     try:
         while not progress["early_sent"]:
             if whole.done() or progress["final_started"]:
-                return await whole
+                return (await whole).twiml
             if first_line.done() and continuable[0].done():
                 if voicing[0].exception() is not None or not continuable[0].result():
-                    return await whole  # no first line to say, or no continuation to find
+                    return (await whole).twiml  # no first line, or no continuation to find
                 if progress["written"] and len(voicing) == 1:
-                    return await whole  # the first line is the whole reply
+                    return (await whole).twiml  # the first line is the whole reply
                 progress["early_sent"] = True
                 break
+            left = pending.deadline + VOICING_GRACE_SECONDS - time.monotonic()
+            if left <= 0:
+                if continuable and continuable[0].done() and continuable[0].result():
+                    # The first sentence is written but not voiced in time: Twilio says it.
+                    logger.warning("Call %s: the first line was not voiced in time.", call.pk)
+                    progress["early_sent"] = progress["first_said"] = True
+                    break
+                # Nothing to say yet: a holding line, and the model asked once more.
+                logger.warning("Call %s: the model wrote no first line in time.", call.pk)
+                whole.cancel()
+                progress["final_started"] = True
+                return await in_thread(_model_failed)(call, retrying=pending.retrying)
             waits = [whole, first_line, *continuable]
             await asyncio.wait(
-                [step for step in waits if not step.done()], return_when=asyncio.FIRST_COMPLETED
+                [step for step in waits if not step.done()],
+                timeout=left,
+                return_when=asyncio.FIRST_COMPLETED,
             )
     except asyncio.CancelledError:
         whole.cancel()  # nobody will say this reply: it is not made or recorded either
         raise
-    # The first sentence is voiced and more is coming: it is said now, the rest follows.
-    background = asyncio.create_task(_publish(call.pk, token, whole))
+    # The first sentence is ready and more is coming: it is said now, the rest follows.
+    background = asyncio.create_task(_publish(call.pk, token, whole, heard=sentences_said[0]))
     _BACKGROUND[token] = background
     background.add_done_callback(lambda _task: _BACKGROUND.pop(token, None))
-    return telephony.continue_twiml(
-        lines=[voicing[0].result()], next_url=_continue_url(call.pk, token)
+    language = call.campaign.template.language
+    first = (
+        Speech(text=sentences_said[0], language=language, fallback_reason="deadline")
+        if progress["first_said"]
+        else voicing[0].result()
     )
+    return telephony.interruptible_twiml(
+        lines=[first],
+        action=webhook_url("turn", call.pk) + f"?reply={token}",
+        language=language,
+        next_url=_continue_url(call.pk, token),
+    )
+
+
+def _line_budget() -> float:
+    """How long a line after the first may take to voice before it is said with <Say>."""
+    return settings.WEBHOOK_DEADLINE_SECONDS / 2
 
 
 # Replies of this process still being made after their first line left, by token: kept
@@ -718,6 +807,10 @@ _BACKGROUND: dict[str, asyncio.Task] = {}
 
 def _reply_key(call_id: int, token: str) -> str:
     return f"calls:reply:{call_id}:{token}"
+
+
+def _interrupted_key(call_id: int, token: str) -> str:
+    return f"calls:reply:{call_id}:{token}:interrupted"
 
 
 def _continue_url(call_id: int, token: str) -> str:
@@ -738,38 +831,117 @@ async def _mark_in_progress(call_id: int, token: str) -> bool:
     return True
 
 
-async def _publish(call_id: int, token: str, whole: asyncio.Task[str]) -> None:
+async def _publish(call_id: int, token: str, whole: asyncio.Task[Acted], *, heard: str) -> None:
     """Keep the end of the reply where a continuation request (perhaps served by another
-    process) finds it."""
+    process) finds it, with what an interruption needs to know (``interrupted``)."""
     try:
-        ending = await whole
+        acted = await whole
     except Exception:
         logger.exception("Call %s: the reply in progress failed.", call_id)
-        ending = goodbye()
-    await _store(call_id, token, {"done": True, "twiml": ending})
+        acted = Acted(twiml=goodbye())
+    await _store(
+        call_id,
+        token,
+        {
+            "done": True,
+            "twiml": acted.twiml,
+            "sequence": acted.sequence,
+            "terminal": acted.terminal,
+            "interrupted": acted.interrupted,
+            "heard": heard,
+        },
+    )
+
+
+async def _finished_reply(call_id: int, token: str, *, wait: float) -> dict | None:
+    """The state of reply ``token`` once it is recorded, waiting up to ``wait`` seconds:
+    {"done": True, ...} (see _publish); {"done": False} when it is still being made;
+    None when no such reply is known."""
+    local = _BACKGROUND.get(token)
+    if local is not None and local.get_loop() is asyncio.get_running_loop():
+        # Made here: wait for it without polling the cache.
+        done, _pending = await asyncio.wait([local], timeout=wait)
+        if not done:
+            return {"done": False}
+    deadline = time.monotonic() + wait
+    while True:
+        state = await in_thread(cache.get)(_reply_key(call_id, token))
+        if state is None or state.get("done") or time.monotonic() >= deadline:
+            return state
+        await asyncio.sleep(0.05)
+
+
+def _wait_within_deadline() -> float:
+    """How long a webhook may wait for a reply in progress: CONTINUE_WAIT_SECONDS, less
+    when its deadline is nearer (half a second kept to answer)."""
+    left = deadlines.left(deadlines.current())
+    if left is None:
+        return CONTINUE_WAIT_SECONDS
+    return max(0.0, min(CONTINUE_WAIT_SECONDS, left - 0.5))
 
 
 async def continue_reply(*, call_id: int, token: str) -> str:
     """What comes after the first sentence of a reply in progress: the rest once the
     model and speech are done (then listen, hang up or transfer). While it is still being
     made the caller hears a short pause and Twilio asks again."""
-    deadline = time.monotonic() + CONTINUE_WAIT_SECONDS
-    local = _BACKGROUND.get(token)
-    if local is not None and local.get_loop() is asyncio.get_running_loop():
-        # Made here: wait for it without polling the cache.
-        done, _pending = await asyncio.wait([local], timeout=CONTINUE_WAIT_SECONDS)
-        if not done:
-            return telephony.pause_twiml(seconds=1, next_url=_continue_url(call_id, token))
-    while True:
-        state = await in_thread(cache.get)(_reply_key(call_id, token))
-        if state is None:
-            logger.warning("Call %s: continuation of an unknown reply %s.", call_id, token)
-            return goodbye()
-        if state.get("done"):
-            return state["twiml"]
-        if time.monotonic() >= deadline:
-            return telephony.pause_twiml(seconds=1, next_url=_continue_url(call_id, token))
-        await asyncio.sleep(0.05)
+    state = await _finished_reply(call_id, token, wait=_wait_within_deadline())
+    if state is None:
+        logger.warning("Call %s: continuation of an unknown reply %s.", call_id, token)
+        return goodbye()
+    if state.get("done"):
+        return state["twiml"]
+    return telephony.pause_twiml(seconds=1, next_url=_continue_url(call_id, token))
+
+
+async def interrupted(*, call_id: int, token: str) -> str | None:
+    """The caller spoke over the first line of reply ``token`` (the <Gather> around it
+    heard them). The reply is kept as heard: its first line only, and what it would have
+    done at its end (end the call, transfer it) is undone, since the caller's words come
+    next. Returns None to go on with the caller's turn, or the reply's own answer when it
+    opted the callee out (the confirmation is said whatever was said over it).
+
+    The mark left here tells a reply not recorded yet to record itself so; one already
+    recorded is cut back (``_cut_back``)."""
+    try:
+        await in_thread(cache.set)(_interrupted_key(call_id, token), True, REPLY_TTL_SECONDS)
+    except Exception:
+        logger.exception("Call %s: the interruption of reply %s is not kept.", call_id, token)
+    # Half the time left: the caller's own turn must be answered in the rest.
+    state = await _finished_reply(call_id, token, wait=_wait_within_deadline() / 2)
+    if not state or not state.get("done"):
+        # Not recorded yet (it will see the mark), or unknown: the caller's turn goes on.
+        return None
+    if state.get("terminal") == "opt_out":
+        return state["twiml"]
+    if not state.get("interrupted") and state.get("sequence") is not None:
+        await in_thread(_cut_back)(
+            call_id, sequence=state["sequence"], heard=state["heard"], terminal=state["terminal"]
+        )
+    return None
+
+
+def _cut_back(call_id: int, *, sequence: int, heard: str, terminal: str | None) -> None:
+    """Keep reply turn ``sequence`` of call ``call_id`` as the caller heard it (``heard``,
+    its first line), and undo the end of the dialogue (``terminal``) it recorded."""
+    with transaction.atomic():
+        call = Call.objects.select_for_update().filter(pk=call_id).first()
+        if call is None:
+            return
+        Turn.objects.filter(call=call, sequence=sequence, role=Turn.Role.AGENT).update(text=heard)
+        if terminal not in ("end_call", "transfer_to_human"):
+            return
+        dialogue = {
+            key: value
+            for key, value in (call.dialogue or {}).items()
+            if key not in ("ended", "transferred") and (key, value) != ("closed", "model")
+        }
+        outcome = {
+            key: value for key, value in (call.outcome or {}).items() if key != "transferred"
+        }
+        Call.objects.filter(pk=call.pk).update(
+            dialogue=dialogue, outcome=outcome, updated_at=timezone.now()
+        )
+    logger.info("Call %s: the caller spoke over the reply; kept as heard.", call_id)
 
 
 def _model_failed(call: Call, *, retrying: bool) -> str:
@@ -786,8 +958,21 @@ def _act_locked(
     lines: list[Speech],
     *,
     timings: tuple[int, int, int],
-    already_spoken: int,
-) -> str:
+    early: tuple[str, int] | None,
+) -> Acted:
+    """Record the reply and act on it, the call locked. ``early`` is (token, fallbacks)
+    when its first line left before: that line is not said again (``fallbacks``: it was
+    said with <Say>), and the caller may have spoken over it (``interrupted``)."""
+    heard = None
+    played = lines
+    if early is not None:
+        token, first_said = early
+        if cache.get(_interrupted_key(call.pk, token)):
+            heard = lines[0].text if lines else None
+        if first_said:  # its clip came too late to be played
+            record_speech_fallback(call=call)
+            played = lines[1:]
+    record_plays(call=call, clip_ids=[speech.clip_id for speech in played if speech.clip_id])
     with transaction.atomic():
         # The call locked and re-read with its transcript's last sequence, in one query.
         last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
@@ -796,9 +981,10 @@ def _act_locked(
         return _act(
             call,
             answer,
-            lines[already_spoken:],
+            lines[1:] if early is not None else lines,
             timings=timings,
             sequence=0 if last_sequence is None else last_sequence + 1,
+            heard=heard,
         )
 
 
@@ -822,6 +1008,10 @@ def _hold(call: Call) -> str:
     )
 
 
+# The tools after which the dialogue does not go on: the call ends or leaves us.
+TERMINAL_TOOLS = ("opt_out", "transfer_to_human", "end_call")
+
+
 def _act(
     call: Call,
     reply: conversation.Reply,
@@ -829,12 +1019,18 @@ def _act(
     *,
     timings: tuple[int, int, int],
     sequence: int,
-) -> str:
-    """Record the model's line (as turn ``sequence``) with its timings, apply its tools,
-    answer the TwiML."""
+    heard: str | None = None,
+) -> Acted:
+    """Record the model's line (as turn ``sequence``) with its timings and tokens, apply
+    its tools, answer the TwiML.
+
+    ``heard`` (the caller spoke over the reply, having heard that much) records only
+    that, and leaves out the call's end or transfer: the caller's words come next. An
+    opt-out is applied whatever was heard."""
     model_ms, speech_ms, total_ms = timings
     dialogue = dict(call.dialogue or {})
     names = {action.name for action in reply.actions}
+    terminal = next((name for name in TERMINAL_TOOLS if name in names), None)
     outcome = dict(call.outcome or {})
     for action in reply.actions:
         if action.name == "record_answer":
@@ -849,27 +1045,48 @@ def _act(
     if outcome != call.outcome:
         Call.objects.filter(pk=call.pk).update(outcome=outcome)
         call.outcome = outcome
-    if "opt_out" in names:
-        return _opted_out(call, how=_("the AI model's opt_out tool"))
-    if reply.text:
-        add_turn(
-            call,
-            role=Turn.Role.AGENT,
-            text=reply.text,
-            sequence=sequence,
-            latency_ms=total_ms,
-            model_ms=model_ms,
-            speech_ms=speech_ms,
+    # The turn that records the reply carries what the model billed for it.
+    usage: dict[str, Any] = {
+        "model": reply.model,
+        "prompt_tokens": reply.prompt_tokens,
+        "completion_tokens": reply.completion_tokens,
+        "latency_ms": total_ms,
+        "model_ms": model_ms,
+        "speech_ms": speech_ms,
+    }
+    if terminal == "opt_out":
+        return Acted(
+            twiml=_opted_out(call, how=_("the AI model's opt_out tool"), **usage),
+            terminal=terminal,
         )
-    if "transfer_to_human" in names:
-        return _transfer(call, dialogue, [], voiced=lines)  # recorded above
-    if "end_call" in names:
-        _save_dialogue(call, {**dialogue, "ended": True, "closed": "model"})
-        closing = [] if reply.text else speak(call, [_closing_line(call)])
-        return goodbye(call, lines=[*lines, *closing])
-    if dialogue != call.dialogue:  # else the caller's turn, just written, touched the call
-        _save_dialogue(call, dialogue)
-    return listen(call, lines)
+    text = reply.text if heard is None else heard
+    recorded = None
+    if text:
+        add_turn(call, role=Turn.Role.AGENT, text=text, sequence=sequence, **usage)
+        recorded, usage = sequence, {}
+    elif terminal is None or heard is not None:
+        # The model only acted, with nothing to say: a note of what it did keeps what it
+        # billed (a line said for it, below, would otherwise carry it).
+        note = ", ".join(sorted(names))
+        add_turn(call, role=Turn.Role.SYSTEM, text=note, sequence=sequence, **usage)
+        usage = {}
+    if heard is not None:
+        if dialogue != call.dialogue:
+            _save_dialogue(call, dialogue)
+        return Acted(twiml=listen(call, []), sequence=recorded, interrupted=True)
+    if terminal == "transfer_to_human":
+        twiml = _transfer(call, dialogue, [], voiced=lines, **usage)
+    elif terminal == "end_call":
+        if reply.text:
+            _save_dialogue(call, {**dialogue, "ended": True, "closed": "model"})
+            twiml = goodbye(call, lines=lines)
+        else:
+            twiml = _close(call, dialogue, why="model", voiced=lines, **usage)
+    else:
+        if dialogue != call.dialogue:  # else the caller's turn, just written, touched the call
+            _save_dialogue(call, dialogue)
+        twiml = listen(call, lines)
+    return Acted(twiml=twiml, sequence=recorded, terminal=terminal)
 
 
 # How a <Dial> ended (DialCallStatus) when someone took the transfer; anything else

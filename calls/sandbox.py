@@ -124,7 +124,20 @@ DETECTION_MS = {
     "machine_end_silence": 4200,
 }
 
+# The sandbox's own price of a call, in USD per started minute of a completed call (not
+# Twilio's tariff). Twilio charges neither busy, unanswered, failed nor canceled calls
+# (support.twilio.com/hc/en-us/articles/223132547) and shows a call's price on its Call
+# resource only some seconds to minutes after its end, never in a callback
+# (reference/vendors.md): the sandbox shows it PRICE_SECONDS (simulated; 5 real seconds
+# at the default SANDBOX_SPEED) after the end.
+PRICE_PER_MINUTE = Decimal("0.0140")
+PRICE_UNIT = "USD"
+PRICE_SECONDS = 25
+
 POLL_SECONDS = 0.05  # real seconds between looks at the shared state during a wait
+# A <Gather> waiting this long or less after its lines is heard as a pause mid-reply: the
+# callee does not answer it (calls.flow speaks a reply's first line in one).
+MID_REPLY_TIMEOUT = 1
 MAX_DOCUMENTS = 200  # TwiML documents one call may fetch: ends a document that loops
 # Twilio's webhook defaults and connection overrides (reference/twilio.md §5).
 CONNECT_TIMEOUT = 5.0
@@ -614,6 +627,10 @@ class _Simulation:
         timeout = _number(verb.get("timeout"), 5, low=1, high=600)
         language = verb.get("language") or settings.DEFAULT_CALL_LANGUAGE
         lines = REPLIES["en" if language.lower().startswith("en") else "es"].get(self.persona, ())
+        if timeout <= MID_REPLY_TIMEOUT:
+            # A second's wait after a line is a pause in the middle of what the agent says
+            # (the start of a reply, the rest to come): a callee lets them finish.
+            lines = ()
         if self.replies < len(lines) and "speech" in inputs:
             line = lines[self.replies]
             self.replies += 1

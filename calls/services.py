@@ -34,11 +34,21 @@ def record_speech_fallback(*, call: Call) -> None:
     call.refresh_from_db(fields=["speech_fallbacks"])
 
 
-def speech_for_call(*, call: Call, text: str, new_text: bool = False) -> Speech:
+def speech_for_call(
+    *,
+    call: Call,
+    text: str,
+    new_text: bool = False,
+    deadline: float | None = None,
+    record_play: bool = True,
+) -> Speech:
     """How to speak ``text`` on ``call``: its campaign's voice, its template's language
-    (``new_text``: a line most likely never said before, see ``render_clip``).
+    (``new_text``: a live AI line, see ``render_clip``), by ``deadline`` (a
+    ``time.monotonic()`` instant; by default the deadline of the webhook being answered).
 
-    A line that falls back to <Say> is counted on the call, where staff see it.
+    A line that falls back to <Say> is counted on the call, where staff see it; a clip
+    played is recorded on it (``record_plays``) unless ``record_play`` is false (the
+    caller records it with others later).
     """
     campaign = call.campaign
     if call.voice_id is None and speech.is_configured():
@@ -48,11 +58,26 @@ def speech_for_call(*, call: Call, text: str, new_text: bool = False) -> Speech:
             Call.objects.filter(pk=call.pk, voice__isnull=True).update(voice=voice)
             call.voice = voice
     spoken = speech_for_line(
-        text=text, voice=call.voice, language=campaign.template.language, new_text=new_text
+        text=text,
+        voice=call.voice,
+        language=campaign.template.language,
+        new_text=new_text,
+        deadline=deadlines.current() if deadline is None else deadline,
     )
     if spoken.is_fallback:
         record_speech_fallback(call=call)
+    elif record_play and spoken.clip_id is not None:
+        record_plays(call=call, clip_ids=[spoken.clip_id])
     return spoken
+
+
+def record_plays(*, call: Call, clip_ids: list[int]) -> None:
+    """Record that ``call`` played each of ``clip_ids`` (once each, whatever the repeats):
+    the call's audio, and its share of each clip's characters."""
+    CallClip.objects.bulk_create(
+        [CallClip(call_id=call.pk, clip_id=clip_id) for clip_id in dict.fromkeys(clip_ids)],
+        ignore_conflicts=True,
+    )
 
 
 # --- Status callbacks ---------------------------------------------------------------------

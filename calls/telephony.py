@@ -759,9 +759,32 @@ def hold_twiml(*, lines: Iterable[Spoken], retry_url: str) -> str:
     return str(response)
 
 
-def continue_twiml(*, lines: Iterable[Spoken], next_url: str) -> str:
-    """Speak `lines` (the start of a reply), then fetch `next_url` for the rest."""
-    return hold_twiml(lines=lines, retry_url=next_url)
+def interruptible_twiml(
+    *, lines: Iterable[Spoken], action: str, language: str, next_url: str
+) -> str:
+    """Speak `lines` (the start of a reply) while listening, so that the callee can speak
+    over them (their words are posted to `action`), then fetch `next_url` for the rest.
+
+    The <Gather> waits one second after the lines (its `timeout` takes whole seconds,
+    one the least) for the callee to start speaking; nothing heard, Twilio goes on to
+    the <Redirect>.
+    """
+    response = VoiceResponse()
+    gather = response.gather(
+        input="speech dtmf",
+        action=action,
+        method="POST",
+        language=language,
+        timeout=1,
+        speech_timeout="auto",
+        speech_model="phone_call",
+        num_digits=1,
+        action_on_empty_result=False,
+    )
+    for line in lines:
+        _speak(gather, line)
+    response.redirect(next_url, method="POST")
+    return str(response)
 
 
 def pause_twiml(*, seconds: int, next_url: str) -> str:

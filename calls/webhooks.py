@@ -115,7 +115,8 @@ def twiml_view(view: Callable[..., str]) -> View:
         @functools.wraps(view)
         async def answered_async(request: HttpRequest, call_id: int) -> HttpResponse:
             try:
-                twiml = await view(request, call_id)
+                with deadlines.answering():
+                    twiml = await view(request, call_id)
             except Exception:
                 logger.exception(failed, view.__name__, call_id)
                 twiml = await flow.in_thread(apology)(request, call_id)
@@ -126,7 +127,8 @@ def twiml_view(view: Callable[..., str]) -> View:
     @functools.wraps(view)
     def answered(request: HttpRequest, call_id: int) -> HttpResponse:
         try:
-            twiml = view(request, call_id)
+            with deadlines.answering():
+                twiml = view(request, call_id)
         except Exception:
             logger.exception(failed, view.__name__, call_id)
             twiml = apology(request, call_id)
@@ -144,7 +146,12 @@ def answer(request: HttpRequest, call_id: int) -> str:
 @twiml_view
 async def turn(request: HttpRequest, call_id: int) -> str:
     """The callee answered (or stayed silent, ``?silence=1``): the next line. An AI reply
-    starts playing as soon as its first sentence is voiced (see ``flow.reply``)."""
+    starts playing as soon as its first sentence is voiced (see ``flow.reply``); the
+    callee speaking over it arrives here with ``?reply=<token>`` (``flow.interrupted``)."""
+    if token := request.GET.get("reply"):
+        answer = await flow.interrupted(call_id=call_id, token=token)
+        if answer is not None:
+            return answer
     loop = asyncio.get_running_loop()
     started: list[concurrent.futures.Future[str]] = []
 

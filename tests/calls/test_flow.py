@@ -17,6 +17,8 @@ from calls import conversation, flow, tasks, telephony
 from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact, DoNotCall
 from templates.models import CallTemplate
+from tests.fakes.elevenlabs import SARAH_ID
+from voices.models import Voice
 
 # The turn webhook works in threads of its own, as under the real server: committed data.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +56,15 @@ def live_call(campaign) -> Call:
         from_number="+34910000000",
         to_number=contact.phone,
     )
+
+
+@pytest.fixture
+def bella_voice(campaign) -> Voice:
+    """The campaign's voice: ElevenLabs' "Sarah", named Bella in the deployment guide."""
+    voice = Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    campaign.voice = voice
+    campaign.save(update_fields=["voice"])
+    return voice
 
 
 @pytest.fixture
@@ -115,6 +126,11 @@ def verbs(response) -> list[ET.Element]:
     return list(ET.fromstring(response.content))  # noqa: S314 - our own TwiML
 
 
+def spoken(elements: list[ET.Element]) -> str:
+    """All that <Say> speaks in ``elements``, one line (it is said sentence by sentence)."""
+    return " ".join(said(elements))
+
+
 def said(elements: list[ET.Element]) -> list[str]:
     return [
         element.text or ""
@@ -135,9 +151,14 @@ def test_answer_greets_in_the_templates_language_and_listens(client, live_call) 
     assert gather.get("input") == "speech dtmf"
     assert gather.get("language") == "es-ES"
     assert gather.get("action") == turn_url
-    [say] = list(gather)
-    assert say.get("language") == "es-ES"
-    assert say.text.startswith("Hola Ana. Le llamamos de Acme.")
+    # Sentence by sentence: each is its own clip, voiced ahead (campaigns.prerendering).
+    says = list(gather)
+    assert [say.text for say in says] == [
+        "Hola Ana.",
+        "Le llamamos de Acme.",
+        "Soy un asistente automático.",
+    ]
+    assert {say.get("language") for say in says} == {"es-ES"}
     assert (redirect.tag, redirect.text) == ("Redirect", turn_url + "?silence=1")
     [greeting] = live_call.turns.all()
     assert (greeting.role, greeting.sequence) == (Turn.Role.AGENT, 0)
@@ -155,7 +176,7 @@ def test_a_repeated_answer_request_never_greets_twice(client, live_call) -> None
 def test_a_scripted_answer_asks_the_first_question(client, live_call, scripted) -> None:
     [gather, _redirect] = verbs(post(client, "answer", live_call))
 
-    assert said([gather])[-1] == "¿Vendrá a su cita? Diga sí o no."
+    assert spoken([gather]).endswith("¿Vendrá a su cita? Diga sí o no.")
     live_call.refresh_from_db()
     assert live_call.dialogue["step"] == "confirm"
 
@@ -207,7 +228,7 @@ def test_a_scripted_answer_not_understood_gets_the_retry_prompt(client, live_cal
 
     gather, _ = turn(live_call, {"SpeechResult": "el perro ladra"})
 
-    assert said([gather]) == ["Perdone, ¿vendrá? Diga sí o no."]
+    assert said([gather]) == ["Perdone, ¿vendrá?", "Diga sí o no."]
 
 
 def test_a_scripted_transfer_dials_the_campaigns_number(client, live_call, scripted) -> None:
@@ -236,7 +257,7 @@ def test_an_opt_out_is_written_before_the_confirmation_is_spoken(
     elements = turn(live_call, params)
 
     assert elements[-1].tag == "Hangup"
-    assert said(elements) == ["Entendido: no le volveremos a llamar. Adiós."]
+    assert said(elements) == ["Entendido: no le volveremos a llamar.", "Adiós."]
     entry = DoNotCall.objects.get(phone=live_call.to_number)
     assert entry.partner == live_call.campaign.partner
     assert entry.source == "opt_out"
@@ -289,9 +310,13 @@ def test_an_ai_turn_speaks_the_models_reply_and_listens(live_call, fake_openai) 
 
     elements = turn(live_call, {"SpeechResult": "Sí, iré"})
 
-    # The first sentence left on its own, before the rest of the reply existed.
-    assert [element.tag for element in elements] == ["Say", "Gather", "Redirect"]
+    # The first sentence left on its own, before the rest of the reply existed, in a
+    # <Gather> of its own so that the caller can speak over it.
+    assert [element.tag for element in elements] == ["Gather", "Gather", "Redirect"]
     assert said(elements) == ["Perfecto, Ana.", "Le esperamos el martes.", "¿Algo más?"]
+    first = elements[0]
+    assert first.get("action").startswith(f"{APP_URL}/twilio/calls/{live_call.pk}/turn?reply=")
+    assert (first.get("input"), first.get("timeout")) == ("speech dtmf", "1")
     [request] = fake_openai.chat_requests
     messages = request["messages"]
     assert messages[0]["role"] == "system"
@@ -305,15 +330,21 @@ def test_an_ai_turn_speaks_the_models_reply_and_listens(live_call, fake_openai) 
     assert reply.model_ms is not None and reply.latency_ms >= reply.model_ms
 
 
-def first_answer_then_rest(call: Call, params: dict[str, str]) -> tuple[list, list]:
-    """The turn webhook's own answer, and what its continuation answered after it."""
+def first_answer_then_rest(
+    call: Call, params: dict[str, str], *, took: list[float] | None = None
+) -> tuple[list, list]:
+    """The turn webhook's own answer, and what its continuation answered after it;
+    ``took`` gets the seconds the first answer took."""
 
     async def converse() -> tuple[list, list]:
         client = AsyncClient()
         path = reverse("calls:turn", kwargs={"call_id": call.pk})
         form = {"CallSid": SID, "AccountSid": "AC" + "0" * 32, **params}
         signature = telephony.sign_request(url=APP_URL + path, params=form)
+        started = time.monotonic()
         first = verbs(await client.post(path, form, headers={"x-twilio-signature": signature}))
+        if took is not None:
+            took.append(time.monotonic() - started)
         if first[-1].tag != "Redirect" or "/continue?" not in (first[-1].text or ""):
             return first, []
         path = first[-1].text.removeprefix(APP_URL)
@@ -330,11 +361,11 @@ def slow_first_line(monkeypatch, seconds: float = 0.3) -> list[tuple[str, float,
     speech_for_call = flow.speech_for_call
     voiced: list[tuple[str, float, float]] = []
 
-    def voice(*, call, text, new_text=False):
+    def voice(*, call, text, **options):
         started = time.monotonic()
         if "Perfecto" in text:
             time.sleep(seconds)
-        speech = speech_for_call(call=call, text=text, new_text=new_text)
+        speech = speech_for_call(call=call, text=text, **options)
         voiced.append((text, started, time.monotonic()))
         return speech
 
@@ -354,7 +385,7 @@ def test_a_reply_written_before_its_first_line_is_voiced_starts_with_that_line(
     # The model had written all three lines before the first was voiced: the first left
     # on its own all the same, without waiting for the rest to be voiced and recorded;
     # the rest followed with the listening.
-    assert [element.tag for element in first] == ["Say", "Redirect"]
+    assert [element.tag for element in first] == ["Gather", "Redirect"]
     assert said(first) == ["Perfecto, Ana."]
     assert [element.tag for element in rest] == ["Gather", "Redirect"]
     assert said(rest) == ["Le esperamos el martes.", "¿Algo más?"]
@@ -385,7 +416,7 @@ def test_a_first_line_that_cannot_be_voiced_is_apologised_for_and_not_kept(
     post(Client(), "answer", live_call)
     fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes.", chunk_delay=0.05)
 
-    def broken(*, call, text, new_text=False):
+    def broken(*, call, text, **options):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(flow, "speech_for_call", broken)
@@ -467,7 +498,7 @@ def test_a_reply_is_recorded_after_the_locked_call_in_two_queries(client, live_c
     )
 
     with CaptureQueriesContext(connection) as queries:
-        flow._act_locked(pending.call, answer, [], timings=(300, 150, 460), already_spoken=0)
+        flow._act_locked(pending.call, answer, [], timings=(300, 150, 460), early=None)
 
     statements = [query["sql"] for query in queries.captured_queries]
     # The call locked with its transcript's last sequence; the reply. The dialogue did
@@ -608,7 +639,7 @@ def test_a_machine_gets_the_voicemail_through_a_redirect(
 def test_the_voicemail_message_is_spoken_then_the_call_ends(client, live_call) -> None:
     elements = verbs(post(client, "voicemail", live_call))
 
-    assert said(elements) == ["Le llamamos de Acme. Llámenos al 910 000 000."]
+    assert said(elements) == ["Le llamamos de Acme.", "Llámenos al 910 000 000."]
     assert elements[-1].tag == "Hangup"
 
 
@@ -721,17 +752,17 @@ def test_a_transfer_nobody_takes_apologises_offers_a_callback_and_listens(
     gather = elements[0]
     assert gather.tag == "Gather"
     assert gather.get("action") == f"{APP_URL}/twilio/calls/{live_call.pk}/turn"
-    assert said(elements) == [
+    assert spoken(elements) == (
         "Lo siento, ahora mismo nadie puede atenderle. Podemos llamarle más tarde: "
         "¿cuándo le viene bien?"
-    ]
+    )
     live_call.refresh_from_db()
     assert live_call.outcome == {
         "transferred": False,
         "transfer_failed": True,
         "transfer_status": status,
     }
-    assert live_call.turns.last().text == said(elements)[0]
+    assert live_call.turns.last().text == spoken(elements)
     # Nothing more said: the contact is called again as the retry policy says.
     contact = end_call(client, live_call)
     assert contact.state == Contact.State.RETRY
@@ -773,7 +804,7 @@ def test_a_scripted_transfer_nobody_takes_promises_the_callback_and_ends(
 
     elements = verbs(post(client, "transfer-ended", live_call, {"DialCallStatus": "busy"}))
 
-    assert said(elements) == ["Nadie puede atenderle ahora; le llamaremos. Adiós."]
+    assert spoken(elements) == "Nadie puede atenderle ahora; le llamaremos. Adiós."
     assert elements[-1].tag == "Hangup"
     contact = end_call(client, live_call)
     assert contact.state == Contact.State.RETRY
@@ -790,3 +821,221 @@ def test_a_transfer_taken_ends_the_call_and_the_contact_is_done(client, live_cal
     live_call.refresh_from_db()
     assert live_call.outcome["transferred"] is True
     assert end_call(client, live_call).state == Contact.State.DONE
+
+
+# --- Barge-in: the caller speaks over a reply's first line -----------------------------------
+
+
+def interrupt(
+    call: Call, params: dict[str, str], over: dict[str, str], *, before_recorded: bool = False
+) -> tuple[list[ET.Element], list[ET.Element]]:
+    """The turn webhook's first answer to ``params``, then what the caller saying ``over``
+    during its first line (the <Gather> around it posts to its action) got, continuations
+    followed. ``before_recorded``: the caller speaks before the reply is recorded."""
+
+    async def post_following(client: AsyncClient, path: str, form: dict) -> list[ET.Element]:
+        elements: list[ET.Element] = []
+        while True:
+            signature = telephony.sign_request(url=APP_URL + path, params=form)
+            response = await client.post(path, form, headers={"x-twilio-signature": signature})
+            elements += verbs(response)
+            last = elements[-1]
+            if last.tag != "Redirect" or "/continue?" not in (last.text or ""):
+                return elements
+            elements.pop()
+            path = last.text.removeprefix(APP_URL)
+
+    async def converse() -> tuple[list[ET.Element], list[ET.Element]]:
+        client = AsyncClient()
+        path = reverse("calls:turn", kwargs={"call_id": call.pk})
+        form = {"CallSid": SID, "AccountSid": "AC" + "0" * 32, **params}
+        signature = telephony.sign_request(url=APP_URL + path, params=form)
+        first = verbs(await client.post(path, form, headers={"x-twilio-signature": signature}))
+        assert [element.tag for element in first] == ["Gather", "Redirect"]
+        if not before_recorded:
+            # Twilio plays the first line meanwhile: the rest is made and recorded.
+            token = first[0].get("action").rsplit("=", 1)[1]
+            await asyncio.wait_for(flow._BACKGROUND[token], timeout=5)
+        action = first[0].get("action").removeprefix(APP_URL)
+        rest = await post_following(client, action, {**form, **over})
+        return first, rest
+
+    return async_to_sync(converse)()
+
+
+def transcript(call: Call) -> list[tuple[str, str]]:
+    return list(call.turns.order_by("sequence").values_list("role", "text"))
+
+
+@pytest.mark.parametrize("before_recorded", [False, True])
+def test_a_caller_speaking_over_the_first_line_is_heard_and_the_reply_kept_as_heard(
+    live_call, fake_openai, monkeypatch, before_recorded
+) -> None:
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes. ¿Algo más?", chunk_delay=0)
+    fake_openai.queue_reply("Claro, dígame.")
+    if before_recorded:
+        # The lines after the first take long to voice: the caller speaks before the
+        # reply is recorded, and it records itself as heard.
+        speech_for_call = flow.speech_for_call
+
+        def slow_rest(*, call, text, **options):
+            if "martes" in text:
+                time.sleep(0.5)
+            return speech_for_call(call=call, text=text, **options)
+
+        monkeypatch.setattr(flow, "speech_for_call", slow_rest)
+    else:
+        slow_first_line(monkeypatch, seconds=0.2)
+
+    first, answer = interrupt(
+        live_call, {"SpeechResult": "Sí, iré"}, {"SpeechResult": "Espere, una pregunta"}
+    )
+
+    assert said(first) == ["Perfecto, Ana."]
+    assert said(answer) == ["Claro, dígame."]
+    assert answer[0].tag == "Gather"
+    # Only what the caller heard is kept, before their words, and the model is told so.
+    assert transcript(live_call)[1:] == [
+        (Turn.Role.CALLER, "Sí, iré"),
+        (Turn.Role.AGENT, "Perfecto, Ana."),
+        (Turn.Role.CALLER, "Espere, una pregunta"),
+        (Turn.Role.AGENT, "Claro, dígame."),
+    ]
+    assert fake_openai.chat_requests[-1]["messages"][-2:] == [
+        {"role": "assistant", "content": "Perfecto, Ana."},
+        {"role": "user", "content": "Espere, una pregunta"},
+    ]
+
+
+def test_a_goodbye_spoken_over_does_not_end_the_call(live_call, fake_openai, monkeypatch):
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply(
+        "Perfecto, Ana. Hasta el martes, adiós.",
+        chunk_delay=0,
+        tool_calls=[("end_call", {"reason": "done"})],
+    )
+    fake_openai.queue_reply("Sí, dígame, ¿qué necesita?")
+    slow_first_line(monkeypatch, seconds=0.2)
+
+    _first, answer = interrupt(
+        live_call, {"SpeechResult": "Sí, iré"}, {"SpeechResult": "¡Espere! Otra cosa"}
+    )
+
+    # The caller never heard the goodbye, nor was hung up on: the conversation goes on.
+    assert answer[0].tag == "Gather" and answer[-1].tag == "Redirect"
+    assert said(answer) == ["Sí, dígame, ¿qué necesita?"]
+    live_call.refresh_from_db()
+    assert "ended" not in live_call.dialogue and "closed" not in live_call.dialogue
+
+
+def test_an_opt_out_spoken_over_still_opts_out_and_confirms(live_call, fake_openai) -> None:
+    post(Client(), "answer", live_call)
+    # The model still writes when the first line is ready: it leaves on its own.
+    fake_openai.queue_reply(
+        "Entendido, Ana. No la llamaremos más.", chunk_delay=0.1, tool_calls=[("opt_out", {})]
+    )
+
+    _first, answer = interrupt(
+        live_call, {"SpeechResult": "Pues mire, ya veremos"}, {"SpeechResult": "¿Me oye?"}
+    )
+
+    assert answer[-1].tag == "Hangup"
+    assert DoNotCall.objects.filter(phone=live_call.to_number).exists()
+
+
+# --- Deadlines: Twilio gets an answer within WEBHOOK_DEADLINE_SECONDS -------------------------
+
+
+def test_a_first_line_not_voiced_by_the_deadline_is_said_by_twilio(
+    live_call, fake_openai, monkeypatch, settings
+) -> None:
+    settings.WEBHOOK_DEADLINE_SECONDS = 2.0
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes.", chunk_delay=0)
+    speech_for_call = flow.speech_for_call
+
+    def stuck_first(*, call, text, **options):
+        if "Perfecto" in text:
+            time.sleep(4)  # a socket that never answers: the thread outlives the deadline
+        return speech_for_call(call=call, text=text, **options)
+
+    monkeypatch.setattr(flow, "speech_for_call", stuck_first)
+    took: list[float] = []
+
+    first, _rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"}, took=took)
+
+    assert took[0] < 3.0
+    assert [element.tag for element in first] == ["Gather", "Redirect"]
+    assert [say.text for say in first[0].iter("Say")] == ["Perfecto, Ana."]
+    live_call.refresh_from_db()
+    assert live_call.speech_fallbacks >= 1
+
+
+def test_a_model_with_no_first_line_by_the_deadline_gets_a_holding_line(
+    live_call, fake_openai, settings
+) -> None:
+    settings.WEBHOOK_DEADLINE_SECONDS = 2.0
+    settings.MODEL_TIMEOUT = 5.0  # the model answers at once, but never ends a sentence
+    post(Client(), "answer", live_call)
+    fake_openai.queue_reply("Perfecto Ana le esperamos " * 3, chunk_size=4, chunk_delay=0.3)
+    started = time.monotonic()
+
+    elements = turn(live_call, {"SpeechResult": "Sí, iré"})
+
+    assert time.monotonic() - started < 3.5
+    assert said(elements) == ["Un momento, por favor."]
+    assert elements[-1].text.endswith("/turn?retry=1")
+
+
+def test_template_lines_render_within_the_webhooks_deadline(
+    client, live_call, fake_elevenlabs, bella_voice, settings
+) -> None:
+    # ElevenLabs hangs: the greeting falls back to <Say> by the deadline, not after the
+    # four attempts of ten seconds each that Twilio would not wait for.
+    settings.WEBHOOK_DEADLINE_SECONDS = 2.0
+    settings.ELEVENLABS_TIMEOUT = 10.0
+    fake_elevenlabs.delay = 30
+    started = time.monotonic()
+
+    gather, _redirect = verbs(post(client, "answer", live_call))
+
+    assert time.monotonic() - started < 3.5
+    assert [element.tag for element in gather] == ["Say", "Say", "Say"]
+
+
+# --- What a call played and billed -------------------------------------------------------------
+
+
+def test_each_clip_a_call_plays_and_each_turns_tokens_are_recorded(
+    client, live_call, fake_openai, fake_elevenlabs, bella_voice
+) -> None:
+    post(client, "answer", live_call)
+    fake_openai.queue_reply("Perfecto, Ana. ¿Algo más?", usage=(120, 9))
+
+    turn(live_call, {"SpeechResult": "Sí, iré"})
+
+    played = sorted(live_call.clips.values_list("clip__text", "clip__model_id"))
+    assert played == [
+        ("Hola Ana.", "eleven_multilingual_v2"),
+        ("Le llamamos de Acme.", "eleven_multilingual_v2"),
+        ("Perfecto, Ana.", "eleven_flash_v2_5"),
+        ("Soy un asistente automático.", "eleven_multilingual_v2"),
+        ("¿Algo más?", "eleven_flash_v2_5"),
+    ]
+    reply = live_call.turns.last()
+    assert (reply.model, reply.prompt_tokens, reply.completion_tokens) == ("gpt-4o-mini", 120, 9)
+
+
+def test_a_goodbye_of_the_tool_alone_is_said_and_kept_with_its_tokens(
+    client, live_call, fake_openai
+) -> None:
+    post(client, "answer", live_call)
+    fake_openai.queue_reply("", tool_calls=[("end_call", {"reason": "done"})], usage=(80, 5))
+
+    elements = turn(live_call, {"SpeechResult": "Nada más, gracias"})
+
+    assert said(elements) == ["Gracias, adiós."]
+    closing = live_call.turns.last()
+    assert (closing.role, closing.text) == (Turn.Role.AGENT, "Gracias, adiós.")
+    assert (closing.prompt_tokens, closing.completion_tokens) == (80, 5)

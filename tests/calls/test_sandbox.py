@@ -372,6 +372,22 @@ def test_run_call_silent_callee_follows_the_redirect_after_the_gather(base) -> N
     assert statuses()[-1] == "completed"
 
 
+def test_run_call_persona_lets_a_reply_go_on_past_its_first_line(base) -> None:
+    # The start of a reply, listened to for a second only (calls.flow's first line):
+    # the callee lets the agent finish, and answers what follows.
+    DOCUMENTS["answer"] = (
+        '<Response><Gather input="speech dtmf" action="interrupt" timeout="1">'
+        "<Say>Perfecto.</Say></Gather><Redirect>rest</Redirect></Response>"
+    )
+    DOCUMENTS["rest"] = gather("turn")
+    DOCUMENTS["turn"] = GOODBYE
+
+    dial(base, "interested")
+
+    assert received("interrupt") == []
+    assert received("turn")[0]["SpeechResult"] == "Sí, allí estaré. Gracias."
+
+
 def test_run_call_persona_falls_silent_after_its_lines(base) -> None:
     DOCUMENTS["answer"] = gather("turn")
     DOCUMENTS["turn"] = gather("turn2")

@@ -212,7 +212,12 @@ class Carrier:
             verbs = self._twiml(sid, url, params, fallback=form.get("FallbackUrl"))
             if verbs is None:
                 return
-            gather = next((verb for verb in verbs if verb.tag == "Gather"), None)
+            # A <Gather> waiting a second after its lines is a pause mid-reply (the
+            # start of a reply, more to come): the callee lets the agent finish.
+            gather = next(
+                (verb for verb in verbs if verb.tag == "Gather" and verb.get("timeout") != "1"),
+                None,
+            )
             redirect = next((verb for verb in verbs if verb.tag == "Redirect"), None)
             if gather is not None:
                 line = next(lines, None)
