@@ -492,9 +492,11 @@ ELEVENLABS_LIVE_MODEL = env.str("ELEVENLABS_LIVE_MODEL", "eleven_flash_v2_5")
 # Seconds to wait for ElevenLabs to connect or send the next bytes, per attempt.
 ELEVENLABS_TIMEOUT = env.float("ELEVENLABS_TIMEOUT", 10.0, minimum=1.0, maximum=120.0)
 # Requests in flight to ElevenLabs at once, across every process and machine (0: no
-# limit). The plan's limit: 2 on Free, the smallest plan with API access, 3 Starter,
-# 5 Creator, 10 Pro, 15 Scale and Business; over it ElevenLabs answers 429.
-ELEVENLABS_CONCURRENCY = env.int("ELEVENLABS_CONCURRENCY", 2, minimum=0, maximum=1000)
+# limit). Set your plan's: 2 on Free, 3 Starter, 5 Creator (the default: the smallest plan
+# sold for production use), 10 Pro, 15 Scale and Business; over it ElevenLabs answers 429.
+# A live AI call needs about a line a second voiced: at ~0.3 s a line, a slot serves some
+# three live calls before lines wait (and, past the webhook's deadline, are said by <Say>).
+ELEVENLABS_CONCURRENCY = env.int("ELEVENLABS_CONCURRENCY", 5, minimum=0, maximum=1000)
 
 OPENAI_API_KEY = env.str("OPENAI_API_KEY")
 OPENAI_BASE_URL = env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")
