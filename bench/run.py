@@ -33,7 +33,7 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import admin, api, dispatch, imports, speech_cost, turns
+    from bench import admin, api, dispatch, imports, speech_cost, speech_faults, turns
     from tests.processes import end_other_sessions
 
     databases = setup_databases(verbosity=0, interactive=False)
@@ -44,6 +44,7 @@ def main() -> int:
             "speech_cost": speech_cost,
             "dispatch": dispatch,
             "turns": turns,
+            "speech_faults": speech_faults,
             "imports": imports,
             "admin": admin,
             "api": api,
