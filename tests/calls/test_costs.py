@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from decimal import Decimal
 
@@ -38,7 +39,7 @@ def make_call(campaign: Campaign, **fields) -> Call:
 
 def clip(voice: Voice, text: str, model_id: str) -> SpeechClip:
     return SpeechClip.objects.create(
-        key=f"{model_id}:{text}",
+        key=hashlib.sha256(f"{model_id}:{text}".encode()).hexdigest(),
         text=text,
         voice=voice,
         model_id=model_id,
