@@ -717,6 +717,15 @@ def test_a_fax_or_a_machine_still_greeting_is_hung_up_not_left_a_message(
 # --- Transfers nobody takes -----------------------------------------------------------------
 
 
+@pytest.fixture
+def concluded(monkeypatch) -> list[int]:
+    """The calls whose conclusion was queued, kept here: no worker should take them (a
+    Celery worker of the test session would, and run into the end of the test)."""
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.conclude_call_task, "delay", queued.append)
+    return queued
+
+
 def end_call(client, call: Call) -> Contact:
     """Twilio's final status callback for ``call``; its contact as it is then."""
     response = post(client, "status", call, {"CallStatus": "completed", "CallDuration": "60"})
@@ -741,7 +750,7 @@ def test_the_models_words_before_a_transfer_are_heard_then_the_number_is_dialled
 
 @pytest.mark.parametrize("status", ["no-answer", "busy", "failed"])
 def test_a_transfer_nobody_takes_apologises_offers_a_callback_and_listens(
-    client, live_call, fake_openai, status
+    client, live_call, concluded, fake_openai, status
 ) -> None:
     post(client, "answer", live_call)
     fake_openai.queue_reply("", tool_calls=[("transfer_to_human", {"reason": "asks"})])
@@ -770,7 +779,7 @@ def test_a_transfer_nobody_takes_apologises_offers_a_callback_and_listens(
 
 
 def test_after_a_transfer_nobody_takes_the_callee_can_ask_for_a_callback(
-    client, live_call, fake_openai
+    client, live_call, concluded, fake_openai
 ) -> None:
     post(client, "answer", live_call)
     fake_openai.queue_reply("", tool_calls=[("transfer_to_human", {"reason": "asks"})])
@@ -795,7 +804,7 @@ def test_after_a_transfer_nobody_takes_the_callee_can_ask_for_a_callback(
 
 
 def test_a_scripted_transfer_nobody_takes_promises_the_callback_and_ends(
-    client, live_call, scripted
+    client, live_call, concluded, scripted
 ) -> None:
     scripted.transfer_failed_line = "Nadie puede atenderle ahora; le llamaremos. Adiós."
     scripted.save()
@@ -811,7 +820,9 @@ def test_a_scripted_transfer_nobody_takes_promises_the_callback_and_ends(
     assert contact.state_reason == "Ha pedido que se le llame en otro momento."
 
 
-def test_a_transfer_taken_ends_the_call_and_the_contact_is_done(client, live_call, scripted):
+def test_a_transfer_taken_ends_the_call_and_the_contact_is_done(
+    client, live_call, concluded, scripted
+):
     post(client, "answer", live_call)
     turn(live_call, {"SpeechResult": "con una persona"})
 
@@ -821,6 +832,7 @@ def test_a_transfer_taken_ends_the_call_and_the_contact_is_done(client, live_cal
     live_call.refresh_from_db()
     assert live_call.outcome["transferred"] is True
     assert end_call(client, live_call).state == Contact.State.DONE
+    assert concluded == [live_call.pk]
 
 
 # --- Barge-in: the caller speaks over a reply's first line -----------------------------------
