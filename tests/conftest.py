@@ -147,7 +147,9 @@ def fake_openai(settings) -> Iterator[FakeOpenAI]:
     with FakeOpenAI(api_key="test-key") as server:
         settings.OPENAI_BASE_URL = f"{server.url}/v1"
         settings.OPENAI_API_KEY = "test-key"
-        settings.MODEL_TIMEOUT = 1.0
+        # Generous: on a loaded machine a fake that answers at once must not time out;
+        # tests of the timeout set their own.
+        settings.MODEL_TIMEOUT = 3.0
         yield server
 
 
