@@ -280,12 +280,9 @@ def call_page_context(call: Call) -> dict[str, Any]:
     provider's events."""
     turns = list(call.turns.all())
     voice = call.voice or voice_for_campaign(campaign=call.campaign)  # older calls: none kept
-    played = {
-        clip.text: clip
-        for clip in SpeechClip.objects.filter(plays__call=call, status=SpeechClip.Status.READY)
-    }
-    # Calls from before clips were recorded are matched by content address instead.
-    clips = _played_clips(turns, played) if played else _spoken_clips(turns, voice)
+    # Each turn keeps the clips it played; older turns are matched by content address.
+    clips = _played_clips(turns) if any(turn.clips for turn in turns) else {}
+    clips = clips or _spoken_clips(turns, voice)
     start = call.answered_at or (turns[0].started_at if turns else None) or call.dialed_at
     outcome = call.outcome if isinstance(call.outcome, dict) else {}
     return {
@@ -340,18 +337,20 @@ MAX_SENTENCES_PER_CLIP = 8
 KEYS_PER_QUERY = 500
 
 
-def _played_clips(turns: list[Turn], played: dict[str, SpeechClip]) -> dict[int, list[SpokenClip]]:
-    """The clips the call played (``played``, by text) that voice each agent turn's
-    lines, by turn id."""
-    clips: dict[int, list[SpokenClip]] = {}
-    for turn in turns:
-        if turn.role != Turn.Role.AGENT or not turn.text.strip():
-            continue
-        pieces = [" ".join(piece.split()) for piece in _SENTENCE_BREAK.split(turn.text)]
-        clips_of_turn = _runs([piece for piece in pieces if piece], played)
-        if clips_of_turn:
-            clips[turn.pk] = clips_of_turn
-    return clips
+def _played_clips(turns: list[Turn]) -> dict[int, list[SpokenClip]]:
+    """The clips each turn played (``Turn.clips``), by turn id, in order."""
+    wanted = {pk for turn in turns for pk in (turn.clips or []) if isinstance(pk, int)}
+    ready = SpeechClip.objects.filter(pk__in=wanted, status=SpeechClip.Status.READY)
+    by_id = ready.only("token", "text").in_bulk()
+    return {
+        turn.pk: [
+            SpokenClip(text=clip.text, url=reverse("voices:clip", kwargs={"token": clip.token}))
+            for pk in turn.clips
+            if (clip := by_id.get(pk)) is not None
+        ]
+        for turn in turns
+        if turn.clips
+    }
 
 
 def _runs(pieces: list[str], by_text: dict[str, SpeechClip]) -> list[SpokenClip]:

@@ -6,7 +6,8 @@
   another currency than COST_CURRENCY, is left out of the sums and named.
 - **Speech** is the ElevenLabs characters of the clips the call played, each clip's
   characters shared among every call that played it (a clip is rendered, and billed,
-  once), at ELEVENLABS_PRICES for the clip's model.
+  once), at ELEVENLABS_PRICES for the clip's model. A call's clips are counted when it
+  ends (``services.record_plays``): pending while it is live.
 - **The model** is the tokens the call's turns and its outcome extraction billed, at
   OPENAI_PRICES for each model. A model without a price is named and left out.
 
@@ -22,9 +23,9 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
-from calls.models import Call, CallClip, PriceStatus, Turn
+from calls.models import LIVE_STATUSES, Call, CallClip, PriceStatus, Turn
 from campaigns.stats import Cost
 
 # Amounts are kept to the millionth of the currency's unit: a short call's speech and
@@ -75,6 +76,8 @@ def call_costs(calls: Iterable[Call]) -> dict[int, Cost]:
     costs = {}
     for call in calls:
         telephony, pending, unpriced = _telephony([call])
+        if call.is_live:  # its clips are counted when it ends (services.record_plays)
+            pending = (*pending, "speech")
         costs[call.pk] = _cost(
             telephony=telephony,
             pending=pending,
@@ -97,12 +100,18 @@ def campaign_cost(*, campaign_id: int) -> Cost:
     calls = Call.objects.filter(campaign_id=campaign_id).order_by()
     currency = settings.COST_CURRENCY
     telephony, calls_pending, unavailable, other_currencies = Decimal(0), 0, 0, set()
-    for status, unit, count, amount in (
+    live = 0
+    for status, unit, count, amount, live_ones in (
         calls.exclude(price_status=PriceStatus.NOT_CHARGED)
         .values("price_status", "price_unit")
-        .annotate(count=Count("pk"), amount=Sum("price"))
-        .values_list("price_status", "price_unit", "count", "amount")
+        .annotate(
+            count=Count("pk"),
+            amount=Sum("price"),
+            live=Count("pk", filter=Q(status__in=LIVE_STATUSES)),
+        )
+        .values_list("price_status", "price_unit", "count", "amount", "live")
     ):
+        live += live_ones
         if status == PriceStatus.PENDING:
             calls_pending += count
         elif status == PriceStatus.UNAVAILABLE:
@@ -133,7 +142,7 @@ def campaign_cost(*, campaign_id: int) -> Cost:
         unpriced.append("telephony:unavailable")
     return _cost(
         telephony=telephony,
-        pending=("telephony",) if calls_pending else (),
+        pending=(*(("telephony",) if calls_pending else ()), *(("speech",) if live else ())),
         unpriced=tuple(unpriced),
         calls_pending=calls_pending,
         tokens=tokens,

@@ -36,7 +36,6 @@ from calls.optout import is_opt_out
 from calls.scripted import first_turn, next_turn
 from calls.services import (
     MACHINE_ANSWERS,
-    record_plays,
     record_speech_fallback,
     speech_for_call,
     store_event,
@@ -87,6 +86,11 @@ def line(call: Call, field: str, text: str) -> str:
     except TemplateRenderError as error:
         logger.warning("Call %s: %s not spoken: %s", call.pk, field, error)
         return ""
+
+
+def clip_ids(lines: list[Speech]) -> list[int]:
+    """The clips ``lines`` play, in order: what a turn keeps of its audio."""
+    return [speech.clip_id for speech in lines if speech.clip_id is not None]
 
 
 def speak(call: Call, texts: list[str]) -> list[Speech]:
@@ -154,21 +158,24 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
     if call is None:
         return goodbye()
     template = call.campaign.template
+    texts = [line(call, "greeting", template.greeting)]
+    dialogue = {"silences": 0, "retries": 0}
+    if template.mode == CallTemplate.Mode.SCRIPTED:
+        first = first_turn(template.steps)
+        texts.append(line(call, "steps.0.prompt", first.say))
+        dialogue["step"] = first.step_id
+    # Voiced before the call is locked: the lines were voiced ahead, and a slow one must
+    # not hold the lock (a repeated request voices them again, from their clips).
+    lines = speak(call, texts)
     with transaction.atomic():
         one_or_none(Call.objects.select_for_update().filter(pk=call.pk))
         if call.turns.exists():
             logger.info("Call %s: answer requested again; listening, no second greeting.", call.pk)
             return listen(call, [])
-        texts = [line(call, "greeting", template.greeting)]
-        dialogue = {"silences": 0, "retries": 0}
-        if template.mode == CallTemplate.Mode.SCRIPTED:
-            first = first_turn(template.steps)
-            texts.append(line(call, "steps.0.prompt", first.say))
-            dialogue["step"] = first.step_id
         spoken = " ".join(text for text in texts if text)
-        add_turn(call, role=Turn.Role.AGENT, text=spoken)
+        add_turn(call, role=Turn.Role.AGENT, text=spoken, clips=clip_ids(lines))
         Call.objects.filter(pk=call.pk).update(dialogue=dialogue, updated_at=timezone.now())
-    return listen(call, speak(call, texts))
+    return listen(call, lines)
 
 
 # --- Answering machines -------------------------------------------------------------------
@@ -237,11 +244,12 @@ def voicemail(*, call_id: int, params: Mapping[str, str]) -> str:
     if call is None:
         return goodbye()
     text = line(call, "voicemail_message", call.campaign.template.voicemail_message)
+    lines = speak(call, [text])
     with transaction.atomic():
         one_or_none(Call.objects.select_for_update().filter(pk=call.pk))
         if not call.turns.filter(role=Turn.Role.AGENT, text=text, sequence__gt=0).exists():
-            add_turn(call, role=Turn.Role.AGENT, text=text)
-    return goodbye(call, lines=speak(call, [text]))
+            add_turn(call, role=Turn.Role.AGENT, text=text, clips=clip_ids(lines))
+    return goodbye(call, lines=lines)
 
 
 # --- Recordings -----------------------------------------------------------------------------
@@ -454,12 +462,20 @@ def _save_dialogue(call: Call, dialogue: dict) -> None:
     call.dialogue = dialogue
 
 
-def _say_and_listen(call: Call, dialogue: dict, texts: list[str]) -> str:
-    _save_dialogue(call, dialogue)
+def _spoken_turn(call: Call, texts: list[str], **turn: Any) -> list[Speech]:
+    """Voice ``texts`` and record them as one agent turn (with ``turn``'s fields and the
+    clips played); the lines to say."""
+    lines = speak(call, texts)
     spoken = " ".join(text for text in texts if text)
     if spoken:
-        add_turn(call, role=Turn.Role.AGENT, text=spoken)
-    return listen(call, speak(call, texts))
+        clips = [*turn.pop("clips", ()), *clip_ids(lines)]
+        add_turn(call, role=Turn.Role.AGENT, text=spoken, clips=clips, **turn)
+    return lines
+
+
+def _say_and_listen(call: Call, dialogue: dict, texts: list[str]) -> str:
+    _save_dialogue(call, dialogue)
+    return listen(call, _spoken_turn(call, texts))
 
 
 def _say_and_hang_up(
@@ -468,10 +484,7 @@ def _say_and_hang_up(
     """Say ``voiced`` (lines already voiced and recorded), then ``texts`` (recorded as
     one turn with ``turn``'s fields), and hang up."""
     _save_dialogue(call, {**dialogue, "ended": True})
-    spoken = " ".join(text for text in texts if text)
-    if spoken:
-        add_turn(call, role=Turn.Role.AGENT, text=spoken, **turn)
-    return goodbye(call, lines=[*voiced, *speak(call, texts)])
+    return goodbye(call, lines=[*voiced, *_spoken_turn(call, texts, **turn)])
 
 
 def _closing_line(call: Call) -> str:
@@ -517,13 +530,11 @@ def _transfer(
         return _close(call, dialogue, why="no transfer number", voiced=voiced, **turn)
     texts = [*texts, line(call, "transfer_line", template.transfer_line)]
     _save_dialogue(call, {**dialogue, "transferred": True})
-    spoken = " ".join(text for text in texts if text)
-    if spoken:
-        add_turn(call, role=Turn.Role.AGENT, text=spoken, **turn)
+    lines = _spoken_turn(call, texts, **turn)
     outcome = {**(call.outcome or {}), "transferred": True}
     Call.objects.filter(pk=call.pk).update(outcome=outcome)
     return telephony.transfer_twiml(
-        lines=[*voiced, *speak(call, texts)],
+        lines=[*voiced, *lines],
         number=campaign.transfer_number,
         caller_id=call.from_number,
         timeout=campaign.ring_timeout_seconds,
@@ -711,7 +722,7 @@ async def reply(pending: PendingReply) -> str:
             await asyncio.wait([after])
             deadline = max(pending.deadline, time.monotonic() + _line_budget())
         return await in_thread(speech_for_call)(
-            call=call, text=sentence, new_text=True, deadline=deadline, record_play=False
+            call=call, text=sentence, new_text=True, deadline=deadline
         )
 
     async def run() -> Acted:
@@ -969,10 +980,10 @@ def _act_locked(
         token, first_said = early
         if cache.get(_interrupted_key(call.pk, token)):
             heard = lines[0].text if lines else None
+            played = lines[:1]
         if first_said:  # its clip came too late to be played
             record_speech_fallback(call=call)
-            played = lines[1:]
-    record_plays(call=call, clip_ids=[speech.clip_id for speech in played if speech.clip_id])
+            played = played[1:]
     with transaction.atomic():
         # The call locked and re-read with its transcript's last sequence, in one query.
         last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
@@ -985,6 +996,7 @@ def _act_locked(
             timings=timings,
             sequence=0 if last_sequence is None else last_sequence + 1,
             heard=heard,
+            clips=clip_ids(played),
         )
 
 
@@ -1002,9 +1014,8 @@ def _hold(call: Call) -> str:
     language = call.campaign.template.language
     with translation.override(language.split("-")[0]):
         holding = _("One moment, please.")
-    add_turn(call, role=Turn.Role.AGENT, text=holding)
     return telephony.hold_twiml(
-        lines=speak(call, [holding]), retry_url=webhook_url("turn", call.pk) + "?retry=1"
+        lines=_spoken_turn(call, [holding]), retry_url=webhook_url("turn", call.pk) + "?retry=1"
     )
 
 
@@ -1020,6 +1031,7 @@ def _act(
     timings: tuple[int, int, int],
     sequence: int,
     heard: str | None = None,
+    clips: list[int] = (),
 ) -> Acted:
     """Record the model's line (as turn ``sequence``) with its timings and tokens, apply
     its tools, answer the TwiML.
@@ -1045,8 +1057,10 @@ def _act(
     if outcome != call.outcome:
         Call.objects.filter(pk=call.pk).update(outcome=outcome)
         call.outcome = outcome
-    # The turn that records the reply carries what the model billed for it.
+    # The turn that records the reply carries what the model billed for it, and the
+    # clips played for it (``clips``).
     usage: dict[str, Any] = {
+        "clips": list(clips),
         "model": reply.model,
         "prompt_tokens": reply.prompt_tokens,
         "completion_tokens": reply.completion_tokens,

@@ -277,6 +277,10 @@ class Turn(models.Model):
         blank=True,
         help_text=_("For AI turns: from the first sentence sent to speech to the last one voiced."),
     )
+    # The speech clips played for this turn, in order (ids of voices.SpeechClip): kept
+    # with the turn, written anyway, rather than a row each on a live call's hot path;
+    # the call's CallClip rows are made from them when it ends.
+    clips = models.JSONField(_("clips played"), default=list, blank=True)
     # For AI turns: the model asked and the tokens it billed (every request of the turn).
     model = models.CharField(_("model"), max_length=100, blank=True)
     prompt_tokens = models.PositiveIntegerField(_("prompt tokens"), null=True, blank=True)

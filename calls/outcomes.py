@@ -18,6 +18,7 @@ from callcenter.metrics import OPT_OUTS
 from calls import conversation
 from calls.costs import call_cost
 from calls.models import Call
+from calls.services import record_plays
 from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
 from campaigns.phones import time_zones_for
@@ -110,6 +111,9 @@ def conclude_call(*, call_id: int) -> str:
     """
     call = Call.objects.select_related("campaign__template", "contact").get(pk=call_id)
     template = call.campaign.template
+    # A reply recorded after the call's end (its last words played while it hung up)
+    # has its clips counted now.
+    record_plays(call=call)
     turns = list(call.turns.exclude(text="", digits=""))
     if not any(turn.role == "caller" for turn in turns):
         result = "no_conversation"

@@ -35,20 +35,14 @@ def record_speech_fallback(*, call: Call) -> None:
 
 
 def speech_for_call(
-    *,
-    call: Call,
-    text: str,
-    new_text: bool = False,
-    deadline: float | None = None,
-    record_play: bool = True,
+    *, call: Call, text: str, new_text: bool = False, deadline: float | None = None
 ) -> Speech:
     """How to speak ``text`` on ``call``: its campaign's voice, its template's language
     (``new_text``: a live AI line, see ``render_clip``), by ``deadline`` (a
     ``time.monotonic()`` instant; by default the deadline of the webhook being answered).
 
-    A line that falls back to <Say> is counted on the call, where staff see it; a clip
-    played is recorded on it (``record_plays``) unless ``record_play`` is false (the
-    caller records it with others later).
+    A line that falls back to <Say> is counted on the call, where staff see it; the clip
+    played (``Speech.clip_id``) is the caller's to keep with the turn it says.
     """
     campaign = call.campaign
     if call.voice_id is None and speech.is_configured():
@@ -66,14 +60,20 @@ def speech_for_call(
     )
     if spoken.is_fallback:
         record_speech_fallback(call=call)
-    elif record_play and spoken.clip_id is not None:
-        record_plays(call=call, clip_ids=[spoken.clip_id])
     return spoken
 
 
-def record_plays(*, call: Call, clip_ids: list[int]) -> None:
-    """Record that ``call`` played each of ``clip_ids`` (once each, whatever the repeats):
-    the call's audio, and its share of each clip's characters."""
+def record_plays(*, call: Call) -> None:
+    """Record each clip ``call``'s turns played (``Turn.clips``) as the call's, once each:
+    its audio, and its share of each clip's characters. Run when the call ends, and again
+    at its conclusion (for a reply recorded after the end); a clip kept already is kept
+    once."""
+    clip_ids = [
+        clip_id
+        for clips in call.turns.exclude(clips=[]).values_list("clips", flat=True)
+        for clip_id in clips
+        if isinstance(clip_id, int)
+    ]
     CallClip.objects.bulk_create(
         [CallClip(call_id=call.pk, clip_id=clip_id) for clip_id in dict.fromkeys(clip_ids)],
         ignore_conflicts=True,
@@ -180,6 +180,7 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             transaction.on_commit(CALL_STATUS_CHANGES.labels(status=status).inc)
         if moved and status in FINAL_STATUSES:
             await_price(call=call)
+            record_plays(call=call)
             finish_call(call=call)
             transaction.on_commit(lambda: _conclude_later(call.pk))
     return call

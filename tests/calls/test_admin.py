@@ -340,6 +340,23 @@ def test_call_page_plays_the_clips_the_agent_spoke(
     ]
 
 
+def test_call_page_plays_the_clips_each_turn_kept_whatever_their_model(
+    admin_client, conversation, fake_elevenlabs
+) -> None:
+    # given an agent turn that kept the clips it played: one of the model's live lines,
+    # rendered with the fast model, which no content address of today's settings finds
+    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Sarah")
+    live = render_clip(text="Perfecto. La llamo mañana.", voice=voice, new_text=True)
+    reply = conversation.turns.filter(role="agent").order_by("sequence").last()
+    reply.clips = [live.pk]
+    reply.save(update_fields=["clips"])
+
+    page = admin_client.get(change_url(conversation), headers=ENGLISH).content.decode()
+
+    sources = re.findall(r'<audio class="turn-clip" controls preload="none" src="([^"]+)"', page)
+    assert sources == [f"/clips/{live.token}.mp3"]
+
+
 def test_call_page_opens_for_staff_who_may_only_view_calls(
     client, django_user_model, conversation
 ) -> None:

@@ -18,7 +18,7 @@ from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact, DoNotCall
 from templates.models import CallTemplate
 from tests.fakes.elevenlabs import SARAH_ID
-from voices.models import Voice
+from voices.models import SpeechClip, Voice
 
 # The turn webhook works in threads of its own, as under the real server: committed data.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -1019,24 +1019,35 @@ def test_template_lines_render_within_the_webhooks_deadline(
 # --- What a call played and billed -------------------------------------------------------------
 
 
-def test_each_clip_a_call_plays_and_each_turns_tokens_are_recorded(
-    client, live_call, fake_openai, fake_elevenlabs, bella_voice
+def test_each_turn_keeps_its_clips_and_tokens_and_the_call_its_clips_when_it_ends(
+    client, live_call, fake_openai, fake_elevenlabs, bella_voice, concluded
 ) -> None:
     post(client, "answer", live_call)
     fake_openai.queue_reply("Perfecto, Ana. ¿Algo más?", usage=(120, 9))
 
     turn(live_call, {"SpeechResult": "Sí, iré"})
 
-    played = sorted(live_call.clips.values_list("clip__text", "clip__model_id"))
-    assert played == [
+    # Each turn keeps the clips played for it, in order: template lines in the quality
+    # model, the model's live lines in the fast one.
+    def texts(clips: list[int]) -> list[tuple[str, str]]:
+        by_id = SpeechClip.objects.in_bulk(clips)
+        return [(by_id[pk].text, by_id[pk].model_id) for pk in clips]
+
+    greeting, _caller, reply = live_call.turns.order_by("sequence")
+    assert texts(greeting.clips) == [
         ("Hola Ana.", "eleven_multilingual_v2"),
         ("Le llamamos de Acme.", "eleven_multilingual_v2"),
-        ("Perfecto, Ana.", "eleven_flash_v2_5"),
         ("Soy un asistente automático.", "eleven_multilingual_v2"),
+    ]
+    assert texts(reply.clips) == [
+        ("Perfecto, Ana.", "eleven_flash_v2_5"),
         ("¿Algo más?", "eleven_flash_v2_5"),
     ]
-    reply = live_call.turns.last()
     assert (reply.model, reply.prompt_tokens, reply.completion_tokens) == ("gpt-4o-mini", 120, 9)
+    # None is written on the hot path: the call's clips are recorded when it ends.
+    assert not live_call.clips.exists()
+    end_call(client, live_call)
+    assert live_call.clips.count() == 5
 
 
 def test_a_goodbye_of_the_tool_alone_is_said_and_kept_with_its_tokens(
