@@ -139,7 +139,10 @@ def check_database(*, timeout: float) -> Finding:
             ),
         )
     if unapplied:
-        migrations = ", ".join(f"{m.app_label}.{m.name}" for m, _backwards in unapplied)
+        names = [f"{m.app_label}.{m.name}" for m, _backwards in unapplied]
+        migrations = ", ".join(names[:5])
+        if len(names) > 5:
+            migrations += " " + _("and %(count)s more") % {"count": len(names) - 5}
         return Finding(
             Status.FAIL,
             _("%(database)s lacks %(count)s migration(s) of this release: %(migrations)s")

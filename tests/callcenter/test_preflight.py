@@ -149,6 +149,21 @@ def test_database_without_a_migration_of_the_release_fails_naming_it() -> None:
     assert "migrate" in result.action
 
 
+def test_database_far_behind_names_its_first_missing_migrations_and_counts_the_rest() -> None:
+    # given a database that never had the calls app's migrations (ten or more)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'calls'")
+        missing = cursor.rowcount
+
+    with translation.override("en"):
+        result = preflight.check_database(timeout=TIMEOUT)
+
+    assert result.status == Status.FAIL
+    assert "calls.0001_initial" in result.detail
+    assert "calls.0010_turn_clips" not in result.detail
+    assert f"and {missing - 5} more" in result.detail
+
+
 # --- Redis, worker and beat --------------------------------------------------------------
 
 
