@@ -47,7 +47,7 @@ format: install
 # checks under production settings (any warning fails), the Compose files, the tests.
 validate: lint
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	APP_ENV=production DEBUG=false APP_URL=https://calls.example.com \
+	APP_ENV=production DEBUG=false APP_URL=https://calls.example.com TELEPHONY_BACKEND=sandbox \
 	SECRET_KEY="$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(64))')" \
 	$(BIN)/python manage.py check --deploy --fail-level WARNING
 	$(BIN)/python deploy/validate-compose.py

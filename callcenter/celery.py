@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
@@ -16,6 +17,8 @@ from celery.signals import (
 from callcenter.logging import bind_task_context, unbind_task_context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callcenter.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("callcenter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -73,3 +76,23 @@ def _metrics_port() -> int:
     from django.conf import settings
 
     return settings.WORKER_METRICS_PORT
+
+
+# --- The voice catalogue ------------------------------------------------------------------
+# A new deployment with an ElevenLabs key has an empty catalogue until the nightly sync:
+# the first worker to start fetches it (the others starting with it find the claim taken).
+
+
+@worker_ready.connect
+def _sync_an_empty_voice_catalogue(**_kwargs) -> None:
+    from django.db import DatabaseError, connections
+
+    from voices.services import queue_first_voice_sync
+
+    try:
+        queue_first_voice_sync()
+    except DatabaseError as exc:  # the worker serves all the same; the nightly sync remains
+        logger.warning("Voice catalogue not checked at the worker's start: %r", exc)
+    finally:
+        # The main process runs no task: it keeps no connection open for its pool to inherit.
+        connections.close_all()

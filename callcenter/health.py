@@ -20,11 +20,13 @@ from django.db import DatabaseError, connections
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from callcenter.celery import app as celery_app
 from callcenter.tasks import HEARTBEAT_CACHE_KEY
+from calls.telephony import is_simulated_deployment
 from voices.services import default_voice_problem
 
 logger = logging.getLogger(__name__)
@@ -68,24 +70,37 @@ def _last_heartbeat() -> dict[str, object] | None:
 
 
 def _warnings(database_up: bool) -> list[dict[str, str]]:
-    """Settings the product works around rather than with: each names the setting, its
-    value, what is wrong and what to do (``problem``)."""
+    """Settings the product works around rather than with, or that monitoring should know
+    of: each names the setting, its value, what is wrong and what to do (``problem``)."""
+    warnings = []
+    if is_simulated_deployment():
+        warnings.append(
+            {
+                "setting": "TELEPHONY_BACKEND",
+                "value": settings.TELEPHONY_BACKEND,
+                "problem": _(
+                    "This deployment uses the simulated carrier: no real calls are placed. "
+                    "To place them, set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN and unset "
+                    "TELEPHONY_BACKEND."
+                ),
+            }
+        )
     if not database_up:
-        return []  # the database check already says why nothing can be read
+        return warnings  # the database check already says why nothing can be read
     try:
         problem = default_voice_problem()
     except DatabaseError as exc:  # down since its check: reported there next time
         logger.warning("health: default voice not checked: %r", exc)
-        return []
-    if not problem:
-        return []
-    return [
-        {
-            "setting": "ELEVENLABS_DEFAULT_VOICE",
-            "value": settings.ELEVENLABS_DEFAULT_VOICE,
-            "problem": str(problem),
-        }
-    ]
+        return warnings
+    if problem:
+        warnings.append(
+            {
+                "setting": "ELEVENLABS_DEFAULT_VOICE",
+                "value": settings.ELEVENLABS_DEFAULT_VOICE,
+                "problem": str(problem),
+            }
+        )
+    return warnings
 
 
 @never_cache

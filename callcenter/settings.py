@@ -38,10 +38,33 @@ DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
 # --- Security ---------------------------------------------------------------------------
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-key-never-use-in-production"  # noqa: S105
+# Every SECRET_KEY the project has ever published (its default, .env.example, the tests;
+# git log -p -S SECRET_KEY finds them): anyone may know them, so staging and production
+# refuse them. Published keys too short or too plain for the checks below ("short-but-mine",
+# "a" * 60, "change-me-in-production") are refused by those; tests generate their keys.
+PUBLISHED_SECRET_KEYS = frozenset(
+    {
+        DEVELOPMENT_SECRET_KEY,  # this file's default
+        "change-me-to-a-long-random-secret",  # .env.example
+        # tests/callcenter/test_settings.py's "strong" key until tests generated theirs.
+        "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M",
+        "a" * 50 + "bcdef",  # tests/calls/test_telephony.py
+        "z" * 50 + "vwxyz",  # tests/calls/test_telephony.py
+    }
+)
 SECRET_KEY = env.str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 if not DEVELOPMENT:
-    if SECRET_KEY == DEVELOPMENT_SECRET_KEY or SECRET_KEY.startswith(("change", "django-insecure")):
+    if env.raw("SECRET_KEY") is None:
         env.error("SECRET_KEY", f"must be set to a secret of your own when APP_ENV={APP_ENV}", None)
+    elif SECRET_KEY in PUBLISHED_SECRET_KEYS or SECRET_KEY.startswith(
+        ("change", "django-insecure")
+    ):
+        env.error(
+            "SECRET_KEY",
+            f"must be set to a secret of your own when APP_ENV={APP_ENV}: this one was "
+            "published with the project (its default, .env.example or its tests)",
+            None,
+        )
     elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
         env.error("SECRET_KEY", "must be at least 50 characters with 5 distinct ones", "<hidden>")
     if DEBUG:
@@ -154,6 +177,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "callcenter.context_processors.deployment",
             ],
         },
     },
@@ -480,6 +504,24 @@ if TELEPHONY_BACKEND == "twilio" and not _has_twilio_credentials:
         "TELEPHONY_BACKEND",
         "is twilio but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set",
         TELEPHONY_BACKEND,
+    )
+elif (
+    APP_ENV == "production" and not _has_twilio_credentials and env.raw("TELEPHONY_BACKEND") is None
+):
+    # Fail closed: production without credentials would quietly place no real calls. The
+    # simulated carrier stays available on purpose (a demo), and the admin then says so.
+    env.error(
+        " and ".join(
+            name
+            for name, value in (
+                ("TWILIO_ACCOUNT_SID", TWILIO_ACCOUNT_SID),
+                ("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN),
+            )
+            if not value
+        ),
+        "must be set when APP_ENV=production; to run on the simulated carrier instead "
+        "(no real calls), set TELEPHONY_BACKEND=sandbox",
+        None,
     )
 
 ELEVENLABS_API_KEY = env.str("ELEVENLABS_API_KEY")

@@ -344,6 +344,12 @@ def create_call(
     return _provider_call(call)
 
 
+def is_simulated_deployment() -> bool:
+    """Whether a staging or production deployment runs on the sandbox carrier, which places
+    no real calls: the admin and /health say so (in development it is the usual case)."""
+    return settings.TELEPHONY_BACKEND == "sandbox" and settings.APP_ENV in ("staging", "production")
+
+
 def _sandbox() -> ModuleType | None:
     """The sandbox carrier when TELEPHONY_BACKEND=sandbox (imported here: it uses this module)."""
     if settings.TELEPHONY_BACKEND != "sandbox":

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import logging
 import secrets
+from functools import partial
 from typing import Any
 
 import phonenumbers
@@ -32,7 +33,7 @@ from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.tasks import prerender_campaign_speech_task
 from templates.linting import lint_template
 from voices import speech
-from voices.services import ensure_default_voice
+from voices.services import RETRY_SYNC_CLAIM, ensure_default_voice, queue_voice_sync
 
 logger = logging.getLogger(__name__)
 
@@ -200,18 +201,30 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
 
 def _default_voice_problems() -> list[str]:
     """Why a campaign without a voice of its own cannot speak: the default voice does not
-    resolve. It is fetched from ElevenLabs by id here when the catalogue lacks it, before
-    any call needs it."""
+    resolve. When the catalogue lacks it, it is fetched from ElevenLabs here, by id or by
+    syncing the catalogue, while staff wait (a few seconds at most) and before any call
+    needs it; when ElevenLabs cannot be reached, a sync is queued to retry meanwhile."""
     try:
-        voice = ensure_default_voice()
+        voice = ensure_default_voice(sync=True)
     except speech.SpeechUnavailable as exc:
+        transaction.on_commit(partial(queue_voice_sync, claim=RETRY_SYNC_CLAIM))
         return [
             _(
                 "No voice: the campaign has none of its own, and ElevenLabs could not be "
                 "asked for the default voice (ELEVENLABS_DEFAULT_VOICE is “%(voice)s”): "
-                "%(error)s. Try again in a moment, or choose a voice for the campaign."
+                "%(error)s. The voices are being fetched in the background: try again in a "
+                "minute or two, or choose a voice for the campaign."
             )
             % {"voice": settings.ELEVENLABS_DEFAULT_VOICE, "error": exc}
+        ]
+    except speech.SpeechRejected as exc:
+        return [
+            _(
+                "No voice: the campaign has none of its own, and ElevenLabs refused to list "
+                "the voices (HTTP %(status)s: %(message)s). Check ELEVENLABS_API_KEY, or "
+                "choose a voice for the campaign."
+            )
+            % {"status": exc.status_code, "message": exc.provider_message or exc}
         ]
     if voice is not None:
         return []

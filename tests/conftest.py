@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from django.urls import get_resolver
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -26,6 +27,14 @@ from tests.processes import child_env, end_other_sessions, free_port
 from voices import speech
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _urls_of_the_test_settings() -> None:
+    """URLs are built once per process, from the settings it started with: the sandbox
+    carrier's routes only when it is the backend (calls/urls.py), as tests/settings.py has
+    it. Built here, so that a first test that switches to Twilio does not drop them."""
+    get_resolver().url_patterns  # noqa: B018 - imports the URLconf and what it includes
 
 
 @pytest.fixture(autouse=True)

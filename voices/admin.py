@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import dataclasses
-
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -64,7 +62,7 @@ class VoiceAdmin(admin.ModelAdmin):
                     "Voices synced from ElevenLabs: %(created)d created, %(updated)d updated, "
                     "%(unchanged)d unchanged, %(missing)d no longer listed."
                 )
-                % dataclasses.asdict(result),
+                % result.counts(),
                 messages.SUCCESS,
             )
 

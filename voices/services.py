@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Q, Value, When
@@ -39,8 +39,19 @@ LEGACY_PREMADE_VOICES = {
 }
 # What an ElevenLabs voice id looks like (premade, cloned and library voices alike).
 VOICE_ID = re.compile(r"[A-Za-z0-9]{20}")
-# The default voice is looked up while staff wait (a campaign start): not for long.
+# The default voice is looked up, and the catalogue synced when it lacks the voice, while
+# staff wait (a campaign start): not for long.
 LOOKUP_SECONDS = 15.0
+# For this long after a sync the catalogue counts as fresh: a campaign start that finds no
+# voice then does not list it again (the setting names no voice of the account).
+FRESH_SECONDS = 60
+SYNCED_KEY = "voices:synced"
+# Claims that keep a background sync from being queued twice within CLAIM_SECONDS: one
+# for workers starting together with an empty catalogue, one for campaign starts that
+# could not reach ElevenLabs (given back once a sync succeeds).
+FIRST_SYNC_CLAIM = "voices:first-sync-queued"
+RETRY_SYNC_CLAIM = "voices:sync-queued"
+CLAIM_SECONDS = 10 * 60
 
 
 class HasVoice(Protocol):
@@ -49,22 +60,37 @@ class HasVoice(Protocol):
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What a catalogue sync did; `missing` rows are no longer listed but kept."""
+    """What a catalogue sync did; `missing` rows are no longer listed but kept. The names
+    say which voices ("Sarah (EXAVITQu4vr4xnSDxMaL)"), for an operator to read."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     missing: int = 0
+    created_names: tuple[str, ...] = field(default=(), compare=False)
+    updated_names: tuple[str, ...] = field(default=(), compare=False)
+    missing_names: tuple[str, ...] = field(default=(), compare=False)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "missing": self.missing,
+        }
 
 
-def sync_voices() -> SyncResult:
+def sync_voices(*, deadline: float | None = None) -> SyncResult:
     """Upsert a `Voice` for every voice of the ElevenLabs account, by provider id.
 
     Voices the account no longer lists are kept (campaigns and clips may use them) and
-    counted as missing. Raises what `speech.list_voices` raises.
+    counted as missing. ``deadline`` (a `time.monotonic()` instant) bounds the requests.
+    Raises what `speech.list_voices` raises.
     """
-    listed = {voice.voice_id: _voice_values(voice) for voice in speech.list_voices()}
-    created = updated = unchanged = 0
+    listed = {
+        voice.voice_id: _voice_values(voice) for voice in speech.list_voices(deadline=deadline)
+    }
+    created, updated, unchanged = [], [], 0
     with transaction.atomic():
         # Locked so that two syncs at once (admin and beat) apply one after the other.
         existing = Voice.objects.select_for_update().in_bulk(field_name="provider_voice_id")
@@ -73,7 +99,7 @@ def sync_voices() -> SyncResult:
             if voice is None:
                 voice, inserted = _insert_voice(provider_voice_id=provider_voice_id, values=values)
                 if inserted:
-                    created += 1
+                    created.append(_named(voice))
                     continue
             changed = [name for name, value in values.items() if getattr(voice, name) != value]
             if not changed:
@@ -83,20 +109,52 @@ def sync_voices() -> SyncResult:
                 setattr(voice, name, values[name])
             voice.full_clean(validate_unique=False)
             voice.save(update_fields=[*changed, "updated_at"])
-            updated += 1
-        missing = len(existing.keys() - listed.keys())
-    result = SyncResult(created=created, updated=updated, unchanged=unchanged, missing=missing)
+            updated.append(_named(voice))
+        missing = sorted(_named(existing[key]) for key in existing.keys() - listed.keys())
     # The default voice may be one the account does not list (a legacy premade voice, a
     # library voice): fetched by its id, outside the lock.
     try:
-        _, fetched = _fetch_default_voice()
+        default, fetched = _fetch_default_voice(deadline=deadline)
     except speech.SpeechUnavailable as exc:
         logger.warning("Default voice not fetched from ElevenLabs: %s", exc)
-        fetched = False
-    if fetched:
-        result = dataclasses.replace(result, created=result.created + 1)
-    logger.info("Voices synced from ElevenLabs: %s", result)
+        default, fetched = None, False
+    if fetched and default is not None:
+        created.append(_named(default))
+    result = SyncResult(
+        created=len(created),
+        updated=len(updated),
+        unchanged=unchanged,
+        missing=len(missing),
+        created_names=tuple(created),
+        updated_names=tuple(updated),
+        missing_names=tuple(missing),
+    )
+    cache.set(SYNCED_KEY, True, timeout=FRESH_SECONDS)
+    cache.delete(RETRY_SYNC_CLAIM)  # a start that could not reach ElevenLabs may queue again
+    logger.info("Voices synced from ElevenLabs: %s", result.counts())
     return result
+
+
+def queue_voice_sync(*, claim: str) -> bool:
+    """Queue a sync of the catalogue (`sync_voices_task`, retried while ElevenLabs is
+    unavailable) unless ``claim`` was taken within CLAIM_SECONDS; whether this queued it.
+    Call it outside a transaction, or from one's on_commit."""
+    from voices.tasks import sync_voices_task  # voices.tasks imports this module
+
+    if not cache.add(claim, True, timeout=CLAIM_SECONDS):
+        logger.info("Voice sync not queued: one was queued within %d s (%s)", CLAIM_SECONDS, claim)
+        return False
+    sync_voices_task.delay()
+    logger.info("Voice sync queued (%s)", claim)
+    return True
+
+
+def queue_first_voice_sync() -> bool:
+    """At a worker's start: queue a sync when ElevenLabs is configured and the catalogue is
+    empty, once for all the workers that start together. Whether this queued it."""
+    if not speech.is_configured() or Voice.objects.exists():
+        return False
+    return queue_voice_sync(claim=FIRST_SYNC_CLAIM)
 
 
 def default_voice_id() -> str:
@@ -128,15 +186,26 @@ def resolve_default_voice() -> Voice | None:
     return Voice.objects.filter(chosen).order_by(rank, "name", "pk").first()
 
 
-def ensure_default_voice() -> Voice | None:
+def ensure_default_voice(*, sync: bool = False, deadline: float | None = None) -> Voice | None:
     """The default voice, fetched from ElevenLabs by id into the catalogue when the
-    setting names one by id (or legacy name) that is not in it yet. For the campaign
-    start and the sync, never a call's hot path: it may make a request.
+    setting names one by id (or legacy name) that is not in it yet. With ``sync``, when
+    that finds none either, the catalogue is synced now (unless it is fresh: synced within
+    FRESH_SECONDS) and searched again. For the campaign start, never a call's hot path: it
+    may make requests, all within ``deadline`` (LOOKUP_SECONDS from now by default).
 
     None when no voice answers to the setting. Raises SpeechUnavailable when ElevenLabs
-    could not be asked.
+    could not be asked, and with ``sync`` SpeechRejected when it refused the listing.
     """
-    return _fetch_default_voice()[0]
+    deadline = time.monotonic() + LOOKUP_SECONDS if deadline is None else deadline
+    voice = _fetch_default_voice(deadline=deadline)[0]
+    if voice is not None or not sync or not speech.is_configured() or cache.get(SYNCED_KEY):
+        return voice
+    logger.info(
+        "ELEVENLABS_DEFAULT_VOICE %r is not in the voice catalogue: syncing it now",
+        settings.ELEVENLABS_DEFAULT_VOICE,
+    )
+    sync_voices(deadline=deadline)
+    return resolve_default_voice()
 
 
 def default_voice_problem() -> str:
@@ -174,7 +243,7 @@ def voice_for_campaign(*, campaign: HasVoice) -> Voice | None:
     return campaign.voice or resolve_default_voice()
 
 
-def _fetch_default_voice() -> tuple[Voice | None, bool]:
+def _fetch_default_voice(*, deadline: float | None = None) -> tuple[Voice | None, bool]:
     """The default voice, and whether it was fetched into the catalogue just now."""
     voice = resolve_default_voice()
     voice_id = default_voice_id()
@@ -182,7 +251,8 @@ def _fetch_default_voice() -> tuple[Voice | None, bool]:
         return voice, False
     try:
         provider_voice = speech.get_voice(
-            voice_id=voice_id, deadline=time.monotonic() + LOOKUP_SECONDS
+            voice_id=voice_id,
+            deadline=time.monotonic() + LOOKUP_SECONDS if deadline is None else deadline,
         )
     except speech.SpeechRejected as exc:
         logger.warning(
@@ -199,6 +269,10 @@ def _fetch_default_voice() -> tuple[Voice | None, bool]:
     if inserted:
         logger.info("Default voice %s (%s) added from ElevenLabs", voice.name, voice_id)
     return voice, inserted
+
+
+def _named(voice: Voice) -> str:
+    return f"{voice.name} ({voice.provider_voice_id})"
 
 
 def _voice_values(voice: speech.ProviderVoice) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from celery import shared_task
@@ -20,8 +19,9 @@ logger = logging.getLogger(__name__)
     max_retries=4,
 )
 def sync_voices_task() -> dict[str, int]:
-    """Sync the catalogue from ElevenLabs (nightly); without an API key, do nothing."""
+    """Sync the catalogue from ElevenLabs (nightly, at a worker's first start, when a
+    campaign start could not reach ElevenLabs); without an API key, do nothing."""
     if not speech.is_configured():
         logger.info("Voice sync skipped: ELEVENLABS_API_KEY is not set")
-        return dataclasses.asdict(services.SyncResult())
-    return dataclasses.asdict(services.sync_voices())
+        return services.SyncResult().counts()
+    return services.sync_voices().counts()

@@ -133,3 +133,29 @@ def test_health_has_no_voice_warning_without_elevenlabs(client, settings) -> Non
     settings.ELEVENLABS_DEFAULT_VOICE = "Bellla"
 
     assert client.get("/health").json()["warnings"] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("app_env", ["production", "staging"])
+def test_health_warns_that_a_deployment_places_no_real_calls(client, settings, app_env) -> None:
+    # given a deployment on the simulated carrier, set on purpose
+    settings.APP_ENV = app_env
+    settings.TELEPHONY_BACKEND = "sandbox"
+
+    response = client.get("/health", headers={"accept-language": "en"})
+
+    # then monitoring is told, and the app stays in service
+    assert response.status_code == 200
+    (warning,) = response.json()["warnings"]
+    assert (warning["setting"], warning["value"]) == ("TELEPHONY_BACKEND", "sandbox")
+    assert "no real calls are placed" in warning["problem"]
+    assert "TWILIO_ACCOUNT_SID" in warning["problem"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("app_env", "backend"), [("production", "twilio"), ("test", "sandbox")])
+def test_health_has_no_carrier_warning_otherwise(client, settings, app_env, backend) -> None:
+    settings.APP_ENV = app_env
+    settings.TELEPHONY_BACKEND = backend
+
+    assert client.get("/health").json()["warnings"] == []

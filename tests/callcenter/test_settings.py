@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import runpy
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "callcenter" / "settings.py"
-STRONG_KEY = "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M"
+# Generated, never written down: a key in the repository is one production must refuse.
+STRONG_KEY = secrets.token_urlsafe(64)
+TWILIO_CREDENTIALS = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "token"}
 
 
 # What a developer's shell may export that would change the settings under test.
@@ -41,6 +44,7 @@ PRODUCTION = {
     "APP_ENV": "production",
     "SECRET_KEY": STRONG_KEY,
     "APP_URL": "https://calls.example.com",
+    **TWILIO_CREDENTIALS,
 }
 
 
@@ -210,6 +214,85 @@ def test_settings_production_never_echoes_the_secret(monkeypatch, tmp_path) -> N
     assert "short-but-mine" not in message
 
 
+# Every key the project has published, written out here rather than read from settings.py,
+# so that a key dropped from its list fails this test.
+PUBLISHED_KEYS = [
+    "django-insecure-development-key-never-use-in-production",
+    "change-me-to-a-long-random-secret",
+    "x7Hq-2mZp9Lr4Vt8Nc1Bw6Ks3Jd5Gf0Ya!Ue#Io$Pa%Sd^Fg&Hj*Kl(Zx)Cv_Bn+M",
+    "a" * 50 + "bcdef",
+    "z" * 50 + "vwxyz",
+]
+
+
+@pytest.mark.parametrize("app_env", ["staging", "production"])
+@pytest.mark.parametrize("key", PUBLISHED_KEYS)
+def test_settings_refuse_every_secret_key_the_project_published(
+    monkeypatch, tmp_path, app_env, key
+) -> None:
+    variables = {**PRODUCTION, "APP_ENV": app_env, "SECRET_KEY": key}
+
+    message = settings_error(monkeypatch, tmp_path, **variables)
+
+    assert f"SECRET_KEY: must be set to a secret of your own when APP_ENV={app_env}" in message
+    assert "published with the project" in message
+    assert key not in message
+
+
+def test_settings_refuse_the_secret_key_of_env_example_in_production(monkeypatch, tmp_path):
+    example = env_example_variables()["SECRET_KEY"]
+
+    message = settings_error(monkeypatch, tmp_path, **{**PRODUCTION, "SECRET_KEY": example})
+
+    assert "SECRET_KEY: must be set to a secret of your own" in message
+
+
+def test_settings_development_accepts_a_published_secret_key(monkeypatch, tmp_path) -> None:
+    settings = load_settings(monkeypatch, tmp_path, SECRET_KEY=PUBLISHED_KEYS[2])
+
+    assert settings["SECRET_KEY"] == PUBLISHED_KEYS[2]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "named"),
+    [
+        ({}, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: must be set when APP_ENV=production"),
+        (
+            {"TWILIO_ACCOUNT_SID": "AC" + "0" * 32},
+            "TWILIO_AUTH_TOKEN: must be set when APP_ENV=production",
+        ),
+        ({"TWILIO_AUTH_TOKEN": "token"}, "TWILIO_ACCOUNT_SID: must be set when APP_ENV=production"),
+        # .env.example leaves the backend blank: that is not choosing the sandbox.
+        ({"TELEPHONY_BACKEND": " "}, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: must be set"),
+    ],
+)
+def test_settings_production_refuses_to_start_without_twilio_credentials(
+    monkeypatch, tmp_path, credentials, named
+) -> None:
+    variables = {key: value for key, value in PRODUCTION.items() if not key.startswith("TWILIO_")}
+
+    message = settings_error(monkeypatch, tmp_path, **variables, **credentials)
+
+    assert named in message
+    assert "set TELEPHONY_BACKEND=sandbox" in message
+
+
+def test_settings_production_runs_the_sandbox_only_when_told_to(monkeypatch, tmp_path) -> None:
+    variables = {key: value for key, value in PRODUCTION.items() if not key.startswith("TWILIO_")}
+
+    settings = load_settings(monkeypatch, tmp_path, **variables, TELEPHONY_BACKEND="sandbox")
+
+    assert settings["TELEPHONY_BACKEND"] == "sandbox"
+
+
+def test_settings_staging_without_twilio_credentials_runs_the_sandbox(monkeypatch, tmp_path):
+    settings = load_settings(
+        monkeypatch, tmp_path, APP_ENV="staging", SECRET_KEY=STRONG_KEY, APP_URL="https://s.example"
+    )
+
+    assert settings["TELEPHONY_BACKEND"] == "sandbox"
+
+
 def test_settings_production_with_strong_secret_starts(monkeypatch, tmp_path) -> None:
     settings = load_settings(
         monkeypatch,
@@ -217,6 +300,7 @@ def test_settings_production_with_strong_secret_starts(monkeypatch, tmp_path) ->
         APP_ENV="production",
         SECRET_KEY=STRONG_KEY,
         APP_URL="https://calls.example.com",
+        **TWILIO_CREDENTIALS,
     )
 
     assert settings["DEBUG"] is False
@@ -360,6 +444,31 @@ def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
     assert result.returncode == 1
     assert "MAX_TOKENS: must be a whole number (got 'abc')" in result.stderr
     assert "TEMPERATURE: must be at most 2.0 (got '3')" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_manage_py_refuses_production_without_twilio_credentials(tmp_path) -> None:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(CLEARED_PREFIXES) and name not in CLEARED_NAMES
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(PRODUCTION, DATA_DIR=str(tmp_path), TWILIO_ACCOUNT_SID="", TWILIO_AUTH_TOKEN="")
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: must be set when APP_ENV=production" in (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

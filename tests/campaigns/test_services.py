@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -20,7 +21,9 @@ from campaigns.services import (
     start_campaign,
     transition_campaign,
 )
+from voices import services as voice_services
 from voices.models import Voice
+from voices.services import RETRY_SYNC_CLAIM, queue_voice_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -265,16 +268,89 @@ def test_start_campaign_fetches_the_default_voice_by_its_legacy_name(
 
 
 def test_start_campaign_says_when_elevenlabs_cannot_be_asked_for_the_default_voice(
-    startable, settings, fake_elevenlabs
+    startable, settings, fake_elevenlabs, django_capture_on_commit_callbacks
 ) -> None:
     settings.ELEVENLABS_MAX_RETRIES = 0
     fake_elevenlabs.fail_next(503)
+
+    with (
+        translation.override("en"),
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(CampaignStateError) as excinfo,
+    ):
+        start_campaign(campaign=startable)
+
+    (reason,) = excinfo.value.reasons
+    assert "could not be asked for the default voice" in reason and "“Bella”" in reason
+    assert "being fetched in the background: try again in a minute or two" in reason
+    # and a sync is queued once the refusal is committed, retried while ElevenLabs is down
+    (queue,) = callbacks
+    assert queue.func is queue_voice_sync and queue.keywords == {"claim": RETRY_SYNC_CLAIM}
+
+
+def test_start_campaign_syncs_the_catalogue_when_it_finds_no_voice(
+    startable, settings, fake_elevenlabs
+) -> None:
+    # given a default voice named as the account names it, and a catalogue never synced
+    settings.ELEVENLABS_DEFAULT_VOICE = "George"
+    assert not Voice.objects.exists()
+
+    # when staff start a campaign without a voice of its own
+    start_campaign(campaign=startable)
+
+    # then the catalogue was fetched there and then, and the campaign calls
+    assert startable.state == "running"
+    assert [r.path for r in fake_elevenlabs.requests] == ["/v2/voices"]
+    assert set(Voice.objects.values_list("name", flat=True)) == {"Sarah", "George"}
+
+
+def test_start_campaign_refusal_after_a_sync_does_not_list_again_at_once(
+    startable, settings, fake_elevenlabs
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+
+    for _attempt in range(3):
+        with translation.override("en"), pytest.raises(CampaignStateError, match="No voice"):
+            start_campaign(campaign=startable)
+
+    assert [r.path for r in fake_elevenlabs.requests] == ["/v2/voices"]
+
+
+def test_start_campaign_names_a_refused_key_when_it_lists_the_voices(
+    startable, settings, fake_elevenlabs
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "George"
+    settings.ELEVENLABS_API_KEY = "revoked"
 
     with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
         start_campaign(campaign=startable)
 
     (reason,) = excinfo.value.reasons
-    assert "could not be asked for the default voice" in reason and "“Bella”" in reason
+    assert "refused to list the voices (HTTP 401: Invalid API key)" in reason
+    assert "Check ELEVENLABS_API_KEY" in reason
+    startable.refresh_from_db()
+    assert startable.state == "draft"
+
+
+def test_start_campaign_waits_for_the_voices_only_a_few_seconds(
+    startable, settings, fake_elevenlabs, monkeypatch
+) -> None:
+    # given ElevenLabs hanging
+    settings.ELEVENLABS_DEFAULT_VOICE = "George"
+    settings.ELEVENLABS_TIMEOUT = 1.0
+    monkeypatch.setattr(voice_services, "LOOKUP_SECONDS", 2.0)
+    fake_elevenlabs.delay = 10.0
+
+    # when staff start the campaign
+    started = time.monotonic()
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    # then the refusal came at the lookup's deadline, saying what happens next
+    assert time.monotonic() - started < 4.0
+    (reason,) = excinfo.value.reasons
+    assert "gave up at the deadline" in reason
+    assert "being fetched in the background" in reason
 
 
 def test_start_campaign_with_its_own_voice_asks_nothing(

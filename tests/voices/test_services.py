@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -7,13 +8,14 @@ from django.db import IntegrityError, transaction
 from django.utils import translation
 
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID, GEORGE_ID, SARAH_ID
-from voices import speech
+from voices import services, speech
 from voices.models import Voice
 from voices.services import (
     SyncResult,
     default_voice_id,
     default_voice_problem,
     ensure_default_voice,
+    queue_first_voice_sync,
     resolve_default_voice,
     set_default_voice,
     sync_voices,
@@ -64,6 +66,22 @@ def test_sync_voices_keeps_voices_no_longer_listed(fake_elevenlabs, campaign) ->
     assert result == SyncResult(unchanged=1, missing=1)
     campaign.refresh_from_db()
     assert campaign.voice.provider_voice_id == GEORGE_ID
+
+
+def test_sync_voices_names_the_voices_it_created_updated_and_no_longer_finds(
+    fake_elevenlabs,
+) -> None:
+    first = sync_voices()
+    assert first.created_names == (f"Sarah ({SARAH_ID})", f"George ({GEORGE_ID})")
+
+    fake_elevenlabs.update_voice(SARAH_ID, name="Sara")
+    fake_elevenlabs.remove_voice(GEORGE_ID)
+    second = sync_voices()
+
+    assert second == SyncResult(updated=1, missing=1)
+    assert (second.created_names, second.updated_names) == ((), (f"Sara ({SARAH_ID})",))
+    assert second.missing_names == (f"George ({GEORGE_ID})",)
+    assert second.counts() == {"created": 0, "updated": 1, "unchanged": 0, "missing": 1}
 
 
 def test_sync_voices_fits_odd_provider_values_into_columns(fake_elevenlabs) -> None:
@@ -257,6 +275,85 @@ def test_ensure_default_voice_asks_nothing_for_an_unknown_name(fake_elevenlabs, 
 
     assert ensure_default_voice() is None
     assert fake_elevenlabs.requests == []
+
+
+def test_ensure_default_voice_with_sync_lists_the_catalogue_for_a_voice_named(
+    fake_elevenlabs, settings
+) -> None:
+    # given a default named by its catalogue name, and a catalogue never synced
+    settings.ELEVENLABS_DEFAULT_VOICE = "george"
+
+    # when a campaign start asks for it
+    voice = ensure_default_voice(sync=True)
+
+    # then the catalogue was synced and the voice found in it
+    assert voice is not None and voice.provider_voice_id == GEORGE_ID
+    assert [r.path for r in fake_elevenlabs.requests] == ["/v2/voices"]
+    assert Voice.objects.count() == 2
+
+
+def test_ensure_default_voice_with_sync_lists_a_fresh_catalogue_only_once(
+    fake_elevenlabs, settings
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+
+    assert ensure_default_voice(sync=True) is None
+    assert ensure_default_voice(sync=True) is None  # staff trying again at once
+
+    assert [r.path for r in fake_elevenlabs.requests] == ["/v2/voices"]
+
+
+def test_ensure_default_voice_with_sync_lists_again_once_the_catalogue_is_stale(
+    fake_elevenlabs, settings, monkeypatch
+) -> None:
+    settings.ELEVENLABS_DEFAULT_VOICE = "Lucía"
+    monkeypatch.setattr(services, "FRESH_SECONDS", 1)
+    assert ensure_default_voice(sync=True) is None
+
+    # when the voice is added to the account and the catalogue is no longer fresh
+    fake_elevenlabs.add_voice({"voice_id": "L" * 20, "name": "Lucía", "labels": {}})
+    time.sleep(1.2)
+
+    assert ensure_default_voice(sync=True).provider_voice_id == "L" * 20
+    assert len(fake_elevenlabs.requests_to("/v2/voices")) == 2
+
+
+def test_ensure_default_voice_with_sync_keeps_to_the_lookup_deadline(
+    fake_elevenlabs, settings, monkeypatch
+) -> None:
+    # given ElevenLabs slower than staff may wait
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+    settings.ELEVENLABS_TIMEOUT = 1.0
+    monkeypatch.setattr(services, "LOOKUP_SECONDS", 1.5)
+    fake_elevenlabs.delay = 5.0
+
+    # when
+    started = time.monotonic()
+    with pytest.raises(speech.SpeechUnavailable):
+        ensure_default_voice(sync=True)
+
+    # then it gave up at the deadline, having changed nothing
+    assert time.monotonic() - started < 3.0
+    assert not Voice.objects.exists()
+
+
+def test_ensure_default_voice_with_sync_raises_a_refused_listing(fake_elevenlabs, settings):
+    settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
+    settings.ELEVENLABS_API_KEY = "revoked"
+
+    with pytest.raises(speech.SpeechRejected) as excinfo:
+        ensure_default_voice(sync=True)
+
+    assert excinfo.value.status_code == 401
+
+
+def test_queue_first_voice_sync_needs_a_key_and_an_empty_catalogue(settings) -> None:
+    settings.ELEVENLABS_API_KEY = ""
+    assert queue_first_voice_sync() is False
+
+    settings.ELEVENLABS_API_KEY = "key"
+    Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    assert queue_first_voice_sync() is False
 
 
 def test_ensure_default_voice_outage_is_unavailable(fake_elevenlabs, settings) -> None:
