@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from calls.models import LIVE_STATUSES, Call, CallClip, PriceStatus, Turn
 from campaigns.stats import Cost
@@ -97,7 +97,13 @@ def call_cost(call: Call) -> Cost:
 def campaign_cost(*, campaign_id: int) -> Cost:
     """What the calls of campaign ``campaign_id`` cost so far: the sum of their costs, in a
     few aggregate queries whatever the campaign's size."""
-    calls = Call.objects.filter(campaign_id=campaign_id).order_by()
+    return calls_cost(calls=Call.objects.filter(campaign_id=campaign_id))
+
+
+def calls_cost(*, calls: QuerySet[Call]) -> Cost:
+    """What ``calls`` (a campaign's, a day's) cost so far: the sum of their costs, in four
+    aggregate queries whatever their number."""
+    calls = calls.order_by()
     currency = settings.COST_CURRENCY
     telephony, calls_pending, unavailable, other_currencies = Decimal(0), 0, 0, set()
     live = 0
@@ -122,7 +128,7 @@ def campaign_cost(*, campaign_id: int) -> Cost:
             telephony += amount or 0
     tokens: dict[str, list[int]] = {}
     for row in (
-        Turn.objects.filter(call__campaign_id=campaign_id)
+        Turn.objects.filter(call__in=calls.values("pk"))
         .exclude(model="")
         .order_by()
         .values("model")
@@ -146,33 +152,33 @@ def campaign_cost(*, campaign_id: int) -> Cost:
         unpriced=tuple(unpriced),
         calls_pending=calls_pending,
         tokens=tokens,
-        characters=_campaign_characters(campaign_id),
+        characters=_characters(calls),
     )
 
 
-def _campaign_characters(campaign_id: int) -> dict[str, Decimal]:
-    """Characters by speech model that the campaign's calls played: each clip's
-    characters times the share of its plays that were the campaign's."""
+def _characters(calls: QuerySet[Call]) -> dict[str, Decimal]:
+    """Characters by speech model that ``calls`` played: each clip's characters times the
+    share of its plays that were theirs."""
     clip = CallClip._meta.db_table
-    call = Call._meta.db_table
     speech_clip = CallClip._meta.get_field("clip").related_model._meta.db_table
-    # One row per clip the campaign played; every play of it counted by the index on
-    # the clip (a correlated count, so other campaigns' plays are only counted, not read).
+    chosen, params = calls.values("pk").query.sql_with_params()
+    # One row per clip the calls played; every play of it counted by the index on the
+    # clip (a correlated count, so other calls' plays are only counted, not read).
     sql = f"""
         SELECT sc.model_id, SUM(sc.characters * 1.0 * played.n / (
             SELECT COUNT(*) FROM {clip} every WHERE every.clip_id = played.clip_id
         ))
         FROM (
             SELECT cc.clip_id AS clip_id, COUNT(*) AS n
-            FROM {clip} cc JOIN {call} c ON c.id = cc.call_id
-            WHERE c.campaign_id = %s
+            FROM {clip} cc
+            WHERE cc.call_id IN ({chosen})
             GROUP BY cc.clip_id
         ) played
         JOIN {speech_clip} sc ON sc.id = played.clip_id
         GROUP BY sc.model_id
-    """  # noqa: S608 - table names from the models, the value a parameter
+    """  # noqa: S608 - table names from the models, the calls' query from the ORM
     with connection.cursor() as cursor:
-        cursor.execute(sql, [campaign_id])
+        cursor.execute(sql, params)
         return {model: Decimal(str(characters)) for model, characters in cursor.fetchall()}
 
 
