@@ -11,7 +11,7 @@
 - **The model** is the tokens the call's turns and its outcome extraction billed, at
   OPENAI_PRICES for each model. A model without a price is named and left out.
 
-A campaign's cost is the sum of its calls', counted by the database.
+A campaign's cost (or a day's) is the sum of its calls', counted by the database.
 """
 
 from __future__ import annotations
@@ -101,23 +101,28 @@ def campaign_cost(*, campaign_id: int) -> Cost:
 
 
 def calls_cost(*, calls: QuerySet[Call]) -> Cost:
-    """What ``calls`` (a campaign's, a day's) cost so far: the sum of their costs, in four
+    """What ``calls`` (a campaign's, a day's) cost so far: the sum of their costs, in three
     aggregate queries whatever their number."""
     calls = calls.order_by()
     currency = settings.COST_CURRENCY
     telephony, calls_pending, unavailable, other_currencies = Decimal(0), 0, 0, set()
     live = 0
-    for status, unit, count, amount, live_ones in (
-        calls.exclude(price_status=PriceStatus.NOT_CHARGED)
-        .values("price_status", "price_unit")
-        .annotate(
-            count=Count("pk"),
-            amount=Sum("price"),
-            live=Count("pk", filter=Q(status__in=LIVE_STATUSES)),
-        )
-        .values_list("price_status", "price_unit", "count", "amount", "live")
+    extraction = []
+    # Prices and the extraction's tokens in one pass over the calls: a group for each
+    # price state, currency and extraction model, a handful whatever their number.
+    for row in calls.values("price_status", "price_unit", "extraction_model").annotate(
+        count=Count("pk"),
+        amount=Sum("price"),
+        live=Count("pk", filter=Q(status__in=LIVE_STATUSES)),
+        prompt=Sum("extraction_prompt_tokens"),
+        completion=Sum("extraction_completion_tokens"),
     ):
-        live += live_ones
+        if row["extraction_model"]:
+            extraction.append(row)
+        status, unit, count = row["price_status"], row["price_unit"], row["count"]
+        if status == PriceStatus.NOT_CHARGED:
+            continue
+        live += row["live"]
         if status == PriceStatus.PENDING:
             calls_pending += count
         elif status == PriceStatus.UNAVAILABLE:
@@ -125,7 +130,7 @@ def calls_cost(*, calls: QuerySet[Call]) -> Cost:
         elif unit and unit != currency:
             other_currencies.add(unit)
         else:
-            telephony += amount or 0
+            telephony += row["amount"] or 0
     tokens: dict[str, list[int]] = {}
     for row in (
         Turn.objects.filter(call__in=calls.values("pk"))
@@ -135,13 +140,7 @@ def calls_cost(*, calls: QuerySet[Call]) -> Cost:
         .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     ):
         _add_tokens(tokens, row["model"], row["prompt"], row["completion"])
-    for row in (
-        calls.exclude(extraction_model="")
-        .values("extraction_model")
-        .annotate(
-            prompt=Sum("extraction_prompt_tokens"), completion=Sum("extraction_completion_tokens")
-        )
-    ):
+    for row in extraction:
         _add_tokens(tokens, row["extraction_model"], row["prompt"], row["completion"])
     unpriced = [f"telephony:{unit}" for unit in sorted(other_currencies)]
     if unavailable:
