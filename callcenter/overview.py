@@ -219,13 +219,14 @@ def _paused_by_a_fault() -> list[Attention]:
     return [
         Attention(
             key=f"campaign-paused-{campaign.pk}",
-            title=_("“%(name)s” (%(partner)s) was paused by a fault %(when)s")
-            % {
-                "name": campaign.name,
-                "partner": campaign.partner.name,
-                "when": _when(campaign.state_changed_at),
-            },
-            detail=campaign.state_reason,
+            title=_("“%(name)s” (%(partner)s) was paused by a fault")
+            % {"name": campaign.name, "partner": campaign.partner.name},
+            detail=(
+                _("Paused %(when)s: %(reason)s")
+                % {"when": _when(campaign.state_changed_at), "reason": campaign.state_reason}
+                if campaign.state_changed_at
+                else campaign.state_reason
+            ),
             links=[Link(_("Open the campaign"), _campaign_url(campaign.pk))],
         )
         for campaign in paused
@@ -323,24 +324,32 @@ def _failing_endpoints(user: User, now: datetime.datetime) -> list[Attention]:
     deliveries_url = reverse("admin:campaigns_webhookdelivery_changelist")
     items = []
     for row in rows:
+        counts = []  # sentences
+        if row["failed"]:
+            counts.append(
+                ngettext(
+                    "%(count)d delivery failed for good.",
+                    "%(count)d deliveries failed for good.",
+                    row["failed"],
+                )
+                % {"count": row["failed"]}
+            )
+        if row["retrying"]:
+            counts.append(
+                ngettext(
+                    "%(count)d waits for a retry.",
+                    "%(count)d wait for a retry.",
+                    row["retrying"],
+                )
+                % {"count": row["retrying"]}
+            )
         detail = [
-            ngettext(
-                "%(count)d delivery failed for good",
-                "%(count)d deliveries failed for good",
-                row["failed"],
-            )
-            % {"count": row["failed"]},
-            ngettext(
-                "%(count)d waits for a retry",
-                "%(count)d wait for a retry",
-                row["retrying"],
-            )
-            % {"count": row["retrying"]},
-            _("last error %(when)s: %(error)s")
+            *counts,
+            _("Last error, %(when)s: %(error)s")
             % {"when": _when(row["last_at"]), "error": row["last_error"] or "—"},
         ]
         if not row["endpoint__is_active"]:
-            detail.append(_("the endpoint is disabled"))
+            detail.insert(0, _("The endpoint is disabled."))
         links = [
             Link(
                 _("Its deliveries"),
@@ -359,7 +368,7 @@ def _failing_endpoints(user: User, now: datetime.datetime) -> list[Attention]:
                 key=f"webhook-endpoint-{row['endpoint_id']}",
                 title=_("Webhook deliveries to %(url)s (%(partner)s) are failing")
                 % {"url": row["endpoint__url"], "partner": row["endpoint__partner__name"]},
-                detail="; ".join(detail) + ".",
+                detail=" ".join(detail),
                 links=links,
             )
         )

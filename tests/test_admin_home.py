@@ -364,7 +364,7 @@ def test_a_campaign_paused_by_a_fault_needs_attention_until_it_runs_again(
         f"campaign-paused-{campaign.pk}"
     ]
     entry = paused[0]
-    assert entry.detail == "Twilio refused the credentials (20003)."
+    assert entry.detail.endswith(": Twilio refused the credentials (20003).")
     assert [link.url for link in entry.links] == [
         reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     ]
@@ -438,8 +438,8 @@ def test_failing_webhook_deliveries_need_attention_until_delivered(
     # then the failing endpoint is listed with its counts and latest error, the other not
     assert not [key for key in attention_keys(overview) if key.endswith(f"-{healthy.pk}")]
     assert "https://crm.example.com/hooks" in entry.title
-    assert "2 deliveries failed for good" in entry.detail
-    assert "1 waits for a retry" in entry.detail
+    assert "2 deliveries failed for good." in entry.detail
+    assert "1 waits for a retry." in entry.detail
     assert "The endpoint answered 503." in entry.detail
     assert [link.url for link in entry.links] == [
         reverse("admin:campaigns_webhookdelivery_changelist")
@@ -465,7 +465,7 @@ def test_a_disabled_endpoint_says_so(partner, superuser) -> None:
     with translation.override("en"):
         entry = item(operations_overview(user=superuser), f"webhook-endpoint-{endpoint.pk}")
 
-    assert "the endpoint is disabled" in entry.detail
+    assert entry.detail.startswith("The endpoint is disabled.")
 
 
 def test_silent_beat_or_worker_needs_attention_until_the_heartbeat_runs(
