@@ -340,6 +340,7 @@ def test_home_page_shows_the_figures(admin_client, campaign) -> None:
     assert page.index('id="operations-overview"') < page.index('class="app-campaigns module"')
     assert re.search(r'id="tile-calls-today">.*?>1</a>', overview)
     assert "0.013 USD" in overview
+    assert 'class="pending"' not in overview  # its price is known, no call is live
     assert 'progress value="1" max="2"' in overview
     assert "1 / 2" in overview
 
@@ -605,6 +606,7 @@ def test_refresh_view_answers_the_overview_alone(admin_client, troubles) -> None
     assert body.startswith('<div id="operations-overview"')
     assert "app-campaigns" not in body
     assert "Faulty" in body
+    assert 'class="pending"' in body  # a call is ringing: its speech is still to come
 
 
 # --- Languages ----------------------------------------------------------------------------
