@@ -9,6 +9,7 @@ stop the calls (they still speak, with <Say>) and the admin where the fix is mad
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 import uuid
@@ -57,16 +58,25 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
+def heartbeat_at() -> datetime.datetime | None:
+    """When a worker last ran beat's heartbeat tick (None: never, as far as the cache
+    knows). Raises what the cache raises."""
+    value = cache.get(HEARTBEAT_CACHE_KEY)
+    return parse_datetime(value) if isinstance(value, str) else None
+
+
 def _last_heartbeat() -> dict[str, object] | None:
     """When a worker last ran beat's heartbeat tick: shows worker and beat are alive."""
     try:
-        value = cache.get(HEARTBEAT_CACHE_KEY)
+        when = heartbeat_at()
     except Exception:  # noqa: BLE001 - the cache check above already reports it
         return None
-    when = parse_datetime(value) if isinstance(value, str) else None
     if when is None:
         return None
-    return {"at": value, "age_seconds": round((timezone.now() - when).total_seconds(), 1)}
+    return {
+        "at": when.isoformat(),
+        "age_seconds": round((timezone.now() - when).total_seconds(), 1),
+    }
 
 
 def _warnings(database_up: bool) -> list[dict[str, str]]:

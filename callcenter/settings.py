@@ -125,7 +125,8 @@ if not DEVELOPMENT:
 
 # --- Django core ------------------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, whose home page is the operations overview (callcenter/adminsite.py).
+    "callcenter.adminsite.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -11,7 +11,7 @@
 - **The model** is the tokens the call's turns and its outcome extraction billed, at
   OPENAI_PRICES for each model. A model without a price is named and left out.
 
-A campaign's cost is the sum of its calls', counted by the database.
+A campaign's cost (or a day's) is the sum of its calls', counted by the database.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from calls.models import LIVE_STATUSES, Call, CallClip, PriceStatus, Turn
 from campaigns.stats import Cost
@@ -97,21 +97,32 @@ def call_cost(call: Call) -> Cost:
 def campaign_cost(*, campaign_id: int) -> Cost:
     """What the calls of campaign ``campaign_id`` cost so far: the sum of their costs, in a
     few aggregate queries whatever the campaign's size."""
-    calls = Call.objects.filter(campaign_id=campaign_id).order_by()
+    return calls_cost(calls=Call.objects.filter(campaign_id=campaign_id))
+
+
+def calls_cost(*, calls: QuerySet[Call]) -> Cost:
+    """What ``calls`` (a campaign's, a day's) cost so far: the sum of their costs, in three
+    aggregate queries whatever their number."""
+    calls = calls.order_by()
     currency = settings.COST_CURRENCY
     telephony, calls_pending, unavailable, other_currencies = Decimal(0), 0, 0, set()
     live = 0
-    for status, unit, count, amount, live_ones in (
-        calls.exclude(price_status=PriceStatus.NOT_CHARGED)
-        .values("price_status", "price_unit")
-        .annotate(
-            count=Count("pk"),
-            amount=Sum("price"),
-            live=Count("pk", filter=Q(status__in=LIVE_STATUSES)),
-        )
-        .values_list("price_status", "price_unit", "count", "amount", "live")
+    extraction = []
+    # Prices and the extraction's tokens in one pass over the calls: a group for each
+    # price state, currency and extraction model, a handful whatever their number.
+    for row in calls.values("price_status", "price_unit", "extraction_model").annotate(
+        count=Count("pk"),
+        amount=Sum("price"),
+        live=Count("pk", filter=Q(status__in=LIVE_STATUSES)),
+        prompt=Sum("extraction_prompt_tokens"),
+        completion=Sum("extraction_completion_tokens"),
     ):
-        live += live_ones
+        if row["extraction_model"]:
+            extraction.append(row)
+        status, unit, count = row["price_status"], row["price_unit"], row["count"]
+        if status == PriceStatus.NOT_CHARGED:
+            continue
+        live += row["live"]
         if status == PriceStatus.PENDING:
             calls_pending += count
         elif status == PriceStatus.UNAVAILABLE:
@@ -119,23 +130,17 @@ def campaign_cost(*, campaign_id: int) -> Cost:
         elif unit and unit != currency:
             other_currencies.add(unit)
         else:
-            telephony += amount or 0
+            telephony += row["amount"] or 0
     tokens: dict[str, list[int]] = {}
     for row in (
-        Turn.objects.filter(call__campaign_id=campaign_id)
+        Turn.objects.filter(call__in=calls.values("pk"))
         .exclude(model="")
         .order_by()
         .values("model")
         .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     ):
         _add_tokens(tokens, row["model"], row["prompt"], row["completion"])
-    for row in (
-        calls.exclude(extraction_model="")
-        .values("extraction_model")
-        .annotate(
-            prompt=Sum("extraction_prompt_tokens"), completion=Sum("extraction_completion_tokens")
-        )
-    ):
+    for row in extraction:
         _add_tokens(tokens, row["extraction_model"], row["prompt"], row["completion"])
     unpriced = [f"telephony:{unit}" for unit in sorted(other_currencies)]
     if unavailable:
@@ -146,33 +151,33 @@ def campaign_cost(*, campaign_id: int) -> Cost:
         unpriced=tuple(unpriced),
         calls_pending=calls_pending,
         tokens=tokens,
-        characters=_campaign_characters(campaign_id),
+        characters=_characters(calls),
     )
 
 
-def _campaign_characters(campaign_id: int) -> dict[str, Decimal]:
-    """Characters by speech model that the campaign's calls played: each clip's
-    characters times the share of its plays that were the campaign's."""
+def _characters(calls: QuerySet[Call]) -> dict[str, Decimal]:
+    """Characters by speech model that ``calls`` played: each clip's characters times the
+    share of its plays that were theirs."""
     clip = CallClip._meta.db_table
-    call = Call._meta.db_table
     speech_clip = CallClip._meta.get_field("clip").related_model._meta.db_table
-    # One row per clip the campaign played; every play of it counted by the index on
-    # the clip (a correlated count, so other campaigns' plays are only counted, not read).
+    chosen, params = calls.values("pk").query.sql_with_params()
+    # One row per clip the calls played; every play of it counted by the index on the
+    # clip (a correlated count, so other calls' plays are only counted, not read).
     sql = f"""
         SELECT sc.model_id, SUM(sc.characters * 1.0 * played.n / (
             SELECT COUNT(*) FROM {clip} every WHERE every.clip_id = played.clip_id
         ))
         FROM (
             SELECT cc.clip_id AS clip_id, COUNT(*) AS n
-            FROM {clip} cc JOIN {call} c ON c.id = cc.call_id
-            WHERE c.campaign_id = %s
+            FROM {clip} cc
+            WHERE cc.call_id IN ({chosen})
             GROUP BY cc.clip_id
         ) played
         JOIN {speech_clip} sc ON sc.id = played.clip_id
         GROUP BY sc.model_id
-    """  # noqa: S608 - table names from the models, the value a parameter
+    """  # noqa: S608 - table names from the models, the calls' query from the ORM
     with connection.cursor() as cursor:
-        cursor.execute(sql, [campaign_id])
+        cursor.execute(sql, params)
         return {model: Decimal(str(characters)) for model, characters in cursor.fetchall()}
 
 

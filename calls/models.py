@@ -59,6 +59,14 @@ class PriceStatus(models.TextChoices):
     UNAVAILABLE = "unavailable", _("Unavailable")  # Twilio gave none within a day
 
 
+def placed_calls() -> Q:
+    """Calls that may have rung someone: all but those that never reached Twilio (not
+    placed, or refused when created)."""
+    return ~Q(status=CallStatus.NOT_PLACED) & ~Q(
+        status=CallStatus.FAILED, provider_sid__isnull=True
+    )
+
+
 class CallQuerySet(models.QuerySet):
     def live(self) -> CallQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -70,9 +78,7 @@ class CallQuerySet(models.QuerySet):
     def placed(self) -> CallQuerySet:
         """Calls that may have rung someone: all but those that never reached Twilio (not
         placed, or refused when created). What frequency caps count."""
-        return self.exclude(status=CallStatus.NOT_PLACED).exclude(
-            status=CallStatus.FAILED, provider_sid__isnull=True
-        )
+        return self.filter(placed_calls())
 
     def with_outcome(self, flag: str) -> CallQuerySet:
         """Calls whose outcome has ``flag`` set to true: opted_out, transferred,

@@ -1,5 +1,6 @@
-"""Staff at work in the admin, in a real browser: log in, write a call script, set up a
-campaign, import contacts, and what each role may not do.
+"""Staff at work in the admin, in a real browser: log in and land on the operations
+overview, write a call script, set up a campaign, import contacts, and what each role may
+not do.
 
 The pages are served by pytest-django's live server (the WSGI app in a thread) on the test
 database, so these run on the embedded default and on PostgreSQL alike.
@@ -12,7 +13,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from campaigns.models import Campaign, Partner, PartnerApiKey
+from calls.models import Call
+from campaigns.models import (
+    Campaign,
+    Contact,
+    Partner,
+    PartnerApiKey,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from templates.models import CallTemplate
 from tests.browser.conftest import PASSWORD, log_in, needs_chromium
 
@@ -202,3 +211,83 @@ def test_viewer_cannot_start_a_campaign(live_server, page, role_user, call_scrip
     assert page.locator("input[name=_save]").count() == 0
     campaign.refresh_from_db()
     assert campaign.state == Campaign.State.DRAFT
+
+
+@pytest.fixture
+def operations(call_script) -> dict[str, Campaign]:
+    """A running campaign halfway through with a call going on, one the dialer paused for
+    a fault, and an endpoint whose deliveries fail."""
+    partner = call_script.partner
+    running = Campaign.objects.create(
+        partner=partner, name="Citas de mayo", template=call_script, state="running"
+    )
+    for index, state in enumerate(["done", "done", "calling", "pending"]):
+        contact = Contact.objects.create(campaign=running, phone=f"+3461000000{index}", state=state)
+        if state == "calling":
+            Call.objects.create(
+                campaign=running,
+                contact=contact,
+                attempt=1,
+                from_number="+34910000000",
+                to_number=contact.phone,
+                status=Call.Status.IN_PROGRESS,
+                provider_sid="CA" + "7" * 32,
+            )
+    faulty = Campaign.objects.create(
+        partner=partner,
+        name="Recordatorios",
+        template=call_script,
+        state="paused",
+        state_reason="Twilio refused the caller number +34910000000 (21210).",
+    )
+    endpoint = WebhookEndpoint.objects.create(
+        partner=partner, url="https://crm.example.com/hooks", events=["call.completed"]
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event_id="6f1c1f8e-2b7a-4c55-9a43-52cf4c1d0b9e",
+        event_type="call.completed",
+        payload={},
+        state="failed",
+        attempts=12,
+        last_error="The endpoint answered 500. Given up after 12 attempts over 24 hours.",
+    )
+    return {"running": running, "faulty": faulty}
+
+
+def test_staff_land_on_the_operations_overview(
+    live_server, page, staff_user, operations, screenshot
+) -> None:
+    # when staff log in
+    log_in(page, live_server.url, "staff")
+
+    # then the overview comes first: what needs attention, today's calls, the campaigns
+    attention = page.locator("#overview-attention").inner_text()
+    assert "Twilio refused the caller number" in attention
+    assert "https://crm.example.com/hooks" in attention
+    assert page.locator("#tile-live-calls .figure").inner_text() == "1"
+    row = page.locator("#overview-campaigns tr", has_text="Citas de mayo")
+    assert "2 / 4" in row.inner_text()
+    assert page.locator("#overview-campaigns progress").first.get_attribute("value") == "2"
+    # and the list of apps is still there, below it
+    assert page.locator(".app-campaigns").is_visible()
+    screenshot(page, "13-admin-home")
+
+    # when they follow the faulty campaign's link
+    page.locator(".attention-item", has_text="Recordatorios").get_by_role(
+        "link", name="Open the campaign"
+    ).click()
+
+    # then its page opens, where they resume it
+    page.wait_for_url(re.compile(rf"/admin/campaigns/campaign/{operations['faulty'].pk}/change/"))
+
+
+def test_viewer_sees_the_overview_without_buttons(live_server, page, role_user, operations) -> None:
+    role_user("viewer")
+
+    log_in(page, live_server.url, "viewer")
+
+    overview = page.locator("#operations-overview")
+    assert "Citas de mayo" in overview.inner_text()
+    assert overview.locator("button, form, input").count() == 0
+    assert overview.locator("a[href*='webhookendpoint']").count() == 0

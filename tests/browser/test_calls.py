@@ -1,5 +1,6 @@
 """A campaign started from the admin, on the sandbox carrier, in a real browser: its calls
-appear in the call list and a call's page shows what was said.
+appear in the call list, a call's page shows what was said, and the admin's home counts
+them among today's.
 
 The real web server (uvicorn), a Celery worker and beat run as processes on PostgreSQL and
 Redis, as in tests/e2e/; the sandbox carrier plays each call through the web server.
@@ -155,3 +156,11 @@ def test_staff_start_a_campaign_and_read_a_call(
     hourly = page.locator("#chart-calls-per-hour desc").text_content()
     assert f"{len(PERSONAS)} calls in all" in hourly
     screenshot(page, "08-campaign-page-with-calls")
+
+    # when staff go to the admin's home
+    page.goto(f"{system}/admin/")
+
+    # then today's figures count the calls placed
+    assert int(page.locator("#tile-calls-today .figure").inner_text()) == len(PERSONAS)
+    assert int(page.locator("#tile-answered-today .figure").inner_text()) >= 1
+    screenshot(page, "09-admin-home-after-calls")
