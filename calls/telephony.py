@@ -750,6 +750,40 @@ def fallback_twiml(*, lines: Iterable[Spoken], action: str, goodbye: Spoken) -> 
     return str(response)
 
 
+def message_twiml(
+    *,
+    lines: Iterable[Spoken],
+    goodbye: Iterable[Spoken],
+    opt_out_action: str = "",
+    transfer_lines: Iterable[Spoken] = (),
+    transfer_to: str = "",
+    caller_id: str = "",
+    timeout: int = 30,
+) -> str:
+    """A short message to someone who rang us: speak `lines`, listening meanwhile for one
+    key posted to `opt_out_action` (when given); then, with `transfer_to`, speak
+    `transfer_lines` and put them through to it (TwiML goes on after the <Dial> once it
+    ends); last speak `goodbye` and end the call."""
+    response = VoiceResponse()
+    if opt_out_action:
+        gather = response.gather(
+            input="dtmf", num_digits=1, timeout=5, action=opt_out_action, method="POST"
+        )
+        for line in lines:
+            _speak(gather, line)
+    else:
+        for line in lines:
+            _speak(response, line)
+    if transfer_to:
+        for line in transfer_lines:
+            _speak(response, line)
+        response.dial(transfer_to, caller_id=caller_id or None, timeout=timeout)
+    for line in goodbye:
+        _speak(response, line)
+    response.hangup()
+    return str(response)
+
+
 def hold_twiml(*, lines: Iterable[Spoken], retry_url: str) -> str:
     """Speak `lines` (a holding line), then fetch `retry_url` for what comes next."""
     response = VoiceResponse()
