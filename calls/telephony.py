@@ -32,6 +32,7 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
+from twilio.rest.api.v2010.account.incoming_phone_number import IncomingPhoneNumberInstance
 from twilio.twiml.voice_response import Gather, VoiceResponse
 from urllib3.exceptions import NewConnectionError
 
@@ -358,6 +359,66 @@ def find_calls(
         for call in calls
         if call.date_created is None or call.date_created >= created_after
     ]
+
+
+@dataclass(frozen=True)
+class IncomingNumber:
+    """One of the account's phone numbers (Twilio's IncomingPhoneNumber): where its calls go.
+
+    A number with a `voice_application_sid` or a `trunk_sid` ignores its voice URLs
+    (Twilio's IncomingPhoneNumber resource: the application or the trunk takes its calls).
+    """
+
+    sid: str
+    phone_number: str
+    voice_url: str = ""
+    voice_method: str = ""
+    voice_fallback_url: str = ""
+    status_callback: str = ""
+    voice_application_sid: str = ""
+    trunk_sid: str = ""
+
+
+def incoming_numbers() -> list[IncomingNumber]:
+    """The account's phone numbers, every page. Raises TelephonyRejected or
+    TelephonyUnavailable (a listing is repeated when it fails, as a fetch is)."""
+    numbers = _call(
+        "number listing", lambda client: client.api.account.incoming_phone_numbers.list()
+    )
+    return [_incoming_number(number) for number in numbers]
+
+
+def point_number(
+    *, sid: str, voice_url: str, fallback_url: str, status_callback: str
+) -> IncomingNumber:
+    """Send the calls of the account's number `sid` to `voice_url` (its TwiML),
+    `fallback_url` (when that fails) and `status_callback` (the call's end), each by POST.
+    Repeating it is harmless. Raises TelephonyRejected or TelephonyUnavailable."""
+    number = _call(
+        "number update",
+        lambda client: client.api.account.incoming_phone_numbers(sid).update(
+            voice_url=voice_url,
+            voice_method="POST",
+            voice_fallback_url=fallback_url,
+            voice_fallback_method="POST",
+            status_callback=status_callback,
+            status_callback_method="POST",
+        ),
+    )
+    return _incoming_number(number)
+
+
+def _incoming_number(number: IncomingPhoneNumberInstance) -> IncomingNumber:
+    return IncomingNumber(
+        sid=number.sid or "",
+        phone_number=number.phone_number or "",
+        voice_url=number.voice_url or "",
+        voice_method=number.voice_method or "",
+        voice_fallback_url=number.voice_fallback_url or "",
+        status_callback=number.status_callback or "",
+        voice_application_sid=number.voice_application_sid or "",
+        trunk_sid=number.trunk_sid or "",
+    )
 
 
 def url_with_retries(url: str, *, retry_count: int = 3) -> str:

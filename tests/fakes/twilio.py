@@ -1,6 +1,7 @@
 """A fake Twilio REST API on 127.0.0.1, for driving the real SDK over HTTP in tests.
 
-It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update), checks
+It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update) and the
+account's IncomingPhoneNumbers (list, fetch, update: where each number sends its calls), checks
 HTTP Basic auth like Twilio, answers with Twilio's JSON shapes, records every request,
 and plays scripted faults (error statuses, slow answers, dropped connections) before
 answering normally again. Like Twilio, a Call resource shows no price until some time
@@ -41,6 +42,23 @@ DEFAULT_CODES = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
 CALL_PATH = re.compile(
     rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls(?:/(?P<sid>[^/.]+))?\.json"
 )
+NUMBER_PATH = re.compile(
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers(?:/(?P<sid>[^/.]+))?\.json"
+)
+# The IncomingPhoneNumber update parameters the fake keeps, by the resource's JSON field
+# (twilio.com/docs/phone-numbers/api/incomingphonenumber-resource, "Update an
+# IncomingPhoneNumber resource"; POST .../IncomingPhoneNumbers/{Sid}.json in the spec).
+NUMBER_FIELDS = {
+    "VoiceUrl": "voice_url",
+    "VoiceMethod": "voice_method",
+    "VoiceFallbackUrl": "voice_fallback_url",
+    "VoiceFallbackMethod": "voice_fallback_method",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
+    "VoiceApplicationSid": "voice_application_sid",
+    "TrunkSid": "trunk_sid",
+    "FriendlyName": "friendly_name",
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,7 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         self.price_per_minute = price_per_minute
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._calls: dict[str, dict[str, Any]] = {}
+        self._numbers: dict[str, dict[str, Any]] = {}
         self._violations: list[str] = []
         self._lost_creations: list[int] = []
 
@@ -117,6 +136,16 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             self._calls[sid] = call
             return copy.deepcopy(call)
 
+    def add_number(self, phone_number: str, **fields: Any) -> dict[str, Any]:
+        """Give the account the phone number `phone_number` (an IncomingPhoneNumber; fields
+        as in Twilio's JSON, say voice_url or voice_application_sid)."""
+        sid = "PN" + uuid.uuid4().hex
+        with self._lock:
+            number = self._new_number(sid=sid, phone_number=phone_number)
+            number.update(fields)
+            self._numbers[sid] = number
+            return copy.deepcopy(number)
+
     # --- Inspection -----------------------------------------------------------------------
     def requests_to(self, method: str, path_suffix: str) -> list[RecordedRequest]:
         """Requests with `method` whose path ends with `path_suffix` (say "/Calls.json")."""
@@ -130,6 +159,12 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
     def calls(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(list(self._calls.values()))
+
+    @property
+    def numbers(self) -> dict[str, dict[str, Any]]:
+        """The account's phone numbers, by phone number."""
+        with self._lock:
+            return {n["phone_number"]: copy.deepcopy(n) for n in self._numbers.values()}
 
     @property
     def violations(self) -> list[str]:
@@ -181,6 +216,9 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         if violations:
             # No Twilio code: the fake, not Twilio, found these.
             return 400, error_body(400, None, "; ".join(violations))
+        numbers = NUMBER_PATH.fullmatch(request.path)
+        if numbers is not None and numbers["account"] == self.account_sid:
+            return self._route_numbers(request, numbers["sid"])
         match = CALL_PATH.fullmatch(request.path)
         if match is None or match["account"] != self.account_sid:
             return _not_found(request.path)
@@ -263,6 +301,89 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
                     call.update(status=status, end_time=self._now())
             call["date_updated"] = self._now()
             return 200, copy.deepcopy(self._priced(call))
+
+    def _route_numbers(self, request: RecordedRequest, sid: str | None) -> tuple[int, Any]:
+        """The account's IncomingPhoneNumbers: list (one page, filtered by PhoneNumber as
+        Twilio filters it), fetch and update; an unknown SID is 20404 like any resource
+        (twilio.com/docs/phone-numbers/api/incomingphonenumber-resource)."""
+        with self._lock:
+            if sid is None and request.method == "GET":
+                query = {name: values[0] for name, values in request.query.items()}
+                page_size = int(query.get("PageSize", "50"))
+                wanted = query.get("PhoneNumber")
+                numbers = [
+                    copy.deepcopy(number)
+                    for number in self._numbers.values()
+                    if wanted is None or number["phone_number"] == wanted
+                ][:page_size]
+                uri = (
+                    f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
+                    f"?PageSize={page_size}&Page=0"
+                )
+                return 200, {
+                    "incoming_phone_numbers": numbers,
+                    "end": max(0, len(numbers) - 1),
+                    "first_page_uri": uri,
+                    "next_page_uri": None,
+                    "page": 0,
+                    "page_size": page_size,
+                    "previous_page_uri": None,
+                    "start": 0,
+                    "uri": uri,
+                }
+            number = self._numbers.get(sid or "")
+            if number is None:
+                return _not_found(request.path)
+            if request.method == "POST":
+                for name, field in NUMBER_FIELDS.items():
+                    if name in request.form:
+                        number[field] = request.form[name][0] or None
+                number["date_updated"] = self._now()
+            elif request.method != "GET":
+                return 405, error_body(405, 20004, "Method not allowed")
+            return 200, copy.deepcopy(number)
+
+    def _new_number(self, *, sid: str, phone_number: str) -> dict[str, Any]:
+        """An IncomingPhoneNumber as Twilio's API shows a number just bought: its voice
+        URL Twilio's demo, nothing else configured (every field of the spec's schema)."""
+        now = self._now()
+        return {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": API_VERSION,
+            "beta": False,
+            "bundle_sid": None,
+            "capabilities": {"fax": False, "mms": True, "sms": True, "voice": True},
+            "date_created": now,
+            "date_updated": now,
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "emergency_status": "Inactive",
+            "friendly_name": phone_number,
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": phone_number,
+            "sid": sid,
+            "sms_application_sid": None,
+            "sms_fallback_method": "POST",
+            "sms_fallback_url": None,
+            "sms_method": "POST",
+            "sms_url": None,
+            "status": "in-use",
+            "status_callback": None,
+            "status_callback_method": "POST",
+            "trunk_sid": None,
+            "type": "local",
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{sid}.json",
+            "voice_application_sid": None,
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": None,
+            "voice_method": "POST",
+            "voice_receive_mode": "voice",
+            "voice_url": "https://demo.twilio.com/welcome/voice/",
+        }
 
     def _priced(self, call: dict[str, Any]) -> dict[str, Any]:
         """`call`, priced once `price_delay` has passed since its end (called locked).
