@@ -503,6 +503,27 @@ def test_a_dial_of_a_contact_on_an_inbound_call_is_released_and_the_contact_wait
     assert contact.next_attempt_at is not None
 
 
+def test_an_inbound_call_whose_end_was_never_reported_is_settled_from_twilio(
+    client, contact, scripted, concluded, fake_twilio
+) -> None:
+    # given: a number pointed at the voice URL by hand, without the status callback
+    verbs(ring(client))
+    call = inbound_call()
+    Turn.objects.create(call=call, sequence=1, role="caller", text="Sí", started_at=timezone.now())
+    fake_twilio.set_call(SID, status="completed", duration="95", direction="inbound")
+
+    # when: the reconciliation tick looks at it, long after its longest life
+    later = timezone.now() + datetime.timedelta(hours=1)
+    result = dialing.reconcile_calls(now=later)
+
+    # then: it ends as its status callback would have ended it
+    assert result.refreshed == [call.pk]
+    call.refresh_from_db()
+    assert (call.status, call.duration_seconds) == (Call.Status.COMPLETED, 95)
+    contact.refresh_from_db()
+    assert (contact.state, contact.next_attempt_at) == (Contact.State.DONE, None)
+
+
 # --- A number on the do-not-call list ------------------------------------------------------
 
 
