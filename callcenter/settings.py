@@ -278,7 +278,7 @@ WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535
 # in the admin under "Periodic tasks") and writes each entry's last run there, so that
 # web, worker and beat agree on it and no schedule file is needed.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Beat only ticks (STYLE.md rule 9): when a campaign calls is data on the campaign. These
+# Beat only ticks: when a campaign calls is data on the campaign. These
 # ticks stay in code: beat writes them to the database at each start, over any edit made
 # in the admin, since the product's pacing depends on them. What operators may retime (the
 # nightly voice sync, the purge of idempotency keys) is only in the database, created by

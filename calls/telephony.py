@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils.crypto import salted_hmac
 from django.utils.datastructures import MultiValueDict
 from django.utils.translation import gettext_lazy as _
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
@@ -183,9 +183,86 @@ class ProviderCall:
     ended_at: datetime.datetime | None = None
 
 
+@dataclass(frozen=True)
+class ProviderAccount:
+    """The Twilio account the credentials open: `status` is active, suspended or closed,
+    `type` Trial or Full (the Account resource's enums)."""
+
+    sid: str
+    name: str
+    status: str
+    type: str
+
+
+@dataclass(frozen=True)
+class AccountNumbers:
+    """The numbers a call of the account may come from, in E.164: its own phone numbers
+    (IncomingPhoneNumbers) and its verified caller ids (OutgoingCallerIds)."""
+
+    owned: frozenset[str]
+    verified: frozenset[str]
+
+    def allows(self, number: str) -> bool:
+        """Whether Twilio takes `number` as a call's From (else it refuses with 21210)."""
+        return number in self.owned or number in self.verified
+
+
+# The largest page the list endpoints serve (PageSize's maximum in Twilio's spec): most
+# accounts' numbers fit one request.
+LIST_PAGE_SIZE = 1000
+
+
 def is_configured() -> bool:
     """Whether Twilio credentials are set."""
     return bool(settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN)
+
+
+def fetch_account(*, timeout: float | None = None, retries: int | None = None) -> ProviderAccount:
+    """The account of TWILIO_ACCOUNT_SID, fetched with TWILIO_AUTH_TOKEN: proves that the
+    credentials work. `timeout` and `retries` override TWILIO_TIMEOUT and
+    TWILIO_MAX_RETRIES. Raises TelephonyRejected (401: refused credentials) or
+    TelephonyUnavailable."""
+    account = _call(
+        "account fetch",
+        lambda client: client.api.account.fetch(),
+        timeout=timeout,
+        retries=retries,
+    )
+    return ProviderAccount(
+        sid=account.sid or "",
+        name=account.friendly_name or "",
+        status=str(account.status or ""),
+        type=str(account.type or ""),
+    )
+
+
+def list_account_numbers(
+    *, timeout: float | None = None, retries: int | None = None
+) -> AccountNumbers:
+    """Every phone number and verified caller id of the account, following the lists'
+    pages (`timeout` applies to each page). Raises TelephonyRejected or
+    TelephonyUnavailable."""
+    owned = _call(
+        "phone number listing",
+        lambda client: [
+            number.phone_number
+            for number in client.api.account.incoming_phone_numbers.list(page_size=LIST_PAGE_SIZE)
+            if number.phone_number
+        ],
+        timeout=timeout,
+        retries=retries,
+    )
+    verified = _call(
+        "caller id listing",
+        lambda client: [
+            caller_id.phone_number
+            for caller_id in client.api.account.outgoing_caller_ids.list(page_size=LIST_PAGE_SIZE)
+            if caller_id.phone_number
+        ],
+        timeout=timeout,
+        retries=retries,
+    )
+    return AccountNumbers(owned=frozenset(owned), verified=frozenset(verified))
 
 
 def create_call(
@@ -379,23 +456,37 @@ class IncomingNumber:
     trunk_sid: str = ""
 
 
-def incoming_numbers() -> list[IncomingNumber]:
-    """The account's phone numbers, every page. Raises TelephonyRejected or
-    TelephonyUnavailable (a listing is repeated when it fails, as a fetch is)."""
-    numbers = _call(
-        "number listing", lambda client: client.api.account.incoming_phone_numbers.list()
+def incoming_numbers(
+    *, timeout: float | None = None, retries: int | None = None
+) -> list[IncomingNumber]:
+    """The account's phone numbers with where each sends its calls, following the list's
+    pages (`timeout` applies to each page). Raises TelephonyRejected or
+    TelephonyUnavailable."""
+    return _call(
+        "phone number listing",
+        lambda client: [
+            _incoming_number(number)
+            for number in client.api.account.incoming_phone_numbers.list(page_size=LIST_PAGE_SIZE)
+        ],
+        timeout=timeout,
+        retries=retries,
     )
-    return [_incoming_number(number) for number in numbers]
 
 
 def point_number(
-    *, sid: str, voice_url: str, fallback_url: str, status_callback: str
+    *,
+    sid: str,
+    voice_url: str,
+    fallback_url: str,
+    status_callback: str,
+    timeout: float | None = None,
+    retries: int | None = None,
 ) -> IncomingNumber:
     """Send the calls of the account's number `sid` to `voice_url` (its TwiML),
     `fallback_url` (when that fails) and `status_callback` (the call's end), each by POST.
     Repeating it is harmless. Raises TelephonyRejected or TelephonyUnavailable."""
     number = _call(
-        "number update",
+        "phone number update",
         lambda client: client.api.account.incoming_phone_numbers(sid).update(
             voice_url=voice_url,
             voice_method="POST",
@@ -404,6 +495,8 @@ def point_number(
             status_callback=status_callback,
             status_callback_method="POST",
         ),
+        timeout=timeout,
+        retries=retries,
     )
     return _incoming_number(number)
 
@@ -511,8 +604,16 @@ def _multi_value(params: Mapping[str, str | list[str]]) -> MultiValueDict:
 # --- Requests and retries ---------------------------------------------------------------
 
 
-def _call(action: str, request: Callable[[Client], T], *, creates_call: bool = False) -> T:
-    """Run `request` with a configured client, retrying transient failures with backoff.
+def _call(
+    action: str,
+    request: Callable[[Client], T],
+    *,
+    creates_call: bool = False,
+    timeout: float | None = None,
+    retries: int | None = None,
+) -> T:
+    """Run `request` with a configured client, retrying transient failures with backoff
+    (`timeout` and `retries`, when given, instead of TWILIO_TIMEOUT and TWILIO_MAX_RETRIES).
 
     Twilio never processes a request it answers with 429, and one that could not connect
     never left this machine, so those are always retried. After a 5xx, a timeout or a
@@ -527,28 +628,34 @@ def _call(action: str, request: Callable[[Client], T], *, creates_call: bool = F
         account_sid=settings.TWILIO_ACCOUNT_SID,
         auth_token=settings.TWILIO_AUTH_TOKEN,
         base_url=settings.TWILIO_API_BASE_URL,
-        timeout=float(settings.TWILIO_TIMEOUT),
+        timeout=float(settings.TWILIO_TIMEOUT if timeout is None else timeout),
     )
-    attempts = 1 + max(0, int(settings.TWILIO_MAX_RETRIES))
+    attempts = 1 + max(0, int(settings.TWILIO_MAX_RETRIES if retries is None else retries))
     for attempt in range(1, attempts + 1):
         retry_after: float | None = None
         status: int | None = None
         code: int | None = None
         try:
             return request(client)
-        except (TwilioRestException, TwilioServiceException) as exc:
-            status, code, provider_message = _error_details(exc)
-            too_many = status == 429 or code == TOO_MANY_REQUESTS_CODE
-            # A mapped code is an answer, whatever the status: 10004 means "fewer calls",
-            # which is the dialer's decision, not a reason to repeat this request.
-            if code in REASONS or (status < 500 and not too_many):
-                raise _rejected(action, status, code, provider_message) from exc
-            problem = f"HTTP {status}" + (f", error {code}" if code else "")
-            problem += f": {provider_message}"
-            if too_many:
-                retry_after = retry_after_seconds(http_client.last_response_headers)
-            safe_to_repeat = too_many or not creates_call
+        except TwilioException as exc:
+            refusal = _refusal(exc)
             error: Exception = exc
+            if refusal is None:
+                # Neither an error answer nor a success the SDK could read.
+                problem = f"unreadable response: {exc}"
+                safe_to_repeat = not creates_call
+            else:
+                status, code, provider_message = _error_details(refusal)
+                too_many = status == 429 or code == TOO_MANY_REQUESTS_CODE
+                # A mapped code is an answer, whatever the status: 10004 means "fewer
+                # calls", which is the dialer's decision, not a reason to repeat this.
+                if code in REASONS or (status < 500 and not too_many):
+                    raise _rejected(action, status, code, provider_message) from exc
+                problem = f"HTTP {status}" + (f", error {code}" if code else "")
+                problem += f": {provider_message}"
+                if too_many:
+                    retry_after = retry_after_seconds(http_client.last_response_headers)
+                safe_to_repeat = too_many or not creates_call
         except requests.RequestException as exc:
             problem = f"{type(exc).__name__}: {exc}"
             safe_to_repeat = _failed_before_sending(exc) or not creates_call
@@ -657,6 +764,33 @@ def _failed_before_sending(exc: requests.RequestException) -> bool:
         # Refused connections and failed name lookups (NameResolutionError is a subclass).
         return isinstance(reason, NewConnectionError)
     return False
+
+
+def _refusal(exc: TwilioException) -> TwilioRestException | TwilioServiceException | None:
+    """The error answer behind an SDK exception; None when there was none to read.
+
+    A list's page that is not a 200 raises the SDK's base exception with only the response
+    (twilio/base/page.py, `Page.process_response`): its status and Twilio's error JSON
+    are read from it here, so that a listing fails as any other request does.
+    """
+    if isinstance(exc, TwilioRestException | TwilioServiceException):
+        return exc
+    response = exc.args[1] if len(exc.args) > 1 else None
+    if not isinstance(response, Response):
+        return None
+    try:
+        body = json.loads(response.text)
+    except (TypeError, ValueError):
+        body = None
+    if not isinstance(body, dict):
+        body = {"message": str(response.text or "")[:200]}
+    code = body.get("code")
+    return TwilioRestException(
+        response.status_code,
+        "",
+        msg=str(body.get("message") or ""),
+        code=code if isinstance(code, int) else None,
+    )
 
 
 def _error_details(

@@ -21,7 +21,7 @@ from templates.models import CallTemplate
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.fakes.twilio_spec import SPEC_PATH, TwilioSpec
+from tests.fakes.twilio_spec import TwilioSpec
 from tests.processes import child_env, end_other_sessions, free_port
 from voices import speech
 
@@ -125,10 +125,10 @@ def fake_elevenlabs(settings, monkeypatch) -> Iterator[FakeElevenLabs]:
 def fake_twilio(settings, monkeypatch) -> Iterator[FakeTwilio]:
     """A fake Twilio REST API on loopback that settings point at; backoff never waits.
 
-    Requests are checked against Twilio's OpenAPI spec when ../shared/specs holds it, and
-    the test fails if any request broke it.
+    Requests are checked against Twilio's OpenAPI spec (tests/fakes/specs/), and the test
+    fails if any request broke it.
     """
-    spec = TwilioSpec.load() if SPEC_PATH.is_file() else None
+    spec = TwilioSpec.load()
     with FakeTwilio(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, spec=spec) as server:
         settings.TELEPHONY_BACKEND = "twilio"
         settings.TWILIO_API_BASE_URL = server.url

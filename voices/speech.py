@@ -13,6 +13,7 @@ for past it, and each attempt's timeout is cut to the time left.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import time
@@ -74,14 +75,24 @@ class SpeechDeadlineExceeded(SpeechUnavailable):
 class SpeechRejected(Exception):
     """A permanent failure: ElevenLabs refused the request and retrying will not help.
 
-    `status_code` is the provider's HTTP status and `provider_message` its own words;
-    a request refused before it was sent (no key, blank text) has status 0.
+    `status_code` is the provider's HTTP status, `provider_message` its own words and
+    `provider_status` its code for them (`invalid_api_key`, `missing_permissions`,
+    `voice_not_found`...); a request refused before it was sent (no key, blank text) has
+    status 0.
     """
 
-    def __init__(self, message: str, *, status_code: int, provider_message: str) -> None:
+    def __init__(
+        self, message: str, *, status_code: int, provider_message: str, provider_status: str = ""
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.provider_message = provider_message
+        self.provider_status = provider_status
+
+    @property
+    def is_missing_permission(self) -> bool:
+        """The key is valid but restricted: it may not use this endpoint."""
+        return self.provider_status == "missing_permissions"
 
 
 class SpeechNotConfigured(SpeechRejected):
@@ -105,6 +116,22 @@ class ProviderVoice:
     labels: dict[str, str] = field(default_factory=dict)
     preview_url: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """The account's plan and its characters this period (GET /v1/user/subscription):
+    `next_reset` is when the count starts again, None when ElevenLabs does not say."""
+
+    tier: str
+    status: str
+    character_count: int
+    character_limit: int
+    next_reset: datetime.datetime | None
+
+    @property
+    def characters_left(self) -> int:
+        return max(0, self.character_limit - self.character_count)
 
 
 @dataclass(frozen=True)
@@ -169,6 +196,38 @@ def get_voice(*, voice_id: str, deadline: float | None = None) -> ProviderVoice:
             f"ElevenLabs answered the voice lookup of {voice_id} without a voice id", attempts=1
         )
     return provider_voice
+
+
+def get_subscription(*, deadline: float | None = None) -> Subscription:
+    """The account's plan and characters used and allowed this period.
+
+    Raises SpeechNotConfigured, SpeechRejected (a key restricted without the "User: read"
+    permission is `is_missing_permission`) or SpeechUnavailable.
+    """
+    subscription = _call(
+        "subscription lookup",
+        lambda client, options: client.user.subscription.get(request_options=options),
+        deadline=deadline,
+    )
+    count, limit = subscription.character_count, subscription.character_limit
+    if not isinstance(count, int) or not isinstance(limit, int):
+        # The SDK's models are unchecked: an answer without the counts is a broken one.
+        raise SpeechUnavailable(
+            "ElevenLabs answered the subscription lookup without its character counts",
+            attempts=1,
+        )
+    reset = subscription.next_character_count_reset_unix
+    return Subscription(
+        tier=_text(subscription.tier),
+        status=_text(subscription.status),
+        character_count=count,
+        character_limit=limit,
+        next_reset=(
+            datetime.datetime.fromtimestamp(reset, tz=datetime.UTC)
+            if isinstance(reset, int) and reset > 0
+            else None
+        ),
+    )
 
 
 def synthesize(
@@ -279,6 +338,7 @@ def _call(
                     f"ElevenLabs rejected the {action} (HTTP {status_code}): {provider_message}",
                     status_code=status_code,
                     provider_message=provider_message,
+                    provider_status=_provider_status(exc.body),
                 ) from exc
             problem = f"HTTP {status_code}: {provider_message}"
             if status_code == 429:
@@ -369,6 +429,13 @@ def _provider_message(body: Any) -> str:
     if detail is None or detail == "":
         return "no message"
     return str(detail)[:500]
+
+
+def _provider_status(body: Any) -> str:
+    """ElevenLabs' code for an error, `{"detail": {"status": ...}}`; empty without one."""
+    detail = body.get("detail") if isinstance(body, Mapping) else None
+    status = detail.get("status") if isinstance(detail, Mapping) else None
+    return status if isinstance(status, str) else ""
 
 
 def _provider_voice(voice: SdkVoice) -> ProviderVoice | None:

@@ -1177,3 +1177,78 @@ def test_the_fake_spends_a_reasoning_models_bound_on_reasoning_first(
     assert starved["usage"]["completion_tokens_details"] == {"reasoning_tokens": 100}
     assert whole["choices"][0]["message"]["content"] == "Una respuesta corta."
     assert whole["usage"]["completion_tokens_details"]["reasoning_tokens"] == 480  # medium
+
+
+# --- probe_model: a call's requests, tiny -----------------------------------------------------
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_probe_model_sends_what_calls_send_but_a_tiny_bound(
+    fake_openai: FakeOpenAI, settings, model: str
+) -> None:
+    # given the requests a call sends this model: a turn, then the outcome's extraction
+    settings.DEFAULT_MODEL = model
+    fake_openai.queue_reply("Hola.")
+    fake_openai.queue_reply(answer({"confirmed": True}))
+    reply()
+    extract()
+
+    # when the model is probed as a turn and as an extraction
+    turn = conversation.probe_model(kind="turn", timeout=3.0)
+    extraction = conversation.probe_model(kind="extraction", timeout=3.0)
+
+    # then each probe is its call's request, parameter for parameter, but for the bound
+    call_turn, call_extraction, probe_turn, probe_extraction = fake_openai.chat_requests
+
+    def shape(body: dict[str, Any]) -> dict[str, Any]:
+        bound = next(name for name in conversation.TOKEN_PARAMETERS if name in body)
+        return {name: value for name, value in body.items() if name not in ("messages", bound)}
+
+    assert shape(probe_turn) == shape(call_turn)
+    assert shape(probe_extraction) == shape(call_extraction)
+    reasoning = conversation.model_traits(model).reasoning
+    for body in (probe_turn, probe_extraction):
+        assert body["max_completion_tokens"] == 16 + (2048 if reasoning else 0)
+    assert turn.parameters == model_parameters(probe_turn) and turn.refused == ()
+    assert extraction.parameters == model_parameters(probe_extraction)
+    assert turn.finish_reason in ("stop", "length")
+
+
+def test_probe_model_reports_a_refused_parameter_it_adapted_to(settings) -> None:
+    with FakeOpenAI(only_max_tokens=True) as server:
+        settings.OPENAI_BASE_URL = f"{server.url}/v1"
+        settings.OPENAI_API_KEY = "test-key"
+
+        probe = conversation.probe_model(kind="turn", timeout=3.0)
+
+    [refused] = probe.refused
+    assert (refused.name, refused.value) == ("max_completion_tokens", 16)
+    assert "Unrecognized request argument" in refused.message
+    assert probe.parameters == {"max_tokens": 16, "temperature": 0.7}
+
+
+def test_probe_model_names_a_parameter_it_could_not_adapt_to(settings) -> None:
+    # given a server that knows only max_tokens, serving a model that refuses it
+    with FakeOpenAI(only_max_tokens=True) as server:
+        settings.OPENAI_BASE_URL = f"{server.url}/v1"
+        settings.OPENAI_API_KEY = "test-key"
+        settings.DEFAULT_MODEL = "o4-mini"
+
+        with pytest.raises(ConversationRejected) as caught:
+            conversation.probe_model(kind="extraction", timeout=3.0)
+
+    assert caught.value.status == 400
+    assert caught.value.parameter in conversation.TOKEN_PARAMETERS
+
+
+def test_probe_model_that_hangs_is_unavailable_within_its_timeout(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.hang_next(5)
+
+    started = time.monotonic()
+    with pytest.raises(ConversationUnavailable) as caught:
+        conversation.probe_model(kind="turn", timeout=1.0)
+
+    assert caught.value.timed_out
+    assert time.monotonic() - started < 3

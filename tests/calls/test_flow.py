@@ -611,6 +611,21 @@ def test_a_model_failure_holds_then_tries_once_more_then_closes(
     assert [t.role for t in live_call.turns.all()] == ["agent", "caller", "agent", "agent"]
 
 
+def test_an_ai_template_without_a_model_holds_once_then_closes(client, live_call, settings) -> None:
+    """What the README promises of an AI template while OPENAI_API_KEY is unset."""
+    settings.OPENAI_API_KEY = ""
+    post(client, "answer", live_call)
+
+    holding = turn(live_call, {"SpeechResult": "¿Quién es?"})
+    closing = turn(live_call, query="?retry=1")
+
+    assert said(holding) == ["Un momento, por favor."]
+    assert said(closing) == ["Gracias, adiós."]
+    assert closing[-1].tag == "Hangup"
+    live_call.refresh_from_db()
+    assert live_call.dialogue["closed"] == "model failed twice"
+
+
 # --- Machines, recordings, fallback -------------------------------------------------------
 
 

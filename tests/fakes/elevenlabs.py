@@ -1,10 +1,11 @@
 """A fake ElevenLabs API on 127.0.0.1, for driving the real SDK over HTTP in tests.
 
 It serves the endpoints `voices/speech.py` calls (the voices listing, v1 and v2, one voice
-by id, and text-to-speech), checks the API key like ElevenLabs does, records every
-request, and plays scripted faults (error statuses, slow responses) before answering
-normally again. For benchmarks it also limits requests in flight as a plan does, answers
-a seeded fraction of requests with 429 or 5xx, and takes a configurable time per request.
+by id, text-to-speech and the account's subscription), checks the API key like ElevenLabs
+does (a key restricted to some permissions too), records every request, and plays
+scripted faults (error statuses, slow responses) before answering normally again. For
+benchmarks it also limits requests in flight as a plan does, answers a seeded fraction of
+requests with 429 or 5xx, and takes a configurable time per request.
 """
 
 from __future__ import annotations
@@ -113,6 +114,45 @@ def latency_by_model(
     return delay
 
 
+# The permission each endpoint needs of a restricted key: "API keys can be restricted to
+# specific endpoints" (elevenlabs.io/docs/api-reference/authentication), named as the
+# API's refusals name them (see `_missing_permission`).
+PERMISSIONS = {"voices": "voices_read", "user": "user_read", "text-to-speech": "text_to_speech"}
+
+
+def default_subscription() -> dict[str, Any]:
+    """A Creator plan's subscription as GET /v1/user/subscription answers (the API
+    reference, "Get user subscription"; the SDK's `elevenlabs.types.Subscription`)."""
+    return {
+        "tier": "creator",
+        "character_count": 12_000,
+        "character_limit": 100_000,
+        "max_character_limit_extension": None,
+        "max_credit_limit_extension": 0,
+        "can_extend_character_limit": True,
+        "allowed_to_extend_character_limit": False,
+        "next_character_count_reset_unix": 1_767_225_600,  # 2026-01-01T00:00:00Z
+        "voice_slots_used": 0,
+        "professional_voice_slots_used": 0,
+        "professional_voice_slots_used_in_workspace": 0,
+        "voice_limit": 30,
+        "max_voice_add_edits": 95,
+        "voice_add_edit_counter": 0,
+        "professional_voice_limit": 1,
+        "can_extend_voice_limit": False,
+        "can_use_instant_voice_cloning": True,
+        "can_use_professional_voice_cloning": True,
+        "currency": "usd",
+        "current_overage": {"amount": "0", "currency": "usd"},
+        "status": "active",
+        "billing_period": "monthly_period",
+        "character_refresh_period": "monthly_period",
+        "next_invoice": None,
+        "open_invoices": [],
+        "has_open_invoices": False,
+    }
+
+
 def fake_audio(*, text: str, voice_id: str) -> bytes:
     """The bytes the fake renders for `text` in a voice: an ID3 tag and a digest."""
     return b"ID3" + hashlib.sha256(f"{voice_id}\n{text}".encode()).digest()
@@ -157,9 +197,15 @@ class FakeElevenLabs(LocalFakeServer[RecordedRequest]):
         max_concurrent: int | None = None,
         failure_rate: float = 0.0,
         seed: int | None = None,
+        permissions: set[str] | None = None,
     ) -> None:
         super().__init__()
         self.api_key = api_key
+        # What a restricted key may do (PERMISSIONS' values); None: everything.
+        self.permissions = permissions
+        # The subscription GET /v1/user/subscription answers; its character_count grows
+        # with the characters rendered here.
+        self.subscription = default_subscription()
         self.voices = default_voices() if voices is None else voices
         self.unlisted = unlisted_voices() if unlisted is None else unlisted
         self.max_characters = max_characters
@@ -296,6 +342,14 @@ class FakeElevenLabs(LocalFakeServer[RecordedRequest]):
         if request.headers.get("xi-api-key") != self.api_key:
             return json_response(401, _error_body("invalid_api_key", "Invalid API key"))
         parts = request.path.strip("/").split("/")
+        if (missing := self._missing_permission(parts)) is not None:
+            return missing
+        if request.method == "GET" and parts == ["v1", "user", "subscription"]:
+            with self._lock:
+                subscription = copy.deepcopy(self.subscription)
+                if isinstance(subscription.get("character_count"), int):
+                    subscription["character_count"] += self.characters
+            return json_response(200, subscription)
         if request.method == "GET" and parts == ["v1", "voices"]:
             return json_response(200, {"voices": self._voice_list()})
         if request.method == "GET" and parts == ["v2", "voices"]:
@@ -313,6 +367,22 @@ class FakeElevenLabs(LocalFakeServer[RecordedRequest]):
         ):
             return self._text_to_speech(request, voice_id=parts[2])
         return json_response(404, {"detail": "Not Found"})
+
+    def _missing_permission(self, parts: list[str]) -> Response | None:
+        """The refusal of a request its restricted key may not make: 401 with
+        detail.status "missing_permissions", as ElevenLabs answers (its words, as quoted
+        in danielmiessler/LifeOS#667 for /v1/user)."""
+        needed = PERMISSIONS.get(parts[1]) if len(parts) > 1 else None
+        if self.permissions is None or needed is None or needed in self.permissions:
+            return None
+        return json_response(
+            401,
+            _error_body(
+                "missing_permissions",
+                f"The API key you used is missing the permission {needed} to execute this "
+                "operation.",
+            ),
+        )
 
     def _voice_list(self) -> list[dict[str, Any]]:
         with self._lock:

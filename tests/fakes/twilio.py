@@ -1,8 +1,10 @@
 """A fake Twilio REST API on 127.0.0.1, for driving the real SDK over HTTP in tests.
 
-It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update) and the
-account's IncomingPhoneNumbers (list, fetch, update: where each number sends its calls), checks
-HTTP Basic auth like Twilio, answers with Twilio's JSON shapes, records every request,
+It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update), and the
+account's own resource, phone numbers and verified caller ids (the go-live preflight reads
+them, following their pages, and points the numbers at our inbound webhooks: a number is
+fetched and updated too), checks HTTP Basic auth like Twilio, answers with Twilio's JSON
+shapes, records every request,
 and plays scripted faults (error statuses, slow answers, dropped connections) before
 answering normally again. Like Twilio, a Call resource shows no price until some time
 after its end (`price_delay` after its `end_time`, by `clock`), then a completed call's
@@ -42,8 +44,17 @@ DEFAULT_CODES = {401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
 CALL_PATH = re.compile(
     rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls(?:/(?P<sid>[^/.]+))?\.json"
 )
+ACCOUNT_PATH = re.compile(rf"/{API_VERSION}/Accounts/(?P<account>[^/.]+)\.json")
+# The account's lists the fake serves, by path segment: the key of their records in a page.
+LISTS = {
+    "IncomingPhoneNumbers": "incoming_phone_numbers",
+    "OutgoingCallerIds": "outgoing_caller_ids",
+}
+LIST_PATH = re.compile(
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/(?P<list>{'|'.join(LISTS)})\.json"
+)
 NUMBER_PATH = re.compile(
-    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers(?:/(?P<sid>[^/.]+))?\.json"
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers/(?P<sid>[^/.]+)\.json"
 )
 # The IncomingPhoneNumber update parameters the fake keeps, by the resource's JSON field
 # (twilio.com/docs/phone-numbers/api/incomingphonenumber-resource, "Update an
@@ -59,6 +70,9 @@ NUMBER_FIELDS = {
     "TrunkSid": "trunk_sid",
     "FriendlyName": "friendly_name",
 }
+# Twilio's PageSize when a request names none, and the most it takes (the spec's maximum).
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -98,9 +112,15 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         self.price_per_minute = price_per_minute
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self._calls: dict[str, dict[str, Any]] = {}
-        self._numbers: dict[str, dict[str, Any]] = {}
+        # The Account resource's status (active, suspended, closed) and type (Trial, Full).
+        self.account_status = "active"
+        self.account_type = "Full"
+        self.account_name = "Callcenter"
+        # The account's phone numbers and verified caller ids, by list, in creation order.
+        self._lists: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LISTS}
         self._violations: list[str] = []
         self._lost_creations: list[int] = []
+        self._faults_when: list[tuple[Callable[[RecordedRequest], bool], server.Scripted]] = []
 
     # --- Scripting ------------------------------------------------------------------------
     def fail_next(
@@ -111,11 +131,18 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         message: str | None = None,
         times: int = 1,
         headers: dict[str, str] | None = None,
+        when: Callable[[RecordedRequest], bool] | None = None,
     ) -> None:
-        """Answer the next `times` requests with `status` and Twilio's error JSON."""
+        """Answer the next `times` requests with `status` and Twilio's error JSON; with
+        `when`, the next `times` requests it is true of (a list's second page, say)."""
         code = code if code is not None else DEFAULT_CODES.get(status)
         body = error_body(status, code, message or f"Scripted failure with status {status}.")
-        self._queue(times, status=status, body=body, headers=headers)
+        if when is None:
+            self._queue(times, status=status, body=body, headers=headers)
+            return
+        scripted = server.Scripted(status=status, body=body, headers=dict(headers or {}))
+        with self._lock:
+            self._faults_when.extend((when, scripted) for _ in range(times))
 
     def drop_next(self, *, times: int = 1) -> None:
         """Read the next `times` requests, then close the connection without answering."""
@@ -137,14 +164,18 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             return copy.deepcopy(call)
 
     def add_number(self, phone_number: str, **fields: Any) -> dict[str, Any]:
-        """Give the account the phone number `phone_number` (an IncomingPhoneNumber; fields
-        as in Twilio's JSON, say voice_url or voice_application_sid)."""
-        sid = "PN" + uuid.uuid4().hex
+        """Give the account the phone number `phone_number` (an IncomingPhoneNumber)."""
+        record = self._new_number(phone_number) | fields
         with self._lock:
-            number = self._new_number(sid=sid, phone_number=phone_number)
-            number.update(fields)
-            self._numbers[sid] = number
-            return copy.deepcopy(number)
+            self._lists["IncomingPhoneNumbers"][record["sid"]] = record
+        return copy.deepcopy(record)
+
+    def add_caller_id(self, phone_number: str, **fields: Any) -> dict[str, Any]:
+        """Verify `phone_number` as an outgoing caller id of the account."""
+        record = self._new_caller_id(phone_number) | fields
+        with self._lock:
+            self._lists["OutgoingCallerIds"][record["sid"]] = record
+        return copy.deepcopy(record)
 
     # --- Inspection -----------------------------------------------------------------------
     def requests_to(self, method: str, path_suffix: str) -> list[RecordedRequest]:
@@ -162,9 +193,10 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
 
     @property
     def numbers(self) -> dict[str, dict[str, Any]]:
-        """The account's phone numbers, by phone number."""
+        """The account's phone numbers (IncomingPhoneNumbers), by phone number."""
         with self._lock:
-            return {n["phone_number"]: copy.deepcopy(n) for n in self._numbers.values()}
+            records = self._lists["IncomingPhoneNumbers"].values()
+            return {record["phone_number"]: copy.deepcopy(record) for record in records}
 
     @property
     def violations(self) -> list[str]:
@@ -189,6 +221,20 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             form=parse_qs(body.decode(), keep_blank_values=True),
             headers=headers,
         )
+
+    def _record(self, request: RecordedRequest) -> tuple[server.Scripted | None, list[str]]:
+        """A fault scripted for requests like this one first, else the next in line."""
+        with self._lock:
+            index = next(
+                (i for i, (when, _) in enumerate(self._faults_when) if when(request)), None
+            )
+            scripted = self._faults_when.pop(index)[1] if index is not None else None
+        if scripted is None:
+            return super()._record(request)
+        problems = self._check_request(request)
+        with self._lock:
+            self._requests.append(request)
+        return scripted, problems
 
     def _check_request(self, request: RecordedRequest) -> list[str]:
         """Where the request breaks the spec, kept in `violations` too."""
@@ -216,9 +262,18 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         if violations:
             # No Twilio code: the fake, not Twilio, found these.
             return 400, error_body(400, None, "; ".join(violations))
-        numbers = NUMBER_PATH.fullmatch(request.path)
-        if numbers is not None and numbers["account"] == self.account_sid:
-            return self._route_numbers(request, numbers["sid"])
+        if (match := ACCOUNT_PATH.fullmatch(request.path)) and request.method == "GET":
+            if match["account"] != self.account_sid:
+                return _not_found(request.path)
+            return 200, self._account()
+        if (match := LIST_PATH.fullmatch(request.path)) and request.method == "GET":
+            if match["account"] != self.account_sid:
+                return _not_found(request.path)
+            return self._list_page(request, match["list"])
+        if match := NUMBER_PATH.fullmatch(request.path):
+            if match["account"] != self.account_sid:
+                return _not_found(request.path)
+            return self._number(request, match["sid"])
         match = CALL_PATH.fullmatch(request.path)
         if match is None or match["account"] != self.account_sid:
             return _not_found(request.path)
@@ -287,6 +342,137 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             "uri": uri,
         }
 
+    def _list_page(self, request: RecordedRequest, name: str) -> tuple[int, Any]:
+        """One page of an account list, as Twilio pages them (the spec's list responses
+        and their examples): `PageSize` records (50 unless asked, at most 1000) after the
+        record `PageToken` names; `next_page_uri` names the next page's `Page` and a
+        `PageToken` of "PA" and the page's last SID, `previous_page_uri` one of "PB" and
+        its first, and is null on the last page."""
+        query = {key: values[0] for key, values in request.query.items()}
+        size = min(int(query.get("PageSize", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
+        number = int(query.get("Page", "0"))
+        token = query.get("PageToken", "")
+        with self._lock:
+            records = copy.deepcopy(list(self._lists[name].values()))
+        sids = [record["sid"] for record in records]
+        start = sids.index(token[2:]) + 1 if token.startswith("PA") and token[2:] in sids else 0
+        page = records[start : start + size]
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/{name}.json?PageSize={size}"
+        more = start + size < len(records)
+        return 200, {
+            "end": max(start, start + len(page) - 1),
+            "first_page_uri": f"{base}&Page=0",
+            LISTS[name]: page,
+            "next_page_uri": (
+                f"{base}&Page={number + 1}&PageToken=PA{page[-1]['sid']}" if more else None
+            ),
+            "page": number,
+            "page_size": size,
+            "previous_page_uri": (
+                f"{base}&Page={number - 1}&PageToken=PB{page[0]['sid']}"
+                if number and page
+                else None
+            ),
+            "start": start,
+            "uri": f"{base}&Page={number}" + (f"&PageToken={token}" if token else ""),
+        }
+
+    def _number(self, request: RecordedRequest, sid: str) -> tuple[int, Any]:
+        """One of the account's numbers: fetched, or updated with the parameters of
+        NUMBER_FIELDS (an empty value clears its field, as Twilio takes "" for none); an
+        unknown SID is 20404 like any resource."""
+        with self._lock:
+            number = self._lists["IncomingPhoneNumbers"].get(sid)
+            if number is None:
+                return _not_found(request.path)
+            if request.method == "POST":
+                for name, field in NUMBER_FIELDS.items():
+                    if name in request.form:
+                        number[field] = request.form[name][0] or None
+                number["date_updated"] = self._now()
+            elif request.method != "GET":
+                return 405, error_body(405, 20004, "Method not allowed")
+            return 200, copy.deepcopy(number)
+
+    def _account(self) -> dict[str, Any]:
+        """The Account resource as Twilio's API shows it (the spec's FetchAccount example)."""
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}"
+        now = self._now()
+        return {
+            "auth_token": self.auth_token,
+            "date_created": now,
+            "date_updated": now,
+            "friendly_name": self.account_name,
+            "owner_account_sid": self.account_sid,
+            "sid": self.account_sid,
+            "status": self.account_status,
+            "subresource_uris": {
+                "calls": f"{uri}/Calls.json",
+                "incoming_phone_numbers": f"{uri}/IncomingPhoneNumbers.json",
+                "outgoing_caller_ids": f"{uri}/OutgoingCallerIds.json",
+            },
+            "type": self.account_type,
+            "uri": f"{uri}.json",
+        }
+
+    def _new_number(self, phone_number: str) -> dict[str, Any]:
+        """An IncomingPhoneNumber as Twilio's API lists it (the spec's example): a local
+        number with voice, not yet pointed at any URL."""
+        sid = "PN" + uuid.uuid4().hex
+        now = self._now()
+        return {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": API_VERSION,
+            "beta": False,
+            "capabilities": {"voice": True, "sms": False, "mms": False, "fax": False},
+            "date_created": now,
+            "date_updated": now,
+            "emergency_status": "Inactive",
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "friendly_name": phone_number,
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": phone_number,
+            "sid": sid,
+            # The spec's example has "" here, which its own SID pattern refuses: null.
+            "sms_application_sid": None,
+            "sms_fallback_method": "POST",
+            "sms_fallback_url": "",
+            "sms_method": "POST",
+            "sms_url": "",
+            "status_callback": "",
+            "status_callback_method": "POST",
+            "trunk_sid": None,
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{sid}.json",
+            "voice_application_sid": None,
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": None,
+            "voice_method": "POST",
+            "voice_url": None,
+            "bundle_sid": None,
+            "voice_receive_mode": "voice",
+            "status": "in-use",
+            "type": "local",
+        }
+
+    def _new_caller_id(self, phone_number: str) -> dict[str, Any]:
+        """An OutgoingCallerId as Twilio's API lists it (the spec's example)."""
+        sid = "PN" + uuid.uuid4().hex
+        now = self._now()
+        return {
+            "account_sid": self.account_sid,
+            "date_created": now,
+            "date_updated": now,
+            "friendly_name": phone_number,
+            "phone_number": phone_number,
+            "sid": sid,
+            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/OutgoingCallerIds/{sid}.json",
+        }
+
     def _update_call(self, request: RecordedRequest, sid: str) -> tuple[int, Any]:
         with self._lock:
             call = self._calls.get(sid)
@@ -301,89 +487,6 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
                     call.update(status=status, end_time=self._now())
             call["date_updated"] = self._now()
             return 200, copy.deepcopy(self._priced(call))
-
-    def _route_numbers(self, request: RecordedRequest, sid: str | None) -> tuple[int, Any]:
-        """The account's IncomingPhoneNumbers: list (one page, filtered by PhoneNumber as
-        Twilio filters it), fetch and update; an unknown SID is 20404 like any resource
-        (twilio.com/docs/phone-numbers/api/incomingphonenumber-resource)."""
-        with self._lock:
-            if sid is None and request.method == "GET":
-                query = {name: values[0] for name, values in request.query.items()}
-                page_size = int(query.get("PageSize", "50"))
-                wanted = query.get("PhoneNumber")
-                numbers = [
-                    copy.deepcopy(number)
-                    for number in self._numbers.values()
-                    if wanted is None or number["phone_number"] == wanted
-                ][:page_size]
-                uri = (
-                    f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers.json"
-                    f"?PageSize={page_size}&Page=0"
-                )
-                return 200, {
-                    "incoming_phone_numbers": numbers,
-                    "end": max(0, len(numbers) - 1),
-                    "first_page_uri": uri,
-                    "next_page_uri": None,
-                    "page": 0,
-                    "page_size": page_size,
-                    "previous_page_uri": None,
-                    "start": 0,
-                    "uri": uri,
-                }
-            number = self._numbers.get(sid or "")
-            if number is None:
-                return _not_found(request.path)
-            if request.method == "POST":
-                for name, field in NUMBER_FIELDS.items():
-                    if name in request.form:
-                        number[field] = request.form[name][0] or None
-                number["date_updated"] = self._now()
-            elif request.method != "GET":
-                return 405, error_body(405, 20004, "Method not allowed")
-            return 200, copy.deepcopy(number)
-
-    def _new_number(self, *, sid: str, phone_number: str) -> dict[str, Any]:
-        """An IncomingPhoneNumber as Twilio's API shows a number just bought: its voice
-        URL Twilio's demo, nothing else configured (every field of the spec's schema)."""
-        now = self._now()
-        return {
-            "account_sid": self.account_sid,
-            "address_requirements": "none",
-            "address_sid": None,
-            "api_version": API_VERSION,
-            "beta": False,
-            "bundle_sid": None,
-            "capabilities": {"fax": False, "mms": True, "sms": True, "voice": True},
-            "date_created": now,
-            "date_updated": now,
-            "emergency_address_sid": None,
-            "emergency_address_status": "unregistered",
-            "emergency_status": "Inactive",
-            "friendly_name": phone_number,
-            "identity_sid": None,
-            "origin": "twilio",
-            "phone_number": phone_number,
-            "sid": sid,
-            "sms_application_sid": None,
-            "sms_fallback_method": "POST",
-            "sms_fallback_url": None,
-            "sms_method": "POST",
-            "sms_url": None,
-            "status": "in-use",
-            "status_callback": None,
-            "status_callback_method": "POST",
-            "trunk_sid": None,
-            "type": "local",
-            "uri": f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/{sid}.json",
-            "voice_application_sid": None,
-            "voice_caller_id_lookup": False,
-            "voice_fallback_method": "POST",
-            "voice_fallback_url": None,
-            "voice_method": "POST",
-            "voice_receive_mode": "voice",
-            "voice_url": "https://demo.twilio.com/welcome/voice/",
-        }
 
     def _priced(self, call: dict[str, Any]) -> dict[str, Any]:
         """`call`, priced once `price_delay` has passed since its end (called locked).

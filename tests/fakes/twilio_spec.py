@@ -5,14 +5,15 @@ path, query and form parameters are checked against the operation's schemas: nam
 required ones present, enums, integers, booleans, URIs, patterns. The fake's own answers
 are checked against the response schemas too, so its Call resource keeps Twilio's shape.
 
-The spec is Twilio's own file (twilio/twilio-oai), kept beside the repository in
-`../shared/specs/twilio/`, as in CI.
+The spec is Twilio's own file (twilio/twilio-oai, MIT licence: `specs/LICENSE-twilio-oai`),
+kept gzipped in `tests/fakes/specs/`.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import gzip
 import json
 import re
 from collections.abc import Mapping
@@ -21,8 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = REPO_ROOT.parent / "shared" / "specs" / "twilio" / "twilio_api_v2010.json"
+SPEC_PATH = Path(__file__).resolve().parent / "specs" / "twilio_api_v2010.json.gz"
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -243,7 +243,8 @@ def prose_enum(description: str) -> list[str]:
 
 @functools.cache
 def _load(path: Path) -> TwilioSpec:
-    return TwilioSpec(json.loads(path.read_text()))
+    with gzip.open(path, "rt", encoding="utf-8") as spec:
+        return TwilioSpec(json.load(spec))
 
 
 def _path_regex(template: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import re
 import time
 import typing
@@ -358,6 +359,52 @@ def test_get_voice_unknown_id_is_rejected_with_404(fake_elevenlabs) -> None:
 
     assert excinfo.value.status_code == 404
     assert "was not found" in excinfo.value.provider_message
+
+
+# --- The subscription --------------------------------------------------------------------
+
+
+def test_get_subscription_reads_the_characters_and_their_reset(fake_elevenlabs) -> None:
+    fake_elevenlabs.characters = 500  # rendered this period, besides the plan's count
+
+    subscription = speech.get_subscription()
+
+    (request,) = fake_elevenlabs.requests
+    assert (request.method, request.path) == ("GET", "/v1/user/subscription")
+    assert subscription.tier == "creator" and subscription.status == "active"
+    assert (subscription.character_count, subscription.character_limit) == (12_500, 100_000)
+    assert subscription.characters_left == 87_500
+    assert subscription.next_reset == datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def test_get_subscription_with_a_key_restricted_says_which_permission_lacks(
+    fake_elevenlabs,
+) -> None:
+    fake_elevenlabs.permissions = {"text_to_speech"}
+
+    with pytest.raises(speech.SpeechRejected) as excinfo:
+        speech.get_subscription()
+
+    assert excinfo.value.status_code == 401
+    assert excinfo.value.is_missing_permission
+    assert "user_read" in excinfo.value.provider_message
+
+
+def test_invalid_key_is_not_a_missing_permission(fake_elevenlabs, settings) -> None:
+    settings.ELEVENLABS_API_KEY = "wrong"
+
+    with pytest.raises(speech.SpeechRejected) as excinfo:
+        speech.get_subscription()
+
+    assert excinfo.value.provider_status == "invalid_api_key"
+    assert not excinfo.value.is_missing_permission
+
+
+def test_get_subscription_without_counts_is_unavailable(fake_elevenlabs) -> None:
+    del fake_elevenlabs.subscription["character_count"]
+
+    with pytest.raises(speech.SpeechUnavailable):
+        speech.get_subscription()
 
 
 # --- The deadline ------------------------------------------------------------------------
