@@ -74,7 +74,8 @@ def answer(*, params: Mapping[str, str]) -> str:
     if not sid or len(sid) > Call._meta.get_field("provider_sid").max_length:
         logger.warning("Inbound call without a usable CallSid (%r); hung up.", sid[:80])
         return flow.goodbye()
-    known = Call.objects.filter(provider_sid=sid).values_list("pk", "outcome").first()
+    inbound = Call.objects.filter(direction=CallDirection.INBOUND)
+    known = inbound.filter(provider_sid=sid).values_list("pk", "outcome").first()
     if known is not None:
         # Asked again for a call already answered: nobody is greeted twice.
         call_id, outcome = known
@@ -133,8 +134,10 @@ def _open_call(*, contact: Contact, params: Mapping[str, str], blocked: bool) ->
                 dialogue={"missed_call_at": missed.isoformat()} if missed and not blocked else {},
             )
     except IntegrityError:
-        taken = Call.objects.filter(provider_sid=params["CallSid"]).first()
-        return taken  # the same call asked for twice at once, else None (see above)
+        # The same call asked for twice at once; else None (see above).
+        return Call.objects.filter(
+            direction=CallDirection.INBOUND, provider_sid=params["CallSid"]
+        ).first()
     store_event(call=call, kind=CallEvent.Kind.INBOUND, params=params)
     ringing = Call.objects.filter(
         contact=contact,
@@ -307,12 +310,19 @@ def record_status(*, params: Mapping[str, str]) -> None:
     """The status callback of the numbers' calls (their StatusCallback): a contact's call
     is folded in as any call's status (calls.services.record_call_status); a stranger's is
     kept, with no call."""
-    sid = params.get("CallSid", "")
-    call_id = Call.objects.filter(provider_sid=sid).values_list("pk", flat=True).first()
+    call_id = _inbound_call_id(params)
     if call_id is None:
         store_event(call=None, kind=CallEvent.Kind.STATUS, params=params)
         return
     record_call_status(call_id=call_id, params=params)
+
+
+def _inbound_call_id(params: Mapping[str, str]) -> int | None:
+    """The id of the inbound call whose CallSid ``params`` carry; None for a stranger's
+    (or any call that is not one our numbers received)."""
+    sid = params.get("CallSid", "")
+    calls = Call.objects.filter(direction=CallDirection.INBOUND, provider_sid=sid)
+    return calls.values_list("pk", flat=True).first()
 
 
 def fallback(*, params: Mapping[str, str]) -> str:
@@ -321,8 +331,7 @@ def fallback(*, params: Mapping[str, str]) -> str:
     anyone else an apology naming the company and the opt-out offer. Works without the
     database when it is the cause."""
     try:
-        sid = params.get("CallSid", "")
-        call_id = Call.objects.filter(provider_sid=sid).values_list("pk", flat=True).first()
+        call_id = _inbound_call_id(params)
         campaign = None if call_id is not None else _campaign_on(params.get("To", ""))
     except Exception:  # the database may be what failed: speak anyway
         logger.exception("Inbound fallback without the call's details.")
