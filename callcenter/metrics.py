@@ -41,7 +41,7 @@ CALL_STATUS_CHANGES = Counter(
 CALLS_FINISHED = Counter(
     "callcenter_calls_finished_total",
     "Ended calls by what they mean for the contact: answered, busy, no-answer, failed, "
-    "voicemail, canceled, rejected, transfer-failed.",
+    "voicemail, canceled, rejected, transfer-failed; inbound for calls a contact made to us.",
     ["outcome"],
 )
 CONTACT_STATES = Counter(

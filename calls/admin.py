@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.defaultfilters import floatformat
 from django.urls import reverse
@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from calls.costs import call_cost
-from calls.models import Call, CallEvent, CallStatus, Turn
+from calls.models import Call, CallDirection, CallEvent, CallStatus, Turn
 from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
 from voices import speech
@@ -73,8 +73,9 @@ OUTCOME_FLAGS = {
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
     list_display = [
-        "to_number",
+        "number",
         "campaign",
+        "direction",
         "attempt",
         "status",
         "answered_by",
@@ -84,6 +85,7 @@ class CallAdmin(admin.ModelAdmin):
     ]
     list_filter = [
         "campaign",
+        "direction",
         "status",
         "answered_by",
         OutcomeFilter,
@@ -93,7 +95,9 @@ class CallAdmin(admin.ModelAdmin):
     list_select_related = ["campaign"]
     # Both served by an index: a number's start, or a provider SID exactly.
     search_fields = ["to_number__startswith", "provider_sid__exact"]
-    search_help_text = _("A phone number (or its start, with the country code) or a call SID.")
+    search_help_text = _(
+        "A contact's phone number (or its start, with the country code) or a call SID."
+    )
     # Drilled down from the first and the last call in range, not by reading every call's
     # date (admin/calls/call/change_list.html, calls/templatetags/call_list.py).
     date_hierarchy = "created_at"
@@ -107,6 +111,7 @@ class CallAdmin(admin.ModelAdmin):
                 "fields": [
                     "campaign",
                     "contact",
+                    "direction",
                     ("to_number", "from_number"),
                     "attempt",
                     "status",
@@ -160,11 +165,28 @@ class CallAdmin(admin.ModelAdmin):
     ) -> tuple[QuerySet[Call], bool]:
         # Numbers are kept in E.164 but typed as people say them ("600 000 002"): a term
         # that reads as a whole phone number is looked up as that number.
+        # A contact's number is the "to" of our calls and the "from" of theirs (inbound);
+        # our own numbers find nothing.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        ours, theirs = Q(direction=CallDirection.OUTBOUND), Q(direction=CallDirection.INBOUND)
         try:
-            number = normalize_phone(search_term, region=settings.DEFAULT_PHONE_REGION)
+            number = normalize_phone(term, region=settings.DEFAULT_PHONE_REGION)
         except ValidationError:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(to_number=number), False
+            return queryset.filter(
+                Q(provider_sid=term)
+                | (ours & Q(to_number__startswith=term))
+                | (theirs & Q(from_number__startswith=term))
+            ), False
+        return queryset.filter(
+            (ours & Q(to_number=number)) | (theirs & Q(from_number=number))
+        ), False
+
+    @admin.display(description=_("number"))
+    def number(self, call: Call) -> str:
+        """The contact's number: called by us, or calling us (inbound)."""
+        return call.contact_number
 
     @admin.display(description=_("cost"))
     def cost(self, call: Call) -> str:

@@ -233,11 +233,20 @@ def is_configured() -> bool:
     return bool(settings.OPENAI_API_KEY)
 
 
-def system_prompt(*, instructions: str, now_local: datetime.datetime, language: str) -> str:
+def system_prompt(
+    *,
+    instructions: str,
+    now_local: datetime.datetime,
+    language: str,
+    inbound: bool = False,
+    missed_call_local: datetime.datetime | None = None,
+) -> str:
     """The system message of a call: the template's rendered instructions, then the rules of
     a phone call, the callee's local date and time and when to use each tool.
 
     `now_local` must be aware (the callee's time zone); `language` is a BCP-47 tag.
+    `inbound`: the person rang us, returning our call of `missed_call_local` (their time)
+    when it is given.
     """
     if now_local.tzinfo is None or now_local.utcoffset() is None:
         raise ValueError("now_local must be an aware datetime in the callee's time zone")
@@ -249,11 +258,22 @@ def system_prompt(*, instructions: str, now_local: datetime.datetime, language: 
         f"{day:%A} {day:%Y-%m-%d}"
         for day in (now_local.date() + datetime.timedelta(days=n) for n in range(1, 8))
     )
+    if not inbound:
+        direction = ""
+    elif missed_call_local is not None:
+        direction = f"""
+- The person is calling us back: we called them on {missed_call_local:%A %Y-%m-%d at %H:%M} \
+(their time), they missed it and rang the number that called them. Do not say that you are \
+calling them: they called you. Pursue the purpose of the instructions."""
+    else:
+        direction = """
+- The person called us, on the number we call from. Do not say that you are calling them: \
+they called you. Pursue the purpose of the instructions."""
     rules = f"""
 Rules of this conversation:
 - This is a phone call and your text is read aloud. Use short spoken sentences, one \
 question at a time. No markdown, lists, emojis, links or special characters.
-- Always reply in {_language_name(language)}, whatever language the instructions use.
+- Always reply in {_language_name(language)}, whatever language the instructions use.{direction}
 - The person's local date and time now: {now_local:%A %Y-%m-%d %H:%M} ({zone_text}). \
 Next days: {next_days}. Resolve relative times ("tomorrow at ten", "next Monday \
 afternoon") to an absolute local date and time.

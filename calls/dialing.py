@@ -52,8 +52,12 @@ FINAL_CALLBACK_GRACE = datetime.timedelta(minutes=2)
 # How far Twilio's clock may be from ours when looking a call up by its creation time.
 CLOCK_SKEW = datetime.timedelta(minutes=2)
 
-# Eligibility reasons about the campaign rather than the contact: the contact waits.
-_CAMPAIGN_CODES = frozenset({ReasonCode.CAMPAIGN_NOT_RUNNING, ReasonCode.CAMPAIGN_ENDED})
+# Eligibility reasons after which the contact waits rather than being put off by the
+# verdict: about the campaign rather than the contact, or a call going on (the contact
+# rang us meanwhile, calls.inbound), after which the dispatcher takes it up again.
+_WAITING_CODES = frozenset(
+    {ReasonCode.CAMPAIGN_NOT_RUNNING, ReasonCode.CAMPAIGN_ENDED, ReasonCode.LIVE_CALL}
+)
 
 
 class Dialed(enum.StrEnum):
@@ -232,7 +236,8 @@ def _release(
     """Settle ``call`` as not placed (Twilio never rang it) and give its contact back.
 
     The attempt is not counted. Without a verdict, or when the campaign itself is why
-    (paused, over), the contact waits again, from ``due_at`` when given. With a verdict
+    (paused, over) or another call of the contact's is going on, the contact waits again,
+    from ``due_at`` when given. With a verdict
     about the contact, it is put off until the verdict clears, or closed with the reason
     (on a do-not-call list, attempts exhausted...). False when the call was not pending or
     dialing without a SID any more (nothing is written then).
@@ -259,7 +264,7 @@ def _release(
             return True  # it moved on meanwhile; whoever moved it decided its state
         contact.attempts = max(0, contact.attempts - 1)
         waiting = Contact.State.PENDING if contact.attempts == 0 else Contact.State.RETRY
-        if verdict is not None and not set(verdict.codes) & _CAMPAIGN_CODES:
+        if verdict is not None and not set(verdict.codes) & _WAITING_CODES:
             contact.state = waiting
             put_off(contact, verdict)  # waits until the verdict clears, or is closed
         else:

@@ -12,8 +12,8 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
 
 from callcenter.access import partner_of
-from calls.models import AnsweredBy, Call, CallStatus
-from campaigns.models import Campaign
+from calls.models import AnsweredBy, Call, CallDirection, CallStatus
+from campaigns.models import Campaign, Contact
 
 
 class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
@@ -43,12 +43,27 @@ def _campaigns(request: Request | None) -> QuerySet[Campaign]:
     return campaigns if partner is None else campaigns.filter(partner=partner)
 
 
+def _contacts(request: Request | None) -> QuerySet[Contact]:
+    """The contacts a request may filter by: another partner's are unknown ids."""
+    partner = partner_of(request) if request is not None else None
+    contacts = Contact.objects.all()
+    return contacts if partner is None else contacts.filter(campaign__partner=partner)
+
+
 class CallFilter(django_filters.FilterSet):
     """Times filter as half-open ranges: ``…_after`` includes the moment, ``…_before`` does
     not, so consecutive ranges never count a call twice."""
 
     campaign = django_filters.ModelChoiceFilter(
         queryset=_campaigns, help_text=_("Only calls of this campaign.")
+    )
+    contact = django_filters.ModelChoiceFilter(
+        queryset=_contacts,
+        help_text=_("Only calls of this contact (its history): ours and those it made to us."),
+    )
+    direction = django_filters.ChoiceFilter(
+        choices=CallDirection.choices,
+        help_text=_("Only outbound calls (we called) or inbound ones (the contact rang us)."),
     )
     status = django_filters.MultipleChoiceFilter(
         choices=CallStatus.choices,
@@ -88,7 +103,7 @@ class CallFilter(django_filters.FilterSet):
 
     class Meta:
         model = Call
-        fields = ["campaign", "status", "answered_by", "outcome"]
+        fields = ["campaign", "contact", "direction", "status", "answered_by", "outcome"]
 
     def filter_outcome(self, queryset: QuerySet[Call], name: str, value: Any) -> QuerySet[Call]:
         return queryset.with_outcome(value)

@@ -158,8 +158,11 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
     if call is None:
         return goodbye()
     template = call.campaign.template
-    texts = [line(call, "greeting", template.greeting)]
-    dialogue = {"silences": 0, "retries": 0}
+    texts = [
+        inbound_greeting(call) if call.is_inbound else line(call, "greeting", template.greeting)
+    ]
+    # What calls.inbound put in the dialogue of an inbound call is kept.
+    dialogue = {**(call.dialogue or {}), "silences": 0, "retries": 0}
     if template.mode == CallTemplate.Mode.SCRIPTED:
         first = first_turn(template.steps)
         texts.append(line(call, "steps.0.prompt", first.say))
@@ -176,6 +179,20 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
         add_turn(call, role=Turn.Role.AGENT, text=spoken, clips=clip_ids(lines))
         Call.objects.filter(pk=call.pk).update(dialogue=dialogue, updated_at=timezone.now())
     return listen(call, lines)
+
+
+def inbound_greeting(call: Call) -> str:
+    """What a contact ringing us back hears first: the template's greeting for them, or a
+    standard one that names the company and says an automated assistant speaks."""
+    template = call.campaign.template
+    if template.inbound_greeting:
+        text = line(call, "inbound_greeting", template.inbound_greeting)
+        if text:
+            return text
+    with translation.override(template.language.split("-")[0]):
+        return _(
+            "Thank you for calling us back. This is the automated assistant of %(company)s."
+        ) % {"company": call.campaign.partner.name}
 
 
 # --- Answering machines -------------------------------------------------------------------
@@ -293,7 +310,7 @@ def fallback(*, call_id: int, params: Mapping[str, str]) -> str:
         params.get("ErrorCode", "?"),
         params.get("ErrorUrl", "?"),
     )
-    language, company = "es-ES", ""
+    language, company, inbound = "es-ES", "", False
     try:
         call = load_call(call_id, params)
     except Exception:  # the database may be what failed: speak anyway
@@ -302,8 +319,13 @@ def fallback(*, call_id: int, params: Mapping[str, str]) -> str:
     if call is not None:
         language = call.campaign.template.language
         company = call.campaign.partner.name
+        inbound = call.is_inbound
     with translation.override(language.split("-")[0]):
-        if company:
+        if company and inbound:  # they rang us
+            apology = _(
+                "Sorry, %(company)s cannot take your call now because of a technical problem."
+            ) % {"company": company}
+        elif company:
             apology = _(
                 "Sorry, we are having a technical problem. This call was from %(company)s; "
                 "we will call you another time."
@@ -536,7 +558,7 @@ def _transfer(
     return telephony.transfer_twiml(
         lines=[*voiced, *lines],
         number=campaign.transfer_number,
-        caller_id=call.from_number,
+        caller_id=call.our_number,
         timeout=campaign.ring_timeout_seconds,
         action=webhook_url("transfer-ended", call.pk),
     )
@@ -652,10 +674,14 @@ def _pending_reply(
     """What the model needs to answer on ``call``; ``transcript`` is its turns as
     (sequence, role, text, digits) when the caller has just read them."""
     template = call.campaign.template
+    zone = _contact_zone(call)
+    missed = _moment((call.dialogue or {}).get("missed_call_at")) if call.is_inbound else None
     system = conversation.system_prompt(
         instructions=line(call, "instructions", template.instructions),
-        now_local=timezone.now().astimezone(_contact_zone(call)),
+        now_local=timezone.now().astimezone(zone),
         language=template.language,
+        inbound=call.is_inbound,
+        missed_call_local=missed.astimezone(zone) if missed is not None else None,
     )
     if transcript is None:
         transcript = list(call.turns.values_list("sequence", "role", "text", "digits"))
@@ -1007,6 +1033,15 @@ def _contact_zone(call: Call) -> ZoneInfo:
         return ZoneInfo(zones[0]) if zones else ZoneInfo(settings.TIME_ZONE)
     except (KeyError, ValueError):
         return ZoneInfo(settings.TIME_ZONE)
+
+
+def _moment(value: object) -> datetime.datetime | None:
+    """An aware ISO 8601 moment kept in a call's dialogue; None for anything else."""
+    try:
+        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _hold(call: Call) -> str:

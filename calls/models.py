@@ -38,6 +38,13 @@ LIVE_STATUSES = (
 )
 
 
+class CallDirection(models.TextChoices):
+    # Twilio's Direction says "outbound-api" for the calls we dial and "inbound" for the
+    # calls our numbers receive (calls.inbound).
+    OUTBOUND = "outbound", _("Outbound")
+    INBOUND = "inbound", _("Inbound")
+
+
 class AnsweredBy(models.TextChoices):
     HUMAN = "human", _("Human")
     MACHINE_START = "machine_start", _("Machine (start)")
@@ -101,10 +108,12 @@ class CallQuerySet(models.QuerySet):
 
 
 class Call(models.Model):
-    """One attempt to reach a contact: from the dispatcher's decision to hang-up."""
+    """One attempt to reach a contact, from the dispatcher's decision to hang-up; or a
+    contact calling one of our numbers back (``direction`` inbound, no attempt)."""
 
     Status = CallStatus
     PriceStatus = PriceStatus
+    Direction = CallDirection
 
     # Denormalised from contact (which never changes campaign): the dispatcher counts
     # live calls per campaign on every tick, and lists filter by campaign without a join.
@@ -130,7 +139,12 @@ class Call(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
-    attempt = models.PositiveSmallIntegerField(_("attempt"))
+    direction = models.CharField(
+        _("direction"), max_length=8, choices=CallDirection, default=CallDirection.OUTBOUND
+    )
+    # Which of the contact's dialled calls this is; an inbound call is none of them (it
+    # counts against no attempt, cap or retry).
+    attempt = models.PositiveSmallIntegerField(_("attempt"), null=True, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=CallStatus, default=CallStatus.PENDING
     )
@@ -138,6 +152,8 @@ class Call(models.Model):
     provider_sid = models.CharField(
         _("provider call SID"), max_length=64, null=True, blank=True, unique=True
     )
+    # As Twilio has them: an outbound call is from our number to the contact's, an inbound
+    # one from the contact's to ours (``contact_number``, ``our_number``).
     from_number = models.CharField(_("from"), max_length=16)
     to_number = models.CharField(_("to"), max_length=16)
     answered_by = models.CharField(_("answered by"), max_length=24, choices=AnsweredBy, blank=True)
@@ -201,6 +217,14 @@ class Call(models.Model):
             models.Index(
                 fields=["to_number"], name="call_to_number_idx", opclasses=["varchar_pattern_ops"]
             ),
+            # Inbound calls found by the caller's number (or its start), as outbound ones by
+            # to_number.
+            models.Index(
+                fields=["from_number"],
+                name="call_inbound_from_idx",
+                opclasses=["varchar_pattern_ops"],
+                condition=Q(direction="inbound"),
+            ),
             # The calls whose price is due to be asked for, by the price tick.
             models.Index(
                 fields=["price_check_at"],
@@ -209,15 +233,24 @@ class Call(models.Model):
             ),
         ]
         constraints = [
+            # One live call each way: a contact may ring us back while a call of ours to
+            # them is still ringing (it is hung up then, calls.inbound).
             models.UniqueConstraint(
-                fields=["contact"],
+                fields=["contact", "direction"],
                 condition=Q(status__in=LIVE_STATUSES),
-                name="call_one_live_call_per_contact",
+                name="call_one_live_call_per_contact_direction",
             ),
             models.UniqueConstraint(
                 fields=["contact", "attempt"], name="call_unique_attempt_per_contact"
             ),
-            models.CheckConstraint(condition=Q(attempt__gte=1), name="call_attempt_positive"),
+            models.CheckConstraint(
+                condition=Q(direction=CallDirection.OUTBOUND, attempt__gte=1)
+                | Q(direction=CallDirection.INBOUND, attempt__isnull=True),
+                name="call_attempt_by_direction",
+            ),
+            models.CheckConstraint(
+                condition=Q(direction__in=CallDirection.values), name="call_direction_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=CallStatus.values), name="call_status_valid"
             ),
@@ -240,11 +273,27 @@ class Call(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.direction == CallDirection.INBOUND:
+            return f"{self.from_number} ({self.get_direction_display()})"
         return f"{self.to_number} #{self.attempt}"
 
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
+
+    @property
+    def is_inbound(self) -> bool:
+        return self.direction == CallDirection.INBOUND
+
+    @property
+    def contact_number(self) -> str:
+        """The contact's end of the call."""
+        return self.from_number if self.is_inbound else self.to_number
+
+    @property
+    def our_number(self) -> str:
+        """Our end of the call: the number that dialled, or the number that was called."""
+        return self.to_number if self.is_inbound else self.from_number
 
 
 class TurnRole(models.TextChoices):
@@ -345,6 +394,8 @@ class CallEventKind(models.TextChoices):
     STATUS = "status", _("Status")
     MACHINE_DETECTION = "amd", _("Answering machine detection")
     RECORDING = "recording", _("Recording")
+    # The request for an incoming call's TwiML, kept whether or not the caller is a contact.
+    INBOUND = "inbound", _("Incoming call")
 
 
 class CallEvent(models.Model):

@@ -67,6 +67,7 @@ def opt_out(*, call: Call, how: str) -> str:
                 "contact": {**_contact_data(contact), "state": Contact.State.OPTED_OUT},
                 "campaign_id": campaign.pk,
                 "call_id": call.pk,
+                "direction": call.direction,
                 "how": how,
                 "opted_out_at": timezone.now(),
             },
@@ -149,6 +150,8 @@ def _emit_call_completed(*, call_id: int, extraction: str) -> None:
             "call_id": call.pk,
             "campaign_id": call.campaign_id,
             "contact": _contact_data(call.contact),
+            # inbound: the contact rang us back (attempt null); outbound: we called.
+            "direction": call.direction,
             "attempt": call.attempt,
             "status": call.status,
             "answered_by": call.answered_by,
@@ -180,6 +183,7 @@ def emit_call_priced(*, call: Call) -> None:
         payload={
             "call_id": call.pk,
             "campaign_id": call.campaign_id,
+            "direction": call.direction,
             "price": None if call.price is None else str(call.price),
             "price_unit": call.price_unit,
             "price_status": call.price_status,

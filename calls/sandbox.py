@@ -9,6 +9,10 @@ each <Gather>, the asynchronous AMD verdict, fallbacks, REST redirects and hang-
 the recording callback. A call's state lives in the Django cache, which web and worker
 processes share (the file cache on one machine, Redis otherwise).
 
+It rings our numbers too: `place_inbound_call` (and `call_back`, a contact returning our
+call) plays an incoming call through our inbound webhooks, as Twilio delivers the calls of
+a number pointed at them (calls.inbound), the simulated callee now the caller.
+
 Time is simulated: SANDBOX_SPEED simulated seconds pass per real second. The callee speaks
 the language its <Gather> listens in (Spanish unless that is en-*). A simulated call holds
 one worker process for its whole (real) length, so run the worker with a few processes.
@@ -259,6 +263,87 @@ def find_calls(*, to: str, from_: str, created_after: datetime.datetime) -> list
     return found
 
 
+# The personas that can ring us: someone who talks (or keeps silent) once through.
+CALLER_PERSONAS: tuple[str, ...] = (
+    SandboxPersona.INTERESTED,
+    SandboxPersona.NOT_INTERESTED,
+    SandboxPersona.CALLBACK,
+    SandboxPersona.OPT_OUT,
+    SandboxPersona.SILENT,
+)
+
+
+def place_inbound_call(*, from_: str, to: str, persona: str, queue: bool = True) -> ProviderCall:
+    """Ring our number `to` from `from_` as Twilio delivers a call to one of the account's
+    numbers pointed at our inbound webhooks (what ``preflight --configure-numbers`` sets
+    on Twilio's numbers): the voice URL asked for TwiML with Direction=inbound and
+    CallStatus=ringing, the fallback URL when that fails, the number's status callback at
+    the end (only `completed`: the event a number's StatusCallback gets). `persona` is the
+    caller, one of CALLER_PERSONAS. The call is queued to be played like any sandbox call
+    (with `queue` false, not: the caller plays it, ``run_call``).
+
+    Raises ValueError naming the number that is not in E.164 form, or the persona that
+    is no caller's.
+    """
+    from calls.inbound import inbound_url  # built on the telephony this module serves
+
+    if persona not in CALLER_PERSONAS:
+        raise ValueError(
+            _("The sandbox caller “%(persona)s” is none of %(personas)s.")
+            % {"persona": persona, "personas": ", ".join(CALLER_PERSONAS)}
+        )
+    for name, number in (("From", from_), ("To", to)):
+        if not re.match(E164_REGEX, number):
+            raise ValueError(
+                _("The %(name)s number “%(number)s” is not in E.164 form (+34600000000).")
+                % {"name": name, "number": number}
+            )
+    sid = "CA" + uuid.uuid4().hex
+    state = {
+        "sid": sid,
+        "direction": "inbound",
+        "params": {
+            "From": from_,
+            "To": to,
+            "Url": inbound_url("inbound"),
+            "Method": "POST",
+            "FallbackUrl": inbound_url("inbound-fallback"),
+            "FallbackMethod": "POST",
+            "StatusCallback": inbound_url("inbound-status"),
+            "StatusCallbackMethod": "POST",
+        },
+        "persona": persona,
+        "status": "ringing",
+        "answered_by": "",
+        "duration": None,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+    }
+    cache.set(_call_key(sid), state, STATE_TTL)
+    if queue:
+        _queue(sid)
+    return _provider_call(state)
+
+
+def call_back(*, contact: Contact, persona: str | None = None, queue: bool = True) -> ProviderCall:
+    """`contact` rings its campaign's number back through the sandbox carrier, as the
+    person it stands for (`persona`; by default its `sandbox_persona` variable when that
+    is a caller's, else interested). Raises ValueError when the campaign has no number
+    to ring (no caller number and no TWILIO_PHONE_NUMBER)."""
+    number = contact.campaign.effective_caller_number
+    if not number:
+        raise ValueError(
+            _(
+                "The campaign has no number to ring back: set its caller number or "
+                "TWILIO_PHONE_NUMBER."
+            )
+        )
+    if persona is None:
+        variables = contact.variables if isinstance(contact.variables, dict) else {}
+        chosen = variables.get("sandbox_persona")
+        persona = chosen if chosen in CALLER_PERSONAS else SandboxPersona.INTERESTED
+    return place_inbound_call(from_=contact.phone, to=number, persona=persona, queue=queue)
+
+
 def persona_for(
     contact: Contact, campaign: Campaign | None = None, *, attempt: int | None = None
 ) -> str:
@@ -461,6 +546,7 @@ class _Simulation:
         self.pending_redirect: tuple[str, str] | None = None
         self.documents = 0
         self.events = set(_event_list(self.params.get("StatusCallbackEvent")))
+        self.inbound = state.get("direction") == "inbound"
         self.session = requests.Session()
 
     # -- the call's course --
@@ -469,6 +555,9 @@ class _Simulation:
         """Play the call up to its end; returns its final status."""
         try:
             self._check_control()  # hung up while queued
+            if self.inbound:
+                self._ring_in()
+                return "completed"
             self._status_event("initiated", "initiated")
             if self.persona == SandboxPersona.BUSY:
                 self._wait(BUSY_SECONDS)
@@ -506,6 +595,14 @@ class _Simulation:
                 self.detection = "machine_end_silence" if digest[0] % 5 == 0 else "machine_end_beep"
             self.detection_due = self.clock + DETECTION_MS[self.detection] / 1000
 
+    def _ring_in(self) -> None:
+        """An incoming call: the number's voice URL is asked while the call rings
+        (CallStatus ringing), its TwiML answers it, and the caller follows it."""
+        document = self._fetch(self._param("Url"), self._param("Method", "POST"))
+        self.answered_at = self.clock
+        self._set_status("in-progress")
+        self._follow(document)
+
     def _converse(self) -> None:
         url, method = self.pending_redirect or (self._param("Url"), self._param("Method", "POST"))
         extra: dict[str, str] = {}
@@ -518,7 +615,10 @@ class _Simulation:
                 extra["AnsweredBy"] = self.detection
         except _Redirected as redirect:
             url, method = redirect.url, redirect.method
-        document = self._fetch(url, method, extra)
+        self._follow(self._fetch(url, method, extra))
+
+    def _follow(self, document: _Document | None) -> None:
+        """Run TwiML documents one after the other until none is left."""
         while document is not None:
             try:
                 document = self._execute(document)
@@ -777,7 +877,7 @@ class _Simulation:
             "Caller": caller,
             "Called": to,
             "CallStatus": self.state["status"],
-            "Direction": "outbound-api",
+            "Direction": "inbound" if self.inbound else "outbound-api",
             "ApiVersion": API_VERSION,
         }
 

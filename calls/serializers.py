@@ -52,8 +52,18 @@ class CallSerializer(serializers.ModelSerializer):
     """A call in a list: what happened, without what was said."""
 
     contact = CallContactSerializer(read_only=True)
+    direction = serializers.CharField(
+        read_only=True,
+        help_text=_(
+            "outbound: we called the contact (from_number is ours); inbound: the contact "
+            "rang one of our numbers back (to_number is ours, attempt is null)."
+        ),
+    )
     started_at = serializers.DateTimeField(
-        source="dialed_at", read_only=True, allow_null=True, help_text=_("When it was dialled.")
+        source="dialed_at",
+        read_only=True,
+        allow_null=True,
+        help_text=_("When it was dialled (an inbound call: when it was answered)."),
     )
     outcome = serializers.SerializerMethodField(
         help_text=_(
@@ -71,9 +81,11 @@ class CallSerializer(serializers.ModelSerializer):
             "id",
             "campaign",
             "contact",
+            "direction",
             "attempt",
             "status",
             "answered_by",
+            "from_number",
             "to_number",
             "started_at",
             "answered_at",
@@ -111,7 +123,6 @@ class CallDetailSerializer(CallSerializer):
     class Meta(CallSerializer.Meta):
         fields = [
             *CallSerializer.Meta.fields,
-            "from_number",
             "error_code",
             "error_message",
             "summary",

@@ -19,7 +19,15 @@ from django.utils.translation import gettext_lazy
 from callcenter.metrics import CALL_STATUS_CHANGES, CALLS_FINISHED, CONTACT_STATES
 from callcenter.queries import insert_unless_taken, one_or_none
 from calls import deadlines, telephony
-from calls.models import AnsweredBy, Call, CallClip, CallEvent, CallStatus, PriceStatus
+from calls.models import (
+    AnsweredBy,
+    Call,
+    CallClip,
+    CallDirection,
+    CallEvent,
+    CallStatus,
+    PriceStatus,
+)
 from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
 from voices import speech
 from voices.clips import Speech, speech_for_line
@@ -357,12 +365,15 @@ def _price(value: str | None) -> Decimal | None:
 
 
 def finish_call(*, call: Call) -> str | None:
-    """Move the ended ``call``'s contact on from ``calling``: done, retry, exhausted, failed.
+    """Move the ended ``call``'s contact on from ``calling``: done, retry, exhausted, failed
+    (an inbound call: see ``_finish_inbound_call``).
 
     A compare-and-set from ``calling``: returns the contact's new state, or None when the
     contact had already moved on (nothing is written then). The call's outcome and the
     contact's new state are counted when the transaction commits.
     """
+    if call.is_inbound:
+        return _finish_inbound_call(call=call)
     contact = call.contact
     campaign = call.campaign
     now = timezone.now()
@@ -370,18 +381,9 @@ def finish_call(*, call: Call) -> str | None:
     outcome = _outcome(call)
     transaction.on_commit(CALLS_FINISHED.labels(outcome=outcome).inc)
     talked = outcome in ("answered", "transfer-failed")
-    callback_at = _callback_at(call) if talked else None
-    if callback_at is not None:
-        # The callee asked to be called at that time; the window still gates it then.
-        state, next_attempt_at = Contact.State.RETRY, max(callback_at, now)
-        reason = _("Asked to be called back at %(time)s.") % {
-            "time": call.outcome["callback_at"][:16].replace("T", " ")
-        }
-    elif talked and (call.outcome or {}).get("callback") is True:
-        # A scripted "call me another day" names no time: the campaign's retry delay.
-        delay = _retry_rule(campaign, "no-answer")["delay_minutes"]
-        state, next_attempt_at = Contact.State.RETRY, now + datetime.timedelta(minutes=delay)
-        reason = _("Asked to be called back another time.")
+    asked = _asked_callback(call, now) if talked else None
+    if asked is not None:
+        state, next_attempt_at, reason = asked
     elif outcome == "answered":
         state, reason = Contact.State.DONE, _("Answered.")
     elif outcome == "rejected":
@@ -418,6 +420,86 @@ def finish_call(*, call: Call) -> str | None:
         logger.info(
             "Call %s ended but contact %s was not calling; left as is.", call.pk, contact.pk
         )
+        return None
+    transaction.on_commit(CONTACT_STATES.labels(state=state).inc)
+    contact.state, contact.state_reason = state, reason[:500]
+    contact.next_attempt_at, contact.updated_at = next_attempt_at, now
+    return state
+
+
+def _asked_callback(
+    call: Call, now: datetime.datetime
+) -> tuple[str, datetime.datetime, str] | None:
+    """The retry the callee asked for in the conversation (state, when, reason): at the
+    time they named, or after the campaign's no-answer delay for a scripted "call me
+    another day"; None when they asked for none."""
+    callback_at = _callback_at(call)
+    if callback_at is not None:
+        # The callee asked to be called at that time; the window still gates it then.
+        reason = _("Asked to be called back at %(time)s.") % {
+            "time": call.outcome["callback_at"][:16].replace("T", " ")
+        }
+        return Contact.State.RETRY, max(callback_at, now), reason
+    if (call.outcome or {}).get("callback") is True:
+        # A scripted "call me another day" names no time: the campaign's retry delay.
+        delay = _retry_rule(call.campaign, "no-answer")["delay_minutes"]
+        reason = _("Asked to be called back another time.")
+        return Contact.State.RETRY, now + datetime.timedelta(minutes=delay), reason
+    return None
+
+
+# What a contact who rang us back and talked to us may move on from: anything but an
+# opt-out, which stands whatever was said after it.
+_CALLED_BACK_FROM = (
+    Contact.State.PENDING,
+    Contact.State.CALLING,
+    Contact.State.RETRY,
+    Contact.State.DONE,
+    Contact.State.EXHAUSTED,
+    Contact.State.FAILED,
+)
+
+
+def _finish_inbound_call(*, call: Call) -> str | None:
+    """A contact rang us back (``call`` is inbound) and the call is over.
+
+    Once they said something (the conversation happened), the contact gets its final
+    state as after a conversation of ours, and the retries it was waiting for are
+    cancelled: done; a retry at the time they asked for (or another day); after the
+    no-answer delay when nobody took the transfer they asked for. A call that ended
+    before they said a word, on the do-not-call path, or with an opt-out (already
+    applied) leaves the contact as it is. Returns the contact's new state, or None.
+    """
+    contact = call.contact
+    now = timezone.now()
+    outcome = call.outcome or {}
+    transaction.on_commit(CALLS_FINISHED.labels(outcome="inbound").inc)
+    talked = (
+        call.status == CallStatus.COMPLETED
+        and not outcome.get("do_not_call")
+        and not outcome.get("opted_out")
+        and call.turns.filter(role="caller").exists()
+    )
+    if not talked:
+        logger.info("Inbound call %s ended without a conversation; contact left as is.", call.pk)
+        return None
+    asked = _asked_callback(call, now)
+    if asked is not None:
+        state, next_attempt_at, reason = asked
+    elif outcome.get("transfer_failed") is True:
+        delay = _retry_rule(call.campaign, "no-answer")["delay_minutes"]
+        state, next_attempt_at = Contact.State.RETRY, now + datetime.timedelta(minutes=delay)
+        reason = _("%(outcome)s: calling again later.") % {
+            "outcome": _OUTCOME_LABELS["transfer-failed"]
+        }
+    else:
+        state, next_attempt_at = Contact.State.DONE, None
+        reason = _("Called us back and talked.")
+    updated = Contact.objects.filter(pk=contact.pk, state__in=_CALLED_BACK_FROM).update(
+        state=state, state_reason=reason[:500], next_attempt_at=next_attempt_at, updated_at=now
+    )
+    if not updated:
+        logger.info("Inbound call %s ended; contact %s opted out, left as is.", call.pk, contact.pk)
         return None
     transaction.on_commit(CONTACT_STATES.labels(state=state).inc)
     contact.state, contact.state_reason = state, reason[:500]
@@ -481,7 +563,8 @@ def _outcome(call: Call) -> str:
 
 
 def _calls_with_outcome(call: Call, outcome: str) -> int:
-    calls = Call.objects.filter(contact_id=call.contact_id)
+    # The calls we made: a contact ringing us back is no attempt of ours.
+    calls = Call.objects.filter(contact_id=call.contact_id, direction=CallDirection.OUTBOUND)
     if outcome == "voicemail":
         calls = calls.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
     elif outcome == "transfer-failed":

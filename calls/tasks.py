@@ -8,7 +8,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from callcenter.backoff import backoff_seconds
-from calls import conversation, dialing, flow, outcomes, telephony
+from calls import conversation, dialing, flow, inbound, outcomes, telephony
 from calls.dispatcher import DISPATCH_INTERVAL_SECONDS, dispatch
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,22 @@ def handle_machine_task(self, call_id: int) -> str:
     except telephony.TelephonyRejected as error:
         # The call ended meanwhile (Twilio refuses to update an ended call): nothing to do.
         logger.info("Call %s: machine handling refused by Twilio: %s", call_id, error)
+        return "refused"
+
+
+@shared_task(
+    autoretry_for=(telephony.TelephonyUnavailable,),
+    retry_backoff=1,
+    retry_backoff_max=8,
+    max_retries=3,
+)
+def hang_up_ringing_task(call_id: int) -> str:
+    """A contact rang us while a call of ours rang them: that call is hung up."""
+    try:
+        return inbound.hang_up_ringing(call_id=call_id)
+    except telephony.TelephonyRejected as error:
+        # The call ended meanwhile (Twilio refuses to update an ended call): nothing to do.
+        logger.info("Call %s: hang-up refused by Twilio: %s", call_id, error)
         return "refused"
 
 

@@ -32,6 +32,7 @@ from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.rest.api.v2010.account.call import CallInstance
+from twilio.rest.api.v2010.account.incoming_phone_number import IncomingPhoneNumberInstance
 from twilio.twiml.voice_response import Gather, VoiceResponse
 from urllib3.exceptions import NewConnectionError
 
@@ -441,6 +442,82 @@ def find_calls(
         for call in calls
         if call.date_created is None or call.date_created >= created_after
     ]
+
+
+@dataclass(frozen=True)
+class IncomingNumber:
+    """One of the account's phone numbers (Twilio's IncomingPhoneNumber): where its calls go.
+
+    A number with a `voice_application_sid` or a `trunk_sid` ignores its voice URLs
+    (Twilio's IncomingPhoneNumber resource: the application or the trunk takes its calls).
+    """
+
+    sid: str
+    phone_number: str
+    voice_url: str = ""
+    voice_method: str = ""
+    voice_fallback_url: str = ""
+    status_callback: str = ""
+    voice_application_sid: str = ""
+    trunk_sid: str = ""
+
+
+def incoming_numbers(
+    *, timeout: float | None = None, retries: int | None = None
+) -> list[IncomingNumber]:
+    """The account's phone numbers with where each sends its calls, following the list's
+    pages (`timeout` applies to each page). Raises TelephonyRejected or
+    TelephonyUnavailable."""
+    return _call(
+        "phone number listing",
+        lambda client: [
+            _incoming_number(number)
+            for number in client.api.account.incoming_phone_numbers.list(page_size=LIST_PAGE_SIZE)
+        ],
+        timeout=timeout,
+        retries=retries,
+    )
+
+
+def point_number(
+    *,
+    sid: str,
+    voice_url: str,
+    fallback_url: str,
+    status_callback: str,
+    timeout: float | None = None,
+    retries: int | None = None,
+) -> IncomingNumber:
+    """Send the calls of the account's number `sid` to `voice_url` (its TwiML),
+    `fallback_url` (when that fails) and `status_callback` (the call's end), each by POST.
+    Repeating it is harmless. Raises TelephonyRejected or TelephonyUnavailable."""
+    number = _call(
+        "phone number update",
+        lambda client: client.api.account.incoming_phone_numbers(sid).update(
+            voice_url=voice_url,
+            voice_method="POST",
+            voice_fallback_url=fallback_url,
+            voice_fallback_method="POST",
+            status_callback=status_callback,
+            status_callback_method="POST",
+        ),
+        timeout=timeout,
+        retries=retries,
+    )
+    return _incoming_number(number)
+
+
+def _incoming_number(number: IncomingPhoneNumberInstance) -> IncomingNumber:
+    return IncomingNumber(
+        sid=number.sid or "",
+        phone_number=number.phone_number or "",
+        voice_url=number.voice_url or "",
+        voice_method=number.voice_method or "",
+        voice_fallback_url=number.voice_fallback_url or "",
+        status_callback=number.status_callback or "",
+        voice_application_sid=number.voice_application_sid or "",
+        trunk_sid=number.trunk_sid or "",
+    )
 
 
 def url_with_retries(url: str, *, retry_count: int = 3) -> str:
@@ -870,6 +947,40 @@ def fallback_twiml(*, lines: Iterable[Spoken], action: str, goodbye: Spoken) -> 
     for line in lines:
         _speak(gather, line)
     _speak(response, goodbye)
+    response.hangup()
+    return str(response)
+
+
+def message_twiml(
+    *,
+    lines: Iterable[Spoken],
+    goodbye: Iterable[Spoken],
+    opt_out_action: str = "",
+    transfer_lines: Iterable[Spoken] = (),
+    transfer_to: str = "",
+    caller_id: str = "",
+    timeout: int = 30,
+) -> str:
+    """A short message to someone who rang us: speak `lines`, listening meanwhile for one
+    key posted to `opt_out_action` (when given); then, with `transfer_to`, speak
+    `transfer_lines` and put them through to it (TwiML goes on after the <Dial> once it
+    ends); last speak `goodbye` and end the call."""
+    response = VoiceResponse()
+    if opt_out_action:
+        gather = response.gather(
+            input="dtmf", num_digits=1, timeout=5, action=opt_out_action, method="POST"
+        )
+        for line in lines:
+            _speak(gather, line)
+    else:
+        for line in lines:
+            _speak(response, line)
+    if transfer_to:
+        for line in transfer_lines:
+            _speak(response, line)
+        response.dial(transfer_to, caller_id=caller_id or None, timeout=timeout)
+    for line in goodbye:
+        _speak(response, line)
     response.hangup()
     return str(response)
 

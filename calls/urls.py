@@ -30,6 +30,15 @@ urlpatterns = [
     ),
 ]
 
+# The numbers' own webhooks, for the calls they receive (calls.inbound): each of the
+# account's numbers is pointed at them (preflight --configure-numbers).
+urlpatterns += [
+    path("twilio/inbound", webhooks.inbound_call, name="inbound"),
+    path("twilio/inbound/status", webhooks.inbound_status, name="inbound-status"),
+    path("twilio/inbound/opt-out", webhooks.inbound_opt_out, name="inbound-opt-out"),
+    path("twilio/inbound/fallback", webhooks.inbound_fallback, name="inbound-fallback"),
+]
+
 # Staff only: a call's recording, fetched from Twilio on demand.
 urlpatterns += [path("calls/<int:call_id>/recording", views.recording, name="recording-audio")]
 

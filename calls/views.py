@@ -109,7 +109,8 @@ RECORDING_DESCRIPTION = gettext_lazy(
         summary=gettext_lazy("List calls"),
         description=gettext_lazy(
             "Newest first, by cursor: follow `next` until it is null. Each call without its "
-            "transcript; filter by campaign, status, how it was answered, outcome and time."
+            "transcript; filter by campaign, contact (its history), direction, status, how "
+            "it was answered, outcome and time."
         ),
     ),
     retrieve=extend_schema(
@@ -121,7 +122,8 @@ RECORDING_DESCRIPTION = gettext_lazy(
     ),
 )
 class CallViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
-    """The partner's calls, read-only: one attempt each, from dial to hang-up."""
+    """The partner's calls, read-only: one attempt each, from dial to hang-up, and the
+    calls contacts made to our numbers (``direction`` inbound)."""
 
     partner_lookup = "campaign__partner"
     serializer_class = CallSerializer

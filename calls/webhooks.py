@@ -23,7 +23,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from callcenter.metrics import SIGNATURE_FAILURES, WEBHOOK_SECONDS
-from calls import deadlines, flow, links, telephony
+from calls import deadlines, flow, inbound, links, telephony
 from calls.services import record_call_status
 
 logger = logging.getLogger(__name__)
@@ -233,4 +233,55 @@ def _handle_machine_later(call_id: int, verdict_id: int) -> None:
 def recording(request: HttpRequest, call_id: int) -> HttpResponse:
     """A recording's status: a completed recording's reference is kept on the call."""
     flow.record_recording(call_id=call_id, params=request.POST.dict())
+    return HttpResponse(status=204)
+
+
+# --- Calls our numbers receive ---------------------------------------------------------------
+
+
+def number_twiml_view(view: Callable[[HttpRequest], str]) -> View:
+    """A webhook of the numbers themselves (not of one call) answering TwiML: signed,
+    answered within WEBHOOK_DEADLINE_SECONDS, never an error to Twilio (an unexpected
+    failure is answered with the inbound fallback's apology)."""
+
+    @functools.wraps(view)
+    def answered(request: HttpRequest) -> HttpResponse:
+        try:
+            with deadlines.answering():
+                twiml = view(request)
+        except Exception:
+            logger.exception(
+                "Webhook %s failed for call %s; apologising.",
+                view.__name__,
+                request.POST.get("CallSid", "?"),
+            )
+            twiml = inbound.fallback(params=request.POST.dict())
+        return HttpResponse(twiml, content_type="text/xml; charset=utf-8")
+
+    return twilio_webhook(answered)
+
+
+@number_twiml_view
+def inbound_call(request: HttpRequest) -> str:
+    """Someone rings one of our numbers (its voice URL): a contact calling back gets its
+    campaign's conversation, anyone else a short message (see ``calls.inbound``)."""
+    return inbound.answer(params=request.POST.dict())
+
+
+@number_twiml_view
+def inbound_opt_out(request: HttpRequest) -> str:
+    """The key a caller who is not a contact pressed after the opt-out offer."""
+    return inbound.opt_out(params=request.POST.dict())
+
+
+@number_twiml_view
+def inbound_fallback(request: HttpRequest) -> str:
+    """Twilio could not use our TwiML for an incoming call (the numbers' fallback URL)."""
+    return inbound.fallback(params=request.POST.dict())
+
+
+@twilio_webhook
+def inbound_status(request: HttpRequest) -> HttpResponse:
+    """The status callback of the numbers' calls: kept, folded into the call, 204."""
+    inbound.record_status(params=request.POST.dict())
     return HttpResponse(status=204)

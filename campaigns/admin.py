@@ -537,15 +537,28 @@ class ContactAdmin(admin.ModelAdmin):
     list_filter = ["state", "campaign__partner"]
     list_select_related = ["campaign__partner"]
     search_fields = ["phone", "external_id"]
+    actions = ["sandbox_call_back"]
+    # Calls shown on a contact's page (the rest are a link away).
+    HISTORY_CALLS = 20
+    # Sandbox calls back queued at once: each holds a worker process while it plays.
+    SANDBOX_CALLS_BACK = 20
     search_help_text = _("A phone number in any format, or an external id.")
     # Millions of contacts: a filtered page does not count the whole table as well.
     show_full_result_count = False
     autocomplete_fields = ["campaign"]
-    readonly_fields = ["attempts", "dialable_now", "next_possible_call", "created_at", "updated_at"]
+    readonly_fields = [
+        "attempts",
+        "dialable_now",
+        "next_possible_call",
+        "call_history",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["campaign", "phone", "time_zone", "external_id", "variables"]}),
         (_("Calls"), {"fields": ["state", "state_reason", "attempts", "next_attempt_at"]}),
         (_("Calling now"), {"fields": ["dialable_now", "next_possible_call"]}),
+        (_("Call history"), {"fields": ["call_history"]}),
         (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
@@ -554,7 +567,9 @@ class ContactAdmin(admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
             return [
-                fieldset for fieldset in fieldsets if "dialable_now" not in fieldset[1]["fields"]
+                fieldset
+                for fieldset in fieldsets
+                if not {"dialable_now", "call_history"} & set(fieldset[1]["fields"])
             ]
         return fieldsets
 
@@ -604,6 +619,94 @@ class ContactAdmin(admin.ModelAdmin):
                 '<li data-code="{}">{}</li>',
                 ((reason.code, reason.message) for reason in eligibility.reasons),
             ),
+        )
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Only the sandbox carrier can make a contact ring us.
+        actions = super().get_actions(request)
+        if settings.TELEPHONY_BACKEND != "sandbox":
+            actions.pop("sandbox_call_back", None)
+        return actions
+
+    @admin.action(
+        description=_("Sandbox: the selected contacts ring their campaign's number back"),
+        permissions=["change"],
+    )
+    def sandbox_call_back(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
+        # calls builds on campaigns (dependencies run one way), so the import waits until here.
+        from calls import sandbox
+
+        contacts = list(queryset.select_related("campaign")[: self.SANDBOX_CALLS_BACK + 1])
+        placed = 0
+        for contact in contacts[: self.SANDBOX_CALLS_BACK]:
+            try:
+                sandbox.call_back(contact=contact)
+            except ValueError as error:
+                self.message_user(request, f"{contact.phone}: {error}", messages.ERROR)
+            else:
+                placed += 1
+        if placed:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d sandbox call to our number queued: it plays through the "
+                    "inbound webhooks and appears in the contact's calls.",
+                    "%(count)d sandbox calls to our numbers queued: each plays through the "
+                    "inbound webhooks and appears in its contact's calls.",
+                    placed,
+                )
+                % {"count": placed},
+                messages.SUCCESS,
+            )
+        if len(contacts) > self.SANDBOX_CALLS_BACK:
+            self.message_user(
+                request,
+                gettext("Only the first %(count)d contacts call back at once.")
+                % {"count": self.SANDBOX_CALLS_BACK},
+                messages.WARNING,
+            )
+
+    @admin.display(description=_("calls"))
+    def call_history(self, contact: Contact) -> str:
+        """The contact's last calls, ours and theirs (inbound) alike, newest first."""
+        calls = list(contact.calls.order_by("-created_at", "-pk")[: self.HISTORY_CALLS + 1])
+        if not calls:
+            return gettext("None yet.")
+        rows = format_html_join(
+            "",
+            '<tr data-direction="{}"><td><a href="{}">{}</a></td><td>{}</td><td>{}</td>'
+            "<td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    call.direction,
+                    reverse("admin:calls_call_change", args=[call.pk]),
+                    _local_time(call.created_at, timezone.get_current_timezone_name()),
+                    call.get_direction_display(),
+                    call.attempt or "-",
+                    call.get_status_display(),
+                    call.duration_seconds if call.duration_seconds is not None else "-",
+                )
+                for call in calls[: self.HISTORY_CALLS]
+            ),
+        )
+        every = ""
+        if len(calls) > self.HISTORY_CALLS:
+            every = format_html(
+                '<p><a href="{}?contact__id__exact={}">{}</a></p>',
+                reverse("admin:calls_call_changelist"),
+                contact.pk,
+                gettext("All of this contact's calls"),
+            )
+        return format_html(
+            '<table id="contact-calls"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>'
+            "<th>{}</th></tr></thead><tbody>{}</tbody></table>{}",
+            gettext("Created"),
+            gettext("Direction"),
+            gettext("Attempt"),
+            gettext("Status"),
+            gettext("Duration (s)"),
+            rows,
+            every,
         )
 
     @admin.display(description=_("next possible call"))

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Max, Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from rest_framework_api_key.models import AbstractAPIKey
@@ -54,6 +54,16 @@ class CampaignQuerySet(models.QuerySet):
 
     def for_partner(self, partner: Partner) -> CampaignQuerySet:
         return self.filter(partner=partner)
+
+    def calling_from(self, number: str) -> CampaignQuerySet:
+        """Campaigns whose calls come from ``number``: their own caller number, or
+        TWILIO_PHONE_NUMBER for those that leave theirs empty."""
+        if not number:
+            return self.none()
+        numbers = Q(caller_number=number)
+        if number == settings.TWILIO_PHONE_NUMBER:
+            numbers |= Q(caller_number="")
+        return self.filter(numbers)
 
 
 # Choices live at module level so that Meta constraints can name their values.
@@ -470,6 +480,17 @@ class ContactQuerySet(models.QuerySet):
     def with_campaign(self) -> ContactQuerySet:
         """With the campaign, its partner and template: what eligibility reads."""
         return self.select_related("campaign__partner", "campaign__template")
+
+    def calling_in(self, *, phone: str, number: str) -> ContactQuerySet:
+        """The contacts with ``phone`` in campaigns that call from ``number`` and have a
+        template: who is ringing ``number`` from ``phone``. The one we called last comes
+        first (``last_called_at``), then the newest contact."""
+        campaigns = Campaign.objects.calling_from(number).filter(template__isnull=False)
+        return (
+            self.filter(phone=phone, campaign__in=campaigns)
+            .annotate(last_called_at=Max("calls__dialed_at", filter=Q(calls__direction="outbound")))
+            .order_by(F("last_called_at").desc(nulls_last=True), "-pk")
+        )
 
     def due(self, now: datetime.datetime) -> ContactQuerySet:
         """Contacts waiting for a call whose time has come: a first call (unless it was put

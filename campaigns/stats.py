@@ -26,18 +26,23 @@ FINISHED_CONTACT_STATES = (
 
 
 def answered_calls() -> Q:
-    """Calls a person answered: completed, and not by a machine."""
+    """Calls of ours a person answered: completed, and not by a machine."""
     # calls builds on campaigns (dependencies run one way), so the imports wait until here.
-    from calls.models import CallStatus
+    from calls.models import CallDirection, CallStatus
     from calls.services import MACHINE_ANSWERS
 
-    return Q(status=CallStatus.COMPLETED) & ~Q(answered_by__in=MACHINE_ANSWERS)
+    return (
+        Q(direction=CallDirection.OUTBOUND)
+        & Q(status=CallStatus.COMPLETED)
+        & ~Q(answered_by__in=MACHINE_ANSWERS)
+    )
 
 
 def ended_calls() -> Q:
-    """Ended calls that reached the carrier: what an answer rate is taken over. (A call
-    refused before reaching it has no SID: it never rang anyone.)"""
-    from calls.models import CallStatus
+    """Ended calls of ours that reached the carrier: what an answer rate is taken over. (A
+    call refused before reaching it has no SID: it never rang anyone. A contact ringing us
+    back is no call of ours to answer.)"""
+    from calls.models import CallDirection, CallStatus
 
     ended = [
         CallStatus.COMPLETED,
@@ -46,7 +51,7 @@ def ended_calls() -> Q:
         CallStatus.FAILED,
         CallStatus.CANCELED,
     ]
-    return Q(status__in=ended) & Q(provider_sid__isnull=False)
+    return Q(direction=CallDirection.OUTBOUND, status__in=ended) & Q(provider_sid__isnull=False)
 
 
 @dataclasses.dataclass(frozen=True)

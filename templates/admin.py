@@ -49,6 +49,7 @@ class CallTemplateForm(forms.ModelForm):
             "mode",
             "variables",
             "greeting",
+            "inbound_greeting",
             "instructions",
             "steps",
             "voicemail_message",
@@ -109,6 +110,7 @@ class CallTemplateAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "greeting",
+                    "inbound_greeting",
                     "instructions",
                     "steps",
                     "voicemail_message",

@@ -3,8 +3,9 @@
 Separate from CallTemplate.clean(): a draft may be saved while it fails, a campaign may not
 start with it. The rules, from the calling rules (shared/reference/calling-rules.md):
 
-- the greeting names the company: TRLGDCU art. 96.2 (Spain) and 47 CFR 64.1200(b)(1) (US)
-  require the caller's identity at the start of the call;
+- the greeting (and the greeting for a contact who calls back, when the template has one)
+  names the company: TRLGDCU art. 96.2 (Spain) and 47 CFR 64.1200(b)(1) (US) require the
+  caller's identity at the start of the call;
 - an AI call says it is automated: EU AI Act art. 50(1) requires telling people they talk
   to an AI system, and FCC 24-17 makes AI voices "artificial voices" under the TCPA, whose
   messages must identify themselves;
@@ -66,23 +67,29 @@ def lint_template(*, template: CallTemplate) -> list[str]:
 
 
 def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
-    """The lint's messages keyed by the field at fault (greeting, voicemail_message);
-    empty when ``template`` passes."""
+    """The lint's messages keyed by the field at fault (greeting, inbound_greeting,
+    voicemail_message); empty when ``template`` passes."""
     problems: dict[str, list[str]] = {}
     partner_name = template.partner.name
-    greeting = _folded(template.greeting)
-    if not (PARTNER_VARIABLE_RE.search(template.greeting) or _folded(partner_name) in greeting):
-        problems.setdefault("greeting", []).append(
-            _("The greeting must name the company: include {{ partner }} or “%(partner)s”.")
-            % {"partner": partner_name}
-        )
-    if template.mode == "ai" and not _DISCLOSURE_RE.search(greeting):
-        problems.setdefault("greeting", []).append(
-            _(
-                "The greeting must say that the caller is an automated assistant (for "
-                "example “asistente virtual” or “automated assistant”)."
+    # A contact ringing us back hears the inbound greeting instead (when there is one):
+    # the same rules hold for it.
+    for field in ("greeting", "inbound_greeting"):
+        text = getattr(template, field)
+        if field != "greeting" and not text.strip():
+            continue
+        greeting = _folded(text)
+        if not (PARTNER_VARIABLE_RE.search(text) or _folded(partner_name) in greeting):
+            problems.setdefault(field, []).append(
+                _("The greeting must name the company: include {{ partner }} or “%(partner)s”.")
+                % {"partner": partner_name}
             )
-        )
+        if template.mode == "ai" and not _DISCLOSURE_RE.search(greeting):
+            problems.setdefault(field, []).append(
+                _(
+                    "The greeting must say that the caller is an automated assistant (for "
+                    "example “asistente virtual” or “automated assistant”)."
+                )
+            )
     voicemail = template.voicemail_message
     if not (PHONE_NUMBER_RE.search(voicemail) or CALLBACK_VARIABLE_RE.search(voicemail)):
         problems.setdefault("voicemail_message", []).append(

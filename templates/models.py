@@ -16,6 +16,7 @@ from jsonschema.exceptions import SchemaError
 
 from templates.languages import validate_gather_language
 from templates.rendering import (
+    ON_DEMAND_FIELDS,
     RESERVED_VARIABLES,
     SPOKEN_FIELDS,
     TemplateRenderError,
@@ -72,6 +73,15 @@ class CallTemplate(models.Model):
         ),
     )
     greeting = models.TextField(_("greeting"))
+    inbound_greeting = models.TextField(
+        _("greeting when called back"),
+        blank=True,
+        help_text=_(
+            "Said instead of the greeting when a contact rings the campaign's number back. "
+            "Empty: a standard line in the template's language that thanks them for calling "
+            "back, names the company and says they are talking to an automated assistant."
+        ),
+    )
     instructions = models.TextField(
         _("AI instructions"),
         blank=True,
@@ -134,7 +144,7 @@ class CallTemplate(models.Model):
             "steps": _steps_errors(self.steps, allowed_variables=declared),
             "outcome_schema": _outcome_schema_errors(self.outcome_schema),
         }
-        for field in (*SPOKEN_FIELDS, "instructions"):
+        for field in (*SPOKEN_FIELDS, *ON_DEMAND_FIELDS, "instructions"):
             try:
                 validate_text(field=field, text=getattr(self, field), allowed_variables=declared)
             except TemplateRenderError as error:

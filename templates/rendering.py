@@ -51,9 +51,13 @@ SPOKEN_FIELDS = (
     "transfer_line",
     "transfer_failed_line",
 )
+# Spoken on few calls (a contact ringing us back): voiced ahead only when the same for
+# every contact, else when said.
+ON_DEMAND_FIELDS = ("inbound_greeting",)
 # Same msgids as the model's verbose names, so messages name fields as the admin does.
 _FIELD_LABELS = {
     "greeting": gettext_lazy("greeting"),
+    "inbound_greeting": gettext_lazy("greeting when called back"),
     "instructions": gettext_lazy("AI instructions"),
     "voicemail_message": gettext_lazy("voicemail message"),
     "closing_line": gettext_lazy("closing line"),
@@ -243,20 +247,22 @@ def contact_independent_sentences(*, template: CallTemplate, campaign_name: str)
 
 
 def contact_sentences(*, template: CallTemplate, context: dict[str, str]) -> list[str]:
-    """The sentences of ``template`` that depend on the contact, rendered with ``context``.
+    """The sentences of ``template`` that depend on the contact, rendered with ``context``
+    (those of ON_DEMAND_FIELDS left out: few contacts hear them).
 
     MissingVariable when one needs a value the contact lacks.
     """
     rendered = (
         render_line(text=sentence, context=context, field=field_name)
         for field_name, sentence in spoken_sentences(template=template)
-        if not is_contact_independent(text=sentence, field=field_name)
+        if field_name not in ON_DEMAND_FIELDS
+        and not is_contact_independent(text=sentence, field=field_name)
     )
     return list(dict.fromkeys(line for line in rendered if line))
 
 
 def _spoken_texts(template: CallTemplate) -> Iterator[tuple[str, str]]:
-    for field_name in SPOKEN_FIELDS:
+    for field_name in (*SPOKEN_FIELDS, *ON_DEMAND_FIELDS):
         text = getattr(template, field_name)
         if text.strip():
             yield field_name, text

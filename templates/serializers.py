@@ -39,6 +39,7 @@ class CallTemplateSerializer(PartnerOwnedSerializer):
             "mode",
             "variables",
             "greeting",
+            "inbound_greeting",
             "instructions",
             "steps",
             "voicemail_message",

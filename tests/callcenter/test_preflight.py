@@ -20,6 +20,7 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection, connections
+from django.db.migrations.loader import MigrationLoader
 from django.test import override_settings
 from django.utils import timezone, translation
 
@@ -136,16 +137,15 @@ def test_database_that_does_not_answer_fails(django_db_blocker, closed_port, mon
 
 
 def test_database_without_a_migration_of_the_release_fails_naming_it() -> None:
-    # given a database where one migration of this release was never applied
+    # given a database where the last migration of this release was never applied
+    [(app, name)] = MigrationLoader(connection).graph.leaf_nodes("calls")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM django_migrations WHERE app = 'calls' AND name = '0010_turn_clips'"
-        )
+        cursor.execute("DELETE FROM django_migrations WHERE app = %s AND name = %s", [app, name])
 
     result = preflight.check_database(timeout=TIMEOUT)
 
     assert result.status == Status.FAIL
-    assert "calls.0010_turn_clips" in result.detail
+    assert f"calls.{name}" in result.detail
     assert "migrate" in result.action
 
 
@@ -552,6 +552,158 @@ def test_caller_numbers_whose_second_page_fails_fail(fake_twilio, monkeypatch) -
     assert "HTTP 500, error 20500" in result.detail
 
 
+# --- The numbers people ring back ------------------------------------------------------------
+
+PUBLIC = "https://calls.example.com"
+INBOUND = {
+    "voice_url": f"{PUBLIC}/twilio/inbound",
+    "voice_fallback_url": f"{PUBLIC}/twilio/inbound/fallback",
+    "status_callback": f"{PUBLIC}/twilio/inbound/status",
+}
+
+
+def test_inbound_numbers_pointed_at_this_app_are_ok(fake_twilio, settings) -> None:
+    settings.APP_URL = PUBLIC
+    fake_twilio.add_number(NUMBER, **INBOUND)
+
+    result = preflight.check_inbound_numbers(timeout=TIMEOUT)
+
+    assert result.status == Status.OK
+    assert result.detail == f"1 number(s) send their calls to {PUBLIC}/twilio/inbound."
+
+
+def test_inbound_numbers_sending_calls_elsewhere_warn_naming_each(
+    fake_twilio, settings, campaign
+) -> None:
+    # given: the default number still on Twilio's demo, a finished campaign's number taken
+    # by a TwiML application, and a verified caller id (its own line, not Twilio's)
+    settings.APP_URL = PUBLIC
+    fake_twilio.add_number(NUMBER, voice_url="https://demo.twilio.com/welcome/voice/")
+    fake_twilio.add_number("+34910000002", **INBOUND, voice_application_sid="AP" + "1" * 32)
+    fake_twilio.add_caller_id("+34930000000")
+    campaign.caller_number = "+34910000002"
+    campaign.state = Campaign.State.COMPLETED
+    campaign.save(update_fields=["caller_number", "state"])
+
+    result = preflight.check_inbound_numbers(timeout=TIMEOUT)
+
+    assert result.status == Status.WARN
+    assert result.detail == (
+        "Calls to these numbers do not reach this app: "
+        f"{NUMBER} (TWILIO_PHONE_NUMBER): https://demo.twilio.com/welcome/voice/; "
+        f"+34910000002 (“Spring”): TwiML application AP{'1' * 32}."
+    )
+    assert "preflight --configure-numbers" in result.action
+
+
+def test_inbound_numbers_without_credentials_are_skipped() -> None:
+    assert preflight.check_inbound_numbers(timeout=TIMEOUT).status == Status.SKIP
+
+
+def configured() -> list[preflight.Result]:
+    return list(preflight.configure_numbers(timeout=TIMEOUT))
+
+
+def test_configure_numbers_points_every_number_people_ring_back_at_this_app(
+    fake_twilio, settings, campaign, partner, call_template
+) -> None:
+    # given: the default number, a finished campaign's number, a number no campaign uses
+    # and a campaign calling from a verified caller id
+    settings.APP_URL = PUBLIC
+    fake_twilio.add_number(NUMBER, voice_url="https://demo.twilio.com/welcome/voice/")
+    fake_twilio.add_number("+34910000002")
+    fake_twilio.add_number("+34910000003", voice_url="https://other.example.com/voice")
+    fake_twilio.add_caller_id("+34930000000")
+    campaign.caller_number = "+34930000000"
+    campaign.save(update_fields=["caller_number"])
+    Campaign.objects.create(
+        partner=partner,
+        name="Old",
+        template=call_template,
+        caller_number="+34910000002",
+        state=Campaign.State.COMPLETED,
+    )
+
+    # when
+    results = configured()
+
+    # then: one line per number in use; the account's are pointed at our webhooks
+    assert [(result.name, result.status) for result in results] == [
+        (f"Number {NUMBER}", Status.OK),
+        ("Number +34910000002", Status.OK),
+        ("Number +34930000000", Status.SKIP),
+    ]
+    assert results[0].detail.startswith(f"Now sends its calls to {PUBLIC}/twilio/inbound")
+    assert results[0].detail.endswith("it sent them to https://demo.twilio.com/welcome/voice/.")
+    numbers = fake_twilio.numbers
+    for phone in (NUMBER, "+34910000002"):
+        assert {field: numbers[phone][field] for field in INBOUND} == INBOUND
+        assert numbers[phone]["voice_method"] == "POST"
+        assert numbers[phone]["status_callback_method"] == "POST"
+    assert numbers["+34910000003"]["voice_url"] == "https://other.example.com/voice"
+    updates = [request for request in fake_twilio.requests if request.method == "POST"]
+    assert len(updates) == 2
+    # Run again: nothing left to change.
+    again = [result.detail.split(" (")[0] for result in configured()[:2]]
+    assert again == [f"Already sends its calls to {PUBLIC}/twilio/inbound"] * 2
+    assert preflight.check_inbound_numbers(timeout=TIMEOUT).status == Status.OK
+
+
+def test_configure_numbers_leaves_a_number_an_application_takes_and_says_so(
+    fake_twilio, settings
+) -> None:
+    settings.APP_URL = PUBLIC
+    fake_twilio.add_number(NUMBER, trunk_sid="TK" + "2" * 32)
+
+    [result] = configured()
+
+    assert result.status == Status.FAIL
+    assert result.detail.startswith(f"Its calls go to SIP trunk TK{'2' * 32}")
+    assert "Twilio's Console" in result.action
+    assert [request.method for request in fake_twilio.requests] == ["GET"]
+
+
+def test_configure_numbers_a_number_twilio_refuses_fails_and_the_next_is_done(
+    fake_twilio, settings, campaign
+) -> None:
+    settings.APP_URL = PUBLIC
+    first = fake_twilio.add_number(NUMBER)
+    fake_twilio.add_number("+34910000002")
+    campaign.caller_number = "+34910000002"
+    campaign.save(update_fields=["caller_number"])
+    fake_twilio.fail_next(
+        400,
+        code=21606,
+        message="The phone number is not owned by your account.",
+        when=lambda request: request.method == "POST" and first["sid"] in request.path,
+    )
+
+    results = configured()
+
+    assert [result.status for result in results] == [Status.FAIL, Status.OK]
+    assert "The phone number is not owned by your account." in results[0].detail
+    assert fake_twilio.numbers["+34910000002"]["voice_url"] == INBOUND["voice_url"]
+
+
+@pytest.mark.parametrize("url", ["http://calls.example.com", "https://localhost:8000"])
+def test_configure_numbers_refuses_an_app_url_twilio_cannot_use(fake_twilio, settings, url) -> None:
+    settings.APP_URL = url
+    fake_twilio.add_number(NUMBER)
+
+    [result] = configured()
+
+    assert (result.name, result.status) == ("Configure numbers", Status.FAIL)
+    assert result.detail.startswith("Numbers not configured:")
+    assert fake_twilio.requests == []
+
+
+def test_configure_numbers_without_credentials_has_nothing_to_do() -> None:
+    [result] = configured()
+
+    assert result.status == Status.SKIP
+    assert "sandbox carrier rings the inbound webhooks itself" in result.detail
+
+
 # --- ElevenLabs --------------------------------------------------------------------------
 
 
@@ -896,6 +1048,33 @@ def test_command_exits_0_when_no_check_fails(
     marks = [line.split()[0] for line in lines[:-1]]
     assert set(marks) <= {"OK", "WARN"}
     assert lines[-1].startswith(("No check failed", "Every check passed"))
+
+
+def test_command_configures_the_numbers_first_then_checks(fake_twilio, settings) -> None:
+    settings.APP_URL = PUBLIC
+    fake_twilio.add_number(NUMBER)
+
+    code, lines = run_command("--timeout", "1", "--configure-numbers")
+
+    assert code == 1  # other checks fail here (no database URL, no vendors)
+    assert lines[0].startswith(f"OK    Number {NUMBER}: Now sends its calls to {PUBLIC}")
+    inbound = next(line for line in lines if "Twilio inbound numbers:" in line)
+    assert inbound.startswith("OK")
+    assert len(lines) == len(preflight.CHECKS) + 2
+
+
+def test_command_without_the_option_changes_no_number(fake_twilio, settings) -> None:
+    settings.APP_URL = PUBLIC
+    fake_twilio.add_number(NUMBER)
+
+    _code, lines = run_command("--timeout", "1")
+
+    assert [request.method for request in fake_twilio.requests] == ["GET"] * len(
+        fake_twilio.requests
+    )
+    inbound = next(line for line in lines if "Twilio inbound numbers:" in line)
+    assert inbound.startswith("WARN")
+    assert fake_twilio.numbers[NUMBER]["voice_url"] is None
 
 
 def test_command_line_of_a_check_that_breaks_fails_and_the_others_follow(

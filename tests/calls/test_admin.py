@@ -39,9 +39,7 @@ def make_call(campaign, number: int, **fields) -> Call:
 
 def listed(response) -> set[str]:
     """The numbers of the calls on a changelist page."""
-    return set(
-        re.findall(r'class="field-to_number"><a [^>]*>(\+\d+)</a>', response.content.decode())
-    )
+    return set(re.findall(r'class="field-number"><a [^>]*>(\+\d+)</a>', response.content.decode()))
 
 
 def change_url(call: Call) -> str:
@@ -102,6 +100,40 @@ def test_call_changelist_filters_by_campaign_and_date(admin_client, campaign, pa
 
     assert listed(by_campaign) == {"+34600000002"}
     assert listed(this_month) == {"+34600000001"}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("direction__exact=inbound", {"inbound"}),
+        ("direction__exact=outbound", {"outbound"}),
+        ("q=600+000+001", {"outbound", "inbound"}),
+        ("q=%2B3460000000", {"outbound", "inbound"}),
+        ("q=%2B34910", set()),  # our own number is no contact's
+    ],
+)
+def test_call_changelist_lists_calls_contacts_made_to_us_by_their_number(
+    admin_client, campaign, query, expected
+) -> None:
+    # given: a contact we called, who rang us back
+    ours = make_call(campaign, 1)
+    Call.objects.create(
+        campaign=campaign,
+        contact=ours.contact,
+        direction=Call.Direction.INBOUND,
+        status=Call.Status.COMPLETED,
+        from_number=ours.contact.phone,
+        to_number="+34910000000",
+    )
+
+    response = admin_client.get(f"{CHANGELIST}?{query}", headers=ENGLISH)
+
+    # then each is listed under the contact's number, with its direction
+    page = response.content.decode()
+    shown = set(re.findall(r'<td class="field-direction">(\w+)</td>', page))
+    assert {word.lower() for word in shown} == expected
+    if expected:
+        assert listed(response) == {"+34600000001"}
 
 
 def test_call_changelist_counts_each_filter_on_demand(admin_client, campaign) -> None:

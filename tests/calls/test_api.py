@@ -221,6 +221,45 @@ def test_calls_filter_by_outcome_field(api_client, spring) -> None:
     assert ids(response) == [opted_out.pk]
 
 
+def test_a_contacts_history_lists_its_calls_both_ways(api_client, spring) -> None:
+    # given: we called the contact, and it rang us back
+    ours = make_call(spring, status=Call.Status.NO_ANSWER)
+    contact = ours.contact
+    theirs = Call.objects.create(
+        campaign=spring,
+        contact=contact,
+        direction=Call.Direction.INBOUND,
+        status=Call.Status.COMPLETED,
+        provider_sid="CA" + "7" * 32,
+        from_number=contact.phone,
+        to_number="+34910000000",
+    )
+    make_call(spring)
+
+    # when
+    history = api_client.get("/api/v1/calls/", {"contact": contact.pk})
+    inbound = api_client.get("/api/v1/calls/", {"direction": "inbound"})
+
+    # then
+    assert ids(history) == [theirs.pk, ours.pk]
+    rows = history.json()["results"]
+    assert [(row["direction"], row["attempt"]) for row in rows] == [
+        ("inbound", None),
+        ("outbound", 1),
+    ]
+    assert (rows[0]["from_number"], rows[0]["to_number"]) == (contact.phone, "+34910000000")
+    assert ids(inbound) == [theirs.pk]
+
+
+def test_calls_filter_by_another_partners_contact_is_refused(api_client, rival) -> None:
+    call = make_call(rival)
+
+    response = api_client.get("/api/v1/calls/", {"contact": call.contact_id})
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "contact"
+
+
 def test_calls_filter_by_how_they_were_answered(api_client, spring) -> None:
     machine = make_call(spring, answered_by=AnsweredBy.MACHINE_END_BEEP)
     make_call(spring, answered_by=AnsweredBy.HUMAN)

@@ -166,3 +166,34 @@ def test_the_task_concludes_again_when_the_database_went_away(
 
     # then it ran again rather than leave the call unconcluded (and the partner untold)
     assert (result, runs) == ("no_conversation", [ended_call.pk, ended_call.pk])
+
+
+@pytest.mark.django_db
+def test_the_partner_is_told_which_way_a_call_went(ended_call, settings, monkeypatch) -> None:
+    # given: the contact rang us back; the partner listens for concluded calls
+    from campaigns import tasks as campaign_tasks
+    from campaigns.models import WebhookDelivery, WebhookEndpoint
+
+    settings.OPENAI_API_KEY = ""  # no model: the conclusion tells the partner at once
+    monkeypatch.setattr(campaign_tasks.deliver_webhook_task, "delay_on_commit", lambda _id: None)
+    endpoint = WebhookEndpoint.objects.create(
+        partner=ended_call.campaign.partner,
+        url="https://partner.example.com/hooks",
+        events=["call.completed"],
+    )
+    Call.objects.filter(pk=ended_call.pk).update(
+        direction=Call.Direction.INBOUND,
+        attempt=None,
+        from_number=ended_call.to_number,
+        to_number=ended_call.from_number,
+    )
+
+    conclude_call(call_id=ended_call.pk)
+
+    data = WebhookDelivery.objects.get(endpoint=endpoint).payload["data"]
+    assert (data["call_id"], data["direction"], data["attempt"]) == (
+        ended_call.pk,
+        "inbound",
+        None,
+    )
+    assert data["contact"]["phone"] == "+34600000001"

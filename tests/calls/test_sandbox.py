@@ -22,8 +22,8 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
-from django.urls import path
-from django.utils import timezone
+from django.urls import include, path
+from django.utils import timezone, translation
 from django.views.decorators.csrf import csrf_exempt
 
 from callcenter.metrics import DIAL_ERRORS
@@ -32,7 +32,7 @@ from calls.dialing import check_prices
 from calls.models import Call
 from calls.services import PRICE_FIRST_CHECK, record_call_status
 from calls.telephony import TelephonyRejected
-from campaigns.models import Campaign, Contact, default_sandbox_personas
+from campaigns.models import Campaign, Contact, Partner, default_sandbox_personas
 
 pytestmark = pytest.mark.urls(__name__)
 
@@ -93,7 +93,21 @@ def hook(request: HttpRequest, name: str) -> HttpResponse:
     return HttpResponse(answer, content_type="text/xml")
 
 
-urlpatterns = [path("hooks/<str:name>", hook), *sandbox.urlpatterns]
+# Where our numbers send their calls (calls.inbound), named as the real ones are.
+INBOUND_HOOKS = [
+    path(f"twilio/{url}", hook, {"name": name}, name=name)
+    for url, name in [
+        ("inbound", "inbound"),
+        ("inbound/status", "inbound-status"),
+        ("inbound/fallback", "inbound-fallback"),
+        ("inbound/opt-out", "inbound-opt-out"),
+    ]
+]
+urlpatterns = [
+    path("hooks/<str:name>", hook),
+    path("", include((INBOUND_HOOKS, "calls"))),
+    *sandbox.urlpatterns,
+]
 
 
 def gather(action: str, *, then: str = "silence", language: str = "es-ES", **attrs: str) -> str:
@@ -171,6 +185,100 @@ def received(name: str) -> list[dict[str, str]]:
 
 def statuses() -> list[str]:
     return [params["CallStatus"] for params in received("status")]
+
+
+# --- Calls to our numbers ------------------------------------------------------------------
+
+
+def test_an_inbound_call_rings_our_numbers_webhooks_as_twilio_does(base) -> None:
+    # given: our number answers with a question, then says goodbye
+    DOCUMENTS["inbound"] = gather("/hooks/turn")
+    DOCUMENTS["turn"] = GOODBYE
+
+    # when someone rings our number FROM, from the number TO
+    call = sandbox.place_inbound_call(from_=TO, to=FROM, persona="interested")
+    assert call.status == "ringing"
+    sandbox.run_call(call.sid)
+
+    # then: the voice URL is asked while the call rings, then the caller talks
+    [voice] = received("inbound")
+    assert (voice["CallSid"], voice["Direction"], voice["CallStatus"]) == (
+        call.sid,
+        "inbound",
+        "ringing",
+    )
+    assert (voice["From"], voice["To"], voice["Caller"], voice["Called"]) == (TO, FROM, TO, FROM)
+    [turn] = received("turn")
+    assert turn["SpeechResult"] == "Sí, allí estaré. Gracias."
+    assert (turn["CallStatus"], turn["Direction"]) == ("in-progress", "inbound")
+    # and the number's status callback gets the end only, as a number's does
+    [final] = received("inbound-status")
+    assert (final["CallStatus"], final["Direction"]) == ("completed", "inbound")
+    assert int(final["CallDuration"]) > 0
+    assert received("status") == [] and received("amd") == []
+    assert telephony.fetch_call(sid=call.sid).status == "completed"
+
+
+def test_an_inbound_call_falls_back_when_our_voice_url_fails(base) -> None:
+    DOCUMENTS["inbound"] = 500
+    DOCUMENTS["inbound-fallback"] = GOODBYE
+
+    call = sandbox.place_inbound_call(from_=TO, to=FROM, persona="silent")
+    sandbox.run_call(call.sid)
+
+    [fallback] = received("inbound-fallback")
+    assert fallback["ErrorCode"] == "11200"
+    assert received("inbound-status")[-1]["CallStatus"] == "completed"
+
+
+def test_an_inbound_caller_presses_the_opt_out_digit_when_asked_for_keys(base, settings) -> None:
+    DOCUMENTS["inbound"] = (
+        '<Response><Gather input="dtmf" numDigits="1" action="/twilio/inbound/opt-out">'
+        "<Say>Pulse 9 si no quiere más llamadas.</Say></Gather><Hangup/></Response>"
+    )
+    DOCUMENTS["inbound-opt-out"] = GOODBYE
+
+    call = sandbox.place_inbound_call(from_=TO, to=FROM, persona="opt_out")
+    sandbox.run_call(call.sid)
+
+    [pressed] = received("inbound-opt-out")
+    assert pressed["Digits"] == settings.OPT_OUT_DIGIT
+
+
+@pytest.mark.parametrize(
+    ("from_", "to", "persona", "problem"),
+    [
+        ("612345678", FROM, "interested", "The From number “612345678”"),
+        (TO, "", "interested", "The To number “”"),
+        (TO, FROM, "voicemail", "The sandbox caller “voicemail” is none of interested"),
+        (TO, FROM, "busy", "The sandbox caller “busy”"),
+    ],
+)
+def test_place_inbound_call_refuses_what_cannot_ring(queued, from_, to, persona, problem) -> None:
+    with translation.override("en"), pytest.raises(ValueError, match=problem):
+        sandbox.place_inbound_call(from_=from_, to=to, persona=persona)
+    assert queued == []
+
+
+@pytest.mark.django_db
+def test_call_back_rings_the_campaigns_number_as_the_contacts_caller(queued, settings) -> None:
+    settings.TWILIO_PHONE_NUMBER = "+34910000111"
+    partner = Partner.objects.create(name="Acme")
+    campaign = Campaign.objects.create(partner=partner, name="Spring")
+    silent = contact_in(campaign, phone="+34600000001", sandbox_persona="silent")
+    busy = contact_in(campaign, phone="+34600000002", sandbox_persona="busy")
+
+    first = sandbox.call_back(contact=silent)
+    second = sandbox.call_back(contact=busy)
+    third = sandbox.call_back(contact=busy, persona="opt_out", queue=False)
+
+    states = [sandbox.cache.get(f"sandbox:call:{call.sid}") for call in (first, second, third)]
+    assert [state["persona"] for state in states] == ["silent", "interested", "opt_out"]
+    assert {state["params"]["To"] for state in states} == {"+34910000111"}
+    assert queued == [first.sid, second.sid]
+    settings.TWILIO_PHONE_NUMBER = ""
+    with pytest.raises(ValueError, match="TWILIO_PHONE_NUMBER"):
+        sandbox.call_back(contact=silent)
 
 
 # --- The REST side ------------------------------------------------------------------------

@@ -540,6 +540,63 @@ def test_find_calls_of_a_failing_list_is_unavailable(fake_twilio) -> None:
         )
 
 
+# --- The account's numbers ----------------------------------------------------------------
+
+
+def test_incoming_numbers_lists_where_each_number_sends_its_calls(fake_twilio) -> None:
+    fake_twilio.add_number("+34910000000")
+    fake_twilio.add_number("+34910000001", voice_application_sid="AP" + "1" * 32)
+
+    numbers = {number.phone_number: number for number in telephony.incoming_numbers()}
+
+    [request] = fake_twilio.requests
+    assert (request.method, request.path) == (
+        "GET",
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers.json",
+    )
+    assert numbers["+34910000000"].voice_url == ""  # not pointed anywhere yet
+    assert numbers["+34910000000"].sid.startswith("PN")
+    assert numbers["+34910000001"].voice_application_sid == "AP" + "1" * 32
+
+
+def test_point_number_sends_its_calls_to_our_webhooks(fake_twilio) -> None:
+    sid = fake_twilio.add_number("+34910000000")["sid"]
+
+    number = telephony.point_number(
+        sid=sid,
+        voice_url=f"{APP}/twilio/inbound",
+        fallback_url=f"{APP}/twilio/inbound/fallback",
+        status_callback=f"{APP}/twilio/inbound/status",
+    )
+
+    [request] = fake_twilio.requests
+    assert request.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/IncomingPhoneNumbers/{sid}.json"
+    assert request.form == {
+        "VoiceUrl": [f"{APP}/twilio/inbound"],
+        "VoiceMethod": ["POST"],
+        "VoiceFallbackUrl": [f"{APP}/twilio/inbound/fallback"],
+        "VoiceFallbackMethod": ["POST"],
+        "StatusCallback": [f"{APP}/twilio/inbound/status"],
+        "StatusCallbackMethod": ["POST"],
+    }
+    assert number.voice_url == f"{APP}/twilio/inbound"
+    assert fake_twilio.numbers["+34910000000"]["status_callback"] == f"{APP}/twilio/inbound/status"
+
+
+def test_point_number_retries_a_5xx_and_refuses_an_unknown_number(fake_twilio) -> None:
+    sid = fake_twilio.add_number("+34910000000")["sid"]
+    fake_twilio.fail_next(503, code=None)
+
+    telephony.point_number(sid=sid, voice_url=APP, fallback_url=APP, status_callback=APP)
+    with pytest.raises(TelephonyRejected) as caught:
+        telephony.point_number(
+            sid="PN" + "0" * 32, voice_url=APP, fallback_url=APP, status_callback=APP
+        )
+
+    assert len(fake_twilio.requests) == 3
+    assert (caught.value.status, caught.value.code) == (404, 20404)
+
+
 # --- url_with_retries -------------------------------------------------------------------
 
 

@@ -470,6 +470,113 @@ def test_contact_page_of_a_dialable_contact(admin_client, campaign) -> None:
     assert 'id="contact-reasons"' not in page
 
 
+def test_contact_page_lists_its_calls_ours_and_theirs(admin_client, campaign) -> None:
+    # given: we called the contact twice, and it rang us back in between
+    contact = Contact.objects.create(campaign=campaign, phone="+34612345678")
+    first = Call.objects.create(
+        campaign=campaign,
+        contact=contact,
+        attempt=1,
+        status=Call.Status.NO_ANSWER,
+        from_number="+34910000000",
+        to_number=contact.phone,
+    )
+    back = Call.objects.create(
+        campaign=campaign,
+        contact=contact,
+        direction=Call.Direction.INBOUND,
+        status=Call.Status.COMPLETED,
+        from_number=contact.phone,
+        to_number="+34910000000",
+        duration_seconds=42,
+    )
+
+    # when
+    response = admin_client.get(
+        reverse("admin:campaigns_contact_change", args=[contact.pk]), headers=ENGLISH
+    )
+
+    # then both, newest first, each linked to its page
+    table = re.search(r'<table id="contact-calls">(.*?)</table>', response.content.decode(), re.S)
+    rows = re.findall(r'<tr data-direction="(\w+)"><td><a href="([^"]+)">', table.group(1))
+    assert rows == [
+        ("inbound", reverse("admin:calls_call_change", args=[back.pk])),
+        ("outbound", reverse("admin:calls_call_change", args=[first.pk])),
+    ]
+    assert "<td>Inbound</td><td>-</td><td>Completed</td><td>42</td>" in table.group(1)
+
+
+def test_contact_page_links_to_all_its_calls_past_the_last_ones(
+    admin_client, campaign, monkeypatch
+) -> None:
+    from campaigns.admin import ContactAdmin
+
+    monkeypatch.setattr(ContactAdmin, "HISTORY_CALLS", 1)
+    contact = Contact.objects.create(campaign=campaign, phone="+34612345678")
+    for attempt in (1, 2):
+        Call.objects.create(
+            campaign=campaign,
+            contact=contact,
+            attempt=attempt,
+            from_number="+34910000000",
+            to_number=contact.phone,
+            status=Call.Status.BUSY,
+        )
+
+    page = admin_client.get(
+        reverse("admin:campaigns_contact_change", args=[contact.pk]), headers=ENGLISH
+    ).content.decode()
+
+    assert page.count('<tr data-direction="outbound">') == 1
+    link = f"{reverse('admin:calls_call_changelist')}?contact__id__exact={contact.pk}"
+    assert link in page
+    assert admin_client.get(link).status_code == 200
+
+
+def test_sandbox_contacts_ring_their_campaigns_number_back_from_the_list(
+    admin_client, campaign, settings, monkeypatch
+) -> None:
+    # given
+    from calls import sandbox
+
+    settings.TELEPHONY_BACKEND = "sandbox"
+    queued: list[str] = []
+    monkeypatch.setattr(sandbox, "_queue", queued.append)
+    Campaign.objects.filter(pk=campaign.pk).update(caller_number="+34910000000")
+    contact = Contact.objects.create(
+        campaign=campaign, phone="+34612345678", variables={"sandbox_persona": "opt_out"}
+    )
+
+    # when
+    response = admin_client.post(
+        CONTACTS,
+        {"action": "sandbox_call_back", "_selected_action": [contact.pk]},
+        headers=ENGLISH,
+        follow=True,
+    )
+
+    # then the call is queued, from the contact to the campaign's number, as its persona
+    [sid] = queued
+    state = sandbox.cache.get(f"sandbox:call:{sid}")
+    assert (state["params"]["From"], state["params"]["To"]) == ("+34612345678", "+34910000000")
+    assert (state["direction"], state["persona"]) == ("inbound", "opt_out")
+    assert "1 sandbox call to our number queued" in response.content.decode()
+
+
+def test_the_call_back_action_is_only_offered_with_the_sandbox_carrier(
+    admin_client, campaign, settings
+) -> None:
+    Contact.objects.create(campaign=campaign, phone="+34612345678")
+
+    settings.TELEPHONY_BACKEND = "sandbox"
+    sandboxed = admin_client.get(CONTACTS).content.decode()
+    settings.TELEPHONY_BACKEND = "twilio"
+    real = admin_client.get(CONTACTS).content.decode()
+
+    assert 'value="sandbox_call_back"' in sandboxed
+    assert 'value="sandbox_call_back"' not in real
+
+
 def test_contact_add_page_asks_nothing_about_calling_now(admin_client) -> None:
     response = admin_client.get(reverse("admin:campaigns_contact_add"), headers=ENGLISH)
 

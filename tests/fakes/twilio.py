@@ -2,8 +2,9 @@
 
 It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update), and the
 account's own resource, phone numbers and verified caller ids (the go-live preflight reads
-them, following their pages), checks HTTP Basic auth like Twilio, answers with Twilio's
-JSON shapes, records every request,
+them, following their pages, and points the numbers at our inbound webhooks: a number is
+fetched and updated too), checks HTTP Basic auth like Twilio, answers with Twilio's JSON
+shapes, records every request,
 and plays scripted faults (error statuses, slow answers, dropped connections) before
 answering normally again. Like Twilio, a Call resource shows no price until some time
 after its end (`price_delay` after its `end_time`, by `clock`), then a completed call's
@@ -52,6 +53,23 @@ LISTS = {
 LIST_PATH = re.compile(
     rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/(?P<list>{'|'.join(LISTS)})\.json"
 )
+NUMBER_PATH = re.compile(
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers/(?P<sid>[^/.]+)\.json"
+)
+# The IncomingPhoneNumber update parameters the fake keeps, by the resource's JSON field
+# (twilio.com/docs/phone-numbers/api/incomingphonenumber-resource, "Update an
+# IncomingPhoneNumber resource"; POST .../IncomingPhoneNumbers/{Sid}.json in the spec).
+NUMBER_FIELDS = {
+    "VoiceUrl": "voice_url",
+    "VoiceMethod": "voice_method",
+    "VoiceFallbackUrl": "voice_fallback_url",
+    "VoiceFallbackMethod": "voice_fallback_method",
+    "StatusCallback": "status_callback",
+    "StatusCallbackMethod": "status_callback_method",
+    "VoiceApplicationSid": "voice_application_sid",
+    "TrunkSid": "trunk_sid",
+    "FriendlyName": "friendly_name",
+}
 # Twilio's PageSize when a request names none, and the most it takes (the spec's maximum).
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -174,6 +192,13 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             return copy.deepcopy(list(self._calls.values()))
 
     @property
+    def numbers(self) -> dict[str, dict[str, Any]]:
+        """The account's phone numbers (IncomingPhoneNumbers), by phone number."""
+        with self._lock:
+            records = self._lists["IncomingPhoneNumbers"].values()
+            return {record["phone_number"]: copy.deepcopy(record) for record in records}
+
+    @property
     def violations(self) -> list[str]:
         """Where requests (or the fake's own answers) broke Twilio's OpenAPI spec."""
         with self._lock:
@@ -245,6 +270,10 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             if match["account"] != self.account_sid:
                 return _not_found(request.path)
             return self._list_page(request, match["list"])
+        if match := NUMBER_PATH.fullmatch(request.path):
+            if match["account"] != self.account_sid:
+                return _not_found(request.path)
+            return self._number(request, match["sid"])
         match = CALL_PATH.fullmatch(request.path)
         if match is None or match["account"] != self.account_sid:
             return _not_found(request.path)
@@ -347,6 +376,23 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             "start": start,
             "uri": f"{base}&Page={number}" + (f"&PageToken={token}" if token else ""),
         }
+
+    def _number(self, request: RecordedRequest, sid: str) -> tuple[int, Any]:
+        """One of the account's numbers: fetched, or updated with the parameters of
+        NUMBER_FIELDS (an empty value clears its field, as Twilio takes "" for none); an
+        unknown SID is 20404 like any resource."""
+        with self._lock:
+            number = self._lists["IncomingPhoneNumbers"].get(sid)
+            if number is None:
+                return _not_found(request.path)
+            if request.method == "POST":
+                for name, field in NUMBER_FIELDS.items():
+                    if name in request.form:
+                        number[field] = request.form[name][0] or None
+                number["date_updated"] = self._now()
+            elif request.method != "GET":
+                return 405, error_body(405, 20004, "Method not allowed")
+            return 200, copy.deepcopy(number)
 
     def _account(self) -> dict[str, Any]:
         """The Account resource as Twilio's API shows it (the spec's FetchAccount example)."""

@@ -61,6 +61,31 @@ def test_lint_template_accepts_the_company_by_name_or_variable(partner, greeting
     assert lint(partner, greeting=greeting) == []
 
 
+def test_lint_template_holds_the_greeting_for_those_who_call_back_to_the_same_rules(
+    partner,
+) -> None:
+    from templates.linting import lint_problems
+
+    template = CallTemplate(
+        partner=partner,
+        name="Cita",
+        greeting="Hola, le llama el asistente virtual de {{ partner }}.",
+        inbound_greeting="Gracias por devolvernos la llamada.",
+        voicemail_message="Llámenos al +34 910 000 000.",
+    )
+
+    with override("en"):
+        problems = lint_problems(template=template)
+
+    assert problems == {"inbound_greeting": [NAMES_COMPANY, DISCLOSES_AI]}
+
+
+def test_lint_template_passes_without_a_greeting_for_those_who_call_back(partner) -> None:
+    # The standard one names the company and says an assistant speaks.
+    assert lint(partner, inbound_greeting="") == []
+    assert lint(partner, inbound_greeting="Gracias. Le atiende el asistente virtual de Acme.") == []
+
+
 def test_lint_template_fails_ai_greeting_without_disclosure(partner) -> None:
     assert lint(partner, greeting="Hola, le llamo de {{ partner }}.") == [DISCLOSES_AI]
 

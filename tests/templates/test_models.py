@@ -140,6 +140,17 @@ def test_call_template_refuses_undeclared_variable_on_its_field(partner) -> None
     }
 
 
+def test_call_template_checks_the_greeting_for_those_who_call_back(partner) -> None:
+    errors = clean_errors(valid_template(partner, inbound_greeting="Gracias, {{ first_nme }}."))
+
+    assert errors == {
+        "inbound_greeting": [
+            "Unknown variable “first_nme” in greeting when called back, line 1. "
+            "Declare it in the template's variables."
+        ]
+    }
+
+
 def test_call_template_refuses_sandbox_escape_in_a_spoken_field(partner) -> None:
     errors = clean_errors(valid_template(partner, greeting="Hola\n{% load static %}"))
 

@@ -295,6 +295,26 @@ def test_contact_independent_sentences_are_those_using_only_campaign_and_partner
     assert dependent == ["Hola Ana.", "Le paso, Ana."]
 
 
+@pytest.mark.django_db
+def test_the_greeting_for_those_who_call_back_is_voiced_ahead_only_when_the_same_for_all(
+    partner,
+) -> None:
+    template = CallTemplate(
+        partner=partner,
+        greeting="Hola. Le llama {{ partner }}.",
+        inbound_greeting="Gracias por llamar, {{ first_name }}. Le atiende {{ partner }}.",
+    )
+
+    independent = contact_independent_sentences(template=template, campaign_name="Primavera")
+    dependent = contact_sentences(
+        template=template, context={"first_name": "Ana", "campaign": "Primavera", "partner": "Acme"}
+    )
+
+    # Few contacts call back: their own sentence is voiced when said, not for everyone.
+    assert independent == ["Hola.", "Le llama Acme.", "Le atiende Acme."]
+    assert dependent == []
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

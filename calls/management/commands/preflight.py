@@ -20,7 +20,8 @@ class Command(BaseCommand):
         "Check, with the real credentials and before the first campaign, everything going "
         "live needs: database, Redis, worker and beat, APP_URL, Twilio, ElevenLabs and "
         "OpenAI. One line per check, with what to do when it fails; exit status 1 if any "
-        "check fails."
+        "check fails. With --configure-numbers, first point the account's numbers people "
+        "ring back at this app's inbound webhooks."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,6 +30,15 @@ class Command(BaseCommand):
             type=float,
             default=preflight.DEFAULT_TIMEOUT,
             help="Seconds any one request may take before its check fails (default %(default)s).",
+        )
+        parser.add_argument(
+            "--configure-numbers",
+            action="store_true",
+            help=(
+                "Before the checks, point every number of the Twilio account that is "
+                "TWILIO_PHONE_NUMBER or a campaign's caller number at APP_URL's inbound "
+                "webhooks (voice URL, fallback URL, status callback): one line per number."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -40,6 +50,10 @@ class Command(BaseCommand):
         # finding is in a line here, so their logs are kept out while the checks run.
         logging.disable(logging.CRITICAL)
         try:
+            if options["configure_numbers"]:
+                for result in preflight.configure_numbers(timeout=options["timeout"]):
+                    results.append(result)
+                    self.stdout.write(self.line(result))
             for result in preflight.run_checks(timeout=options["timeout"]):
                 results.append(result)
                 self.stdout.write(self.line(result))

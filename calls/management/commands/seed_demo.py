@@ -52,6 +52,11 @@ TEMPLATE_TEXTS = {
         "Hola, le llamamos de Clínica Demo para recordarle su cita. "
         "Llámenos al 910 000 000. Gracias."
     ),
+    "inbound_greeting": (
+        "Hola {{ first_name }}, gracias por devolvernos la llamada. "
+        "Le atiende el asistente automático de Clínica Demo. Le llamábamos por su cita "
+        "{{ appointment }}."
+    ),
     "closing_line": "Gracias, que tenga un buen día.",
     "opt_out_confirmation": "Entendido, no le volveremos a llamar. Adiós.",
     "transfer_line": "Le paso con una persona de la clínica.",
