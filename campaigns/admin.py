@@ -51,7 +51,7 @@ from campaigns.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from campaigns.phones import normalize_phone, time_zones_for
+from campaigns.phones import PHONE_INPUT_MAX_LENGTH, normalize_phone, time_zones_for
 from campaigns.stats import with_progress
 from voices.services import default_voice_problem
 
@@ -467,13 +467,32 @@ class CampaignAdmin(admin.ModelAdmin):
             return [*fixed, *(f for f in flatten_fieldsets(self.fieldsets) if f not in fixed)]
         return [*fixed, "partner"]  # a campaign never moves to another partner
 
+    def formfield_for_dbfield(
+        self, db_field: models.Field, request: HttpRequest, **kwargs: Any
+    ) -> Any:
+        # The campaign's numbers are typed as people write them ("910 00 00 00"), longer
+        # than the E.164 they are kept in.
+        if db_field.name in services.CAMPAIGN_PHONE_FIELDS:
+            kwargs["max_length"] = PHONE_INPUT_MAX_LENGTH
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_form(self, request: HttpRequest, obj: Campaign | None = None, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, **kwargs)
 
         class CampaignForm(form):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                # The campaign may have started since the page was opened.
                 cleaned = super().clean()
+                # In E.164 before the model checks them, as the services keep them.
+                region = cleaned.get("phone_region") or self.instance.phone_region
+                for name in services.CAMPAIGN_PHONE_FIELDS:
+                    if cleaned.get(name):
+                        try:
+                            cleaned[name] = services.normalize_campaign_phone(
+                                value=cleaned[name], region=region
+                            )
+                        except ValidationError as exc:
+                            self.add_error(name, exc)
+                # The campaign may have started since the page was opened.
                 if self.instance.pk is not None:
                     current = Campaign.objects.get(pk=self.instance.pk)
                     for problem in services.edit_problems(campaign=current):

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 
-from campaigns.phones import E164_REGEX, e164_validator
+from campaigns.phones import E164_REGEX, e164_validator, validate_phone_number
 from campaigns.rules import calling_window_problems
 
 
@@ -267,8 +267,11 @@ class Campaign(models.Model):
         _("caller number"),
         max_length=16,
         blank=True,
-        validators=[e164_validator],
-        help_text=_("Empty: TWILIO_PHONE_NUMBER."),
+        validators=[validate_phone_number],
+        help_text=_(
+            "The number callees see, in E.164 (+34910000000) or as written in the phone "
+            "region below; kept in E.164. Empty: TWILIO_PHONE_NUMBER."
+        ),
     )
     phone_region = models.CharField(
         _("phone region"),
@@ -324,8 +327,11 @@ class Campaign(models.Model):
         _("transfer number"),
         max_length=16,
         blank=True,
-        validators=[e164_validator],
-        help_text=_("Where a callee who asks for a person is put through (E.164)."),
+        validators=[validate_phone_number],
+        help_text=_(
+            "Where a callee who asks for a person is put through, written as the caller "
+            "number; kept in E.164."
+        ),
     )
     machine_action = models.CharField(
         _("when a machine answers"),

@@ -27,6 +27,7 @@ from campaigns.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from campaigns.phones import PHONE_INPUT_MAX_LENGTH
 from campaigns.stats import CALL_OUTCOMES
 from templates.models import CallTemplate
 from voices.models import Voice
@@ -104,6 +105,25 @@ class CampaignSerializer(PartnerOwnedSerializer):
         required=False,
         allow_null=True,
         help_text=_("Empty: the default voice."),
+    )
+    # Numbers as people write them: the service reads them in phone_region and keeps them
+    # in E.164, or names the value it cannot read.
+    caller_number = serializers.CharField(
+        max_length=PHONE_INPUT_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text=_(
+            "The number callees see: E.164 (+34910000000) or as written in phone_region; "
+            "answered in E.164. Empty: TWILIO_PHONE_NUMBER."
+        ),
+    )
+    transfer_number = serializers.CharField(
+        max_length=PHONE_INPUT_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text=_(
+            "Where a callee who asks for a person is put through, written as caller_number."
+        ),
     )
 
     class Meta:

@@ -395,8 +395,29 @@ def delete_campaign(*, campaign: Campaign) -> None:
         locked.delete()
 
 
+# A campaign's own numbers: typed as people write them, kept in E.164 as contacts' are.
+CAMPAIGN_PHONE_FIELDS = ("caller_number", "transfer_number")
+
+
+def normalize_campaign_phone(*, value: str, region: str) -> str:
+    """A campaign's number (caller or transfer) in E.164, read in the campaign's phone
+    region when it has no country code, as a contact's is; empty stays empty. Raises
+    ValidationError naming the value when it is not a valid number."""
+    return normalize_phone(value, region=region) if value.strip() else ""
+
+
 def _check_campaign(campaign: Campaign) -> None:
     errors: dict[str, list[str]] = {}
+    unreadable = []  # numbers that are no valid number: said once, not again by the model
+    for name in CAMPAIGN_PHONE_FIELDS:
+        value = getattr(campaign, name)
+        try:
+            setattr(
+                campaign, name, normalize_campaign_phone(value=value, region=campaign.phone_region)
+            )
+        except ValidationError as exc:
+            errors[name] = exc.messages
+            unreadable.append(name)
     if campaign.template is not None and campaign.template.partner_id != campaign.partner_id:
         errors["template"] = [_("This call template belongs to another partner.")]
     if (
@@ -408,7 +429,7 @@ def _check_campaign(campaign: Campaign) -> None:
     try:
         # The partner is ours to set; left out so that the name clash above is reported on
         # the name rather than as the whole object's error.
-        campaign.full_clean(exclude=["partner"])
+        campaign.full_clean(exclude=["partner", *unreadable])
     except ValidationError as exc:
         errors = exc.update_error_dict(errors)
     if errors:

@@ -626,6 +626,40 @@ def test_a_draft_campaigns_settings_are_saved(admin_client, campaign) -> None:
     assert campaign.calls_per_second == 2
 
 
+def test_a_campaigns_caller_number_is_saved_in_e164(admin_client, campaign, partner) -> None:
+    # when staff type the numbers as people write them, on a new campaign and on a change
+    added = admin_client.post(
+        reverse("admin:campaigns_campaign_add"),
+        {
+            **form_data(campaign, name="Autumn", caller_number="+34 (910) 00-00-00"),
+            "partner": partner.pk,
+            "transfer_number": "910 000 999",
+        },
+    )
+    changed = admin_client.post(
+        change_url(campaign), form_data(campaign, caller_number="0034 910 000 001")
+    )
+
+    # then both are kept in E.164
+    assert added.status_code == changed.status_code == 302, added.content.decode()[:2000]
+    autumn = Campaign.objects.get(name="Autumn")
+    assert (autumn.caller_number, autumn.transfer_number) == ("+34910000000", "+34910000999")
+    campaign.refresh_from_db()
+    assert campaign.caller_number == "+34910000001"
+
+
+def test_a_caller_number_that_is_no_number_is_refused_on_its_field(admin_client, campaign) -> None:
+    response = admin_client.post(
+        change_url(campaign), form_data(campaign, caller_number="555"), headers=ENGLISH
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {"caller_number": ["“555” is not a valid phone number (region ES)."]}
+    campaign.refresh_from_db()
+    assert campaign.caller_number == ""
+
+
 def test_a_running_campaigns_settings_are_read_only(admin_client, campaign) -> None:
     # given a running campaign
     ready(campaign, Campaign.State.RUNNING)

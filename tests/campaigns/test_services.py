@@ -419,3 +419,50 @@ def test_remove_do_not_call_keeps_opt_outs_unless_staff(partner) -> None:
     services.remove_do_not_call(entry=entry, by_staff=True)
 
     assert not DoNotCall.objects.exists()
+
+
+def test_create_campaign_keeps_its_numbers_in_e164_as_contacts_are(partner) -> None:
+    # when numbers are written as people write them, in the campaign's region
+    created = services.create_campaign(
+        partner=partner,
+        name="Numbers",
+        caller_number="910 00 00 00",
+        transfer_number="0034 (910) 000-999",
+    )
+
+    # then they are kept as add_contact keeps a contact's
+    created.refresh_from_db()
+    assert (created.caller_number, created.transfer_number) == ("+34910000000", "+34910000999")
+
+
+def test_update_campaign_reads_the_caller_number_in_the_new_region(campaign) -> None:
+    updated = services.update_campaign(
+        campaign=campaign, phone_region="US", caller_number="(415) 555-2671"
+    )
+
+    updated.refresh_from_db()
+    assert updated.caller_number == "+14155552671"
+
+
+def test_create_campaign_refuses_a_caller_number_naming_field_and_value(partner) -> None:
+    with translation.override("en"), pytest.raises(ValidationError) as excinfo:
+        services.create_campaign(partner=partner, name="Bad", caller_number="91000")
+
+    # one message, on the field, naming the value and the region it was read in
+    assert excinfo.value.message_dict == {
+        "caller_number": ["“91000” is not a valid phone number (region ES)."]
+    }
+    assert not Campaign.objects.filter(name="Bad").exists()
+
+
+def test_start_campaign_still_refuses_a_stored_caller_number_that_is_no_number(startable) -> None:
+    # given a number saved before it was checked on save (E.164-shaped, but no number)
+    Campaign.objects.filter(pk=startable.pk).update(caller_number="+3491000000")
+    startable.refresh_from_db()
+
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    assert excinfo.value.reasons == [
+        "Caller number: “+3491000000” is not a valid phone number in E.164 form, e.g. +34910000000."
+    ]

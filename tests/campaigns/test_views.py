@@ -188,6 +188,58 @@ def test_campaign_create_reports_json_settings_on_their_fields(api_client) -> No
     assert not Campaign.objects.filter(name="Bad").exists()
 
 
+def test_campaign_caller_number_is_kept_in_e164_as_contacts_are(api_client, api_campaign) -> None:
+    # when a partner writes the numbers as people do, on create and on change
+    created = api_client.post(
+        "/api/v1/campaigns/",
+        {"name": "Autumn", "caller_number": "+34 910 00 00 00", "transfer_number": "910000999"},
+        format="json",
+    )
+    changed = api_client.patch(
+        f"/api/v1/campaigns/{api_campaign.pk}/",
+        {"caller_number": "0034 910-000-001"},
+        format="json",
+    )
+
+    # then they are answered, and kept, in E.164
+    assert created.status_code == 201, created.content
+    assert (created.json()["caller_number"], created.json()["transfer_number"]) == (
+        "+34910000000",
+        "+34910000999",
+    )
+    assert changed.status_code == 200, changed.content
+    api_campaign.refresh_from_db()
+    assert api_campaign.caller_number == changed.json()["caller_number"] == "+34910000001"
+
+
+def test_campaign_caller_number_refused_on_save_naming_field_and_value(
+    api_client, api_campaign
+) -> None:
+    created = api_client.post(
+        "/api/v1/campaigns/", {"name": "Bad", "caller_number": "12345"}, format="json", headers=EN
+    )
+    changed = api_client.patch(
+        f"/api/v1/campaigns/{api_campaign.pk}/",
+        {"caller_number": "not a number"},
+        format="json",
+        headers=EN,
+    )
+
+    assert created.status_code == changed.status_code == 400
+    assert created.json()["errors"] == [
+        {
+            "field": "caller_number",
+            "code": "invalid",
+            "message": "“12345” is not a valid phone number (region ES).",
+        }
+    ]
+    assert changed.json()["errors"][0]["field"] == "caller_number"
+    assert "“not a number”" in changed.json()["errors"][0]["message"]
+    assert not Campaign.objects.filter(name="Bad").exists()
+    api_campaign.refresh_from_db()
+    assert api_campaign.caller_number == ""
+
+
 def test_campaign_create_refuses_a_name_the_partner_already_uses(api_client, api_campaign) -> None:
     response = api_client.post("/api/v1/campaigns/", {"name": api_campaign.name}, format="json")
 
