@@ -128,6 +128,8 @@ class CampaignControl:
     service: Callable[..., Campaign]
     done: Callable[[Campaign], str]
     refused: str
+    # What staff should know after the move, though it was made.
+    warnings: Callable[..., list[str]] = lambda *, campaign: []
 
 
 def _started(campaign: Campaign) -> str:
@@ -149,6 +151,7 @@ CAMPAIGN_CONTROLS = {
             service=services.start_campaign,
             done=_started,
             refused=_("“%(name)s” cannot start:"),
+            warnings=services.start_warnings,
         ),
         CampaignControl(
             name="pause",
@@ -168,6 +171,7 @@ CAMPAIGN_CONTROLS = {
             service=services.resume_campaign,
             done=lambda campaign: gettext("“%(name)s” is calling again.") % {"name": campaign.name},
             refused=_("“%(name)s” cannot resume:"),
+            warnings=services.start_warnings,
         ),
         CampaignControl(
             name="cancel",
@@ -340,6 +344,12 @@ class CampaignAdmin(admin.ModelAdmin):
             )
             return False
         self.message_user(request, control.done(campaign), messages.SUCCESS)
+        for warning in control.warnings(campaign=campaign):
+            self.message_user(
+                request,
+                gettext("“%(name)s”: %(warning)s") % {"name": campaign.name, "warning": warning},
+                messages.WARNING,
+            )
         return True
 
     def cancel_confirmation(

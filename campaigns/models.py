@@ -13,7 +13,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import JSONField, Q, Value
+from django.db.models.fields.json import KeyTextTransform, KeyTransform, KeyTransformExact
+from django.db.models.lookups import IsNull, Regex
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from rest_framework_api_key.models import AbstractAPIKey
@@ -472,7 +474,23 @@ class Campaign(models.Model):
         return self.caller_number or settings.TWILIO_PHONE_NUMBER
 
 
+def lacks_variable(name: str) -> Q:
+    """A contact without a value for the variable ``name``: absent, null or blank, as a
+    template line reads it (``templates.rendering.render_line``)."""
+    # Key transforms, not lookups built from the name: "a__b" is one key, and a variable
+    # may be called "contains". A JSON null is NULL as text on PostgreSQL but "null" on
+    # SQLite, hence the comparison as JSON (which SQLite, as Django writes it, also makes
+    # true for the text "null": the embedded default counts such a value as missing).
+    text = KeyTextTransform(name, "variables")
+    json_null = KeyTransformExact(KeyTransform(name, "variables"), Value(None, JSONField()))
+    return Q(IsNull(text, True)) | Q(json_null) | Q(Regex(text, r"^\s*$"))
+
+
 class ContactQuerySet(models.QuerySet):
+    def lacking(self, name: str) -> ContactQuerySet:
+        """Contacts without a value for the variable ``name`` (``lacks_variable``)."""
+        return self.filter(lacks_variable(name))
+
     def with_campaign(self) -> ContactQuerySet:
         """With the campaign, its partner and template: what eligibility reads."""
         return self.select_related("campaign__partner", "campaign__template")

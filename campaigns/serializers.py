@@ -168,6 +168,31 @@ class CampaignSerializer(PartnerOwnedSerializer):
         ]
         # The name's uniqueness per partner is checked by the service, on the name.
         validators: list[Any] = []
+        extra_kwargs = {
+            "state_reason": {
+                "help_text": _(
+                    "Why the platform last moved the campaign (paused by a Twilio refusal, "
+                    "say), or, for a completed one that placed no call, why nobody was called."
+                )
+            }
+        }
+
+
+class CampaignMoveSerializer(CampaignSerializer):
+    """The campaign after a start or resume, with what the move let through."""
+
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text=_(
+            "What the partner should know though the campaign moved: contacts waiting that "
+            "cannot be called (missing variables, do-not-call entries...), counted by reason."
+        ),
+    )
+
+    class Meta(CampaignSerializer.Meta):
+        fields = [*CampaignSerializer.Meta.fields, "warnings"]
+        read_only_fields = fields
 
 
 class TokensSerializer(serializers.Serializer):

@@ -390,6 +390,49 @@ def test_campaign_start_refusal_lists_every_reason(api_client, api_partner, sett
     assert campaign.state == "draft"
 
 
+def test_campaign_start_refused_naming_what_contacts_lack(
+    api_client, api_campaign, api_template, can_call
+) -> None:
+    # given a template that speaks the first name, and contacts without one
+    api_template.variables = {"first_name": "Lucía"}
+    api_template.instructions = "Confirma la cita de {{ first_name }}."
+    api_template.save()
+    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    Contact.objects.create(campaign=api_campaign, phone="+34600000002", variables={"x": "y"})
+
+    response = api_client.post(f"/api/v1/campaigns/{api_campaign.pk}/start/", headers=EN)
+
+    assert response.status_code == 409
+    [error] = response.json()["errors"]
+    assert error["message"].startswith(
+        "None of the 2 contacts waiting can be called: 2 lack first_name."
+    )
+    api_campaign.refresh_from_db()
+    assert api_campaign.state == "draft"
+
+
+def test_campaign_start_answers_the_contacts_it_cannot_call_as_warnings(
+    api_client, api_campaign, api_partner, can_call
+) -> None:
+    # given two contacts waiting, one of them on the partner's do-not-call list
+    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    Contact.objects.create(campaign=api_campaign, phone="+34600000002")
+    DoNotCall.objects.create(partner=api_partner, phone="+34600000002")
+    url = f"/api/v1/campaigns/{api_campaign.pk}"
+
+    started = api_client.post(f"{url}/start/", headers=EN)
+    api_client.post(f"{url}/pause/")
+    DoNotCall.objects.all().delete()
+    resumed = api_client.post(f"{url}/resume/", headers=EN)
+
+    assert started.status_code == 200, started.content
+    assert started.json()["state"] == "running"
+    assert started.json()["warnings"] == [
+        "1 of the 2 contacts waiting cannot be called: 1 is on a do-not-call list."
+    ]
+    assert resumed.json()["warnings"] == []
+
+
 def test_campaign_lifecycle_through_the_actions(api_client, api_campaign, can_call) -> None:
     # given
     Contact.objects.create(campaign=api_campaign, phone="+34600000001")
@@ -407,6 +450,24 @@ def test_campaign_lifecycle_through_the_actions(api_client, api_campaign, can_ca
     assert again.status_code == 409
     assert again.json()["message"] == "The campaign cannot be paused."
     assert again.json()["errors"][0]["message"] == ("A Cancelled campaign cannot become Paused.")
+
+
+def test_a_campaign_completed_without_a_call_says_why_in_the_api(
+    api_client, api_campaign, api_partner
+) -> None:
+    # given a running campaign whose only contact is on the do-not-call list
+    Contact.objects.create(campaign=api_campaign, phone="+34600000001", state="failed")
+    DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
+    in_state(api_campaign, "running")
+    with translation.override("en"):
+        services.advance_campaigns()
+
+    response = api_client.get(f"/api/v1/campaigns/{api_campaign.pk}/")
+
+    assert response.json()["state"] == "completed"
+    assert response.json()["state_reason"] == (
+        "No call was made: of its 1 contact, 1 is on a do-not-call list."
+    )
 
 
 def test_campaign_lifecycle_as_staff_across_partners(
