@@ -812,6 +812,7 @@ class ContactImportAdmin(admin.ModelAdmin):
         "created_count",
         "merged_count",
         "error_count",
+        "flagged_count",
         "created_by",
         "created_at",
     ]
@@ -913,6 +914,9 @@ class ContactImportAdmin(admin.ModelAdmin):
                 rejected_rows=list(obj.row_errors.all()[:IMPORT_ROWS_SHOWN]),
                 rejected_rows_total=obj.row_errors.count(),
                 rejected_rows_shown=IMPORT_ROWS_SHOWN,
+                flagged_rows=list(obj.row_warnings.all()[:IMPORT_ROWS_SHOWN]),
+                flagged_rows_total=obj.row_warnings.count(),
+                missing_variables=sorted(obj.missing_variables.items()),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -962,6 +966,7 @@ def import_progress(contact_import: ContactImport) -> dict[str, Any]:
         "created": contact_import.created_count,
         "merged": contact_import.merged_count,
         "rejected": contact_import.error_count,
+        "flagged": contact_import.flagged_count,
         # Shares of the rows read, for the bar (the rows to come are not counted ahead).
         "imported_percent": round(100 * imported / read, 1) if read else 0,
         "rejected_percent": round(100 * contact_import.error_count / read, 1) if read else 0,

@@ -761,6 +761,14 @@ class ContactImport(models.Model):
     created_count = models.PositiveIntegerField(_("contacts created"), default=0)
     merged_count = models.PositiveIntegerField(_("contacts merged"), default=0)
     error_count = models.PositiveIntegerField(_("rejected rows"), default=0)
+    # Kept rows whose contact lacks a variable the campaign's template needed at the import.
+    flagged_count = models.PositiveIntegerField(_("rows kept that cannot be called"), default=0)
+    missing_variables = models.JSONField(
+        _("missing variables"),
+        default=dict,
+        blank=True,
+        help_text=_("Each variable the call template needs, with the rows kept without it."),
+    )
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -798,6 +806,30 @@ class ContactImportError(models.Model):
     class Meta:
         verbose_name = _("rejected row")
         verbose_name_plural = _("rejected rows")
+        ordering = ["contact_import", "row", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.row}: {self.message}"
+
+
+class ContactImportWarning(models.Model):
+    """One kept row of an import whose contact cannot be called as it is: the variable the
+    call template needs that it lacks (``field``), and the value it has (blank, or none)."""
+
+    contact_import = models.ForeignKey(
+        ContactImport,
+        verbose_name=_("import"),
+        on_delete=models.CASCADE,
+        related_name="row_warnings",
+    )
+    row = models.PositiveIntegerField(_("row"))
+    field = models.CharField(_("field"), max_length=200, blank=True)
+    value = models.TextField(_("value"), blank=True)
+    message = models.CharField(_("message"), max_length=500)
+
+    class Meta:
+        verbose_name = _("row kept with a warning")
+        verbose_name_plural = _("rows kept with a warning")
         ordering = ["contact_import", "row", "id"]
 
     def __str__(self) -> str:

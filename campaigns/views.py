@@ -55,6 +55,7 @@ from campaigns.serializers import (
     ContactImportDetailSerializer,
     ContactImportErrorSerializer,
     ContactImportSerializer,
+    ContactImportWarningSerializer,
     ContactInputSerializer,
     ContactSerializer,
     ContactUpdateSerializer,
@@ -482,7 +483,7 @@ class ContactViewSet(
 )
 class ContactImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Uploads imported in the background (``POST /api/v1/campaigns/{id}/contacts/`` with
-    a large file): progress, counts and each rejected row."""
+    a large file): progress, counts, each rejected row and each row kept with a warning."""
 
     queryset = ContactImport.objects.all()
     serializer_class = ContactImportSerializer
@@ -505,6 +506,17 @@ class ContactImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sco
         rows = self.get_object().row_errors.all()
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(ContactImportErrorSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary=_("Every row an import kept that lacks a variable the template needs, paged"),
+        responses=ContactImportWarningSerializer(many=True),
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def warnings(self, request: Request, pk: str) -> Response:
+        rows = self.get_object().row_warnings.all()
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(ContactImportWarningSerializer(page, many=True).data)
 
 
 # --- Do-not-call list --------------------------------------------------------------------

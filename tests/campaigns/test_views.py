@@ -18,6 +18,7 @@ from campaigns.models import (
     Contact,
     ContactImport,
     ContactImportError,
+    ContactImportWarning,
     DoNotCall,
     IdempotencyKey,
     Partner,
@@ -872,6 +873,34 @@ def test_contact_csv_upload_imports_good_rows_and_reports_the_bad_one(
     ]
 
 
+def test_contact_csv_upload_keeps_rows_without_a_needed_variable_and_names_them(
+    api_client, api_campaign, api_template
+) -> None:
+    # given a template that speaks the first name, and a file where one row lacks it
+    api_template.variables = {"first_name": "Lucía"}
+    api_template.instructions = "Confirma la cita de {{ first_name }}."
+    api_template.save()
+    content = b"phone;first_name\n600000001;Ana\n600000002;\nbad;Eva\n"
+
+    response = upload(api_client, api_campaign, content, headers=EN)
+
+    # then it is kept, counted and named apart from the rejected row
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["created"], body["rejected"], body["flagged"]) == (2, 1, 1)
+    assert body["missing_variables"] == {"first_name": 1}
+    assert body["warnings"] == [
+        {
+            "row": 3,
+            "field": "first_name",
+            "value": "",
+            "message": "Missing variable first_name, which the call template needs: the "
+            "contact is kept, but it will not be called until it has a value.",
+        }
+    ]
+    assert api_campaign.contacts.filter(phone="+34600000002").exists()
+
+
 def test_contact_csv_uploaded_again_imports_nothing_twice(jwt_client, api_campaign) -> None:
     # given
     upload(jwt_client, api_campaign)
@@ -983,6 +1012,38 @@ def test_import_detail_shows_progress_counts_and_first_errors(api_client, api_ca
     assert [row["row"] for row in errors["results"]] == [22, 23, 24, 25, 26]
 
 
+def test_import_detail_shows_the_rows_kept_with_a_warning(api_client, api_campaign) -> None:
+    # given a finished import that kept 25 rows without the first name
+    contact_import = make_import(
+        api_campaign,
+        state=ContactImport.State.DONE,
+        flagged_count=25,
+        missing_variables={"first_name": 25},
+    )
+    ContactImportWarning.objects.bulk_create(
+        ContactImportWarning(
+            contact_import=contact_import, row=row, field="first_name", message="missing"
+        )
+        for row in range(2, 27)
+    )
+
+    # when
+    detail = api_client.get(f"/api/v1/imports/{contact_import.pk}/").json()
+    warnings = api_client.get(detail["warnings_url"] + "?page_size=10&page=3").json()
+
+    # then
+    assert (detail["flagged_count"], detail["missing_variables"]) == (25, {"first_name": 25})
+    assert len(detail["warnings"]) == 20
+    assert detail["warnings"][0] == {
+        "row": 2,
+        "field": "first_name",
+        "value": "",
+        "message": "missing",
+    }
+    assert warnings["count"] == 25
+    assert [row["row"] for row in warnings["results"]] == [22, 23, 24, 25, 26]
+
+
 def test_import_progress_is_unknown_until_the_rows_are_counted(api_client, api_campaign) -> None:
     contact_import = make_import(api_campaign)
 
@@ -1003,11 +1064,12 @@ def test_imports_of_another_partner_answer_404(
     answers = [
         api_client.get(f"/api/v1/imports/{theirs.pk}/"),
         api_client.get(f"/api/v1/imports/{theirs.pk}/errors/"),
+        api_client.get(f"/api/v1/imports/{theirs.pk}/warnings/"),
     ]
 
     assert [row["id"] for row in listed] == [own.pk]
     assert {row["id"] for row in by_staff} == {own.pk, theirs.pk}
-    assert [answer.status_code for answer in answers] == [404, 404]
+    assert [answer.status_code for answer in answers] == [404, 404, 404]
 
 
 def test_imports_filter_by_campaign(api_client, api_partner, api_campaign) -> None:
