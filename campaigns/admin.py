@@ -51,7 +51,7 @@ from campaigns.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from campaigns.phones import normalize_phone, time_zones_for
+from campaigns.phones import PHONE_INPUT_MAX_LENGTH, normalize_phone, time_zones_for
 from campaigns.stats import with_progress
 from voices.services import default_voice_problem
 
@@ -128,6 +128,8 @@ class CampaignControl:
     service: Callable[..., Campaign]
     done: Callable[[Campaign], str]
     refused: str
+    # What staff should know after the move, though it was made.
+    warnings: Callable[..., list[str]] = lambda *, campaign: []
 
 
 def _started(campaign: Campaign) -> str:
@@ -149,6 +151,7 @@ CAMPAIGN_CONTROLS = {
             service=services.start_campaign,
             done=_started,
             refused=_("“%(name)s” cannot start:"),
+            warnings=services.start_warnings,
         ),
         CampaignControl(
             name="pause",
@@ -168,6 +171,7 @@ CAMPAIGN_CONTROLS = {
             service=services.resume_campaign,
             done=lambda campaign: gettext("“%(name)s” is calling again.") % {"name": campaign.name},
             refused=_("“%(name)s” cannot resume:"),
+            warnings=services.start_warnings,
         ),
         CampaignControl(
             name="cancel",
@@ -340,6 +344,12 @@ class CampaignAdmin(admin.ModelAdmin):
             )
             return False
         self.message_user(request, control.done(campaign), messages.SUCCESS)
+        for warning in control.warnings(campaign=campaign):
+            self.message_user(
+                request,
+                gettext("“%(name)s”: %(warning)s") % {"name": campaign.name, "warning": warning},
+                messages.WARNING,
+            )
         return True
 
     def cancel_confirmation(
@@ -467,13 +477,32 @@ class CampaignAdmin(admin.ModelAdmin):
             return [*fixed, *(f for f in flatten_fieldsets(self.fieldsets) if f not in fixed)]
         return [*fixed, "partner"]  # a campaign never moves to another partner
 
+    def formfield_for_dbfield(
+        self, db_field: models.Field, request: HttpRequest, **kwargs: Any
+    ) -> Any:
+        # The campaign's numbers are typed as people write them ("910 00 00 00"), longer
+        # than the E.164 they are kept in.
+        if db_field.name in services.CAMPAIGN_PHONE_FIELDS:
+            kwargs["max_length"] = PHONE_INPUT_MAX_LENGTH
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     def get_form(self, request: HttpRequest, obj: Campaign | None = None, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, **kwargs)
 
         class CampaignForm(form):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:
-                # The campaign may have started since the page was opened.
                 cleaned = super().clean()
+                # In E.164 before the model checks them, as the services keep them.
+                region = cleaned.get("phone_region") or self.instance.phone_region
+                for name in services.CAMPAIGN_PHONE_FIELDS:
+                    if cleaned.get(name):
+                        try:
+                            cleaned[name] = services.normalize_campaign_phone(
+                                value=cleaned[name], region=region
+                            )
+                        except ValidationError as exc:
+                            self.add_error(name, exc)
+                # The campaign may have started since the page was opened.
                 if self.instance.pk is not None:
                     current = Campaign.objects.get(pk=self.instance.pk)
                     for problem in services.edit_problems(campaign=current):
@@ -886,6 +915,7 @@ class ContactImportAdmin(admin.ModelAdmin):
         "created_count",
         "merged_count",
         "error_count",
+        "flagged_count",
         "created_by",
         "created_at",
     ]
@@ -987,6 +1017,9 @@ class ContactImportAdmin(admin.ModelAdmin):
                 rejected_rows=list(obj.row_errors.all()[:IMPORT_ROWS_SHOWN]),
                 rejected_rows_total=obj.row_errors.count(),
                 rejected_rows_shown=IMPORT_ROWS_SHOWN,
+                flagged_rows=list(obj.row_warnings.all()[:IMPORT_ROWS_SHOWN]),
+                flagged_rows_total=obj.row_warnings.count(),
+                missing_variables=sorted(obj.missing_variables.items()),
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
@@ -1036,6 +1069,7 @@ def import_progress(contact_import: ContactImport) -> dict[str, Any]:
         "created": contact_import.created_count,
         "merged": contact_import.merged_count,
         "rejected": contact_import.error_count,
+        "flagged": contact_import.flagged_count,
         # Shares of the rows read, for the bar (the rows to come are not counted ahead).
         "imported_percent": round(100 * imported / read, 1) if read else 0,
         "rejected_percent": round(100 * contact_import.error_count / read, 1) if read else 0,

@@ -6,6 +6,12 @@ when it has the same external id, or else the same phone (what ``add_contact`` d
 variables are merged into that contact and it counts as merged, so uploading a file again
 creates nothing twice.
 
+A row whose contact, once saved, lacks a variable the campaign's template needs (absent or
+blank, as a line reads it) is kept and flagged: a RowWarning per missing variable, counted in
+``flagged`` and ``missing_variables``. Eligibility refuses to call such a contact until it
+has a value, against the template as it is then: the report says what the rows lacked when
+they were saved.
+
 CSV files:
 
 - Encoding: UTF-8 with or without a byte order mark, or UTF-16 with one. A file that is not
@@ -35,7 +41,7 @@ import sys
 import unicodedata
 import uuid
 import zoneinfo
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,11 +58,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns.deliveries import emit_event
+from campaigns.eligibility import needed_variables
 from campaigns.models import (
     Campaign,
     Contact,
     ContactImport,
     ContactImportError,
+    ContactImportWarning,
     WebhookEvent,
 )
 from campaigns.phones import PhoneReader
@@ -136,16 +144,27 @@ class RowError:
     message: str
 
 
+@dataclass(frozen=True)
+class RowWarning(RowError):
+    """A kept row whose contact cannot be called as it is: ``field`` is the variable the
+    call template needs that it lacks, ``value`` the blank it has, if any."""
+
+
 @dataclass
 class ImportResult:
     """What an import did. ``merged`` counts rows that matched an existing contact or an
-    earlier row; ``rejected`` the rows with errors (a row may have several)."""
+    earlier row; ``rejected`` the rows with errors (a row may have several); ``flagged``
+    the rows kept with warnings, and ``missing_variables`` the rows kept without each
+    variable the template needs."""
 
     total_rows: int = 0
     created: int = 0
     merged: int = 0
     errors: list[RowError] = field(default_factory=list)
     rejected: int = 0
+    flagged: int = 0
+    missing_variables: dict[str, int] = field(default_factory=dict)
+    warnings: list[RowWarning] = field(default_factory=list)
 
 
 def import_rows(*, campaign: Campaign, rows: Iterable[Mapping[str, Any]]) -> ImportResult:
@@ -155,12 +174,18 @@ def import_rows(*, campaign: Campaign, rows: Iterable[Mapping[str, Any]]) -> Imp
     any other key is a variable too (``variables`` wins on a clash). Row n is rows[n - 1].
     """
     errors: list[RowError] = []
-    importer = _Importer(campaign=campaign, on_batch=lambda batch, _progress: errors.extend(batch))
+    warnings: list[RowWarning] = []
+
+    def on_batch(batch: list[RowError], flagged: list[RowWarning], _progress: ImportResult) -> None:
+        errors.extend(batch)
+        warnings.extend(flagged)
+
+    importer = _Importer(campaign=campaign, on_batch=on_batch)
     with transaction.atomic():
         for number, row in enumerate(rows, start=1):
             _add_json_row(importer, number, row)
         result = importer.close()
-    result.errors = errors
+    result.errors, result.warnings = errors, warnings
     return result
 
 
@@ -177,9 +202,11 @@ def import_csv(
     batch.
     """
     errors: list[RowError] = []
+    warnings: list[RowWarning] = []
 
-    def on_batch(batch: list[RowError], progress: ImportResult) -> None:
+    def on_batch(batch: list[RowError], flagged: list[RowWarning], progress: ImportResult) -> None:
         errors.extend(batch)
+        warnings.extend(flagged)
         if on_progress is not None:
             on_progress(progress.total_rows)
 
@@ -189,7 +216,7 @@ def import_csv(
             _read_csv(importer, file)
         finally:
             result = importer.close()
-    result.errors = errors
+    result.errors, result.warnings = errors, warnings
     return result
 
 
@@ -255,25 +282,32 @@ def run_import(*, contact_import_id: int) -> ContactImport:
         created_count=0,
         merged_count=0,
         error_count=0,
+        flagged_count=0,
+        missing_variables={},
     )
     contact_import = ContactImport.objects.select_related("campaign__partner").get(
         pk=contact_import_id
     )
     if not claimed:
         return contact_import
-    contact_import.row_errors.all().delete()  # of a run that died
+    # Of a run that died.
+    contact_import.row_errors.all().delete()
+    contact_import.row_warnings.all().delete()
 
-    def on_batch(errors: list[RowError], progress: ImportResult) -> None:
-        ContactImportError.objects.bulk_create(
-            ContactImportError(
-                contact_import=contact_import,
-                row=error.row,
-                field=error.field[:_FIELD_MAX_LENGTH],
-                value=error.value,
-                message=error.message[:_MESSAGE_MAX_LENGTH],
+    def on_batch(
+        errors: list[RowError], warnings: list[RowWarning], progress: ImportResult
+    ) -> None:
+        for model, problems in ((ContactImportError, errors), (ContactImportWarning, warnings)):
+            model.objects.bulk_create(
+                model(
+                    contact_import=contact_import,
+                    row=problem.row,
+                    field=problem.field[:_FIELD_MAX_LENGTH],
+                    value=problem.value,
+                    message=problem.message[:_MESSAGE_MAX_LENGTH],
+                )
+                for problem in problems
             )
-            for error in errors
-        )
         ContactImport.objects.filter(pk=contact_import.pk).update(
             **_counts(progress), updated_at=timezone.now()
         )
@@ -330,6 +364,8 @@ def import_summary(contact_import: ContactImport) -> dict[str, Any]:
         "created": contact_import.created_count,
         "merged": contact_import.merged_count,
         "rejected": contact_import.error_count,
+        "flagged": contact_import.flagged_count,
+        "missing_variables": contact_import.missing_variables,
         "started_at": _isoformat(contact_import.started_at),
         "finished_at": _isoformat(contact_import.finished_at),
     }
@@ -339,12 +375,14 @@ def _isoformat(moment: datetime.datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _counts(result: ImportResult) -> dict[str, int]:
+def _counts(result: ImportResult) -> dict[str, Any]:
     return {
         "processed_rows": result.total_rows,
         "created_count": result.created,
         "merged_count": result.merged,
         "error_count": result.rejected,
+        "flagged_count": result.flagged,
+        "missing_variables": result.missing_variables,
     }
 
 
@@ -365,14 +403,14 @@ class _Row:
 
 class _Importer:
     """Checks rows one by one and saves the good ones a batch at a time (in a thread of
-    its own ``in_background``); after each batch ``on_batch`` hears that batch's errors
-    and the counts so far. ``close`` saves the last batch and returns the counts."""
+    its own ``in_background``); after each batch ``on_batch`` hears that batch's errors and
+    warnings and the counts so far. ``close`` saves the last batch and returns the counts."""
 
     def __init__(
         self,
         *,
         campaign: Campaign,
-        on_batch: Callable[[list[RowError], ImportResult], None],
+        on_batch: Callable[[list[RowError], list[RowWarning], ImportResult], None],
         in_background: bool = False,
     ) -> None:
         self._phones = PhoneReader(region=campaign.phone_region)
@@ -496,6 +534,8 @@ class _Importer:
             created=self._writer.created,
             merged=self._writer.merged,
             rejected=self._rejected + self._writer.lost,
+            flagged=self._writer.flagged,
+            missing_variables=dict(sorted(self._writer.missing.items())),
         )
 
 
@@ -539,11 +579,17 @@ class _Writer:
     """Saves batches in order and reports each; counts what saving did."""
 
     def __init__(
-        self, *, campaign: Campaign, on_batch: Callable[[list[RowError], ImportResult], None]
+        self,
+        *,
+        campaign: Campaign,
+        on_batch: Callable[[list[RowError], list[RowWarning], ImportResult], None],
     ) -> None:
         self._store = _store(campaign)
         self._on_batch = on_batch
-        self.created = self.merged = self.lost = 0
+        # The template as it is when the import starts.
+        self._needed = tuple(needed_variables(campaign=campaign))
+        self.created = self.merged = self.lost = self.flagged = 0
+        self.missing: Counter[str] = Counter()
         self._failed = False
 
     def write(self, batch: _Batch) -> None:
@@ -558,23 +604,30 @@ class _Writer:
         while True:
             try:
                 with transaction.atomic():
-                    created, merged, lost = (
-                        _save_once(self._store, batch.rows) if batch.rows else (0, 0, [])
+                    created, merged, lost, warnings = (
+                        _save_once(self._store, batch.rows, self._needed)
+                        if batch.rows
+                        else (0, 0, [], [])
                     )
+                    missing = self.missing + Counter(warning.field for warning in warnings)
                     progress = ImportResult(
                         total_rows=batch.read,
                         created=self.created + created,
                         merged=self.merged + merged,
                         rejected=batch.rejected + self.lost + len(lost),
+                        flagged=self.flagged + len({warning.row for warning in warnings}),
+                        missing_variables=dict(sorted(missing.items())),
                     )
                     errors = sorted([*batch.errors, *lost], key=lambda error: error.row)
-                    self._on_batch(errors, progress)
+                    warnings.sort(key=lambda warning: warning.row)
+                    self._on_batch(errors, warnings, progress)
                 break
             except OperationalError as exc:
                 if attempt == _SAVE_ATTEMPTS or getattr(exc.__cause__, "sqlstate", "") != _DEADLOCK:
                     raise
                 attempt += 1
         self.created, self.merged = progress.created, progress.merged
+        self.flagged, self.missing = progress.flagged, missing
         self.lost += len(lost)
         self._store.saved(created=created)
         self._failed = False
@@ -1015,9 +1068,13 @@ def _store(campaign: Campaign) -> _PostgresStore | _DjangoStore:
 
 
 def _save_once(
-    store: _PostgresStore | _DjangoStore, rows: list[_Row]
-) -> tuple[int, int, list[RowError]]:
+    store: _PostgresStore | _DjangoStore, rows: list[_Row], needed: tuple[str, ...]
+) -> tuple[int, int, list[RowError], list[RowWarning]]:
+    """Save ``rows``: created, merged, the rows lost to concurrent writers, and a warning
+    for each variable in ``needed`` that a contact saved lacks, on the first row of the
+    batch that made or merged into it."""
     created = merged = 0
+    warnings: list[RowWarning] = []
     pending = rows
     for round_ in range(_SAVE_ATTEMPTS):
         # Rows the insert found saved meanwhile (later rounds) are all looked up.
@@ -1025,6 +1082,7 @@ def _save_once(
         by_external_id, by_phone = store.existing(lookup) if lookup else ({}, {})
         new: dict[str, _Row] = {}  # by phone
         new_by_external_id: dict[str, _Row] = {}
+        touched: dict[_Existing, int] = {}  # by the first row merged into it
         for row in pending:
             target = None
             if row.external_id:
@@ -1043,15 +1101,22 @@ def _save_once(
             merged += 1
             if isinstance(target, _Existing):
                 target.changes.update(row.variables)
+                touched.setdefault(target, row.row)
             else:
                 target.variables.update(row.variables)
         store.merge({*by_phone.values(), *by_external_id.values()})
         inserted = store.insert(list(new.values()))
         created += len(inserted)
+        if needed:
+            for contact, number in touched.items():
+                warnings += _missing(needed, number, {**contact.variables, **contact.changes})
+            for phone, row in new.items():
+                if phone in inserted:
+                    warnings += _missing(needed, row.row, row.variables)
         # Rows another import (or add_contact) saved in the meantime: merge them instead.
         pending = [row for phone, row in new.items() if phone not in inserted]
         if not pending:
-            return created, merged, []
+            return created, merged, [], warnings
     lost = [
         RowError(
             row.row,
@@ -1061,7 +1126,22 @@ def _save_once(
         )
         for row in pending
     ]
-    return created, merged, lost
+    return created, merged, lost, warnings
+
+
+def _missing(needed: tuple[str, ...], number: int, variables: dict[str, Any]) -> list[RowWarning]:
+    """A warning for each of ``needed`` that ``variables`` lack: absent, null or blank (a
+    value of another type is said as its text, never blank)."""
+    warnings = []
+    for name in needed:
+        value = variables.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            message = _(
+                "Missing variable %(name)s, which the call template needs: the contact is "
+                "kept, but it will not be called until it has a value."
+            ) % {"name": name}
+            warnings.append(RowWarning(number, name, _clip(value or ""), message))
+    return warnings
 
 
 def _index(

@@ -13,12 +13,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
-from django.db.models import F, Max, Q
+from django.db.models import F, JSONField, Max, Q, Value
+from django.db.models.fields.json import KeyTextTransform, KeyTransform, KeyTransformExact
+from django.db.models.lookups import IsNull, Regex
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from rest_framework_api_key.models import AbstractAPIKey
 
-from campaigns.phones import E164_REGEX, e164_validator
+from campaigns.phones import E164_REGEX, e164_validator, validate_phone_number
 from campaigns.rules import calling_window_problems
 
 
@@ -277,8 +279,11 @@ class Campaign(models.Model):
         _("caller number"),
         max_length=16,
         blank=True,
-        validators=[e164_validator],
-        help_text=_("Empty: TWILIO_PHONE_NUMBER."),
+        validators=[validate_phone_number],
+        help_text=_(
+            "The number callees see, in E.164 (+34910000000) or as written in the phone "
+            "region below; kept in E.164. Empty: TWILIO_PHONE_NUMBER."
+        ),
     )
     phone_region = models.CharField(
         _("phone region"),
@@ -334,8 +339,11 @@ class Campaign(models.Model):
         _("transfer number"),
         max_length=16,
         blank=True,
-        validators=[e164_validator],
-        help_text=_("Where a callee who asks for a person is put through (E.164)."),
+        validators=[validate_phone_number],
+        help_text=_(
+            "Where a callee who asks for a person is put through, written as the caller "
+            "number; kept in E.164."
+        ),
     )
     machine_action = models.CharField(
         _("when a machine answers"),
@@ -476,7 +484,23 @@ class Campaign(models.Model):
         return self.caller_number or settings.TWILIO_PHONE_NUMBER
 
 
+def lacks_variable(name: str) -> Q:
+    """A contact without a value for the variable ``name``: absent, null or blank, as a
+    template line reads it (``templates.rendering.render_line``)."""
+    # Key transforms, not lookups built from the name: "a__b" is one key, and a variable
+    # may be called "contains". A JSON null is NULL as text on PostgreSQL but "null" on
+    # SQLite, hence the comparison as JSON (which SQLite, as Django writes it, also makes
+    # true for the text "null": the embedded default counts such a value as missing).
+    text = KeyTextTransform(name, "variables")
+    json_null = KeyTransformExact(KeyTransform(name, "variables"), Value(None, JSONField()))
+    return Q(IsNull(text, True)) | Q(json_null) | Q(Regex(text, r"^\s*$"))
+
+
 class ContactQuerySet(models.QuerySet):
+    def lacking(self, name: str) -> ContactQuerySet:
+        """Contacts without a value for the variable ``name`` (``lacks_variable``)."""
+        return self.filter(lacks_variable(name))
+
     def with_campaign(self) -> ContactQuerySet:
         """With the campaign, its partner and template: what eligibility reads."""
         return self.select_related("campaign__partner", "campaign__template")
@@ -758,6 +782,14 @@ class ContactImport(models.Model):
     created_count = models.PositiveIntegerField(_("contacts created"), default=0)
     merged_count = models.PositiveIntegerField(_("contacts merged"), default=0)
     error_count = models.PositiveIntegerField(_("rejected rows"), default=0)
+    # Kept rows whose contact lacks a variable the campaign's template needed at the import.
+    flagged_count = models.PositiveIntegerField(_("rows kept that cannot be called"), default=0)
+    missing_variables = models.JSONField(
+        _("missing variables"),
+        default=dict,
+        blank=True,
+        help_text=_("Each variable the call template needs, with the rows kept without it."),
+    )
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -795,6 +827,30 @@ class ContactImportError(models.Model):
     class Meta:
         verbose_name = _("rejected row")
         verbose_name_plural = _("rejected rows")
+        ordering = ["contact_import", "row", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.row}: {self.message}"
+
+
+class ContactImportWarning(models.Model):
+    """One kept row of an import whose contact cannot be called as it is: the variable the
+    call template needs that it lacks (``field``), and the value it has (blank, or none)."""
+
+    contact_import = models.ForeignKey(
+        ContactImport,
+        verbose_name=_("import"),
+        on_delete=models.CASCADE,
+        related_name="row_warnings",
+    )
+    row = models.PositiveIntegerField(_("row"))
+    field = models.CharField(_("field"), max_length=200, blank=True)
+    value = models.TextField(_("value"), blank=True)
+    message = models.CharField(_("message"), max_length=500)
+
+    class Meta:
+        verbose_name = _("row kept with a warning")
+        verbose_name_plural = _("rows kept with a warning")
         ordering = ["contact_import", "row", "id"]
 
     def __str__(self) -> str:

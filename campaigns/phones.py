@@ -15,6 +15,27 @@ E164_REGEX = r"^\+[1-9][0-9]{6,14}$"
 e164_validator = RegexValidator(
     E164_REGEX, _("Enter a phone number in E.164 form, e.g. +34600123456.")
 )
+# What a form or the API takes for a number before it is normalised: "+34 (910) 00-00-00".
+PHONE_INPUT_MAX_LENGTH = 40
+
+
+def validate_phone_number(value: str) -> None:
+    """A stored number's check: a valid number written exactly as ``normalize_phone`` writes
+    it (E.164). Forms, the API and services normalise what people type before it."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if (
+        number is None
+        or not phonenumbers.is_valid_number(number)
+        or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != value
+    ):
+        raise ValidationError(
+            _("“%(value)s” is not a valid phone number in E.164 form, e.g. +34910000000."),
+            code="invalid_phone",
+            params={"value": value},
+        )
 
 
 def normalize_phone(raw: str, *, region: str) -> str:

@@ -20,6 +20,7 @@ from campaigns.models import (
     Contact,
     ContactImport,
     ContactImportError,
+    ContactImportWarning,
     DoNotCall,
     Partner,
     PartnerApiKey,
@@ -27,6 +28,7 @@ from campaigns.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from campaigns.phones import PHONE_INPUT_MAX_LENGTH
 from campaigns.stats import CALL_OUTCOMES
 from templates.models import CallTemplate
 from voices.models import Voice
@@ -105,6 +107,25 @@ class CampaignSerializer(PartnerOwnedSerializer):
         allow_null=True,
         help_text=_("Empty: the default voice."),
     )
+    # Numbers as people write them: the service reads them in phone_region and keeps them
+    # in E.164, or names the value it cannot read.
+    caller_number = serializers.CharField(
+        max_length=PHONE_INPUT_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text=_(
+            "The number callees see: E.164 (+34910000000) or as written in phone_region; "
+            "answered in E.164. Empty: TWILIO_PHONE_NUMBER."
+        ),
+    )
+    transfer_number = serializers.CharField(
+        max_length=PHONE_INPUT_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text=_(
+            "Where a callee who asks for a person is put through, written as caller_number."
+        ),
+    )
 
     class Meta:
         model = Campaign
@@ -148,6 +169,31 @@ class CampaignSerializer(PartnerOwnedSerializer):
         ]
         # The name's uniqueness per partner is checked by the service, on the name.
         validators: list[Any] = []
+        extra_kwargs = {
+            "state_reason": {
+                "help_text": _(
+                    "Why the platform last moved the campaign (paused by a Twilio refusal, "
+                    "say), or, for a completed one that placed no call, why nobody was called."
+                )
+            }
+        }
+
+
+class CampaignMoveSerializer(CampaignSerializer):
+    """The campaign after a start or resume, with what the move let through."""
+
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text=_(
+            "What the partner should know though the campaign moved: contacts waiting that "
+            "cannot be called (missing variables, do-not-call entries...), counted by reason."
+        ),
+    )
+
+    class Meta(CampaignSerializer.Meta):
+        fields = [*CampaignSerializer.Meta.fields, "warnings"]
+        read_only_fields = fields
 
 
 class TokensSerializer(serializers.Serializer):
@@ -384,6 +430,19 @@ class ImportResultSerializer(serializers.Serializer):
     )
     rejected = serializers.IntegerField(help_text=_("Rows not imported; errors says why."))
     errors = RowErrorSerializer(many=True)
+    flagged = serializers.IntegerField(
+        help_text=_(
+            "Rows kept whose contact lacks a variable the call template needs: it is not "
+            "called until it has one. warnings names each row and variable."
+        )
+    )
+    missing_variables = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text=_('Rows kept without each variable the template needs: {"first_name": 42}.'),
+    )
+    warnings = RowErrorSerializer(
+        many=True, help_text=_("Each kept row's missing variable: its row, the variable, why.")
+    )
 
 
 class ContactImportErrorSerializer(serializers.ModelSerializer):
@@ -393,11 +452,19 @@ class ContactImportErrorSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ContactImportWarningSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ContactImportWarning
+        fields = ["row", "field", "value", "message"]
+        read_only_fields = fields
+
+
 class ContactImportSerializer(serializers.ModelSerializer):
     """An upload imported in the background: its state, progress and counts."""
 
     progress = serializers.SerializerMethodField()
     errors_url = serializers.SerializerMethodField()
+    warnings_url = serializers.SerializerMethodField()
 
     class Meta:
         model = ContactImport
@@ -414,6 +481,9 @@ class ContactImportSerializer(serializers.ModelSerializer):
             "merged_count",
             "error_count",
             "errors_url",
+            "flagged_count",
+            "missing_variables",
+            "warnings_url",
             "started_at",
             "finished_at",
             "created_at",
@@ -441,20 +511,35 @@ class ContactImportSerializer(serializers.ModelSerializer):
             request=self.context.get("request"),
         )
 
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_warnings_url(self, contact_import: ContactImport) -> str:
+        return reverse(
+            "contact-import-warnings",
+            kwargs={"pk": contact_import.pk},
+            request=self.context.get("request"),
+        )
+
 
 class ContactImportDetailSerializer(ContactImportSerializer):
-    """An import with its first rejected rows; ``errors_url`` pages through all of them."""
+    """An import with its first rejected rows and first rows kept with a warning;
+    ``errors_url`` and ``warnings_url`` page through all of them."""
 
     errors = serializers.SerializerMethodField()
+    warnings = serializers.SerializerMethodField()
 
     class Meta(ContactImportSerializer.Meta):
-        fields = [*ContactImportSerializer.Meta.fields, "errors"]
+        fields = [*ContactImportSerializer.Meta.fields, "errors", "warnings"]
         read_only_fields = fields
 
     @extend_schema_field(ContactImportErrorSerializer(many=True))
     def get_errors(self, contact_import: ContactImport) -> list[dict[str, Any]]:
         shown = contact_import.row_errors.all()[:IMPORT_ERRORS_SHOWN]
         return ContactImportErrorSerializer(shown, many=True).data
+
+    @extend_schema_field(ContactImportWarningSerializer(many=True))
+    def get_warnings(self, contact_import: ContactImport) -> list[dict[str, Any]]:
+        shown = contact_import.row_warnings.all()[:IMPORT_ERRORS_SHOWN]
+        return ContactImportWarningSerializer(shown, many=True).data
 
 
 # --- Do-not-call list --------------------------------------------------------------------

@@ -15,11 +15,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from campaigns.deliveries import emit_event
+from campaigns.eligibility import blocked_for_good, count_blocked
 from campaigns.models import (
     Campaign,
     Contact,
@@ -184,8 +186,7 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
     if speech.is_configured() and campaign.voice_id is None:
         problems.extend(_default_voice_problems())
     problems.extend(_caller_number_problems(campaign))
-    if not campaign.contacts.filter(state__in=WAITING_STATES).exists():
-        problems.append(_("The campaign has no contacts waiting to be called."))
+    problems.extend(_waiting_contact_problems(campaign))
     if campaign.ends_at is not None and campaign.ends_at <= now:
         problems.append(_("The campaign's end date has passed."))
     try:
@@ -197,6 +198,54 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
             for message in messages
         )
     return problems
+
+
+def _waiting_contact_problems(campaign: Campaign) -> list[str]:
+    """Why nobody would be called: no contact waits, or none of those waiting can ever be
+    called as things stand, each reason with how many contacts it stops."""
+    waiting = campaign.contacts.filter(state__in=WAITING_STATES)
+    if not waiting.exists():
+        message = _("The campaign has no contacts waiting to be called.")
+        rejected = campaign.imports.aggregate(rows=Sum("error_count"))["rows"]
+        if rejected and not campaign.contacts.exists():
+            message += " " + ngettext(
+                "Its imports rejected %(count)s row; their reports say why.",
+                "Its imports rejected %(count)s rows; their reports say why.",
+                rejected,
+            ) % {"count": rejected}
+        return [message]
+    blocked = count_blocked(campaign=campaign, contacts=waiting)
+    if blocked.blocked < blocked.total:
+        return []
+    message = ngettext(
+        "The one contact waiting cannot be called: %(why)s.",
+        "None of the %(total)s contacts waiting can be called: %(why)s.",
+        blocked.total,
+    ) % {"total": blocked.total, "why": blocked.describe()}
+    if any(blocked.missing.values()):
+        message += " " + _(
+            "Give them the missing variables (import them again with those columns: rows "
+            "merge into the contacts they match), or a default in the template's lines."
+        )
+    return [message]
+
+
+def start_warnings(*, campaign: Campaign) -> list[str]:
+    """What a start or resume lets through but staff should know: contacts waiting that
+    cannot be called as things stand, counted by reason (empty: none)."""
+    blocked = count_blocked(
+        campaign=campaign, contacts=campaign.contacts.filter(state__in=WAITING_STATES)
+    )
+    if not blocked.blocked or blocked.blocked == blocked.total:
+        return []
+    return [
+        ngettext(
+            "%(count)s of the %(total)s contacts waiting cannot be called: %(why)s.",
+            "%(count)s of the %(total)s contacts waiting cannot be called: %(why)s.",
+            blocked.blocked,
+        )
+        % {"count": blocked.blocked, "total": blocked.total, "why": blocked.describe()}
+    ]
 
 
 def _default_voice_problems() -> list[str]:
@@ -282,8 +331,63 @@ def cancel_campaign(*, campaign: Campaign) -> Campaign:
 
 
 def complete_campaign(*, campaign: Campaign) -> Campaign:
-    """Close the campaign as done: no contact of it will ever be dialled again."""
-    return transition_campaign(campaign=campaign, to=Campaign.State.COMPLETED)
+    """Close the campaign as done: no contact of it will ever be dialled again. One that
+    never placed a call is not a success: its state reason says why nobody was called."""
+    reason = nobody_called_reason(campaign=campaign)
+    if reason:
+        logger.warning("campaign %s completed without a call: %s", campaign.pk, reason)
+    return transition_campaign(campaign=campaign, to=Campaign.State.COMPLETED, reason=reason)
+
+
+# Of a state reason that gives an example of another one.
+_EXAMPLE_MAX_LENGTH = 160
+
+
+def nobody_called_reason(*, campaign: Campaign) -> str:
+    """Why ``campaign`` placed no call, each reason with how many contacts it stopped;
+    empty when it placed one."""
+    if campaign.calls.placed().exists():
+        return ""
+    blocked = count_blocked(campaign=campaign, contacts=campaign.contacts.all())
+    if not blocked.total:
+        return _("No call was made: the campaign has no contacts.")
+    parts = [blocked.describe()] if blocked.blocked else []
+    rest = campaign.contacts.exclude(blocked_for_good(campaign=campaign))
+    waiting = rest.filter(state__in=WAITING_STATES).count()
+    if waiting:
+        parts.append(
+            ngettext(
+                "%(count)s was still waiting for its time to call when the campaign ended",
+                "%(count)s were still waiting for their time to call when the campaign ended",
+                waiting,
+            )
+            % {"count": waiting}
+        )
+    others = rest.exclude(state__in=WAITING_STATES)
+    if count := others.count():
+        example = (
+            others.exclude(state_reason="").values_list("state_reason", flat=True).first() or ""
+        )
+        if len(example) > _EXAMPLE_MAX_LENGTH:
+            example = example[: _EXAMPLE_MAX_LENGTH - 1] + "…"
+        if example:
+            part = ngettext(
+                "%(count)s could not be called for another reason (%(example)s)",
+                "%(count)s could not be called for other reasons (such as: %(example)s)",
+                count,
+            )
+        else:
+            part = ngettext(
+                "%(count)s could not be called for another reason",
+                "%(count)s could not be called for other reasons",
+                count,
+            )
+        parts.append(part % {"count": count, "example": example})
+    return ngettext(
+        "No call was made: of its %(total)s contact, %(why)s.",
+        "No call was made: of its %(total)s contacts, %(why)s.",
+        blocked.total,
+    ) % {"total": blocked.total, "why": "; ".join(parts)}
 
 
 def advance_campaigns(*, now: datetime.datetime | None = None) -> dict[str, int]:
@@ -408,8 +512,29 @@ def delete_campaign(*, campaign: Campaign) -> None:
         locked.delete()
 
 
+# A campaign's own numbers: typed as people write them, kept in E.164 as contacts' are.
+CAMPAIGN_PHONE_FIELDS = ("caller_number", "transfer_number")
+
+
+def normalize_campaign_phone(*, value: str, region: str) -> str:
+    """A campaign's number (caller or transfer) in E.164, read in the campaign's phone
+    region when it has no country code, as a contact's is; empty stays empty. Raises
+    ValidationError naming the value when it is not a valid number."""
+    return normalize_phone(value, region=region) if value.strip() else ""
+
+
 def _check_campaign(campaign: Campaign) -> None:
     errors: dict[str, list[str]] = {}
+    unreadable = []  # numbers that are no valid number: said once, not again by the model
+    for name in CAMPAIGN_PHONE_FIELDS:
+        value = getattr(campaign, name)
+        try:
+            setattr(
+                campaign, name, normalize_campaign_phone(value=value, region=campaign.phone_region)
+            )
+        except ValidationError as exc:
+            errors[name] = exc.messages
+            unreadable.append(name)
     if campaign.template is not None and campaign.template.partner_id != campaign.partner_id:
         errors["template"] = [_("This call template belongs to another partner.")]
     if (
@@ -421,7 +546,7 @@ def _check_campaign(campaign: Campaign) -> None:
     try:
         # The partner is ours to set; left out so that the name clash above is reported on
         # the name rather than as the whole object's error.
-        campaign.full_clean(exclude=["partner"])
+        campaign.full_clean(exclude=["partner", *unreadable])
     except ValidationError as exc:
         errors = exc.update_error_dict(errors)
     if errors:

@@ -48,12 +48,14 @@ from campaigns.phones import normalize_phone
 from campaigns.serializers import (
     MAX_BATCH_ITEMS,
     ApiKeySerializer,
+    CampaignMoveSerializer,
     CampaignSerializer,
     CampaignStatsSerializer,
     ContactDetailSerializer,
     ContactImportDetailSerializer,
     ContactImportErrorSerializer,
     ContactImportSerializer,
+    ContactImportWarningSerializer,
     ContactInputSerializer,
     ContactSerializer,
     ContactUpdateSerializer,
@@ -199,10 +201,8 @@ ADDED = PolymorphicProxySerializer(
 )
 
 
-def _lifecycle_schema(summary: str) -> Any:
-    return extend_schema(
-        summary=summary, request=None, responses={200: CampaignSerializer, 409: CONFLICT}
-    )
+def _lifecycle_schema(summary: str, answer: type[CampaignSerializer] = CampaignSerializer) -> Any:
+    return extend_schema(summary=summary, request=None, responses={200: answer, 409: CONFLICT})
 
 
 @extend_schema_view(
@@ -264,11 +264,19 @@ class CampaignViewSet(ScopedModelViewSet):
     def _answer(self, campaign: Campaign) -> Response:
         return Response(CampaignSerializer(campaign, context=self.get_serializer_context()).data)
 
-    @_lifecycle_schema(_("Start a draft campaign (scheduled when its start is ahead)"))
+    def _moved(self, campaign: Campaign) -> Response:
+        campaign.warnings = services.start_warnings(campaign=campaign)
+        return Response(
+            CampaignMoveSerializer(campaign, context=self.get_serializer_context()).data
+        )
+
+    @_lifecycle_schema(
+        _("Start a draft campaign (scheduled when its start is ahead)"), CampaignMoveSerializer
+    )
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot start.")):
-            return self._answer(services.start_campaign(campaign=self.get_object()))
+            return self._moved(services.start_campaign(campaign=self.get_object()))
 
     @_lifecycle_schema(_("Pause a running campaign: calls going on finish"))
     @action(detail=True, methods=["post"])
@@ -276,11 +284,11 @@ class CampaignViewSet(ScopedModelViewSet):
         with refused_as_conflict(_("The campaign cannot be paused.")):
             return self._answer(services.pause_campaign(campaign=self.get_object()))
 
-    @_lifecycle_schema(_("Resume a paused campaign"))
+    @_lifecycle_schema(_("Resume a paused campaign"), CampaignMoveSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot resume.")):
-            return self._answer(services.resume_campaign(campaign=self.get_object()))
+            return self._moved(services.resume_campaign(campaign=self.get_object()))
 
     @_lifecycle_schema(_("Cancel a campaign for good"))
     @action(detail=True, methods=["post"])
@@ -475,7 +483,7 @@ class ContactViewSet(
 )
 class ContactImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """Uploads imported in the background (``POST /api/v1/campaigns/{id}/contacts/`` with
-    a large file): progress, counts and each rejected row."""
+    a large file): progress, counts, each rejected row and each row kept with a warning."""
 
     queryset = ContactImport.objects.all()
     serializer_class = ContactImportSerializer
@@ -498,6 +506,17 @@ class ContactImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sco
         rows = self.get_object().row_errors.all()
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(ContactImportErrorSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary=_("Every row an import kept that lacks a variable the template needs, paged"),
+        responses=ContactImportWarningSerializer(many=True),
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def warnings(self, request: Request, pk: str) -> Response:
+        rows = self.get_object().row_warnings.all()
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(ContactImportWarningSerializer(page, many=True).data)
 
 
 # --- Do-not-call list --------------------------------------------------------------------

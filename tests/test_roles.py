@@ -35,8 +35,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0012_roles_clips_played")
-roles_migration = importlib.import_module("campaigns.migrations.0012_roles_clips_played")
+MIGRATION = ("campaigns", "0015_roles_import_warnings")
+roles_migration = importlib.import_module("campaigns.migrations.0015_roles_import_warnings")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -45,6 +45,7 @@ VIEWER = {
     "campaigns.view_donotcall",
     "campaigns.view_contactimport",
     "campaigns.view_contactimporterror",
+    "campaigns.view_contactimportwarning",
     "campaigns.view_webhookdelivery",
     "calls.view_call",
     "calls.view_turn",

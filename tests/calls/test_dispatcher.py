@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from django.db import connections
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from calls.dispatcher import dispatch
 from calls.models import Call
@@ -253,3 +253,37 @@ def test_dispatch_racing_dispatchers_share_the_campaigns_concurrency(
     # then the four of them made as many calls as one would: the campaign's room
     assert errors == []
     assert Call.objects.live().count() == 10
+
+
+def test_a_campaign_its_dispatcher_could_call_nobody_of_completes_saying_why(running) -> None:
+    # given contacts none of whom can be called before the campaign's end, an hour away:
+    # two lack the first name, one is on the do-not-call list, one is in New York (06:00)
+    from campaigns.services import advance_campaigns
+
+    running.ends_at = NOON + datetime.timedelta(hours=1)
+    running.save()
+    named = {"first_name": "Ana"}
+    for phone, variables, zone in [
+        ("+34910000001", {}, "Europe/Madrid"),
+        ("+34910000002", {"first_name": " "}, "Europe/Madrid"),
+        ("+34910000003", named, "Europe/Madrid"),
+        ("+12125550100", named, "America/New_York"),
+    ]:
+        Contact.objects.create(campaign=running, phone=phone, variables=variables, time_zone=zone)
+    DoNotCall.objects.create(partner=running.partner, phone="+34910000003")
+
+    # when the dispatcher closes each of them, and beat looks at the campaign
+    with translation.override("en"):
+        result = dispatch(now=NOON)
+        counts = advance_campaigns(now=NOON + datetime.timedelta(minutes=1))
+
+    # then it completed, without a call, and its reason says why nobody was called
+    assert (result.created, result.closed) == ([], 4)
+    assert counts["completed"] == 1
+    running.refresh_from_db()
+    assert running.state == Campaign.State.COMPLETED
+    assert running.state_reason == (
+        "No call was made: of its 4 contacts, 2 lack first_name, 1 is on a do-not-call list; "
+        "1 could not be called for another reason (outside the calling window in "
+        "America/New_York (2026-11-25 06:00 there))."
+    )

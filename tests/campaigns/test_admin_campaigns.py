@@ -16,10 +16,11 @@ from django.contrib.messages import get_messages
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from calls.models import AnsweredBy, Call
 from calls.pacing import back_off_campaign
+from campaigns import services
 from campaigns.dashboard import campaign_dashboard
 from campaigns.models import Campaign, Contact
 from campaigns.stats import calls_by_hour
@@ -40,8 +41,15 @@ def control_url(campaign: Campaign, name: str) -> str:
     return reverse("admin:campaigns_campaign_control", args=[campaign.pk, name])
 
 
-def add_contact(campaign: Campaign, state: str = Contact.State.PENDING) -> Contact:
-    return Contact.objects.create(campaign=campaign, phone=f"+34600{next(PHONES):06d}", state=state)
+def add_contact(
+    campaign: Campaign, state: str = Contact.State.PENDING, variables: dict | None = None
+) -> Contact:
+    return Contact.objects.create(
+        campaign=campaign,
+        phone=f"+34600{next(PHONES):06d}",
+        state=state,
+        variables=variables or {},
+    )
 
 
 def add_call(
@@ -73,11 +81,12 @@ def add_call(
 
 
 def ready(campaign: Campaign, state: str = Campaign.State.DRAFT) -> Campaign:
-    """``campaign`` able to start: a caller number, a contact waiting, and ``state``."""
+    """``campaign`` able to start: a caller number, a contact waiting with the first name
+    its template speaks, and ``state``."""
     campaign.caller_number = "+34910000000"
     campaign.state = state
     campaign.save()
-    add_contact(campaign)
+    add_contact(campaign, variables={"first_name": "Ana"})
     return campaign
 
 
@@ -259,6 +268,45 @@ def test_start_action_lists_every_reason_it_was_refused(admin_client, settings, 
         "<li>No caller number: set one on the campaign or TWILIO_PHONE_NUMBER.</li>"
         "<li>The campaign has no contacts waiting to be called.</li></ul>"
     )
+
+
+def test_start_action_refused_when_nobody_waiting_can_be_called(admin_client, campaign) -> None:
+    # given a draft whose two contacts lack the first name its template speaks
+    ready(campaign)
+    Contact.objects.filter(campaign=campaign).update(variables={})
+    add_contact(campaign)
+
+    response = run_action(admin_client, "start_campaigns", campaign)
+
+    campaign.refresh_from_db()
+    assert campaign.state == Campaign.State.DRAFT
+    [(level, text)] = messages_of(response)
+    assert level == "error"
+    assert text.startswith(
+        '“Spring” cannot start:<ul class="campaign-refusal"><li>None of the 2 contacts '
+        "waiting can be called: 2 lack first_name. Give them the missing variables"
+    )
+
+
+def test_start_button_starts_with_a_warning_naming_who_cannot_be_called(
+    admin_client, campaign
+) -> None:
+    # given three contacts waiting: one with a first name, two without
+    ready(campaign)
+    add_contact(campaign)
+    add_contact(campaign)
+
+    response = admin_client.post(control_url(campaign, "start"), headers=ENGLISH)
+
+    campaign.refresh_from_db()
+    assert campaign.state == Campaign.State.RUNNING
+    assert messages_of(response) == [
+        ("success", "“Spring” started: it is calling."),
+        (
+            "warning",
+            "“Spring”: 2 of the 3 contacts waiting cannot be called: 2 lack first_name.",
+        ),
+    ]
 
 
 def test_start_action_on_several_campaigns_reports_each(admin_client, campaign, partner) -> None:
@@ -626,6 +674,40 @@ def test_a_draft_campaigns_settings_are_saved(admin_client, campaign) -> None:
     assert campaign.calls_per_second == 2
 
 
+def test_a_campaigns_caller_number_is_saved_in_e164(admin_client, campaign, partner) -> None:
+    # when staff type the numbers as people write them, on a new campaign and on a change
+    added = admin_client.post(
+        reverse("admin:campaigns_campaign_add"),
+        {
+            **form_data(campaign, name="Autumn", caller_number="+34 (910) 00-00-00"),
+            "partner": partner.pk,
+            "transfer_number": "910 000 999",
+        },
+    )
+    changed = admin_client.post(
+        change_url(campaign), form_data(campaign, caller_number="0034 910 000 001")
+    )
+
+    # then both are kept in E.164
+    assert added.status_code == changed.status_code == 302, added.content.decode()[:2000]
+    autumn = Campaign.objects.get(name="Autumn")
+    assert (autumn.caller_number, autumn.transfer_number) == ("+34910000000", "+34910000999")
+    campaign.refresh_from_db()
+    assert campaign.caller_number == "+34910000001"
+
+
+def test_a_caller_number_that_is_no_number_is_refused_on_its_field(admin_client, campaign) -> None:
+    response = admin_client.post(
+        change_url(campaign), form_data(campaign, caller_number="555"), headers=ENGLISH
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {"caller_number": ["“555” is not a valid phone number (region ES)."]}
+    campaign.refresh_from_db()
+    assert campaign.caller_number == ""
+
+
 def test_a_running_campaigns_settings_are_read_only(admin_client, campaign) -> None:
     # given a running campaign
     ready(campaign, Campaign.State.RUNNING)
@@ -748,6 +830,23 @@ def test_campaign_page_shows_the_figures_now(admin_client, campaign) -> None:
         r'<tr data-key="in-progress"><th scope="row">In progress</th><td class="count">1</td>'
     )
     assert re.search(in_progress, page)
+
+
+def test_campaign_page_says_why_a_completed_campaign_called_nobody(admin_client, campaign) -> None:
+    # given a campaign whose contacts all lack the first name its template speaks
+    add_contact(campaign, Contact.State.FAILED)
+    add_contact(campaign, Contact.State.FAILED)
+    Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.RUNNING)
+    campaign.refresh_from_db()
+    with translation.override("en"):
+        services.complete_campaign(campaign=campaign)
+
+    page = admin_client.get(change_url(campaign), headers=ENGLISH).content.decode()
+
+    assert (
+        '<span class="campaign-state-reason">(No call was made: of its 2 contacts, 2 lack '
+        "first_name.)</span>"
+    ) in page
 
 
 def test_campaign_page_draws_its_charts_from_the_calls(admin_client, campaign) -> None:

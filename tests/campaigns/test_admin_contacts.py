@@ -162,9 +162,45 @@ def test_import_of_a_large_file_runs_in_the_background_and_its_page_follows_it(
         "created": 2,
         "merged": 0,
         "rejected": 1,
+        "flagged": 0,
         "imported_percent": 66.7,
         "rejected_percent": 33.3,
     }
+
+
+def test_import_report_lists_the_rows_kept_without_a_variable_the_template_needs(
+    admin_client, campaign, django_capture_on_commit_callbacks
+) -> None:
+    # given a file whose second and third contacts have no first name, which the template
+    # speaks
+    content = b"phone,first_name,plan\n612345678,Ana,gold\n612345679,,gold\n612345670\n"
+
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(admin_client, campaign, content)
+
+    # then they are imported, counted apart, and listed with the variable they lack
+    page = admin_client.get(response["Location"], headers=ENGLISH).content.decode()
+    assert campaign.contacts.count() == 3
+    assert '<strong data-progress="imported">3</strong>' in page
+    assert '<strong data-progress="flagged">2</strong>' in page
+    assert '<li data-variable="first_name">first_name: 2 rows without it</li>' in page
+    rows = re.findall(r'<tr class="import-flagged-row" data-row="(\d+)">(.*?)</tr>', page, re.S)
+    assert [row for row, _cells in rows] == ["3", "4"]
+    cells = [cell.strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", rows[0][1], re.S)]
+    assert cells[:2] == ["3", "first_name"]
+    assert cells[2].startswith("Missing variable first_name, which the call template needs")
+
+
+def test_import_report_of_rows_with_every_variable_lists_none_kept_apart(
+    admin_client, campaign, django_capture_on_commit_callbacks
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(admin_client, campaign, GOOD_AND_BAD)
+
+    page = admin_client.get(response["Location"], headers=ENGLISH).content.decode()
+    assert '<strong data-progress="flagged">0</strong>' in page
+    assert 'id="import-flagged"' not in page
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from callcenter.metrics import WEBHOOK_DELIVERIES_FAILED, WEBHOOK_DELIVERY_ATTEMPTS
 from calls.models import Call, Turn
@@ -730,6 +730,21 @@ def test_completing_a_campaign_emits_campaign_completed(
     assert (data["contacts"]["done"], data["contacts"]["opted_out"]) == (1, 1)
     assert data["contacts"]["pending"] == 0
     assert len(callbacks) == 1
+
+
+def test_campaign_completed_without_a_call_tells_the_partner_why(endpoint, campaign) -> None:
+    # given a running campaign whose only contact lacks the first name the template speaks
+    Contact.objects.create(campaign=campaign, phone="+34600000001", state=Contact.State.FAILED)
+    transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+
+    with translation.override("en"):
+        complete_campaign(campaign=campaign)
+
+    data = WebhookDelivery.objects.get().payload["data"]
+    assert data["campaign"]["state"] == "completed"
+    assert data["campaign"]["state_reason"] == (
+        "No call was made: of its 1 contact, 1 lacks first_name."
+    )
 
 
 def test_other_campaign_moves_emit_nothing(endpoint, campaign) -> None:

@@ -7,8 +7,10 @@ from django.utils import translation
 
 from calls.models import Call
 from campaigns.eligibility import (
+    Blocked,
     Eligibility,
     ReasonCode,
+    count_blocked,
     eligibility_for,
     evaluate,
     load_eligibility_facts,
@@ -480,3 +482,104 @@ def test_eligibility_for_before_dialling_leaves_out_the_call_being_placed(runnin
     # then
     assert recheck.dialable
     assert other.codes == [ReasonCode.LIVE_CALL, ReasonCode.FREQUENCY_CAP]
+
+
+# --- Contacts blocked for good, counted by the database ---------------------------------
+
+# Values of a variable, and whether a line that speaks it can be said with them.
+VALUES = [
+    ({}, False),
+    ({"first_name": None}, False),
+    ({"first_name": ""}, False),
+    ({"first_name": "   "}, False),
+    ({"first_name": "\t\n"}, False),
+    ({"first_name": "Ana"}, True),
+    ({"first_name": 0}, True),
+    ({"first_name": False}, True),
+    ({"first_name": "0"}, True),
+    ({"other": "Ana"}, False),
+]
+
+
+@pytest.mark.django_db
+def test_count_blocked_lacks_a_variable_exactly_when_evaluate_says_so(
+    campaign, call_template
+) -> None:
+    # given contacts with every kind of value of a variable the template speaks
+    contacts = [
+        Contact.objects.create(campaign=campaign, phone=f"+3491234560{index}", variables=variables)
+        for index, (variables, _speakable) in enumerate(VALUES)
+    ]
+    campaign.state = Campaign.State.RUNNING
+
+    # when the database counts them, and evaluate looks at each
+    blocked = count_blocked(campaign=campaign, contacts=campaign.contacts.all())
+    verdicts = [ReasonCode.MISSING_VARIABLE in check(contact).codes for contact in contacts]
+
+    # then both agree on each
+    assert verdicts == [not speakable for _variables, speakable in VALUES]
+    assert blocked == Blocked(
+        total=len(VALUES),
+        blocked=sum(verdicts),
+        missing={"first_name": sum(verdicts)},
+        do_not_call=0,
+        exhausted=0,
+    )
+
+
+@pytest.mark.django_db
+def test_count_blocked_counts_each_reason_and_a_contact_once(campaign, partner) -> None:
+    # given a template that needs two variables, one of them with "__" in its name
+    template = campaign.template
+    template.variables = {"first_name": "Ana", "hora__cita": "10:00"}
+    template.greeting = (
+        "Hola {{ first_name }}, a las {{ hora__cita }}. Le llamamos de {{ partner }}."
+    )
+    template.instructions = "Confirma la cita."
+    template.save()
+    other = Partner.objects.create(name="Other")
+    both = {"first_name": "Ana", "hora__cita": "10:00"}
+    rows = [
+        ("+34912345601", {}, 0),  # lacks both
+        ("+34912345602", {"first_name": "Ana"}, 0),  # lacks the hour
+        ("+34912345603", both, 0),  # on the partner's list
+        ("+34912345604", both, 3),  # attempts used, and on the global list
+        ("+34912345605", both, 0),  # on another partner's list only: callable
+    ]
+    for phone, variables, attempts in rows:
+        Contact.objects.create(
+            campaign=campaign, phone=phone, variables=variables, attempts=attempts
+        )
+    DoNotCall.objects.create(partner=partner, phone="+34912345603")
+    DoNotCall.objects.create(partner=None, phone="+34912345604")
+    DoNotCall.objects.create(partner=other, phone="+34912345605")
+
+    # when
+    blocked = count_blocked(campaign=campaign, contacts=campaign.contacts.all())
+
+    # then
+    assert blocked == Blocked(
+        total=5,
+        blocked=4,
+        missing={"first_name": 1, "hora__cita": 2},
+        do_not_call=2,
+        exhausted=1,
+    )
+    assert blocked.describe() == (
+        "1 lacks first_name, 2 lack hora__cita, 2 are on a do-not-call list, "
+        "1 has used all its attempts"
+    )
+
+
+@pytest.mark.django_db
+def test_count_blocked_reads_the_template_as_it_is_now(campaign, call_template) -> None:
+    # given contacts imported for a template that needed first_name only
+    Contact.objects.create(campaign=campaign, phone=MADRID, variables={"first_name": "Ana"})
+    # when the template comes to need the appointment's day too
+    call_template.variables = {"first_name": "Ana", "day": "lunes"}
+    call_template.instructions = "Confirma la cita de {{ first_name }} el {{ day }}."
+    call_template.save()
+
+    blocked = count_blocked(campaign=campaign, contacts=campaign.contacts.all())
+
+    assert (blocked.blocked, blocked.missing) == (1, {"day": 1, "first_name": 0})

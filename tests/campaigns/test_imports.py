@@ -14,6 +14,7 @@ from django.db import OperationalError, connection, connections
 from django.utils import timezone, translation
 
 from campaigns import imports
+from campaigns.eligibility import eligibility_for
 from campaigns.imports import (
     ImportFileError,
     RowError,
@@ -137,6 +138,75 @@ def test_import_rows_merges_like_add_contact(campaign) -> None:
     b1 = campaign.contacts.get(external_id="B-1")
     assert (b1.phone, b1.variables) == ("+34600000001", {"city": "Vigo"})
     assert campaign.contacts.count() == 2
+
+
+def test_import_rows_keeps_rows_without_a_needed_variable_and_names_it(campaign) -> None:
+    # given rows for a template that speaks first_name (and "day" only with a default)
+    campaign.template.instructions = (
+        "Confirma la cita de {{ first_name }} el {{ day|default:'lunes' }}."
+    )
+    campaign.template.variables = {"first_name": "Lucía", "day": "lunes"}
+    campaign.template.save()
+    rows = [
+        {"phone": "+34910000001", "first_name": "Ana"},
+        {"phone": "+34910000002"},
+        {"phone": "+34910000003", "first_name": "  "},
+        {"phone": "+34910000004", "first_name": None},
+        {"phone": "+34910000005", "first_name": 0},
+        {"phone": "12345"},
+    ]
+
+    # when
+    result = import_rows(campaign=campaign, rows=rows)
+
+    # then every good row is kept; those without a first name are flagged, each named
+    assert (result.created, result.rejected, result.flagged) == (5, 1, 3)
+    assert result.missing_variables == {"first_name": 3}
+    assert [(w.row, w.field, w.value) for w in result.warnings] == [
+        (2, "first_name", ""),
+        (3, "first_name", "  "),
+        (4, "first_name", ""),
+    ]
+    assert result.warnings[0].message == (
+        "Missing variable first_name, which the call template needs: the contact is kept, "
+        "but it will not be called until it has a value."
+    )
+    # and eligibility refuses to call such a contact, for the same reason
+    kept = Contact.objects.with_campaign().get(phone="+34910000002")
+    assert kept.state == Contact.State.PENDING
+    reasons = [reason.message for reason in eligibility_for(contact=kept).reasons]
+    assert "missing variable first_name" in reasons
+
+
+def test_import_rows_flags_the_contact_as_saved_merges_included(campaign) -> None:
+    # given a contact with a first name, and one without
+    add_contact(campaign=campaign, phone="+34910000001", variables={"first_name": "Ana"})
+    add_contact(campaign=campaign, phone="+34910000002", variables={"plan": "gold"})
+
+    # when rows merge into both, and a row without it is completed by a later one
+    result = import_rows(
+        campaign=campaign,
+        rows=[
+            {"phone": "+34910000001", "plan": "gold"},
+            {"phone": "+34910000002", "plan": "silver"},
+            {"phone": "+34910000003"},
+            {"phone": "+34910000003", "first_name": "Cara"},
+        ],
+    )
+
+    # then only the contact that still lacks it is flagged, on the row merged into it
+    assert (result.created, result.merged, result.flagged) == (1, 3, 1)
+    assert [(w.row, w.field) for w in result.warnings] == [(2, "first_name")]
+
+
+def test_import_rows_flags_nothing_without_a_template(campaign) -> None:
+    campaign.template = None
+    campaign.save(update_fields=["template"])
+
+    result = import_rows(campaign=campaign, rows=[{"phone": "+34910000001"}])
+
+    assert (result.created, result.flagged, result.warnings) == (1, 0, [])
+    assert result.missing_variables == {}
 
 
 def test_import_rows_rejects_what_the_database_cannot_store(campaign) -> None:
@@ -502,9 +572,9 @@ def test_run_import_imports_the_stored_file_with_progress_and_errors(
     seen: list[int] = []
     original = imports._save_once
 
-    def save_once(store, rows):
+    def save_once(store, rows, needed):
         seen.append(ContactImport.objects.get(pk=contact_import.pk).processed_rows)
-        return original(store, rows)
+        return original(store, rows, needed)
 
     monkeypatch.setattr(imports, "_save_once", save_once)
 
@@ -533,6 +603,51 @@ def test_run_import_imports_the_stored_file_with_progress_and_errors(
         }
     ]
     assert events[0]["payload"]["created"] == 250
+
+
+def test_run_import_stores_the_rows_kept_with_warnings_across_batches(
+    campaign, events, monkeypatch
+) -> None:
+    # given a file read in batches of two, three of whose five rows lack the first name
+    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    text = "phone,first_name\n600000001,Ana\n600000002,\n600000003,\n600000004,Eva\n600000005,\n"
+    contact_import = stored_import(campaign, text.encode())
+
+    # when
+    contact_import = run_import(contact_import_id=contact_import.pk)
+
+    # then the report counts and names them, and so does the partner's event
+    assert (contact_import.created_count, contact_import.flagged_count) == (5, 3)
+    assert contact_import.missing_variables == {"first_name": 3}
+    assert list(contact_import.row_warnings.values_list("row", "field", "value")) == [
+        (3, "first_name", ""),
+        (4, "first_name", ""),
+        (6, "first_name", ""),
+    ]
+    payload = events[0]["payload"]
+    assert (payload["flagged"], payload["missing_variables"]) == (3, {"first_name": 3})
+
+
+def test_run_import_started_over_keeps_one_report_of_its_warnings(campaign, events) -> None:
+    # given an import whose worker died after saving a warning
+    contact_import = stored_import(campaign, b"phone\n600000001\n")
+    ContactImport.objects.filter(pk=contact_import.pk).update(
+        state=ContactImport.State.RUNNING,
+        updated_at=timezone.now() - imports.STALE_AFTER - datetime.timedelta(seconds=1),
+        flagged_count=1,
+    )
+    contact_import.row_warnings.create(row=2, field="first_name", message="old")
+
+    contact_import = run_import(contact_import_id=contact_import.pk)
+
+    assert contact_import.flagged_count == 1
+    assert list(contact_import.row_warnings.values_list("row", "message")) == [
+        (
+            2,
+            "Missing variable first_name, which the call template needs: the contact is "
+            "kept, but it will not be called until it has a value.",
+        )
+    ]
 
 
 def test_run_import_fails_with_the_reason_keeping_rows_before_a_broken_line(
@@ -678,9 +793,9 @@ def test_run_import_outside_a_transaction_saves_in_a_thread_while_reading(
     threads: set[str] = set()
     original = imports._save_once
 
-    def save_once(store, rows):
+    def save_once(store, rows, needed):
         threads.add(threading.current_thread().name)
-        return original(store, rows)
+        return original(store, rows, needed)
 
     monkeypatch.setattr(imports, "_save_once", save_once)
 
@@ -704,11 +819,11 @@ def test_run_import_raises_what_the_writer_thread_raised(campaign, events, monke
     original = imports._save_once
     calls: list[int] = []
 
-    def save_once(store, rows):
+    def save_once(store, rows, needed):
         calls.append(len(rows))
         if len(calls) == 3:
             raise OperationalError("server closed the connection unexpectedly")
-        return original(store, rows)
+        return original(store, rows, needed)
 
     monkeypatch.setattr(imports, "_save_once", save_once)
 

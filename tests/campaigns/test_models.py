@@ -264,3 +264,23 @@ def test_contact_with_campaign_loads_what_eligibility_reads(
 
     with django_assert_num_queries(0):
         assert contact.campaign.partner.name and contact.campaign.template.greeting
+
+
+@pytest.mark.parametrize(
+    "number", ["910000000", "+34 910 000 000", "+3491000000", "+1555123456", "+34910000000\n"]
+)
+def test_campaign_caller_number_must_be_a_valid_number_in_e164(partner, number) -> None:
+    campaign = Campaign(partner=partner, name="x", caller_number=number)
+
+    with translation.override("en"), pytest.raises(ValidationError) as excinfo:
+        campaign.full_clean()
+
+    assert excinfo.value.message_dict["caller_number"] == [
+        f"“{number}” is not a valid phone number in E.164 form, e.g. +34910000000."
+    ]
+
+
+def test_campaign_caller_and_transfer_numbers_in_e164_pass(partner) -> None:
+    Campaign(
+        partner=partner, name="x", caller_number="+34910000000", transfer_number="+15005550006"
+    ).full_clean()

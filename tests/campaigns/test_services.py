@@ -495,3 +495,205 @@ def test_remove_do_not_call_keeps_opt_outs_unless_staff(partner) -> None:
     services.remove_do_not_call(entry=entry, by_staff=True)
 
     assert not DoNotCall.objects.exists()
+
+
+def test_create_campaign_keeps_its_numbers_in_e164_as_contacts_are(partner) -> None:
+    # when numbers are written as people write them, in the campaign's region
+    created = services.create_campaign(
+        partner=partner,
+        name="Numbers",
+        caller_number="910 00 00 00",
+        transfer_number="0034 (910) 000-999",
+    )
+
+    # then they are kept as add_contact keeps a contact's
+    created.refresh_from_db()
+    assert (created.caller_number, created.transfer_number) == ("+34910000000", "+34910000999")
+
+
+def test_update_campaign_reads_the_caller_number_in_the_new_region(campaign) -> None:
+    updated = services.update_campaign(
+        campaign=campaign, phone_region="US", caller_number="(415) 555-2671"
+    )
+
+    updated.refresh_from_db()
+    assert updated.caller_number == "+14155552671"
+
+
+def test_create_campaign_refuses_a_caller_number_naming_field_and_value(partner) -> None:
+    with translation.override("en"), pytest.raises(ValidationError) as excinfo:
+        services.create_campaign(partner=partner, name="Bad", caller_number="91000")
+
+    # one message, on the field, naming the value and the region it was read in
+    assert excinfo.value.message_dict == {
+        "caller_number": ["“91000” is not a valid phone number (region ES)."]
+    }
+    assert not Campaign.objects.filter(name="Bad").exists()
+
+
+def test_start_campaign_still_refuses_a_stored_caller_number_that_is_no_number(startable) -> None:
+    # given a number saved before it was checked on save (E.164-shaped, but no number)
+    Campaign.objects.filter(pk=startable.pk).update(caller_number="+3491000000")
+    startable.refresh_from_db()
+
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    assert excinfo.value.reasons == [
+        "Caller number: “+3491000000” is not a valid phone number in E.164 form, e.g. +34910000000."
+    ]
+
+
+@pytest.fixture
+def uncallable(startable, partner) -> Campaign:
+    """``startable`` whose four contacts waiting can none be called: three lack first_name
+    (one has only blanks), two are on a do-not-call list (one of them lacks it too)."""
+    startable.contacts.all().delete()
+    for phone, variables in [
+        ("+34910000001", {}),
+        ("+34910000002", {"first_name": "  "}),
+        ("+34910000003", {"first_name": "Ana"}),
+        ("+34910000004", {"last_name": "Ruiz"}),
+    ]:
+        add_contact(campaign=startable, phone=phone, variables=variables)
+    DoNotCall.objects.create(partner=partner, phone="+34910000003")
+    DoNotCall.objects.create(partner=None, phone="+34910000004")
+    return startable
+
+
+def test_start_campaign_refuses_when_no_contact_waiting_can_be_called(uncallable) -> None:
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=uncallable)
+
+    # then the one reason says what is missing, and for how many
+    assert excinfo.value.reasons == [
+        "None of the 4 contacts waiting can be called: 3 lack first_name, 2 are on a "
+        "do-not-call list. Give them the missing variables (import them again with those "
+        "columns: rows merge into the contacts they match), or a default in the template's "
+        "lines."
+    ]
+    uncallable.refresh_from_db()
+    assert uncallable.state == "draft"
+
+
+def test_start_campaign_with_some_contacts_callable_runs_and_warns(uncallable, partner) -> None:
+    # given one more contact, callable: another partner's list does not hold for this one
+    add_contact(campaign=uncallable, phone="+34910000005", variables={"first_name": "Eva"})
+    other = services.create_partner(name="Other")
+    DoNotCall.objects.create(partner=other, phone="+34910000005")
+
+    start_campaign(campaign=uncallable)
+
+    assert uncallable.state == "running"
+    with translation.override("en"):
+        assert services.start_warnings(campaign=uncallable) == [
+            "4 of the 5 contacts waiting cannot be called: 3 lack first_name, 2 are on a "
+            "do-not-call list."
+        ]
+
+
+def test_start_campaign_counts_what_the_template_needs_now(startable, call_template) -> None:
+    # given a contact imported with first_name; then the template comes to need the day
+    call_template.variables = {"first_name": "Lucía", "day": "lunes"}
+    call_template.instructions = "Confirma la cita de {{ first_name }} el {{ day }}."
+    call_template.save()
+
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    (reason,) = excinfo.value.reasons
+    assert reason.startswith("The one contact waiting cannot be called: 1 lacks day.")
+
+
+def test_start_campaign_ignores_variables_with_a_default(uncallable, call_template) -> None:
+    # given lines that say first_name only when there is one
+    call_template.greeting = (
+        "Hola{% if first_name %} {{ first_name }}{% endif %}. Le llamamos de {{ partner }}. "
+        "Soy un asistente automático."
+    )
+    call_template.instructions = "Confirma la cita de {{ first_name|default:'la persona' }}."
+    call_template.save()
+    DoNotCall.objects.all().delete()
+
+    start_campaign(campaign=uncallable)
+
+    assert uncallable.state == "running"
+    assert services.start_warnings(campaign=uncallable) == []
+
+
+def test_start_campaign_without_contacts_says_how_many_rows_its_imports_rejected(
+    startable,
+) -> None:
+    startable.contacts.all().delete()
+    startable.imports.create(file_name="a.csv", state="done", error_count=2)
+    startable.imports.create(file_name="b.csv", state="done", error_count=1)
+
+    with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
+        start_campaign(campaign=startable)
+
+    assert excinfo.value.reasons == [
+        "The campaign has no contacts waiting to be called. Its imports rejected 3 rows; "
+        "their reports say why."
+    ]
+
+
+def test_resume_campaign_refuses_when_nobody_waiting_can_be_called(uncallable) -> None:
+    transition_campaign(campaign=uncallable, to=Campaign.State.RUNNING)
+    pause_campaign(campaign=uncallable)
+
+    with translation.override("en"), pytest.raises(CampaignStateError, match="None of the 4"):
+        resume_campaign(campaign=uncallable)
+
+
+def test_complete_campaign_that_placed_a_call_has_no_reason(startable) -> None:
+    from calls.models import Call
+
+    start_campaign(campaign=startable)
+    contact = startable.contacts.get()
+    Call.objects.create(
+        campaign=startable,
+        contact=contact,
+        attempt=1,
+        status="no-answer",
+        provider_sid="CA" + "0" * 32,
+        from_number="+34910000000",
+        to_number=contact.phone,
+    )
+
+    services.complete_campaign(campaign=startable)
+
+    startable.refresh_from_db()
+    assert (startable.state, startable.state_reason) == ("completed", "")
+
+
+def test_complete_campaign_without_contacts_says_so(startable) -> None:
+    start_campaign(campaign=startable)
+    startable.contacts.all().delete()
+
+    with translation.override("en"):
+        services.complete_campaign(campaign=startable)
+
+    assert startable.state_reason == "No call was made: the campaign has no contacts."
+
+
+def test_a_campaign_past_its_end_before_any_call_says_who_was_still_waiting(
+    startable, partner
+) -> None:
+    # given a running campaign with two contacts waiting and one lacking its first name,
+    # whose end date comes before the dispatcher called anyone
+    add_contact(campaign=startable, phone="+34910000002", variables={"first_name": "Eva"})
+    add_contact(campaign=startable, phone="+34910000003")
+    start_campaign(campaign=startable)
+    Campaign.objects.filter(pk=startable.pk).update(ends_at=timezone.now())
+
+    # when
+    with translation.override("en"):
+        advance_campaigns(now=timezone.now() + datetime.timedelta(seconds=1))
+
+    # then
+    startable.refresh_from_db()
+    assert startable.state == "completed"
+    assert startable.state_reason == (
+        "No call was made: of its 3 contacts, 1 lacks first_name; 2 were still waiting for "
+        "their time to call when the campaign ended."
+    )

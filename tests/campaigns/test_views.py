@@ -18,6 +18,7 @@ from campaigns.models import (
     Contact,
     ContactImport,
     ContactImportError,
+    ContactImportWarning,
     DoNotCall,
     IdempotencyKey,
     Partner,
@@ -188,6 +189,58 @@ def test_campaign_create_reports_json_settings_on_their_fields(api_client) -> No
     assert not Campaign.objects.filter(name="Bad").exists()
 
 
+def test_campaign_caller_number_is_kept_in_e164_as_contacts_are(api_client, api_campaign) -> None:
+    # when a partner writes the numbers as people do, on create and on change
+    created = api_client.post(
+        "/api/v1/campaigns/",
+        {"name": "Autumn", "caller_number": "+34 910 00 00 00", "transfer_number": "910000999"},
+        format="json",
+    )
+    changed = api_client.patch(
+        f"/api/v1/campaigns/{api_campaign.pk}/",
+        {"caller_number": "0034 910-000-001"},
+        format="json",
+    )
+
+    # then they are answered, and kept, in E.164
+    assert created.status_code == 201, created.content
+    assert (created.json()["caller_number"], created.json()["transfer_number"]) == (
+        "+34910000000",
+        "+34910000999",
+    )
+    assert changed.status_code == 200, changed.content
+    api_campaign.refresh_from_db()
+    assert api_campaign.caller_number == changed.json()["caller_number"] == "+34910000001"
+
+
+def test_campaign_caller_number_refused_on_save_naming_field_and_value(
+    api_client, api_campaign
+) -> None:
+    created = api_client.post(
+        "/api/v1/campaigns/", {"name": "Bad", "caller_number": "12345"}, format="json", headers=EN
+    )
+    changed = api_client.patch(
+        f"/api/v1/campaigns/{api_campaign.pk}/",
+        {"caller_number": "not a number"},
+        format="json",
+        headers=EN,
+    )
+
+    assert created.status_code == changed.status_code == 400
+    assert created.json()["errors"] == [
+        {
+            "field": "caller_number",
+            "code": "invalid",
+            "message": "“12345” is not a valid phone number (region ES).",
+        }
+    ]
+    assert changed.json()["errors"][0]["field"] == "caller_number"
+    assert "“not a number”" in changed.json()["errors"][0]["message"]
+    assert not Campaign.objects.filter(name="Bad").exists()
+    api_campaign.refresh_from_db()
+    assert api_campaign.caller_number == ""
+
+
 def test_campaign_create_refuses_a_name_the_partner_already_uses(api_client, api_campaign) -> None:
     response = api_client.post("/api/v1/campaigns/", {"name": api_campaign.name}, format="json")
 
@@ -338,6 +391,49 @@ def test_campaign_start_refusal_lists_every_reason(api_client, api_partner, sett
     assert campaign.state == "draft"
 
 
+def test_campaign_start_refused_naming_what_contacts_lack(
+    api_client, api_campaign, api_template, can_call
+) -> None:
+    # given a template that speaks the first name, and contacts without one
+    api_template.variables = {"first_name": "Lucía"}
+    api_template.instructions = "Confirma la cita de {{ first_name }}."
+    api_template.save()
+    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    Contact.objects.create(campaign=api_campaign, phone="+34600000002", variables={"x": "y"})
+
+    response = api_client.post(f"/api/v1/campaigns/{api_campaign.pk}/start/", headers=EN)
+
+    assert response.status_code == 409
+    [error] = response.json()["errors"]
+    assert error["message"].startswith(
+        "None of the 2 contacts waiting can be called: 2 lack first_name."
+    )
+    api_campaign.refresh_from_db()
+    assert api_campaign.state == "draft"
+
+
+def test_campaign_start_answers_the_contacts_it_cannot_call_as_warnings(
+    api_client, api_campaign, api_partner, can_call
+) -> None:
+    # given two contacts waiting, one of them on the partner's do-not-call list
+    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    Contact.objects.create(campaign=api_campaign, phone="+34600000002")
+    DoNotCall.objects.create(partner=api_partner, phone="+34600000002")
+    url = f"/api/v1/campaigns/{api_campaign.pk}"
+
+    started = api_client.post(f"{url}/start/", headers=EN)
+    api_client.post(f"{url}/pause/")
+    DoNotCall.objects.all().delete()
+    resumed = api_client.post(f"{url}/resume/", headers=EN)
+
+    assert started.status_code == 200, started.content
+    assert started.json()["state"] == "running"
+    assert started.json()["warnings"] == [
+        "1 of the 2 contacts waiting cannot be called: 1 is on a do-not-call list."
+    ]
+    assert resumed.json()["warnings"] == []
+
+
 def test_campaign_lifecycle_through_the_actions(api_client, api_campaign, can_call) -> None:
     # given
     Contact.objects.create(campaign=api_campaign, phone="+34600000001")
@@ -355,6 +451,24 @@ def test_campaign_lifecycle_through_the_actions(api_client, api_campaign, can_ca
     assert again.status_code == 409
     assert again.json()["message"] == "The campaign cannot be paused."
     assert again.json()["errors"][0]["message"] == ("A Cancelled campaign cannot become Paused.")
+
+
+def test_a_campaign_completed_without_a_call_says_why_in_the_api(
+    api_client, api_campaign, api_partner
+) -> None:
+    # given a running campaign whose only contact is on the do-not-call list
+    Contact.objects.create(campaign=api_campaign, phone="+34600000001", state="failed")
+    DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
+    in_state(api_campaign, "running")
+    with translation.override("en"):
+        services.advance_campaigns()
+
+    response = api_client.get(f"/api/v1/campaigns/{api_campaign.pk}/")
+
+    assert response.json()["state"] == "completed"
+    assert response.json()["state_reason"] == (
+        "No call was made: of its 1 contact, 1 is on a do-not-call list."
+    )
 
 
 def test_campaign_lifecycle_as_staff_across_partners(
@@ -759,6 +873,34 @@ def test_contact_csv_upload_imports_good_rows_and_reports_the_bad_one(
     ]
 
 
+def test_contact_csv_upload_keeps_rows_without_a_needed_variable_and_names_them(
+    api_client, api_campaign, api_template
+) -> None:
+    # given a template that speaks the first name, and a file where one row lacks it
+    api_template.variables = {"first_name": "Lucía"}
+    api_template.instructions = "Confirma la cita de {{ first_name }}."
+    api_template.save()
+    content = b"phone;first_name\n600000001;Ana\n600000002;\nbad;Eva\n"
+
+    response = upload(api_client, api_campaign, content, headers=EN)
+
+    # then it is kept, counted and named apart from the rejected row
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["created"], body["rejected"], body["flagged"]) == (2, 1, 1)
+    assert body["missing_variables"] == {"first_name": 1}
+    assert body["warnings"] == [
+        {
+            "row": 3,
+            "field": "first_name",
+            "value": "",
+            "message": "Missing variable first_name, which the call template needs: the "
+            "contact is kept, but it will not be called until it has a value.",
+        }
+    ]
+    assert api_campaign.contacts.filter(phone="+34600000002").exists()
+
+
 def test_contact_csv_uploaded_again_imports_nothing_twice(jwt_client, api_campaign) -> None:
     # given
     upload(jwt_client, api_campaign)
@@ -870,6 +1012,38 @@ def test_import_detail_shows_progress_counts_and_first_errors(api_client, api_ca
     assert [row["row"] for row in errors["results"]] == [22, 23, 24, 25, 26]
 
 
+def test_import_detail_shows_the_rows_kept_with_a_warning(api_client, api_campaign) -> None:
+    # given a finished import that kept 25 rows without the first name
+    contact_import = make_import(
+        api_campaign,
+        state=ContactImport.State.DONE,
+        flagged_count=25,
+        missing_variables={"first_name": 25},
+    )
+    ContactImportWarning.objects.bulk_create(
+        ContactImportWarning(
+            contact_import=contact_import, row=row, field="first_name", message="missing"
+        )
+        for row in range(2, 27)
+    )
+
+    # when
+    detail = api_client.get(f"/api/v1/imports/{contact_import.pk}/").json()
+    warnings = api_client.get(detail["warnings_url"] + "?page_size=10&page=3").json()
+
+    # then
+    assert (detail["flagged_count"], detail["missing_variables"]) == (25, {"first_name": 25})
+    assert len(detail["warnings"]) == 20
+    assert detail["warnings"][0] == {
+        "row": 2,
+        "field": "first_name",
+        "value": "",
+        "message": "missing",
+    }
+    assert warnings["count"] == 25
+    assert [row["row"] for row in warnings["results"]] == [22, 23, 24, 25, 26]
+
+
 def test_import_progress_is_unknown_until_the_rows_are_counted(api_client, api_campaign) -> None:
     contact_import = make_import(api_campaign)
 
@@ -890,11 +1064,12 @@ def test_imports_of_another_partner_answer_404(
     answers = [
         api_client.get(f"/api/v1/imports/{theirs.pk}/"),
         api_client.get(f"/api/v1/imports/{theirs.pk}/errors/"),
+        api_client.get(f"/api/v1/imports/{theirs.pk}/warnings/"),
     ]
 
     assert [row["id"] for row in listed] == [own.pk]
     assert {row["id"] for row in by_staff} == {own.pk, theirs.pk}
-    assert [answer.status_code for answer in answers] == [404, 404]
+    assert [answer.status_code for answer in answers] == [404, 404, 404]
 
 
 def test_imports_filter_by_campaign(api_client, api_partner, api_campaign) -> None:

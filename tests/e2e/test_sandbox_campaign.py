@@ -12,11 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 
 from calls.management.commands.seed_demo import GREETING, SCRIPTED_STEPS, TEMPLATE_TEXTS
 from calls.models import Call, Turn
 from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall, Partner
-from campaigns.services import add_contact, start_campaign
+from campaigns.services import CampaignStateError, add_contact, start_campaign
 from templates.models import CallTemplate
 from tests.processes import other_redis_database, running_system
 
@@ -148,11 +149,24 @@ def test_a_campaign_runs_through_the_sandbox_carrier_to_each_personas_end(system
     )
     phone = opted_out.first().phone
     add_contact(campaign=again, phone=phone, variables=opted_out.first().variables)
+    # Alone, it does not even let the campaign start: nobody waiting could be called.
+    with translation.override("en"), pytest.raises(CampaignStateError) as refusal:
+        start_campaign(campaign=again)
+    assert "1 is on a do-not-call list" in str(refusal.value)
+    # With someone else to call, the campaign starts, and the dispatcher skips the number.
+    add_contact(
+        campaign=again,
+        phone=f"+346100000{CONTACTS:02d}",
+        variables={**opted_out.first().variables, "sandbox_persona": "no_answer"},
+    )
     start_campaign(campaign=again)
     deadline = time.monotonic() + 20
-    while again.contacts.get().state == Contact.State.PENDING and time.monotonic() < deadline:
+    while (
+        again.contacts.get(phone=phone).state == Contact.State.PENDING
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.5)
-    contact = again.contacts.get()
+    contact = again.contacts.get(phone=phone)
     assert contact.state == Contact.State.FAILED
     assert "do-not-call" in contact.state_reason or "exclusión" in contact.state_reason
     assert Call.objects.filter(to_number=phone).count() == 1
