@@ -116,6 +116,8 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
 def csv_cell(value: Any) -> str:
     """A value as a CSV cell: moments in UTC (ISO 8601), true/false, JSON for lists and
     objects, nothing for None; texts defused."""
+    if type(value) is str:  # most cells: first
+        return defused(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -257,7 +259,7 @@ class _AsyncSteps(_Steps):
 def export_filename(*, subject: str, scope: Sequence[str], file_format: FileFormat) -> str:
     """``calls-initech-campaign-12-2025-05-31.csv``: what, whose, and the day (in the
     active time zone)."""
-    parts = [subject, *(slugify(part) for part in scope if part)]
+    parts = [subject, *filter(None, (slugify(part) for part in scope))]
     return f"{'-'.join(parts)}-{timezone.localdate().isoformat()}.{file_format.value}"
 
 

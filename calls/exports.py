@@ -36,6 +36,34 @@ CALL_OUTCOME_KEYS = (
 )
 
 
+# What a row reads of a call and its contact (and call_costs of the call): each field
+# left out is a column fewer to read and convert, a hundred thousand times over.
+CALL_FIELDS = (
+    "campaign_id",
+    "contact__external_id",
+    "contact__variables",
+    "to_number",
+    "attempt",
+    "status",
+    "answered_by",
+    "created_at",
+    "dialed_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "outcome",
+    "summary",
+    "price",
+    "price_unit",
+    "price_status",
+    "error_code",
+    "error_message",
+    "extraction_model",
+    "extraction_prompt_tokens",
+    "extraction_completion_tokens",
+)
+
+
 def _schema_fields(campaign: Campaign) -> list[str]:
     schema = campaign.template.outcome_schema if campaign.template is not None else None
     properties = schema.get("properties") if isinstance(schema, dict) else None
@@ -105,9 +133,7 @@ def call_table(*, calls: QuerySet[Call], transcript: bool, with_partner: bool) -
         *([_("transcript")] if transcript else []),
     ]
     rows = _rows(
-        calls.select_related(None)
-        .select_related("contact")
-        .defer("dialogue", "contact__state_reason"),
+        calls.select_related(None).select_related("contact").only(*CALL_FIELDS),
         campaigns=campaigns,
         variables=variables,
         outcome=outcome,
