@@ -379,7 +379,13 @@ class ExportViewMixin:
     description) in JSON like every other endpoint's."""
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(self, "action", None) == "export" and isinstance(response, Response):
+        # By the route's renderers, not its action: a method the route does not take
+        # (TRACE) has no action, and its 405 would otherwise go to a file's renderer.
+        offers_files = any(
+            issubclass(renderer, FileRenderer)
+            for renderer in self.renderer_classes  # type: ignore[attr-defined]
+        )
+        if offers_files and isinstance(response, Response):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]

@@ -577,3 +577,10 @@ def test_admin_export_is_for_staff_who_may_view_calls(client, django_user_model)
     client.force_login(user)
 
     assert client.get(ADMIN_EXPORT).status_code == 403
+
+
+def test_export_answers_a_method_it_does_not_take_in_json(api_client) -> None:
+    for response in (api_client.post(URL), api_client.generic("TRACE", URL)):
+        assert response.status_code == 405
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["code"] == "method_not_allowed"
