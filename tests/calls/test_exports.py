@@ -18,7 +18,8 @@ from django.db import connection
 from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -234,6 +235,19 @@ def test_export_refuses_a_transcript_flag_it_cannot_read(api_client, spring) -> 
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert [error["field"] for error in response.json()["errors"]] == ["transcript"]
+
+
+def test_export_headers_are_in_the_requests_language(api_client, spring) -> None:
+    make_call(spring)
+
+    english = next(csv.reader(io.StringIO(body(api_client.get(URL, **ENGLISH)).decode())))
+    spanish = next(csv.reader(io.StringIO(body(api_client.get(URL)).decode())))
+
+    # (the variables' and outcome fields' headers hold their names: left out here)
+    fixed = [(en, es) for en, es in zip(english, spanish, strict=True) if ": " not in en]
+    with translation.override("es"):
+        assert [es for _en, es in fixed] == [gettext(en) for en, _es in fixed]
+        assert gettext("status") in spanish  # one the catalogue already has
 
 
 # --- Filters and tenants --------------------------------------------------------------------
