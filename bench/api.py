@@ -236,7 +236,14 @@ def percentile(values: list[float], share: float) -> float:
 @contextmanager
 def web_server() -> Iterator[str]:
     """uvicorn serving the project on the bench database as the Procfile runs it, with
-    the API's rate limit out of the way."""
+    the API's rate limit out of the way: its URL."""
+    with web_server_process() as (url, _server):
+        yield url
+
+
+@contextmanager
+def web_server_process() -> Iterator[tuple[str, subprocess.Popen]]:
+    """``web_server``'s URL and its process (one process: uvicorn runs the app in it)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = child_env(APP_URL=url, API_THROTTLE_RATE="1000000/second", LOG_LEVEL="WARNING")
@@ -259,7 +266,7 @@ def web_server() -> Iterator[str]:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the web server did not start") from None
                 time.sleep(0.2)
-        yield url
+        yield url, server
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -33,7 +33,16 @@ def main() -> int:
     from django.db import connection
     from django.test.utils import setup_databases, teardown_databases
 
-    from bench import admin, api, dispatch, imports, speech_cost, speech_faults, turns
+    from bench import (
+        admin,
+        api,
+        dispatch,
+        exports,
+        imports,
+        speech_cost,
+        speech_faults,
+        turns,
+    )
     from tests.processes import end_other_sessions
 
     databases = setup_databases(verbosity=0, interactive=False)
@@ -48,6 +57,7 @@ def main() -> int:
             "imports": imports,
             "admin": admin,
             "api": api,
+            "exports": exports,
         }
         figures = [
             figure

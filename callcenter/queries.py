@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import router
-from django.db.models import Model, QuerySet
+from django.db import connections, router
+from django.db.models import CharField, F, Func, Model, QuerySet
 from django.db.models.constants import OnConflict
 
 
@@ -54,3 +54,27 @@ def insert_unless_taken(instance: Model) -> bool:
     instance._state.adding = False
     instance._state.db = using
     return True
+
+
+def json_keys(queryset: QuerySet, field: str) -> set[str]:
+    """The keys of the JSON objects in ``field`` across ``queryset``, each once.
+
+    PostgreSQL lists them itself (``jsonb_object_keys``, values that are no object left
+    out) and sends each key once; other databases send every value to be read here.
+    """
+    queryset = queryset.order_by()
+    if connections[queryset.db].vendor == "postgresql":
+        kind = Func(F(field), function="jsonb_typeof", output_field=CharField())
+        keys = Func(F(field), function="jsonb_object_keys", output_field=CharField())
+        return set(
+            queryset.alias(json_kind=kind)
+            .filter(json_kind="object")
+            .annotate(json_key=keys)
+            .values_list("json_key", flat=True)
+            .distinct()
+        )
+    found: set[str] = set()
+    for value in queryset.values_list(field, flat=True).iterator(chunk_size=2000):
+        if isinstance(value, dict):
+            found.update(value)
+    return found

@@ -20,7 +20,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from callcenter.exports import ExportAdminMixin, Table
 from calls.costs import call_cost
+from calls.exports import call_table
 from calls.models import Call, CallDirection, CallEvent, CallStatus, Turn
 from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
@@ -71,7 +73,7 @@ OUTCOME_FLAGS = {
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
     list_display = [
         "number",
         "campaign",
@@ -104,6 +106,7 @@ class CallAdmin(admin.ModelAdmin):
     # With hundreds of thousands of calls, counting them all on every page is the slow part.
     show_full_result_count = False
     change_form_template = "admin/calls/call/change_form.html"
+    export_subject = "calls"
     fieldsets = [
         (
             None,
@@ -152,6 +155,11 @@ class CallAdmin(admin.ModelAdmin):
     ]
     # Calls are written by the dialer and the provider's callbacks, never by hand.
     readonly_fields = [*(field.name for field in Call._meta.fields), "cost"]
+
+    def export_table(
+        self, request: HttpRequest, queryset: QuerySet[Call], *, transcript: bool
+    ) -> Table:
+        return call_table(calls=queryset, transcript=transcript, with_partner=True)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -12,22 +12,37 @@ from typing import Any
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import exceptions, mixins, status
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
+from callcenter.access import partner_of
 from callcenter.api import Pagination, ScopedViewSet
+from callcenter.exports import (
+    EXPORT_ACTION,
+    EXPORT_FORMAT_PARAMETER,
+    ExportViewMixin,
+    export_filename,
+    export_response,
+    export_responses,
+    negotiated_format,
+)
 from calls import telephony
 from calls.costs import call_costs
+from calls.exports import call_table
 from calls.filters import CallFilter
 from calls.models import Call
 from calls.serializers import CallDetailSerializer, CallSerializer
@@ -104,6 +119,28 @@ RECORDING_DESCRIPTION = gettext_lazy(
 )
 
 
+class CallExportSerializer(serializers.Serializer):
+    transcript = serializers.BooleanField(
+        default=False,
+        help_text=gettext_lazy(
+            "With each call's transcript in one more column: a line per turn, “speaker: words”."
+        ),
+    )
+
+
+EXPORT_DESCRIPTION = gettext_lazy(
+    "Every call the list's filters select (not a page: all of them), newest first, as a "
+    "CSV or XLSX file: a row a call with its contact, times, status, each outcome field "
+    "(a column each), cost in three parts and, with transcript=1, its transcript. Choose "
+    "the file with format (csv, the default, or xlsx), a suffix (export.xlsx) or the Accept "
+    "header. CSV is streamed as it is read, whatever its size; XLSX is written whole "
+    "before it is sent, so a large one takes a while to start. Column headers are in the "
+    "request's language (Accept-Language); times are UTC. Text a spreadsheet could take "
+    "for a formula (starting with =, +, -, @, tab or carriage return) is prefixed with ' "
+    "in CSV (so phones read '+34600000000) and written as text in XLSX."
+)
+
+
 @extend_schema_view(
     list=extend_schema(
         summary=gettext_lazy("List calls"),
@@ -121,7 +158,7 @@ RECORDING_DESCRIPTION = gettext_lazy(
         ),
     ),
 )
-class CallViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+class CallViewSet(ExportViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
     """The partner's calls, read-only: one attempt each, from dial to hang-up, and the
     calls contacts made to our numbers (``direction`` inbound)."""
 
@@ -149,6 +186,31 @@ class CallViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSe
 
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "costs": getattr(self, "costs", None)}
+
+    @extend_schema(
+        summary=gettext_lazy("Export calls as CSV or XLSX"),
+        description=EXPORT_DESCRIPTION,
+        parameters=[EXPORT_FORMAT_PARAMETER, CallExportSerializer],
+        responses=export_responses(EXPORT_DESCRIPTION),
+        filters=True,
+    )
+    @action(detail=False, methods=["get"], **EXPORT_ACTION)
+    def export(self, request: Request, format: str | None = None) -> HttpResponseBase:
+        # format: a suffix (export.xlsx), already taken by the content negotiation.
+        options = CallExportSerializer(data=request.query_params)
+        options.is_valid(raise_exception=True)
+        calls = self.filter_queryset(self.get_queryset()).order_by("-created_at", "-id")
+        partner = partner_of(request)
+        file_format = negotiated_format(request)
+        table = call_table(
+            calls=calls,
+            transcript=options.validated_data["transcript"],
+            with_partner=partner is None,
+        )
+        campaign = request.query_params.get("campaign", "")
+        scope = [partner.name if partner else "", f"campaign-{campaign}" if campaign else ""]
+        filename = export_filename(subject="calls", scope=scope, file_format=file_format)
+        return export_response(request, table=table, file_format=file_format, filename=filename)
 
     @extend_schema(
         summary=gettext_lazy("A call's recording"),

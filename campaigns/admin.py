@@ -36,9 +36,11 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import APIKey
 
+from callcenter.exports import ExportAdminMixin, Table
 from campaigns import deliveries, imports, services
 from campaigns.dashboard import campaign_dashboard, percent, progress_label
 from campaigns.eligibility import Eligibility, eligibility_for
+from campaigns.exports import contact_table
 from campaigns.forms import ContactImportForm, DoNotCallBulkForm, DoNotCallForm
 from campaigns.models import (
     Campaign,
@@ -553,7 +555,7 @@ def _contact_import_url(request: HttpRequest, campaign: Campaign) -> str:
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
     list_display = [
         "phone",
         "campaign",
@@ -575,6 +577,7 @@ class ContactAdmin(admin.ModelAdmin):
     # Millions of contacts: a filtered page does not count the whole table as well.
     show_full_result_count = False
     autocomplete_fields = ["campaign"]
+    export_subject = "contacts"
     readonly_fields = [
         "attempts",
         "dialable_now",
@@ -621,6 +624,11 @@ class ContactAdmin(admin.ModelAdmin):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         part = _phone_part(term)
         return (found | queryset.filter(part) if part else found), may_have_duplicates
+
+    def export_table(
+        self, request: HttpRequest, queryset: QuerySet[Contact], *, transcript: bool
+    ) -> Table:
+        return contact_table(contacts=queryset, with_partner=True)
 
     @admin.display(description=_("partner"), ordering="campaign__partner__name")
     def partner(self, contact: Contact) -> Partner:

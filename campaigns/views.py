@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
+from django.http import HttpResponseBase
 from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
@@ -31,9 +32,20 @@ from rest_framework.reverse import reverse
 
 from callcenter.access import ApiKeyUser, IsPartner, IsStaff, is_staff_request, partner_of
 from callcenter.api import Conflict, ScopedModelViewSet, ScopedViewSet
+from callcenter.exports import (
+    EXPORT_ACTION,
+    EXPORT_FORMAT_PARAMETER,
+    ExportViewMixin,
+    export_filename,
+    export_response,
+    export_responses,
+    negotiated_format,
+)
 from callcenter.parsers import JSONParser
 from campaigns import deliveries, imports, services
 from campaigns.eligibility import eligibility_for
+from campaigns.exports import contact_table
+from campaigns.filters import ContactFilter
 from campaigns.models import (
     Campaign,
     Contact,
@@ -422,6 +434,15 @@ class CampaignViewSet(ScopedModelViewSet):
 # --- Contacts ----------------------------------------------------------------------------
 
 
+CONTACT_EXPORT_DESCRIPTION = _(
+    "Every contact the filters select (of every campaign, or of one), by id, as a CSV or "
+    "XLSX file: a row a contact with its number, variables (a column each), state and "
+    "its reason, attempts, last call, whether it may be called now, every reason why not "
+    "(words and codes) and when it may be. Filters, format, headers, times and formula "
+    "safety as for the calls' export (GET /api/v1/calls/export/)."
+)
+
+
 @extend_schema_view(
     retrieve=extend_schema(
         summary=_("A contact, with whether it may be called now, why not and when"),
@@ -438,17 +459,62 @@ class CampaignViewSet(ScopedModelViewSet):
     ),
 )
 class ContactViewSet(
+    ExportViewMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     ScopedViewSet,
 ):
-    """``/api/v1/contacts/{id}/``: one contact of the partner's campaigns."""
+    """``/api/v1/contacts/{id}/``: one contact of the partner's campaigns;
+    ``/api/v1/contacts/export/``: the partner's contacts as a file."""
 
     queryset = Contact.objects.with_campaign()
     serializer_class = ContactDetailSerializer
     partner_lookup = "campaign__partner"
     http_method_names = ["get", "patch", "delete", "head", "options"]
+    # Only the export lists contacts here: its action sets what filters and orders them.
+    filterset_class = None
+    ordering_fields: list[str] = []
+    ordering: list[str] = []
+
+    @property
+    def search_region(self) -> str:
+        """Where a searched number without its country code is read: in the filtered
+        campaign's region, else the default one."""
+        campaign_id = self.request.query_params.get("campaign", "")
+        campaign = (
+            scoped_campaigns(self.request).filter(pk=campaign_id).first()
+            if campaign_id.isdigit()
+            else None
+        )
+        return campaign.phone_region if campaign else settings.DEFAULT_PHONE_REGION
+
+    @extend_schema(
+        summary=_("Export contacts as CSV or XLSX"),
+        description=CONTACT_EXPORT_DESCRIPTION,
+        parameters=[EXPORT_FORMAT_PARAMETER],
+        responses=export_responses(CONTACT_EXPORT_DESCRIPTION),
+        filters=True,
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        filter_backends=[DjangoFilterBackend, PhoneSearchFilter, OrderingFilter],
+        filterset_class=ContactFilter,
+        ordering_fields=["id", "created_at", "updated_at", "next_attempt_at", "attempts"],
+        ordering=["id"],
+        **EXPORT_ACTION,
+    )
+    def export(self, request: Request, format: str | None = None) -> HttpResponseBase:
+        # format: a suffix (export.xlsx), already taken by the content negotiation.
+        contacts = self.filter_queryset(self.get_queryset())
+        partner = partner_of(request)
+        file_format = negotiated_format(request)
+        table = contact_table(contacts=contacts, with_partner=partner is None)
+        campaign = request.query_params.get("campaign", "")
+        scope = [partner.name if partner else "", f"campaign-{campaign}" if campaign else ""]
+        filename = export_filename(subject="contacts", scope=scope, file_format=file_format)
+        return export_response(request, table=table, file_format=file_format, filename=filename)
 
     def get_object(self) -> Contact:
         contact = super().get_object()

@@ -11,6 +11,7 @@ from campaigns.eligibility import (
     Eligibility,
     ReasonCode,
     count_blocked,
+    eligibilities,
     eligibility_for,
     evaluate,
     load_eligibility_facts,
@@ -583,3 +584,44 @@ def test_count_blocked_reads_the_template_as_it_is_now(campaign, call_template) 
     blocked = count_blocked(campaign=campaign, contacts=campaign.contacts.all())
 
     assert (blocked.blocked, blocked.missing) == (1, {"day": 1, "first_name": 0})
+
+
+@pytest.mark.django_db
+def test_eligibilities_agree_with_eligibility_for_in_three_queries_for_any_number(
+    partner, call_template, running, django_assert_num_queries
+) -> None:
+    # given contacts of two partners sharing numbers: one with three calls in 24 h across
+    # its partner's campaigns (Florida's cap), one with a live call, one on its partner's
+    # list, one on the global list, and another partner's contact of the capped number
+    other_campaign = Campaign.objects.create(
+        partner=partner, name="Florida B", template=call_template, state="running"
+    )
+    capped = add_contact(running)
+    sibling = add_contact(other_campaign)
+    for contact, hours in ((capped, 23), (capped, 2), (sibling, 1)):
+        add_call(contact, at=FLORIDA_MORNING - datetime.timedelta(hours=hours))
+    live = add_contact(running, phone=ATLANTA)
+    add_call(live, at=FLORIDA_MORNING - datetime.timedelta(minutes=1), status="in-progress")
+    listed = add_contact(running, phone="+13055550124")
+    DoNotCall.objects.create(partner=partner, phone=listed.phone)
+    everyone = add_contact(running, phone="+13055550125")
+    DoNotCall.objects.create(partner=None, phone=everyone.phone)
+    stranger = Partner.objects.create(name="Stranger")
+    strangers_campaign = Campaign.objects.create(
+        partner=stranger, name="S", template=call_template, state="running"
+    )
+    unrelated = add_contact(strangers_campaign)
+    DoNotCall.objects.create(partner=stranger, phone=ATLANTA)
+    contacts = list(Contact.objects.with_campaign().order_by("pk"))
+
+    # when the verdicts are given for all of them at once
+    with django_assert_num_queries(3):
+        verdicts = eligibilities(contacts=contacts, now=FLORIDA_MORNING)
+
+    # then each is the one a contact's own check gives
+    for contact in contacts:
+        assert verdicts[contact.pk] == eligibility_for(contact=contact, now=FLORIDA_MORNING)
+    assert ReasonCode.FREQUENCY_CAP in verdicts[sibling.pk].codes
+    assert verdicts[live.pk].codes == [ReasonCode.LIVE_CALL]
+    assert verdicts[listed.pk].codes == verdicts[everyone.pk].codes == [ReasonCode.DO_NOT_CALL]
+    assert verdicts[unrelated.pk].dialable
