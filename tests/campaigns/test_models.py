@@ -272,12 +272,13 @@ def test_contact_with_campaign_loads_what_eligibility_reads(
 def test_campaign_caller_number_must_be_a_valid_number_in_e164(partner, number) -> None:
     campaign = Campaign(partner=partner, name="x", caller_number=number)
 
-    with translation.override("en"), pytest.raises(ValidationError) as excinfo:
-        campaign.full_clean()
+    with translation.override("en"):
+        with pytest.raises(ValidationError) as excinfo:
+            campaign.full_clean()
 
-    assert excinfo.value.message_dict["caller_number"] == [
-        f"“{number}” is not a valid phone number in E.164 form, e.g. +34910000000."
-    ]
+        assert excinfo.value.message_dict["caller_number"] == [
+            f"“{number}” is not a valid phone number in E.164 form, e.g. +34910000000."
+        ]
 
 
 def test_campaign_caller_and_transfer_numbers_in_e164_pass(partner) -> None:
