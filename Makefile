@@ -4,27 +4,41 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+RUNTIME_INSTALLED := $(VENV)/.installed-runtime
 
 .PHONY: run test lint format validate install messages bench clean
 
 $(BIN)/python:
+	@echo "==> Creating the virtualenv $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 
+# `make run` needs only what running needs (requirements.txt); the tests, benchmarks and
+# linters add the tools of requirements-dev.txt. pip says what it fetches as it goes.
+$(RUNTIME_INSTALLED): requirements.txt | $(BIN)/python
+	@echo "==> Installing the runtime packages (requirements.txt) into $(VENV): a minute or two the first time"
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements.txt
+	@touch $@
+
 $(INSTALLED): requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	@echo "==> Installing the runtime and development packages (requirements-dev.txt) into $(VENV): a few minutes the first time"
+	$(BIN)/python -m pip install --disable-pip-version-check -r requirements-dev.txt
+	@touch $@ $(RUNTIME_INSTALLED)
 
 install: $(INSTALLED)
 
 # Web (uvicorn), worker and beat together, with demo data. Variables from .env apply.
-run: install
+# When one of the three stops, honcho stops the other two (it restarts nothing): say so.
+run: $(RUNTIME_INSTALLED)
 	@set -a; [ ! -f .env ] || . ./.env; set +a; \
 	export PORT="$${PORT:-8000}"; export APP_URL="$${APP_URL:-http://localhost:$$PORT}"; \
 	export PATH="$(CURDIR)/$(BIN):$$PATH"; \
 	$(BIN)/python manage.py migrate --noinput && \
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0 && \
-	$(BIN)/python manage.py seed_demo && \
-	exec $(BIN)/honcho --no-colour start --procfile Procfile --port "$$PORT"
+	$(BIN)/python manage.py seed_demo || exit; \
+	$(BIN)/honcho --no-colour start --procfile Procfile --port "$$PORT"; status=$$?; \
+	case $$status in 0|130|143) ;; *) echo "make run: a process stopped on its own (its last \
+	lines are above, then 'stopped (rc=...)'), so web, worker and beat were all stopped. \
+	Run make run again to start them." >&2;; esac; exit $$status
 
 test: install
 	$(BIN)/pytest

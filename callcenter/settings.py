@@ -266,12 +266,15 @@ if REDIS_URL:
     }
 else:
     # No server needed: kombu's filesystem transport passes messages through a folder,
-    # and the file-based cache is shared by web, worker and beat on one machine.
+    # and the file-based cache is shared by web, worker and beat on one machine. The
+    # transport is ours (callcenter/broker.py): kombu's own lets a worker read a message
+    # another process is still writing, and the worker stops.
     _broker_dir = DATA_DIR / "broker"
     # kombu's filesystem transport and Celery's file backend expect their folders to exist.
     for _folder in (_broker_dir / "queue", _broker_dir / "control", DATA_DIR / "results"):
         _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://localhost/"
+    CELERY_BROKER_TRANSPORT = "callcenter.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

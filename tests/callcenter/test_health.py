@@ -75,6 +75,7 @@ def test_health_redis_cache_unreachable_answers_503_naming_it(client, closed_por
 def test_health_broker_unreachable_answers_503_naming_it(client, closed_port, monkeypatch) -> None:
     monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{closed_port}/0")
     monkeypatch.setitem(celery_app.conf, "broker_transport_options", {})
+    monkeypatch.setitem(celery_app.conf, "broker_transport", None)  # the embedded default's
 
     response = client.get("/health")
 

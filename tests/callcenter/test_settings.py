@@ -70,6 +70,7 @@ def test_settings_embedded_default_needs_no_servers(monkeypatch, tmp_path) -> No
     assert settings["DATABASES"]["default"]["ENGINE"].endswith("sqlite3")
     assert Path(settings["DATABASES"]["default"]["NAME"]) == tmp_path / "callcenter.sqlite3"
     assert settings["CELERY_BROKER_URL"] == "filesystem://localhost/"
+    assert settings["CELERY_BROKER_TRANSPORT"] == "callcenter.broker:Transport"
     assert settings["CACHES"]["default"]["BACKEND"].endswith("FileBasedCache")
     assert settings["TELEPHONY_BACKEND"] == "sandbox"
     assert settings["LANGUAGE_CODE"] == "es"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 from django.db import OperationalError, connection
@@ -38,6 +39,32 @@ def test_warm_up_makes_no_speech_client_without_a_key(fresh_clients) -> None:
     warm_up()
 
     assert speech._client.cache_info().currsize == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_warm_up_inside_a_running_event_loop_reaches_the_database(
+    monkeypatch, fresh_clients
+) -> None:
+    # given the import of `uvicorn --workers N`, inside the worker's running event loop
+    reached = []
+    original = type(connection._connections["default"]).ensure_connection
+
+    def ensure_connection(self) -> None:
+        original(self)
+        reached.append((threading.current_thread().name.split("_")[0], self.is_usable()))
+
+    monkeypatch.setattr(
+        type(connection._connections["default"]), "ensure_connection", ensure_connection
+    )
+
+    async def import_the_application() -> None:
+        warm_up()  # no SynchronousOnlyOperation
+
+    asyncio.run(import_the_application())
+
+    # then the database was reached, from a thread of the warm-up's own
+    assert ("warm-up", True) in reached
+    assert conversation.tls_context.cache_info().currsize == 1
 
 
 def test_warm_up_survives_an_unreachable_database(monkeypatch, caplog, fresh_clients) -> None:
