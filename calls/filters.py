@@ -7,6 +7,7 @@ from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
@@ -75,6 +76,14 @@ class CallFilter(django_filters.FilterSet):
     )
     outcome = django_filters.CharFilter(
         method="filter_outcome",
+        max_length=100,
+        # A field's name, never an array index: PostgreSQL reads a key of digits as one.
+        validators=[
+            RegexValidator(
+                r"\A[A-Za-z_][A-Za-z0-9_]*\Z",
+                _("An outcome field's name: letters, digits and _, not starting with a digit."),
+            )
+        ],
         help_text=_(
             "Only calls whose outcome has this field set to true: opted_out, transferred, "
             "extraction_failed, or a boolean field of the template's outcome schema."

@@ -221,6 +221,19 @@ def test_calls_filter_by_outcome_field(api_client, spring) -> None:
     assert ids(response) == [opted_out.pk]
 
 
+@pytest.mark.parametrize("flag", ["504870710175326", "0", "opted-out", "a b", "x" * 101])
+def test_calls_filter_by_outcome_refuses_what_cannot_be_a_fields_name(
+    api_client, spring, flag
+) -> None:
+    # A key of digits would be read by PostgreSQL as an array index (a 500 before).
+    make_call(spring, outcome={"opted_out": True})
+
+    response = api_client.get("/api/v1/calls/", {"outcome": flag})
+
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["errors"]] == ["outcome"]
+
+
 def test_a_contacts_history_lists_its_calls_both_ways(api_client, spring) -> None:
     # given: we called the contact, and it rang us back
     ours = make_call(spring, status=Call.Status.NO_ANSWER)
