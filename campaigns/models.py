@@ -810,7 +810,23 @@ class ContactImport(models.Model):
         return self.file_name or str(self.pk)
 
 
-class ContactImportError(models.Model):
+class ImportRowNote(models.Model):
+    """What an import says of one of its rows: where, which field, the value and what."""
+
+    row = models.PositiveIntegerField(_("row"))
+    field = models.CharField(_("field"), max_length=200, blank=True)
+    value = models.TextField(_("value"), blank=True)
+    message = models.CharField(_("message"), max_length=500)
+
+    class Meta:
+        abstract = True
+        ordering = ["contact_import", "row", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.row}: {self.message}"
+
+
+class ContactImportError(ImportRowNote):
     """One rejected row of an import: where, which field, the value and what is wrong."""
 
     contact_import = models.ForeignKey(
@@ -819,21 +835,13 @@ class ContactImportError(models.Model):
         on_delete=models.CASCADE,
         related_name="row_errors",
     )
-    row = models.PositiveIntegerField(_("row"))
-    field = models.CharField(_("field"), max_length=200, blank=True)
-    value = models.TextField(_("value"), blank=True)
-    message = models.CharField(_("message"), max_length=500)
 
-    class Meta:
+    class Meta(ImportRowNote.Meta):
         verbose_name = _("rejected row")
         verbose_name_plural = _("rejected rows")
-        ordering = ["contact_import", "row", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.row}: {self.message}"
 
 
-class ContactImportWarning(models.Model):
+class ContactImportWarning(ImportRowNote):
     """One kept row of an import whose contact cannot be called as it is: the variable the
     call template needs that it lacks (``field``), and the value it has (blank, or none)."""
 
@@ -843,18 +851,10 @@ class ContactImportWarning(models.Model):
         on_delete=models.CASCADE,
         related_name="row_warnings",
     )
-    row = models.PositiveIntegerField(_("row"))
-    field = models.CharField(_("field"), max_length=200, blank=True)
-    value = models.TextField(_("value"), blank=True)
-    message = models.CharField(_("message"), max_length=500)
 
-    class Meta:
+    class Meta(ImportRowNote.Meta):
         verbose_name = _("row kept with a warning")
         verbose_name_plural = _("rows kept with a warning")
-        ordering = ["contact_import", "row", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.row}: {self.message}"
 
 
 class WebhookEvent(models.TextChoices):
