@@ -119,9 +119,9 @@ MACHINE_ANSWERS = frozenset(
     }
 )
 
-# Twilio errors after which calling the number again cannot help (shared/reference/
-# twilio.md §9): an invalid or unreachable number, or a destination the account may not
-# call. Any other failure is retried per the campaign's policy.
+# Twilio errors after which calling the number again cannot help (Twilio's error
+# dictionary, https://www.twilio.com/docs/api/errors): an invalid or unreachable number, or
+# a destination the account may not call. Any other failure is retried per the campaign's policy.
 PERMANENT_ERROR_CODES = frozenset({13224, 13227, 21211, 21215, 21217, 32205})
 
 # Twilio never puts a price in a callback: its Call resource gets one some seconds to

@@ -1,10 +1,10 @@
 """Calling rules as versioned data: when a number may be called under a compliance profile.
 
-Each profile and local override below names its rule id in
-``shared/reference/calling-rules.md`` and its source. Hours are local wall-clock intervals
-``[start, end)`` in the callee's time zone ("21:00" ends before 21:00:00; "24:00" is the end
-of the day). A state or campaign window only ever narrows a profile: every applicable set of
-hours is intersected, and a holiday closes the whole day.
+Each profile and local override below names its rule id (the table in
+``docs/architecture.md``, *Calling rules and eligibility*) and its source. Hours are local
+wall-clock intervals ``[start, end)`` in the callee's time zone ("21:00" ends before
+21:00:00; "24:00" is the end of the day). A state or campaign window only ever narrows a
+profile: every applicable set of hours is intersected, and a holiday closes the whole day.
 
 Any change to the data below bumps ``RULES_DATA_VERSION``; ``RULES_VERSION`` also names the
 versions of the holiday calendars and the numbering plan data that decisions depend on, so an

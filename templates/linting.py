@@ -1,7 +1,7 @@
 """The disclosure lint: what a template must say before a campaign may call with it.
 
 Separate from CallTemplate.clean(): a draft may be saved while it fails, a campaign may not
-start with it. The rules, from the calling rules (shared/reference/calling-rules.md):
+start with it. The rules, each with its legal source:
 
 - the greeting (and the greeting for a contact who calls back, when the template has one)
   names the company: TRLGDCU art. 96.2 (Spain) and 47 CFR 64.1200(b)(1) (US) require the
