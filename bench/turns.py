@@ -201,7 +201,12 @@ def time_to_first_audio(call) -> list[Figure]:
             await flow.reply(pending)
             streamed.append(time.perf_counter() - started)
             started = time.perf_counter()
-            answer = await conversation.stream_reply(system=pending.system, history=pending.history)
+            answer = await conversation.stream_reply(
+                system=pending.system,
+                history=pending.history,
+                contact=pending.contact,
+                answer_schema=pending.answer_schema,
+            )
             await sync_to_async(speech_for_call, thread_sensitive=False)(
                 call=call, text=answer.text
             )

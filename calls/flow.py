@@ -43,7 +43,14 @@ from calls.services import (
 from campaigns.models import MachineAction
 from campaigns.phones import time_zones_for
 from templates.models import CallTemplate
-from templates.rendering import TemplateRenderError, contact_context, render_line, sentences
+from templates.rendering import (
+    Instructions,
+    TemplateRenderError,
+    contact_context,
+    render_instructions,
+    render_line,
+    sentences,
+)
 from voices.clips import Speech
 
 logger = logging.getLogger(__name__)
@@ -648,6 +655,10 @@ class PendingReply:
     retrying: bool
     system: str
     history: list[dict[str, str]]
+    # The contact values the instructions refer to, given to the model as data apart.
+    contact: dict[str, str] = field(default_factory=dict)
+    # The outcome fields the model may record (calls.outcomes.answer_schema).
+    answer_schema: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     deadline: float = field(
         default_factory=lambda: (
@@ -673,15 +684,20 @@ def _pending_reply(
 ) -> PendingReply:
     """What the model needs to answer on ``call``; ``transcript`` is its turns as
     (sequence, role, text, digits) when the caller has just read them."""
+    from calls.outcomes import answer_schema
+
     template = call.campaign.template
     zone = _contact_zone(call)
     missed = _moment((call.dialogue or {}).get("missed_call_at")) if call.is_inbound else None
+    instructions = _instructions(call)
+    answers = answer_schema(schema=template.outcome_schema)
     system = conversation.system_prompt(
-        instructions=line(call, "instructions", template.instructions),
+        instructions=instructions.text,
         now_local=timezone.now().astimezone(zone),
         language=template.language,
         inbound=call.is_inbound,
         missed_call_local=missed.astimezone(zone) if missed is not None else None,
+        answer_fields=conversation.answer_fields(answers),
     )
     if transcript is None:
         transcript = list(call.turns.values_list("sequence", "role", "text", "digits"))
@@ -692,7 +708,26 @@ def _pending_reply(
         for text in [words or digits]
         if text
     ]
-    return PendingReply(call=call, retrying=retrying, system=system, history=history)
+    return PendingReply(
+        call=call,
+        retrying=retrying,
+        system=system,
+        history=history,
+        contact=instructions.data,
+        answer_schema=answers,
+    )
+
+
+def _instructions(call: Call) -> Instructions:
+    """The template's AI instructions for the call, its contact's values apart (as
+    ``render_instructions`` does); empty when they cannot be rendered (a variable went
+    missing since the dial), as ``line`` does."""
+    text = call.campaign.template.instructions
+    try:
+        return render_instructions(text=text, context=contact_context(contact=call.contact))
+    except TemplateRenderError as error:
+        logger.warning("Call %s: instructions not rendered: %s", call.pk, error)
+        return Instructions(text="", data={})
 
 
 async def reply(pending: PendingReply) -> str:
@@ -754,7 +789,11 @@ async def reply(pending: PendingReply) -> str:
     async def run() -> Acted:
         try:
             answer = await conversation.stream_reply(
-                system=pending.system, history=pending.history, on_sentence=on_sentence
+                system=pending.system,
+                history=pending.history,
+                contact=pending.contact,
+                answer_schema=pending.answer_schema,
+                on_sentence=on_sentence,
             )
         except (conversation.ConversationUnavailable, conversation.ConversationRejected) as error:
             for task in voicing:

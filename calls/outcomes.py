@@ -32,6 +32,36 @@ logger = logging.getLogger(__name__)
 # emit call.completed themselves.
 call_concluded = Signal()
 
+# The outcome keys the call itself keeps (its opt-out, transfer, callback and extraction):
+# the model's record_answer never writes them, whatever the template's schema declares,
+# since they move the contact (a callback, a retry, an opt-out) and have tools of their own.
+CALL_OUTCOME_KEYS = frozenset(
+    {
+        "callback",
+        "callback_at",
+        "callback_note",
+        "do_not_call",
+        "extraction_error",
+        "extraction_failed",
+        "extraction_raw",
+        "opted_out",
+        "transfer_failed",
+        "transfer_status",
+        "transferred",
+    }
+)
+
+
+def answer_schema(*, schema: object) -> dict:
+    """The part of a template's outcome ``schema`` that the model may record during the
+    call (record_answer): its top-level properties but CALL_OUTCOME_KEYS."""
+    if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+        return {}
+    properties = {
+        name: spec for name, spec in schema["properties"].items() if name not in CALL_OUTCOME_KEYS
+    }
+    return {**schema, "properties": properties}
+
 
 def opt_out(*, call: Call, how: str) -> str:
     """The callee asked not to be called again: the number goes on the partner's

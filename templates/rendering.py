@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from django.template import Context, Engine, Template, TemplateSyntaxError
+from django.template import Context, Engine, Template, TemplateSyntaxError, VariableDoesNotExist
 from django.template.base import (
     BLOCK_TAG_START,
     FilterExpression,
@@ -149,6 +149,72 @@ def render_line(*, text: str, context: dict[str, str], field: str = "text") -> s
     assert scan.template is not None  # a scan without refusals holds its template
     rendered = scan.template.render(Context(context, autoescape=False))
     return " ".join(rendered.split())
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """A template's AI instructions rendered for a call: the text, in which each contact
+    value is a reference such as ``[contact.first_name]``, and the values referred to."""
+
+    text: str
+    data: dict[str, str]
+
+
+def contact_reference(name: str) -> str:
+    """How the AI instructions refer to the contact value ``name`` (see render_instructions)."""
+    return f"[contact.{name}]"
+
+
+def render_instructions(
+    *, text: str, context: dict[str, str], field: str = "instructions"
+) -> Instructions:
+    """``text`` rendered as ``render_line`` does, but a contact's value never enters it:
+    each variable that would print one prints its reference (``contact_reference``), and
+    the value goes in ``data``, for the model to read as data apart from the instructions.
+
+    Contact values are every variable but ``campaign`` and ``partner`` (staff's own).
+    They still decide {% if %} branches, a ``default`` for a blank value and ``yesno``,
+    whose output is the template's own words; other filters do not apply to a reference.
+    """
+    scan = _checked_scan(field, text)
+    for use in scan.uses:
+        if not use.optional and not context.get(use.name, "").strip():
+            raise MissingVariable(use.name)
+    assert scan.template is not None  # a scan without refusals holds its template
+    data: dict[str, str] = {}
+    rendered = _render_referring(scan.template.nodelist, Context(context, autoescape=False), data)
+    return Instructions(text=" ".join(rendered.split()), data=data)
+
+
+def _render_referring(nodelist: NodeList, context: Context, data: dict[str, str]) -> str:
+    # The sandbox lets through text, variables and {% if %} alone (see _walk).
+    parts: list[str] = []
+    for node in nodelist:
+        if isinstance(node, IfNode):
+            # As IfNode.render: the first branch whose condition holds (None: else).
+            for condition, branch in node.conditions_nodelists:
+                try:
+                    match = True if condition is None else condition.eval(context)
+                except VariableDoesNotExist:
+                    match = None
+                if match:
+                    parts.append(_render_referring(branch, context, data))
+                    break
+            continue
+        if isinstance(node, VariableNode):
+            expression = node.filter_expression
+            name = _variable_name(expression)
+            value = str(context.get(name, "")) if name is not None else ""
+            chooses_words = any(
+                getattr(function, "_filter_name", None) == "yesno"
+                for function, _arguments in expression.filters
+            )
+            if name not in CAMPAIGN_VARIABLES and value.strip() and not chooses_words:
+                data[name] = value
+                parts.append(contact_reference(name))
+                continue
+        parts.append(node.render_annotated(context))
+    return "".join(parts)
 
 
 def contact_context(*, contact: ContactLike) -> dict[str, str]:

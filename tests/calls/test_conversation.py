@@ -77,6 +77,7 @@ def model_parameters(body: dict[str, Any]) -> dict[str, Any]:
 def reply(**kwargs: Any) -> conversation.Reply:
     kwargs.setdefault("system", "Eres el asistente de Clínica Demo.")
     kwargs.setdefault("history", HISTORY)
+    kwargs.setdefault("answer_schema", SCHEMA)
     return asyncio.run(stream_reply(**kwargs))
 
 
@@ -422,7 +423,10 @@ def test_system_prompt_gives_the_local_time_language_and_tools() -> None:
     now = datetime.datetime(2026, 11, 28, 17, 42, tzinfo=ZoneInfo("Europe/Madrid"))
 
     prompt = system_prompt(
-        instructions="Confirma la cita de Lucía.", now_local=now, language="es-ES"
+        instructions="Confirma la cita de Lucía.",
+        now_local=now,
+        language="es-ES",
+        answer_fields=["confirmed", "notes"],
     )
 
     assert prompt.startswith("Confirma la cita de Lucía.")
@@ -431,6 +435,7 @@ def test_system_prompt_gives_the_local_time_language_and_tools() -> None:
     assert "Spanish (es-ES)" in prompt
     for tool in TOOLS:
         assert tool["function"]["name"] in prompt
+    assert "one call per field, one of: confirmed, notes." in prompt
     assert "markdown" in prompt
 
 
@@ -1202,7 +1207,12 @@ def test_probe_model_sends_what_calls_send_but_a_tiny_bound(
 
     def shape(body: dict[str, Any]) -> dict[str, Any]:
         bound = next(name for name in conversation.TOKEN_PARAMETERS if name in body)
-        return {name: value for name, value in body.items() if name not in ("messages", bound)}
+        # A call's record_answer names its template's fields: the tools are compared by name.
+        tools = [tool["function"]["name"] for tool in body.get("tools", ())]
+        return {
+            **{name: value for name, value in body.items() if name not in ("messages", bound)},
+            **({"tools": tools} if tools else {}),
+        }
 
     assert shape(probe_turn) == shape(call_turn)
     assert shape(probe_extraction) == shape(call_extraction)

@@ -320,8 +320,11 @@ def test_an_ai_turn_speaks_the_models_reply_and_listens(live_call, fake_openai) 
     [request] = fake_openai.chat_requests
     messages = request["messages"]
     assert messages[0]["role"] == "system"
-    assert "Confirma la cita de Ana." in messages[0]["content"]
-    assert messages[1:] == [
+    # The instructions refer to the contact's name; it comes apart, as data.
+    assert "Confirma la cita de [contact.first_name]." in messages[0]["content"]
+    assert messages[1]["role"] == "system"
+    assert '<contact_record>\n{"first_name": "Ana"}\n</contact_record>' in messages[1]["content"]
+    assert messages[2:] == [
         {"role": "assistant", "content": live_call.turns.first().text},
         {"role": "user", "content": "Sí, iré"},
     ]
@@ -563,6 +566,11 @@ def test_a_turn_that_cannot_be_written_says_no_reply_and_apologises(
 
 
 def test_the_models_tools_record_answers_and_end_the_call(client, live_call, fake_openai):
+    live_call.campaign.template.outcome_schema = {
+        "type": "object",
+        "properties": {"attending": {"type": "boolean"}},
+    }
+    live_call.campaign.template.save(update_fields=["outcome_schema"])
     post(client, "answer", live_call)
     fake_openai.queue_reply(
         "De acuerdo, le llamo mañana a las diez. Adiós.",

@@ -295,8 +295,10 @@ def test_the_model_is_told_the_contact_is_calling_back(client, contact, fake_ope
     elements = turn(inbound_call(), {"SpeechResult": "Hola, me han llamado"})
 
     assert "Su cita es el martes." in " ".join(said(elements))
-    system = fake_openai.chat_requests[0]["messages"][0]["content"]
-    assert system.startswith("Confirma la cita de Ana.")
+    system, contact = fake_openai.chat_requests[0]["messages"][:2]
+    system = system["content"]
+    assert system.startswith("Confirma la cita de [contact.first_name].")
+    assert '{"first_name": "Ana"}' in contact["content"]
     # When we called, in the contact's own time (Madrid, UTC+1 in March).
     assert "calling us back: we called them on Monday 2026-03-02 at 11:00" in system
     assert "Do not say that you are calling them" in system

@@ -45,6 +45,12 @@ def _call_settings(settings) -> Iterator[None]:
 def live_call(campaign) -> Call:
     campaign.caller_number = "+34910000000"
     campaign.save()
+    # The field the model records during the call (record_answer takes only these).
+    campaign.template.outcome_schema = {
+        "type": "object",
+        "properties": {"attending": {"type": "boolean"}},
+    }
+    campaign.template.save(update_fields=["outcome_schema"])
     contact = Contact.objects.create(
         campaign=campaign,
         phone="+34600000002",

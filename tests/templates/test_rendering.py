@@ -11,6 +11,7 @@ from templates.rendering import (
     contact_context,
     contact_independent_sentences,
     contact_sentences,
+    render_instructions,
     render_line,
     render_template,
     required_variables,
@@ -331,3 +332,41 @@ def test_the_greeting_for_those_who_call_back_is_voiced_ahead_only_when_the_same
 )
 def test_sentences_cut_plain_text_only(text, expected) -> None:
     assert sentences(text) == expected
+
+
+# --- render_instructions: contact values apart --------------------------------------------
+
+
+def test_render_instructions_refers_to_contact_values_and_gives_them_apart() -> None:
+    context = {
+        "first_name": "Ana",
+        "appointment": "martes",
+        "campaign": "Spring",
+        "partner": "Acme",
+    }
+    text = "{{ partner }}: confirma la cita de {{ first_name|upper }} el {{ appointment }}."
+
+    instructions = render_instructions(text=text, context=context)
+
+    assert instructions.text == (
+        "Acme: confirma la cita de [contact.first_name] el [contact.appointment]."
+    )
+    assert instructions.data == {"first_name": "Ana", "appointment": "martes"}
+
+
+def test_render_instructions_lets_values_choose_the_templates_own_words() -> None:
+    context = {"first_name": "", "appointment": "x", "vip": "1"}
+    text = (
+        "Saluda a {{ first_name|default:'la persona' }}.{% if vip %} Es VIP.{% else %} No."
+        "{% endif %} {{ appointment|yesno:'Con cita,Sin cita' }}."
+    )
+
+    instructions = render_instructions(text=text, context=context)
+
+    assert instructions.text == "Saluda a la persona. Es VIP. Con cita."
+    assert instructions.data == {}
+
+
+def test_render_instructions_needs_the_variables_the_text_needs() -> None:
+    with pytest.raises(MissingVariable):
+        render_instructions(text="Confirma la cita de {{ first_name }}.", context={})
