@@ -10,18 +10,29 @@ import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
-from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import (
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken, Token
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
-from campaigns.models import Partner, PartnerApiKey
+from campaigns.models import Partner, PartnerApiKey, TokenVersion
 
 API_KEY_KEYWORD = "Api-Key"
+# The JWT claim holding the user's token version when the token was issued.
+TOKEN_VERSION_CLAIM = "ver"  # noqa: S105 (a claim name, not a secret)
 # How often a key's "last used" moment is written: not on every request.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
 
@@ -163,6 +174,32 @@ class IsPartner(IsPartnerOrStaff):
         return super().has_permission(request, view)
 
 
+MANAGE_ACCESS_SCOPE = "can_manage_access"
+
+
+def scope_refusal() -> exceptions.PermissionDenied:
+    """403 naming the scope an API key lacks to manage access."""
+    return exceptions.PermissionDenied(
+        _(
+            "This API key lacks the scope “%(scope)s”: API keys and webhook endpoints are "
+            "managed by a partner user (logged in) or a key given that scope."
+        )
+        % {"scope": MANAGE_ACCESS_SCOPE},
+        code="scope_required",
+    )
+
+
+class CanManageAccess(BasePermission):
+    """Users, and API keys given the ``can_manage_access`` scope: a leaked ordinary key
+    cannot make keys, revoke the partner's others, or read and redirect its webhooks."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if isinstance(user, ApiKeyUser) and not user.api_key.can_manage_access:
+            raise scope_refusal()
+        return True
+
+
 class IsStaff(BasePermission):
     """Staff acting across partners only."""
 
@@ -174,6 +211,61 @@ class IsStaff(BasePermission):
         return staff_may(request, view)
 
 
+# --- JWTs ---------------------------------------------------------------------------------
+#
+# A JWT is refused, access and refresh alike, once its user is deactivated (simplejwt's
+# CHECK_USER_IS_ACTIVE), changed password (CHECK_REVOKE_TOKEN: the token carries a hash of
+# the stored password hash, so every way of changing it counts, the admin's form and
+# `changepassword` included) or logged out (the token version below).
+
+
+def token_version_of(user: Any) -> int:
+    """The user's current token version: tokens issued under an older one are ended."""
+    return TokenVersion.objects.filter(user=user).values_list("version", flat=True).first() or 0
+
+
+def check_token_is_current(token: Token, user: Any) -> None:
+    """Refuse ``token`` (401) unless it was issued to ``user`` as it is now: active,
+    with the same password, and not logged out since."""
+    if not user.is_active:
+        raise exceptions.AuthenticationFailed(_("This user is deactivated."), code="user_inactive")
+    if token.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+        raise exceptions.AuthenticationFailed(
+            _("The user's password has changed since this token was issued: log in again."),
+            code="password_changed",
+        )
+    # A token without the claim was issued before the user's first logout, at version 0.
+    if token.get(TOKEN_VERSION_CLAIM, 0) != token_version_of(user):
+        raise exceptions.AuthenticationFailed(
+            _("This token was ended by a logout: log in again."), code="token_ended"
+        )
+
+
+def user_of_token(token: Token) -> Any:
+    """The user ``token`` was issued to, if it is still current (else 401)."""
+    user = (
+        get_user_model()
+        .objects.filter(**{jwt_settings.USER_ID_FIELD: token.get(jwt_settings.USER_ID_CLAIM)})
+        .first()
+    )
+    if user is None:
+        raise exceptions.AuthenticationFailed(
+            _("This token's user no longer exists."), code="user_not_found"
+        )
+    check_token_is_current(token, user)
+    return user
+
+
+class TokenAuthentication(JWTAuthentication):
+    """``Authorization: Bearer <access>``: simplejwt's JWT, refused at once (not at its
+    expiry) after a logout, a password change or a deactivation."""
+
+    def get_user(self, validated_token: Token) -> Any:
+        user = super().get_user(validated_token)
+        check_token_is_current(validated_token, user)
+        return user
+
+
 class TokenSerializer(TokenObtainPairSerializer):
     """A JWT pair for a user who acts for an active partner, or for staff."""
 
@@ -181,6 +273,13 @@ class TokenSerializer(TokenObtainPairSerializer):
         "no_partner": _("This user does not act for any partner."),
         "inactive_partner": _("This partner is deactivated."),
     }
+
+    @classmethod
+    def get_token(cls, user: Any) -> Token:
+        token = super().get_token(user)
+        # Copied into every access token the refresh token gives.
+        token[TOKEN_VERSION_CLAIM] = token_version_of(user)
+        return token
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         data = super().validate(attrs)
@@ -190,6 +289,30 @@ class TokenSerializer(TokenObtainPairSerializer):
         if membership is not None and not membership.partner.is_active:
             raise exceptions.PermissionDenied(self.error_messages["inactive_partner"])
         return data
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """A new access token from a refresh token that is still current: simplejwt's own
+    refresh checks neither the password nor a logout."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        user_of_token(RefreshToken(attrs["refresh"]))
+        return super().validate(attrs)
+
+
+class LogoutSerializer(serializers.Serializer):
+    """A refresh token to end, with every other token of its user."""
+
+    refresh = serializers.CharField(
+        help_text=_("The refresh token from /api/v1/auth/token/."), write_only=True
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            token = RefreshToken(attrs["refresh"])
+        except TokenError as exc:
+            raise InvalidToken(exc.args[0]) from exc
+        return {"user": user_of_token(token)}
 
 
 class PartnerRateThrottle(SimpleRateThrottle):

@@ -24,7 +24,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.defaults import page_not_found
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
@@ -33,8 +35,10 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework_simplejwt.views import TokenViewBase
 
-from callcenter.access import partner_of
+from callcenter.access import LogoutSerializer, partner_of
+from campaigns import services
 from campaigns.models import IdempotencyKey, Partner
 
 router = DefaultRouter()
@@ -108,6 +112,12 @@ class PartnerOwnedSerializer(serializers.ModelSerializer):
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class TokenScheme(SimpleJWTScheme):
+    """Our JWT authentication is simplejwt's, checked further: the same bearer scheme."""
+
+    target_class = "callcenter.access.TokenAuthentication"
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -409,6 +419,20 @@ class ScopedModelViewSet(ApiViewMixin, PartnerScopedMixin, viewsets.ModelViewSet
     """A resource with every operation, scoped to the partner."""
 
     pagination_class = Pagination
+
+
+class LogoutView(TokenViewBase):
+    """End a user's JWTs: the refresh token given, its access tokens, and every other
+    token of the same user (on every device), at once."""
+
+    serializer_class = LogoutSerializer
+
+    @extend_schema(request=LogoutSerializer, responses={204: None})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.end_api_tokens(user=serializer.validated_data["user"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -72,6 +72,9 @@ if not DEVELOPMENT:
 
 ALGORITHM = env.choice("ALGORITHM", "HS256", ("HS256", "HS384", "HS512"))
 ACCESS_TOKEN_EXPIRE_MINUTES = env.int("ACCESS_TOKEN_EXPIRE_MINUTES", 30, minimum=1)
+# How long a refresh token mints access tokens before its user must log in again. It is
+# not rotated: a stolen one serves this long at most, less if a logout ends it first.
+REFRESH_TOKEN_EXPIRE_DAYS = env.int("REFRESH_TOKEN_EXPIRE_DAYS", 1, minimum=1)
 
 _app_host = urlsplit(APP_URL).hostname or "localhost"
 # Names besides APP_URL's host that may reach the site: the container's own for its
@@ -375,7 +378,7 @@ WHITENOISE_USE_FINDERS = DEVELOPMENT
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # First, so that a request without credentials answers 401 with its challenge.
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "callcenter.access.TokenAuthentication",
         "callcenter.access.PartnerApiKeyAuthentication",
         # Staff trying the API in the browser (/api/docs/) with their admin session.
         "rest_framework.authentication.SessionAuthentication",
@@ -412,10 +415,13 @@ SIMPLE_JWT = {
     "ALGORITHM": ALGORITHM,
     "SIGNING_KEY": SECRET_KEY,
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=ACCESS_TOKEN_EXPIRE_MINUTES),
-    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("REFRESH_TOKEN_EXPIRE_DAYS", 7, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=REFRESH_TOKEN_EXPIRE_DAYS),
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
     "TOKEN_OBTAIN_SERIALIZER": "callcenter.access.TokenSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "callcenter.access.RefreshSerializer",
+    # Tokens carry a hash of the password hash: a new password ends them at once.
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": f"{APP_NAME} API",

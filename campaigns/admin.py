@@ -83,33 +83,50 @@ class PartnerApiKeyAdmin(admin.ModelAdmin):
         "prefix",
         "name",
         "partner",
+        "can_manage_access",
         "created",
         "last_used_at",
         "expiry_date",
         "revoked",
     ]
-    list_filter = ["revoked", "partner"]
+    list_filter = ["revoked", "can_manage_access", "partner"]
     list_select_related = ["partner"]
     search_fields = ["prefix", "name", "partner__name"]
     autocomplete_fields = ["partner"]
-    fields = ["partner", "name", "expiry_date", "revoked", "prefix", "created", "last_used_at"]
+    fields = [
+        "partner",
+        "name",
+        "can_manage_access",
+        "expiry_date",
+        "revoked",
+        "prefix",
+        "created_by_key",
+        "created",
+        "last_used_at",
+    ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # A key never moves to another partner, and a revoked key stays revoked.
-        fixed = ["prefix", "created", "last_used_at"]
+        fixed = ["prefix", "created_by_key", "created", "last_used_at"]
         if obj is None:
             return [*fixed, "revoked"]
         if obj.revoked:
-            return [*fixed, "partner", "name", "expiry_date", "revoked"]
+            return [*fixed, "partner", "name", "can_manage_access", "expiry_date", "revoked"]
         return [*fixed, "partner"]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        # New keys come from the service, and are shown this once.
+        # New keys come from the service, and are shown this once; a revocation goes
+        # through it too, to revoke the keys this one made.
         if change:
             super().save_model(request, obj, form, change)
+            if "revoked" in form.changed_data and obj.revoked:
+                services.revoke_api_key(api_key=obj)
             return
         created, key = services.create_api_key(
-            partner=obj.partner, name=obj.name, expiry_date=obj.expiry_date
+            partner=obj.partner,
+            name=obj.name,
+            expiry_date=obj.expiry_date,
+            can_manage_access=obj.can_manage_access,
         )
         obj.pk = created.pk
         messages.warning(

@@ -720,10 +720,52 @@ class PartnerApiKey(AbstractAPIKey):
         help_text=_("After this moment the key can no longer be used."),
     )
     last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    can_manage_access = models.BooleanField(
+        _("may manage access"),
+        default=False,
+        help_text=_(
+            "Scope “can_manage_access”: the key may list, create and revoke the partner's "
+            "API keys and manage its webhook endpoints. Without it only a partner user "
+            "(logged in) may."
+        ),
+    )
+    # A key made with another key ends with it: revoking (or deleting) the parent
+    # revokes (or deletes) every key it made, so a leaked key cannot leave heirs behind.
+    created_by_key = models.ForeignKey(
+        "self",
+        verbose_name=_("created by key"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="created_keys",
+        help_text=_("The API key that made this one; revoking it revokes this one too."),
+    )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = _("API key")
         verbose_name_plural = _("API keys")
+
+
+class TokenVersion(models.Model):
+    """How many times a user ended their API tokens (logout): each JWT carries the
+    number it was issued under and is refused once the number has moved on."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="token_version",
+    )
+    version = models.PositiveIntegerField(_("version"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("token version")
+        verbose_name_plural = _("token versions")
+        ordering = ["user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} v{self.version}"
 
 
 class IdempotencyKey(models.Model):

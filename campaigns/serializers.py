@@ -72,9 +72,24 @@ class OnboardedPartnerSerializer(serializers.Serializer):
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
+    created_by_key = serializers.SlugRelatedField(
+        slug_field="prefix",
+        read_only=True,
+        help_text=_("The prefix of the key that made this one; revoking it revokes this one."),
+    )
+
     class Meta:
         model = PartnerApiKey
-        fields = ["prefix", "name", "created", "expiry_date", "last_used_at", "revoked"]
+        fields = [
+            "prefix",
+            "name",
+            "created",
+            "expiry_date",
+            "last_used_at",
+            "revoked",
+            "can_manage_access",
+            "created_by_key",
+        ]
         read_only_fields = ["prefix", "created", "last_used_at", "revoked"]
 
 

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -29,6 +29,7 @@ from campaigns.models import (
     Partner,
     PartnerApiKey,
     PartnerMember,
+    TokenVersion,
     WebhookEvent,
 )
 from campaigns.phones import normalize_phone, time_zones_for
@@ -98,21 +99,52 @@ def onboard_partner(
 
 
 def create_api_key(
-    *, partner: Partner, name: str, expiry_date: datetime.datetime | None = None
+    *,
+    partner: Partner,
+    name: str,
+    expiry_date: datetime.datetime | None = None,
+    can_manage_access: bool = False,
+    created_by_key: PartnerApiKey | None = None,
 ) -> tuple[PartnerApiKey, str]:
     """A new API key for ``partner``: the stored row and the key itself, which is shown
-    once and never stored."""
-    key = PartnerApiKey(partner=partner, name=name, expiry_date=expiry_date)
-    key.full_clean(exclude=["id", "prefix", "hashed_key"])
-    return PartnerApiKey.objects.create_key(partner=partner, name=name, expiry_date=expiry_date)
+    once and never stored. ``created_by_key`` is the key that asked for it, if any:
+    revoking that key revokes this one too."""
+    fields = {
+        "partner": partner,
+        "name": name,
+        "expiry_date": expiry_date,
+        "can_manage_access": can_manage_access,
+        "created_by_key": created_by_key,
+    }
+    PartnerApiKey(**fields).full_clean(exclude=["id", "prefix", "hashed_key"])
+    return PartnerApiKey.objects.create_key(**fields)
 
 
 def revoke_api_key(*, api_key: PartnerApiKey) -> PartnerApiKey:
-    """Revoke ``api_key`` for good: requests made with it are refused from now on."""
-    if not api_key.revoked:
-        api_key.revoked = True
-        api_key.save(update_fields=["revoked"])
+    """Revoke ``api_key`` for good, and every key it made (and they made, on down):
+    requests made with any of them are refused from now on."""
+    with transaction.atomic():
+        ids = {api_key.pk}
+        generation = {api_key.pk}
+        while generation:
+            generation = set(
+                PartnerApiKey.objects.filter(created_by_key__in=generation)
+                .exclude(pk__in=ids)
+                .values_list("pk", flat=True)
+            )
+            ids |= generation
+        PartnerApiKey.objects.filter(pk__in=ids, revoked=False).update(revoked=True)
+    api_key.revoked = True
     return api_key
+
+
+def end_api_tokens(*, user: AbstractBaseUser) -> None:
+    """End every JWT (access and refresh) issued to ``user`` so far, on every device:
+    the API refuses them from now on. A password change does this by itself."""
+    TokenVersion.objects.get_or_create(user=user)
+    TokenVersion.objects.filter(user=user).update(
+        version=F("version") + 1, updated_at=timezone.now()
+    )
 
 
 def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:

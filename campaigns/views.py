@@ -22,7 +22,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import MultiPartParser
@@ -30,7 +30,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from callcenter.access import ApiKeyUser, IsPartner, IsStaff, is_staff_request, partner_of
+from callcenter.access import (
+    MANAGE_ACCESS_SCOPE,
+    ApiKeyUser,
+    CanManageAccess,
+    IsPartner,
+    IsPartnerOrStaff,
+    IsStaff,
+    is_staff_request,
+    partner_of,
+)
 from callcenter.api import Conflict, ScopedModelViewSet, ScopedViewSet
 from callcenter.exports import (
     EXPORT_ACTION,
@@ -114,20 +123,29 @@ class PartnerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedVie
 class ApiKeyViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, ScopedViewSet
 ):
-    """The partner's API keys: a new key is shown once; revoking one is for good."""
+    """The partner's API keys: a new key is shown once; revoking one is for good, and
+    revokes every key it made. A partner user (logged in) or a key with the scope
+    ``can_manage_access`` only; only a user grants that scope."""
 
-    queryset = PartnerApiKey.objects.all()
+    queryset = PartnerApiKey.objects.select_related("created_by_key")
     serializer_class = ApiKeySerializer
     # Staff manage keys in the admin; here each partner manages its own.
-    permission_classes = [IsPartner]
+    permission_classes = [IsPartner, CanManageAccess]
     lookup_field = "prefix"
 
     @extend_schema(responses={201: CreatedApiKeySerializer})
     def create(self, request: Request) -> Response:
         incoming = ApiKeySerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        by_key = request.user.api_key if isinstance(request.user, ApiKeyUser) else None
+        if by_key is not None and incoming.validated_data.get("can_manage_access"):
+            raise PermissionDenied(
+                _("Only a partner user (logged in) may give a key the scope “%(scope)s”.")
+                % {"scope": MANAGE_ACCESS_SCOPE},
+                code="scope_required",
+            )
         api_key, key = services.create_api_key(
-            partner=partner_of(request), **incoming.validated_data
+            partner=partner_of(request), created_by_key=by_key, **incoming.validated_data
         )
         api_key.key = key
         return Response(CreatedApiKeySerializer(api_key).data, status=status.HTTP_201_CREATED)
@@ -664,9 +682,12 @@ class DoNotCallViewSet(
 
 
 class WebhookEndpointViewSet(ScopedModelViewSet):
-    """URLs that receive the partner's events, signed with their secret."""
+    """URLs that receive the partner's events, signed with their secret. Reading one
+    shows its secret, so all of it is for a partner user, staff or a key with the scope
+    ``can_manage_access``."""
 
     queryset = WebhookEndpoint.objects.all()
+    permission_classes = [IsPartnerOrStaff, CanManageAccess]
     serializer_class = WebhookEndpointSerializer
     lookup_value_regex = r"\d+"
     filterset_fields = ["is_active"]

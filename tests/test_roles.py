@@ -35,8 +35,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0015_roles_import_warnings")
-roles_migration = importlib.import_module("campaigns.migrations.0015_roles_import_warnings")
+MIGRATION = ("campaigns", "0017_roles_token_versions")
+roles_migration = importlib.import_module("campaigns.migrations.0017_roles_token_versions")
 
 VIEWER = {
     "campaigns.view_partner",

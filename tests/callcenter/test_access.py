@@ -32,6 +32,12 @@ def staff_client(db: None) -> APIClient:
     return client
 
 
+def with_access_scope(onboarded):
+    """``onboarded`` with its first key given the scope to manage keys."""
+    PartnerApiKey.objects.filter(partner=onboarded.partner).update(can_manage_access=True)
+    return onboarded
+
+
 def key_client(key: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
@@ -142,7 +148,7 @@ def test_no_credentials_answer_401_with_the_challenge(db):
 
 def test_api_key_acts_for_its_partner_and_records_its_use(onboarded):
     # when
-    response = key_client(onboarded.api_key).get("/api/v1/api-keys/")
+    response = key_client(onboarded.api_key).get("/api/v1/campaigns/")
 
     # then
     assert response.status_code == 200
@@ -164,6 +170,7 @@ def test_wrong_api_key_is_refused(onboarded, mangle):
 
 def test_revoked_api_key_is_refused_from_then_on(onboarded):
     # given
+    with_access_scope(onboarded)
     client = key_client(onboarded.api_key)
     prefix = onboarded.api_key.partition(".")[0]
 
@@ -201,10 +208,11 @@ def test_deactivated_partner_is_refused(onboarded):
 
 
 def test_new_api_key_is_shown_once_and_stored_hashed(onboarded):
+    # given
+    client = key_client(with_access_scope(onboarded).api_key)
+
     # when
-    response = key_client(onboarded.api_key).post(
-        "/api/v1/api-keys/", {"name": "CRM"}, format="json"
-    )
+    response = client.post("/api/v1/api-keys/", {"name": "CRM"}, format="json")
 
     # then
     assert response.status_code == 201
@@ -212,14 +220,16 @@ def test_new_api_key_is_shown_once_and_stored_hashed(onboarded):
     stored = PartnerApiKey.objects.get(prefix=response.json()["prefix"])
     assert stored.partner == onboarded.partner
     assert key not in stored.hashed_key and key not in stored.id
-    assert "key" not in key_client(key).get(f"/api/v1/api-keys/{stored.prefix}/").json()
+    assert key_client(key).get("/api/v1/campaigns/").status_code == 200
+    shown_again = client.get(f"/api/v1/api-keys/{stored.prefix}/")
+    assert shown_again.status_code == 200 and "key" not in shown_again.json()
 
 
 def test_api_keys_of_another_partner_are_not_found(onboarded):
     # given
     other = onboard_partner(name="Other", username="other", password=PASSWORD)
     other_prefix = other.api_key.partition(".")[0]
-    client = key_client(onboarded.api_key)
+    client = key_client(with_access_scope(onboarded).api_key)
 
     # when
     read = client.get(f"/api/v1/api-keys/{other_prefix}/")
@@ -243,7 +253,7 @@ def test_staff_onboard_a_partner_with_its_first_user_and_key(staff_client):
     member = PartnerMember.objects.get(user__username="beta")
     assert member.partner.pk == body["partner"]["id"]
     assert member.user.check_password(body["password"])
-    assert key_client(body["api_key"]).get("/api/v1/api-keys/").status_code == 200
+    assert key_client(body["api_key"]).get("/api/v1/campaigns/").status_code == 200
 
 
 def test_onboarding_refuses_a_taken_username_and_creates_nothing(staff_client, onboarded):

@@ -17,9 +17,16 @@ from campaigns.services import onboard_partner
 PASSWORD = "a-long-test-password-1"
 
 
+def onboard_with_access_scope():
+    """A partner whose first key may manage keys: the endpoint these tests post to."""
+    onboarded = onboard_partner(name="Acme", username="acme", password=PASSWORD)
+    PartnerApiKey.objects.filter(partner=onboarded.partner).update(can_manage_access=True)
+    return onboarded
+
+
 @pytest.fixture
 def onboarded(db: None):
-    return onboard_partner(name="Acme", username="acme", password=PASSWORD)
+    return onboard_with_access_scope()
 
 
 @pytest.fixture
@@ -67,6 +74,7 @@ def test_idempotency_key_with_a_different_body_is_refused(client, onboarded):
 def test_idempotency_keys_belong_to_one_partner(client):
     # given
     other = onboard_partner(name="Other", username="other", password=PASSWORD)
+    PartnerApiKey.objects.filter(partner=other.partner).update(can_manage_access=True)
     other_client = APIClient()
     other_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {other.api_key}")
     client.post("/api/v1/api-keys/", {"name": "CRM"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
@@ -132,7 +140,7 @@ def test_idempotency_key_too_long_is_refused(client):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_create_once():
     # given
-    onboarded = onboard_partner(name="Acme", username="acme", password=PASSWORD)
+    onboarded = onboard_with_access_scope()
     answers: list[int] = []
 
     def send() -> None:
@@ -177,6 +185,7 @@ def test_each_partner_has_its_own_request_budget(client, settings):
     # given
     settings.API_THROTTLE_RATE = "3/minute"
     other = onboard_partner(name="Other", username="other", password=PASSWORD)
+    PartnerApiKey.objects.filter(partner=other.partner).update(can_manage_access=True)
     other_client = APIClient()
     other_client.credentials(HTTP_AUTHORIZATION=f"Api-Key {other.api_key}")
     for _ in range(3):

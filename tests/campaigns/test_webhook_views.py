@@ -7,8 +7,19 @@ from rest_framework.test import APIClient
 
 from campaigns.deliveries import emit_event
 from campaigns.models import Partner, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from campaigns.services import create_api_key
 
 HOOK = "https://hooks.example.com/callcenter"
+
+
+@pytest.fixture
+def api_client(api_partner: Partner) -> APIClient:
+    """A key of ``api_partner`` with the scope that manages webhook endpoints (an
+    ordinary key is refused: tests/security/test_api_keys.py)."""
+    _api_key, key = create_api_key(partner=api_partner, name="Hooks", can_manage_access=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
 
 
 def endpoint_of(partner: Partner, events: list[str] | None = None) -> WebhookEndpoint:
