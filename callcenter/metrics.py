@@ -95,14 +95,15 @@ WEBHOOK_SECONDS = Histogram(
 WEBHOOK_DELIVERY_ATTEMPTS = Counter(
     "callcenter_webhook_delivery_attempts_total",
     "Attempts to deliver an event to a partner's endpoint, by result: delivered (a 2xx), "
-    "http_error (any other status), timeout, connection_error.",
+    "http_error (any other status), timeout, connection_error, refused (an internal address: "
+    "nothing sent).",
     ["result"],
 )
 WEBHOOK_DELIVERIES_FAILED = Counter(
     "callcenter_webhook_deliveries_failed_total",
     "Deliveries given up on, by reason: expired (still failing 24 hours after the event), "
-    "gone (the endpoint answered 410 and was disabled), refused (endpoint disabled or its "
-    "URL not http(s)).",
+    "gone (the endpoint answered 410 and was disabled), refused (endpoint disabled, its "
+    "URL not http(s), or its host an internal address).",
     ["reason"],
 )
 

@@ -668,8 +668,15 @@ ELEVENLABS_PRICES = _prices(
 # its answer before the attempt counts as failed (and is retried later).
 WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", 10.0, minimum=1.0, maximum=60.0)
 # Whether partners' endpoints may be internal addresses (loopback, private networks, cloud
-# metadata): only in development and tests, where receivers run on this machine.
+# metadata): only in development and tests, where receivers run on this machine. Anywhere
+# else it would let a partner reach our own network (docs/security.md), so it is refused.
 WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEVELOPMENT)
+if WEBHOOK_ALLOW_PRIVATE_ADDRESSES and not DEVELOPMENT:
+    env.error(
+        "WEBHOOK_ALLOW_PRIVATE_ADDRESSES",
+        f"must be false when APP_ENV={APP_ENV}: it would let partners reach internal addresses",
+        "true",
+    )
 
 # --- Logging ----------------------------------------------------------------------------
 # One line per record on stdout: readable in development, one JSON object per line

@@ -41,7 +41,12 @@ from campaigns import deliveries, imports, services
 from campaigns.dashboard import campaign_dashboard, percent, progress_label
 from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.exports import contact_table
-from campaigns.forms import ContactImportForm, DoNotCallBulkForm, DoNotCallForm
+from campaigns.forms import (
+    ContactImportForm,
+    DoNotCallBulkForm,
+    DoNotCallForm,
+    WebhookEndpointForm,
+)
 from campaigns.models import (
     Campaign,
     Contact,
@@ -1142,6 +1147,7 @@ def _local_time(moment: datetime.datetime, zone: str) -> str:
 
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
+    form = WebhookEndpointForm
     list_display = ["url", "partner", "is_active", "created_at"]
     list_filter = ["is_active", "partner"]
     list_select_related = ["partner"]

@@ -12,11 +12,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
-import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
@@ -32,6 +31,13 @@ from django.utils.translation import gettext as _
 
 from callcenter.backoff import retry_after_seconds
 from callcenter.metrics import WEBHOOK_DELIVERIES_FAILED, WEBHOOK_DELIVERY_ATTEMPTS
+from campaigns.egress import (
+    DestinationRefused,
+    DestinationUnresolved,
+    open_stream,
+    resolve_destination,
+    url_refusal,
+)
 from campaigns.models import (
     Partner,
     WebhookDelivery,
@@ -117,9 +123,10 @@ def create_webhook_endpoint(
     *, partner: Partner, url: str, events: list[str], description: str = ""
 ) -> WebhookEndpoint:
     """A new active endpoint of ``partner`` with a fresh secret; validated first (an
-    http(s) URL, known event types)."""
+    http(s) URL whose host resolves to public addresses only, known event types)."""
     endpoint = WebhookEndpoint(partner=partner, url=url, events=events, description=description)
     endpoint.full_clean()
+    _check_destination(url)
     endpoint.save()
     return endpoint
 
@@ -133,7 +140,9 @@ def update_webhook_endpoint(
     is_active: bool | None = None,
 ) -> WebhookEndpoint:
     """Change what is given of ``endpoint`` (validated). Deliveries already recorded go to
-    its URL as it is when they are sent; a disabled endpoint gets no new ones."""
+    its URL as it is when they are sent; a disabled endpoint gets no new ones. A new URL
+    is checked as on creation."""
+    url_changed = url is not None and url != endpoint.url
     changes = {
         name: value
         for name, value in (
@@ -147,6 +156,8 @@ def update_webhook_endpoint(
     for name, value in changes.items():
         setattr(endpoint, name, value)
     endpoint.full_clean()
+    if url_changed:
+        _check_destination(endpoint.url)
     endpoint.save(update_fields=[*changes, "updated_at"])
     return endpoint
 
@@ -217,7 +228,7 @@ def emit_event(
 class Attempt:
     """What one POST to an endpoint came to."""
 
-    result: str  # delivered, http_error, timeout or connection_error
+    result: str  # delivered, http_error, timeout, connection_error or refused (not sent)
     status_code: int | None
     error: str
     duration_ms: int
@@ -232,8 +243,9 @@ def deliver(*, delivery_id: int, now: datetime.datetime | None = None) -> str:
 
     A 2xx answer delivers. Anything else is retried after ``retry_delay`` until 24 hours
     after the event; a 410 Gone disables the endpoint and fails at once, and so does an
-    endpoint disabled or whose URL is not http(s). ``now`` is the clock that schedules;
-    the signature carries the real time.
+    endpoint disabled or whose URL is not http(s), and an attempt refused because the URL's
+    host resolves to an internal address (nothing is sent; see ``campaigns.egress``).
+    ``now`` is the clock that schedules; the signature carries the real time.
     """
     now = now or timezone.now()
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=delivery_id).first()
@@ -295,7 +307,9 @@ def deliver(*, delivery_id: int, now: datetime.datetime | None = None) -> str:
         )
     else:
         next_attempt_at = finished + retry_delay(attempt=attempt, retry_after=sent.retry_after)
-        if sent.status_code == 410:
+        if sent.result == "refused":
+            failure = _Failure("refused", "")
+        elif sent.status_code == 410:
             failure = _Failure("gone", _("The endpoint answered 410 Gone, so it was disabled."))
         elif next_attempt_at > delivery.created_at + RETRY_WINDOW:
             failure = _Failure(
@@ -308,7 +322,7 @@ def deliver(*, delivery_id: int, now: datetime.datetime | None = None) -> str:
         else:
             outcome = "failed"
             changes.update(state=WebhookDelivery.State.FAILED, next_attempt_at=None)
-            changes["last_error"] = f"{sent.error} {failure.message}"[:500]
+            changes["last_error"] = f"{sent.error} {failure.message}".strip()[:500]
     written = WebhookDelivery.objects.filter(
         pk=delivery.pk, state=WebhookDelivery.State.PENDING, attempts=attempt
     ).update(**changes)
@@ -404,27 +418,15 @@ def _refusal(endpoint: WebhookEndpoint) -> str:
         return _("The endpoint is disabled.")
     if urlsplit(endpoint.url).scheme.lower() not in URL_SCHEMES:
         return _("Events are sent only to http:// and https:// URLs.")
-    if not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES:
-        return _private_address_refusal(urlsplit(endpoint.url).hostname or "")
     return ""
 
 
-def _private_address_refusal(host: str) -> str:
-    """Why ``host`` may not receive events: it is (or resolves to) an address inside our
-    own network — loopback, private, link-local (cloud metadata) or reserved — which a
-    partner must not make the platform call."""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except (OSError, UnicodeError):
-        return ""  # the attempt itself will fail and be retried: DNS may come back
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
-            return _("Events are not sent to %(host)s: it is an internal address (%(ip)s).") % {
-                "host": host,
-                "ip": ip,
-            }
-    return ""
+def _check_destination(url: str) -> None:
+    """Refuse (``ValidationError`` on ``url``) a URL whose host does not resolve now, or
+    resolves to an internal address; it is checked again at every attempt."""
+    if refusal := url_refusal(url):
+        message, code = refusal
+        raise ValidationError({"url": ValidationError(message, code=code)})
 
 
 def _refuse(delivery: WebhookDelivery, *, error: str, now: datetime.datetime) -> str:
@@ -454,9 +456,18 @@ def _post(*, delivery: WebhookDelivery, endpoint: WebhookEndpoint) -> Attempt:
     timeout = settings.WEBHOOK_TIMEOUT
     started = time.monotonic()
     try:
+        # Looked up once, every address checked, and only those connected to.
+        destination = resolve_destination(endpoint.url)
+    except DestinationRefused as refused:
+        return Attempt("refused", None, refused.message, _elapsed_ms(started), "")
+    except DestinationUnresolved as unresolved:
+        return Attempt("connection_error", None, unresolved.message, _elapsed_ms(started), "")
+    try:
         with (
             httpx.Client(timeout=timeout, follow_redirects=False) as client,
-            client.stream("POST", endpoint.url, content=body, headers=headers) as response,
+            open_stream(
+                client, destination, method="POST", content=body, headers=headers
+            ) as response,
         ):
             status = response.status_code
             retry_after = retry_after_seconds(response.headers)

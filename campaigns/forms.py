@@ -15,11 +15,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import URLField
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
 from campaigns import imports, services
-from campaigns.models import Campaign, ContactImport, DoNotCall, Partner
+from campaigns.egress import url_refusal
+from campaigns.models import Campaign, ContactImport, DoNotCall, Partner, WebhookEndpoint
 from campaigns.phones import normalize_phone
 from campaigns.serializers import MAX_BATCH_ITEMS
 
@@ -105,6 +107,33 @@ class DoNotCallForm(forms.ModelForm):
 
     def clean_phone(self) -> str:
         return normalize_phone(self.cleaned_data["phone"], region=settings.DEFAULT_PHONE_REGION)
+
+
+def _https_by_default(field: Any, **kwargs: Any) -> forms.Field | None:
+    # A URL typed without a scheme is taken as HTTPS (Django 6's default).
+    if isinstance(field, URLField):
+        kwargs["assume_scheme"] = "https"
+    return field.formfield(**kwargs)
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    """A partner's endpoint, its URL checked as the API checks it: a host that does not
+    resolve, or resolves to an internal address, is refused (docs/security.md)."""
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["partner", "url", "events", "description", "is_active"]
+        formfield_callback = staticmethod(_https_by_default)
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"]
+        # Checked when it changes: editing the description of an endpoint whose host is
+        # down for a moment still works; every attempt checks the URL again anyway.
+        if self.instance.pk is None or url != self.instance.url:
+            if refusal := url_refusal(url):
+                message, code = refusal
+                raise ValidationError(message, code=code)
+        return url
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ from campaigns.models import (
     WebhookEvent,
 )
 from campaigns.services import complete_campaign, transition_campaign
+from tests.fakes.network import TEST_CA, TLS_NAME, Resolver, server_tls
 from tests.fakes.webhooks import FakeWebhookReceiver, signature_ok
 
 pytestmark = pytest.mark.django_db
@@ -488,11 +490,65 @@ def test_deliver_refuses_internal_addresses_outside_development(
     # when
     result = deliver(delivery_id=delivery.pk)
 
-    # then
+    # then: the attempt is refused, says why, and nothing is sent
     delivery.refresh_from_db()
-    assert (result, delivery.state, delivery.attempts) == ("failed", "failed", 0)
+    assert (result, delivery.state, delivery.attempts) == ("failed", "failed", 1)
     assert host.strip("[]") in delivery.last_error
+    [entry] = delivery.attempt_log
+    assert (entry["status_code"], entry["response_body"]) == (None, "")
+    assert entry["error"] == delivery.last_error
     assert receiver.requests == []
+
+
+def test_a_redirect_is_not_followed(endpoint, receiver, closed_port) -> None:
+    # given: the endpoint sends us elsewhere (say, inside our own network)
+    receiver.fail_next(302, headers={"Location": f"http://127.0.0.1:{closed_port}/admin"})
+    delivery = emitted(endpoint.partner)
+
+    # when
+    assert deliver(delivery_id=delivery.pk) == "retry"
+
+    # then: one request, to the registered URL; the 302 is a failure like any other
+    delivery.refresh_from_db()
+    assert delivery.last_status_code == 302
+    assert len(receiver.requests) == 1
+
+
+@pytest.fixture
+def tls_receiver(monkeypatch) -> Iterator[FakeWebhookReceiver]:
+    """The receiver over HTTPS as hooks.partner.test, its certificate's CA trusted."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(TEST_CA))  # read by httpx's default context
+    server = FakeWebhookReceiver()
+    server.tls = server_tls()
+    with server:
+        yield server
+
+
+@pytest.mark.parametrize(("name", "result"), [(TLS_NAME, "delivered"), ("other.test", "retry")])
+def test_https_is_sent_to_the_checked_address_and_checks_the_certificate_for_the_name(
+    partner, tls_receiver, monkeypatch, name, result
+) -> None:
+    # given: names that resolve to the receiver, whose certificate is for hooks.partner.test
+    resolver = Resolver(answers={name: [["127.0.0.1"]]})
+    monkeypatch.setattr(socket, "getaddrinfo", resolver.getaddrinfo)
+    port = tls_receiver.url.rsplit(":", 1)[1]
+    endpoint = create_webhook_endpoint(
+        partner=partner, url=f"https://{name}:{port}/hooks", events=["call.completed"]
+    )
+    tls_receiver.secret = endpoint.secret
+    delivery = emitted(partner)
+
+    # when
+    assert deliver(delivery_id=delivery.pk) == result
+
+    # then: the right name is verified; any other fails the handshake, before any request
+    delivery.refresh_from_db()
+    assert resolver.lookups == [name]
+    if result == "delivered":
+        assert tls_receiver.requests[0].headers["host"] == f"{name}:{port}"
+    else:
+        assert tls_receiver.requests == []
+        assert "certificate" in delivery.last_error.lower()
 
 
 def test_an_attempt_whose_worker_died_is_tried_again_after_the_lease(endpoint, receiver) -> None:

@@ -8,6 +8,7 @@ statuses, slow answers, dropped connections) before answering normally again.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ class LocalFakeServer(Generic[RequestT]):
 
     thread_name = "fake-server"
     handler_class: type[FakeRequestHandler] = FakeRequestHandler  # a subclass answers more
+    # Set before start() to serve HTTPS with this context's certificate.
+    tls: ssl.SSLContext | None = None
 
     def __init__(self) -> None:
         # Backoff waits of the code under test, recorded by the fixture that serves the fake.
@@ -133,6 +136,8 @@ class LocalFakeServer(Generic[RequestT]):
     def start(self) -> Self:
         self._httpd = _Server(("127.0.0.1", 0), self.handler_class)
         self._httpd.fake = self
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -165,7 +170,7 @@ class LocalFakeServer(Generic[RequestT]):
     def url(self) -> str:
         assert self._httpd is not None, "start the server first"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     # --- Scripting ------------------------------------------------------------------------
     def delay_next(self, seconds: float, *, times: int = 1) -> None:
