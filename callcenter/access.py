@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 
+from callcenter.logins import client_address, forget_failures, lockout_message, lockout_wait
 from campaigns.models import Partner, PartnerApiKey
 
 API_KEY_KEYWORD = "Api-Key"
@@ -174,8 +175,21 @@ class IsStaff(BasePermission):
         return staff_may(request, view)
 
 
+class LoginLockedOut(exceptions.APIException):
+    """Too many failed logins for this username or address: 429 with ``Retry-After``
+    (DRF's exception handler sends ``wait`` as that header)."""
+
+    status_code = 429
+    default_code = "login_locked"
+
+    def __init__(self, *, wait: int) -> None:
+        self.wait = wait
+        super().__init__(lockout_message(wait))
+
+
 class TokenSerializer(TokenObtainPairSerializer):
-    """A JWT pair for a user who acts for an active partner, or for staff."""
+    """A JWT pair for a user who acts for an active partner, or for staff; a username or
+    address locked out by django-axes (callcenter/logins.py) gets 429 instead."""
 
     default_error_messages = {
         "no_partner": _("This user does not act for any partner."),
@@ -183,7 +197,17 @@ class TokenSerializer(TokenObtainPairSerializer):
     }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
-        data = super().validate(attrs)
+        request = self.context["request"]
+        try:
+            data = super().validate(attrs)
+        except exceptions.AuthenticationFailed:
+            # Axes' backend refused (or this failure reached the limit): it flags the request.
+            if getattr(request, "axes_locked_out", False):
+                raise LoginLockedOut(wait=lockout_wait(request)) from None
+            raise
+        # The password was right: this username's failures are forgotten, as after an admin
+        # login (simplejwt sends no user_logged_in signal for axes to see).
+        forget_failures(username=self.user.get_username())
         membership = getattr(self.user, "partner_membership", None)
         if membership is None and not self.user.is_staff:
             raise exceptions.PermissionDenied(self.error_messages["no_partner"])
@@ -200,6 +224,10 @@ class PartnerRateThrottle(SimpleRateThrottle):
 
     def get_rate(self) -> str:
         return settings.API_THROTTLE_RATE
+
+    def get_ident(self, request: Request) -> str:
+        # Never DRF's own, which keys anonymous callers on X-Forwarded-For as sent.
+        return client_address(request) or "unknown"
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         partner = partner_of(request) if request.user.is_authenticated else None
