@@ -10,9 +10,10 @@ import datetime
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from rest_framework import exceptions
+from rest_framework import exceptions, serializers
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -195,6 +196,16 @@ class TokenSerializer(TokenObtainPairSerializer):
         "no_partner": _("This user does not act for any partner."),
         "inactive_partner": _("This partner is deactivated."),
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # No longer than a username can be: refused here (400, naming the field) rather than
+        # recorded as a failed login, whose column would not hold it.
+        user_model = get_user_model()
+        self.fields[self.username_field] = serializers.CharField(
+            write_only=True,
+            max_length=user_model._meta.get_field(user_model.USERNAME_FIELD).max_length,
+        )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         request = self.context["request"]

@@ -178,6 +178,13 @@ def test_address_trying_many_usernames_is_locked(partner_user) -> None:
     assert right.status_code == 429
 
 
+def test_overlong_username_is_refused_before_it_is_counted(partner_user) -> None:
+    response = token("a" * 300, "guess")
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "username"
+
+
 # --- The refusals -----------------------------------------------------------------------------
 def test_token_endpoint_answers_429_with_retry_after_and_the_wait(partner_user) -> None:
     for _ in range(4):
