@@ -28,6 +28,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken, Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
+from callcenter.logins import client_address, forget_failures, lockout_message, lockout_wait
 from campaigns.models import Partner, PartnerApiKey, TokenVersion
 
 API_KEY_KEYWORD = "Api-Key"
@@ -266,8 +267,21 @@ class TokenAuthentication(JWTAuthentication):
         return user
 
 
+class LoginLockedOut(exceptions.APIException):
+    """Too many failed logins for this username or address: 429 with ``Retry-After``
+    (DRF's exception handler sends ``wait`` as that header)."""
+
+    status_code = 429
+    default_code = "login_locked"
+
+    def __init__(self, *, wait: int) -> None:
+        self.wait = wait
+        super().__init__(lockout_message(wait))
+
+
 class TokenSerializer(TokenObtainPairSerializer):
-    """A JWT pair for a user who acts for an active partner, or for staff."""
+    """A JWT pair for a user who acts for an active partner, or for staff; a username or
+    address locked out by django-axes (callcenter/logins.py) gets 429 instead."""
 
     default_error_messages = {
         "no_partner": _("This user does not act for any partner."),
@@ -281,8 +295,28 @@ class TokenSerializer(TokenObtainPairSerializer):
         token[TOKEN_VERSION_CLAIM] = token_version_of(user)
         return token
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # No longer than a username can be: refused here (400, naming the field) rather than
+        # recorded as a failed login, whose column would not hold it.
+        user_model = get_user_model()
+        self.fields[self.username_field] = serializers.CharField(
+            write_only=True,
+            max_length=user_model._meta.get_field(user_model.USERNAME_FIELD).max_length,
+        )
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
-        data = super().validate(attrs)
+        request = self.context["request"]
+        try:
+            data = super().validate(attrs)
+        except exceptions.AuthenticationFailed:
+            # Axes' backend refused (or this failure reached the limit): it flags the request.
+            if getattr(request, "axes_locked_out", False):
+                raise LoginLockedOut(wait=lockout_wait(request)) from None
+            raise
+        # The password was right: this username's failures are forgotten, as after an admin
+        # login (simplejwt sends no user_logged_in signal for axes to see).
+        forget_failures(username=self.user.get_username())
         membership = getattr(self.user, "partner_membership", None)
         if membership is None and not self.user.is_staff:
             raise exceptions.PermissionDenied(self.error_messages["no_partner"])
@@ -323,6 +357,10 @@ class PartnerRateThrottle(SimpleRateThrottle):
 
     def get_rate(self) -> str:
         return settings.API_THROTTLE_RATE
+
+    def get_ident(self, request: Request) -> str:
+        # Never DRF's own, which keys anonymous callers on X-Forwarded-For as sent.
+        return client_address(request) or "unknown"
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         partner = partner_of(request) if request.user.is_authenticated else None

@@ -126,6 +126,48 @@ if not DEVELOPMENT:
         *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
     ]
 
+# --- Logins and the client's address ---------------------------------------------------
+# How many proxies in front of the web port append to X-Forwarded-For: the client's address
+# is the Nth from the right (0: the connection's own address; the header is ignored).
+# Staging and production stand behind one TLS-terminating proxy (docs/deploy.md).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", 0 if DEVELOPMENT else 1, minimum=0, maximum=10)
+# Failed logins (admin page and API token) a username, or an address, may make before it
+# is locked out for LOGIN_LOCKOUT_MINUTES; each further limit's worth of failures doubles
+# the lock, up to LOGIN_LOCKOUT_MAX_MINUTES (callcenter/logins.py).
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=525600)
+LOGIN_LOCKOUT_MAX_MINUTES = env.int("LOGIN_LOCKOUT_MAX_MINUTES", 1440, minimum=1, maximum=525600)
+if LOGIN_LOCKOUT_MAX_MINUTES < LOGIN_LOCKOUT_MINUTES:
+    env.error(
+        "LOGIN_LOCKOUT_MAX_MINUTES",
+        f"must be at least LOGIN_LOCKOUT_MINUTES ({LOGIN_LOCKOUT_MINUTES})",
+        str(LOGIN_LOCKOUT_MAX_MINUTES),
+    )
+    LOGIN_LOCKOUT_MAX_MINUTES = LOGIN_LOCKOUT_MINUTES
+# django-axes keeps the counts in the database, which every web process shares (and a
+# Redis restart does not wipe); callcenter/logins.py holds the project's parts.
+AXES_HANDLER = "callcenter.logins.LoginAttemptHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+# Either one locks: a username guessed from many addresses, an address trying many names.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = "callcenter.logins.lockout_period"
+# Each record expires on its own (its lock's end), so one client's short lock never
+# clears another's longer one.
+AXES_USE_ATTEMPT_EXPIRATION = True
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "callcenter.logins.client_address"
+AXES_LOCKOUT_CALLABLE = "callcenter.logins.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Staff unlock with `manage.py axes_reset_username` / `axes_reset_ip` (docs/security.md);
+# successful logins are not logged to the database.
+AXES_ENABLE_ADMIN = False
+AXES_DISABLE_ACCESS_LOG = True
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 # --- Django core ------------------------------------------------------------------------
 INSTALLED_APPS = [
     # Django's admin, whose home page is the operations overview (callcenter/adminsite.py).
@@ -143,6 +185,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     # Schedules that operators retime in the admin ("Periodic tasks"); see CELERY_BEAT_SCHEDULE.
     "django_celery_beat",
+    # Failed logins and lock-outs (see "Logins" above).
+    "axes",
     "voices",
     "templates",
     "campaigns",
@@ -165,6 +209,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Last, as django-axes asks: turns a locked-out admin login into its refusal page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "callcenter.urls"
