@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from campaigns.deliveries import deliver, emit_event
 from campaigns.models import Partner, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from campaigns.services import create_api_key
 from tests.callcenter.test_settings import PRODUCTION, settings_error
 from tests.fakes.network import TEST_CA, TLS_NAME, Internet, Resolver, server_tls
 from tests.fakes.server import LocalFakeServer, RecordedRequest, Response
@@ -46,6 +47,15 @@ class InternalService(LocalFakeServer[RecordedRequest]):
 
     def _answer(self, request: RecordedRequest, problems: list[str]) -> Response:
         return 200, {"Content-Type": "text/plain"}, SECRET_ANSWER
+
+
+@pytest.fixture
+def api_client(api_partner: Partner) -> APIClient:
+    """A key of ``api_partner`` allowed to manage webhook endpoints (test_api_keys.py)."""
+    _api_key, key = create_api_key(partner=api_partner, name="Hooks", can_manage_access=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
 
 
 @pytest.fixture
