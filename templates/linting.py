@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
+from templates.rendering import length_problem
+
 if TYPE_CHECKING:
     from templates.models import CallTemplate
 
@@ -77,6 +79,8 @@ def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
         text = getattr(template, field)
         if field != "greeting" and not text.strip():
             continue
+        if length_problem(field, text) is not None:
+            continue  # refused for its length (CallTemplate.clean): not worth reading
         greeting = _folded(text)
         if not (PARTNER_VARIABLE_RE.search(text) or _folded(partner_name) in greeting):
             problems.setdefault(field, []).append(
@@ -91,6 +95,8 @@ def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
                 )
             )
     voicemail = template.voicemail_message
+    if length_problem("voicemail_message", voicemail) is not None:
+        return problems
     if not (PHONE_NUMBER_RE.search(voicemail) or CALLBACK_VARIABLE_RE.search(voicemail)):
         problems.setdefault("voicemail_message", []).append(
             _(
