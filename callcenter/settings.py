@@ -592,8 +592,8 @@ TEMPLATE_JSON_MAX_CHARS = env.int(
 )
 # How deep {% if %} blocks may nest in one line.
 TEMPLATE_MAX_NESTING = env.int("TEMPLATE_MAX_NESTING", 10, minimum=1, maximum=50)
-# Source characters of parsed lines each process keeps (a parsed line takes about 80 bytes
-# per character of source: the default holds about 40 MB).
+# Source characters of parsed lines each process keeps (a parsed line takes 50 to 80 bytes
+# per character of source: the default holds 25 to 40 MB).
 TEMPLATE_CACHE_MAX_CHARS = env.int(
     "TEMPLATE_CACHE_MAX_CHARS", 500_000, minimum=0, maximum=50_000_000
 )

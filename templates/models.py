@@ -17,9 +17,8 @@ from jsonschema.exceptions import SchemaError
 
 from templates.languages import validate_gather_language
 from templates.rendering import (
-    ON_DEMAND_FIELDS,
     RESERVED_VARIABLES,
-    SPOKEN_FIELDS,
+    TEXT_FIELDS,
     TemplateRenderError,
     validate_text,
 )
@@ -157,7 +156,7 @@ class CallTemplate(models.Model):
             if "outcome_schema" in oversized
             else _outcome_schema_errors(self.outcome_schema),
         }
-        for field in (*SPOKEN_FIELDS, *ON_DEMAND_FIELDS, "instructions"):
+        for field in TEXT_FIELDS:
             try:
                 validate_text(field=field, text=getattr(self, field), allowed_variables=declared)
             except TemplateRenderError as error:

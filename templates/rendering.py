@@ -66,6 +66,8 @@ SPOKEN_FIELDS = (
 # Spoken on few calls (a contact ringing us back): voiced ahead only when the same for
 # every contact, else when said.
 ON_DEMAND_FIELDS = ("inbound_greeting",)
+# Every text field of a template that is rendered: the spoken ones and the AI instructions.
+TEXT_FIELDS = (*SPOKEN_FIELDS, *ON_DEMAND_FIELDS, "instructions")
 # Same msgids as the model's verbose names, so messages name fields as the admin does.
 _FIELD_LABELS = {
     "greeting": gettext_lazy("greeting"),
