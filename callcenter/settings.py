@@ -631,6 +631,24 @@ MODEL_TIMEOUT = env.float("MODEL_TIMEOUT", 4.0, minimum=0.5, maximum=60.0)
 WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", 8.0, minimum=2.0, maximum=14.0)
 # Hard limits of one conversation, whatever the model or script says.
 CALL_MAX_TURNS = env.int("CALL_MAX_TURNS", 20, minimum=1, maximum=200)
+# Call templates (templates/rendering.py). A spoken line (greeting, voicemail, a step's
+# prompt...) and the AI instructions may each be this long, as written and once filled in
+# with a contact's data: Twilio's <Say> takes 3,000-4,096 characters, ElevenLabs 10,000.
+TEMPLATE_LINE_MAX_CHARS = env.int("TEMPLATE_LINE_MAX_CHARS", 4_000, minimum=200, maximum=10_000)
+TEMPLATE_INSTRUCTIONS_MAX_CHARS = env.int(
+    "TEMPLATE_INSTRUCTIONS_MAX_CHARS", 20_000, minimum=1_000, maximum=200_000
+)
+# Steps, variables and the outcome schema: each at most this long as JSON.
+TEMPLATE_JSON_MAX_CHARS = env.int(
+    "TEMPLATE_JSON_MAX_CHARS", 100_000, minimum=1_000, maximum=1_000_000
+)
+# How deep {% if %} blocks may nest in one line.
+TEMPLATE_MAX_NESTING = env.int("TEMPLATE_MAX_NESTING", 10, minimum=1, maximum=50)
+# Source characters of parsed lines each process keeps (a parsed line takes 50 to 80 bytes
+# per character of source: the default holds 25 to 40 MB).
+TEMPLATE_CACHE_MAX_CHARS = env.int(
+    "TEMPLATE_CACHE_MAX_CHARS", 500_000, minimum=0, maximum=50_000_000
+)
 # Threads per web process for the blocking work of call webhooks (database, speech): how
 # many turns one process serves at once. They borrow database connections from the pool.
 WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", 24, minimum=1, maximum=256)

@@ -45,6 +45,7 @@ from campaigns.phones import time_zones_for
 from templates.models import CallTemplate
 from templates.rendering import (
     Instructions,
+    LineTooLong,
     TemplateRenderError,
     contact_context,
     render_instructions,
@@ -86,10 +87,20 @@ def load_call(call_id: int, params: Mapping[str, str], *, lock: bool = False) ->
 
 
 def line(call: Call, field: str, text: str) -> str:
-    """``text`` (the template's ``field``) rendered for the call's contact; "" when it
-    cannot be (a variable went missing since the dial): the caller hears the next line."""
+    """``text`` (the template's ``field``) rendered for the call's contact, cut at a sentence
+    end when the contact's data makes it longer than the field's limit; "" when it cannot
+    be (a variable went missing since the dial): the caller hears the next line."""
     try:
         return render_line(text=text, context=contact_context(contact=call.contact), field=field)
+    except LineTooLong as error:
+        logger.warning(
+            "Call %s: %s is longer than %s characters once filled in: cut to %s.",
+            call.pk,
+            field,
+            error.limit,
+            len(error.cut),
+        )
+        return error.cut
     except TemplateRenderError as error:
         logger.warning("Call %s: %s not spoken: %s", call.pk, field, error)
         return ""

@@ -23,7 +23,7 @@ from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
 from campaigns.phones import time_zones_for
 from campaigns.services import add_do_not_call
-from templates.rendering import TemplateRenderError, contact_context, render_line
+from templates.rendering import TemplateRenderError, contact_context, render_line_to_fit
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def confirmation_line(call: Call) -> str:
     template = call.campaign.template
     if template.opt_out_confirmation:
         try:
-            return render_line(
+            return render_line_to_fit(
                 text=template.opt_out_confirmation,
                 context=contact_context(contact=call.contact),
                 field="opt_out_confirmation",

@@ -26,7 +26,13 @@ from campaigns.phones import normalize_phone
 from templates import services
 from templates.linting import lint_problems
 from templates.models import CallTemplate
-from templates.rendering import MissingVariable, TemplateRenderError, field_label
+from templates.rendering import (
+    TEXT_FIELDS,
+    MissingVariable,
+    TemplateRenderError,
+    field_label,
+    length_problem,
+)
 from voices import speech
 from voices.models import Voice
 from voices.services import resolve_default_voice, voice_for_campaign
@@ -71,6 +77,8 @@ class CallTemplateForm(forms.ModelForm):
         if cleaned.get("partner") is None:
             return cleaned  # the lint names the partner: nothing to check yet
         draft = construct_instance(self, copy.copy(self.instance), self._meta.fields)
+        if any(length_problem(name, getattr(draft, name)) for name in TEXT_FIELDS):
+            return cleaned  # the model's checks refuse it by field: the lint would repeat them
         refusal = services.lint_refusal(template=draft)
         for name, problems in refusal.items():
             for problem in problems:

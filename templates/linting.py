@@ -10,6 +10,9 @@ start with it. The rules, each with its legal source:
   to an AI system, and FCC 24-17 makes AI voices "artificial voices" under the TCPA, whose
   messages must identify themselves;
 - the voicemail leaves a number to call back: 47 CFR 64.1200(b)(2).
+
+A line longer than its limit (saved before the limit, or under a higher one) is a problem
+too: calls would skip it, so no campaign starts with it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import unicodedata
 from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
+
+from templates.rendering import TEXT_FIELDS, length_problem
 
 if TYPE_CHECKING:
     from templates.models import CallTemplate
@@ -66,10 +71,24 @@ def lint_template(*, template: CallTemplate) -> list[str]:
     ]
 
 
+def _length_problems(template: CallTemplate) -> dict[str, list[str]]:
+    texts = [(field, field, getattr(template, field)) for field in TEXT_FIELDS]
+    for index, step in enumerate(template.steps if isinstance(template.steps, list) else []):
+        for key in ("prompt", "retry_prompt"):
+            text = step.get(key) if isinstance(step, dict) else None
+            if isinstance(text, str):
+                texts.append(("steps", f"steps.{index}.{key}", text))
+    problems: dict[str, list[str]] = {}
+    for name, field, text in texts:
+        if (too_long := length_problem(field, text)) is not None:
+            problems.setdefault(name, []).append(too_long.message)
+    return problems
+
+
 def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
     """The lint's messages keyed by the field at fault (greeting, inbound_greeting,
-    voicemail_message); empty when ``template`` passes."""
-    problems: dict[str, list[str]] = {}
+    voicemail_message, and any line too long); empty when ``template`` passes."""
+    problems = _length_problems(template)
     partner_name = template.partner.name
     # A contact ringing us back hears the inbound greeting instead (when there is one):
     # the same rules hold for it.
@@ -77,6 +96,8 @@ def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
         text = getattr(template, field)
         if field != "greeting" and not text.strip():
             continue
+        if field in problems:
+            continue  # too long to be worth reading
         greeting = _folded(text)
         if not (PARTNER_VARIABLE_RE.search(text) or _folded(partner_name) in greeting):
             problems.setdefault(field, []).append(
@@ -91,6 +112,8 @@ def lint_problems(*, template: CallTemplate) -> dict[str, list[str]]:
                 )
             )
     voicemail = template.voicemail_message
+    if "voicemail_message" in problems:
+        return problems
     if not (PHONE_NUMBER_RE.search(voicemail) or CALLBACK_VARIABLE_RE.search(voicemail)):
         problems.setdefault("voicemail_message", []).append(
             _(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -16,9 +17,8 @@ from jsonschema.exceptions import SchemaError
 
 from templates.languages import validate_gather_language
 from templates.rendering import (
-    ON_DEMAND_FIELDS,
     RESERVED_VARIABLES,
-    SPOKEN_FIELDS,
+    TEXT_FIELDS,
     TemplateRenderError,
     validate_text,
 )
@@ -139,12 +139,24 @@ class CallTemplate(models.Model):
         The disclosure lint (templates.linting) is separate: a draft may fail it.
         """
         declared = set(self.variables) if isinstance(self.variables, dict) else set()
-        errors: dict[str, list[str]] = {
-            "variables": _variables_errors(self.variables),
-            "steps": _steps_errors(self.steps, allowed_variables=declared),
-            "outcome_schema": _outcome_schema_errors(self.outcome_schema),
+        # Too long to be worth reading further: said so, and not checked in depth.
+        oversized = {
+            name: message
+            for name in ("variables", "steps", "outcome_schema")
+            if (message := _json_length_error(getattr(self, name))) is not None
         }
-        for field in (*SPOKEN_FIELDS, *ON_DEMAND_FIELDS, "instructions"):
+        errors: dict[str, list[str]] = {
+            "variables": [oversized["variables"]]
+            if "variables" in oversized
+            else _variables_errors(self.variables),
+            "steps": [oversized["steps"]]
+            if "steps" in oversized
+            else _steps_errors(self.steps, allowed_variables=declared),
+            "outcome_schema": [oversized["outcome_schema"]]
+            if "outcome_schema" in oversized
+            else _outcome_schema_errors(self.outcome_schema),
+        }
+        for field in TEXT_FIELDS:
             try:
                 validate_text(field=field, text=getattr(self, field), allowed_variables=declared)
             except TemplateRenderError as error:
@@ -160,6 +172,18 @@ class CallTemplate(models.Model):
         errors = {field: messages for field, messages in errors.items() if messages}
         if errors:
             raise ValidationError(errors)
+
+
+def _json_length_error(value: Any) -> str | None:
+    """Why ``value`` is too long as JSON (``TEMPLATE_JSON_MAX_CHARS``); None when it fits."""
+    length = len(json.dumps(value, ensure_ascii=False, default=str))
+    limit = settings.TEMPLATE_JSON_MAX_CHARS
+    if length <= limit:
+        return None
+    return gettext("Too long: %(length)s characters as JSON, more than the limit of %(limit)s.") % {
+        "length": length,
+        "limit": limit,
+    }
 
 
 def _variables_errors(variables: Any) -> list[str]:

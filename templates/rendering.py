@@ -9,11 +9,15 @@ nothing is escaped.
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from django.conf import settings
 from django.template import Context, Engine, Template, TemplateSyntaxError, VariableDoesNotExist
 from django.template.base import (
     BLOCK_TAG_START,
@@ -23,6 +27,7 @@ from django.template.base import (
     Parser,
     TextNode,
     Token,
+    TokenType,
     Variable,
     VariableNode,
     filter_re,
@@ -35,12 +40,19 @@ from django.utils.translation import gettext_lazy
 if TYPE_CHECKING:
     from templates.models import CallTemplate
 
+logger = logging.getLogger(__name__)
+
 ALLOWED_TAGS = frozenset({"if", "elif", "else", "endif"})
 ALLOWED_FILTERS = frozenset({"default", "upper", "lower", "capfirst", "title", "yesno", "cut"})
 # Filled in by the call itself, for every contact; a template may not declare them.
 RESERVED_VARIABLES = frozenset({"phone", "external_id", "campaign", "partner"})
 # Known before the first dial: lines using only these can be rendered (and voiced) ahead.
 CAMPAIGN_VARIABLES = frozenset({"campaign", "partner"})
+# Django evaluates an {% if %} condition and a filter chain by recursion and loops over
+# the value: these bounds keep both far from Python's recursion limit and cheap on a long
+# value. Real lines use a handful of each.
+MAX_CONDITION_WORDS = 60
+MAX_FILTERS = 5
 
 # The fields said aloud, in the order a call may say them.
 SPOKEN_FIELDS = (
@@ -54,6 +66,8 @@ SPOKEN_FIELDS = (
 # Spoken on few calls (a contact ringing us back): voiced ahead only when the same for
 # every contact, else when said.
 ON_DEMAND_FIELDS = ("inbound_greeting",)
+# Every text field of a template that is rendered: the spoken ones and the AI instructions.
+TEXT_FIELDS = (*SPOKEN_FIELDS, *ON_DEMAND_FIELDS, "instructions")
 # Same msgids as the model's verbose names, so messages name fields as the admin does.
 _FIELD_LABELS = {
     "greeting": gettext_lazy("greeting"),
@@ -97,6 +111,20 @@ class TemplateRenderError(ValueError):
         self.problems = problems
 
 
+class LineTooLong(TemplateRenderError):
+    """A line longer than its field's limit once filled in. ``cut`` is the line cut at the
+    last sentence end within the limit: what a call says rather than nothing."""
+
+    def __init__(self, *, field: str, limit: int, cut: str) -> None:
+        message = _(
+            "Too long once filled in: more than the limit of %(limit)s characters (%(where)s)."
+        ) % {"where": field_label(field), "limit": limit}
+        super().__init__([TemplateProblem(field=field, line=None, message=message)])
+        self.field = field
+        self.limit = limit
+        self.cut = cut
+
+
 class MissingVariable(ValueError):
     """A contact lacks a variable that a line speaks: say nothing rather than a sentence
     with a hole in it."""
@@ -106,9 +134,30 @@ class MissingVariable(ValueError):
         self.name = name
 
 
+def field_limit(field: str) -> int:
+    """How many characters ``field`` may hold, as written and once filled in."""
+    if field == "instructions":
+        return settings.TEMPLATE_INSTRUCTIONS_MAX_CHARS
+    return settings.TEMPLATE_LINE_MAX_CHARS
+
+
+def length_problem(field: str, text: str) -> TemplateProblem | None:
+    """Why ``text`` is too long for ``field``; None when it fits."""
+    limit = field_limit(field)
+    if len(text) <= limit:
+        return None
+    message = _(
+        "Too long: %(length)s characters, more than the limit of %(limit)s (%(where)s)."
+    ) % {"where": field_label(field), "length": len(text), "limit": limit}
+    return TemplateProblem(field=field, line=None, message=message)
+
+
 def validate_text(*, field: str, text: str, allowed_variables: set[str]) -> set[str]:
-    """The variables ``text`` uses; TemplateRenderError when it breaks the sandbox rules or
-    uses a variable outside ``allowed_variables`` and the reserved names."""
+    """The variables ``text`` uses; TemplateRenderError when it is longer than the field's
+    limit (checked before anything parses it), breaks the sandbox rules or uses a variable
+    outside ``allowed_variables`` and the reserved names."""
+    if (too_long := length_problem(field, text)) is not None:
+        raise TemplateRenderError([too_long])
     scan = _scan(text)
     problems = [_problem(field, refusal) for refusal in scan.refusals]
     known = allowed_variables | RESERVED_VARIABLES
@@ -141,14 +190,107 @@ def required_variables(*, template: CallTemplate) -> set[str]:
 
 def render_line(*, text: str, context: dict[str, str], field: str = "text") -> str:
     """``text`` rendered with ``context``, whitespace collapsed. MissingVariable when a
-    variable it needs is absent or blank; TemplateRenderError when it breaks the rules."""
+    variable it needs is absent or blank; TemplateRenderError when it breaks the rules;
+    LineTooLong (holding the line cut to fit) when it comes out longer than the field's
+    limit: rendering stops there, so a long value costs no more than the limit."""
     scan = _checked_scan(field, text)
     for use in scan.uses:
         if not use.optional and not context.get(use.name, "").strip():
             raise MissingVariable(use.name)
     assert scan.template is not None  # a scan without refusals holds its template
-    rendered = scan.template.render(Context(context, autoescape=False))
-    return " ".join(rendered.split())
+    spoken = _Spoken(limit=field_limit(field))
+    rendering = Context(context, autoescape=False)
+    # What Template.render sets up: filters read the engine through context.template.
+    with rendering.render_context.push_state(scan.template), rendering.bind_template(scan.template):
+        try:
+            _render_into(spoken, scan.template.nodelist, rendering)
+        except _Overflow:
+            raise LineTooLong(
+                field=field, limit=spoken.limit, cut=cut_at_sentence(spoken.text(), spoken.limit)
+            ) from None
+    return spoken.text()
+
+
+def render_line_to_fit(*, text: str, context: dict[str, str], field: str = "text") -> str:
+    """render_line for a call in progress: a line too long once filled in is cut at the
+    last sentence end within the limit (and logged) rather than refused."""
+    try:
+        return render_line(text=text, context=context, field=field)
+    except LineTooLong as error:
+        logger.warning(
+            "%s is longer than %s characters once filled in: cut to %s.",
+            field,
+            error.limit,
+            len(error.cut),
+        )
+        return error.cut
+
+
+def cut_at_sentence(text: str, limit: int) -> str:
+    """``text`` when it fits in ``limit`` characters, else its longest start that ends a
+    sentence (else a word) within the limit."""
+    if len(text) <= limit:
+        return text
+    ends = [match.end() for match in _SENTENCE_STOP.finditer(text, 0, limit + 1)]
+    ends = [end for end in ends if end <= limit]
+    if ends:
+        return text[: ends[-1]]
+    head = text[:limit]
+    space = head.rfind(" ") if not text[limit].isspace() else limit
+    return (head[:space] if space > 0 else head).rstrip()
+
+
+_SENTENCE_STOP = re.compile(r"[.?!…](?=\s|$)")
+
+
+class _Overflow(Exception):
+    """The rendered line grew past its limit."""
+
+
+class _Spoken:
+    """A line's rendered pieces with whitespace collapsed as they come (as
+    ``" ".join(text.split())`` would), refusing to grow past ``limit`` characters."""
+
+    def __init__(self, *, limit: int) -> None:
+        self.limit = limit
+        self.length = 0
+        self._chunks: list[str] = []
+        self._gap = False  # whitespace seen since the last word
+
+    def add(self, piece: str) -> None:
+        words = piece.split()
+        for index, word in enumerate(words):
+            if self._chunks and (index or self._gap or piece[0].isspace()):
+                self._chunks.append(" ")
+                self.length += 1
+            self._chunks.append(word)
+            self.length += len(word)
+            if self.length > self.limit:
+                raise _Overflow
+        if piece:
+            self._gap = piece[-1].isspace()
+
+    def text(self) -> str:
+        return "".join(self._chunks)
+
+
+def _render_into(spoken: _Spoken, nodelist: NodeList, context: Context) -> None:
+    # IfNode.render, walked here so that output stops at the limit.
+    for node in nodelist:
+        if not isinstance(node, IfNode):
+            spoken.add(str(node.render(context)))  # a TextNode or VariableNode
+            continue
+        for condition, branch in node.conditions_nodelists:
+            if condition is None:  # else
+                matched = True
+            else:
+                try:
+                    matched = condition.eval(context)
+                except VariableDoesNotExist:
+                    matched = None
+            if matched:
+                _render_into(spoken, branch, context)
+                break
 
 
 @dataclass(frozen=True)
@@ -305,8 +447,8 @@ def contact_independent_sentences(*, template: CallTemplate, campaign_name: str)
     """The sentences of ``template`` that are the same for every contact, rendered, once."""
     context = {"campaign": campaign_name, "partner": template.partner.name}
     rendered = (
-        render_line(text=sentence, context=context, field=field_name)
-        for field_name, sentence in spoken_sentences(template=template)
+        render_line_to_fit(text=sentence, context=context, field=field_name)
+        for field_name, sentence in _sentences_within_limits(template)
         if is_contact_independent(text=sentence, field=field_name)
     )
     return list(dict.fromkeys(line for line in rendered if line))
@@ -319,12 +461,20 @@ def contact_sentences(*, template: CallTemplate, context: dict[str, str]) -> lis
     MissingVariable when one needs a value the contact lacks.
     """
     rendered = (
-        render_line(text=sentence, context=context, field=field_name)
-        for field_name, sentence in spoken_sentences(template=template)
+        render_line_to_fit(text=sentence, context=context, field=field_name)
+        for field_name, sentence in _sentences_within_limits(template)
         if field_name not in ON_DEMAND_FIELDS
         and not is_contact_independent(text=sentence, field=field_name)
     )
     return list(dict.fromkeys(line for line in rendered if line))
+
+
+def _sentences_within_limits(template: CallTemplate) -> Iterator[tuple[str, str]]:
+    # What is voiced ahead: a line saved before the limits is not said on calls either.
+    for field_name, text in _spoken_texts(template):
+        if length_problem(field_name, text) is None:
+            for sentence in sentences(text):
+                yield field_name, sentence
 
 
 def _spoken_texts(template: CallTemplate) -> Iterator[tuple[str, str]]:
@@ -398,6 +548,14 @@ _REFUSAL_MESSAGES = {
         "Filter “%(filter)s” takes quoted text, not the variable “%(argument)s” (%(where)s)."
     ),
     "syntax": gettext_lazy("Syntax error in %(where)s: %(error)s"),
+    "nesting": gettext_lazy("{%% if %%} blocks are nested deeper than %(limit)s (%(where)s)."),
+    "condition": gettext_lazy(
+        "The {%% if %%} condition has %(count)s words, more than the limit of %(limit)s "
+        "(%(where)s)."
+    ),
+    "filters": gettext_lazy(
+        "A variable has %(count)s filters, more than the limit of %(limit)s (%(where)s)."
+    ),
 }
 
 
@@ -433,6 +591,9 @@ def _problem(field_name: str, refusal: _Refusal) -> TemplateProblem:
 
 
 def _checked_scan(field_name: str, text: str) -> _Scan:
+    # A line saved before the limits (or under a higher one) is refused unparsed.
+    if (too_long := length_problem(field_name, text)) is not None:
+        raise TemplateRenderError([too_long])
     scan = _scan(text)
     if scan.refusals:
         raise TemplateRenderError([_problem(field_name, refusal) for refusal in scan.refusals])
@@ -445,10 +606,62 @@ def _engine() -> Engine:
     return Engine(loaders=[], libraries={}, autoescape=False, string_if_invalid="")
 
 
-@functools.lru_cache(maxsize=1024)
+class _ScanCache:
+    """Parsed lines by source, least recently used out first, bounded by the total length
+    of the sources held (``TEMPLATE_CACHE_MAX_CHARS``, read at each insertion) rather
+    than by their count: a parsed line costs memory in proportion to its source."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[str, int], _Scan] = OrderedDict()
+        self._lock = threading.Lock()  # call webhooks render in threads
+        self.chars = 0
+
+    def get(self, key: tuple[str, int]) -> _Scan | None:
+        with self._lock:
+            scan = self._entries.get(key)
+            if scan is not None:
+                self._entries.move_to_end(key)
+            return scan
+
+    def put(self, key: tuple[str, int], scan: _Scan) -> None:
+        budget = settings.TEMPLATE_CACHE_MAX_CHARS
+        size = len(key[0])
+        if size > budget:
+            return  # would push out everything else
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = scan
+            self.chars += size
+            while self.chars > budget:
+                (old_text, _nesting), _old = self._entries.popitem(last=False)
+                self.chars -= len(old_text)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.chars = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_scans = _ScanCache()
+
+
 def _scan(text: str) -> _Scan:
+    # The nesting limit is part of the key: a scan holds its verdict under that limit.
+    key = (text, settings.TEMPLATE_MAX_NESTING)
+    scan = _scans.get(key)
+    if scan is None:
+        scan = _parse(text, max_nesting=key[1])
+        _scans.put(key, scan)
+    return scan
+
+
+def _parse(text: str, *, max_nesting: int) -> _Scan:
     try:
-        template = _SandboxTemplate(text, engine=_engine())
+        template = _SandboxTemplate(text, engine=_engine(), max_nesting=max_nesting)
         uses = tuple(_walk(template.nodelist, guarded=frozenset()))
     except TemplateSyntaxError as error:
         token = getattr(error, "token", None)
@@ -462,8 +675,13 @@ def _scan(text: str) -> _Scan:
 
 
 class _SandboxTemplate(Template):
+    def __init__(self, *args: Any, max_nesting: int, **kwargs: Any) -> None:
+        self.max_nesting = max_nesting
+        super().__init__(*args, **kwargs)
+
     def compile_nodelist(self) -> NodeList:
         tokens = Lexer(self.source).tokenize()
+        _check_shape(tokens, max_nesting=self.max_nesting)
         parser = _SandboxParser(
             tokens, self.engine.template_libraries, self.engine.template_builtins, self.origin
         )
@@ -502,7 +720,34 @@ class _SandboxParser(Parser):
         return expression
 
 
+def _check_shape(tokens: list[Token], *, max_nesting: int) -> None:
+    """Refuse, before Django's parser recurses into them, blocks nested deeper than
+    ``max_nesting`` and {% if %} conditions longer than MAX_CONDITION_WORDS."""
+    depth = 0
+    for token in tokens:
+        if token.token_type != TokenType.BLOCK:
+            continue
+        words = token.contents.split()
+        command = words[0] if words else ""
+        if command == "if":
+            depth += 1
+            if depth > max_nesting:
+                raise _Refused("nesting", token=token, limit=str(max_nesting))
+        elif command == "endif":
+            depth = max(depth - 1, 0)  # an unmatched endif is the parser's to report
+        if command in ("if", "elif"):
+            count = len(token.split_contents()) - 1
+            if count > MAX_CONDITION_WORDS:
+                raise _Refused(
+                    "condition", token=token, count=str(count), limit=str(MAX_CONDITION_WORDS)
+                )
+
+
 def _check_expression(expression: FilterExpression, token: Token | None = None) -> None:
+    if len(expression.filters) > MAX_FILTERS:
+        raise _Refused(
+            "filters", token=token, count=str(len(expression.filters)), limit=str(MAX_FILTERS)
+        )
     variable = expression.var
     if isinstance(variable, Variable) and variable.lookups is not None:
         if len(variable.lookups) > 1 or variable.var.startswith("_"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -107,6 +108,16 @@ class TemplatePreviewSerializer(serializers.Serializer):
         default=True,
         help_text=_("Voice the lines too (rendered once, then reused); false: text only."),
     )
+
+    def validate_variables(self, variables: dict[str, str]) -> dict[str, str]:
+        limit = settings.TEMPLATE_LINE_MAX_CHARS
+        for name, value in variables.items():
+            if len(value) > limit:
+                raise serializers.ValidationError(
+                    _("“%(name)s” is %(length)s characters long, more than the limit of %(limit)s.")
+                    % {"name": name, "length": len(value), "limit": limit}
+                )
+        return variables
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("contact") is not None and attrs.get("variables") is not None:
