@@ -18,6 +18,7 @@ import dj_database_url
 import phonenumbers
 from django.utils.translation import gettext_lazy as _
 
+from callcenter import exposure
 from callcenter.environment import Environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,22 +54,41 @@ PUBLISHED_SECRET_KEYS = frozenset(
     }
 )
 SECRET_KEY = env.str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
-if not DEVELOPMENT:
+_GENERATE_KEY = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+# Whom the server answers beyond this machine: an address it binds to (HOST; gunicorn's
+# configuration sets it to its own bind), or a name it is reached by (APP_URL's host, a
+# tunnel's say, or ALLOWED_HOSTS_EXTRA). Anyone reaching a server that signs with a key
+# the project published could forge its tokens and the sandbox carrier's callbacks.
+EXPOSED_BY = exposure.reached_beyond_loopback(
+    host=HOST,
+    app_url_host=urlsplit(APP_URL).hostname or "localhost",
+    extra_hosts=[part.strip() for part in env.str("ALLOWED_HOSTS_EXTRA").split(",")],
+)
+if not DEVELOPMENT or EXPOSED_BY:
+    _where = (
+        f"APP_ENV={APP_ENV}"
+        if not DEVELOPMENT
+        else f"the server is reached beyond loopback ({EXPOSED_BY})"
+    )
     if env.raw("SECRET_KEY") is None:
-        env.error("SECRET_KEY", f"must be set to a secret of your own when APP_ENV={APP_ENV}", None)
-    elif SECRET_KEY in PUBLISHED_SECRET_KEYS or SECRET_KEY.startswith(
-        ("change", "django-insecure")
-    ):
+        env.error(
+            "SECRET_KEY", f"must be set to a secret of your own when {_where}; {_GENERATE_KEY}"
+        )
+    elif exposure.is_published_key(SECRET_KEY, PUBLISHED_SECRET_KEYS):
         env.error(
             "SECRET_KEY",
-            f"must be set to a secret of your own when APP_ENV={APP_ENV}: this one was "
-            "published with the project (its default, .env.example or its tests)",
+            f"must be set to a secret of your own when {_where}: this one was "
+            f"published with the project (its default, .env.example or its tests); {_GENERATE_KEY}",
             None,
         )
     elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-        env.error("SECRET_KEY", "must be at least 50 characters with 5 distinct ones", "<hidden>")
-    if DEBUG:
-        env.error("DEBUG", f"must be false when APP_ENV={APP_ENV}", "true")
+        env.error(
+            "SECRET_KEY",
+            f"must be at least 50 characters with 5 distinct ones; {_GENERATE_KEY}",
+            "<hidden>",
+        )
+if not DEVELOPMENT and DEBUG:
+    env.error("DEBUG", f"must be false when APP_ENV={APP_ENV}", "true")
 
 ALGORITHM = env.choice("ALGORITHM", "HS256", ("HS256", "HS384", "HS512"))
 ACCESS_TOKEN_EXPIRE_MINUTES = env.int("ACCESS_TOKEN_EXPIRE_MINUTES", 30, minimum=1)
