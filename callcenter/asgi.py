@@ -16,14 +16,15 @@ django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application() doe
 # These need the settings configured above.
 from django.conf import settings  # noqa: E402
 
+from callcenter.bodies import LimitBodyASGI  # noqa: E402
 from callcenter.exposure import LoopbackOnlyWithPublishedKey  # noqa: E402
 from callcenter.warmup import warm_up  # noqa: E402
 from calls.middleware import WebhookASGIHandler  # noqa: E402
 
 # Django's handler, with a shorter way for Twilio's webhooks; around it, what must be
-# decided before Django reads a request.
+# decided before Django reads a byte of the body.
 application = LoopbackOnlyWithPublishedKey(
-    WebhookASGIHandler(),
+    LimitBodyASGI(WebhookASGIHandler()),
     key=settings.SECRET_KEY,
     published=settings.PUBLISHED_SECRET_KEYS,
 )
