@@ -322,6 +322,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_IMPORTS = ("calls.sandbox",)
 # Where a worker serves its own Prometheus metrics (what its tasks count); 0: nowhere.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+# What Prometheus must send to read /metrics and the worker's port, as
+# "Authorization: Bearer <token>": the counters tell a stranger how busy the product is and
+# how it fails. Required wherever the server is reached beyond loopback or APP_ENV is
+# staging or production: without it those answer 404 there. Generate it as SECRET_KEY.
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+METRICS_OPEN = DEVELOPMENT and not EXPOSED_BY and not METRICS_TOKEN
+if METRICS_TOKEN and (len(METRICS_TOKEN) < 32 or len(set(METRICS_TOKEN)) < 5):
+    env.error("METRICS_TOKEN", "must be at least 32 characters with 5 distinct ones", "<hidden>")
 # Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows, edited
 # in the admin under "Periodic tasks") and writes each entry's last run there, so that
 # web, worker and beat agree on it and no schedule file is needed.

@@ -256,6 +256,7 @@ def test_settings_make_run_on_loopback_needs_no_key(monkeypatch, tmp_path) -> No
 
     assert settings["SECRET_KEY"] == settings["DEVELOPMENT_SECRET_KEY"]
     assert settings["EXPOSED_BY"] == ""
+    assert settings["METRICS_OPEN"] is True
 
 
 def test_settings_development_accepts_a_published_secret_key(monkeypatch, tmp_path) -> None:
