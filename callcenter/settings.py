@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import csp.constants as csp
 import dj_database_url
 import phonenumbers
 from django.utils.translation import gettext_lazy as _
@@ -121,6 +122,24 @@ CSRF_TRUSTED_ORIGINS = [APP_URL]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# What the admin's pages may load and run (django-csp): scripts only from this site or
+# carrying the page's nonce (the admin's refresh and progress scripts), so a script
+# injected into a page through stored data does not run. Inline styles stay allowed: they
+# run no code, and the admin's templates and Django's widgets use them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        # The voices' samples play from ElevenLabs' storage (Voice.preview_url).
+        "media-src": [csp.SELF, "https:"],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    }
+}
 if not DEVELOPMENT:
     if APP_ENV == "production" and urlsplit(APP_URL).scheme != "https":
         env.error("APP_URL", "must be an https:// URL when APP_ENV=production", APP_URL)
@@ -181,6 +200,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
