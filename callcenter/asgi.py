@@ -14,11 +14,20 @@ os.environ.setdefault("DATABASE_POOL", "true")
 django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application() does
 
 # These need the settings configured above.
+from django.conf import settings  # noqa: E402
+
+from callcenter.bodies import LimitBodyASGI  # noqa: E402
+from callcenter.exposure import LoopbackOnlyWithPublishedKey  # noqa: E402
 from callcenter.warmup import warm_up  # noqa: E402
 from calls.middleware import WebhookASGIHandler  # noqa: E402
 
-# Django's handler, with a shorter way for Twilio's webhooks.
-application = WebhookASGIHandler()
+# Django's handler, with a shorter way for Twilio's webhooks; around it, what must be
+# decided before Django reads a byte of the body.
+application = LoopbackOnlyWithPublishedKey(
+    LimitBodyASGI(WebhookASGIHandler()),
+    key=settings.SECRET_KEY,
+    published=settings.PUBLISHED_SECRET_KEYS,
+)
 warm_up()
 # What start-up made (Django, the project, the clients: some 210,000 objects) lives as long
 # as the process: kept out of the garbage collector's full collections, which otherwise

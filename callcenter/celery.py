@@ -51,17 +51,36 @@ def _prepare_metrics_folder(**_kwargs) -> None:
 
 
 @worker_ready.connect
-def _serve_metrics(**_kwargs) -> None:
+def _serve_metrics(**_kwargs):
+    """Serves the worker's metrics on WORKER_METRICS_PORT; returns the server (or None)."""
     port = _metrics_port()
     if not port:
-        return
-    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+        return None
+    import threading
+    from wsgiref.simple_server import make_server
+
+    from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, multiprocess
+    from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+    from callcenter.metrics import metrics_allowed
 
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, registry=registry)
+    metrics = make_wsgi_app(registry)
+
+    # prometheus_client's start_http_server, with the web's /metrics rule: METRICS_TOKEN as
+    # a bearer token wherever the web's /metrics asks for it.
+    def app(environ, start_response):
+        if not metrics_allowed(environ.get("HTTP_AUTHORIZATION", "")):
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"Not Found\n"]
+        return metrics(environ, start_response)
+
+    server = make_server("", port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 @worker_process_shutdown.connect

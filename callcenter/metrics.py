@@ -10,13 +10,15 @@ reads them at scrape time, in whichever worker answers.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -172,12 +174,29 @@ LIVE_CALLS = LiveCallsCollector()
 REGISTRY.register(LIVE_CALLS)
 
 
+def metrics_allowed(authorization: str) -> bool:
+    """Whether a scrape with this Authorization header may read the metrics: any, where
+    METRICS_OPEN (development on loopback, no token); else ``Bearer <METRICS_TOKEN>``."""
+    if settings.METRICS_OPEN:
+        return True
+    token = settings.METRICS_TOKEN
+    scheme, _, credentials = authorization.partition(" ")
+    return (
+        bool(token)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(credentials.strip().encode(), token.encode())
+    )
+
+
 def export_metrics(request: HttpRequest) -> HttpResponse:
     """/metrics: django_prometheus's export, plus the metrics read at scrape time.
 
     In multiprocess mode django_prometheus builds a fresh registry from the workers'
     files, which holds no collector of ours; this view adds them to it.
     """
+    if not metrics_allowed(request.headers.get("Authorization", "")):
+        # 404, not 401: a stranger learns nothing, not even that metrics are served here.
+        raise Http404
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

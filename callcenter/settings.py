@@ -14,10 +14,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import csp.constants as csp
 import dj_database_url
 import phonenumbers
 from django.utils.translation import gettext_lazy as _
 
+from callcenter import exposure
 from callcenter.environment import Environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,22 +55,41 @@ PUBLISHED_SECRET_KEYS = frozenset(
     }
 )
 SECRET_KEY = env.str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
-if not DEVELOPMENT:
+_GENERATE_KEY = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+# Whom the server answers beyond this machine: an address it binds to (HOST; gunicorn's
+# configuration sets it to its own bind), or a name it is reached by (APP_URL's host, a
+# tunnel's say, or ALLOWED_HOSTS_EXTRA). Anyone reaching a server that signs with a key
+# the project published could forge its tokens and the sandbox carrier's callbacks.
+EXPOSED_BY = exposure.reached_beyond_loopback(
+    host=HOST,
+    app_url_host=urlsplit(APP_URL).hostname or "localhost",
+    extra_hosts=[part.strip() for part in env.str("ALLOWED_HOSTS_EXTRA").split(",")],
+)
+if not DEVELOPMENT or EXPOSED_BY:
+    _where = (
+        f"APP_ENV={APP_ENV}"
+        if not DEVELOPMENT
+        else f"the server is reached beyond loopback ({EXPOSED_BY})"
+    )
     if env.raw("SECRET_KEY") is None:
-        env.error("SECRET_KEY", f"must be set to a secret of your own when APP_ENV={APP_ENV}", None)
-    elif SECRET_KEY in PUBLISHED_SECRET_KEYS or SECRET_KEY.startswith(
-        ("change", "django-insecure")
-    ):
+        env.error(
+            "SECRET_KEY", f"must be set to a secret of your own when {_where}; {_GENERATE_KEY}"
+        )
+    elif exposure.is_published_key(SECRET_KEY, PUBLISHED_SECRET_KEYS):
         env.error(
             "SECRET_KEY",
-            f"must be set to a secret of your own when APP_ENV={APP_ENV}: this one was "
-            "published with the project (its default, .env.example or its tests)",
+            f"must be set to a secret of your own when {_where}: this one was "
+            f"published with the project (its default, .env.example or its tests); {_GENERATE_KEY}",
             None,
         )
     elif len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-        env.error("SECRET_KEY", "must be at least 50 characters with 5 distinct ones", "<hidden>")
-    if DEBUG:
-        env.error("DEBUG", f"must be false when APP_ENV={APP_ENV}", "true")
+        env.error(
+            "SECRET_KEY",
+            f"must be at least 50 characters with 5 distinct ones; {_GENERATE_KEY}",
+            "<hidden>",
+        )
+if not DEVELOPMENT and DEBUG:
+    env.error("DEBUG", f"must be false when APP_ENV={APP_ENV}", "true")
 
 ALGORITHM = env.choice("ALGORITHM", "HS256", ("HS256", "HS384", "HS512"))
 ACCESS_TOKEN_EXPIRE_MINUTES = env.int("ACCESS_TOKEN_EXPIRE_MINUTES", 30, minimum=1)
@@ -104,6 +125,24 @@ CSRF_TRUSTED_ORIGINS = [APP_URL]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# What the admin's pages may load and run (django-csp): scripts only from this site or
+# carrying the page's nonce (the admin's refresh and progress scripts), so a script
+# injected into a page through stored data does not run. Inline styles stay allowed: they
+# run no code, and the admin's templates and Django's widgets use them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF, csp.NONCE],
+        "style-src": [csp.SELF, csp.UNSAFE_INLINE],
+        "img-src": [csp.SELF, "data:"],
+        # The voices' samples play from ElevenLabs' storage (Voice.preview_url).
+        "media-src": [csp.SELF, "https:"],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.NONE],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    }
+}
 if not DEVELOPMENT:
     if APP_ENV == "production" and urlsplit(APP_URL).scheme != "https":
         env.error("APP_URL", "must be an https:// URL when APP_ENV=production", APP_URL)
@@ -208,6 +247,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: turns a locked-out admin login into its refusal page.
     "axes.middleware.AxesMiddleware",
@@ -351,6 +391,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_IMPORTS = ("calls.sandbox",)
 # Where a worker serves its own Prometheus metrics (what its tasks count); 0: nowhere.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+# What Prometheus must send to read /metrics and the worker's port, as
+# "Authorization: Bearer <token>": the counters tell a stranger how busy the product is and
+# how it fails. Required wherever the server is reached beyond loopback or APP_ENV is
+# staging or production: without it those answer 404 there. Generate it as SECRET_KEY.
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+METRICS_OPEN = DEVELOPMENT and not EXPOSED_BY and not METRICS_TOKEN
+if METRICS_TOKEN and (len(METRICS_TOKEN) < 32 or len(set(METRICS_TOKEN)) < 5):
+    env.error("METRICS_TOKEN", "must be at least 32 characters with 5 distinct ones", "<hidden>")
 # Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows, edited
 # in the admin under "Periodic tasks") and writes each entry's last run there, so that
 # web, worker and beat agree on it and no schedule file is needed.

@@ -6,5 +6,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from callcenter.bodies import LimitBodyWSGI
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callcenter.settings")
-application = get_wsgi_application()
+# Bodies over their limit are refused by Content-Length before Django reads them.
+
+application = LimitBodyWSGI(get_wsgi_application())

@@ -77,6 +77,15 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics)
 
 
 def on_starting(server) -> None:
+    # The settings refuse a published SECRET_KEY on a server others reach: they learn where
+    # this one listens from HOST, set here to the bind in force (--bind on the command line
+    # wins over the one above). Each worker loads the settings as it boots (never this
+    # process: workers would inherit them, loaded before callcenter/asgi.py chose its
+    # database pool); a refusal there stops the server before any request is answered.
+    from callcenter.exposure import bind_host, is_loopback
+
+    hosts = [bind_host(address) for address in server.cfg.bind]
+    os.environ["HOST"] = next((host for host in hosts if not is_loopback(host)), hosts[0])
     shutil.rmtree(_metrics, ignore_errors=True)
     _metrics.mkdir(mode=0o700, parents=True)
 

@@ -39,6 +39,8 @@ CLEARED_NAMES = {
     "TEMPERATURE",
     "PORT",
     "ALLOWED_HOSTS_EXTRA",
+    "HOST",
+    "METRICS_TOKEN",
 }
 PRODUCTION = {
     "APP_ENV": "production",
@@ -246,6 +248,15 @@ def test_settings_refuse_the_secret_key_of_env_example_in_production(monkeypatch
     message = settings_error(monkeypatch, tmp_path, **{**PRODUCTION, "SECRET_KEY": example})
 
     assert "SECRET_KEY: must be set to a secret of your own" in message
+
+
+def test_settings_make_run_on_loopback_needs_no_key(monkeypatch, tmp_path) -> None:
+    # README's `make run`: nothing set but what the Makefile exports
+    settings = load_settings(monkeypatch, tmp_path, PORT="8000", APP_URL="http://localhost:8000")
+
+    assert settings["SECRET_KEY"] == settings["DEVELOPMENT_SECRET_KEY"]
+    assert settings["EXPOSED_BY"] == ""
+    assert settings["METRICS_OPEN"] is True
 
 
 def test_settings_development_accepts_a_published_secret_key(monkeypatch, tmp_path) -> None:
