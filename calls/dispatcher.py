@@ -1,10 +1,15 @@
 """The dispatcher: on each beat tick, due contacts of running campaigns become calls.
 
-Capacity per campaign is its room under ``max_concurrent_calls`` bounded by two token
-buckets (the account's ``TWILIO_MAX_CPS``, shared by every campaign and worker, and the
-campaign's own ``calls_per_second``); the account's tokens are shared among campaigns
-round-robin, from an offset that turns every tick. Dispatchers running at once take turns
-on a campaign (a lock on its row) and count its room again in their turn; contacts are
+Capacity per campaign is its room under ``max_concurrent_calls`` and under its partner's
+cap on calls at once across its campaigns, bounded by three token buckets (the account's
+``TWILIO_MAX_CPS``, shared by every campaign and worker, the partner's
+``calls_per_second_cap``, shared by its campaigns, and the campaign's own
+``calls_per_second``, clamped to that cap); the account's tokens are shared among
+campaigns round-robin, from an offset that turns every tick. A campaign whose caller
+number, transfer number or compliance profile its partner's limits no longer allow is
+paused, saying why (campaigns/limits.py). Dispatchers running at once take turns on a
+partner and a campaign (locks on their rows) and count their room again in their turn;
+contacts are
 taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so they never pick the same contact, and
 the database's constraints (one live call per contact, one call per attempt) stand behind
 that.
@@ -26,8 +31,10 @@ from django.utils import timezone
 from callcenter.metrics import DISPATCH_CALLS_CREATED, DISPATCH_LAG
 from calls.models import Call
 from calls.pacing import backing_off, take_tokens
+from campaigns import limits
 from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
-from campaigns.models import Campaign, Contact, DoNotCall
+from campaigns.models import Campaign, Contact, DoNotCall, Partner
+from campaigns.services import CampaignStateError, pause_campaign
 
 logger = logging.getLogger(__name__)
 
@@ -69,33 +76,56 @@ def dispatch(*, now: datetime.datetime | None = None) -> DispatchResult:
         .order_by("pk")
     )
     held = backing_off([campaign.pk for campaign in campaigns])
-    campaigns = [campaign for campaign in campaigns if campaign.pk not in held]
+    campaigns = [
+        campaign
+        for campaign in campaigns
+        if campaign.pk not in held and not _paused_beyond_limits(campaign)
+    ]
     if not campaigns:
         return result
-    rooms = _rooms(campaigns)
+    rooms, partner_rooms = _rooms(campaigns)
     capacity = settings.TWILIO_MAX_CPS * DISPATCH_INTERVAL_SECONDS
     account = take_tokens(
         bucket="account",
         rate=settings.TWILIO_MAX_CPS,
         capacity=max(1.0, capacity),
-        wanted=sum(rooms.values()),
+        wanted=_wanted(campaigns, rooms, partner_rooms),
     )
     offset = int(now.timestamp() // DISPATCH_INTERVAL_SECONDS)
-    for campaign, share in _fair_shares(campaigns, rooms, account, offset):
-        rate = float(campaign.calls_per_second)
-        granted = take_tokens(
-            bucket=f"campaign-{campaign.pk}",
-            rate=rate,
-            capacity=max(1.0, rate * DISPATCH_INTERVAL_SECONDS),
-            wanted=share,
-        )
+    for campaign, share in _fair_shares(campaigns, rooms, partner_rooms, account, offset):
+        granted = share
+        for bucket, rate in (
+            (f"partner-{campaign.partner_id}", float(campaign.partner.calls_per_second_cap)),
+            (f"campaign-{campaign.pk}", float(campaign.effective_calls_per_second)),
+        ):
+            granted = take_tokens(
+                bucket=bucket,
+                rate=rate,
+                capacity=max(1.0, rate * DISPATCH_INTERVAL_SECONDS),
+                wanted=granted,
+            )
         if granted:
             _dispatch_campaign(campaign=campaign, slots=granted, now=now, result=result)
     return result
 
 
-def _rooms(campaigns: list[Campaign]) -> dict[int, int]:
-    """Free slots under each campaign's concurrency limit."""
+def _paused_beyond_limits(campaign: Campaign) -> bool:
+    """Pause ``campaign`` when its partner's limits no longer allow its numbers or profile
+    (staff lowered them after it was saved); True when it was paused."""
+    problems = limits.dial_problems(campaign=campaign)
+    if not problems:
+        return False
+    try:
+        pause_campaign(campaign=campaign, reason=" ".join(problems)[:500])
+    except CampaignStateError:
+        pass  # it moved meanwhile: either way it is not dialled on this tick
+    logger.warning("campaign %s paused: beyond its partner's limits: %s", campaign.pk, problems)
+    return True
+
+
+def _rooms(campaigns: list[Campaign]) -> tuple[dict[int, int], dict[int, int]]:
+    """Free slots under each campaign's concurrency limit (clamped to its partner's cap),
+    and under each partner's cap on its calls at once across its campaigns."""
     live = dict(
         Call.objects.live()
         .filter(campaign__in=campaigns)
@@ -103,21 +133,53 @@ def _rooms(campaigns: list[Campaign]) -> dict[int, int]:
         .annotate(count=Count("pk"))
         .values_list("campaign", "count")
     )
-    return {c.pk: max(0, c.max_concurrent_calls - live.get(c.pk, 0)) for c in campaigns}
+    partners = {c.partner_id: c.partner for c in campaigns}
+    partner_live = dict(
+        Call.objects.live()
+        .filter(campaign__partner__in=partners)
+        .values("campaign__partner")
+        .annotate(count=Count("pk"))
+        .values_list("campaign__partner", "count")
+    )
+    rooms = {c.pk: max(0, c.effective_max_concurrent_calls - live.get(c.pk, 0)) for c in campaigns}
+    partner_rooms = {
+        pk: max(0, partner.max_concurrent_calls_cap - partner_live.get(pk, 0))
+        for pk, partner in partners.items()
+    }
+    return rooms, partner_rooms
+
+
+def _wanted(campaigns: list[Campaign], rooms: dict[int, int], partner_rooms: dict[int, int]) -> int:
+    """The account tokens worth asking for: the campaigns' rooms, each partner's within its
+    own room (tokens a full partner could not use are left to the others)."""
+    by_partner: defaultdict[int, int] = defaultdict(int)
+    for campaign in campaigns:
+        by_partner[campaign.partner_id] += rooms[campaign.pk]
+    return sum(min(room, partner_rooms[pk]) for pk, room in by_partner.items())
 
 
 def _fair_shares(
-    campaigns: list[Campaign], rooms: dict[int, int], tokens: int, offset: int
+    campaigns: list[Campaign],
+    rooms: dict[int, int],
+    partner_rooms: dict[int, int],
+    tokens: int,
+    offset: int,
 ) -> list[tuple[Campaign, int]]:
-    """``tokens`` dealt one at a time round-robin to campaigns with room, starting at
-    ``offset`` so that no campaign is always first."""
+    """``tokens`` dealt one at a time round-robin to campaigns with room (theirs and their
+    partner's), starting at ``offset`` so that no campaign is always first."""
     order = campaigns[offset % len(campaigns) :] + campaigns[: offset % len(campaigns)]
     shares = dict.fromkeys((c.pk for c in order), 0)
+    partner_rooms = dict(partner_rooms)
     while tokens > 0:
         dealt = False
         for campaign in order:
-            if tokens and shares[campaign.pk] < rooms[campaign.pk]:
+            if (
+                tokens
+                and shares[campaign.pk] < rooms[campaign.pk]
+                and partner_rooms[campaign.partner_id] > 0
+            ):
                 shares[campaign.pk] += 1
+                partner_rooms[campaign.partner_id] -= 1
                 tokens -= 1
                 dealt = True
         if not dealt:
@@ -129,12 +191,26 @@ def _dispatch_campaign(
     *, campaign: Campaign, slots: int, now: datetime.datetime, result: DispatchResult
 ) -> None:
     with transaction.atomic():
-        # One dispatcher at a time per campaign, its room counted again once it holds the
-        # campaign: two dispatchers counting at once would each fill it.
-        if not list(Campaign.objects.select_for_update().filter(pk=campaign.pk).values("pk")):
+        # One dispatcher at a time per partner and campaign, their rooms counted again once
+        # it holds them: two dispatchers counting at once would each fill them. The
+        # partner's lock (taken first, by all) leaves its key alone, so that its other
+        # campaigns can still be written meanwhile.
+        caps = list(
+            Partner.objects.select_for_update(no_key=True)
+            .filter(pk=campaign.partner_id)
+            .values_list("max_concurrent_calls_cap", flat=True)
+        )
+        if not caps or not list(
+            Campaign.objects.select_for_update().filter(pk=campaign.pk).values("pk")
+        ):
             return  # deleted meanwhile
         live = Call.objects.live().filter(campaign=campaign).count()
-        slots = min(slots, campaign.max_concurrent_calls - live)
+        partner_live = Call.objects.live().filter(campaign__partner_id=campaign.partner_id).count()
+        slots = min(
+            slots,
+            campaign.effective_max_concurrent_calls - live,
+            caps[0] - partner_live,
+        )
         if slots <= 0:
             return
         candidates = list(

@@ -40,6 +40,7 @@ from calls.services import (
     speech_for_call,
     store_event,
 )
+from campaigns import limits
 from campaigns.models import MachineAction
 from campaigns.phones import time_zones_for
 from templates.models import CallTemplate
@@ -565,8 +566,13 @@ def _transfer(
     campaign's transfer number."""
     campaign = call.campaign
     template = campaign.template
-    if not campaign.transfer_number:
-        logger.warning("Call %s: transfer asked but the campaign has no transfer number.", call.pk)
+    transfer_to = limits.allowed_transfer_number(campaign)
+    if not transfer_to:
+        logger.warning(
+            "Call %s: transfer asked but the campaign has no transfer number its partner's "
+            "limits allow.",
+            call.pk,
+        )
         return _close(call, dialogue, why="no transfer number", voiced=voiced, **turn)
     texts = [*texts, line(call, "transfer_line", template.transfer_line)]
     _save_dialogue(call, {**dialogue, "transferred": True})
@@ -575,7 +581,7 @@ def _transfer(
     Call.objects.filter(pk=call.pk).update(outcome=outcome)
     return telephony.transfer_twiml(
         lines=[*voiced, *lines],
-        number=campaign.transfer_number,
+        number=transfer_to,
         caller_id=call.our_number,
         timeout=campaign.ring_timeout_seconds,
         action=webhook_url("transfer-ended", call.pk),

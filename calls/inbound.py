@@ -46,6 +46,7 @@ from calls import deadlines, flow, telephony
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallDirection, CallEvent, CallStatus, Turn
 from calls.services import record_call_status, store_event
+from campaigns import limits
 from campaigns.models import Campaign, Contact, DoNotCall, DoNotCallSource, Partner
 from campaigns.phones import E164_REGEX
 from campaigns.services import add_do_not_call
@@ -175,17 +176,18 @@ def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
     if call is None:
         return flow.goodbye()
     campaign = call.campaign
+    transfer_to = limits.allowed_transfer_number(campaign)
     language = campaign.template.language
     with translation.override(language.split("-")[0]):
         texts = [
             _("This is %(company)s. Your number is on our do-not-call list: we will not call you.")
             % {"company": campaign.partner.name}
         ]
-        if campaign.transfer_number:
+        if transfer_to:
             texts.append(_("I am putting you through to a person."))
         bye = _("Goodbye.")
     lines = flow.speak(call, texts)
-    outcome = {"do_not_call": True, **({"transferred": True} if campaign.transfer_number else {})}
+    outcome = {"do_not_call": True, **({"transferred": True} if transfer_to else {})}
     with transaction.atomic():
         one_or_none(Call.objects.select_for_update().filter(pk=call.pk))
         if not call.turns.exists():
@@ -197,12 +199,12 @@ def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
             dialogue={**(call.dialogue or {}), "ended": True, "closed": "do not call"},
             updated_at=timezone.now(),
         )
-    if campaign.transfer_number:
+    if transfer_to:
         # No "transferred" in the dialogue: however the transfer ends, the call ends with
         # it (flow.transfer_ended) and offers no callback.
         return telephony.transfer_twiml(
             lines=lines,
-            number=campaign.transfer_number,
+            number=transfer_to,
             caller_id=call.our_number,
             timeout=campaign.ring_timeout_seconds,
             action=webhook_url("transfer-ended", call.pk),
@@ -247,7 +249,7 @@ def _stranger(*, params: Mapping[str, str], campaign: Campaign | None) -> str:
     number, and goodbye."""
     language = _language(campaign)
     company = campaign.partner.name if campaign is not None else settings.APP_NAME
-    transfer_to = campaign.transfer_number if campaign is not None else ""
+    transfer_to = limits.allowed_transfer_number(campaign) if campaign is not None else ""
     offer = bool(_PHONE.match(params.get("From", "")))
     with translation.override(language.split("-")[0]):
         texts = [_("Thank you for calling %(company)s.") % {"company": company}]

@@ -403,7 +403,7 @@ def finish_call(*, call: Call) -> str | None:
                 "outcome": label,
                 "count": rule["max_attempts"],
             }
-        elif attempts >= campaign.max_attempts:
+        elif attempts >= campaign.effective_max_attempts:
             state = Contact.State.EXHAUSTED
             reason = _("%(outcome)s: no more calls after %(count)s attempts.") % {
                 "outcome": label,

@@ -37,7 +37,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import APIKey
 
 from callcenter.exports import ExportAdminMixin, Table
-from campaigns import deliveries, imports, services
+from campaigns import deliveries, imports, limits, services
 from campaigns.dashboard import campaign_dashboard, percent, progress_label
 from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.exports import contact_table
@@ -45,6 +45,7 @@ from campaigns.forms import (
     ContactImportForm,
     DoNotCallBulkForm,
     DoNotCallForm,
+    PartnerForm,
     WebhookEndpointForm,
 )
 from campaigns.models import (
@@ -75,11 +76,39 @@ class PartnerMemberInline(admin.TabularInline):
 
 @admin.register(Partner)
 class PartnerAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "created_at"]
+    form = PartnerForm
+    list_display = [
+        "name",
+        "is_active",
+        "max_concurrent_calls_cap",
+        "calls_per_second_cap",
+        "created_at",
+    ]
     list_filter = ["is_active"]
     search_fields = ["name"]
     readonly_fields = ["created_at", "updated_at"]
     inlines = [PartnerMemberInline]
+    fieldsets = [
+        (None, {"fields": ["name", "is_active"]}),
+        (
+            _("Telephony limits"),
+            {
+                "fields": [
+                    "caller_numbers",
+                    "transfer_numbers",
+                    "compliance_profiles",
+                    ("max_concurrent_calls_cap", "calls_per_second_cap", "max_attempts_cap"),
+                ],
+                "description": _(
+                    "What this partner's campaigns may use. The API and this console refuse "
+                    "a campaign setting beyond them; the dialer clamps the pacing of "
+                    "campaigns saved before a cap was lowered, and pauses those whose "
+                    "numbers or profile are no longer allowed."
+                ),
+            },
+        ),
+        (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
 
 
 @admin.register(PartnerApiKey)
@@ -477,6 +506,11 @@ class CampaignAdmin(admin.ModelAdmin):
         # The live figures, charts, buttons and links are read here for the page's
         # template, above the declarative fields.
         _warn_of_default_voice(request)
+        if obj is not None and request.method == "GET":
+            # What the dialer does otherwise than the settings say, under the partner's
+            # limits (lowered since the campaign was saved).
+            for note in [*limits.dial_problems(campaign=obj), *limits.clamped_pacing(campaign=obj)]:
+                messages.warning(request, note)
         if obj is not None:
             context.update(self.page_context(request, obj))
             context["import_url"] = _contact_import_url(request, obj)
@@ -531,7 +565,30 @@ class CampaignAdmin(admin.ModelAdmin):
                     current = Campaign.objects.get(pk=self.instance.pk)
                     for problem in services.edit_problems(campaign=current):
                         self.add_error(None, problem)
+                self._check_limits(cleaned)
                 return cleaned
+
+            def _check_limits(self, cleaned: dict[str, Any]) -> None:
+                # Staff are held to the partner's limits too, as the services hold the
+                # API: to go beyond them, they raise them on the partner's page first.
+                partner = cleaned.get("partner") or getattr(self.instance, "partner", None)
+                if partner is None:
+                    return
+                names = (
+                    limits.LIMITED_FIELDS
+                    if self.instance.pk is None
+                    else [name for name in self.changed_data if name in limits.LIMITED_FIELDS]
+                )
+                beyond = limits.limit_errors(
+                    partner=partner,
+                    values={
+                        name: cleaned[name]
+                        for name in names
+                        if name in cleaned and name not in self.errors
+                    },
+                )
+                for name, problems in beyond.items():
+                    self.add_error(name, problems)
 
         return CampaignForm
 

@@ -288,24 +288,35 @@ def _answer_rate_chart(hours: list[Hour]) -> charts.Chart:
 
 
 def effective_calls_per_second(campaign: Campaign) -> Decimal:
-    """The rate the dispatcher lets the campaign dial at: its own bucket, within the
-    account's (TWILIO_MAX_CPS), which every running campaign draws from."""
-    return min(campaign.calls_per_second, Decimal(settings.TWILIO_MAX_CPS))
+    """The rate the dispatcher lets the campaign dial at: its own bucket, within its
+    partner's cap and the account's (TWILIO_MAX_CPS), which every running campaign draws
+    from."""
+    return min(campaign.effective_calls_per_second, Decimal(settings.TWILIO_MAX_CPS))
 
 
 def pacing_limits(*, campaign: Campaign, stats: CampaignStats) -> list[PacingLimit]:
     """The campaign's two pacing limits as calls/dispatcher.py applies them."""
-    rate, cap = campaign.calls_per_second, Decimal(settings.TWILIO_MAX_CPS)
-    if rate < cap:
-        rate_binds = _("This campaign's setting")
-    elif rate > cap:
-        rate_binds = _("The platform cap (TWILIO_MAX_CPS)")
-    else:
-        rate_binds = _("Both: they are equal")
+    rate, platform = campaign.calls_per_second, Decimal(settings.TWILIO_MAX_CPS)
+    partner_rate = campaign.partner.calls_per_second_cap
+    effective = effective_calls_per_second(campaign)
+    binding = [
+        name
+        for name, value in (
+            (_("This campaign's setting"), rate),
+            (_("The partner's cap"), partner_rate),
+            (_("The platform cap (TWILIO_MAX_CPS)"), platform),
+        )
+        if value == effective
+    ]
+    rate_binds = binding[0] if len(binding) == 1 else _("Several: they are equal")
     concurrent = campaign.max_concurrent_calls
+    concurrent_cap = campaign.partner.max_concurrent_calls_cap
+    effective_concurrent = campaign.effective_max_concurrent_calls
     expected = _expected_concurrency(campaign, stats)
-    if expected is not None and expected < concurrent:
+    if expected is not None and expected < effective_concurrent:
         concurrency_binds = _("Not reached: the calls per second bind first")
+    elif concurrent > concurrent_cap:
+        concurrency_binds = _("The partner's cap")
     else:
         concurrency_binds = _("This campaign's setting")
     return [
@@ -313,16 +324,20 @@ def pacing_limits(*, campaign: Campaign, stats: CampaignStats) -> list[PacingLim
             key="calls_per_second",
             name=_("Calls per second"),
             configured=number(rate),
-            cap=_("%(cap)s (TWILIO_MAX_CPS, for the whole account)") % {"cap": number(cap)},
-            effective=number(effective_calls_per_second(campaign)),
+            cap=_(
+                "%(cap)s (TWILIO_MAX_CPS, for the whole account); %(partner)s (the "
+                "partner's cap, for all its campaigns)"
+            )
+            % {"cap": number(platform), "partner": number(partner_rate)},
+            effective=number(effective),
             binds=rate_binds,
         ),
         PacingLimit(
             key="max_concurrent_calls",
             name=_("Concurrent calls"),
             configured=str(concurrent),
-            cap=_("None in the settings"),
-            effective=str(concurrent),
+            cap=_("%(cap)s (the partner's cap, for all its campaigns)") % {"cap": concurrent_cap},
+            effective=str(effective_concurrent),
             binds=concurrency_binds,
         ),
     ]
@@ -351,7 +366,7 @@ def pacing_notes(*, campaign: Campaign, stats: CampaignStats) -> list[str]:
         )
         % {
             "interval": number(DISPATCH_INTERVAL_SECONDS),
-            "concurrent": campaign.max_concurrent_calls,
+            "concurrent": campaign.effective_max_concurrent_calls,
         }
     ]
     others = Campaign.objects.running().exclude(pk=campaign.pk).count()
@@ -379,7 +394,7 @@ def pacing_notes(*, campaign: Campaign, stats: CampaignStats) -> list[str]:
                 "rate": number(effective_calls_per_second(campaign)),
                 "duration": duration(stats.average_answered_seconds),
                 "expected": number(expected, places=1),
-                "limit": campaign.max_concurrent_calls,
+                "limit": campaign.effective_max_concurrent_calls,
             }
         )
     notes.append(

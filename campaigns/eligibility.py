@@ -264,7 +264,7 @@ class _BlockingConditions:
         )
         return cls(
             do_not_call=Q(Exists(entries)),
-            exhausted=Q(attempts__gte=campaign.max_attempts),
+            exhausted=Q(attempts__gte=campaign.effective_max_attempts),
             lacking={name: lacks_variable(name) for name in needed_variables(campaign=campaign)},
         )
 
@@ -372,14 +372,15 @@ def _campaign_reasons(campaign: Campaign, now: datetime.datetime) -> list[Reason
 def _contact_reasons(contact: Contact, campaign: Campaign, now: datetime.datetime) -> list[Reason]:
     reasons = []
     exhausted = (
-        contact.state == Contact.State.EXHAUSTED or contact.attempts >= campaign.max_attempts
+        contact.state == Contact.State.EXHAUSTED
+        or contact.attempts >= campaign.effective_max_attempts
     )
     if exhausted:
         reasons.append(
             Reason(
                 ReasonCode.ATTEMPTS_EXHAUSTED,
                 _("all attempts are used (%(attempts)s of %(max)s)")
-                % {"attempts": contact.attempts, "max": campaign.max_attempts},
+                % {"attempts": contact.attempts, "max": campaign.effective_max_attempts},
             )
         )
     if contact.state not in _WAITING_STATES and contact.state != Contact.State.EXHAUSTED:

@@ -306,3 +306,68 @@ def _number_lines(source: str, lines: list[str], *, header: bool) -> list[Number
             continue
         found.append(NumberLine(source, number, phone, reason))
     return found
+
+
+class PhoneListField(forms.CharField):
+    """Numbers typed one a line (or separated by commas), as people write them, read in
+    DEFAULT_PHONE_REGION when they have no country code; cleaned to a list in E.164."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "cols": 40})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list):
+            return value
+        numbers: list[str] = []
+        errors = []
+        for raw in re.split(r"[\n,;]", super().to_python(value)):
+            if not raw.strip():
+                continue
+            try:
+                number = normalize_phone(raw, region=settings.DEFAULT_PHONE_REGION)
+            except ValidationError as exc:
+                errors.extend(exc.error_list)
+                continue
+            if number not in numbers:
+                numbers.append(number)
+        if errors:
+            raise ValidationError(errors)
+        return numbers
+
+
+LIMIT_FIELDS = [
+    "caller_numbers",
+    "transfer_numbers",
+    "compliance_profiles",
+    "max_concurrent_calls_cap",
+    "calls_per_second_cap",
+    "max_attempts_cap",
+]
+
+
+class PartnerForm(forms.ModelForm):
+    """A partner with its telephony limits: numbers one a line, profiles ticked."""
+
+    caller_numbers = PhoneListField(
+        label=_("caller numbers"),
+        required=False,
+        help_text=Partner._meta.get_field("caller_numbers").help_text,
+    )
+    transfer_numbers = PhoneListField(
+        label=_("transfer numbers"),
+        required=False,
+        help_text=Partner._meta.get_field("transfer_numbers").help_text,
+    )
+    compliance_profiles = forms.MultipleChoiceField(
+        label=_("compliance profiles"),
+        required=False,
+        choices=Campaign.ComplianceProfile.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=Partner._meta.get_field("compliance_profiles").help_text,
+    )
+
+    class Meta:
+        model = Partner
+        fields = ["name", "is_active", *LIMIT_FIELDS]

@@ -33,11 +33,100 @@ def validate_time_zone(value: str) -> None:
         )
 
 
+def default_compliance_profiles() -> list[str]:
+    """Every profile with calling-hour rules: "none" is staff's to grant."""
+    return [ComplianceProfile.US.value, ComplianceProfile.ES.value]
+
+
+def validate_phone_list(value: Any) -> None:
+    """A list of distinct numbers, each in E.164 (``validate_phone_number``)."""
+    if not isinstance(value, list) or not all(isinstance(number, str) for number in value):
+        raise ValidationError(
+            _('Give a list of phone numbers in E.164 form, e.g. ["+34910000000"].'),
+            code="invalid_phone_list",
+        )
+    for number in value:
+        validate_phone_number(number)
+    if len(set(value)) != len(value):
+        raise ValidationError(_("Each number may be listed once."), code="duplicate_phone")
+
+
+def validate_compliance_profiles(value: Any) -> None:
+    """A list of known compliance profiles, each once (empty: the partner may not call)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(
+            _("Give a list of compliance profiles: %(profiles)s."),
+            code="invalid_compliance_profiles",
+            params={"profiles": ", ".join(ComplianceProfile.values)},
+        )
+    unknown = sorted(set(value) - set(ComplianceProfile.values))
+    if unknown:
+        raise ValidationError(
+            _("Unknown compliance profiles: %(unknown)s; use %(profiles)s."),
+            code="unknown_compliance_profiles",
+            params={"unknown": ", ".join(unknown), "profiles": ", ".join(ComplianceProfile.values)},
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError(_("Each profile may be listed once."), code="duplicate_profile")
+
+
 class Partner(models.Model):
-    """A tenant: a company that runs campaigns and sees only its own data."""
+    """A tenant: a company that runs campaigns and sees only its own data, within the
+    telephony limits staff set for it (campaigns/limits.py)."""
 
     name = models.CharField(_("name"), max_length=200, unique=True)
     is_active = models.BooleanField(_("active"), default=True)
+    # Telephony limits: staff set them, the partner's campaigns stay within them.
+    caller_numbers = models.JSONField(
+        _("caller numbers"),
+        default=list,
+        blank=True,
+        validators=[validate_phone_list],
+        help_text=_(
+            "The numbers its campaigns may call from, in E.164, besides TWILIO_PHONE_NUMBER "
+            "(a campaign without a caller number of its own), which is always allowed."
+        ),
+    )
+    transfer_numbers = models.JSONField(
+        _("transfer numbers"),
+        default=list,
+        blank=True,
+        validators=[validate_phone_list],
+        help_text=_(
+            "The numbers its campaigns may put callees through to, in E.164. Empty: its "
+            "campaigns cannot transfer calls."
+        ),
+    )
+    compliance_profiles = models.JSONField(
+        _("compliance profiles"),
+        default=default_compliance_profiles,
+        blank=True,
+        validators=[validate_compliance_profiles],
+        help_text=_(
+            'The compliance profiles its campaigns may choose among "us", "es" and "none" '
+            "(no calling-hour rules: grant it only to a partner who answers for its own)."
+        ),
+    )
+    max_concurrent_calls_cap = models.PositiveIntegerField(
+        _("concurrent calls cap"),
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text=_("Calls going on at once, across all its campaigns."),
+    )
+    calls_per_second_cap = models.DecimalField(
+        _("calls per second cap"),
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("1"),
+        validators=[MinValueValidator(Decimal("0.01"))],
+        help_text=_("Calls started per second, across all its campaigns."),
+    )
+    max_attempts_cap = models.PositiveIntegerField(
+        _("attempts cap"),
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text=_("Calls to one contact of a campaign at most."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -45,6 +134,16 @@ class Partner(models.Model):
         verbose_name = _("partner")
         verbose_name_plural = _("partners")
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    max_concurrent_calls_cap__gte=1,
+                    calls_per_second_cap__gt=0,
+                    max_attempts_cap__gte=1,
+                ),
+                name="partner_caps_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -482,6 +581,20 @@ class Campaign(models.Model):
     @property
     def effective_caller_number(self) -> str:
         return self.caller_number or settings.TWILIO_PHONE_NUMBER
+
+    # The pacing the dialer applies: the campaign's own, within its partner's caps (which
+    # staff may have lowered after the campaign was saved).
+    @property
+    def effective_max_concurrent_calls(self) -> int:
+        return min(self.max_concurrent_calls, self.partner.max_concurrent_calls_cap)
+
+    @property
+    def effective_calls_per_second(self) -> Decimal:
+        return min(self.calls_per_second, self.partner.calls_per_second_cap)
+
+    @property
+    def effective_max_attempts(self) -> int:
+        return min(self.max_attempts, self.partner.max_attempts_cap)
 
 
 def lacks_variable(name: str) -> Q:

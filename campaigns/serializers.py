@@ -13,7 +13,7 @@ from rest_framework.reverse import reverse
 
 from callcenter.access import partner_of
 from callcenter.api import PartnerOwnedSerializer, PartnerScopedRelatedField
-from campaigns import deliveries
+from campaigns import deliveries, limits
 from campaigns.eligibility import ReasonCode
 from campaigns.models import (
     Campaign,
@@ -40,9 +40,22 @@ IMPORT_ERRORS_SHOWN = 20
 
 
 class PartnerSerializer(serializers.ModelSerializer):
+    """A partner with its telephony limits, which staff set in the console."""
+
     class Meta:
         model = Partner
-        fields = ["id", "name", "is_active", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "is_active",
+            "caller_numbers",
+            "transfer_numbers",
+            "compliance_profiles",
+            "max_concurrent_calls_cap",
+            "calls_per_second_cap",
+            "max_attempts_cap",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -130,7 +143,8 @@ class CampaignSerializer(PartnerOwnedSerializer):
         allow_blank=True,
         help_text=_(
             "The number callees see: E.164 (+34910000000) or as written in phone_region; "
-            "answered in E.164. Empty: TWILIO_PHONE_NUMBER."
+            "answered in E.164; one of the numbers staff allow the partner. Empty: "
+            "TWILIO_PHONE_NUMBER."
         ),
     )
     transfer_number = serializers.CharField(
@@ -138,8 +152,18 @@ class CampaignSerializer(PartnerOwnedSerializer):
         required=False,
         allow_blank=True,
         help_text=_(
-            "Where a callee who asks for a person is put through, written as caller_number."
+            "Where a callee who asks for a person is put through, written as caller_number; "
+            "one of the transfer numbers staff allow the partner."
         ),
+    )
+
+    limit_warnings = serializers.SerializerMethodField(
+        help_text=_(
+            "Where the dialer departs from these settings under the partner's telephony "
+            "limits, lowered since they were saved: pacing above a cap is clamped to it; a "
+            "caller number, transfer number or compliance profile no longer allowed stops "
+            "the campaign from calling."
+        )
     )
 
     class Meta:
@@ -171,6 +195,7 @@ class CampaignSerializer(PartnerOwnedSerializer):
             "max_attempts",
             "retry_policy",
             "sandbox_personas",
+            "limit_warnings",
             "created_at",
             "updated_at",
         ]
@@ -185,13 +210,30 @@ class CampaignSerializer(PartnerOwnedSerializer):
         # The name's uniqueness per partner is checked by the service, on the name.
         validators: list[Any] = []
         extra_kwargs = {
+            "compliance_profile": {
+                "help_text": _(
+                    "The legal calling hours, holidays and caps, in each contact's local "
+                    "time: one of the profiles staff allow the partner."
+                )
+            },
+            "max_concurrent_calls": {
+                "help_text": _("At most the partner's cap, which also bounds all its campaigns.")
+            },
+            "calls_per_second": {
+                "help_text": _("At most the partner's cap, which also bounds all its campaigns.")
+            },
+            "max_attempts": {"help_text": _("At most the partner's cap.")},
             "state_reason": {
                 "help_text": _(
                     "Why the platform last moved the campaign (paused by a Twilio refusal, "
                     "say), or, for a completed one that placed no call, why nobody was called."
                 )
-            }
+            },
         }
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_limit_warnings(self, campaign: Campaign) -> list[str]:
+        return [*limits.dial_problems(campaign=campaign), *limits.clamped_pacing(campaign=campaign)]
 
 
 class CampaignMoveSerializer(CampaignSerializer):

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import logging
 import secrets
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -20,6 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from campaigns import limits
 from campaigns.deliveries import emit_event
 from campaigns.eligibility import blocked_for_good, count_blocked
 from campaigns.models import (
@@ -218,6 +220,7 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
     if speech.is_configured() and campaign.voice_id is None:
         problems.extend(_default_voice_problems())
     problems.extend(_caller_number_problems(campaign))
+    problems.extend(limits.dial_problems(campaign=campaign))
     problems.extend(_waiting_contact_problems(campaign))
     if campaign.ends_at is not None and campaign.ends_at <= now:
         problems.append(_("The campaign's end date has passed."))
@@ -493,7 +496,7 @@ def create_campaign(*, partner: Partner, **fields: Any) -> Campaign:
     """A new draft campaign of ``partner`` with ``fields`` (the model's field names).
     Invalid settings raise ValidationError naming each field."""
     campaign = Campaign(partner=partner, **fields)
-    _check_campaign(campaign)
+    _check_campaign(campaign, limited=limits.LIMITED_FIELDS)
     return _save_campaign(campaign, update_fields=None)
 
 
@@ -513,7 +516,9 @@ def edit_problems(*, campaign: Campaign) -> list[str]:
 def update_campaign(*, campaign: Campaign, **changes: Any) -> Campaign:
     """Change a draft or paused campaign's settings (never its partner or state).
 
-    Raises CampaignStateError in any other state, ValidationError naming each invalid field.
+    Raises CampaignStateError in any other state, ValidationError naming each invalid field
+    or each change beyond the partner's limits (settings left unchanged are not held to
+    limits lowered since: the dialer applies those).
     """
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
@@ -522,7 +527,7 @@ def update_campaign(*, campaign: Campaign, **changes: Any) -> Campaign:
             raise CampaignStateError(*problems)
         for name, value in changes.items():
             setattr(locked, name, value)
-        _check_campaign(locked)
+        _check_campaign(locked, limited=changes)
         return _save_campaign(locked, update_fields=[*changes, "updated_at"])
 
 
@@ -555,8 +560,10 @@ def normalize_campaign_phone(*, value: str, region: str) -> str:
     return normalize_phone(value, region=region) if value.strip() else ""
 
 
-def _check_campaign(campaign: Campaign) -> None:
-    errors: dict[str, list[str]] = {}
+def _check_campaign(campaign: Campaign, *, limited: Iterable[str]) -> None:
+    """Normalise the campaign's numbers and check it whole, and the fields named in
+    ``limited`` against its partner's limits; raise ValidationError naming each field."""
+    errors: dict[str, list[Any]] = {}
     unreadable = []  # numbers that are no valid number: said once, not again by the model
     for name in CAMPAIGN_PHONE_FIELDS:
         value = getattr(campaign, name)
@@ -581,6 +588,16 @@ def _check_campaign(campaign: Campaign) -> None:
         campaign.full_clean(exclude=["partner", *unreadable])
     except ValidationError as exc:
         errors = exc.update_error_dict(errors)
+    beyond = limits.limit_errors(
+        partner=campaign.partner,
+        values={
+            name: getattr(campaign, name)
+            for name in limited
+            if name in limits.LIMITED_FIELDS and name not in errors
+        },
+    )
+    for name, problems in beyond.items():
+        errors.setdefault(name, []).extend(problems)
     if errors:
         raise ValidationError(errors)
 

@@ -257,7 +257,7 @@ class CampaignViewSet(ScopedModelViewSet):
     on its next tick.
     """
 
-    queryset = Campaign.objects.all()
+    queryset = Campaign.objects.select_related("partner")
     staff_permissions = {
         "start": "campaigns.control_campaign",
         "pause": "campaigns.control_campaign",

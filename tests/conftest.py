@@ -23,6 +23,7 @@ from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.twilio_spec import TwilioSpec
+from tests.partners import TRUSTED_LIMITS, trust
 from tests.processes import child_env, end_other_sessions, free_port
 from voices import speech
 
@@ -45,7 +46,8 @@ def _clear_cache() -> Iterator[None]:
 
 @pytest.fixture
 def partner(db: None) -> Partner:
-    return Partner.objects.create(name="Acme")
+    """A partner trusted with the suite's numbers and pacing (tests/partners.py)."""
+    return Partner.objects.create(name="Acme", **TRUSTED_LIMITS)
 
 
 @pytest.fixture
@@ -176,7 +178,7 @@ def _key_client(partner: Partner) -> APIClient:
 @pytest.fixture
 def api_partner(db: None) -> Partner:
     """A partner onboarded as the API onboards one: a user (``initech``) and a key."""
-    return onboard_partner(name="Initech", username="initech", password="initech-pw").partner
+    return trust(onboard_partner(name="Initech", username="initech", password="initech-pw").partner)
 
 
 @pytest.fixture
@@ -188,7 +190,9 @@ def api_client(api_partner: Partner) -> APIClient:
 @pytest.fixture
 def other_api_partner(db: None) -> Partner:
     """Another tenant, whose objects ``api_client`` must never see."""
-    return onboard_partner(name="Umbrella", username="umbrella", password="umbrella-pw").partner
+    return trust(
+        onboard_partner(name="Umbrella", username="umbrella", password="umbrella-pw").partner
+    )
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from campaigns.models import (
 )
 from templates.models import CallTemplate
 from tests.browser.conftest import PASSWORD, log_in, needs_chromium
+from tests.partners import TRUSTED_LIMITS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -48,7 +49,7 @@ def success_message(tab: Page) -> str:
 
 @pytest.fixture
 def clinic(transactional_db) -> Partner:
-    return Partner.objects.create(name="Clínica Sur")
+    return Partner.objects.create(name="Clínica Sur", **TRUSTED_LIMITS)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from campaigns.models import Campaign, ComplianceProfile, Partner
 from campaigns.services import add_contact
 from templates.models import CallTemplate
 from tests.browser.conftest import log_in, needs_chromium
+from tests.partners import TRUSTED_LIMITS
 from tests.processes import other_redis_database, running_system
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def system(tmp_path) -> Iterator[str]:
 @pytest.fixture
 def ready_campaign(transactional_db) -> Campaign:
     """A draft campaign of three contacts, each answering as its sandbox persona says."""
-    partner = Partner.objects.create(name="Clínica Demo")
+    partner = Partner.objects.create(name="Clínica Demo", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Guion",

@@ -18,6 +18,7 @@ from campaigns.models import Campaign, ContactImport, DoNotCall, Partner
 from campaigns.tasks import import_contacts_task
 from templates.models import CallTemplate
 from tests.browser.conftest import log_in, needs_chromium
+from tests.partners import TRUSTED_LIMITS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -30,7 +31,7 @@ CONTACTS = b"phone,first_name\n612 345 678,Ana\nnot-a-phone,Eva\n+34 699 000 111
 
 @pytest.fixture
 def campaign(transactional_db) -> Campaign:
-    partner = Partner.objects.create(name="Clínica Sur")
+    partner = Partner.objects.create(name="Clínica Sur", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Recordatorio",

@@ -24,6 +24,7 @@ from campaigns.models import (
     WebhookEndpoint,
 )
 from templates.models import CallTemplate
+from tests.partners import TRUSTED_LIMITS
 
 # The turn webhook works in threads of its own, as under the real server: committed data.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -593,7 +594,7 @@ def test_a_stranger_pressing_the_opt_out_digit_is_put_on_every_list_for_that_num
     client, numbered, partner
 ) -> None:
     # given: another partner calls from the same number
-    other = Partner.objects.create(name="Otra")
+    other = Partner.objects.create(name="Otra", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=other, name="T", greeting="Hola, {{ partner }}.", instructions="x"
     )

@@ -33,6 +33,7 @@ from calls.models import Call
 from calls.services import PRICE_FIRST_CHECK, record_call_status
 from calls.telephony import TelephonyRejected
 from campaigns.models import Campaign, Contact, Partner, default_sandbox_personas
+from tests.partners import TRUSTED_LIMITS
 
 pytestmark = pytest.mark.urls(__name__)
 
@@ -263,7 +264,7 @@ def test_place_inbound_call_refuses_what_cannot_ring(queued, from_, to, persona,
 @pytest.mark.django_db
 def test_call_back_rings_the_campaigns_number_as_the_contacts_caller(queued, settings) -> None:
     settings.TWILIO_PHONE_NUMBER = "+34910000111"
-    partner = Partner.objects.create(name="Acme")
+    partner = Partner.objects.create(name="Acme", **TRUSTED_LIMITS)
     campaign = Campaign.objects.create(partner=partner, name="Spring")
     silent = contact_in(campaign, phone="+34600000001", sandbox_persona="silent")
     busy = contact_in(campaign, phone="+34600000002", sandbox_persona="busy")

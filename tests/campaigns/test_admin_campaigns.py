@@ -992,7 +992,10 @@ def test_pacing_shows_the_campaign_rate_when_below_the_platform_cap(
 
     assert pacing_row(page, "calls_per_second") == {
         "configured": "0.5",
-        "cap": "10 (TWILIO_MAX_CPS, for the whole account)",
+        "cap": (
+            "10 (TWILIO_MAX_CPS, for the whole account); 999 (the partner&#x27;s cap, for "
+            "all its campaigns)"
+        ),
         "effective": "0.5",
         "binds": "This campaign&#x27;s setting",
     }
@@ -1008,13 +1011,16 @@ def test_pacing_shows_the_platform_cap_when_it_binds(admin_client, campaign, set
 
     assert pacing_row(page, "calls_per_second") == {
         "configured": "5",
-        "cap": "2 (TWILIO_MAX_CPS, for the whole account)",
+        "cap": (
+            "2 (TWILIO_MAX_CPS, for the whole account); 999 (the partner&#x27;s cap, for "
+            "all its campaigns)"
+        ),
         "effective": "2",
         "binds": "The platform cap (TWILIO_MAX_CPS)",
     }
     assert pacing_row(page, "max_concurrent_calls") == {
         "configured": "8",
-        "cap": "None in the settings",
+        "cap": "1000 (the partner&#x27;s cap, for all its campaigns)",
         "effective": "8",
         "binds": "This campaign&#x27;s setting",
     }

@@ -539,8 +539,13 @@ def test_start_campaign_still_refuses_a_stored_caller_number_that_is_no_number(s
     with translation.override("en"), pytest.raises(CampaignStateError) as excinfo:
         start_campaign(campaign=startable)
 
-    assert excinfo.value.reasons == [
-        "Caller number: “+3491000000” is not a valid phone number in E.164 form, e.g. +34910000000."
+    assert sorted(excinfo.value.reasons) == [
+        "Caller number: “+3491000000” is not a valid phone number in E.164 form, e.g. "
+        "+34910000000.",
+        # nor, being none, one of the numbers staff allow the partner
+        "The caller number +3491000000 is not one of this partner's numbers: "
+        + ", ".join(startable.partner.caller_numbers)
+        + ".",
     ]
 
 

@@ -19,6 +19,7 @@ from calls.models import Call, Turn
 from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall, Partner
 from campaigns.services import CampaignStateError, add_contact, start_campaign
 from templates.models import CallTemplate
+from tests.partners import TRUSTED_LIMITS
 from tests.processes import other_redis_database, running_system
 
 PERSONAS = [
@@ -58,7 +59,7 @@ def system(tmp_path) -> Iterator[str]:
 
 
 def make_campaign() -> Campaign:
-    partner = Partner.objects.create(name="Clínica Demo")
+    partner = Partner.objects.create(name="Clínica Demo", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Guion",

@@ -28,6 +28,7 @@ from campaigns.models import Contact
 from campaigns.services import onboard_partner
 from tests.fakes.elevenlabs import SARAH_ID, FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
+from tests.partners import trust
 from tests.processes import other_redis_database, running_system
 
 PERSONAS = ["interested", "not_interested", "callback", "opt_out", "voicemail", "busy"]
@@ -144,7 +145,9 @@ def settled(campaign_id: int) -> bool:
 @pytest.mark.parametrize("model", ["gpt-4", "o4-mini"])
 def test_a_campaign_from_the_api_is_whole_with_each_model_family(tmp_path, vendors, model):
     openai, _elevenlabs = vendors
-    key = onboard_partner(name="Clínica Demo", username="clinica", password="pw-e2e").api_key
+    onboarding = onboard_partner(name="Clínica Demo", username="clinica", password="pw-e2e")
+    trust(onboarding.partner)
+    key = onboarding.api_key
     with system(tmp_path, vendors, model) as url:
         call = api(url, key)
         campaign_id = set_up_campaign(call)

@@ -14,6 +14,7 @@ from calls.models import Call
 from campaigns.models import Campaign, ComplianceProfile, Contact, Partner
 from campaigns.services import add_contact
 from templates.models import CallTemplate
+from tests.partners import TRUSTED_LIMITS
 from tests.reliability.carrier import Carrier, ScriptedTwilio
 from tests.reliability.servers import RedisServer
 from tests.reliability.system import ProductSystem
@@ -56,7 +57,7 @@ def use_twilio(settings, twilio: ScriptedTwilio) -> None:
 
 def make_campaign(outcomes: dict[str, str], **fields: object) -> Campaign:
     """A running-ready campaign calling each number of ``outcomes``."""
-    partner = Partner.objects.create(name="Carrera")
+    partner = Partner.objects.create(name="Carrera", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Aviso",
