@@ -201,6 +201,8 @@ AXES_HTTP_RESPONSE_CODE = 429
 # successful logins are not logged to the database.
 AXES_ENABLE_ADMIN = False
 AXES_DISABLE_ACCESS_LOG = True
+# Not its start-up banner on every command, nor a client's user agent in each log line.
+AXES_VERBOSE = False
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked username or address before any password is checked.
     "axes.backends.AxesStandaloneBackend",
