@@ -131,12 +131,15 @@ def test_import_rows_merges_like_add_contact(campaign) -> None:
         ],
     )
 
-    # then
-    assert (result.created, result.merged, result.errors) == (1, 2, [])
+    # then: the row giving B-1 another phone is refused, not merged dropping its phone
+    assert (result.created, result.merged) == (1, 1)
+    assert [(error.row, error.field, error.value) for error in result.errors] == [
+        (3, "phone", "+34600000002")
+    ]
     contact.refresh_from_db()
     assert contact.variables == {"first_name": "Ana", "plan": "gold"}
     b1 = campaign.contacts.get(external_id="B-1")
-    assert (b1.phone, b1.variables) == ("+34600000001", {"city": "Vigo"})
+    assert (b1.phone, b1.variables) == ("+34600000001", {"city": "Bilbao"})
     assert campaign.contacts.count() == 2
 
 
