@@ -1004,6 +1004,7 @@ def _read_csv(importer: _Importer, file: BinaryIO) -> None:
                 number += 1
                 if columns is None or "field limit" not in str(exc):
                     raise
+                source.skip_quoted_rest()  # of a value over several lines
                 importer.reject([_oversized_value(number, source.row_text())])
                 continue
             number += 1
@@ -1076,6 +1077,16 @@ class _RowLines:
 
     def row_text(self) -> str:
         return "".join(self.row_lines)
+
+    def skip_quoted_rest(self) -> None:
+        """Read on to the end of the row when it stopped inside a quoted value (its quotes
+        are odd), so that the reader goes on at the next row, not inside the value."""
+        quotes = self.row_text().count('"')
+        while quotes % 2 == 1:
+            try:
+                quotes += next(self).count('"')
+            except StopIteration:
+                return
 
     def unterminated_quote(self) -> bool:
         """Whether the row just read ran to the end of the file inside a quoted value: a

@@ -106,6 +106,10 @@ FIELDS = (
     "action",
     "_selected_action",
 )
+# Django's admin answers 500 for any value of an autocomplete field (a foreign key) that is
+# not an id, hostile or not ("abc" too: AutocompleteMixin.optgroups filters by it): a
+# defect of Django's, for staff only, left out here so that this walk tests characters.
+ADMIN_RELATIONS = frozenset({"campaign", "contact", "partner", "template", "voice", "endpoint"})
 JSON_FIELDS = ("variables", "calling_windows", "retry_policy", "labels", "payload", "outcome")
 _CAPTURE = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
 
@@ -251,19 +255,22 @@ def _send(client: Client, method: str, path: str, body: bytes | None, content_ty
 def _requests(route: str, callback: Any, name: str) -> Iterator[tuple[str, str, bytes | None, str]]:
     """method, path, body and content type of each hostile request to ``route``."""
     escaped, in_json = HOSTILE[name]
+    fields = FIELDS
+    if route.startswith("admin/"):
+        fields = tuple(field for field in FIELDS if field not in ADMIN_RELATIONS)
     real = _path(route, _id_for(callback))
     if _CAPTURE.search(route):
         yield "GET", _path(route, f"1{escaped}2"), None, ""
     else:
         yield "GET", real.rstrip("/") + escaped, None, ""
-    query = "&".join(f"{field}=a{escaped}b" for field in FIELDS)
+    query = "&".join(f"{field}=a{escaped}b" for field in fields)
     yield "GET", f"{real}?{query}", None, ""
     form = "&".join(
-        [f"{field}=a{escaped}b" for field in FIELDS]
+        [f"{field}=a{escaped}b" for field in fields]
         + [f"{field}=%7B%22x%22%3A%22a{escaped}b%22%7D" for field in JSON_FIELDS]
     )
     members = ", ".join(
-        [f'"{field}": "a{in_json}b"' for field in FIELDS]
+        [f'"{field}": "a{in_json}b"' for field in fields]
         + [f'"{field}": {{"x": "a{in_json}b"}}' for field in JSON_FIELDS]
         + [f'"contacts": [{{"phone": "600000002", "first_name": "a{in_json}b"}}]']
     )
@@ -283,7 +290,8 @@ def test_control_characters_in_a_request_never_answer_a_server_error(world, rout
         for method, path, body, content_type in _requests(route, callback, name):
             for client in _clients(route, world):
                 response = _send(client, method, path, body, content_type)
-                if response.status_code >= 500:
+                # A server error, not a defined answer such as 503 (speech not configured).
+                if response.status_code == 500 or getattr(response, "exc_info", None):
                     error = (getattr(response, "exc_info", None) or (None, None))[1]
                     failures.append((name, method, path[:100], repr(error)[:200]))
     assert failures == []
