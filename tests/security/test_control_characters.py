@@ -37,7 +37,7 @@ from campaigns.models import (
 )
 from campaigns.services import create_api_key
 from templates.models import CallTemplate
-from tests.reliability.conftest import APP_URL, twilio_settings  # noqa: F401
+from tests.reliability.conftest import APP_URL, post_signed, twilio_settings  # noqa: F401
 from voices.models import SpeechClip, Voice
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("twilio_settings")]
@@ -338,3 +338,24 @@ def test_a_nul_in_a_json_field_is_refused_naming_the_field(world) -> None:
     body = response.json()
     assert [error["field"] for error in body["errors"]] == ["variables.first_name"]
     assert list(Contact.objects.values_list("pk", "variables")) == before
+
+
+def test_a_nul_in_a_signed_webhooks_parameters_is_taken_out_not_a_server_error(
+    client, world
+) -> None:
+    # given: Twilio's status callback for a live call, one parameter carrying a NUL
+    call = Call.objects.get(provider_sid="CA" + "5" * 32)
+    params = {
+        "CallSid": call.provider_sid,
+        "CallStatus": "in-progress",
+        "SequenceNumber": "1",
+        "Caller\x00Name": "Ana\x00Mar",
+    }
+
+    # when
+    response = post_signed(client, f"/twilio/calls/{call.pk}/status", params)
+
+    # then: accepted, and what is kept holds no NUL
+    assert response.status_code == 204, response.content
+    payload = CallEvent.objects.filter(call=call).order_by("-pk").values_list("payload", flat=True)
+    assert payload[0]["CallerName"] == "AnaMar"
