@@ -237,6 +237,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every later middleware's logs (and the redirects they answer) carry the id.
     "callcenter.logging.RequestContextMiddleware",
+    # A NUL in a URL is a 400 on every route, the webhooks' included (PostgreSQL cannot
+    # store one).
+    "callcenter.middleware.NulCharacterMiddleware",
     # Twilio's webhooks go straight to their views from here (see calls/middleware.py).
     "calls.middleware.TwilioWebhookMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
@@ -482,7 +485,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["callcenter.access.IsPartnerOrStaff"],
     "DEFAULT_THROTTLE_CLASSES": ["callcenter.access.PartnerRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["callcenter.filters.PartnerScopedFilterBackend"],
     # JSON in; the contact upload adds multipart for its file.
     "DEFAULT_PARSER_CLASSES": ["callcenter.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -18,7 +18,7 @@ from urllib.parse import urldefrag
 import kombu.exceptions
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -50,6 +50,7 @@ def twilio_webhook(view: View) -> View:
         if signature and telephony.signature_is_valid(
             url=url, params=request.POST, signature=signature
         ):
+            _strip_nul_characters(request)
             return None
         SIGNATURE_FAILURES.labels(view=name).inc()
         logger.warning("Refused %s to %s: missing or invalid Twilio signature.", name, url)
@@ -74,6 +75,22 @@ def twilio_webhook(view: View) -> View:
     # Served past the browsers' middleware (calls.middleware.TwilioWebhookMiddleware).
     webhook.twilio_webhook = True
     return webhook
+
+
+def _strip_nul_characters(request: HttpRequest) -> None:
+    """Take NUL characters out of a signed request's parameters: Twilio never sends one
+    (a caller's speech or digits cannot hold it), PostgreSQL cannot store one, and a
+    TwiML webhook must not answer an error (the call would end on Twilio's apology), so
+    the rest of the text is what the view reads."""
+    params = request.POST.lists()
+    if not any("\x00" in name or "\x00" in "".join(values) for name, values in params):
+        return
+    logger.warning("Removed NUL characters from the parameters of %s.", request.path)
+    cleaned = QueryDict(mutable=True)
+    for name, values in request.POST.lists():
+        cleaned.setlist(name.replace("\x00", ""), [value.replace("\x00", "") for value in values])
+    cleaned._mutable = False
+    request.POST = cleaned
 
 
 def _registered_url(request: HttpRequest) -> str:

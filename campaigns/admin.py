@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -716,7 +716,13 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
     def _eligibility(self, contact: Contact) -> Eligibility:
         # The page shows one verdict in two fields: work it out once.
         if getattr(contact, "_shown_eligibility", None) is None:
-            contact._shown_eligibility = eligibility_for(contact=contact)
+            try:
+                contact._shown_eligibility = eligibility_for(contact=contact)
+            except (ValueError, ZoneInfoNotFoundError):
+                # A form sent back with a time zone that is not one: the verdict is the
+                # saved contact's.
+                saved = Contact.objects.select_related("campaign").get(pk=contact.pk)
+                contact._shown_eligibility = eligibility_for(contact=saved)
         return contact._shown_eligibility
 
     @admin.display(description=_("may be called now"))
@@ -1199,7 +1205,12 @@ def _phone_part(term: str) -> Q:
 
 
 def _local_time(moment: datetime.datetime, zone: str) -> str:
-    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    try:
+        local = ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        # A form sent back with a zone that is not one shows the contact as typed.
+        return "-"
+    return moment.astimezone(local).strftime("%Y-%m-%d %H:%M %Z")
 
 
 @admin.register(WebhookEndpoint)

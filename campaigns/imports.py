@@ -4,7 +4,8 @@ are saved in batches, bad ones come back as RowErrors naming the row, field and 
 A row is the same person as an existing contact, or as an earlier row of the same file,
 when it has the same external id, or else the same phone (what ``add_contact`` does): its
 variables are merged into that contact and it counts as merged, so uploading a file again
-creates nothing twice.
+creates nothing twice. A row whose external id is another phone's is rejected, since
+merging it would drop its phone.
 
 A row whose contact, once saved, lacks a variable the campaign's template needs (absent or
 blank, as a line reads it) is kept and flagged: a RowWarning per missing variable, counted in
@@ -25,7 +26,9 @@ CSV files:
 - Rows are numbered as a spreadsheet shows them: the header is row 1, so the first contact
   is row 2; a quoted value over several lines is one row. JSON rows count from 1.
 - Limits: MAX_COLUMNS columns, MAX_LINE_CHARS characters on a line and the csv module's
-  field size limit (128 KiB) in a value.
+  field size limit (128 KiB) in a value: a row with a longer value is rejected, the rows
+  after it are read. So is a row whose quote is never closed (the rest of the file would be
+  one value): the lines after it are read as rows. A NUL character rejects the row it is in.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import datetime
 import io
 import itertools
 import json
+import logging
 import re
 import sys
 import unicodedata
@@ -69,6 +73,8 @@ from campaigns.models import (
 )
 from campaigns.phones import PhoneReader
 from campaigns.tasks import import_contacts_task
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 10_000
 MAX_COLUMNS = 1_000
@@ -264,7 +270,7 @@ def run_import(*, contact_import_id: int) -> ContactImport:
     run that finds it claimed does nothing (unless the claim went stale, STALE_AFTER, when
     its worker died: then it starts over, and rows already saved merge). Batches commit as
     they go; a file that breaks off halfway fails the import with the reason, keeping the
-    rows before the break.
+    rows before the break. The stored upload is deleted once the import has ended.
     """
     now = timezone.now()
     claimed = ContactImport.objects.filter(
@@ -342,6 +348,7 @@ def run_import(*, contact_import_id: int) -> ContactImport:
         finished_at=now,
         updated_at=now,
     )
+    _delete_upload(contact_import)
     contact_import.refresh_from_db()
     emit_event(
         partner=contact_import.campaign.partner,
@@ -350,6 +357,26 @@ def run_import(*, contact_import_id: int) -> ContactImport:
         key=f"contact-import-{contact_import.pk}",  # one event however many runs
     )
     return contact_import
+
+
+def _delete_upload(contact_import: ContactImport) -> None:
+    """Forget the stored upload of an import that has ended (done or failed): its report
+    (counts, and each rejected row with its value) is what is kept. Only an ended import
+    lets go of it, so a run that dies halfway leaves it to the run that starts over."""
+    name = contact_import.file.name
+    if not name:
+        return
+    ContactImport.objects.filter(pk=contact_import.pk).update(file="")
+    storage = contact_import.file.storage
+    # Once the import's end is committed: a rolled-back end keeps the file it names.
+    transaction.on_commit(partial(_delete_stored, storage, name))
+
+
+def _delete_stored(storage: Any, name: str) -> None:
+    try:
+        storage.delete(name)
+    except OSError:
+        logger.warning("Could not delete the imported upload %s.", name, exc_info=True)
 
 
 def import_summary(contact_import: ContactImport) -> dict[str, Any]:
@@ -798,7 +825,9 @@ class _Text:
             decoder = codecs.getincrementaldecoder("utf-8")()
         elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             decoder = codecs.getincrementaldecoder("utf-16")()
-        elif b"\x00" in head:
+        elif head.count(b"\x00") * 4 > len(head):
+            # Text in UTF-16 is NUL every other byte; a stray NUL in a cell is that row's
+            # error (_add_csv_row).
             raise ImportFileError(
                 _(
                     "The file is not text, or it is UTF-16 without a byte order mark: save "
@@ -892,6 +921,11 @@ class _Columns:
             name = cell.strip()
             if not name:
                 continue
+            if "\x00" in name:
+                raise ImportFileError(
+                    _("The column “%(name)s” has a NUL character in its name.")
+                    % {"name": name.replace("\x00", "\\0")}
+                )
             key = _column_key(name)
             field_name = next(
                 (candidate for candidate, aliases in COLUMN_ALIASES.items() if key in aliases),
@@ -956,10 +990,31 @@ def _read_csv(importer: _Importer, file: BinaryIO) -> None:
             leading.pop()  # Excel hides this line; so do we
         else:
             delimiter = _delimiter(leading[-1])
-        reader = csv.reader(_chain(leading, lines), delimiter=delimiter)
+        source = _RowLines(_chain(leading, lines))
+        reader = csv.reader(source, delimiter=delimiter)
         columns = None
-        for cells in reader:
+        while True:
+            source.start_row()
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # A value over the csv module's limit: the reader goes on at the next line.
+                number += 1
+                if columns is None or "field limit" not in str(exc):
+                    raise
+                source.skip_quoted_rest()  # of a value over several lines
+                importer.reject([_oversized_value(number, source.row_text())])
+                continue
             number += 1
+            if source.unterminated_quote():
+                # The quote opened in this row swallowed the rest of the file as one value:
+                # reject the row, and read the lines it swallowed as the rows they are.
+                importer.reject([_unterminated_quote(number, source.row_lines[0])])
+                source = _RowLines(iter(source.row_lines[1:]))
+                reader = csv.reader(source, delimiter=delimiter)
+                continue
             if columns is None:
                 if any(cell.strip() for cell in cells):
                     columns = _Columns.from_header(cells)
@@ -977,12 +1032,12 @@ def _read_csv(importer: _Importer, file: BinaryIO) -> None:
         importer.flush()
         if "field limit" in str(exc):
             message = _("Row %(row)d has a value longer than %(max)d characters.") % {
-                "row": number + 1,
+                "row": number,
                 "max": csv.field_size_limit(),
             }
         else:
             message = _("Row %(row)d cannot be read as CSV: %(error)s.") % {
-                "row": number + 1,
+                "row": number,
                 "error": exc,
             }
         raise ImportFileError(message) from exc
@@ -994,6 +1049,72 @@ def _read_csv(importer: _Importer, file: BinaryIO) -> None:
     importer.flush()
     if importer.rows_read == 0:
         raise ImportFileError(_("The file names its columns but has no contacts in them."))
+
+
+class _RowLines:
+    """The lines handed to the csv reader, keeping those of the row being read
+    (``row_lines``) and whether the file ended inside it."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.row_lines: list[str] = []
+        self.ended = False
+
+    def __iter__(self) -> _RowLines:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = next(self._lines)
+        except StopIteration:
+            self.ended = True
+            raise
+        self.row_lines.append(line)
+        return line
+
+    def start_row(self) -> None:
+        self.row_lines = []
+
+    def row_text(self) -> str:
+        return "".join(self.row_lines)
+
+    def skip_quoted_rest(self) -> None:
+        """Read on to the end of the row when it stopped inside a quoted value (its quotes
+        are odd), so that the reader goes on at the next row, not inside the value."""
+        quotes = self.row_text().count('"')
+        while quotes % 2 == 1:
+            try:
+                quotes += next(self).count('"')
+            except StopIteration:
+                return
+
+    def unterminated_quote(self) -> bool:
+        """Whether the row just read ran to the end of the file inside a quoted value: a
+        quote is never closed when the row's quotes are odd (a quote in a quoted value is
+        written twice)."""
+        return self.ended and len(self.row_lines) > 1 and self.row_text().count('"') % 2 == 1
+
+
+def _oversized_value(number: int, text: str) -> RowError:
+    return RowError(
+        number,
+        "",
+        _clip(text.rstrip("\r\n")),
+        _("The row has a value longer than %(max)d characters; it was not imported.")
+        % {"max": csv.field_size_limit()},
+    )
+
+
+def _unterminated_quote(number: int, line: str) -> RowError:
+    return RowError(
+        number,
+        "",
+        _clip(line.rstrip("\r\n")),
+        _(
+            'A quote (") opened in this row is never closed: the row was not imported, and '
+            "the lines after it were read as rows of their own."
+        ),
+    )
 
 
 def _chain(first: list[str], rest: Iterator[str]) -> Iterator[str]:
@@ -1053,6 +1174,7 @@ class _Existing:
     pk: int
     variables: dict[str, Any]
     changes: dict[str, Any] = field(default_factory=dict)
+    phone: str = ""
 
     def changed(self) -> dict[str, Any]:
         missing = object()
@@ -1070,11 +1192,13 @@ def _store(campaign: Campaign) -> _PostgresStore | _DjangoStore:
 def _save_once(
     store: _PostgresStore | _DjangoStore, rows: list[_Row], needed: tuple[str, ...]
 ) -> tuple[int, int, list[RowError], list[RowWarning]]:
-    """Save ``rows``: created, merged, the rows lost to concurrent writers, and a warning
+    """Save ``rows``: created, merged, the rows refused (an external id of a contact with
+    another phone; lost to concurrent writers), and a warning
     for each variable in ``needed`` that a contact saved lacks, on the first row of the
     batch that made or merged into it."""
     created = merged = 0
     warnings: list[RowWarning] = []
+    refused: list[RowError] = []
     pending = rows
     for round_ in range(_SAVE_ATTEMPTS):
         # Rows the insert found saved meanwhile (later rounds) are all looked up.
@@ -1089,6 +1213,10 @@ def _save_once(
                 target = by_external_id.get(row.external_id) or new_by_external_id.get(
                     row.external_id
                 )
+                if target is not None and target.phone != row.phone:
+                    # Merging would drop this row's phone without a word.
+                    refused.append(_external_id_taken(row, target.phone))
+                    continue
             if target is None:
                 target = by_phone.get(row.phone) or new.get(row.phone)
             if target is None:
@@ -1116,8 +1244,8 @@ def _save_once(
         # Rows another import (or add_contact) saved in the meantime: merge them instead.
         pending = [row for phone, row in new.items() if phone not in inserted]
         if not pending:
-            return created, merged, [], warnings
-    lost = [
+            return created, merged, refused, warnings
+    lost = refused + [
         RowError(
             row.row,
             "",
@@ -1127,6 +1255,19 @@ def _save_once(
         for row in pending
     ]
     return created, merged, lost, warnings
+
+
+def _external_id_taken(row: _Row, phone: str) -> RowError:
+    return RowError(
+        row.row,
+        "phone",
+        row.phone,
+        _(
+            "The external id %(external_id)s belongs to the contact with phone %(phone)s, "
+            "not to this one: the row was not imported. Correct the phone or the external id."
+        )
+        % {"external_id": row.external_id, "phone": phone},
+    )
 
 
 def _missing(needed: tuple[str, ...], number: int, variables: dict[str, Any]) -> list[RowWarning]:
@@ -1155,7 +1296,7 @@ def _index(
         if contact is None:
             if isinstance(variables, str):
                 variables = json.loads(variables)
-            contact = contacts[pk] = _Existing(pk, variables)
+            contact = contacts[pk] = _Existing(pk, variables, phone=phone)
         by_phone[phone] = contact
         if external_id:
             by_external_id[external_id] = contact

@@ -13,7 +13,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponseBase
 from django.utils.translation import gettext_lazy as _
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -25,7 +24,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import BaseFilterBackend, OrderingFilter
 from rest_framework.generics import get_object_or_404
-from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
@@ -50,7 +48,8 @@ from callcenter.exports import (
     export_responses,
     negotiated_format,
 )
-from callcenter.parsers import JSONParser
+from callcenter.filters import PartnerScopedFilterBackend
+from callcenter.parsers import JSONParser, MultiPartParser
 from campaigns import deliveries, imports, services
 from campaigns.eligibility import eligibility_for
 from campaigns.exports import contact_table
@@ -266,7 +265,7 @@ class CampaignViewSet(ScopedModelViewSet):
         "contacts": {"POST": "campaigns.add_contact"},
     }
     serializer_class = CampaignSerializer
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [PartnerScopedFilterBackend, OrderingFilter]
     filterset_fields = ["state"]
     ordering_fields = ["created_at", "updated_at", "name", "state", "starts_at"]
     ordering = ["-created_at"]
@@ -372,7 +371,7 @@ class CampaignViewSet(ScopedModelViewSet):
         queryset=Contact.objects.all(),
         partner_lookup="campaign__partner",
         serializer_class=ContactSerializer,
-        filter_backends=[DjangoFilterBackend, PhoneSearchFilter, OrderingFilter],
+        filter_backends=[PartnerScopedFilterBackend, PhoneSearchFilter, OrderingFilter],
         filterset_fields=["state", "external_id"],
         ordering_fields=["id", "created_at", "updated_at", "next_attempt_at", "attempts"],
         ordering=["id"],
@@ -517,7 +516,7 @@ class ContactViewSet(
     @action(
         detail=False,
         methods=["get"],
-        filter_backends=[DjangoFilterBackend, PhoneSearchFilter, OrderingFilter],
+        filter_backends=[PartnerScopedFilterBackend, PhoneSearchFilter, OrderingFilter],
         filterset_class=ContactFilter,
         ordering_fields=["id", "created_at", "updated_at", "next_attempt_at", "attempts"],
         ordering=["id"],
@@ -572,7 +571,7 @@ class ContactImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Sco
     queryset = ContactImport.objects.all()
     serializer_class = ContactImportSerializer
     partner_lookup = "campaign__partner"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [PartnerScopedFilterBackend]
     filterset_fields = ["campaign", "state"]
 
     def get_serializer_class(self) -> type[ContactImportSerializer]:
@@ -627,7 +626,7 @@ class DoNotCallViewSet(
     queryset = DoNotCall.objects.all()
     staff_permissions = {"bulk": "campaigns.add_donotcall"}
     serializer_class = DoNotCallSerializer
-    filter_backends = [DjangoFilterBackend, PhoneSearchFilter]
+    filter_backends = [PartnerScopedFilterBackend, PhoneSearchFilter]
     filterset_fields = {"source": ["exact"], "partner": ["exact", "isnull"]}
 
     @property

@@ -131,12 +131,15 @@ def test_import_rows_merges_like_add_contact(campaign) -> None:
         ],
     )
 
-    # then
-    assert (result.created, result.merged, result.errors) == (1, 2, [])
+    # then: the row giving B-1 another phone is refused, not merged dropping its phone
+    assert (result.created, result.merged) == (1, 1)
+    assert [(error.row, error.field, error.value) for error in result.errors] == [
+        (3, "phone", "+34600000002")
+    ]
     contact.refresh_from_db()
     assert contact.variables == {"first_name": "Ana", "plan": "gold"}
     b1 = campaign.contacts.get(external_id="B-1")
-    assert (b1.phone, b1.variables) == ("+34600000001", {"city": "Vigo"})
+    assert (b1.phone, b1.variables) == ("+34600000001", {"city": "Bilbao"})
     assert campaign.contacts.count() == 2
 
 
@@ -449,15 +452,16 @@ def test_import_csv_refuses_a_huge_line_naming_its_row(campaign, monkeypatch) ->
     assert not campaign.contacts.exists()
 
 
-def test_import_csv_refuses_a_huge_value(campaign) -> None:
+def test_import_csv_rejects_the_row_of_a_huge_value_and_reads_on(campaign) -> None:
     # given: a quoted value over many short lines, past the csv module's field limit
     huge = "\n".join(["y" * 100] * 2_000)
-    text = f'phone,note\n600123456,ok\n600123457,"{huge}"\n'
+    text = f'phone,note\n600123456,ok\n600123457,"{huge}"\n600123458,after\n'
 
-    with pytest.raises(ImportFileError) as excinfo:
-        import_csv(campaign=campaign, file=csv_file(text))
+    result = import_csv(campaign=campaign, file=csv_file(text))
 
-    assert excinfo.value.message.startswith("Row 3 ")
+    assert [(error.row, error.field) for error in result.errors] == [(3, "")]
+    assert result.errors[0].value.startswith('600123457,"yyy')
+    assert (result.total_rows, result.created) == (3, 2)
 
 
 def test_import_csv_imports_ten_thousand_rows_in_few_queries(
@@ -498,15 +502,16 @@ def test_import_csv_merges_duplicates_within_a_file_into_the_earlier_row(campaig
     # when
     result = import_csv(campaign=campaign, file=csv_file(text))
 
-    # then
-    assert (result.total_rows, result.created, result.merged) == (4, 2, 2)
+    # then: D-1 with another phone is refused (merging would drop the phone)
+    assert (result.total_rows, result.created, result.merged) == (4, 2, 1)
+    assert [(error.row, error.field) for error in result.errors] == [(4, "phone")]
     d1 = campaign.contacts.get(external_id="D-1")
-    assert (d1.phone, d1.variables) == ("+34600000001", {"plan": "gold", "city": "León"})
+    assert (d1.phone, d1.variables) == ("+34600000001", {"plan": "free", "city": "León"})
 
 
 def test_import_csv_merges_duplicates_across_batches(campaign, monkeypatch) -> None:
     monkeypatch.setattr(imports, "BATCH_SIZE", 2)
-    text = "phone,external_id,n\n600000001,E-1,1\n600000002,E-2,2\n600000003,E-1,3\n"
+    text = "phone,external_id,n\n600000001,E-1,1\n600000002,E-2,2\n600000001,E-1,3\n"
 
     result = import_csv(campaign=campaign, file=csv_file(text))
 

@@ -69,7 +69,7 @@ def test_create_import_run_now_imports_after_commit_without_the_worker(
 
     # then
     contact_import.refresh_from_db()
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the import, then the deletion of its upload
     assert queued == []
     assert state_before_commit == ContactImport.State.QUEUED
     assert (contact_import.state, contact_import.created_count, contact_import.error_count) == (
