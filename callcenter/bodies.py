@@ -8,17 +8,26 @@ one sent without it (chunked) is cut off with a 413 once it has sent one byte to
 
 The limit is API_MAX_BODY_BYTES (DATA_UPLOAD_MAX_MEMORY_SIZE), except for the contact
 file uploads (multipart, to the API's contacts of a campaign or the admin's import form),
-which may reach CONTACT_IMPORT_MAX_BYTES.
+which may reach CONTACT_IMPORT_MAX_BYTES when the request carries credentials that may send
+one (may_send_a_file): checked from the headers alone, before a byte of the body is read,
+so that a stranger gets the API's limit there too.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user
+from django.core.handlers.asgi import ASGIRequest
+from django.core.handlers.wsgi import WSGIRequest
+from django.db import connections
+from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -38,6 +47,45 @@ def body_limit(path: str, content_type: str) -> int:
     if content_type.lower().startswith("multipart/") and UPLOAD_PATHS.fullmatch(path):
         return settings.CONTACT_IMPORT_MAX_BYTES
     return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def may_send_a_file(request: HttpRequest) -> bool:
+    """Whether ``request`` (its headers: its body is not read) carries credentials that may
+    send a contact file: the session of an active user (the admin's import form), or, on
+    the API, credentials one of its authenticators accepts (a JWT, an API key)."""
+    from importlib import import_module
+
+    from rest_framework.authentication import SessionAuthentication
+    from rest_framework.exceptions import APIException
+    from rest_framework.request import Request
+    from rest_framework.settings import api_settings
+
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if session_key:
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+        user = get_user(request)
+        if user.is_authenticated and user.is_active:
+            return True
+    if not request.path_info.startswith("/api/"):
+        return False
+    authenticators = [
+        authenticator()
+        for authenticator in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+        # The session was looked at above; DRF's would check CSRF, reading the body.
+        if not issubclass(authenticator, SessionAuthentication)
+    ]
+    try:
+        return Request(request, authenticators=authenticators).user.is_authenticated
+    except APIException:  # credentials given, but refused
+        return False
+
+
+def _asgi_may_send_a_file(scope: Scope) -> bool:
+    try:
+        return may_send_a_file(ASGIRequest(scope, io.BytesIO()))
+    finally:
+        # Outside Django's request cycle, nothing else would hand the connection back.
+        connections.close_all()
 
 
 class BodyTooLarge(Exception):
@@ -97,6 +145,10 @@ class LimitBodyASGI:
         content_type = headers.get(b"content-type", b"").decode("latin-1")
         accept_language = headers.get(b"accept-language", b"").decode("latin-1")
         limit = body_limit(scope["path"], content_type)
+        if limit > settings.DATA_UPLOAD_MAX_MEMORY_SIZE and not await sync_to_async(
+            _asgi_may_send_a_file
+        )(scope):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         length = headers.get(b"content-length", b"").decode("latin-1").strip()
         if length.isdigit() and int(length) > limit:
             await self._refuse(send, size=int(length), limit=limit, language=accept_language)
@@ -143,6 +195,10 @@ class LimitBodyWSGI:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         limit = body_limit(environ.get("PATH_INFO", ""), environ.get("CONTENT_TYPE", ""))
+        if limit > settings.DATA_UPLOAD_MAX_MEMORY_SIZE and not may_send_a_file(
+            WSGIRequest({**environ, "wsgi.input": io.BytesIO()})
+        ):
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         length = (environ.get("CONTENT_LENGTH") or "").strip()
         language = environ.get("HTTP_ACCEPT_LANGUAGE", "")
         if length.isdigit() and int(length) > limit:

@@ -16,9 +16,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from django.test import override_settings
 
+from campaigns.models import Campaign
+from campaigns.services import create_api_key
 from tests.processes import ROOT, child_env, free_port, wait_until_up
 
 MIB = 1024 * 1024
@@ -29,7 +32,12 @@ LIMIT = MIB  # API_MAX_BODY_BYTES of the server below
 def web_server(tmp_path: Path) -> Iterator[int]:
     """uvicorn serving the ASGI application (the Procfile's command); yields its port."""
     port = free_port()
-    env = child_env(APP_URL=f"http://127.0.0.1:{port}", API_MAX_BODY_BYTES=str(LIMIT))
+    env = child_env(
+        APP_URL=f"http://127.0.0.1:{port}",
+        API_MAX_BODY_BYTES=str(LIMIT),
+        # Contact files are read at once, in the request (no worker runs here).
+        CONTACT_IMPORT_SYNC_MAX_BYTES=str(64 * MIB),
+    )
     command = [sys.executable, "-m", "uvicorn", "callcenter.asgi:application"]
     command += ["--port", str(port), "--no-access-log"]
     log = tmp_path / "web.log"
@@ -129,6 +137,55 @@ def test_only_contact_file_uploads_may_send_more_than_the_api_limit(settings) ->
     assert body_limit("/api/v1/campaigns/7/contacts/extra/", multipart) == MIB
 
 
+UPLOAD_ROUTES = ["/api/v1/campaigns/1/contacts/", "/admin/campaigns/contactimport/add/"]
+STRANGERS = {
+    "no credentials": b"",
+    "a made-up key": b"Authorization: Api-Key abcdefgh.0123456789abcdef0123456789abcdef\r\n",
+    "a forged JWT": b"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.x\r\n",
+    "a made-up session": b"Cookie: sessionid=0123456789abcdefghijklmnopqrstuv\r\n",
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+def test_a_stranger_gets_the_api_limit_on_the_contact_file_routes_too(web_server, route) -> None:
+    # The contact file routes may take CONTACT_IMPORT_MAX_BYTES (512 MiB): only from
+    # someone who may send a file, which the headers tell before the body is read.
+    for who, credentials in STRANGERS.items():
+        with socket.create_connection(("127.0.0.1", web_server), timeout=10) as sock:
+            sock.sendall(
+                f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+                + b"Content-Type: multipart/form-data; boundary=x\r\nAccept-Language: en\r\n"
+                + credentials
+                + f"Content-Length: {200 * MIB}\r\n\r\n".encode()
+            )
+            status, body = _read_response(sock)
+
+        assert status == 413, who
+        assert str(LIMIT) in body["message"], who
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_partners_key_may_send_a_contact_file_over_the_api_limit(web_server, campaign) -> None:
+    _api_key, key = create_api_key(partner=campaign.partner, name="Uploads")
+    # ten contacts, each with a note of 120 KiB: 1.2 MiB, over the API's 1 MiB
+    note = "n" * (120 * 1024)
+    rows = "".join(f"6000000{index:02};{note}\n" for index in range(10))
+    content = f"phone;note\n{rows}".encode()
+    assert len(content) > LIMIT
+
+    response = httpx.post(
+        f"http://127.0.0.1:{web_server}/api/v1/campaigns/{campaign.pk}/contacts/",
+        files={"file": ("contacts.csv", content, "text/csv")},
+        headers={"Authorization": f"Api-Key {key}", "Accept-Language": "en"},
+        timeout=60,
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["created"] == 10
+    assert Campaign.objects.get(pk=campaign.pk).contacts.count() == 10
+
+
 class _CountingInput(io.RawIOBase):
     def __init__(self) -> None:
         self.read_bytes = 0
@@ -166,3 +223,27 @@ def test_wsgi_server_refuses_a_large_body_unread() -> None:
     assert answers == ["413 Request Entity Too Large"]
     assert json.loads(body)["code"] == "too_large"
     assert stream.read_bytes == 0
+
+
+@pytest.mark.django_db
+def test_only_an_active_users_session_may_send_a_contact_file_in_the_admin(
+    client, admin_user
+) -> None:
+    from django.conf import settings
+    from django.test import RequestFactory
+
+    from callcenter.bodies import may_send_a_file
+
+    client.force_login(admin_user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    request = RequestFactory().post(
+        "/admin/campaigns/contactimport/add/", content_type="multipart/form-data; boundary=x"
+    )
+    request.COOKIES[settings.SESSION_COOKIE_NAME] = session
+    assert may_send_a_file(request)
+
+    admin_user.is_active = False
+    admin_user.save(update_fields=["is_active"])
+    assert not may_send_a_file(request)
+    request.COOKIES[settings.SESSION_COOKIE_NAME] = "made-up"
+    assert not may_send_a_file(request)
