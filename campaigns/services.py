@@ -675,8 +675,10 @@ def add_contact(
     """Add a contact to ``campaign``, or merge into the one it duplicates.
 
     A contact with the same external id, or else the same normalised phone, is the same
-    person: its variables are merged and no second contact is made. Returns the contact
-    and whether it was created. Invalid input raises ValidationError naming the field.
+    person: its variables are merged and no second contact is made. An external id of a
+    contact with another phone is refused (as an import's row is): merging would drop the
+    phone given. Returns the contact and whether it was created. Invalid input raises
+    ValidationError naming the field.
     """
     e164 = normalize_phone(phone, region=campaign.phone_region)
     external_id = external_id.strip()
@@ -710,6 +712,17 @@ def _merge_or_create_contact(
 ) -> tuple[Contact, bool]:
     contacts = campaign.contacts.select_for_update()
     existing = contacts.filter(external_id=external_id).first() if external_id else None
+    if existing is not None and existing.phone != phone:
+        raise ValidationError(
+            {
+                "phone": _(
+                    "The external id %(external_id)s belongs to the contact with phone "
+                    "%(phone)s, not to this one. Correct the phone or the external id."
+                )
+                % {"external_id": external_id, "phone": existing.phone}
+            },
+            code="external_id_taken",
+        )
     if existing is None:
         existing = contacts.filter(phone=phone).first()
     if existing is not None:

@@ -114,10 +114,23 @@ def test_add_contact_merges_duplicate_phone(campaign) -> None:
 def test_add_contact_reimport_by_external_id_is_idempotent(campaign) -> None:
     first, _ = add_contact(campaign=campaign, phone="+34600123456", external_id="crm-7")
 
-    again, created = add_contact(campaign=campaign, phone="+34600999999", external_id="crm-7")
+    again, created = add_contact(
+        campaign=campaign, phone="600123456", external_id="crm-7", variables={"city": "Ávila"}
+    )
 
     assert not created and again.pk == first.pk
+    assert again.variables == {"city": "Ávila"}
     assert campaign.contacts.count() == 1
+
+
+def test_add_contact_refuses_an_external_id_of_another_phone(campaign) -> None:
+    add_contact(campaign=campaign, phone="+34600123456", external_id="crm-7")
+
+    with pytest.raises(ValidationError) as excinfo:
+        add_contact(campaign=campaign, phone="+34600999999", external_id="crm-7")
+
+    assert "crm-7" in excinfo.value.message_dict["phone"][0]
+    assert list(campaign.contacts.values_list("phone", flat=True)) == ["+34600123456"]
 
 
 def test_add_contact_refuses_invalid_phone_and_zone(campaign) -> None:

@@ -120,6 +120,27 @@ def test_an_external_id_of_a_saved_contact_with_another_phone_is_refused(
     assert phones(api_campaign) == ["+34600000741"]
 
 
+def test_a_single_contact_with_a_saved_external_id_and_another_phone_is_refused(
+    api_client, api_campaign
+) -> None:
+    url = f"/api/v1/campaigns/{api_campaign.pk}/contacts/"
+    first = api_client.post(url, {"phone": "600000761", "external_id": "E-7"}, format="json")
+    assert first.status_code == 201, first.content
+
+    again = api_client.post(
+        url, {"phone": "600000762", "external_id": "E-7"}, format="json", HTTP_ACCEPT_LANGUAGE="en"
+    )
+
+    assert again.status_code == 400, again.content
+    [error] = again.json()["errors"]
+    assert error["field"] == "phone"
+    assert "E-7" in error["message"] and "+34600000761" in error["message"]
+    assert phones(api_campaign) == ["+34600000761"]
+    # the same person sent again (same phone) still merges, creating nothing twice
+    same = api_client.post(url, {"phone": "600000761", "external_id": "E-7"}, format="json")
+    assert same.status_code == 200, same.content
+
+
 # --- Uploaded files -----------------------------------------------------------------------
 
 
