@@ -19,7 +19,7 @@ from django.db.models import URLField
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
-from campaigns import imports, services
+from campaigns import imports, limits, services
 from campaigns.egress import url_refusal
 from campaigns.models import Campaign, ContactImport, DoNotCall, Partner, WebhookEndpoint
 from campaigns.phones import normalize_phone
@@ -337,16 +337,6 @@ class PhoneListField(forms.CharField):
         return numbers
 
 
-LIMIT_FIELDS = [
-    "caller_numbers",
-    "transfer_numbers",
-    "compliance_profiles",
-    "max_concurrent_calls_cap",
-    "calls_per_second_cap",
-    "max_attempts_cap",
-]
-
-
 class PartnerForm(forms.ModelForm):
     """A partner with its telephony limits: numbers one a line, profiles ticked."""
 
@@ -370,4 +360,4 @@ class PartnerForm(forms.ModelForm):
 
     class Meta:
         model = Partner
-        fields = ["name", "is_active", *LIMIT_FIELDS]
+        fields = ["name", "is_active", *limits.PARTNER_LIMIT_FIELDS]

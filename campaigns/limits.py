@@ -28,6 +28,13 @@ PACING_CAPS = {
     "max_attempts": "max_attempts_cap",
 }
 LIMITED_FIELDS = ("caller_number", "transfer_number", "compliance_profile", *PACING_CAPS)
+# A partner's own fields that hold its limits (staff's to set, in the admin).
+PARTNER_LIMIT_FIELDS = (
+    "caller_numbers",
+    "transfer_numbers",
+    "compliance_profiles",
+    *PACING_CAPS.values(),
+)
 
 
 def _listed(values: Iterable[Any]) -> str:

@@ -48,12 +48,7 @@ class PartnerSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "is_active",
-            "caller_numbers",
-            "transfer_numbers",
-            "compliance_profiles",
-            "max_concurrent_calls_cap",
-            "calls_per_second_cap",
-            "max_attempts_cap",
+            *limits.PARTNER_LIMIT_FIELDS,
             "created_at",
         ]
         read_only_fields = fields
