@@ -15,13 +15,14 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+from callcenter.middleware import AsyncCapableMiddleware
 
 request_logger = logging.getLogger("callcenter.request")
 
@@ -49,22 +50,13 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(AsyncCapableMiddleware):
     """Bind the request id (and a Twilio webhook's CallSid) for the request's logs.
 
     The id is returned in ``X-Request-ID``. The body is read for the CallSid only on
     Twilio's paths, whose views read it anyway. One line per request is logged on
     ``callcenter.request`` with method, path, status and duration: the access log.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:

@@ -15,16 +15,10 @@ _QUERY_NUL = re.compile(r"%00|\x00")
 _BODY_NUL = re.compile(rb"%00|\x00")
 
 
-class NulCharacterMiddleware:
-    """400 for a NUL character in the path or the query string, on every route.
-
-    PostgreSQL cannot store a NUL in text, so a NUL reaching a query (a clip's token, a
-    filter, an admin search) was a server error. No URL of ours carries one, so it is
-    refused here, before any view, Twilio's webhooks included; so is one in a URL-encoded
-    form (the admin's). JSON and multipart bodies are checked by the API's parsers
-    (callcenter.parsers), Twilio's parameters by the webhooks (calls.webhooks).
-    Async-capable, so the webhooks' path costs no thread.
-    """
+class AsyncCapableMiddleware:
+    """A middleware that runs in the chain's own mode, sync or async, with no thread hop
+    (Django's MiddlewareMixin runs its hooks through sync_to_async): a subclass's
+    ``__call__`` returns its coroutine when ``is_async``."""
 
     sync_capable = True
     async_capable = True
@@ -34,6 +28,18 @@ class NulCharacterMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+
+class NulCharacterMiddleware(AsyncCapableMiddleware):
+    """400 for a NUL character in the path or the query string, on every route.
+
+    PostgreSQL cannot store a NUL in text, so a NUL reaching a query (a clip's token, a
+    filter, an admin search) was a server error. No URL of ours carries one, so it is
+    refused here, before any view, Twilio's webhooks included; so is one in a URL-encoded
+    form (the admin's). JSON and multipart bodies are checked by the API's parsers
+    (callcenter.parsers), Twilio's parameters by the webhooks (calls.webhooks).
+    Async-capable, so the webhooks' path costs no thread.
+    """
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:

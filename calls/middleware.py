@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import iscoroutinefunction
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve
 
+from callcenter.middleware import AsyncCapableMiddleware
 from calls import flow
 
 # Where every Twilio webhook lives (calls/urls.py).
 WEBHOOK_PREFIX = "/twilio/"
 
 
-class TwilioWebhookMiddleware:
+class TwilioWebhookMiddleware(AsyncCapableMiddleware):
     """Twilio's webhooks skip the middleware that comes after this one.
 
     What comes after (sessions, CSRF, authentication, messages, locale, security headers,
@@ -29,15 +30,6 @@ class TwilioWebhookMiddleware:
     one in the webhooks' fixed pool of threads. Any other request goes on down the chain.
     Under WSGI (sync) there are no such trips, and nothing is skipped.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
