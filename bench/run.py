@@ -39,6 +39,7 @@ def main() -> int:
         dispatch,
         exports,
         imports,
+        script_limits,
         speech_cost,
         speech_faults,
         turns,
@@ -58,6 +59,7 @@ def main() -> int:
             "admin": admin,
             "api": api,
             "exports": exports,
+            "script_limits": script_limits,
         }
         figures = [
             figure
