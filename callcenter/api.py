@@ -239,6 +239,7 @@ _ERROR_RESPONSES = {
     "401": _("Missing or invalid credentials."),
     "403": _("Not allowed for these credentials."),
     "404": _("No such object for this partner (or no such page)."),
+    "406": _("No representation of the answer matches the Accept header."),
     "409": _("A request with this Idempotency-Key is still being processed."),
     "413": _("The request body is too large."),
     "422": _("The Idempotency-Key was used with a different request."),
@@ -255,7 +256,8 @@ def add_error_responses(result: dict[str, Any], generator: Any, **kwargs: Any) -
         for method, operation in operations.items():
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
-            codes = ["400", "401", "403", "429"]
+            # 406: an Accept header that JSON (or the endpoint's file types) cannot meet.
+            codes = ["400", "401", "403", "406", "429"]
             if "{" in path or method == "get":  # an unknown object, or a page past the end
                 codes.append("404")
             if method == "post":

@@ -245,6 +245,16 @@ def test_errors_are_in_spanish_by_default(onboarded):
     assert response.json()["errors"][0]["message"] == "Este campo es requerido."
 
 
+def test_an_accept_header_no_answer_meets_is_refused_with_406_in_the_error_body(api_client):
+    # when: a media type the API cannot answer in (schemathesis found it documented nowhere)
+    response = api_client.get("/api/v1/campaigns/", HTTP_ACCEPT="dy\tOK")
+
+    # then
+    assert response.status_code == 406
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_acceptable"
+
+
 def test_schema_declares_the_error_body_on_every_operation(db):
     # when
     schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
@@ -255,6 +265,7 @@ def test_schema_declares_the_error_body_on_every_operation(db):
         for method, operation in operations.items():
             assert "401" in operation["responses"], (method, path)
             assert "429" in operation["responses"], (method, path)
+            assert "406" in operation["responses"], (method, path)
     security = schema["components"]["securitySchemes"]
     assert security["ApiKey"]["name"] == "Authorization"
     assert security["jwtAuth"]["scheme"] == "bearer"
