@@ -22,7 +22,9 @@ from campaigns.imports import (
     import_csv,
     import_rows,
     run_import,
+    storage,
 )
+from campaigns.imports.rows import _SeenKeys
 from campaigns.models import Campaign, Contact, ContactImport
 from campaigns.services import add_contact
 from campaigns.tasks import import_contacts_task
@@ -46,7 +48,7 @@ def events(monkeypatch) -> list[dict]:
         sent.append(kwargs)
         return 0
 
-    monkeypatch.setattr(imports, "emit_event", emit_event)
+    monkeypatch.setattr("campaigns.imports.runs.emit_event", emit_event)
     return sent
 
 
@@ -293,7 +295,7 @@ def test_import_csv_reads_the_encodings_excel_writes(campaign, encoding, bom) ->
 
 def test_import_csv_decodes_across_chunk_boundaries(campaign, monkeypatch) -> None:
     # given: chunks of 7 bytes split UTF-8 characters, CRLF pairs and rows
-    monkeypatch.setattr(imports, "_CHUNK_BYTES", 7)
+    monkeypatch.setattr("campaigns.imports.decoding._CHUNK_BYTES", 7)
     utf8 = "phone,name\r\n600123456,Ñandú Güell\r\n600123457,Pérez\r\n".encode()
     # ASCII for several chunks, then a Windows-1252 byte: read as Windows-1252 from the start
     cp1252 = "phone,name\n600123458,Smith\n600123459,Muñoz\n".encode("cp1252")
@@ -441,8 +443,8 @@ def test_import_csv_refuses_too_many_columns(campaign) -> None:
 
 def test_import_csv_refuses_a_huge_line_naming_its_row(campaign, monkeypatch) -> None:
     # given: chunks shorter than the line, so that the line is read in pieces
-    monkeypatch.setattr(imports, "MAX_LINE_CHARS", 1_000)
-    monkeypatch.setattr(imports, "_CHUNK_BYTES", 256)
+    monkeypatch.setattr("campaigns.imports.decoding.MAX_LINE_CHARS", 1_000)
+    monkeypatch.setattr("campaigns.imports.decoding._CHUNK_BYTES", 256)
     text = "phone,note\n600123456,short\n600123457," + "x" * 2_000 + "\n600123458,after\n"
 
     with pytest.raises(ImportFileError) as excinfo:
@@ -510,7 +512,8 @@ def test_import_csv_merges_duplicates_within_a_file_into_the_earlier_row(campaig
 
 
 def test_import_csv_merges_duplicates_across_batches(campaign, monkeypatch) -> None:
-    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    monkeypatch.setattr("campaigns.imports.rows.BATCH_SIZE", 2)
+    monkeypatch.setattr("campaigns.imports.storage.BATCH_SIZE", 2)
     text = "phone,external_id,n\n600000001,E-1,1\n600000002,E-2,2\n600000001,E-1,3\n"
 
     result = import_csv(campaign=campaign, file=csv_file(text))
@@ -571,17 +574,18 @@ def test_run_import_imports_the_stored_file_with_progress_and_errors(
     campaign, events, monkeypatch
 ) -> None:
     # given
-    monkeypatch.setattr(imports, "BATCH_SIZE", 100)
+    monkeypatch.setattr("campaigns.imports.rows.BATCH_SIZE", 100)
+    monkeypatch.setattr("campaigns.imports.storage.BATCH_SIZE", 100)
     text = "phone,external_id,first_name\n" + spanish_rows(250) + "12345,BAD-1,Eva\n"
     contact_import = stored_import(campaign, text.encode())
     seen: list[int] = []
-    original = imports._save_once
+    original = storage._save_once
 
     def save_once(store, rows, needed):
         seen.append(ContactImport.objects.get(pk=contact_import.pk).processed_rows)
         return original(store, rows, needed)
 
-    monkeypatch.setattr(imports, "_save_once", save_once)
+    monkeypatch.setattr("campaigns.imports.storage._save_once", save_once)
 
     # when
     contact_import = run_import(contact_import_id=contact_import.pk)
@@ -614,7 +618,8 @@ def test_run_import_stores_the_rows_kept_with_warnings_across_batches(
     campaign, events, monkeypatch
 ) -> None:
     # given a file read in batches of two, three of whose five rows lack the first name
-    monkeypatch.setattr(imports, "BATCH_SIZE", 2)
+    monkeypatch.setattr("campaigns.imports.rows.BATCH_SIZE", 2)
+    monkeypatch.setattr("campaigns.imports.storage.BATCH_SIZE", 2)
     text = "phone,first_name\n600000001,Ana\n600000002,\n600000003,\n600000004,Eva\n600000005,\n"
     contact_import = stored_import(campaign, text.encode())
 
@@ -658,7 +663,7 @@ def test_run_import_started_over_keeps_one_report_of_its_warnings(campaign, even
 def test_run_import_fails_with_the_reason_keeping_rows_before_a_broken_line(
     campaign, events, monkeypatch
 ) -> None:
-    monkeypatch.setattr(imports, "MAX_LINE_CHARS", 100)
+    monkeypatch.setattr("campaigns.imports.decoding.MAX_LINE_CHARS", 100)
     text = "phone,note\n600123456,ok\n600123457," + "x" * 300 + "\n"
     contact_import = stored_import(campaign, text.encode())
 
@@ -791,18 +796,19 @@ def test_run_import_outside_a_transaction_saves_in_a_thread_while_reading(
     campaign, events, monkeypatch
 ) -> None:
     # given
-    monkeypatch.setattr(imports, "BATCH_SIZE", 100)
+    monkeypatch.setattr("campaigns.imports.rows.BATCH_SIZE", 100)
+    monkeypatch.setattr("campaigns.imports.storage.BATCH_SIZE", 100)
     text = "phone,external_id,first_name\n" + spanish_rows(1_000) + "12345,BAD-1,Eva\n"
     contact_import = stored_import(campaign, text.encode())
     switch_interval = sys.getswitchinterval()
     threads: set[str] = set()
-    original = imports._save_once
+    original = storage._save_once
 
     def save_once(store, rows, needed):
         threads.add(threading.current_thread().name)
         return original(store, rows, needed)
 
-    monkeypatch.setattr(imports, "_save_once", save_once)
+    monkeypatch.setattr("campaigns.imports.storage._save_once", save_once)
 
     # when
     contact_import = run_import(contact_import_id=contact_import.pk)
@@ -817,11 +823,12 @@ def test_run_import_outside_a_transaction_saves_in_a_thread_while_reading(
 @pytest.mark.django_db(transaction=True)
 def test_run_import_raises_what_the_writer_thread_raised(campaign, events, monkeypatch) -> None:
     # given: the database goes away at the third batch
-    monkeypatch.setattr(imports, "BATCH_SIZE", 100)
+    monkeypatch.setattr("campaigns.imports.rows.BATCH_SIZE", 100)
+    monkeypatch.setattr("campaigns.imports.storage.BATCH_SIZE", 100)
     contact_import = stored_import(
         campaign, ("phone,external_id,first_name\n" + spanish_rows(1_000)).encode()
     )
-    original = imports._save_once
+    original = storage._save_once
     calls: list[int] = []
 
     def save_once(store, rows, needed):
@@ -830,7 +837,7 @@ def test_run_import_raises_what_the_writer_thread_raised(campaign, events, monke
             raise OperationalError("server closed the connection unexpectedly")
         return original(store, rows, needed)
 
-    monkeypatch.setattr(imports, "_save_once", save_once)
+    monkeypatch.setattr("campaigns.imports.storage._save_once", save_once)
 
     # when
     with pytest.raises(OperationalError):
@@ -845,8 +852,8 @@ def test_run_import_raises_what_the_writer_thread_raised(campaign, events, monke
 
 def test_seen_keys_never_forget_a_key(monkeypatch) -> None:
     # given: a filter past its set's size
-    monkeypatch.setattr(imports._SeenKeys, "_SET_SIZE", 100)
-    seen = imports._SeenKeys()
+    monkeypatch.setattr(_SeenKeys, "_SET_SIZE", 100)
+    seen = _SeenKeys()
     keys = [f"+346{index:08d}" for index in range(5_000)]
 
     # when

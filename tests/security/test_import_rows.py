@@ -203,7 +203,7 @@ def test_an_upload_survives_a_run_that_dies_until_a_run_ends_the_import(
         raise SystemExit("worker killed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(imports, "_read_csv", dies)
+        patched.setattr("campaigns.imports.runs._read_csv", dies)
         with django_capture_on_commit_callbacks(execute=True), pytest.raises(SystemExit):
             imports.run_import(contact_import_id=contact_import.pk)
 
