@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -31,6 +31,19 @@ from campaigns.models import Campaign
 from campaigns.phones import PHONE_INPUT_MAX_LENGTH
 from campaigns.stats import with_progress
 from voices.services import default_voice_problem
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _Progress(TypedDict):
+    """What ``with_progress`` counts on each campaign of the list."""
+
+    contacts_total: int
+    contacts_done: int
+    live_calls: int
+    answered_calls: int
+    ended_calls: int
 
 
 @admin.register(Campaign)
@@ -111,7 +124,7 @@ class CampaignAdmin(admin.ModelAdmin):
     # --- The list -------------------------------------------------------------------------
 
     @admin.display(description=_("progress"), ordering="contacts_done")
-    def progress(self, campaign: Campaign) -> str:
+    def progress(self, campaign: WithAnnotations[Campaign, _Progress]) -> str:
         done, total = campaign.contacts_done, campaign.contacts_total
         return format_html(
             '<progress class="campaign-progress" value="{}" max="{}" aria-label="{}"></progress>'
@@ -124,7 +137,7 @@ class CampaignAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description=_("live calls"), ordering="live_calls")
-    def live(self, campaign: Campaign) -> int:
+    def live(self, campaign: WithAnnotations[Campaign, _Progress]) -> int:
         return campaign.live_calls
 
     # A campaign without ended calls has no rate: it sorts as the lowest.
@@ -134,7 +147,7 @@ class CampaignAdmin(admin.ModelAdmin):
             Cast("answered_calls", FloatField()) / NullIf("ended_calls", 0), Value(-1.0)
         ),
     )
-    def answer_rate(self, campaign: Campaign) -> str:
+    def answer_rate(self, campaign: WithAnnotations[Campaign, _Progress]) -> str:
         return percent(
             campaign.answered_calls / campaign.ended_calls if campaign.ended_calls else None
         )
@@ -240,7 +253,8 @@ class CampaignAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         campaign = self.get_object(request, unquote(object_id))
         if campaign is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # A private ModelAdmin helper, which django-stubs leaves out.
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)  # type: ignore[attr-defined]
         if not (
             self.has_view_or_change_permission(request, campaign)
             and self.has_control_permission(request)
@@ -336,8 +350,10 @@ class CampaignAdmin(admin.ModelAdmin):
             kwargs["max_length"] = PHONE_INPUT_MAX_LENGTH
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    def get_form(self, request: HttpRequest, obj: Campaign | None = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Campaign | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
 
         class CampaignForm(form):  # type: ignore[misc, valid-type]
             def clean(self) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -22,6 +22,9 @@ from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.exports import contact_table
 from campaigns.models import Campaign, Contact, Partner
 from campaigns.phones import time_zones_for
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
 
 
 @admin.register(Contact)
@@ -64,7 +67,7 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
         (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 
-    def get_fieldsets(self, request: HttpRequest, obj: Contact | None = None) -> list:
+    def get_fieldsets(self, request: HttpRequest, obj: Contact | None = None) -> _FieldsetSpec:
         # Whether a contact may be called is a question about a saved contact.
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None:
@@ -106,15 +109,16 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
 
     def _eligibility(self, contact: Contact) -> Eligibility:
         # The page shows one verdict in two fields: work it out once.
+        # (cached on the contact shown, an attribute the model does not declare)
         if getattr(contact, "_shown_eligibility", None) is None:
             try:
-                contact._shown_eligibility = eligibility_for(contact=contact)
+                contact._shown_eligibility = eligibility_for(contact=contact)  # type: ignore[attr-defined]
             except (ValueError, ZoneInfoNotFoundError):
                 # A form sent back with a time zone that is not one: the verdict is the
                 # saved contact's.
                 saved = Contact.objects.select_related("campaign").get(pk=contact.pk)
-                contact._shown_eligibility = eligibility_for(contact=saved)
-        return contact._shown_eligibility
+                contact._shown_eligibility = eligibility_for(contact=saved)  # type: ignore[attr-defined]
+        return contact._shown_eligibility  # type: ignore[attr-defined]
 
     @admin.display(description=_("may be called now"))
     def dialable_now(self, contact: Contact) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -13,6 +14,9 @@ from django.utils.translation import gettext_lazy as _
 from campaigns import services
 from campaigns.models import Campaign
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 
 @dataclass(frozen=True)
 class CampaignControl:
@@ -20,11 +24,11 @@ class CampaignControl:
     that offers it, when, and what staff are told after it (or why it was refused)."""
 
     name: str
-    button: str
+    button: StrOrPromise
     applies: Callable[[Campaign], bool]
     service: Callable[..., Campaign]
     done: Callable[[Campaign], str]
-    refused: str
+    refused: StrOrPromise
     # What staff should know after the move, though it was made.
     warnings: Callable[..., list[str]] = lambda *, campaign: []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -21,6 +21,9 @@ from campaigns.admin.phones import _phone_in, _phone_part
 from campaigns.forms import DoNotCallBulkForm, DoNotCallForm
 from campaigns.models import DoNotCall
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 
 @admin.register(DoNotCall)
 class DoNotCallAdmin(admin.ModelAdmin):
@@ -37,7 +40,7 @@ class DoNotCallAdmin(admin.ModelAdmin):
     change_list_template = "admin/campaigns/donotcall/change_list.html"
 
     @admin.display(description=_("scope"), ordering="partner__name")
-    def scope(self, obj: DoNotCall) -> str:
+    def scope(self, obj: DoNotCall) -> StrOrPromise:
         if obj.partner is None:
             return _("Global")
         return format_html(
@@ -86,7 +89,8 @@ class DoNotCallAdmin(admin.ModelAdmin):
             partner=obj.partner,
             source=DoNotCall.Source.STAFF,
             reason=obj.reason,
-            by=request.user,
+            # The admin lets in logged-in staff only (admin_view): never AnonymousUser.
+            by=request.user,  # type: ignore[arg-type]
         )
         obj.pk = entry.pk
 
@@ -118,7 +122,8 @@ class DoNotCallAdmin(admin.ModelAdmin):
         if request.method == "POST":
             form = DoNotCallBulkForm(request.POST, request.FILES)
             if form.is_valid():
-                addition = form.add_numbers(by=request.user)
+                # The admin lets in logged-in staff only (admin_view): never AnonymousUser.
+                addition = form.add_numbers(by=request.user)  # type: ignore[arg-type]
                 self.message_user(
                     request,
                     gettext(
