@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from django.utils.translation import gettext as _
 
@@ -72,7 +72,7 @@ class _Text:
     """The file's text, a chunk at a time, in the encoding it was written in (see the
     module docstring). ``has_nul``: a NUL character has been read."""
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: IO[bytes]) -> None:
         self.file = file
         self.has_nul = False
 
@@ -87,7 +87,7 @@ class _Text:
         fallback = False  # to Windows-1252, while all read so far is ASCII
         if head.startswith(codecs.BOM_UTF8):
             head = head[len(codecs.BOM_UTF8) :]
-            decoder = codecs.getincrementaldecoder("utf-8")()
+            decoder: codecs.IncrementalDecoder = codecs.getincrementaldecoder("utf-8")()
         elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             decoder = codecs.getincrementaldecoder("utf-16")()
         elif head.count(b"\x00") * 4 > len(head):
@@ -237,7 +237,7 @@ def _column_key(name: str) -> str:
     return re.sub(r"[\s\-./]+", "_", text).strip("_")
 
 
-def _read_csv(importer: _Importer, file: BinaryIO) -> None:
+def _read_csv(importer: _Importer, file: IO[bytes]) -> None:
     text = _Text(file)
     lines = _lines(text)
     number = 0  # of the row read last

@@ -25,7 +25,8 @@ from campaigns.imports.storage import (
 from campaigns.models import Campaign, Contact
 from campaigns.phones import PhoneReader
 
-_EXTERNAL_ID_MAX_LENGTH = Contact._meta.get_field("external_id").max_length
+# A CharField's max_length, which is always set (the stub allows None).
+_EXTERNAL_ID_MAX_LENGTH: int = Contact._meta.get_field("external_id").max_length  # type: ignore[assignment]
 
 
 class _Importer:
@@ -234,7 +235,8 @@ def _nul_error() -> str:
 
 
 def _field_label(name: str) -> str:
-    return str(Contact._meta.get_field(name).verbose_name)
+    # One of the contact's own fields, never a relation's other side (no verbose name).
+    return str(Contact._meta.get_field(name).verbose_name)  # type: ignore[union-attr]
 
 
 def _add_json_row(importer: _Importer, number: int, row: Any) -> None:

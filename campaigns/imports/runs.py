@@ -106,7 +106,8 @@ def create_import(
     """Store an uploaded CSV file and import it in the background once the transaction
     commits (``import_contacts_task``); with ``run_now``, in this thread right after the
     commit instead (a small file, which the staff console imports during the request)."""
-    contact_import = ContactImport(
+    # created_by is AUTH_USER_MODEL, which ``by`` is; the stubs know it only as User.
+    contact_import = ContactImport(  # type: ignore[misc]
         campaign=campaign, created_by=by, file_name=Path(file.name or "").name[:255]
     )
     # The stored name is ours: the upload's name is only shown.
@@ -116,7 +117,8 @@ def create_import(
     if run_now:
         transaction.on_commit(partial(run_import, contact_import_id=contact_import.pk))
     else:
-        import_contacts_task.delay_on_commit(contact_import.pk)
+        # Celery 5.4's delay_on_commit, which celery-types does not know yet.
+        import_contacts_task.delay_on_commit(contact_import.pk)  # type: ignore[attr-defined]
     return contact_import
 
 
@@ -174,8 +176,9 @@ def run_import(*, contact_import_id: int) -> ContactImport:
         errors: list[RowError], warnings: list[RowWarning], progress: ImportResult
     ) -> None:
         for model, problems in ((ContactImportError, errors), (ContactImportWarning, warnings)):
+            # Each model gets its own notes; mypy joins the two pairs' types.
             model.objects.bulk_create(
-                model(
+                model(  # type: ignore[misc]
                     contact_import=contact_import,
                     row=problem.row,
                     field=problem.field[:_FIELD_MAX_LENGTH],
@@ -205,7 +208,7 @@ def run_import(*, contact_import_id: int) -> ContactImport:
         finally:
             result = importer.close()
     except ImportFileError as exc:
-        state, reason = ContactImport.State.FAILED, exc.message
+        state, reason = ContactImport.State.FAILED, str(exc.message)
     except OSError:
         state = ContactImport.State.FAILED
         reason = _("The uploaded file could not be read; upload it again.")

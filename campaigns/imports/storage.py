@@ -247,7 +247,7 @@ class _DjangoStore:
         self.campaign = campaign
 
     def existing(self, rows: list[_Row]) -> tuple[dict[str, _Existing], dict[str, _Existing]]:
-        found = []
+        found: list[tuple[int, str, str, Any]] = []
         # In slices: SQLite takes a limited number of parameters (999 before 3.32).
         for start in range(0, len(rows), 400):
             part = rows[start : start + 400]
@@ -320,7 +320,7 @@ class _PostgresStore:
         # One order for every import, so that two of them lock index entries alike.
         rows = sorted(rows, key=lambda row: row.phone)
         now = timezone.now()
-        params = [
+        params: list[Any] = [
             self.campaign.pk,
             Contact.State.PENDING,
             now,
@@ -372,7 +372,8 @@ def _json(value: Any) -> str:
 @cache
 def _postgres_sql() -> dict[str, str]:
     def column(name: str) -> str:
-        return connection.ops.quote_name(Contact._meta.get_field(name).column)
+        # Columns of the contact's own fields, never a relation's other side (no column).
+        return connection.ops.quote_name(Contact._meta.get_field(name).column)  # type: ignore[union-attr, arg-type]
 
     table = connection.ops.quote_name(Contact._meta.db_table)
     campaign, phone, external_id = column("campaign"), column("phone"), column("external_id")
