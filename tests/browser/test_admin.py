@@ -160,7 +160,7 @@ def test_staff_import_contacts_and_see_the_rejected_row(
         "link", name=re.compile("import", re.IGNORECASE)
     )
     if not open_import.count():
-        pytest.skip("campaigns/admin.py offers no contact import on the campaign page yet")
+        pytest.skip("the campaign admin offers no contact import on the campaign page yet")
 
     # when staff import it from the campaign's page
     open_import.first.click()

@@ -98,7 +98,7 @@ def start_in_admin(tab: Page, base_url: str, campaign: Campaign) -> None:
         tab.goto(f"{base_url}/admin/campaigns/campaign/{campaign.pk}/change/")
         button = tab.get_by_role("button", name=re.compile(r"^\s*start", re.IGNORECASE))
         if not button.count():
-            pytest.skip("campaigns/admin.py offers no start action or button yet")
+            pytest.skip("the campaign admin offers no start action or button yet")
         button.first.click()
     # The click only sends the form: the answer (and its message) says the start is done.
     tab.locator(".messagelist .success, .messagelist .error").first.wait_for()
