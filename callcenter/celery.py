@@ -25,6 +25,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The project's own tasks live in callcenter/tasks.py; callcenter is not an app.
 app.autodiscover_tasks(["callcenter"])
+# The sandbox carrier's task lives in its package (calls/telephony/sandbox/tasks.py).
+app.autodiscover_tasks(["calls.telephony.sandbox"])
 
 # A task's logs carry its id as their request id, as a web request's carry its own.
 task_prerun.connect(bind_task_context, weak=False)

@@ -399,7 +399,7 @@ def check_twilio_account(*, timeout: float) -> Finding:
                 "verified numbers and plays a trial notice before each call."
             ),
         )
-    if settings.TELEPHONY_BACKEND != "twilio":
+    if telephony.backend().simulated:
         return Finding(
             Status.FAIL,
             _("%(detail)s But TELEPHONY_BACKEND=sandbox: calls are simulated.")

@@ -392,8 +392,6 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Task modules outside the apps' tasks.py (autodiscovery finds only those).
-CELERY_IMPORTS = ("calls.sandbox",)
 # Where a worker serves its own Prometheus metrics (what its tasks count); 0: nowhere.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 # What Prometheus must send to read /metrics and the worker's port, as
@@ -605,10 +603,21 @@ TWILIO_SAY_VOICES = env.mapping(
     },
 )
 _has_twilio_credentials = bool(TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)
-TELEPHONY_BACKEND = env.choice(
-    "TELEPHONY_BACKEND", "twilio" if _has_twilio_credentials else "sandbox", ("twilio", "sandbox")
-)
-if TELEPHONY_BACKEND == "twilio" and not _has_twilio_credentials:
+# twilio, sandbox (calls.telephony.BACKENDS) or the dotted path of a backend class, as
+# EMAIL_BACKEND takes; calls.telephony imports it on first use.
+TELEPHONY_BACKEND = env.str("TELEPHONY_BACKEND", "twilio" if _has_twilio_credentials else "sandbox")
+if TELEPHONY_BACKEND not in ("twilio", "sandbox") and not re.fullmatch(
+    r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", TELEPHONY_BACKEND
+):
+    env.error(
+        "TELEPHONY_BACKEND",
+        "must be one of twilio, sandbox, or the dotted path of a backend class",
+        TELEPHONY_BACKEND,
+    )
+if (
+    TELEPHONY_BACKEND in ("twilio", "calls.telephony.twilio.TwilioBackend")
+    and not _has_twilio_credentials
+):
     env.error(
         "TELEPHONY_BACKEND",
         "is twilio but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set",

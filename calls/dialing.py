@@ -155,11 +155,7 @@ def _as_before_dispatch(call: Call) -> Contact:
 
 
 def _sandbox_persona(call: Call) -> str | None:
-    if settings.TELEPHONY_BACKEND != "sandbox":
-        return None
-    from calls.sandbox import persona_for  # the sandbox carrier exists only in sandbox mode
-
-    return persona_for(call.contact, call.campaign, attempt=call.attempt)
+    return telephony.callee_persona(call.contact, call.campaign, attempt=call.attempt)
 
 
 def _save_sid(call: Call, sid: str) -> None:

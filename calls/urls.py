@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.urls import path
 
-from calls import views, webhooks
+from calls import telephony, views, webhooks
 
 app_name = "calls"
 
@@ -42,10 +41,7 @@ urlpatterns += [
 # Staff only: a call's recording, fetched from Twilio on demand.
 urlpatterns += [path("calls/<int:call_id>/recording", views.recording, name="recording-audio")]
 
-# The sandbox carrier's recordings (RecordingUrl of a sandbox call): mounted only when it
-# is the backend, so that a deployment on Twilio serves nothing of the simulated carrier.
-# URLs are built once per process, from the settings it started with.
-if settings.TELEPHONY_BACKEND == "sandbox":
-    from calls import sandbox
-
-    urlpatterns += sandbox.urlpatterns
+# The telephony backend's own routes (the sandbox carrier's recordings, RecordingUrl of a
+# sandbox call): a deployment on Twilio serves nothing of the simulated carrier. URLs are
+# built once per process, from the settings it started with.
+urlpatterns += telephony.backend().urlpatterns()

@@ -147,7 +147,7 @@ def fake_twilio(settings, monkeypatch) -> Iterator[FakeTwilio]:
         settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
         settings.TWILIO_PHONE_NUMBER = "+34910000000"
         settings.TWILIO_TIMEOUT = 1.0
-        monkeypatch.setattr(telephony, "_sleep", server.sleeps.append)
+        monkeypatch.setattr(telephony.twilio, "_sleep", server.sleeps.append)
         yield server
         assert server.violations == [], "requests broke Twilio's OpenAPI spec"
 

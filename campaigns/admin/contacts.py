@@ -139,9 +139,11 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
         )
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        # Only the sandbox carrier can make a contact ring us.
+        # Only a carrier that rings our numbers itself (the sandbox) can make a contact ring us.
+        from calls import telephony  # calls builds on campaigns: imported when needed
+
         actions = super().get_actions(request)
-        if settings.TELEPHONY_BACKEND != "sandbox":
+        if not telephony.backend().rings_our_numbers:
             actions.pop("sandbox_call_back", None)
         return actions
 
@@ -151,13 +153,13 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
     )
     def sandbox_call_back(self, request: HttpRequest, queryset: QuerySet[Contact]) -> None:
         # calls builds on campaigns (dependencies run one way), so the import waits until here.
-        from calls import sandbox
+        from calls import telephony
 
         contacts = list(queryset.select_related("campaign")[: self.SANDBOX_CALLS_BACK + 1])
         placed = 0
         for contact in contacts[: self.SANDBOX_CALLS_BACK]:
             try:
-                sandbox.call_back(contact=contact)
+                telephony.backend().ring_back(contact=contact)
             except ValueError as error:
                 self.message_user(request, f"{contact.phone}: {error}", messages.ERROR)
             else:

@@ -464,7 +464,7 @@ def test_caller_numbers_of_the_account_or_verified_are_ok_across_pages(
 ) -> None:
     # given an account with more numbers than a page holds, one of them TWILIO_PHONE_NUMBER,
     # and a campaign calling from a verified caller id
-    monkeypatch.setattr(telephony, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(telephony.twilio, "LIST_PAGE_SIZE", 2)
     for last in "12":
         fake_twilio.add_number(f"+3491000000{last}")
     fake_twilio.add_number(NUMBER)
@@ -541,7 +541,7 @@ def test_no_caller_number_at_all_fails(fake_twilio, settings) -> None:
 
 
 def test_caller_numbers_whose_second_page_fails_fail(fake_twilio, monkeypatch) -> None:
-    monkeypatch.setattr(telephony, "LIST_PAGE_SIZE", 1)
+    monkeypatch.setattr(telephony.twilio, "LIST_PAGE_SIZE", 1)
     fake_twilio.add_number("+34910000001")
     fake_twilio.add_number(NUMBER)
     fake_twilio.fail_next(500, when=lambda request: request.query.get("Page") == ["1"])

@@ -297,6 +297,14 @@ def test_settings_production_runs_the_sandbox_only_when_told_to(monkeypatch, tmp
     assert settings["TELEPHONY_BACKEND"] == "sandbox"
 
 
+def test_settings_telephony_backend_takes_the_dotted_path_of_a_backend(monkeypatch, tmp_path):
+    path = "calls.telephony.sandbox.SandboxBackend"
+
+    settings = load_settings(monkeypatch, tmp_path, TELEPHONY_BACKEND=path)
+
+    assert settings["TELEPHONY_BACKEND"] == path
+
+
 def test_settings_staging_without_twilio_credentials_runs_the_sandbox(monkeypatch, tmp_path):
     settings = load_settings(
         monkeypatch, tmp_path, APP_ENV="staging", SECRET_KEY=STRONG_KEY, APP_URL="https://s.example"

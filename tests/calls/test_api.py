@@ -15,8 +15,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from calls import sandbox
 from calls.models import AnsweredBy, Call, Turn
+from calls.telephony.sandbox import state as sandbox_state
 from campaigns.models import Campaign, Contact, Partner, PartnerMember
 
 pytestmark = pytest.mark.django_db
@@ -426,7 +426,7 @@ def recorded_call(spring, live_server, settings) -> Call:
     """A call whose recording the sandbox carrier (served by the live server) keeps."""
     settings.APP_URL = live_server.url
     settings.TELEPHONY_BACKEND = "sandbox"
-    cache.set(sandbox._recording_key(RECORDING_SID), {"duration": 1}, 60)
+    cache.set(sandbox_state.recording_key(RECORDING_SID), {"duration": 1}, 60)
     return make_call(
         spring,
         recording_sid=RECORDING_SID,

@@ -11,9 +11,11 @@ from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from calls import dialing, inbound, sandbox, tasks, telephony
+from calls import dialing, inbound, tasks, telephony
 from calls.dispatcher import dispatch
 from calls.models import Call, CallEvent, Turn
+from calls.telephony import sandbox
+from calls.telephony.sandbox import carrier as sandbox_carrier
 from campaigns import tasks as campaign_tasks
 from campaigns.models import (
     Campaign,
@@ -703,7 +705,7 @@ def carrier(live_server, settings, monkeypatch) -> list[str]:
     settings.APP_URL = live_server.url
     settings.SANDBOX_SPEED = 1000
     queued: list[str] = []
-    monkeypatch.setattr(sandbox, "_queue", queued.append)
+    monkeypatch.setattr(sandbox_carrier, "_queue", queued.append)
     return queued
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import email.utils
 import io
+import subprocess
+import sys
 import threading
 import wave
 from collections.abc import Callable, Iterator
@@ -20,6 +22,7 @@ from decimal import Decimal
 import pytest
 import requests
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import include, path
@@ -27,13 +30,15 @@ from django.utils import timezone, translation
 from django.views.decorators.csrf import csrf_exempt
 
 from callcenter.metrics import DIAL_ERRORS
-from calls import sandbox, telephony
+from calls import telephony
 from calls.dialing import check_prices
 from calls.models import Call
 from calls.services import PRICE_FIRST_CHECK, record_call_status
-from calls.telephony import TelephonyRejected
+from calls.telephony import TelephonyRejected, sandbox
+from calls.telephony.sandbox import carrier, state, views
 from campaigns.models import Campaign, Contact, Partner, default_sandbox_personas
 from tests.partners import TRUSTED_LIMITS
+from tests.processes import ROOT, child_env
 
 pytestmark = pytest.mark.urls(__name__)
 
@@ -107,7 +112,7 @@ INBOUND_HOOKS = [
 urlpatterns = [
     path("hooks/<str:name>", hook),
     path("", include((INBOUND_HOOKS, "calls"))),
-    *sandbox.urlpatterns,
+    *views.urlpatterns,
 ]
 
 
@@ -133,7 +138,7 @@ def queued(settings, monkeypatch) -> list[str]:
     settings.TELEPHONY_BACKEND = "sandbox"
     settings.SANDBOX_SPEED = 1000
     sids: list[str] = []
-    monkeypatch.setattr(sandbox, "_queue", sids.append)
+    monkeypatch.setattr(carrier, "_queue", sids.append)
     return sids
 
 
@@ -273,7 +278,7 @@ def test_call_back_rings_the_campaigns_number_as_the_contacts_caller(queued, set
     second = sandbox.call_back(contact=busy)
     third = sandbox.call_back(contact=busy, persona="opt_out", queue=False)
 
-    states = [sandbox.cache.get(f"sandbox:call:{call.sid}") for call in (first, second, third)]
+    states = [cache.get(f"sandbox:call:{call.sid}") for call in (first, second, third)]
     assert [state["persona"] for state in states] == ["silent", "interested", "opt_out"]
     assert {state["params"]["To"] for state in states} == {"+34910000111"}
     assert queued == [first.sid, second.sid]
@@ -631,6 +636,35 @@ def test_run_call_plays_a_call_once_however_often_it_runs(base) -> None:
     assert len(RECEIVED) == count
 
 
+def test_the_worker_finds_the_sandbox_task_under_its_old_name() -> None:
+    # A worker of its own, on the Twilio backend (nothing loads the sandbox for it): the
+    # task is registered by Celery's autodiscovery, under the name calls.sandbox gave it,
+    # so tasks queued before the move still run (and no CELERY_IMPORTS lists it).
+    script = (
+        "import django; django.setup()\n"
+        "from callcenter.celery import app\n"
+        "app.loader.import_default_modules()\n"
+        "print(sorted(name for name in app.tasks if 'sandbox' in name))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=child_env(
+            CALLCENTER_LOCAL_FAKES="1",  # keeps the credentials below
+            TELEPHONY_BACKEND="twilio",
+            TWILIO_ACCOUNT_SID="AC" + "0" * 32,
+            TWILIO_AUTH_TOKEN="token",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "['calls.sandbox.run_sandbox_call_task']"
+    assert sandbox.run_sandbox_call_task.name == "calls.sandbox.run_sandbox_call_task"
+
+
 # --- Failures and fallbacks ----------------------------------------------------------------
 
 
@@ -720,7 +754,7 @@ def test_run_call_signs_callbacks_with_or_without_their_fragment_by_call(base) -
 def clock(monkeypatch) -> list[float]:
     """The sandbox's real-time clock, moved by the test."""
     now = [1_800_000_000.0]
-    monkeypatch.setattr(sandbox, "_clock", lambda: now[0])
+    monkeypatch.setattr(state, "_clock", lambda: now[0])
     return now
 
 

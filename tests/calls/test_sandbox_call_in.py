@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.utils import translation
 
-from calls import sandbox
+from calls.telephony.sandbox import carrier
 from campaigns.models import Contact
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def queued(settings, monkeypatch) -> list[str]:
     settings.TELEPHONY_BACKEND = "sandbox"
     sids: list[str] = []
-    monkeypatch.setattr(sandbox, "_queue", sids.append)
+    monkeypatch.setattr(carrier, "_queue", sids.append)
     return sids
 
 
@@ -38,7 +39,7 @@ def test_a_contact_rings_its_campaigns_number_back(queued, campaign) -> None:
 
     [sid] = queued
     assert out == f"Call {sid} queued for the worker.\n"
-    state = sandbox.cache.get(f"sandbox:call:{sid}")
+    state = cache.get(f"sandbox:call:{sid}")
     assert (state["params"]["From"], state["params"]["To"]) == ("+34600000001", "+34910000000")
     assert (state["direction"], state["persona"]) == ("inbound", "callback")
 
@@ -47,7 +48,7 @@ def test_anyone_may_ring_any_number(queued) -> None:
     run("--from", "+34699000111", "--to", "+34910000000")
 
     [sid] = queued
-    state = sandbox.cache.get(f"sandbox:call:{sid}")
+    state = cache.get(f"sandbox:call:{sid}")
     assert (state["params"]["From"], state["persona"]) == ("+34699000111", "interested")
 
 

@@ -1,15 +1,20 @@
-"""The Twilio adapter, driving the real SDK over HTTP against the fake Twilio."""
+"""The telephony package: the backend TELEPHONY_BACKEND picks, and the Twilio backend
+driving the real SDK over HTTP against the fake Twilio."""
 
 from __future__ import annotations
 
+import ast
 import base64
 import datetime
 import email.utils
 import hashlib
 import hmac
 from collections.abc import Iterator
+from pathlib import Path
 
+import grimp
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.http import QueryDict
 from django.utils import translation
 from twilio.base.exceptions import TwilioRestException
@@ -17,6 +22,8 @@ from twilio.rest import Client
 
 from calls import telephony
 from calls.telephony import ProviderCall, TelephonyRejected, TelephonyUnavailable
+from calls.telephony.sandbox import SandboxBackend
+from calls.telephony.twilio import TwilioBackend
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 APP = "https://callcenter.example.com"
@@ -495,7 +502,7 @@ def test_fetch_account_takes_its_own_timeout_and_retries(fake_twilio) -> None:
 
 
 def test_list_account_numbers_follows_every_page_of_both_lists(fake_twilio, monkeypatch) -> None:
-    monkeypatch.setattr(telephony, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(telephony.twilio, "LIST_PAGE_SIZE", 2)
     owned = [fake_twilio.add_number(f"+3491000000{n}")["phone_number"] for n in range(5)]
     fake_twilio.add_caller_id("+34600000001")
 
@@ -517,7 +524,7 @@ def test_a_list_page_refused_fails_like_any_request(
     fake_twilio, monkeypatch, status: int, error: type[Exception]
 ) -> None:
     # given a list whose second page Twilio refuses (the SDK raises its bare exception then)
-    monkeypatch.setattr(telephony, "LIST_PAGE_SIZE", 1)
+    monkeypatch.setattr(telephony.twilio, "LIST_PAGE_SIZE", 1)
     fake_twilio.add_number("+34910000001")
     fake_twilio.add_number("+34910000002")
     fake_twilio.fail_next(status, when=lambda request: request.query.get("Page") == ["1"])
@@ -770,3 +777,119 @@ def test_sandbox_signatures_round_trip_and_differ_from_twilios(settings) -> None
     assert sandbox != twilio
     assert telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=sandbox)
     assert not telephony.signature_is_valid(url=STATUS_URL, params=STATUS_PARAMS, signature=twilio)
+
+
+# --- The backend: picked once from TELEPHONY_BACKEND ------------------------------------
+
+
+class CountingBackend(SandboxBackend):
+    """A backend named by its dotted path, as an operator may name their own."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        type(self).made += 1
+
+
+class NotABackend:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("twilio", TwilioBackend),
+        ("sandbox", SandboxBackend),
+        ("calls.telephony.sandbox.SandboxBackend", SandboxBackend),
+        ("calls.telephony.twilio.TwilioBackend", TwilioBackend),
+    ],
+)
+def test_backend_is_the_class_telephony_backend_names(settings, name, expected) -> None:
+    settings.TELEPHONY_BACKEND = name
+
+    assert type(telephony.backend()) is expected
+
+
+def test_backend_is_loaded_once_until_the_setting_changes(settings) -> None:
+    # given a backend named by its dotted path
+    CountingBackend.made = 0
+    settings.TELEPHONY_BACKEND = f"{__name__}.CountingBackend"
+
+    # when it is asked for twice
+    first, second = telephony.backend(), telephony.backend()
+
+    # then it was made once; a change of the setting (override_settings too) loads anew
+    assert first is second and isinstance(first, CountingBackend)
+    assert CountingBackend.made == 1
+    settings.TELEPHONY_BACKEND = "twilio"
+    assert isinstance(telephony.backend(), TwilioBackend)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("calls.telephony.nowhere.Backend", "cannot import calls.telephony.nowhere.Backend"),
+        (f"{__name__}.NotABackend", "is not a calls.telephony.base.TelephonyBackend"),
+    ],
+)
+def test_backend_that_is_none_fails_loudly_naming_it(settings, name, problem) -> None:
+    settings.TELEPHONY_BACKEND = name
+
+    with pytest.raises(ImproperlyConfigured, match=problem) as raised:
+        telephony.backend()
+
+    assert f"TELEPHONY_BACKEND={name!r}" in str(raised.value)
+
+
+def test_backends_say_what_they_can(settings) -> None:
+    settings.TELEPHONY_BACKEND = "twilio"
+    twilio = telephony.backend()
+    settings.TELEPHONY_BACKEND = "sandbox"
+    sandbox = telephony.backend()
+
+    assert (twilio.simulated, twilio.rings_our_numbers) == (False, False)
+    assert (sandbox.simulated, sandbox.rings_our_numbers) == (True, True)
+    assert twilio.urlpatterns() == []
+    assert [route.name for route in sandbox.urlpatterns()] == ["sandbox_recording"]
+    with pytest.raises(NotImplementedError):
+        twilio.ring_in(from_="+34600000001", to="+34910000000", persona="interested")
+
+
+# --- Layering ---------------------------------------------------------------------------
+
+
+def test_only_the_twilio_backend_imports_the_twilio_sdk() -> None:
+    # given every module of the project outside its tests and virtualenv
+    root = Path(__file__).resolve().parents[2]
+    folders = [
+        folder
+        for folder in root.iterdir()
+        if folder.is_dir() and not folder.name.startswith(".") and folder.name != "tests"
+    ]
+    importers = []
+    for path in [*root.glob("*.py"), *(p for folder in folders for p in folder.rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            if any(name == "twilio" or name.startswith("twilio.") for name in names):
+                importers.append(path.relative_to(root).as_posix())
+
+    # then only calls/telephony/twilio.py does
+    assert sorted(set(importers)) == ["calls/telephony/twilio.py"]
+
+
+def test_telephony_core_does_not_import_the_sandbox() -> None:
+    # The sandbox builds on the package's base; the package reaches it only through
+    # TELEPHONY_BACKEND (import_string), so no import chain leads back to it.
+    graph = grimp.build_graph("calls")
+    sandbox = "calls.telephony.sandbox"
+    core = ["calls.telephony", "calls.telephony.base", "calls.telephony.twilio"]
+    core += ["calls.telephony.twiml", "calls.telephony.signatures"]
+
+    chains = {module: graph.find_shortest_chain(module, sandbox) for module in core}
+
+    assert chains == dict.fromkeys(core)
+    assert graph.find_shortest_chain(f"{sandbox}.carrier", "calls.telephony.base") is not None

@@ -7,8 +7,8 @@ import requests
 from django.core.cache import cache
 from django.urls import reverse
 
-from calls import sandbox
 from calls.models import Call
+from calls.telephony.sandbox import state as sandbox_state
 from campaigns.models import Contact
 
 RECORDING_SID = "RE" + "3" * 32
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def recorded_call(campaign, live_server, settings) -> Call:
     settings.APP_URL = live_server.url
     settings.TELEPHONY_BACKEND = "sandbox"
-    cache.set(sandbox._recording_key(RECORDING_SID), {"duration": 1}, 60)
+    cache.set(sandbox_state.recording_key(RECORDING_SID), {"duration": 1}, 60)
     contact = Contact.objects.create(campaign=campaign, phone="+34600000001")
     return Call.objects.create(
         campaign=campaign,

@@ -573,11 +573,13 @@ def test_sandbox_contacts_ring_their_campaigns_number_back_from_the_list(
     admin_client, campaign, settings, monkeypatch
 ) -> None:
     # given
-    from calls import sandbox
+    from django.core.cache import cache
+
+    from calls.telephony.sandbox import carrier
 
     settings.TELEPHONY_BACKEND = "sandbox"
     queued: list[str] = []
-    monkeypatch.setattr(sandbox, "_queue", queued.append)
+    monkeypatch.setattr(carrier, "_queue", queued.append)
     Campaign.objects.filter(pk=campaign.pk).update(caller_number="+34910000000")
     contact = Contact.objects.create(
         campaign=campaign, phone="+34612345678", variables={"sandbox_persona": "opt_out"}
@@ -593,7 +595,7 @@ def test_sandbox_contacts_ring_their_campaigns_number_back_from_the_list(
 
     # then the call is queued, from the contact to the campaign's number, as its persona
     [sid] = queued
-    state = sandbox.cache.get(f"sandbox:call:{sid}")
+    state = cache.get(f"sandbox:call:{sid}")
     assert (state["params"]["From"], state["params"]["To"]) == ("+34612345678", "+34910000000")
     assert (state["direction"], state["persona"]) == ("inbound", "opt_out")
     assert "1 sandbox call to our number queued" in response.content.decode()

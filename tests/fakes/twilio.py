@@ -1,6 +1,6 @@
 """A fake Twilio REST API on 127.0.0.1, for driving the real SDK over HTTP in tests.
 
-It serves the Call endpoints `calls/telephony.py` uses (create, fetch, update), and the
+It serves the Call endpoints `calls/telephony/twilio.py` uses (create, fetch, update), and the
 account's own resource, phone numbers and verified caller ids (the go-live preflight reads
 them, following their pages, and points the numbers at our inbound webhooks: a number is
 fetched and updated too), checks HTTP Basic auth like Twilio, answers with Twilio's JSON

@@ -3,7 +3,7 @@
     manage.py sandbox_call_in --contact 12 [--persona opt_out] [--now]
     manage.py sandbox_call_in --from +34600000009 --to +34910000000 [--persona silent] [--now]
 
-A contact rings its campaign's number back (``calls.sandbox.call_back``); ``--from`` and
+A contact rings its campaign's number back (the backend's ``ring_back``); ``--from`` and
 ``--to`` ring any number from any other. The call goes through the web server's inbound
 webhooks at APP_URL, signed, as Twilio would deliver it. Queued for the Celery worker, or
 with ``--now`` played here (the web server must be up at APP_URL).
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
-from calls import sandbox
-from campaigns.models import Contact
+from calls import telephony
+from calls.telephony.sandbox.personas import CALLER_PERSONAS
+from campaigns.models import Contact, SandboxPersona
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--to", help="Our number that is rung (E.164).")
         parser.add_argument(
             "--persona",
-            choices=sandbox.CALLER_PERSONAS,
+            choices=CALLER_PERSONAS,
             help="Who rings: by default the contact's sandbox_persona, else interested.",
         )
         parser.add_argument(
@@ -38,7 +38,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if settings.TELEPHONY_BACKEND != "sandbox":
+        carrier = telephony.backend()
+        if not carrier.rings_our_numbers:
             raise CommandError(_("The sandbox carrier is off: TELEPHONY_BACKEND is not sandbox."))
         contact_id, caller, number = options["contact"], options["from_"], options["to"]
         if (contact_id is None) == (caller is None and number is None):
@@ -49,14 +50,14 @@ class Command(BaseCommand):
                 contact = Contact.objects.select_related("campaign").filter(pk=contact_id).first()
                 if contact is None:
                     raise CommandError(_("No contact has the id %(id)s.") % {"id": contact_id})
-                call = sandbox.call_back(contact=contact, persona=options["persona"], queue=queue)
+                call = carrier.ring_back(contact=contact, persona=options["persona"], queue=queue)
             else:
                 if not (caller and number):
                     raise CommandError(_("Give both --from and --to."))
-                call = sandbox.place_inbound_call(
+                call = carrier.ring_in(
                     from_=caller,
                     to=number,
-                    persona=options["persona"] or sandbox.SandboxPersona.INTERESTED,
+                    persona=options["persona"] or SandboxPersona.INTERESTED,
                     queue=queue,
                 )
         except ValueError as error:
@@ -64,8 +65,7 @@ class Command(BaseCommand):
         if queue:
             self.stdout.write(_("Call %(sid)s queued for the worker.") % {"sid": call.sid})
             return
-        sandbox.run_call(call.sid)
-        played = sandbox.fetch_call(call.sid)
+        played = carrier.play(call.sid)
         self.stdout.write(
             _("Call %(sid)s played: %(status)s after %(seconds)s s.")
             % {"sid": call.sid, "status": played.status, "seconds": played.duration}

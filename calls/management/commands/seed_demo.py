@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from calls import conversation
+from calls import conversation, telephony
 from campaigns.models import Campaign, ComplianceProfile, Partner, PartnerMember
 from campaigns.services import add_contact, start_campaign
 from templates.models import CallTemplate
@@ -160,8 +160,8 @@ class Command(BaseCommand):
                     "sandbox_persona": persona,
                 }
                 add_contact(campaign=campaign, phone=phone, variables=variables)
-            if created and settings.TELEPHONY_BACKEND == "sandbox":
-                # On the sandbox carrier the demo calls at once; against Twilio, staff
+            if created and telephony.backend().simulated:
+                # On a simulated carrier the demo calls at once; against Twilio, staff
                 # start it (it would ring real numbers).
                 start_campaign(campaign=campaign)
 
