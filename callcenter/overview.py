@@ -1,6 +1,6 @@
 """The admin's home page: what is going on now and what needs attention.
 
-Running and paused campaigns with their progress (campaigns.stats), today's calls,
+Running and paused campaigns with their progress (calls.reports.stats), today's calls,
 answers, opt-outs and cost (counted as the campaign dashboard counts them), and a list of
 what needs a person: campaigns the platform paused for a fault, a default voice that
 resolves to nothing, webhook endpoints whose deliveries fail, beat or the worker silent.
@@ -30,9 +30,10 @@ from django.utils.translation import ngettext
 from callcenter.health import heartbeat_at
 from calls.costs import calls_cost
 from calls.models import LIVE_STATUSES, Call, placed_calls
-from campaigns.dashboard import cost_label, money, percent, progress_label
+from calls.reports.dashboard import cost_label, money
+from calls.reports.stats import answered_calls, ended_calls, with_contacts_done
 from campaigns.models import Campaign, WebhookDelivery
-from campaigns.stats import answered_calls, ended_calls, with_contacts_done
+from campaigns.reports import percent, progress_label
 from voices.services import default_voice_problem
 
 # Campaigns listed on the page (and campaigns or endpoints in the attention list); the

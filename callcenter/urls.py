@@ -14,6 +14,7 @@ from callcenter.api import LogoutView, router
 from callcenter.health import health
 from callcenter.metrics import export_metrics
 from calls import views as call_views
+from calls.reports.views import CampaignStatsViewSet
 from campaigns import views as campaign_views
 from templates import views as template_views
 from voices import views as voice_views
@@ -21,6 +22,9 @@ from voices import views as voice_views
 # The partner API's table of contents (paths are part of the contract).
 router.register("partners", campaign_views.PartnerViewSet, basename="partner")
 router.register("api-keys", campaign_views.ApiKeyViewSet, basename="api-key")
+# A campaign's figures count calls, so calls serves them (/campaigns/{id}/stats/). First:
+# the API root lists each prefix once, by its last registration.
+router.register("campaigns", CampaignStatsViewSet, basename="campaign-figures")
 router.register("campaigns", campaign_views.CampaignViewSet, basename="campaign")
 router.register("contacts", campaign_views.ContactViewSet, basename="contact")
 router.register("imports", campaign_views.ContactImportViewSet, basename="contact-import")

@@ -16,6 +16,7 @@ A campaign's cost (or a day's) is the sum of its calls', counted by the database
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -26,12 +27,63 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from calls.models import LIVE_STATUSES, Call, CallClip, PriceStatus, Turn
-from campaigns.stats import Cost
 
 # Amounts are kept to the millionth of the currency's unit: a short call's speech and
 # model cost a fraction of a cent.
 PLACES = Decimal("0.000001")
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What one call, or a campaign's calls, cost in ``currency``.
+
+    ``telephony``, ``speech`` and ``model`` are the known amounts; ``total`` is their
+    sum. ``pending`` names the parts still to be settled (Twilio's price not known yet:
+    ``calls_pending`` calls); ``unpriced`` names what has no price here and is left out of
+    the amounts (a model without a unit price, a telephony price in another currency,
+    calls Twilio never priced). ``tokens`` is (prompt, completion) by model and
+    ``characters`` the characters by speech model, the figures the amounts come from.
+    """
+
+    currency: str
+    telephony: Decimal
+    speech: Decimal
+    model: Decimal
+    pending: tuple[str, ...] = ()
+    unpriced: tuple[str, ...] = ()
+    calls_pending: int = 0
+    tokens: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    characters: dict[str, Decimal] = dataclasses.field(default_factory=dict)
+
+    @property
+    def total(self) -> Decimal:
+        return self.telephony + self.speech + self.model
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing is pending: the amounts will not change."""
+        return not self.pending
+
+    def as_dict(self) -> dict[str, object]:
+        """The cost as JSON-ready values: amounts as decimal strings."""
+        return {
+            "currency": self.currency,
+            "telephony": str(self.telephony),
+            "speech": str(self.speech),
+            "model": str(self.model),
+            "total": str(self.total),
+            "pending": list(self.pending),
+            "unpriced": list(self.unpriced),
+            "tokens": {
+                model: {"prompt": prompt, "completion": completion}
+                for model, (prompt, completion) in sorted(self.tokens.items())
+            },
+            "characters": {
+                model: str(characters.quantize(Decimal("0.01")))
+                for model, characters in sorted(self.characters.items())
+            },
+        }
 
 
 def call_costs(calls: Iterable[Call]) -> dict[int, Cost]:

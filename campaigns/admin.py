@@ -38,7 +38,6 @@ from rest_framework_api_key.models import APIKey
 
 from callcenter.exports import ExportAdminMixin, Table
 from campaigns import deliveries, imports, limits, services
-from campaigns.dashboard import campaign_dashboard, percent, progress_label
 from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.exports import contact_table
 from campaigns.forms import (
@@ -60,7 +59,7 @@ from campaigns.models import (
     WebhookEndpoint,
 )
 from campaigns.phones import PHONE_INPUT_MAX_LENGTH, normalize_phone, time_zones_for
-from campaigns.stats import with_progress
+from campaigns.reports import campaign_dashboard, percent, progress_label, with_progress
 from voices.services import default_voice_problem
 
 # The library's own key model is not used: partners' keys are PartnerApiKey.

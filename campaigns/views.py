@@ -70,7 +70,6 @@ from campaigns.serializers import (
     ApiKeySerializer,
     CampaignMoveSerializer,
     CampaignSerializer,
-    CampaignStatsSerializer,
     ContactDetailSerializer,
     ContactImportDetailSerializer,
     ContactImportErrorSerializer,
@@ -92,7 +91,6 @@ from campaigns.serializers import (
     WebhookDeliverySerializer,
     WebhookEndpointSerializer,
 )
-from campaigns.stats import campaign_stats
 
 
 class PartnerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
@@ -324,12 +322,6 @@ class CampaignViewSet(ScopedModelViewSet):
     def cancel(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot be cancelled.")):
             return self._answer(services.cancel_campaign(campaign=self.get_object()))
-
-    @extend_schema(summary=_("The campaign's figures so far"), responses=CampaignStatsSerializer)
-    @action(detail=True, methods=["get"])
-    def stats(self, request: Request, pk: str) -> Response:
-        figures = campaign_stats(campaign=self.get_object())
-        return Response(CampaignStatsSerializer(figures).data)
 
     # --- Contacts --------------------------------------------------------------------
 
