@@ -10,7 +10,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 # The admin site's titles and project-wide registrations, before its URLs are built.
 import callcenter.admin  # noqa: F401
-from callcenter.api import LogoutView, router
+from callcenter.api import router
 from callcenter.health import health
 from callcenter.metrics import export_metrics
 from calls import views as call_views
@@ -47,7 +47,7 @@ urlpatterns = [
     path("metrics", export_metrics, name="metrics"),
     path("api/v1/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
-    path("api/v1/auth/logout/", LogoutView.as_view(), name="logout"),
+    path("api/v1/auth/logout/", campaign_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own: the

@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponseBase
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import (
     OpenApiResponse,
     PolymorphicProxySerializer,
@@ -27,6 +29,7 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework_simplejwt.views import TokenViewBase
 
 from callcenter.access import (
     MANAGE_ACCESS_SCOPE,
@@ -51,6 +54,7 @@ from callcenter.exports import (
 from callcenter.filters import PartnerScopedFilterBackend
 from callcenter.parsers import JSONParser, MultiPartParser
 from campaigns import deliveries, imports, services
+from campaigns.authentication import LogoutSerializer
 from campaigns.eligibility import eligibility_for
 from campaigns.exports import contact_table
 from campaigns.filters import ContactFilter
@@ -91,6 +95,44 @@ from campaigns.serializers import (
     WebhookDeliverySerializer,
     WebhookEndpointSerializer,
 )
+
+# --- Authentication ----------------------------------------------------------------------
+
+
+class TokenScheme(SimpleJWTScheme):
+    """Our JWT authentication is simplejwt's, checked further: the same bearer scheme."""
+
+    target_class = "campaigns.authentication.TokenAuthentication"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "campaigns.authentication.PartnerApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Api-Key <key>",
+        }
+
+
+class LogoutView(TokenViewBase):
+    """End a user's JWTs: the refresh token given, its access tokens, and every other
+    token of the same user (on every device), at once."""
+
+    serializer_class = LogoutSerializer
+
+    @extend_schema(request=LogoutSerializer, responses={204: None})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.end_api_tokens(user=serializer.validated_data["user"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Partners and keys -------------------------------------------------------------------
 
 
 class PartnerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
