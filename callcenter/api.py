@@ -68,7 +68,7 @@ class PartnerScopedRelatedField(serializers.PrimaryKeyRelatedField):
         super().__init__(**kwargs)
 
     def get_queryset(self) -> Any:
-        queryset = super().get_queryset()
+        queryset: Any = super().get_queryset()  # given: the field is writable
         request = self.context.get("request")
         partner = partner_of(request) if request is not None else None
         if partner is None:
@@ -373,10 +373,11 @@ def _fingerprint(request: Request) -> str:
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     if request.content_type.startswith("multipart/"):
         # Hashed as parsed: Django does not keep a multipart body in memory.
-        for name in sorted(request.data.keys()):
+        data: Any = request.data  # a QueryDict, parsed from the multipart body
+        for name in sorted(data.keys()):
             if name in request.FILES:
                 continue
-            digest.update(f"{name}={request.data.getlist(name)!r}\n".encode())
+            digest.update(f"{name}={data.getlist(name)!r}\n".encode())
         for name in sorted(request.FILES.keys()):
             for upload in request.FILES.getlist(name):
                 digest.update(f"{name}:{upload.name}:{upload.size}\n".encode())

@@ -42,6 +42,7 @@ from django.http import (
 )
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
@@ -358,7 +359,7 @@ EXPORT_FORMAT_PARAMETER = OpenApiParameter(
 )
 
 
-def export_responses(description: str) -> dict[tuple[int, str], OpenApiResponse]:
+def export_responses(description: str | Promise) -> dict[tuple[int, str], OpenApiResponse]:
     """An export's answers for drf-spectacular: the file in each format."""
     return {
         (200, MEDIA_TYPES[file_format]): OpenApiResponse(OpenApiTypes.BINARY, description)
@@ -366,7 +367,7 @@ def export_responses(description: str) -> dict[tuple[int, str], OpenApiResponse]
     }
 
 
-EXPORT_ACTION = {
+EXPORT_ACTION: dict[str, Any] = {
     "renderer_classes": [CSVRenderer, XLSXRenderer],
     "content_negotiation_class": ExportNegotiation,
     "pagination_class": None,

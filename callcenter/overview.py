@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import zoneinfo
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, PermissionsMixin
 from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, Value, When
 from django.urls import reverse
 from django.utils import timezone
@@ -49,7 +50,8 @@ DELIVERIES_WINDOW = datetime.timedelta(hours=48)
 REFRESH_SECONDS = 30
 SHOWN_STATES = (Campaign.State.RUNNING, Campaign.State.PAUSED)
 
-User = AbstractBaseUser | AnonymousUser
+# Whoever asks: a staff user (every user model here has permissions) or nobody.
+User = PermissionsMixin | AnonymousUser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,7 +174,7 @@ def _campaigns() -> Campaigns:
     """Running campaigns first, then paused ones, each by name: two queries."""
     # Progress without the answer rate, which reads every call of a campaign (the
     # campaign list shows it).
-    shown = with_contacts_done(
+    shown: Any = with_contacts_done(  # rows with the counts annotated
         Campaign.objects.filter(state__in=SHOWN_STATES).select_related("partner")
     ).order_by(
         Case(When(state=Campaign.State.RUNNING, then=Value(0)), default=Value(1)), "name", "pk"
@@ -258,7 +260,7 @@ def _today(now: datetime.datetime) -> Today:
     )
     cost = calls_cost(calls=Call.objects.filter(today))
     calls_url = reverse("admin:calls_call_changelist")
-    day_filter = {
+    day_filter: dict[str, int] = {
         "created_at__day": day.day,
         "created_at__month": day.month,
         "created_at__year": day.year,

@@ -27,6 +27,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from calls.models import LIVE_STATUSES, Call, CallClip, PriceStatus, Turn
+from voices.models import SpeechClip
 
 # Amounts are kept to the millionth of the currency's unit: a short call's speech and
 # model cost a fraction of a cent.
@@ -184,14 +185,14 @@ def calls_cost(*, calls: QuerySet[Call]) -> Cost:
         else:
             telephony += row["amount"] or 0
     tokens: dict[str, list[int]] = {}
-    for row in (
+    for turns in (
         Turn.objects.filter(call__in=calls.values("pk"))
         .exclude(model="")
         .order_by()
         .values("model")
         .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     ):
-        _add_tokens(tokens, row["model"], row["prompt"], row["completion"])
+        _add_tokens(tokens, turns["model"], turns["prompt"], turns["completion"])
     for row in extraction:
         _add_tokens(tokens, row["extraction_model"], row["prompt"], row["completion"])
     unpriced = [f"telephony:{unit}" for unit in sorted(other_currencies)]
@@ -211,7 +212,7 @@ def _characters(calls: QuerySet[Call]) -> dict[str, Decimal]:
     """Characters by speech model that ``calls`` played: each clip's characters times the
     share of its plays that were theirs."""
     clip = CallClip._meta.db_table
-    speech_clip = CallClip._meta.get_field("clip").related_model._meta.db_table
+    speech_clip = SpeechClip._meta.db_table
     chosen, params = calls.values("pk").query.sql_with_params()
     # One row per clip the calls played; every play of it counted by the index on the
     # clip (a correlated count, so other calls' plays are only counted, not read).
@@ -276,11 +277,11 @@ def _cost(
         model_amount += (prompt * per_input + completion * per_output) / 1_000_000
     speech_amount = Decimal(0)
     for model_id, count in characters.items():
-        price = settings.ELEVENLABS_PRICES.get(model_id)
-        if price is None:
+        speech_price = settings.ELEVENLABS_PRICES.get(model_id)
+        if speech_price is None:
             unpriced_models.append(f"speech:{model_id}")
             continue
-        speech_amount += count * price[0] / 1000
+        speech_amount += count * speech_price[0] / 1000
     return Cost(
         currency=settings.COST_CURRENCY,
         telephony=telephony.quantize(PLACES),
@@ -294,7 +295,7 @@ def _cost(
     )
 
 
-def model_price(model: str) -> tuple[Decimal, Decimal] | None:
+def model_price(model: str) -> tuple[Decimal, ...] | None:
     """OPENAI_PRICES' (input, output) price per million tokens of ``model``: by its name,
     or without a provider prefix (``openai/``) and a dated snapshot (``-2024-07-18``)."""
     prices = settings.OPENAI_PRICES

@@ -157,7 +157,9 @@ class TokenSerializer(TokenObtainPairSerializer):
         user_model = get_user_model()
         self.fields[self.username_field] = serializers.CharField(
             write_only=True,
-            max_length=user_model._meta.get_field(user_model.USERNAME_FIELD).max_length,
+            max_length=getattr(
+                user_model._meta.get_field(user_model.USERNAME_FIELD), "max_length", None
+            ),
         )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
@@ -171,9 +173,10 @@ class TokenSerializer(TokenObtainPairSerializer):
             raise
         # The password was right: this username's failures are forgotten, as after an admin
         # login (simplejwt sends no user_logged_in signal for axes to see).
-        forget_failures(username=self.user.get_username())
-        membership = getattr(self.user, "partner_membership", None)
-        if membership is None and not self.user.is_staff:
+        user: Any = self.user  # set by simplejwt's validate, which just succeeded
+        forget_failures(username=user.get_username())
+        membership = getattr(user, "partner_membership", None)
+        if membership is None and not user.is_staff:
             raise exceptions.PermissionDenied(self.error_messages["no_partner"])
         if membership is not None and not membership.partner.is_active:
             raise exceptions.PermissionDenied(self.error_messages["inactive_partner"])

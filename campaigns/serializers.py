@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
+from rest_framework.utils.serializer_helpers import ReturnList
 
 from callcenter.access import partner_of
 from callcenter.api import PartnerOwnedSerializer, PartnerScopedRelatedField
@@ -79,7 +80,7 @@ class OnboardedPartnerSerializer(serializers.Serializer):
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    created_by_key = serializers.SlugRelatedField(
+    created_by_key: serializers.SlugRelatedField = serializers.SlugRelatedField(
         slug_field="prefix",
         read_only=True,
         help_text=_("The prefix of the key that made this one; revoking it revokes this one."),
@@ -369,7 +370,8 @@ class ImportResultSerializer(serializers.Serializer):
         )
     )
     rejected = serializers.IntegerField(help_text=_("Rows not imported; errors says why."))
-    errors = RowErrorSerializer(many=True)
+    # A declared field: DRF's metaclass takes it off the class, Serializer.errors stays.
+    errors = RowErrorSerializer(many=True)  # type: ignore[assignment]
     flagged = serializers.IntegerField(
         help_text=_(
             "Rows kept whose contact lacks a variable the call template needs: it is not "
@@ -464,7 +466,8 @@ class ContactImportDetailSerializer(ContactImportSerializer):
     """An import with its first rejected rows and first rows kept with a warning;
     ``errors_url`` and ``warnings_url`` page through all of them."""
 
-    errors = serializers.SerializerMethodField()
+    # A declared field: DRF's metaclass takes it off the class, Serializer.errors stays.
+    errors = serializers.SerializerMethodField()  # type: ignore[assignment]
     warnings = serializers.SerializerMethodField()
 
     class Meta(ContactImportSerializer.Meta):
@@ -472,21 +475,23 @@ class ContactImportDetailSerializer(ContactImportSerializer):
         read_only_fields = fields
 
     @extend_schema_field(ContactImportErrorSerializer(many=True))
-    def get_errors(self, contact_import: ContactImport) -> list[dict[str, Any]]:
+    def get_errors(self, contact_import: ContactImport) -> ReturnList:
         shown = contact_import.row_errors.all()[:IMPORT_ERRORS_SHOWN]
-        return ContactImportErrorSerializer(shown, many=True).data
+        # many=True makes a ListSerializer, whose data is a list (the stubs see one item's).
+        return ContactImportErrorSerializer(shown, many=True).data  # type: ignore[return-value]
 
     @extend_schema_field(ContactImportWarningSerializer(many=True))
-    def get_warnings(self, contact_import: ContactImport) -> list[dict[str, Any]]:
+    def get_warnings(self, contact_import: ContactImport) -> ReturnList:
         shown = contact_import.row_warnings.all()[:IMPORT_ERRORS_SHOWN]
-        return ContactImportWarningSerializer(shown, many=True).data
+        # many=True makes a ListSerializer, whose data is a list (the stubs see one item's).
+        return ContactImportWarningSerializer(shown, many=True).data  # type: ignore[return-value]
 
 
 # --- Do-not-call list --------------------------------------------------------------------
 
 
 class DoNotCallSerializer(serializers.ModelSerializer):
-    partner = serializers.PrimaryKeyRelatedField(
+    partner: serializers.PrimaryKeyRelatedField = serializers.PrimaryKeyRelatedField(
         read_only=True, help_text=_("Null for a global entry (staff only).")
     )
 
@@ -581,7 +586,8 @@ class DoNotCallBatchSerializer(serializers.Serializer):
     existing = serializers.IntegerField(
         help_text=_("Numbers already on the list (or repeated in the request).")
     )
-    errors = NumberErrorSerializer(many=True)
+    # A declared field: DRF's metaclass takes it off the class, Serializer.errors stays.
+    errors = NumberErrorSerializer(many=True)  # type: ignore[assignment]
 
 
 class WebhookEndpointSerializer(PartnerOwnedSerializer):
