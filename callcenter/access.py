@@ -122,7 +122,7 @@ def staff_permission(request: Request, view: Any) -> str | None:
     change or delete permission by method ("add" for creating, "change" for other POSTs)."""
     declared = getattr(view, "staff_permissions", {}).get(getattr(view, "action", ""))
     if isinstance(declared, dict):
-        declared = declared.get(request.method)
+        declared = declared.get(request.method or "")
     if declared:
         return declared
     if not hasattr(view, "get_queryset"):
@@ -131,7 +131,7 @@ def staff_permission(request: Request, view: Any) -> str | None:
     if request.method == "POST":
         verb = "add" if view.action == "create" else "change"
     else:
-        verb = _STAFF_ACTIONS.get(request.method, "change")
+        verb = _STAFF_ACTIONS.get(request.method or "", "change")
     return f"{model._meta.app_label}.{verb}_{model._meta.model_name}"
 
 

@@ -260,11 +260,12 @@ def _today(now: datetime.datetime) -> Today:
     )
     cost = calls_cost(calls=Call.objects.filter(today))
     calls_url = reverse("admin:calls_call_changelist")
-    day_filter: dict[str, int] = {
+    day_filter: dict[str, str | int] = {
         "created_at__day": day.day,
         "created_at__month": day.month,
         "created_at__year": day.year,
     }
+    opted_out_filter = {"outcome": "opted_out", **day_filter}
     return Today(
         date=day,
         live_calls=figures["live"],
@@ -277,7 +278,7 @@ def _today(now: datetime.datetime) -> Today:
         cost_pending=not cost.is_final,
         live_url=f"{calls_url}?{urlencode({'status__in': ','.join(LIVE_STATUSES)})}",
         calls_url=f"{calls_url}?{urlencode(day_filter)}",
-        opted_out_url=f"{calls_url}?{urlencode({'outcome': 'opted_out', **day_filter})}",
+        opted_out_url=f"{calls_url}?{urlencode(opted_out_filter)}",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from django.db.models import Avg, Count, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
@@ -205,7 +206,7 @@ def calls_by_hour(*, campaign: Campaign, until: datetime.datetime, hours: int) -
     figures = []
     for index in range(hours):
         start = first + datetime.timedelta(hours=index)
-        row: dict[str, Any] = counted.get(start, {})
+        row: Mapping[str, Any] = counted.get(start, {})
         figures.append(
             Hour(
                 start=timezone.localtime(start, zone),
