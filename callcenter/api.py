@@ -7,6 +7,9 @@ Errors have one shape (``exception_handler``); each partner has its own request 
 (``PartnerRateThrottle``); a POST sent again with the same ``Idempotency-Key`` gets the
 first answer back instead of creating twice (``IdempotencyMixin``).
 The routes themselves are registered in callcenter/urls.py, the API's table of contents.
+
+Every app's API builds on this module, so it imports no app: the app that keeps the
+partners and the kept answers names their models (callcenter.access.use_models).
 """
 
 from __future__ import annotations
@@ -24,9 +27,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.defaults import page_not_found
-from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import JSONRenderer
@@ -35,11 +35,8 @@ from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework_simplejwt.views import TokenViewBase
 
-from callcenter.access import LogoutSerializer, partner_of
-from campaigns import services
-from campaigns.models import IdempotencyKey, Partner
+from callcenter.access import model_of, partner_model, partner_of
 
 router = DefaultRouter()
 
@@ -71,7 +68,7 @@ class PartnerScopedRelatedField(serializers.PrimaryKeyRelatedField):
         super().__init__(**kwargs)
 
     def get_queryset(self) -> Any:
-        queryset = super().get_queryset()
+        queryset: Any = super().get_queryset()  # given: the field is writable
         request = self.context.get("request")
         partner = partner_of(request) if request is not None else None
         if partner is None:
@@ -79,12 +76,18 @@ class PartnerScopedRelatedField(serializers.PrimaryKeyRelatedField):
         return queryset.filter(**{self.partner_lookup: partner})
 
 
+class OwnerField(serializers.PrimaryKeyRelatedField):
+    """A partner, by id, among all partners."""
+
+    def get_queryset(self) -> Any:
+        return partner_model()._default_manager.all()
+
+
 class PartnerOwnedSerializer(serializers.ModelSerializer):
     """For models with a ``partner``: partners write their own; staff name one on create.
     The partner of an existing object never changes."""
 
-    partner = serializers.PrimaryKeyRelatedField(
-        queryset=Partner.objects.all(),
+    partner = OwnerField(
         required=False,
         help_text=_("Staff only: the partner it belongs to. Partners always write their own."),
     )
@@ -112,25 +115,6 @@ class PartnerOwnedSerializer(serializers.ModelSerializer):
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
-
-
-class TokenScheme(SimpleJWTScheme):
-    """Our JWT authentication is simplejwt's, checked further: the same bearer scheme."""
-
-    target_class = "callcenter.access.TokenAuthentication"
-
-
-class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "callcenter.access.PartnerApiKeyAuthentication"
-    name = "ApiKey"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "Api-Key <key>",
-        }
 
 
 # --- Limits and errors -------------------------------------------------------------------
@@ -276,7 +260,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, **kwargs: Any) -
 
 
 class _Replay(Exception):
-    def __init__(self, record: IdempotencyKey) -> None:
+    def __init__(self, record: Any) -> None:
         self.record = record
 
 
@@ -291,7 +275,7 @@ class ApiViewMixin:
     """
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        self._idempotency: IdempotencyKey | None = None
+        self._idempotency: Any = None  # the IdempotencyKey row of this POST, if it has one
         length = request.META.get("CONTENT_LENGTH") or "0"
         if length.isdigit() and int(length) > _body_limit(request):
             raise RequestTooLarge(
@@ -313,11 +297,12 @@ class ApiViewMixin:
         fingerprint = _fingerprint(request)
         try:
             with transaction.atomic():
-                self._idempotency = IdempotencyKey.objects.create(
+                self._idempotency = model_of("idempotency_key")._default_manager.create(
                     scope=scope, key=key, fingerprint=fingerprint
                 )
         except IntegrityError:
-            record = IdempotencyKey.objects.filter(scope=scope, key=key).first()
+            keys = model_of("idempotency_key")._default_manager
+            record = keys.filter(scope=scope, key=key).first()
             if record is None:  # the first request just failed and let the key go
                 raise Conflict(_("Retry the request.")) from None
             if record.fingerprint != fingerprint:
@@ -388,10 +373,11 @@ def _fingerprint(request: Request) -> str:
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     if request.content_type.startswith("multipart/"):
         # Hashed as parsed: Django does not keep a multipart body in memory.
-        for name in sorted(request.data.keys()):
+        data: Any = request.data  # a QueryDict, parsed from the multipart body
+        for name in sorted(data.keys()):
             if name in request.FILES:
                 continue
-            digest.update(f"{name}={request.data.getlist(name)!r}\n".encode())
+            digest.update(f"{name}={data.getlist(name)!r}\n".encode())
         for name in sorted(request.FILES.keys()):
             for upload in request.FILES.getlist(name):
                 digest.update(f"{name}:{upload.name}:{upload.size}\n".encode())
@@ -406,7 +392,8 @@ def _fingerprint(request: Request) -> str:
 def purge_idempotency_keys(*, now: datetime.datetime | None = None) -> int:
     """Forget kept answers older than ``IDEMPOTENCY_KEY_HOURS``. Returns how many."""
     cutoff = (now or timezone.now()) - datetime.timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
-    deleted, _by_model = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    keys = model_of("idempotency_key")._default_manager
+    deleted, _by_model = keys.filter(created_at__lt=cutoff).delete()
     return deleted
 
 
@@ -421,20 +408,6 @@ class ScopedModelViewSet(ApiViewMixin, PartnerScopedMixin, viewsets.ModelViewSet
     """A resource with every operation, scoped to the partner."""
 
     pagination_class = Pagination
-
-
-class LogoutView(TokenViewBase):
-    """End a user's JWTs: the refresh token given, its access tokens, and every other
-    token of the same user (on every device), at once."""
-
-    serializer_class = LogoutSerializer
-
-    @extend_schema(request=LogoutSerializer, responses={204: None})
-    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.end_api_tokens(user=serializer.validated_data["user"])
-        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -21,7 +21,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -42,6 +42,7 @@ from django.http import (
 )
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone, translation
+from django.utils.functional import Promise
 from django.utils.http import content_disposition_header
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
@@ -312,7 +313,7 @@ class FileRenderer(BaseRenderer):
         self,
         data: Any,
         accepted_media_type: str | None = None,
-        renderer_context: dict[str, Any] | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         raise TypeError("The export actions answer with a file of their own.")
 
@@ -332,7 +333,9 @@ class XLSXRenderer(FileRenderer):
 class ExportNegotiation(DefaultContentNegotiation):
     """As DRF's, but a format nobody offers is a clear 400 rather than a bare 404."""
 
-    def filter_renderers(self, renderers: list[BaseRenderer], format: str) -> list[BaseRenderer]:
+    def filter_renderers(
+        self, renderers: Iterable[BaseRenderer], format: str
+    ) -> list[BaseRenderer]:
         offered = [renderer for renderer in renderers if renderer.format == format]
         if not offered:
             raise exceptions.ValidationError(
@@ -358,7 +361,7 @@ EXPORT_FORMAT_PARAMETER = OpenApiParameter(
 )
 
 
-def export_responses(description: str) -> dict[tuple[int, str], OpenApiResponse]:
+def export_responses(description: str | Promise) -> dict[tuple[int, str], OpenApiResponse]:
     """An export's answers for drf-spectacular: the file in each format."""
     return {
         (200, MEDIA_TYPES[file_format]): OpenApiResponse(OpenApiTypes.BINARY, description)
@@ -366,7 +369,7 @@ def export_responses(description: str) -> dict[tuple[int, str], OpenApiResponse]
     }
 
 
-EXPORT_ACTION = {
+EXPORT_ACTION: dict[str, Any] = {
     "renderer_classes": [CSVRenderer, XLSXRenderer],
     "content_negotiation_class": ExportNegotiation,
     "pagination_class": None,
@@ -433,7 +436,7 @@ class ExportAdminMixin:
         transcript = params.pop(EXPORT_TRANSCRIPT_PARAM, [""])[-1] in ("1", "on", "true")
         # The changelist reads the list's parameters from the request, and takes any
         # other for a filter it does not know.
-        request.GET = params
+        request.GET = params  # type: ignore[assignment]  # a mutable copy, on purpose
         try:
             changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
         except IncorrectLookupParameters:

@@ -10,8 +10,7 @@ from django import forms
 from django.db import models
 from django_filters.rest_framework import DjangoFilterBackend
 
-from callcenter.access import partner_of
-from campaigns.models import Partner
+from callcenter.access import partner_model, partner_of
 
 
 class PartnerScopedFilterBackend(DjangoFilterBackend):
@@ -31,9 +30,10 @@ class PartnerScopedFilterBackend(DjangoFilterBackend):
             return filterset  # staff see every partner's objects
         for field in filterset.form.fields.values():
             if isinstance(field, forms.ModelChoiceField):  # and ModelMultipleChoiceField
-                path = partner_path(field.queryset.model)
+                choices: Any = field.queryset  # a filter's choices always have a queryset
+                path = partner_path(choices.model)
                 if path is not None:
-                    field.queryset = field.queryset.filter(**{path: partner.pk})
+                    field.queryset = choices.filter(**{path: partner.pk})
         return filterset
 
 
@@ -41,12 +41,13 @@ class PartnerScopedFilterBackend(DjangoFilterBackend):
 def partner_path(model: type[models.Model], depth: int = 3) -> str | None:
     """The lookup from ``model`` to the partner that owns its rows (``"campaign__partner"``),
     along foreign keys; None for a model no partner owns."""
-    if issubclass(model, Partner):
+    partner = partner_model()
+    if issubclass(model, partner):
         return "pk"
     if depth == 0:
         return None
     for field in model._meta.get_fields():
-        if isinstance(field, models.ForeignKey) and field.related_model is Partner:
+        if isinstance(field, models.ForeignKey) and field.related_model is partner:
             return field.name
     for field in model._meta.get_fields():
         if isinstance(field, models.ForeignKey) and field.related_model is not model:

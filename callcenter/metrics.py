@@ -4,7 +4,7 @@ Each metric is counted where its event happens; counts that follow a database wr
 taken when the transaction commits, so a rolled-back write (and its retry) counts once.
 Under gunicorn, prometheus_client runs in multiprocess mode (deploy/gunicorn.conf.py):
 every worker writes its samples to PROMETHEUS_MULTIPROC_DIR and /metrics adds them up.
-Gauges of the database's current state are not kept by any process: ``LiveCallsCollector``
+Gauges of the database's current state are not kept by any process: a ``ScrapeGauge``
 reads them at scrape time, in whichever worker answers.
 """
 
@@ -13,11 +13,10 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -134,43 +133,47 @@ CLIP_LOOKUPS = Counter(
 # --- Read at scrape time --------------------------------------------------------------------
 
 
-class LiveCallsCollector(Collector):
-    """``callcenter_live_calls``: live calls now, by their campaign's state.
+class ScrapeGauge(Collector):
+    """A gauge of the database's state now, read at each scrape by the function the app
+    owning the rows gives it (``read_by``, from its AppConfig.ready()): this module stays
+    free of the apps it measures. One query per scrape; every label value the function
+    answers is reported; nothing when the database cannot be read (or no app gave one)."""
 
-    One aggregate query per scrape. Every campaign state is reported (0 when none), so a
-    series never vanishes; nothing is reported when the database cannot be read.
-    """
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self._read: Callable[[], Mapping[str, float]] | None = None
 
-    name = "callcenter_live_calls"
-    documentation = "Calls live now (pending to in-progress), by their campaign's state."
+    def read_by(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """Read the gauge's values, by label value, with ``read`` from now on."""
+        self._read = read
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Registering asks for the names: no query then.
-        yield GaugeMetricFamily(self.name, self.documentation, labels=["campaign_state"])
+        yield GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        # Late imports: the apps' modules import this one, and voices knows no other app.
-        from calls.models import Call
-        from campaigns.models import Campaign
-
-        try:
-            counts = dict(
-                Call.objects.live()
-                .order_by()
-                .values("campaign__state")
-                .annotate(count=Count("pk"))
-                .values_list("campaign__state", "count")
-            )
-        except DatabaseError:
-            logger.warning("callcenter_live_calls left out: the database could not be read.")
+        if self._read is None:
             return
-        family = GaugeMetricFamily(self.name, self.documentation, labels=["campaign_state"])
-        for state in Campaign.State.values:
-            family.add_metric([state], counts.get(state, 0))
+        try:
+            values = self._read()
+        except DatabaseError:
+            logger.warning("%s left out: the database could not be read.", self.name)
+            return
+        family = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+        for label, value in values.items():
+            family.add_metric([label], value)
         yield family
 
 
-LIVE_CALLS = LiveCallsCollector()
+# Every campaign state is reported (0 when none), so a series never vanishes: calls reads
+# it (calls.reports.stats.live_calls_by_campaign_state).
+LIVE_CALLS = ScrapeGauge(
+    "callcenter_live_calls",
+    "Calls live now (pending to in-progress), by their campaign's state.",
+    "campaign_state",
+)
 REGISTRY.register(LIVE_CALLS)
 
 

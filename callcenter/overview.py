@@ -1,6 +1,6 @@
 """The admin's home page: what is going on now and what needs attention.
 
-Running and paused campaigns with their progress (campaigns.stats), today's calls,
+Running and paused campaigns with their progress (calls.reports.stats), today's calls,
 answers, opt-outs and cost (counted as the campaign dashboard counts them), and a list of
 what needs a person: campaigns the platform paused for a fault, a default voice that
 resolves to nothing, webhook endpoints whose deliveries fail, beat or the worker silent.
@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import zoneinfo
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, PermissionsMixin
 from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, Value, When
 from django.urls import reverse
 from django.utils import timezone
@@ -30,9 +31,10 @@ from django.utils.translation import ngettext
 from callcenter.health import heartbeat_at
 from calls.costs import calls_cost
 from calls.models import LIVE_STATUSES, Call, placed_calls
-from campaigns.dashboard import cost_label, money, percent, progress_label
+from calls.reports.dashboard import cost_label, money
+from calls.reports.stats import answered_calls, ended_calls, with_contacts_done
 from campaigns.models import Campaign, WebhookDelivery
-from campaigns.stats import answered_calls, ended_calls, with_contacts_done
+from campaigns.reports import percent, progress_label
 from voices.services import default_voice_problem
 
 # Campaigns listed on the page (and campaigns or endpoints in the attention list); the
@@ -48,7 +50,8 @@ DELIVERIES_WINDOW = datetime.timedelta(hours=48)
 REFRESH_SECONDS = 30
 SHOWN_STATES = (Campaign.State.RUNNING, Campaign.State.PAUSED)
 
-User = AbstractBaseUser | AnonymousUser
+# Whoever asks: a staff user (every user model here has permissions) or nobody.
+User = PermissionsMixin | AnonymousUser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +174,7 @@ def _campaigns() -> Campaigns:
     """Running campaigns first, then paused ones, each by name: two queries."""
     # Progress without the answer rate, which reads every call of a campaign (the
     # campaign list shows it).
-    shown = with_contacts_done(
+    shown: Any = with_contacts_done(  # rows with the counts annotated
         Campaign.objects.filter(state__in=SHOWN_STATES).select_related("partner")
     ).order_by(
         Case(When(state=Campaign.State.RUNNING, then=Value(0)), default=Value(1)), "name", "pk"
@@ -257,11 +260,12 @@ def _today(now: datetime.datetime) -> Today:
     )
     cost = calls_cost(calls=Call.objects.filter(today))
     calls_url = reverse("admin:calls_call_changelist")
-    day_filter = {
+    day_filter: dict[str, str | int] = {
         "created_at__day": day.day,
         "created_at__month": day.month,
         "created_at__year": day.year,
     }
+    opted_out_filter = {"outcome": "opted_out", **day_filter}
     return Today(
         date=day,
         live_calls=figures["live"],
@@ -274,7 +278,7 @@ def _today(now: datetime.datetime) -> Today:
         cost_pending=not cost.is_final,
         live_url=f"{calls_url}?{urlencode({'status__in': ','.join(LIVE_STATUSES)})}",
         calls_url=f"{calls_url}?{urlencode(day_filter)}",
-        opted_out_url=f"{calls_url}?{urlencode({'outcome': 'opted_out', **day_filter})}",
+        opted_out_url=f"{calls_url}?{urlencode(opted_out_filter)}",
     )
 
 

@@ -475,8 +475,8 @@ WHITENOISE_USE_FINDERS = DEVELOPMENT
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # First, so that a request without credentials answers 401 with its challenge.
-        "callcenter.access.TokenAuthentication",
-        "callcenter.access.PartnerApiKeyAuthentication",
+        "campaigns.authentication.TokenAuthentication",
+        "campaigns.authentication.PartnerApiKeyAuthentication",
         # Staff trying the API in the browser (/api/docs/) with their admin session.
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -515,8 +515,8 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=REFRESH_TOKEN_EXPIRE_DAYS),
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
-    "TOKEN_OBTAIN_SERIALIZER": "callcenter.access.TokenSerializer",
-    "TOKEN_REFRESH_SERIALIZER": "callcenter.access.RefreshSerializer",
+    "TOKEN_OBTAIN_SERIALIZER": "campaigns.authentication.TokenSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "campaigns.authentication.RefreshSerializer",
     # Tokens carry a hash of the password hash: a new password ends them at once.
     "CHECK_REVOKE_TOKEN": True,
 }

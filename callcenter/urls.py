@@ -10,10 +10,11 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 # The admin site's titles and project-wide registrations, before its URLs are built.
 import callcenter.admin  # noqa: F401
-from callcenter.api import LogoutView, router
+from callcenter.api import router
 from callcenter.health import health
 from callcenter.metrics import export_metrics
 from calls import views as call_views
+from calls.reports.views import CampaignStatsViewSet
 from campaigns import views as campaign_views
 from templates import views as template_views
 from voices import views as voice_views
@@ -21,6 +22,9 @@ from voices import views as voice_views
 # The partner API's table of contents (paths are part of the contract).
 router.register("partners", campaign_views.PartnerViewSet, basename="partner")
 router.register("api-keys", campaign_views.ApiKeyViewSet, basename="api-key")
+# A campaign's figures count calls, so calls serves them (/campaigns/{id}/stats/). First:
+# the API root lists each prefix once, by its last registration.
+router.register("campaigns", CampaignStatsViewSet, basename="campaign-figures")
 router.register("campaigns", campaign_views.CampaignViewSet, basename="campaign")
 router.register("contacts", campaign_views.ContactViewSet, basename="contact")
 router.register("imports", campaign_views.ContactImportViewSet, basename="contact-import")
@@ -43,7 +47,7 @@ urlpatterns = [
     path("metrics", export_metrics, name="metrics"),
     path("api/v1/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/v1/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
-    path("api/v1/auth/logout/", LogoutView.as_view(), name="logout"),
+    path("api/v1/auth/logout/", campaign_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file of its own: the

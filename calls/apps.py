@@ -7,3 +7,14 @@ from django.utils.translation import gettext_lazy as _
 class CallsConfig(AppConfig):
     name = "calls"
     verbose_name = _("Calls")
+
+    def ready(self) -> None:
+        # campaigns' pages show figures that count calls: calls provides them (see
+        # campaigns/reports.py), as it provides the gauge of live calls /metrics serves.
+        from callcenter.metrics import LIVE_CALLS
+        from calls import reports
+        from calls.reports.stats import live_calls_by_campaign_state
+        from campaigns.reports import register_reports
+
+        register_reports(reports)
+        LIVE_CALLS.read_by(live_calls_by_campaign_state)

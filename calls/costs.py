@@ -16,6 +16,7 @@ A campaign's cost (or a day's) is the sum of its calls', counted by the database
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -26,12 +27,64 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
 
 from calls.models import LIVE_STATUSES, Call, CallClip, PriceStatus, Turn
-from campaigns.stats import Cost
+from voices.models import SpeechClip
 
 # Amounts are kept to the millionth of the currency's unit: a short call's speech and
 # model cost a fraction of a cent.
 PLACES = Decimal("0.000001")
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What one call, or a campaign's calls, cost in ``currency``.
+
+    ``telephony``, ``speech`` and ``model`` are the known amounts; ``total`` is their
+    sum. ``pending`` names the parts still to be settled (Twilio's price not known yet:
+    ``calls_pending`` calls); ``unpriced`` names what has no price here and is left out of
+    the amounts (a model without a unit price, a telephony price in another currency,
+    calls Twilio never priced). ``tokens`` is (prompt, completion) by model and
+    ``characters`` the characters by speech model, the figures the amounts come from.
+    """
+
+    currency: str
+    telephony: Decimal
+    speech: Decimal
+    model: Decimal
+    pending: tuple[str, ...] = ()
+    unpriced: tuple[str, ...] = ()
+    calls_pending: int = 0
+    tokens: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    characters: dict[str, Decimal] = dataclasses.field(default_factory=dict)
+
+    @property
+    def total(self) -> Decimal:
+        return self.telephony + self.speech + self.model
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing is pending: the amounts will not change."""
+        return not self.pending
+
+    def as_dict(self) -> dict[str, object]:
+        """The cost as JSON-ready values: amounts as decimal strings."""
+        return {
+            "currency": self.currency,
+            "telephony": str(self.telephony),
+            "speech": str(self.speech),
+            "model": str(self.model),
+            "total": str(self.total),
+            "pending": list(self.pending),
+            "unpriced": list(self.unpriced),
+            "tokens": {
+                model: {"prompt": prompt, "completion": completion}
+                for model, (prompt, completion) in sorted(self.tokens.items())
+            },
+            "characters": {
+                model: str(characters.quantize(Decimal("0.01")))
+                for model, characters in sorted(self.characters.items())
+            },
+        }
 
 
 def call_costs(calls: Iterable[Call]) -> dict[int, Cost]:
@@ -132,14 +185,14 @@ def calls_cost(*, calls: QuerySet[Call]) -> Cost:
         else:
             telephony += row["amount"] or 0
     tokens: dict[str, list[int]] = {}
-    for row in (
+    for turns in (
         Turn.objects.filter(call__in=calls.values("pk"))
         .exclude(model="")
         .order_by()
         .values("model")
         .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     ):
-        _add_tokens(tokens, row["model"], row["prompt"], row["completion"])
+        _add_tokens(tokens, turns["model"], turns["prompt"], turns["completion"])
     for row in extraction:
         _add_tokens(tokens, row["extraction_model"], row["prompt"], row["completion"])
     unpriced = [f"telephony:{unit}" for unit in sorted(other_currencies)]
@@ -159,7 +212,7 @@ def _characters(calls: QuerySet[Call]) -> dict[str, Decimal]:
     """Characters by speech model that ``calls`` played: each clip's characters times the
     share of its plays that were theirs."""
     clip = CallClip._meta.db_table
-    speech_clip = CallClip._meta.get_field("clip").related_model._meta.db_table
+    speech_clip = SpeechClip._meta.db_table
     chosen, params = calls.values("pk").query.sql_with_params()
     # One row per clip the calls played; every play of it counted by the index on the
     # clip (a correlated count, so other calls' plays are only counted, not read).
@@ -224,11 +277,11 @@ def _cost(
         model_amount += (prompt * per_input + completion * per_output) / 1_000_000
     speech_amount = Decimal(0)
     for model_id, count in characters.items():
-        price = settings.ELEVENLABS_PRICES.get(model_id)
-        if price is None:
+        speech_price = settings.ELEVENLABS_PRICES.get(model_id)
+        if speech_price is None:
             unpriced_models.append(f"speech:{model_id}")
             continue
-        speech_amount += count * price[0] / 1000
+        speech_amount += count * speech_price[0] / 1000
     return Cost(
         currency=settings.COST_CURRENCY,
         telephony=telephony.quantize(PLACES),
@@ -242,7 +295,7 @@ def _cost(
     )
 
 
-def model_price(model: str) -> tuple[Decimal, Decimal] | None:
+def model_price(model: str) -> tuple[Decimal, ...] | None:
     """OPENAI_PRICES' (input, output) price per million tokens of ``model``: by its name,
     or without a provider prefix (``openai/``) and a dated snapshot (``-2024-07-18``)."""
     prices = settings.OPENAI_PRICES

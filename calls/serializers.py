@@ -12,8 +12,8 @@ from rest_framework import serializers
 
 from calls.costs import call_cost
 from calls.models import Call, Turn
+from calls.reports.serializers import CostSerializer
 from campaigns.models import Contact
-from campaigns.serializers import CostSerializer
 
 # Kept for staff (the model's raw answer), never shown to partners: as in call.completed.
 PRIVATE_OUTCOME_KEYS = frozenset({"extraction_raw"})

@@ -26,10 +26,9 @@ from django.utils.translation import gettext_lazy as _
 
 from campaigns import limits, services
 from campaigns.admin.controls import CAMPAIGN_CONTROLS, CampaignControl
-from campaigns.dashboard import campaign_dashboard, percent, progress_label
 from campaigns.models import Campaign
 from campaigns.phones import PHONE_INPUT_MAX_LENGTH
-from campaigns.stats import with_progress
+from campaigns.reports import campaign_dashboard, percent, progress_label, with_progress
 from voices.services import default_voice_problem
 
 if TYPE_CHECKING:

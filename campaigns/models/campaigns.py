@@ -126,7 +126,7 @@ def retry_policy_problems(value: Any) -> list[ValidationError]:
 
 
 class SandboxPersona(models.TextChoices):
-    """The callees the sandbox carrier plays (calls/sandbox.py); named here so that a
+    """The callees the sandbox carrier plays (calls/telephony/sandbox/); named here so that a
     campaign can weigh them without campaigns importing calls."""
 
     INTERESTED = "interested", _("Interested")

@@ -8,6 +8,7 @@ import jwt
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -360,3 +361,22 @@ def test_create_partner_command_prints_the_key_once(db, capsys):
 def test_create_partner_command_reports_a_taken_name(onboarded):
     with pytest.raises(CommandError, match="name"):
         call_command("create_partner", "Acme", "--user", "someone")
+
+
+def test_shared_api_models_are_the_ones_campaigns_names_when_ready() -> None:
+    from callcenter.access import model_of, partner_model
+    from campaigns.models import IdempotencyKey
+
+    assert partner_model() is Partner
+    assert model_of("idempotency_key") is IdempotencyKey
+
+
+def test_shared_api_models_refuse_loudly_when_no_app_named_them(monkeypatch) -> None:
+    from callcenter import access
+
+    # given
+    monkeypatch.setattr(access, "_models", {})
+
+    # when / then
+    with pytest.raises(ImproperlyConfigured, match="partner model"):
+        access.partner_model()

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.db import DatabaseError
 from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from callcenter.metrics import ScrapeGauge
 from calls import telephony
 from calls.dispatcher import dispatch
 from calls.models import Call
@@ -459,3 +461,36 @@ def test_dashboard_panels_query_known_metrics(client) -> None:
             assert metric_names(target["expr"]) <= known, panel["title"]
     queried = {name for p in panels for t in p["targets"] for name in metric_names(t["expr"])}
     assert "callcenter_live_calls" in queried
+
+
+def test_scrape_gauge_reports_nothing_until_an_app_gives_it_a_reader() -> None:
+    gauge = ScrapeGauge("callcenter_test_gauge", "A gauge no app reads.", "state")
+
+    assert list(gauge.collect()) == []
+    assert [family.name for family in gauge.describe()] == ["callcenter_test_gauge"]
+
+
+def test_scrape_gauge_reports_nothing_when_the_database_cannot_be_read(caplog) -> None:
+    # given
+    gauge = ScrapeGauge("callcenter_test_gauge", "A gauge whose reads fail.", "state")
+
+    def unreadable() -> dict[str, float]:
+        raise DatabaseError("connection refused")
+
+    gauge.read_by(unreadable)
+
+    # when
+    families = list(gauge.collect())
+
+    # then
+    assert families == []
+    assert "callcenter_test_gauge left out" in caplog.text
+
+
+def test_scrape_gauge_reports_each_value_its_reader_gives() -> None:
+    gauge = ScrapeGauge("callcenter_test_gauge", "A gauge.", "state")
+    gauge.read_by(lambda: {"running": 2, "paused": 0})
+
+    (family,) = gauge.collect()
+
+    assert {(s.labels["state"], s.value) for s in family.samples} == {("running", 2), ("paused", 0)}

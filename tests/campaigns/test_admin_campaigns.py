@@ -20,10 +20,10 @@ from django.utils import timezone, translation
 
 from calls.models import AnsweredBy, Call
 from calls.pacing import back_off_campaign
+from calls.reports.dashboard import campaign_dashboard
+from calls.reports.stats import calls_by_hour
 from campaigns import services
-from campaigns.dashboard import campaign_dashboard
 from campaigns.models import Campaign, Contact
-from campaigns.stats import calls_by_hour
 
 pytestmark = pytest.mark.django_db
 
@@ -812,7 +812,7 @@ def test_campaign_page_shows_the_figures_now(admin_client, campaign) -> None:
     # when staff open its page
     page = admin_client.get(change_url(campaign), headers=ENGLISH).content.decode()
 
-    # then they read the counters, as campaigns.stats counts them
+    # then they read the counters, as calls.reports.stats counts them
     assert tile(page, "live-calls") == "1"
     assert tile(page, "answer-rate") == "67%"
     assert tile(page, "average-duration") == "1:00"

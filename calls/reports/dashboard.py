@@ -1,5 +1,8 @@
 """What a campaign's page in the staff console shows above its settings: its figures now
-(campaigns.stats), charts drawn from its calls, and the pacing limits that apply to it."""
+(calls.reports.stats), charts drawn from its calls, and the pacing limits that apply to it.
+
+The page is campaigns' admin; this counts calls, so it lives in calls and reaches the page
+through campaigns.reports (registered in calls/apps.py)."""
 
 from __future__ import annotations
 
@@ -14,16 +17,20 @@ from django.utils.formats import date_format, number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from campaigns import charts
-from campaigns.models import Campaign, Contact
-from campaigns.stats import (
+from calls.costs import Cost
+from calls.dispatcher import DISPATCH_INTERVAL_SECONDS
+from calls.models import LIVE_STATUSES, CallStatus
+from calls.pacing import BACKOFF_CAP, BACKOFF_FIRST, backing_off
+from calls.reports.stats import (
     FINISHED_CONTACT_STATES,
     CampaignStats,
-    Cost,
     Hour,
     calls_by_hour,
     campaign_stats,
 )
+from campaigns import charts
+from campaigns.models import Campaign, Contact
+from campaigns.reports import percent, progress_label
 
 # The time charts cover this many hours, up to now (or to the last call of a campaign
 # that no longer calls).
@@ -86,15 +93,8 @@ class Dashboard:
         return progress_label(self.done, self.total)
 
 
-def progress_label(done: int, total: int) -> str:
-    return _("%(done)d of %(total)d contacts done") % {"done": done, "total": total}
-
-
 def campaign_dashboard(*, campaign: Campaign, now: datetime.datetime | None = None) -> Dashboard:
     """Everything the page shows about ``campaign`` now, in a handful of queries."""
-    from calls.models import LIVE_STATUSES, CallStatus
-    from calls.pacing import backing_off
-
     now = now or timezone.now()
     stats = campaign_stats(campaign=campaign)
     live = sum(stats.calls_by_status[status] for status in LIVE_STATUSES)
@@ -102,11 +102,11 @@ def campaign_dashboard(*, campaign: Campaign, now: datetime.datetime | None = No
     return Dashboard(
         stats=stats,
         contacts=[
-            Count(key=state, label=Contact.State(state).label, count=count)
+            Count(key=state, label=str(Contact.State(state).label), count=count)
             for state, count in stats.contacts_by_state.items()
         ],
         calls=[
-            Count(key=status, label=CallStatus(status).label, count=count)
+            Count(key=status, label=str(CallStatus(status).label), count=count)
             for status, count in stats.calls_by_status.items()
         ],
         done=sum(stats.contacts_by_state[state] for state in FINISHED_CONTACT_STATES),
@@ -152,10 +152,6 @@ def cost_label(cost: Cost) -> str:
     if cost.unpriced:
         notes.append(_("not counted: %(what)s") % {"what": ", ".join(cost.unpriced)})
     return "; ".join([label, *notes])
-
-
-def percent(fraction: float | None) -> str:
-    return "—" if fraction is None else f"{floatformat(fraction * 100, 0)}%"
 
 
 def duration(seconds: float | None) -> str:
@@ -221,15 +217,13 @@ def _calls_per_hour_chart(hours: list[Hour]) -> charts.Chart:
 
 
 def outcome_labels() -> dict[str, str]:
-    from calls.models import CallStatus
-
     return {
         "answered": _("Answered by a person"),
         "voicemail": _("Voicemail"),
-        "busy": CallStatus.BUSY.label,
-        "no-answer": CallStatus.NO_ANSWER.label,
-        "failed": CallStatus.FAILED.label,
-        "canceled": CallStatus.CANCELED.label,
+        "busy": str(CallStatus.BUSY.label),
+        "no-answer": str(CallStatus.NO_ANSWER.label),
+        "failed": str(CallStatus.FAILED.label),
+        "canceled": str(CallStatus.CANCELED.label),
     }
 
 
@@ -355,9 +349,6 @@ def pacing_notes(*, campaign: Campaign, stats: CampaignStats) -> list[str]:
     """What else shapes the pace: the dispatcher's tick, the account's rate shared with
     the other running campaigns, the length of calls against the concurrency limit, and
     Twilio's own limit on the account's calls at once."""
-    from calls.dispatcher import DISPATCH_INTERVAL_SECONDS
-    from calls.pacing import BACKOFF_CAP, BACKOFF_FIRST
-
     notes = [
         _(
             "The dispatcher runs every %(interval)s s and creates calls only while both "

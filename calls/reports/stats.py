@@ -1,17 +1,24 @@
 """A campaign's figures so far: contacts by state, calls by status and outcome, answer
 rate, talk time and cost, each counted by the database (a few aggregate queries, whatever
-the campaign's size)."""
+the campaign's size).
+
+They count calls, so they live in calls, above campaigns: the campaign pages that show
+them reach them through campaigns.reports, which calls fills in (calls/apps.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-from decimal import Decimal
+from collections.abc import Mapping
+from typing import Any
 
 from django.db.models import Avg, Count, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from calls.costs import Cost, campaign_cost
+from calls.models import LIVE_STATUSES, Call, CallDirection, CallStatus
+from calls.services import MACHINE_ANSWERS
 from campaigns.models import Campaign, Contact
 
 # How an ended call went, as finish_call reads it (calls/services.py), keyed for the API.
@@ -27,10 +34,6 @@ FINISHED_CONTACT_STATES = (
 
 def answered_calls() -> Q:
     """Calls of ours a person answered: completed, and not by a machine."""
-    # calls builds on campaigns (dependencies run one way), so the imports wait until here.
-    from calls.models import CallDirection, CallStatus
-    from calls.services import MACHINE_ANSWERS
-
     return (
         Q(direction=CallDirection.OUTBOUND)
         & Q(status=CallStatus.COMPLETED)
@@ -42,8 +45,6 @@ def ended_calls() -> Q:
     """Ended calls of ours that reached the carrier: what an answer rate is taken over. (A
     call refused before reaching it has no SID: it never rang anyone. A contact ringing us
     back is no call of ours to answer.)"""
-    from calls.models import CallDirection, CallStatus
-
     ended = [
         CallStatus.COMPLETED,
         CallStatus.BUSY,
@@ -52,58 +53,6 @@ def ended_calls() -> Q:
         CallStatus.CANCELED,
     ]
     return Q(direction=CallDirection.OUTBOUND, status__in=ended) & Q(provider_sid__isnull=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Cost:
-    """What one call, or a campaign's calls, cost in ``currency``.
-
-    ``telephony``, ``speech`` and ``model`` are the known amounts; ``total`` is their
-    sum. ``pending`` names the parts still to be settled (Twilio's price not known yet:
-    ``calls_pending`` calls); ``unpriced`` names what has no price here and is left out of
-    the amounts (a model without a unit price, a telephony price in another currency,
-    calls Twilio never priced). ``tokens`` is (prompt, completion) by model and
-    ``characters`` the characters by speech model, the figures the amounts come from.
-    """
-
-    currency: str
-    telephony: Decimal
-    speech: Decimal
-    model: Decimal
-    pending: tuple[str, ...] = ()
-    unpriced: tuple[str, ...] = ()
-    calls_pending: int = 0
-    tokens: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
-    characters: dict[str, Decimal] = dataclasses.field(default_factory=dict)
-
-    @property
-    def total(self) -> Decimal:
-        return self.telephony + self.speech + self.model
-
-    @property
-    def is_final(self) -> bool:
-        """Nothing is pending: the amounts will not change."""
-        return not self.pending
-
-    def as_dict(self) -> dict[str, object]:
-        """The cost as JSON-ready values: amounts as decimal strings."""
-        return {
-            "currency": self.currency,
-            "telephony": str(self.telephony),
-            "speech": str(self.speech),
-            "model": str(self.model),
-            "total": str(self.total),
-            "pending": list(self.pending),
-            "unpriced": list(self.unpriced),
-            "tokens": {
-                model: {"prompt": prompt, "completion": completion}
-                for model, (prompt, completion) in sorted(self.tokens.items())
-            },
-            "characters": {
-                model: str(characters.quantize(Decimal("0.01")))
-                for model, characters in sorted(self.characters.items())
-            },
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +80,6 @@ class CampaignStats:
 
 def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     """``campaign``'s figures now, in a few aggregate queries."""
-    from calls.costs import campaign_cost
-    from calls.models import CallStatus
-    from calls.services import MACHINE_ANSWERS
-
     contacts = dict(
         campaign.contacts.order_by()
         .values("state")
@@ -175,12 +120,23 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     )
 
 
+def live_calls_by_campaign_state() -> dict[str, int]:
+    """Live calls now by their campaign's state, every state listed (0 for none): the gauge
+    callcenter_live_calls (callcenter/metrics.py), in one aggregate query."""
+    counts = dict(
+        Call.objects.live()
+        .order_by()
+        .values("campaign__state")
+        .annotate(count=Count("pk"))
+        .values_list("campaign__state", "count")
+    )
+    return {state: counts.get(state, 0) for state in Campaign.State.values}
+
+
 def with_progress(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
     """``campaigns`` each with ``contacts_total``, ``contacts_done`` (finished contacts),
     ``live_calls``, ``answered_calls`` and ``ended_calls`` counted by the database: one
     query for a page of campaigns, however many contacts and calls they have."""
-    from calls.models import Call
-
     return with_contacts_done(campaigns).annotate(
         answered_calls=_per_campaign(Call.objects.filter(answered_calls())),
         ended_calls=_per_campaign(Call.objects.filter(ended_calls())),
@@ -190,8 +146,6 @@ def with_progress(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
 def with_contacts_done(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
     """``campaigns`` each with ``contacts_total``, ``contacts_done`` and ``live_calls``:
     the progress alone, without reading every call as the answer rate does."""
-    from calls.models import LIVE_STATUSES, Call
-
     return campaigns.annotate(
         contacts_total=_per_campaign(Contact.objects.all()),
         contacts_done=_per_campaign(Contact.objects.filter(state__in=FINISHED_CONTACT_STATES)),
@@ -252,7 +206,7 @@ def calls_by_hour(*, campaign: Campaign, until: datetime.datetime, hours: int) -
     figures = []
     for index in range(hours):
         start = first + datetime.timedelta(hours=index)
-        row = counted.get(start, {})
+        row: Mapping[str, Any] = counted.get(start, {})
         figures.append(
             Hour(
                 start=timezone.localtime(start, zone),
