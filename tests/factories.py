@@ -10,6 +10,7 @@ given contact: ``CallFactory(contact=contact)`` (its campaign follows the contac
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
@@ -18,10 +19,11 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
-from calls.models import Call, CallDirection, CallEvent, Turn
+from calls.models import Call, CallClip, CallDirection, CallEvent, Turn
 from campaigns.models import (
     Campaign,
     Contact,
+    ContactImport,
     DoNotCall,
     Partner,
     WebhookDelivery,
@@ -30,7 +32,7 @@ from campaigns.models import (
 )
 from templates.models import CallTemplate
 from tests.partners import TRUSTED_LIMITS
-from voices.models import Voice
+from voices.models import SpeechClip, Voice
 
 CALLER = "+34910000000"
 
@@ -79,6 +81,19 @@ class VoiceFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Voice {n}")
 
 
+class SpeechClipFactory(DjangoModelFactory):
+    """A clip being rendered; its key (normally SHA-256 of what it voices) from a sequence."""
+
+    class Meta:
+        model = SpeechClip
+
+    key = factory.Sequence(lambda n: f"{n:064x}")
+    text = factory.Sequence(lambda n: f"Línea {n}.")
+    voice = factory.SubFactory(VoiceFactory)
+    model_id = "eleven_multilingual_v2"
+    output_format = "mp3_22050_32"
+
+
 class CallTemplateFactory(DjangoModelFactory):
     """A call template with a greeting (the one field a template cannot be without)."""
 
@@ -101,22 +116,38 @@ class CampaignFactory(DjangoModelFactory):
 
 
 class ContactFactory(DjangoModelFactory):
+    """A pending contact; ``from_crm=True`` gives it the partner's own id (``crm-<n>``)."""
+
     class Meta:
         model = Contact
 
     campaign = factory.SubFactory(CampaignFactory)
     phone = factory.Sequence(phone)
 
+    class Params:
+        from_crm = factory.Trait(external_id=factory.Sequence(lambda n: f"crm-{n}"))
+
+
+class ContactImportFactory(DjangoModelFactory):
+    """A queued import of a campaign's contacts."""
+
+    class Meta:
+        model = ContactImport
+
+    campaign = factory.SubFactory(CampaignFactory)
+
 
 class CallFactory(DjangoModelFactory):
     """An outbound call (attempt 1) from the suite's caller number to a new contact.
 
     ``placed=True`` gives it a provider SID, as once Twilio accepted it; ``dialing=True``
-    makes it a call the dialer placed: dialing, its contact being called.
+    makes it a call the dialer placed: dialing, its contact being called; ``created_at=``
+    backdates it (the model sets the column itself on insert).
     """
 
     class Meta:
         model = Call
+        skip_postgeneration_save = True
 
     contact = factory.SubFactory(ContactFactory)
     campaign = factory.SelfAttribute("contact.campaign")
@@ -130,6 +161,12 @@ class CallFactory(DjangoModelFactory):
         placed = factory.Trait(provider_sid=factory.Sequence(call_sid))
         dialing = factory.Trait(status=Call.Status.DIALING, contact__state=Contact.State.CALLING)
 
+    @factory.post_generation
+    def created_at(obj: Call, create: bool, extracted: datetime.datetime | None, **_: Any) -> None:
+        if create and extracted is not None:
+            Call.objects.filter(pk=obj.pk).update(created_at=extracted)
+            obj.created_at = extracted
+
 
 class TurnFactory(DjangoModelFactory):
     class Meta:
@@ -139,6 +176,16 @@ class TurnFactory(DjangoModelFactory):
     sequence = factory.Sequence(lambda n: n + 1)
     role = Turn.Role.AGENT
     started_at = factory.LazyFunction(timezone.now)
+
+
+class CallClipFactory(DjangoModelFactory):
+    """A clip played on a call."""
+
+    class Meta:
+        model = CallClip
+
+    call = factory.SubFactory(CallFactory)
+    clip = factory.SubFactory(SpeechClipFactory)
 
 
 class CallEventFactory(DjangoModelFactory):
