@@ -20,7 +20,7 @@ from calls.dispatcher import dispatch
 from calls.models import Call
 from calls.services import record_call_status
 from campaigns.models import Campaign, Contact
-from tests.factories import CallFactory, ContactFactory, VoiceFactory
+from tests.factories import CallFactory, ContactFactory, SpeechClipFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
 from voices.clips import clip_key, render_clip
 from voices.models import SpeechClip, Voice
@@ -222,7 +222,7 @@ def test_render_clip_counts_a_wait_for_another_renderer(
 ) -> None:
     # given a line another process is rendering, ready after one poll
     text = "Buenos días."
-    clip = SpeechClip.objects.create(
+    clip = SpeechClipFactory(
         key=clip_key(
             text=text,
             voice_id=BELLA_ID,
