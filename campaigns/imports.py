@@ -452,8 +452,8 @@ class _Importer:
             self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
             self._background.submit(_commit_asynchronously)
             # The writer needs the interpreter back after each database reply: by default
-            # it waits up to 5 ms for the reading thread to let go, which made the
-            # database idle for a third of a large import.
+            # it waits up to 5 ms for the reading thread to let go, and the database sat
+            # idle (docs/decisions/0006-contact-import-write-path.md).
             sys.setswitchinterval(0.001)
         self._pending: deque[Future[None]] = deque()
         self._rows: list[_Row] = []
@@ -1392,8 +1392,9 @@ class _PostgresStore:
             _json([[row.phone, row.time_zone, row.external_id, row.variables] for row in rows]),
         ]
         sql = _postgres_sql()
-        # The rows were looked up: a plain insert (a quarter faster) fails only when
-        # someone saved one of them since. Then the insert skips those, to be merged.
+        # The rows were looked up: a plain insert, the faster one
+        # (docs/decisions/0006-contact-import-write-path.md), fails only when someone
+        # saved one of them since. Then the insert skips those, to be merged.
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(sql["insert"], params)
@@ -1429,7 +1430,7 @@ class _PostgresStore:
 
 def _json(value: Any) -> str:
     # Parameters as one JSON document each: psycopg quotes one string much faster than
-    # it adapts a list of thousands.
+    # it adapts a list of thousands (docs/decisions/0006-contact-import-write-path.md).
     return json.dumps(value, ensure_ascii=False)
 
 
