@@ -29,8 +29,7 @@ application = LoopbackOnlyWithPublishedKey(
     published=settings.PUBLISHED_SECRET_KEYS,
 )
 warm_up()
-# What start-up made (Django, the project, the clients: some 210,000 objects) lives as long
-# as the process: kept out of the garbage collector's full collections, which otherwise
-# scan it all and stop every request of this worker meanwhile (measured: 180 ms, against
-# 20 ms without it, under the turn benchmark's load).
+# What start-up made (Django, the project, the clients) lives as long as the process: kept
+# out of the garbage collector's full collections, which otherwise scan it all and stop
+# every request of this worker meanwhile (docs/decisions/0002-gc-freeze.md).
 gc.freeze()

@@ -892,8 +892,8 @@ def _turn_request(
 ) -> dict[str, Any]:
     """The body of a turn's request: chat.completions.create's, streamed with its usage,
     with the call's tools. It is sent and read as plain JSON: the SDK's typed transform of
-    the messages and tools cost ~50 ms of CPU per request, and its model of each streamed
-    chunk a few ms per reply, on the hot path of every turn."""
+    the messages and tools, and its model of each streamed chunk, cost CPU on the hot path
+    of every turn (docs/decisions/0005-model-requests-as-plain-json.md)."""
     return {
         "model": model,
         **_model_options(
@@ -1574,8 +1574,8 @@ def _async_client(*, api_key: str, base_url: str) -> openai.AsyncOpenAI:
 @functools.cache
 def tls_context() -> ssl.SSLContext:
     """The SDK's own default TLS settings, made once per process: loading the certificate
-    authorities is most of what a new client costs (about 20 ms), which the first turn of
-    each event loop would otherwise wait for."""
+    authorities is most of what a new client costs, which the first turn of each event
+    loop would otherwise wait for (docs/decisions/0005-model-requests-as-plain-json.md)."""
     return httpx2.create_ssl_context()
 
 

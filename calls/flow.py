@@ -631,7 +631,8 @@ def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
     A plain executor, not asgiref's ``sync_to_async``: a turn makes about seven such
     trips, and asgiref's bookkeeping for each (thread-sensitive contexts, its locals,
-    the task it tracks) cost more CPU than the trip itself. (An ``async_to_sync`` in
+    the task it tracks) cost more CPU than the trip itself
+    (docs/decisions/0003-asgi-webhook-fast-path.md). (An ``async_to_sync`` in
     ``function`` would run on a loop of its own, not the caller's; nothing here has one.)
     """
 

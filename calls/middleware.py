@@ -25,10 +25,11 @@ class TwilioWebhookMiddleware(AsyncCapableMiddleware):
     each request in ``callcenter_webhook_seconds``). Under the ASGI server each of
     Django's own middlewares costs two trips to a thread of its own (one made for each
     request), which on the turn webhook, the hot path of every call, came to more CPU
-    than the webhook's own database work. So a request for a view marked
-    ``twilio_webhook`` goes straight to it here: an async view on the event loop, a sync
-    one in the webhooks' fixed pool of threads. Any other request goes on down the chain.
-    Under WSGI (sync) there are no such trips, and nothing is skipped.
+    than the webhook's own database work (docs/decisions/0003-asgi-webhook-fast-path.md).
+    So a request for a view marked ``twilio_webhook`` goes straight to it here: an async
+    view on the event loop, a sync one in the webhooks' fixed pool of threads. Any other
+    request goes on down the chain. Under WSGI (sync) there are no such trips, and nothing
+    is skipped.
     """
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
@@ -60,7 +61,7 @@ class WebhookASGIHandler(ASGIHandler):
     webhooks have none of that work worth a thread: their middleware and views run on the
     event loop or in the webhooks' pool of threads (``TwilioWebhookMiddleware``), so for
     them a thread was made and joined for two trips that do nothing, on every status
-    callback and every turn (measured: about a sixth of a status callback's CPU). Their
+    callback and every turn (docs/decisions/0003-asgi-webhook-fast-path.md). Their
     remaining trips go to asgiref's one shared thread.
     """
 

@@ -74,7 +74,8 @@ _CACHE_SIZE = 65_536
 
 class PhoneReader:
     """``normalize_phone`` and ``time_zones_for`` in one step, for the many numbers of one
-    region that an import reads: the same answers, several times faster.
+    region that an import reads: the same answers, faster
+    (docs/decisions/0006-contact-import-write-path.md).
 
     Numbers written as digits (with separators, ``+`` or the region's ``00``) of a country
     with one region and no national prefix, such as Spain, are typed against the metadata's

@@ -19,11 +19,12 @@ from calls import telephony
 from campaigns.models import Campaign, Partner
 from campaigns.services import create_api_key, onboard_partner
 from templates.models import CallTemplate
+from tests.factories import CallTemplateFactory, CampaignFactory, PartnerFactory
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.twilio_spec import TwilioSpec
-from tests.partners import TRUSTED_LIMITS, trust
+from tests.partners import trust
 from tests.processes import child_env, end_other_sessions, free_port
 from voices import speech
 
@@ -47,13 +48,13 @@ def _clear_cache() -> Iterator[None]:
 @pytest.fixture
 def partner(db: None) -> Partner:
     """A partner trusted with the suite's numbers and pacing (tests/partners.py)."""
-    return Partner.objects.create(name="Acme", **TRUSTED_LIMITS)
+    return PartnerFactory(name="Acme", trusted=True)
 
 
 @pytest.fixture
 def call_template(partner: Partner) -> CallTemplate:
     """An AI template that passes validation and the disclosure lint."""
-    return CallTemplate.objects.create(
+    return CallTemplateFactory(
         partner=partner,
         name="Recordatorio",
         variables={"first_name": "Lucía"},
@@ -68,7 +69,7 @@ def call_template(partner: Partner) -> CallTemplate:
 
 @pytest.fixture
 def campaign(partner: Partner, call_template: CallTemplate) -> Campaign:
-    return Campaign.objects.create(partner=partner, name="Spring", template=call_template)
+    return CampaignFactory(partner=partner, name="Spring", template=call_template)
 
 
 @pytest.fixture

@@ -28,6 +28,20 @@ from campaigns.models import (
     WebhookEndpoint,
 )
 from templates.models import CallTemplate
+from tests.factories import (
+    CallEventFactory,
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    ContactImportFactory,
+    DoNotCallFactory,
+    PartnerFactory,
+    SpeechClipFactory,
+    VoiceFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 from voices.models import SpeechClip, Voice
 
 pytestmark = pytest.mark.django_db
@@ -42,23 +56,18 @@ def phone(index: int) -> str:
 
 
 def make_campaign(index: int, partner: Partner) -> Campaign:
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=partner,
         name=f"Script {index}",
         greeting="Hola. Le llamamos de {{ partner }}. Soy un asistente automático.",
     )
-    return Campaign.objects.create(partner=partner, name=f"Campaign {index}", template=template)
+    return CampaignFactory(partner=partner, name=f"Campaign {index}", template=template)
 
 
 def make_call(index: int, partner: Partner) -> Call:
-    campaign = make_campaign(index, partner)
-    contact = Contact.objects.create(campaign=campaign, phone=phone(index))
-    return Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=1,
-        from_number="+34910000000",
-        to_number=contact.phone,
+    return CallFactory(
+        contact__campaign=make_campaign(index, partner),
+        contact__phone=phone(index),
         status=Call.Status.COMPLETED,
         answered_by=AnsweredBy.HUMAN,
         outcome={"opted_out": True, "callback_at": "2026-12-01T10:00:00Z"},
@@ -68,41 +77,41 @@ def make_call(index: int, partner: Partner) -> Call:
 
 def make_event(index: int, partner: Partner) -> CallEvent:
     call = make_call(index, partner)
-    return CallEvent.objects.create(
+    return CallEventFactory(
         call=call, provider_sid=call.provider_sid, kind="status", sequence_number=0, payload={}
     )
 
 
 def make_contact(index: int, partner: Partner) -> Contact:
-    return Contact.objects.create(campaign=make_campaign(index, partner), phone=phone(index))
+    return ContactFactory(campaign=make_campaign(index, partner), phone=phone(index))
 
 
 def make_do_not_call(index: int, partner: Partner) -> DoNotCall:
     user = get_user_model().objects.create_user(f"clerk{index}")
-    own = Partner.objects.create(name=f"Partner {index}")
-    return DoNotCall.objects.create(partner=own, phone=phone(index), created_by=user)
+    own = PartnerFactory(name=f"Partner {index}")
+    return DoNotCallFactory(partner=own, phone=phone(index), created_by=user)
 
 
 def make_delivery(index: int, partner: Partner) -> WebhookDelivery:
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=partner, url=f"https://example.com/hooks/{index}", events=["call.completed"]
     )
-    return WebhookDelivery.objects.create(
+    return WebhookDeliveryFactory(
         endpoint=endpoint, event_id=uuid.uuid4(), event_type="call.completed", payload={}
     )
 
 
 def make_template(index: int, partner: Partner) -> CallTemplate:
-    own = Partner.objects.create(name=f"Partner {index}")
+    own = PartnerFactory(name=f"Partner {index}")
     return make_campaign(index, own).template
 
 
 def make_voice(index: int, partner: Partner) -> Voice:
-    return Voice.objects.create(provider_voice_id=f"voice-{index}", name=f"Voice {index}")
+    return VoiceFactory(provider_voice_id=f"voice-{index}", name=f"Voice {index}")
 
 
 def make_clip(index: int, partner: Partner) -> SpeechClip:
-    return SpeechClip.objects.create(
+    return SpeechClipFactory(
         key=f"{index:064d}",
         text=f"Hola {index}.",
         voice=make_voice(index, partner),
@@ -112,7 +121,7 @@ def make_clip(index: int, partner: Partner) -> SpeechClip:
 
 
 def make_import(index: int, partner: Partner) -> ContactImport:
-    return ContactImport.objects.create(
+    return ContactImportFactory(
         campaign=make_campaign(index, partner),
         file_name=f"contacts-{index}.csv",
         created_by=get_user_model().objects.create_user(f"clerk{index}"),
@@ -120,19 +129,19 @@ def make_import(index: int, partner: Partner) -> ContactImport:
 
 
 def make_key(index: int, partner: Partner) -> PartnerApiKey:
-    own = Partner.objects.create(name=f"Partner {index}")
+    own = PartnerFactory(name=f"Partner {index}")
     return PartnerApiKey.objects.create_key(partner=own, name=f"Key {index}")[0]
 
 
 def make_endpoint(index: int, partner: Partner) -> WebhookEndpoint:
-    own = Partner.objects.create(name=f"Partner {index}")
-    return WebhookEndpoint.objects.create(
+    own = PartnerFactory(name=f"Partner {index}")
+    return WebhookEndpointFactory(
         partner=own, url=f"https://example.com/hooks/{index}", events=["call.completed"]
     )
 
 
 def make_partner(index: int, partner: Partner) -> Partner:
-    return Partner.objects.create(name=f"Partner {index}")
+    return PartnerFactory(name=f"Partner {index}")
 
 
 # model: (a row of its own for each index, search terms that find the rows)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import itertools
 import re
 import uuid
 from decimal import Decimal
@@ -22,10 +21,20 @@ from django.utils import timezone, translation
 from callcenter import overview as overview_module
 from callcenter.overview import operations_overview
 from callcenter.tasks import HEARTBEAT_CACHE_KEY, heartbeat_task
-from calls.models import Call, CallClip, Turn
+from calls.models import Call, Turn
 from campaigns.models import Campaign, Contact, Partner, WebhookDelivery, WebhookEndpoint
 from campaigns.services import pause_campaign, transition_campaign
-from voices.models import SpeechClip, Voice
+from tests.factories import (
+    CallClipFactory,
+    CallFactory,
+    CampaignFactory,
+    ContactFactory,
+    SpeechClipFactory,
+    TurnFactory,
+    VoiceFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +42,6 @@ ENGLISH = {"accept-language": "en"}
 MADRID = ZoneInfo("Europe/Madrid")
 # A Monday morning in Madrid (UTC+2): midnight there is 22:00 UTC the day before.
 NOW = datetime.datetime(2025, 5, 12, 10, 0, tzinfo=MADRID)
-_numbers = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
@@ -45,34 +53,6 @@ def local(hour: int, minute: int = 0, *, day: int = 12) -> datetime.datetime:
     return datetime.datetime(2025, 5, day, hour, minute, tzinfo=MADRID)
 
 
-def make_contact(campaign: Campaign, state: str = Contact.State.PENDING) -> Contact:
-    return Contact.objects.create(
-        campaign=campaign, phone=f"+3460{next(_numbers):07d}", state=state
-    )
-
-
-def make_call(
-    contact: Contact,
-    *,
-    created_at: datetime.datetime | None = None,
-    attempt: int = 1,
-    sid: bool = True,
-    **fields,
-) -> Call:
-    call = Call.objects.create(
-        campaign=contact.campaign,
-        contact=contact,
-        attempt=attempt,
-        from_number="+34910000000",
-        to_number=contact.phone,
-        provider_sid=f"CA{next(_numbers):032d}" if sid else None,
-        **fields,
-    )
-    if created_at is not None:
-        Call.objects.filter(pk=call.pk).update(created_at=created_at)
-    return call
-
-
 def make_delivery(
     endpoint: WebhookEndpoint,
     *,
@@ -81,7 +61,7 @@ def make_delivery(
     last_error: str = "The endpoint answered 500.",
     created_at: datetime.datetime | None = None,
 ) -> WebhookDelivery:
-    delivery = WebhookDelivery.objects.create(
+    delivery = WebhookDeliveryFactory(
         endpoint=endpoint,
         event_id=uuid.uuid4(),
         event_type="call.completed",
@@ -146,17 +126,18 @@ def day(campaign, superuser):
     """A running campaign on 12 May 2025 at 10:00 in Madrid, with calls of today, of the
     night before (in UTC, today), of yesterday, and live ones."""
     campaign = run(campaign)
-    done = make_contact(campaign, Contact.State.DONE)
-    opted = make_contact(campaign, Contact.State.OPTED_OUT)
-    waiting = make_contact(campaign, Contact.State.PENDING)
-    calling = make_contact(campaign, Contact.State.CALLING)
-    exhausted = make_contact(campaign, Contact.State.EXHAUSTED)
-    queued = make_contact(campaign, Contact.State.CALLING)
+    done = ContactFactory(campaign=campaign, state=Contact.State.DONE)
+    opted = ContactFactory(campaign=campaign, state=Contact.State.OPTED_OUT)
+    waiting = ContactFactory(campaign=campaign, state=Contact.State.PENDING)
+    calling = ContactFactory(campaign=campaign, state=Contact.State.CALLING)
+    exhausted = ContactFactory(campaign=campaign, state=Contact.State.EXHAUSTED)
+    queued = ContactFactory(campaign=campaign, state=Contact.State.CALLING)
     completed, known = Call.Status.COMPLETED, Call.PriceStatus.KNOWN
     calls = {
         # 00:30 in Madrid: today there, yesterday in UTC
-        "answered": make_call(
-            done,
+        "answered": CallFactory(
+            placed=True,
+            contact=done,
             created_at=local(0, 30),
             status=completed,
             answered_by="human",
@@ -164,21 +145,24 @@ def day(campaign, superuser):
             price_unit="USD",
             price_status=known,
         ),
-        "opted_out": make_call(
-            opted,
+        "opted_out": CallFactory(
+            placed=True,
+            contact=opted,
             created_at=local(9),
             status=completed,
             answered_by="human",
             outcome={"opted_out": True},
         ),
-        "busy": make_call(
-            exhausted,
+        "busy": CallFactory(
+            placed=True,
+            contact=exhausted,
             created_at=local(8),
             status=Call.Status.BUSY,
             price_status=Call.PriceStatus.NOT_CHARGED,
         ),
-        "voicemail": make_call(
-            exhausted,
+        "voicemail": CallFactory(
+            placed=True,
+            contact=exhausted,
             attempt=2,
             created_at=local(9, 30),
             status=completed,
@@ -187,17 +171,19 @@ def day(campaign, superuser):
             price_unit="USD",
             price_status=known,
         ),
-        "live": make_call(calling, created_at=local(9, 59), status=Call.Status.IN_PROGRESS),
-        "not_placed": make_call(
-            waiting,
-            sid=False,
+        "live": CallFactory(
+            placed=True, contact=calling, created_at=local(9, 59), status=Call.Status.IN_PROGRESS
+        ),
+        "not_placed": CallFactory(
+            contact=waiting,
             created_at=local(9, 10),
             status=Call.Status.NOT_PLACED,
             price_status=Call.PriceStatus.NOT_CHARGED,
         ),
         # 23:30 in Madrid the day before: yesterday, whatever UTC says
-        "yesterday": make_call(
-            waiting,
+        "yesterday": CallFactory(
+            placed=True,
+            contact=waiting,
             attempt=2,
             created_at=local(23, 30, day=11),
             status=completed,
@@ -206,11 +192,11 @@ def day(campaign, superuser):
             price_unit="USD",
             price_status=known,
         ),
-        "queued_yesterday": make_call(
-            queued, created_at=local(20, day=11), status=Call.Status.QUEUED
+        "queued_yesterday": CallFactory(
+            placed=True, contact=queued, created_at=local(20, day=11), status=Call.Status.QUEUED
         ),
     }
-    Turn.objects.create(
+    TurnFactory(
         call=calls["answered"],
         sequence=0,
         role=Turn.Role.AGENT,
@@ -220,8 +206,8 @@ def day(campaign, superuser):
         prompt_tokens=100_000,
         completion_tokens=10_000,
     )
-    voice = Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
-    shared = SpeechClip.objects.create(
+    voice = VoiceFactory(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
+    shared = SpeechClipFactory(
         key=hashlib.sha256(b"shared").hexdigest(),
         text="x" * 30,
         voice=voice,
@@ -229,8 +215,8 @@ def day(campaign, superuser):
         output_format="mp3_22050_32",
         characters=30,
     )
-    CallClip.objects.create(call=calls["answered"], clip=shared)
-    CallClip.objects.create(call=calls["yesterday"], clip=shared)
+    CallClipFactory(call=calls["answered"], clip=shared)
+    CallClipFactory(call=calls["yesterday"], clip=shared)
     return calls
 
 
@@ -265,9 +251,10 @@ def test_today_costs_its_calls_and_says_what_is_pending(day, superuser) -> None:
 
 
 def test_cost_is_final_once_every_price_is_known(campaign, superuser) -> None:
-    contact = make_contact(campaign, Contact.State.DONE)
-    make_call(
-        contact,
+    contact = ContactFactory(campaign=campaign, state=Contact.State.DONE)
+    CallFactory(
+        placed=True,
+        contact=contact,
         created_at=local(9),
         status=Call.Status.COMPLETED,
         answered_by="human",
@@ -284,15 +271,11 @@ def test_cost_is_final_once_every_price_is_known(campaign, superuser) -> None:
 
 def test_campaigns_running_first_then_paused_with_their_progress(day, campaign, superuser):
     # given a paused campaign, and others that are neither running nor paused
-    paused = Campaign.objects.create(
-        partner=campaign.partner, name="Autumn", state=Campaign.State.PAUSED
-    )
-    make_contact(paused, Contact.State.DONE)
-    make_contact(paused)
+    paused = CampaignFactory(partner=campaign.partner, name="Autumn", state=Campaign.State.PAUSED)
+    ContactFactory(campaign=paused, state=Contact.State.DONE)
+    ContactFactory(campaign=paused)
     for name, state in [("Draft", "draft"), ("Over", "completed"), ("Ahead", "scheduled")]:
-        Campaign.objects.create(
-            partner=campaign.partner, name=name, state=state, starts_at=timezone.now()
-        )
+        CampaignFactory(partner=campaign.partner, name=name, state=state, starts_at=timezone.now())
 
     with translation.override("en"):
         campaigns = operations_overview(user=superuser, now=NOW).campaigns
@@ -308,7 +291,7 @@ def test_campaigns_running_first_then_paused_with_their_progress(day, campaign, 
 def test_campaigns_beyond_the_shown_are_counted(partner, superuser, monkeypatch) -> None:
     monkeypatch.setattr(overview_module, "SHOWN", 3)
     for index in range(5):
-        Campaign.objects.create(partner=partner, name=f"C{index}", state=Campaign.State.RUNNING)
+        CampaignFactory(partner=partner, name=f"C{index}", state=Campaign.State.RUNNING)
 
     campaigns = operations_overview(user=superuser).campaigns
 
@@ -319,16 +302,17 @@ def test_campaigns_beyond_the_shown_are_counted(partner, superuser, monkeypatch)
 def test_home_page_shows_the_figures(admin_client, campaign) -> None:
     # given a running campaign with a call placed now, priced
     run(campaign)
-    contact = make_contact(campaign, Contact.State.DONE)
-    make_call(
-        contact,
+    contact = ContactFactory(campaign=campaign, state=Contact.State.DONE)
+    CallFactory(
+        placed=True,
+        contact=contact,
         status=Call.Status.COMPLETED,
         answered_by="human",
         price=Decimal("0.013"),
         price_unit="USD",
         price_status=Call.PriceStatus.KNOWN,
     )
-    make_contact(campaign)
+    ContactFactory(campaign=campaign)
 
     # when staff open the admin
     response = admin_client.get(reverse("admin:index"), headers=ENGLISH)
@@ -353,7 +337,7 @@ def test_a_campaign_paused_by_a_fault_needs_attention_until_it_runs_again(
 ) -> None:
     # given a campaign the dialer paused for Twilio's refusal, and one a person paused
     run(campaign)
-    by_hand = run(Campaign.objects.create(partner=campaign.partner, name="Other"))
+    by_hand = run(CampaignFactory(partner=campaign.partner, name="Other"))
     pause_campaign(campaign=campaign, reason="Twilio refused the credentials (20003).")
     pause_campaign(campaign=by_hand)
 
@@ -395,7 +379,7 @@ def test_a_default_voice_that_does_not_resolve_needs_attention_until_it_does(
     assert [link.url for link in warned.links] == [reverse("admin:voices_voice_changelist")]
 
     # when a voice of that name is synced
-    Voice.objects.create(provider_voice_id="a" * 20, name="Nadie")
+    VoiceFactory(provider_voice_id="a" * 20, name="Nadie")
 
     # then the default voice resolves
     assert "default-voice" not in attention_keys(operations_overview(user=superuser))
@@ -407,10 +391,10 @@ def test_failing_webhook_deliveries_need_attention_until_delivered(
     # given an endpoint with two given-up deliveries and one waiting for a retry, another
     # whose deliveries all arrived, and an old failure (beyond 48 hours)
     now = timezone.now()
-    failing = WebhookEndpoint.objects.create(
+    failing = WebhookEndpointFactory(
         partner=partner, url="https://crm.example.com/hooks", events=["call.completed"]
     )
-    healthy = WebhookEndpoint.objects.create(
+    healthy = WebhookEndpointFactory(
         partner=partner, url="https://ok.example.com/hooks", events=["call.completed"]
     )
     make_delivery(failing, state="failed", created_at=now - datetime.timedelta(hours=30))
@@ -458,7 +442,7 @@ def test_failing_webhook_deliveries_need_attention_until_delivered(
 
 
 def test_a_disabled_endpoint_says_so(partner, superuser) -> None:
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=partner, url="https://gone.example.com/", events=["call.completed"], is_active=False
     )
     make_delivery(endpoint, state="failed", last_error="The endpoint answered 410 Gone.")
@@ -536,10 +520,14 @@ def troubles(campaign, settings) -> dict[str, object]:
     settings.ELEVENLABS_API_KEY = "sk-test"
     settings.ELEVENLABS_DEFAULT_VOICE = "Nadie"
     run(campaign)
-    make_call(make_contact(campaign, Contact.State.CALLING), status=Call.Status.RINGING)
-    faulty = run(Campaign.objects.create(partner=campaign.partner, name="Faulty"))
+    CallFactory(
+        placed=True,
+        contact=ContactFactory(campaign=campaign, state=Contact.State.CALLING),
+        status=Call.Status.RINGING,
+    )
+    faulty = run(CampaignFactory(partner=campaign.partner, name="Faulty"))
     pause_campaign(campaign=faulty, reason="Twilio refused the caller number (21210).")
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=campaign.partner, url="https://crm.example.com/hooks", events=["call.completed"]
     )
     make_delivery(endpoint, state="failed")
@@ -614,8 +602,9 @@ def test_refresh_view_answers_the_overview_alone(admin_client, troubles) -> None
 
 def test_overview_speaks_spanish_by_default_and_english_when_asked(admin_client, campaign):
     run(campaign)
-    make_call(
-        make_contact(campaign, Contact.State.DONE),
+    CallFactory(
+        placed=True,
+        contact=ContactFactory(campaign=campaign, state=Contact.State.DONE),
         status=Call.Status.COMPLETED,
         answered_by="human",
         price=Decimal("0.013"),
@@ -647,17 +636,23 @@ def _queries(client) -> int:
 
 def _more_of_everything(partner: Partner, round_: int) -> None:
     for index in range(25):
-        campaign = Campaign.objects.create(
+        campaign = CampaignFactory(
             partner=partner, name=f"R{round_}-{index}", state=Campaign.State.RUNNING
         )
         for _call in range(4):
-            contact = make_contact(campaign, Contact.State.DONE)
-            make_call(contact, status=Call.Status.COMPLETED, answered_by="human")
-        make_call(make_contact(campaign, Contact.State.CALLING), status=Call.Status.RINGING)
+            contact = ContactFactory(campaign=campaign, state=Contact.State.DONE)
+            CallFactory(
+                placed=True, contact=contact, status=Call.Status.COMPLETED, answered_by="human"
+            )
+        CallFactory(
+            placed=True,
+            contact=ContactFactory(campaign=campaign, state=Contact.State.CALLING),
+            status=Call.Status.RINGING,
+        )
         if index % 5 == 0:
             pause_campaign(campaign=campaign, reason="Twilio refused the caller number.")
     for index in range(5):
-        endpoint = WebhookEndpoint.objects.create(
+        endpoint = WebhookEndpointFactory(
             partner=partner,
             url=f"https://e{round_}-{index}.example.com/",
             events=["call.completed"],

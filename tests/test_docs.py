@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", ROOT / ".env.example", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / ".env.example", *sorted((ROOT / "docs").rglob("*.md"))]
 # `calls/flow.py`, `deploy/backup.sh`, `docs/deploy.md:12`...: a path inside the repository.
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.*-]*)(?::\d+)?`")
 # What the repository holds, not what running it leaves behind (`var/`, `.venv/`).
@@ -33,14 +33,14 @@ def named_paths(text: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("document", DOCS, ids=lambda path: path.name)
+@pytest.mark.parametrize("document", DOCS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_every_path_a_document_names_exists(document: Path) -> None:
     missing = [path for path in named_paths(document.read_text()) if not (ROOT / path).exists()]
 
     assert missing == [], f"{document.name} names files that are not in the repository"
 
 
-@pytest.mark.parametrize("document", DOCS, ids=lambda path: path.name)
+@pytest.mark.parametrize("document", DOCS, ids=lambda path: str(path.relative_to(ROOT)))
 def test_no_document_points_outside_the_repository(document: Path) -> None:
     text = document.read_text()
 

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask, SolarSchedule
 
-from calls.models import Call, CallEvent
+from calls.models import Call
 from campaigns.models import (
     Campaign,
     Contact,
@@ -28,8 +28,19 @@ from campaigns.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from tests.factories import (
+    CallEventFactory,
+    CallFactory,
+    ContactFactory,
+    ContactImportFactory,
+    DoNotCallFactory,
+    SpeechClipFactory,
+    VoiceFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 from tests.fakes.elevenlabs import BELLA_ID
-from voices.models import SpeechClip, Voice
+from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -137,11 +148,11 @@ def as_role(client, django_user_model):
 @pytest.fixture
 def rows(campaign) -> dict[str, object]:
     """A row of every model in the admin (the periodic tasks come from the migrations)."""
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000001")
-    endpoint = WebhookEndpoint.objects.create(
+    contact = ContactFactory(campaign=campaign, phone="+34600000001")
+    endpoint = WebhookEndpointFactory(
         partner=campaign.partner, url="https://example.com/hooks", events=["call.completed"]
     )
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -150,15 +161,15 @@ def rows(campaign) -> dict[str, object]:
         status=Call.Status.COMPLETED,
         provider_sid="CA" + "1" * 32,
     )
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     PartnerApiKey.objects.create_key(partner=campaign.partner, name="CRM")
     created = {
         "contact": contact,
         "call": call,
         "voice": voice,
-        "do_not_call": DoNotCall.objects.create(phone="+34600000002", reason="Asked"),
-        "import": ContactImport.objects.create(campaign=campaign, file_name="contacts.csv"),
-        "delivery": WebhookDelivery.objects.create(
+        "do_not_call": DoNotCallFactory(partner=None, phone="+34600000002", reason="Asked"),
+        "import": ContactImportFactory(campaign=campaign, file_name="contacts.csv"),
+        "delivery": WebhookDeliveryFactory(
             endpoint=endpoint,
             event_id=uuid.uuid4(),
             event_type="call.completed",
@@ -166,10 +177,10 @@ def rows(campaign) -> dict[str, object]:
             state=WebhookDelivery.State.FAILED,
             attempts=3,
         ),
-        "event": CallEvent.objects.create(
+        "event": CallEventFactory(
             call=call, provider_sid=call.provider_sid, kind="status", payload={}
         ),
-        "clip": SpeechClip.objects.create(
+        "clip": SpeechClipFactory(
             key="k" * 64, text="Hola.", voice=voice, model_id="m", output_format="mp3"
         ),
         "solar": SolarSchedule.objects.create(event="sunrise", latitude=40.4, longitude=-3.7),

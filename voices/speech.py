@@ -273,8 +273,9 @@ def synthesize(
 
 
 def prepare_client() -> None:
-    """Make the configured client now rather than during the first line spoken: making
-    one (its TLS context) takes about 20 ms. Nothing without a key."""
+    """Make the configured client now rather than during the first line spoken, which
+    would wait for its TLS context (docs/decisions/0005-model-requests-as-plain-json.md).
+    Nothing without a key."""
     if is_configured():
         _configured_client()
 

@@ -53,8 +53,8 @@ class _Importer:
             self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
             self._background.submit(_commit_asynchronously)
             # The writer needs the interpreter back after each database reply: by default
-            # it waits up to 5 ms for the reading thread to let go, which made the
-            # database idle for a third of a large import.
+            # it waits up to 5 ms for the reading thread to let go, and the database sat
+            # idle (docs/decisions/0006-contact-import-write-path.md).
             sys.setswitchinterval(0.001)
         self._pending: deque[Future[None]] = deque()
         self._rows: list[_Row] = []

@@ -328,8 +328,9 @@ class _PostgresStore:
             _json([[row.phone, row.time_zone, row.external_id, row.variables] for row in rows]),
         ]
         sql = _postgres_sql()
-        # The rows were looked up: a plain insert (a quarter faster) fails only when
-        # someone saved one of them since. Then the insert skips those, to be merged.
+        # The rows were looked up: a plain insert, the faster one
+        # (docs/decisions/0006-contact-import-write-path.md), fails only when someone
+        # saved one of them since. Then the insert skips those, to be merged.
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(sql["insert"], params)
@@ -365,7 +366,7 @@ class _PostgresStore:
 
 def _json(value: Any) -> str:
     # Parameters as one JSON document each: psycopg quotes one string much faster than
-    # it adapts a list of thousands.
+    # it adapts a list of thousands (docs/decisions/0006-contact-import-write-path.md).
     return json.dumps(value, ensure_ascii=False)
 
 

@@ -16,15 +16,20 @@ import pytest
 from calls.models import Call
 from campaigns.models import (
     Campaign,
-    Contact,
     Partner,
     PartnerApiKey,
-    WebhookDelivery,
-    WebhookEndpoint,
 )
 from templates.models import CallTemplate
 from tests.browser.conftest import PASSWORD, log_in, needs_chromium
-from tests.partners import TRUSTED_LIMITS
+from tests.factories import (
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    PartnerFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -49,12 +54,12 @@ def success_message(tab: Page) -> str:
 
 @pytest.fixture
 def clinic(transactional_db) -> Partner:
-    return Partner.objects.create(name="Clínica Sur", **TRUSTED_LIMITS)
+    return PartnerFactory(name="Clínica Sur", trusted=True)
 
 
 @pytest.fixture
 def call_script(clinic: Partner) -> CallTemplate:
-    return CallTemplate.objects.create(
+    return CallTemplateFactory(
         partner=clinic,
         name="Recordatorio",
         variables={"first_name": "Lucía"},
@@ -150,9 +155,7 @@ def test_staff_import_contacts_and_see_the_rejected_row(
     live_server, page, staff_user, call_script, screenshot
 ) -> None:
     # given a draft campaign and a file with one bad row among good ones
-    campaign = Campaign.objects.create(
-        partner=call_script.partner, name="Citas", template=call_script
-    )
+    campaign = CampaignFactory(partner=call_script.partner, name="Citas", template=call_script)
     contacts = b"phone,first_name\n612 345 678,Ana\nnot-a-phone,Eva\n+34 699 000 111,Luis\n"
     log_in(page, live_server.url, "staff")
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
@@ -196,9 +199,7 @@ def test_operator_cannot_reach_the_partner_keys(live_server, page, role_user, ca
 def test_viewer_cannot_start_a_campaign(live_server, page, role_user, call_script) -> None:
     # given a viewer and a campaign ready to start
     role_user("viewer")
-    campaign = Campaign.objects.create(
-        partner=call_script.partner, name="Citas", template=call_script
-    )
+    campaign = CampaignFactory(partner=call_script.partner, name="Citas", template=call_script)
 
     # when they look at the campaigns and the campaign's page
     log_in(page, live_server.url, "viewer", PASSWORD)
@@ -219,13 +220,13 @@ def operations(call_script) -> dict[str, Campaign]:
     """A running campaign halfway through with a call going on, one the dialer paused for
     a fault, and an endpoint whose deliveries fail."""
     partner = call_script.partner
-    running = Campaign.objects.create(
+    running = CampaignFactory(
         partner=partner, name="Citas de mayo", template=call_script, state="running"
     )
     for index, state in enumerate(["done", "done", "calling", "pending"]):
-        contact = Contact.objects.create(campaign=running, phone=f"+3461000000{index}", state=state)
+        contact = ContactFactory(campaign=running, phone=f"+3461000000{index}", state=state)
         if state == "calling":
-            Call.objects.create(
+            CallFactory(
                 campaign=running,
                 contact=contact,
                 attempt=1,
@@ -234,17 +235,17 @@ def operations(call_script) -> dict[str, Campaign]:
                 status=Call.Status.IN_PROGRESS,
                 provider_sid="CA" + "7" * 32,
             )
-    faulty = Campaign.objects.create(
+    faulty = CampaignFactory(
         partner=partner,
         name="Recordatorios",
         template=call_script,
         state="paused",
         state_reason="Twilio refused the caller number +34910000000 (21210).",
     )
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=partner, url="https://crm.example.com/hooks", events=["call.completed"]
     )
-    WebhookDelivery.objects.create(
+    WebhookDeliveryFactory(
         endpoint=endpoint,
         event_id="6f1c1f8e-2b7a-4c55-9a43-52cf4c1d0b9e",
         event_type="call.completed",

@@ -18,11 +18,11 @@ from django.conf import settings
 
 from calls.management.commands.seed_demo import GREETING, SCRIPTED_STEPS, TEMPLATE_TEXTS
 from calls.models import Call
-from campaigns.models import Campaign, ComplianceProfile, Partner
+from campaigns.models import Campaign, ComplianceProfile
 from campaigns.services import add_contact
 from templates.models import CallTemplate
 from tests.browser.conftest import log_in, needs_chromium
-from tests.partners import TRUSTED_LIMITS
+from tests.factories import CampaignFactory, PartnerFactory
 from tests.processes import other_redis_database, running_system
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def system(tmp_path) -> Iterator[str]:
 @pytest.fixture
 def ready_campaign(transactional_db) -> Campaign:
     """A draft campaign of three contacts, each answering as its sandbox persona says."""
-    partner = Partner.objects.create(name="Clínica Demo", **TRUSTED_LIMITS)
+    partner = PartnerFactory(name="Clínica Demo", trusted=True)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Guion",
@@ -64,7 +64,7 @@ def ready_campaign(transactional_db) -> Campaign:
         steps=SCRIPTED_STEPS,
         **TEMPLATE_TEXTS,
     )
-    campaign = Campaign.objects.create(
+    campaign = CampaignFactory(
         partner=partner,
         name="Citas de mayo",
         template=template,

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 from django.urls import reverse
 
-from campaigns.models import Campaign, ContactImport, DoNotCall, Partner
+from campaigns.models import Campaign, ContactImport, DoNotCall
 from campaigns.tasks import import_contacts_task
-from templates.models import CallTemplate
 from tests.browser.conftest import log_in, needs_chromium
-from tests.partners import TRUSTED_LIMITS
+from tests.factories import CallTemplateFactory, CampaignFactory, DoNotCallFactory, PartnerFactory
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -31,8 +30,8 @@ CONTACTS = b"phone,first_name\n612 345 678,Ana\nnot-a-phone,Eva\n+34 699 000 111
 
 @pytest.fixture
 def campaign(transactional_db) -> Campaign:
-    partner = Partner.objects.create(name="Clínica Sur", **TRUSTED_LIMITS)
-    template = CallTemplate.objects.create(
+    partner = PartnerFactory(name="Clínica Sur", trusted=True)
+    template = CallTemplateFactory(
         partner=partner,
         name="Recordatorio",
         variables={"first_name": "Lucía"},
@@ -40,7 +39,7 @@ def campaign(transactional_db) -> Campaign:
         instructions="Confirma la cita de {{ first_name }}.",
         voicemail_message="Le llamamos de {{ partner }}. Llámenos al 910 000 000.",
     )
-    return Campaign.objects.create(partner=partner, name="Citas", template=template)
+    return CampaignFactory(partner=partner, name="Citas", template=template)
 
 
 def choose_file(tab: Page, content: bytes, name: str = "contacts.csv") -> None:
@@ -170,7 +169,7 @@ def test_staff_add_numbers_to_a_partner_list_in_bulk(
 ) -> None:
     # given one number already on the partner's list
     partner = campaign.partner
-    DoNotCall.objects.create(partner=partner, phone="+34699000111")
+    DoNotCallFactory(partner=partner, phone="+34699000111")
     log_in(page, live_server.url, "staff")
     page.goto(f"{live_server.url}{reverse('admin:campaigns_donotcall_changelist')}")
 

@@ -22,9 +22,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from callcenter.wsgi import application
-from campaigns.models import Campaign, Contact, Partner
+from campaigns.models import Partner
 from campaigns.services import onboard_partner
-from templates.models import CallTemplate
+from tests.factories import CallTemplateFactory, CampaignFactory, ContactFactory
 
 
 def _schema() -> schemathesis.schemas.BaseSchema:
@@ -45,14 +45,14 @@ def partner_key(db, settings) -> Iterator[str]:
     settings.API_THROTTLE_RATE = "100000/minute"
     onboarded = onboard_partner(name="Schema", username="schema", password="pw-long-enough-1")
     partner: Partner = onboarded.partner
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=partner,
         name="Guion",
         greeting="Hola. Le llamamos de {{ partner }}. Soy un asistente automático.",
         instructions="Confirma la cita.",
     )
-    campaign = Campaign.objects.create(partner=partner, name="Campaña", template=template)
-    Contact.objects.create(campaign=campaign, phone="+34600000001")
+    campaign = CampaignFactory(partner=partner, name="Campaña", template=template)
+    ContactFactory(campaign=campaign, phone="+34600000001")
     # As Django's test client does: requests must not close the test's connection.
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)

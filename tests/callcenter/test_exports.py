@@ -15,7 +15,8 @@ from drf_spectacular.generators import SchemaGenerator
 from callcenter import exports
 from callcenter.exports import FileFormat, Table, csv_cell, csv_chunks, defused, write_xlsx
 from callcenter.queries import json_keys
-from campaigns.models import Campaign, Contact
+from campaigns.models import Contact
+from tests.factories import CampaignFactory, ContactFactory
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
@@ -86,12 +87,12 @@ def test_write_xlsx_cuts_a_text_at_excels_length_for_a_cell() -> None:
 
 @pytest.mark.django_db
 def test_json_keys_lists_each_key_once_and_skips_values_that_are_no_object(campaign) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34600000001", variables={"a": 1, "b": 2})
-    Contact.objects.create(campaign=campaign, phone="+34600000002", variables={"b": 3, "c": {}})
-    odd = Contact.objects.create(campaign=campaign, phone="+34600000003")
+    ContactFactory(campaign=campaign, phone="+34600000001", variables={"a": 1, "b": 2})
+    ContactFactory(campaign=campaign, phone="+34600000002", variables={"b": 3, "c": {}})
+    odd = ContactFactory(campaign=campaign, phone="+34600000003")
     Contact.objects.filter(pk=odd.pk).update(variables=["not", "an", "object"])
-    other = Campaign.objects.create(partner=campaign.partner, name="Other")
-    Contact.objects.create(campaign=other, phone="+34600000004", variables={"z": 1})
+    other = CampaignFactory(partner=campaign.partner, name="Other")
+    ContactFactory(campaign=other, phone="+34600000004", variables={"z": 1})
 
     assert json_keys(Contact.objects.filter(campaign=campaign), "variables") == {"a", "b", "c"}
     assert json_keys(Contact.objects.none(), "variables") == set()

@@ -5,7 +5,7 @@ from django.db import connections
 from django.test import override_settings
 
 from callcenter.celery import app as celery_app
-from voices.models import Voice
+from tests.factories import VoiceFactory
 
 
 def unreachable_redis_cache(port: int) -> dict:
@@ -123,7 +123,7 @@ def test_health_names_a_default_voice_that_resolves_to_nothing(client, settings)
 def test_health_has_no_warning_when_the_default_voice_resolves(client, settings) -> None:
     settings.ELEVENLABS_API_KEY = "key"
     settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
-    Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
+    VoiceFactory(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
 
     assert client.get("/health").json()["warnings"] == []
 

@@ -22,6 +22,7 @@ from calls.dispatcher import dispatch
 from calls.models import Call
 from calls.services import record_call_status
 from campaigns.models import Campaign, Contact
+from tests.factories import CallFactory, ContactFactory, SpeechClipFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
 from voices.clips import clip_key, render_clip
 from voices.models import SpeechClip, Voice
@@ -41,20 +42,6 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def make_call(campaign: Campaign, *, phone: str = "+34600000002", **fields) -> Call:
-    contact = Contact.objects.create(campaign=campaign, phone=phone, state=Contact.State.CALLING)
-    return Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=1,
-        status=fields.pop("status", Call.Status.DIALING),
-        from_number="+34910000000",
-        to_number=phone,
-        provider_sid=fields.pop("provider_sid", SID),
-        **fields,
-    )
-
-
 def callback(status: str, sequence: int, **extra: str) -> dict[str, str]:
     return {"CallSid": SID, "CallStatus": status, "SequenceNumber": str(sequence), **extra}
 
@@ -66,7 +53,7 @@ def test_record_call_status_counts_a_move_once_when_committed(
     campaign, django_capture_on_commit_callbacks
 ) -> None:
     # given
-    call = make_call(campaign)
+    call = CallFactory(dialing=True, contact__campaign=campaign, provider_sid=SID)
     before = sample("callcenter_call_status_changes_total", status="ringing")
 
     # when the same move arrives twice, and a step back after it
@@ -80,7 +67,7 @@ def test_record_call_status_counts_a_move_once_when_committed(
 
 
 def test_record_call_status_counts_nothing_before_commit(campaign) -> None:
-    call = make_call(campaign)
+    call = CallFactory(dialing=True, contact__campaign=campaign, provider_sid=SID)
     before = sample("callcenter_call_status_changes_total", status="ringing")
 
     record_call_status(call_id=call.pk, params=callback("ringing", 1))
@@ -101,7 +88,7 @@ def test_finish_call_counts_the_outcome_and_the_contact_state(
     campaign, django_capture_on_commit_callbacks, params, outcome, state
 ) -> None:
     # given
-    call = make_call(campaign)
+    call = CallFactory(dialing=True, contact__campaign=campaign, provider_sid=SID)
     finished = sample("callcenter_calls_finished_total", outcome=outcome)
     moved = sample("callcenter_contacts_state_total", state=state)
 
@@ -119,7 +106,7 @@ def test_finish_call_counts_the_outcome_and_the_contact_state(
 def test_finish_call_counts_no_state_for_a_contact_already_moved_on(
     campaign, django_capture_on_commit_callbacks
 ) -> None:
-    call = make_call(campaign)
+    call = CallFactory(dialing=True, contact__campaign=campaign, provider_sid=SID)
     Contact.objects.filter(pk=call.contact_id).update(state=Contact.State.OPTED_OUT)
     finished = sample("callcenter_calls_finished_total", outcome="busy")
     retried = sample("callcenter_contacts_state_total", state="retry")
@@ -195,7 +182,7 @@ def test_fetch_call_errors_are_not_dial_errors(fake_twilio) -> None:
 def test_twilio_webhook_times_every_request_refused_ones_too(client, campaign, settings) -> None:
     # given
     settings.APP_URL = "https://calls.example.com"
-    call = make_call(campaign)
+    call = CallFactory(dialing=True, contact__campaign=campaign, provider_sid=SID)
     path = reverse("calls:status", kwargs={"call_id": call.pk})
     params = callback("ringing", 1)
     signature = telephony.sign_request(url=settings.APP_URL + path, params=params)
@@ -215,7 +202,7 @@ def test_twilio_webhook_times_every_request_refused_ones_too(client, campaign, s
 
 @pytest.fixture
 def bella(db) -> Voice:
-    return Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    return VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
 
 def lookups(result: str) -> float:
@@ -237,7 +224,7 @@ def test_render_clip_counts_a_wait_for_another_renderer(
 ) -> None:
     # given a line another process is rendering, ready after one poll
     text = "Buenos días."
-    clip = SpeechClip.objects.create(
+    clip = SpeechClipFactory(
         key=clip_key(
             text=text,
             voice_id=BELLA_ID,
@@ -296,14 +283,14 @@ def test_dispatch_counts_calls_created_and_how_long_contacts_waited(
     running, django_capture_on_commit_callbacks
 ) -> None:
     # given a first call (added before the campaign started 5 s ago) and a retry due 30 s ago
-    first = Contact.objects.create(
+    first = ContactFactory(
         campaign=running,
         phone="+34910000001",
         time_zone="Europe/Madrid",
         variables={"first_name": "Ana"},
     )
     Contact.objects.filter(pk=first.pk).update(created_at=NOON - datetime.timedelta(hours=1))
-    Contact.objects.create(
+    ContactFactory(
         campaign=running,
         phone="+34910000002",
         time_zone="Europe/Madrid",
@@ -342,9 +329,9 @@ def live_calls(text: str) -> dict[str, float]:
 def test_metrics_reports_live_calls_by_campaign_state_at_scrape_time(client, campaign) -> None:
     # given two live calls and an ended one in a running campaign
     Campaign.objects.filter(pk=campaign.pk).update(state=Campaign.State.RUNNING)
-    make_call(campaign, phone="+34600000001", provider_sid="CA" + "1" * 32)
-    make_call(campaign, phone="+34600000002", provider_sid="CA" + "2" * 32, status="ringing")
-    make_call(campaign, phone="+34600000003", provider_sid="CA" + "3" * 32, status="completed")
+    CallFactory(dialing=True, contact__campaign=campaign, placed=True)
+    CallFactory(dialing=True, contact__campaign=campaign, placed=True, status="ringing")
+    CallFactory(dialing=True, contact__campaign=campaign, placed=True, status="completed")
 
     # when
     first = live_calls(client.get("/metrics").content.decode())
@@ -362,7 +349,7 @@ def test_metrics_reports_live_calls_in_multiprocess_mode(
 ) -> None:
     # given gunicorn's setting: metrics added up from the workers' files
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    make_call(campaign)
+    CallFactory(dialing=True, contact__campaign=campaign, provider_sid=SID)
 
     # when
     text = client.get("/metrics").content.decode()

@@ -31,6 +31,7 @@ from callcenter.tasks import HEARTBEAT_CACHE_KEY, heartbeat_task
 from calls import conversation, telephony
 from campaigns.models import Campaign
 from templates.models import CallTemplate
+from tests.factories import CampaignFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID, GEORGE_ID
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID
@@ -492,7 +493,7 @@ def test_caller_number_of_a_campaign_not_on_the_account_fails_naming_both(
     campaign.caller_number = "+34930000001"
     campaign.state = Campaign.State.PAUSED
     campaign.save(update_fields=["caller_number", "state"])
-    Campaign.objects.create(
+    CampaignFactory(
         partner=partner,
         name="Old",
         template=call_template,
@@ -616,7 +617,7 @@ def test_configure_numbers_points_every_number_people_ring_back_at_this_app(
     fake_twilio.add_caller_id("+34930000000")
     campaign.caller_number = "+34930000000"
     campaign.save(update_fields=["caller_number"])
-    Campaign.objects.create(
+    CampaignFactory(
         partner=partner,
         name="Old",
         template=call_template,
@@ -783,7 +784,7 @@ def test_default_voice_by_its_legacy_name_is_fetched_by_id(fake_elevenlabs, sett
 
 def test_default_voice_chosen_on_the_voices_page_is_checked(fake_elevenlabs, settings) -> None:
     settings.ELEVENLABS_DEFAULT_VOICE = "Bellla"  # a typo, but staff chose a voice
-    Voice.objects.create(provider_voice_id=GEORGE_ID, name="George", is_default=True)
+    VoiceFactory(provider_voice_id=GEORGE_ID, name="George", is_default=True)
 
     result = preflight.check_default_voice(timeout=TIMEOUT)
 

@@ -17,19 +17,26 @@ from rest_framework.test import APIClient
 
 import callcenter.urls  # noqa: F401 - registers the routes on the router
 from callcenter.api import PartnerScopedMixin, router
-from calls.models import Call, CallEvent, Turn
+from calls.models import Call
 from campaigns.models import (
-    Campaign,
-    Contact,
-    ContactImport,
     ContactImportError,
     DoNotCall,
     PartnerApiKey,
     WebhookDelivery,
-    WebhookEndpoint,
 )
 from campaigns.services import onboard_partner
-from templates.models import CallTemplate
+from tests.factories import (
+    CallEventFactory,
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    ContactImportFactory,
+    DoNotCallFactory,
+    TurnFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 
 METHODS = ("get", "post", "put", "patch", "delete")
 APPS = ("campaigns", "calls", "templates", "voices", "auth")
@@ -39,16 +46,16 @@ def everything_of(name: str, phone: str) -> dict[str, Any]:
     """A partner with one object of every kind the API shows, and an API key."""
     onboarded = onboard_partner(name=name, username=name.lower(), password="pw-long-enough-1")
     partner = onboarded.partner
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=partner,
         name=f"{name} script",
         greeting="Hola. Le llamamos de {{ partner }}. Soy un asistente automático.",
         instructions="Confirma la cita.",
     )
-    campaign = Campaign.objects.create(partner=partner, name=f"{name} campaign", template=template)
-    contact = Contact.objects.create(campaign=campaign, phone=phone, external_id=f"{name}-1")
+    campaign = CampaignFactory(partner=partner, name=f"{name} campaign", template=template)
+    contact = ContactFactory(campaign=campaign, phone=phone, external_id=f"{name}-1")
     now = timezone.now()
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -64,19 +71,19 @@ def everything_of(name: str, phone: str) -> dict[str, Any]:
         recording_sid="RE" + "1" * 32,
         recording_url="https://api.twilio.com/recording",
     )
-    Turn.objects.create(call=call, sequence=1, role="agent", text="Hola", started_at=now)
-    CallEvent.objects.create(call=call, provider_sid=call.provider_sid, kind="status", payload={})
-    DoNotCall.objects.create(partner=partner, phone=phone, source=DoNotCall.Source.PARTNER_API)
-    contact_import = ContactImport.objects.create(
+    TurnFactory(call=call, sequence=1, role="agent", text="Hola", started_at=now)
+    CallEventFactory(call=call, provider_sid=call.provider_sid, kind="status", payload={})
+    DoNotCallFactory(partner=partner, phone=phone, source=DoNotCall.Source.PARTNER_API)
+    contact_import = ContactImportFactory(
         campaign=campaign, file=ContentFile(b"phone\n600000000\n", name="contacts.csv")
     )
     ContactImportError.objects.create(
         contact_import=contact_import, row=2, field="phone", value="x", message="bad"
     )
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=partner, url="https://example.com/hook", events=["call.completed"]
     )
-    delivery = WebhookDelivery.objects.create(
+    delivery = WebhookDeliveryFactory(
         endpoint=endpoint,
         event_id="7b7e3f0e-6c38-4c0c-9d7c-1f5b8f0f2a11",
         event_type="call.completed",

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns.models import Partner
+from tests.factories import PartnerFactory
 
 
 @pytest.mark.django_db
 def test_metrics_serves_prometheus_text_with_database_metrics(client) -> None:
-    Partner.objects.create(name="Acme")
+    PartnerFactory(name="Acme")
     client.get("/health")
 
     response = client.get("/metrics")

@@ -14,10 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calls.models import AnsweredBy, Call, CallEvent, Turn
-from campaigns.models import Contact
+from tests.factories import CallEventFactory, CallFactory, CampaignFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
 from voices.clips import render_clip
-from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -25,14 +24,11 @@ CHANGELIST = reverse("admin:calls_call_changelist")
 ENGLISH = {"accept-language": "en"}
 
 
-def make_call(campaign, number: int, **fields) -> Call:
-    contact = Contact.objects.create(campaign=campaign, phone=f"+346000{number:05d}")
-    return Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=1,
-        from_number="+34910000000",
-        to_number=contact.phone,
+def ended_call(campaign, number: int, **fields) -> Call:
+    """A completed call to a new contact whose phone ends in ``number``."""
+    return CallFactory(
+        contact__campaign=campaign,
+        contact__phone=f"+346000{number:05d}",
         **{"status": Call.Status.COMPLETED, **fields},
     )
 
@@ -68,15 +64,15 @@ def change_url(call: Call) -> str:
 )
 def test_call_changelist_filters_and_searches(admin_client, campaign, query, expected) -> None:
     # given calls with each kind of outcome
-    make_call(campaign, 1, outcome={"opted_out": True}, provider_sid="CA" + "1" * 32)
-    make_call(campaign, 2, status=Call.Status.BUSY, outcome={"transferred": True})
-    make_call(campaign, 3, outcome={"callback": True, "attending": True})
-    make_call(
+    ended_call(campaign, 1, outcome={"opted_out": True}, provider_sid="CA" + "1" * 32)
+    ended_call(campaign, 2, status=Call.Status.BUSY, outcome={"transferred": True})
+    ended_call(campaign, 3, outcome={"callback": True, "attending": True})
+    ended_call(
         campaign,
         4,
         outcome={"callback_at": "2026-12-01T10:00:00+01:00", "extraction_failed": True},
     )
-    make_call(campaign, 5, answered_by=AnsweredBy.MACHINE_END_BEEP, outcome={"callback_at": None})
+    ended_call(campaign, 5, answered_by=AnsweredBy.MACHINE_END_BEEP, outcome={"callback_at": None})
 
     # when staff filter the list
     response = admin_client.get(f"{CHANGELIST}?{query}", headers=ENGLISH)
@@ -87,11 +83,10 @@ def test_call_changelist_filters_and_searches(admin_client, campaign, query, exp
 
 
 def test_call_changelist_filters_by_campaign_and_date(admin_client, campaign, partner) -> None:
-    from campaigns.models import Campaign
 
-    other = Campaign.objects.create(partner=partner, name="Autumn", template=campaign.template)
-    make_call(campaign, 1)
-    old = make_call(other, 2)
+    other = CampaignFactory(partner=partner, name="Autumn", template=campaign.template)
+    ended_call(campaign, 1)
+    old = ended_call(other, 2)
     Call.objects.filter(pk=old.pk).update(created_at=timezone.now() - datetime.timedelta(days=40))
 
     by_campaign = admin_client.get(f"{CHANGELIST}?campaign__id__exact={other.pk}")
@@ -116,8 +111,8 @@ def test_call_changelist_lists_calls_contacts_made_to_us_by_their_number(
     admin_client, campaign, query, expected
 ) -> None:
     # given: a contact we called, who rang us back
-    ours = make_call(campaign, 1)
-    Call.objects.create(
+    ours = ended_call(campaign, 1)
+    CallFactory(
         campaign=campaign,
         contact=ours.contact,
         direction=Call.Direction.INBOUND,
@@ -137,8 +132,8 @@ def test_call_changelist_lists_calls_contacts_made_to_us_by_their_number(
 
 
 def test_call_changelist_counts_each_filter_on_demand(admin_client, campaign) -> None:
-    make_call(campaign, 1, outcome={"opted_out": True})
-    make_call(campaign, 2, outcome={"callback": True})
+    ended_call(campaign, 1, outcome={"opted_out": True})
+    ended_call(campaign, 2, outcome={"callback": True})
 
     response = admin_client.get(f"{CHANGELIST}?_facets=True", headers=ENGLISH)
 
@@ -149,7 +144,7 @@ def test_call_changelist_counts_each_filter_on_demand(admin_client, campaign) ->
 
 
 def test_call_changelist_shows_outcome_flags(admin_client, campaign) -> None:
-    make_call(campaign, 1, outcome={"opted_out": True, "callback_at": "2026-12-01T10:00:00Z"})
+    ended_call(campaign, 1, outcome={"opted_out": True, "callback_at": "2026-12-01T10:00:00Z"})
 
     page = admin_client.get(CHANGELIST, headers=ENGLISH).content.decode()
 
@@ -162,13 +157,13 @@ def test_call_changelist_queries_do_not_grow_with_calls(
 ) -> None:
     # given 5 calls listed in some number of queries
     for number in range(5):
-        make_call(campaign, number, outcome={"opted_out": True})
+        ended_call(campaign, number, outcome={"opted_out": True})
     with CaptureQueriesContext(connection) as few:
         assert len(listed(admin_client.get(f"{CHANGELIST}?{query}"))) == 5
 
     # when there are 50
     for number in range(5, 50):
-        make_call(campaign, number, outcome={"opted_out": True})
+        ended_call(campaign, number, outcome={"opted_out": True})
 
     # then the list reads ten times the rows in as many queries
     with django_assert_num_queries(len(few)):
@@ -176,7 +171,7 @@ def test_call_changelist_queries_do_not_grow_with_calls(
 
 
 def test_call_changelist_does_not_count_every_call(admin_client, campaign) -> None:
-    make_call(campaign, 1)
+    ended_call(campaign, 1)
 
     response = admin_client.get(f"{CHANGELIST}?status__exact=completed")
 
@@ -212,7 +207,7 @@ def test_call_changelist_drills_down_by_date_without_reading_every_call(
     for number, (year, month, day) in enumerate(
         [(2025, 11, 30), (2025, 12, 2), (2025, 12, 4), (2026, 1, 3)], start=1
     ):
-        call = make_call(campaign, number)
+        call = ended_call(campaign, number)
         moment = datetime.datetime(year, month, day, 23, 30, tzinfo=zone)
         Call.objects.filter(pk=call.pk).update(created_at=moment)
 
@@ -229,8 +224,8 @@ def test_call_changelist_drills_down_by_date_without_reading_every_call(
 
 def test_call_changelist_drill_down_lists_the_day_chosen(admin_client, campaign, settings) -> None:
     zone = ZoneInfo(settings.TIME_ZONE)
-    make_call(campaign, 1)
-    late = make_call(campaign, 2)
+    ended_call(campaign, 1)
+    late = ended_call(campaign, 2)
     Call.objects.filter(pk=late.pk).update(
         created_at=datetime.datetime(2025, 12, 2, 23, 30, tzinfo=zone)
     )
@@ -243,7 +238,7 @@ def test_call_changelist_drill_down_lists_the_day_chosen(admin_client, campaign,
 
 
 def test_calls_cannot_be_added_or_changed(admin_client, campaign) -> None:
-    call = make_call(campaign, 1)
+    call = ended_call(campaign, 1)
 
     page = admin_client.get(change_url(call), headers=ENGLISH)
 
@@ -258,7 +253,7 @@ def test_calls_cannot_be_added_or_changed(admin_client, campaign) -> None:
 @pytest.fixture
 def conversation(campaign) -> Call:
     answered = timezone.now() - datetime.timedelta(minutes=5)
-    call = make_call(
+    call = ended_call(
         campaign,
         1,
         provider_sid="CA" + "2" * 32,
@@ -286,7 +281,7 @@ def conversation(campaign) -> Call:
             started_at=answered + datetime.timedelta(seconds=5 + 10 * sequence),
             **fields,
         )
-    CallEvent.objects.create(
+    CallEventFactory(
         call=call,
         provider_sid=call.provider_sid,
         kind=CallEvent.Kind.STATUS,
@@ -326,7 +321,7 @@ def test_call_page_plays_the_recording_through_the_staff_proxy(admin_client, con
 
 
 def test_call_page_without_recording_says_so(admin_client, campaign) -> None:
-    call = make_call(campaign, 1)
+    call = ended_call(campaign, 1)
 
     page = admin_client.get(change_url(call), headers=ENGLISH).content.decode()
 
@@ -354,7 +349,7 @@ def test_call_page_plays_the_clips_the_agent_spoke(
     # given the campaign's (default) voice voiced the first turn sentence by sentence, and
     # the last one as a single line
     settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     hello = render_clip(text="Hola.", voice=voice)
     question = render_clip(text="¿Puede hablar?", voice=voice)
     reply = render_clip(text="Perfecto. La llamo mañana.", voice=voice)
@@ -377,7 +372,7 @@ def test_call_page_plays_the_clips_each_turn_kept_whatever_their_model(
 ) -> None:
     # given an agent turn that kept the clips it played: one of the model's live lines,
     # rendered with the fast model, which no content address of today's settings finds
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Sarah")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Sarah")
     live = render_clip(text="Perfecto. La llamo mañana.", voice=voice, new_text=True)
     reply = conversation.turns.filter(role="agent").order_by("sequence").last()
     reply.clips = [live.pk]

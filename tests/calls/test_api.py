@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -17,42 +16,36 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from calls.models import AnsweredBy, Call, Turn
 from calls.telephony.sandbox import state as sandbox_state
-from campaigns.models import Campaign, Contact, Partner, PartnerMember
+from campaigns.models import Campaign, Partner, PartnerMember
+from tests.factories import CallFactory, CampaignFactory
 
 pytestmark = pytest.mark.django_db
 
 RECORDING_SID = "RE" + "4" * 32
-_phones = itertools.count(1)
 
 
 @pytest.fixture
 def spring(api_partner: Partner) -> Campaign:
-    return Campaign.objects.create(partner=api_partner, name="Spring")
+    return CampaignFactory(partner=api_partner, name="Spring")
 
 
 @pytest.fixture
 def autumn(api_partner: Partner) -> Campaign:
-    return Campaign.objects.create(partner=api_partner, name="Autumn")
+    return CampaignFactory(partner=api_partner, name="Autumn")
 
 
 @pytest.fixture
 def rival(other_api_partner: Partner) -> Campaign:
-    return Campaign.objects.create(partner=other_api_partner, name="Rival")
+    return CampaignFactory(partner=other_api_partner, name="Rival")
 
 
-def make_call(campaign: Campaign, **fields: Any) -> Call:
-    """A call to a new contact of ``campaign``."""
-    number = next(_phones)
-    contact = Contact.objects.create(
-        campaign=campaign, phone=f"+3460{number:07d}", external_id=f"crm-{number}"
+def completed_call(campaign: Campaign, **fields: Any) -> Call:
+    """A completed call to a new contact of ``campaign``, known by the partner's own id."""
+    return CallFactory(
+        contact__campaign=campaign,
+        contact__from_crm=True,
+        **{"status": Call.Status.COMPLETED, **fields},
     )
-    values = {
-        "status": Call.Status.COMPLETED,
-        "from_number": "+34910000000",
-        "to_number": contact.phone,
-        **fields,
-    }
-    return Call.objects.create(campaign=campaign, contact=contact, attempt=1, **values)
 
 
 def add_turns(call: Call, count: int) -> None:
@@ -87,9 +80,9 @@ def ids(response) -> list[int]:
 
 def test_calls_list_shows_the_partners_own_calls_newest_first(api_client, spring, rival) -> None:
     # given
-    older = make_call(spring)
-    newer = make_call(spring)
-    make_call(rival)
+    older = completed_call(spring)
+    newer = completed_call(spring)
+    completed_call(rival)
 
     # when
     response = api_client.get("/api/v1/calls/")
@@ -104,8 +97,8 @@ def test_calls_list_shows_the_partners_own_calls_newest_first(api_client, spring
 
 
 def test_calls_list_is_the_same_with_the_partner_users_jwt(api_partner, spring, rival) -> None:
-    mine = make_call(spring)
-    make_call(rival)
+    mine = completed_call(spring)
+    completed_call(rival)
 
     response = jwt_client(api_partner).get("/api/v1/calls/")
 
@@ -114,7 +107,7 @@ def test_calls_list_is_the_same_with_the_partner_users_jwt(api_partner, spring, 
 
 
 def test_staff_see_calls_across_partners(staff_api_client, spring, rival) -> None:
-    mine, theirs = make_call(spring), make_call(rival)
+    mine, theirs = completed_call(spring), completed_call(rival)
 
     response = staff_api_client.get("/api/v1/calls/")
 
@@ -123,7 +116,7 @@ def test_staff_see_calls_across_partners(staff_api_client, spring, rival) -> Non
 
 
 def test_another_partners_call_is_not_found(api_client, other_api_client, spring) -> None:
-    call = make_call(spring)
+    call = completed_call(spring)
 
     response = other_api_client.get(f"/api/v1/calls/{call.pk}/")
 
@@ -134,7 +127,7 @@ def test_another_partners_call_is_not_found(api_client, other_api_client, spring
 
 
 def test_calls_cannot_be_written(api_client, spring) -> None:
-    call = make_call(spring)
+    call = completed_call(spring)
 
     assert api_client.post("/api/v1/calls/", {}, format="json").status_code == 405
     assert api_client.delete(f"/api/v1/calls/{call.pk}/").status_code == 405
@@ -143,7 +136,7 @@ def test_calls_cannot_be_written(api_client, spring) -> None:
 
 def test_call_detail_has_transcript_outcome_price_and_recording_link(api_client, spring) -> None:
     # given an answered call with a transcript, an extracted outcome and a recording
-    call = make_call(
+    call = completed_call(
         spring,
         answered_by=AnsweredBy.HUMAN,
         duration_seconds=42,
@@ -175,7 +168,7 @@ def test_call_detail_has_transcript_outcome_price_and_recording_link(api_client,
 
 
 def test_call_detail_without_recording_has_no_recording_link(api_client, spring) -> None:
-    call = make_call(spring)
+    call = completed_call(spring)
 
     assert api_client.get(f"/api/v1/calls/{call.pk}/").json()["recording_url"] is None
 
@@ -184,8 +177,8 @@ def test_call_detail_without_recording_has_no_recording_link(api_client, spring)
 
 
 def test_calls_filter_by_campaign(api_client, spring, autumn) -> None:
-    wanted = make_call(autumn)
-    make_call(spring)
+    wanted = completed_call(autumn)
+    completed_call(spring)
 
     response = api_client.get("/api/v1/calls/", {"campaign": autumn.pk})
 
@@ -193,7 +186,7 @@ def test_calls_filter_by_campaign(api_client, spring, autumn) -> None:
 
 
 def test_calls_filter_by_another_partners_campaign_is_refused(api_client, rival) -> None:
-    make_call(rival)
+    completed_call(rival)
 
     response = api_client.get("/api/v1/calls/", {"campaign": rival.pk})
 
@@ -202,9 +195,9 @@ def test_calls_filter_by_another_partners_campaign_is_refused(api_client, rival)
 
 
 def test_calls_filter_by_statuses(api_client, spring) -> None:
-    busy = make_call(spring, status=Call.Status.BUSY)
-    unanswered = make_call(spring, status=Call.Status.NO_ANSWER)
-    make_call(spring, status=Call.Status.COMPLETED)
+    busy = completed_call(spring, status=Call.Status.BUSY)
+    unanswered = completed_call(spring, status=Call.Status.NO_ANSWER)
+    completed_call(spring, status=Call.Status.COMPLETED)
 
     response = api_client.get("/api/v1/calls/?status=busy&status=no-answer")
 
@@ -212,9 +205,9 @@ def test_calls_filter_by_statuses(api_client, spring) -> None:
 
 
 def test_calls_filter_by_outcome_field(api_client, spring) -> None:
-    opted_out = make_call(spring, outcome={"opted_out": True})
-    make_call(spring, outcome={"opted_out": False})
-    make_call(spring, outcome={})
+    opted_out = completed_call(spring, outcome={"opted_out": True})
+    completed_call(spring, outcome={"opted_out": False})
+    completed_call(spring, outcome={})
 
     response = api_client.get("/api/v1/calls/", {"outcome": "opted_out"})
 
@@ -226,7 +219,7 @@ def test_calls_filter_by_outcome_refuses_what_cannot_be_a_fields_name(
     api_client, spring, flag
 ) -> None:
     # A key of digits would be read by PostgreSQL as an array index (a 500 before).
-    make_call(spring, outcome={"opted_out": True})
+    completed_call(spring, outcome={"opted_out": True})
 
     response = api_client.get("/api/v1/calls/", {"outcome": flag})
 
@@ -236,9 +229,9 @@ def test_calls_filter_by_outcome_refuses_what_cannot_be_a_fields_name(
 
 def test_a_contacts_history_lists_its_calls_both_ways(api_client, spring) -> None:
     # given: we called the contact, and it rang us back
-    ours = make_call(spring, status=Call.Status.NO_ANSWER)
+    ours = completed_call(spring, status=Call.Status.NO_ANSWER)
     contact = ours.contact
-    theirs = Call.objects.create(
+    theirs = CallFactory(
         campaign=spring,
         contact=contact,
         direction=Call.Direction.INBOUND,
@@ -247,7 +240,7 @@ def test_a_contacts_history_lists_its_calls_both_ways(api_client, spring) -> Non
         from_number=contact.phone,
         to_number="+34910000000",
     )
-    make_call(spring)
+    completed_call(spring)
 
     # when
     history = api_client.get("/api/v1/calls/", {"contact": contact.pk})
@@ -265,7 +258,7 @@ def test_a_contacts_history_lists_its_calls_both_ways(api_client, spring) -> Non
 
 
 def test_calls_filter_by_another_partners_contact_is_refused(api_client, rival) -> None:
-    call = make_call(rival)
+    call = completed_call(rival)
 
     response = api_client.get("/api/v1/calls/", {"contact": call.contact_id})
 
@@ -274,8 +267,8 @@ def test_calls_filter_by_another_partners_contact_is_refused(api_client, rival) 
 
 
 def test_calls_filter_by_how_they_were_answered(api_client, spring) -> None:
-    machine = make_call(spring, answered_by=AnsweredBy.MACHINE_END_BEEP)
-    make_call(spring, answered_by=AnsweredBy.HUMAN)
+    machine = completed_call(spring, answered_by=AnsweredBy.MACHINE_END_BEEP)
+    completed_call(spring, answered_by=AnsweredBy.HUMAN)
 
     response = api_client.get("/api/v1/calls/", {"answered_by": "machine_end_beep"})
 
@@ -288,7 +281,7 @@ def test_calls_filter_by_created_and_started_ranges(api_client, spring) -> None:
     calls = []
     for offset in range(3):
         moment = day + datetime.timedelta(days=offset)
-        call = make_call(spring, dialed_at=moment)
+        call = completed_call(spring, dialed_at=moment)
         Call.objects.filter(pk=call.pk).update(created_at=moment)
         calls.append(call)
 
@@ -313,7 +306,7 @@ def test_calls_filter_refuses_a_date_that_is_not_one(api_client) -> None:
 
 def test_calls_filter_takes_any_iso_offset(api_client, spring) -> None:
     # given a call created at 10:00 UTC on the 1st
-    call = make_call(spring)
+    call = completed_call(spring)
     moment = datetime.datetime(2026, 3, 1, 10, tzinfo=datetime.UTC)
     Call.objects.filter(pk=call.pk).update(created_at=moment)
 
@@ -338,7 +331,7 @@ def test_calls_filter_refuses_a_moment_that_cannot_be_stored(api_client) -> None
 
 def test_calls_are_walked_page_by_page_with_a_cursor(api_client, spring) -> None:
     # given five calls, two of them created at the same moment
-    calls = [make_call(spring) for _ in range(5)]
+    calls = [completed_call(spring) for _ in range(5)]
     moment = timezone.now()
     Call.objects.filter(pk__in=[calls[1].pk, calls[2].pk]).update(created_at=moment)
     expected = list(Call.objects.order_by("-created_at", "-id").values_list("pk", flat=True))
@@ -361,7 +354,7 @@ def test_calls_are_walked_page_by_page_with_a_cursor(api_client, spring) -> None
 
 
 def test_calls_cursor_can_be_walked_back(api_client, spring) -> None:
-    calls = [make_call(spring) for _ in range(3)]
+    calls = [completed_call(spring) for _ in range(3)]
     first = api_client.get("/api/v1/calls/?page_size=2").json()
     second = api_client.get(first["next"]).json()
 
@@ -372,7 +365,7 @@ def test_calls_cursor_can_be_walked_back(api_client, spring) -> None:
 
 
 def test_calls_cursor_that_was_tampered_with_is_refused(api_client, spring) -> None:
-    make_call(spring)
+    completed_call(spring)
 
     response = api_client.get("/api/v1/calls/", {"cursor": "not-a-cursor"})
 
@@ -393,10 +386,10 @@ def queries_for(client: APIClient, url: str) -> int:
 def test_calls_list_takes_as_many_queries_for_one_call_as_for_many(
     api_client, spring, django_assert_num_queries
 ) -> None:
-    make_call(spring)
+    completed_call(spring)
     few = queries_for(api_client, "/api/v1/calls/")
     for _ in range(6):
-        make_call(spring, outcome={"confirmed": True})
+        completed_call(spring, outcome={"confirmed": True})
 
     with django_assert_num_queries(few):
         response = api_client.get("/api/v1/calls/")
@@ -407,7 +400,7 @@ def test_calls_list_takes_as_many_queries_for_one_call_as_for_many(
 def test_call_detail_takes_as_many_queries_for_one_turn_as_for_many(
     api_client, spring, django_assert_num_queries
 ) -> None:
-    short, long = make_call(spring), make_call(spring)
+    short, long = completed_call(spring), completed_call(spring)
     add_turns(short, 1)
     add_turns(long, 12)
     few = queries_for(api_client, f"/api/v1/calls/{short.pk}/")
@@ -427,7 +420,7 @@ def recorded_call(spring, live_server, settings) -> Call:
     settings.APP_URL = live_server.url
     settings.TELEPHONY_BACKEND = "sandbox"
     cache.set(sandbox_state.recording_key(RECORDING_SID), {"duration": 1}, 60)
-    return make_call(
+    return completed_call(
         spring,
         recording_sid=RECORDING_SID,
         recording_url=f"{live_server.url}/sandbox/recordings/{RECORDING_SID}",
@@ -513,7 +506,7 @@ def test_a_recording_while_twilio_is_not_answering_is_unavailable(
     # given a carrier that does not answer
     settings.TELEPHONY_BACKEND = "sandbox"
     settings.APP_URL = f"http://127.0.0.1:{closed_port}"
-    call = make_call(
+    call = completed_call(
         spring,
         recording_sid=RECORDING_SID,
         recording_url=f"{settings.APP_URL}/sandbox/recordings/{RECORDING_SID}",

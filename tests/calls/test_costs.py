@@ -3,42 +3,42 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
 from calls.costs import call_cost, call_costs, campaign_cost, model_price
-from calls.models import Call, CallClip, Turn
+from calls.models import Call, Turn
 from campaigns.deliveries import create_webhook_endpoint
-from campaigns.models import Campaign, Contact, WebhookDelivery
+from campaigns.models import Campaign, WebhookDelivery
+from tests.factories import (
+    CallClipFactory,
+    CallFactory,
+    CampaignFactory,
+    SpeechClipFactory,
+    TurnFactory,
+    VoiceFactory,
+)
 from voices.models import SpeechClip, Voice
 
 pytestmark = pytest.mark.django_db
 
-_numbers = itertools.count(1)
-
 
 @pytest.fixture
 def voice(db) -> Voice:
-    return Voice.objects.create(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
+    return VoiceFactory(provider_voice_id="EXAVITQu4vr4xnSDxMaL", name="Sarah")
 
 
-def make_call(campaign: Campaign, **fields) -> Call:
-    contact = Contact.objects.create(campaign=campaign, phone=f"+3460{next(_numbers):07d}")
-    values = {
-        "status": Call.Status.COMPLETED,
-        "provider_sid": f"CA{next(_numbers):032d}",
-        "from_number": "+34910000000",
-        "to_number": contact.phone,
-        **fields,
-    }
-    return Call.objects.create(campaign=campaign, contact=contact, attempt=1, **values)
+def completed_call(campaign: Campaign, **fields) -> Call:
+    """A completed call Twilio accepted, to a new contact of ``campaign``."""
+    return CallFactory(
+        contact__campaign=campaign, placed=True, **{"status": Call.Status.COMPLETED, **fields}
+    )
 
 
 def clip(voice: Voice, text: str, model_id: str) -> SpeechClip:
-    return SpeechClip.objects.create(
+    return SpeechClipFactory(
         key=hashlib.sha256(f"{model_id}:{text}".encode()).hexdigest(),
         text=text,
         voice=voice,
@@ -50,7 +50,7 @@ def clip(voice: Voice, text: str, model_id: str) -> SpeechClip:
 
 
 def agent_turn(call: Call, sequence: int, model: str, prompt: int, completion: int) -> Turn:
-    return Turn.objects.create(
+    return TurnFactory(
         call=call,
         sequence=sequence,
         role=Turn.Role.AGENT,
@@ -69,7 +69,7 @@ def test_a_calls_cost_adds_twilios_price_its_clips_share_and_its_tokens(
     # given a call Twilio priced at 0.026 USD, which played a greeting clip shared with
     # one other call and a live line of its own, and whose turns and extraction billed
     # tokens of two models
-    call = make_call(
+    call = completed_call(
         campaign,
         price=Decimal("0.02600"),
         price_unit="USD",
@@ -78,12 +78,12 @@ def test_a_calls_cost_adds_twilios_price_its_clips_share_and_its_tokens(
         extraction_prompt_tokens=1000,
         extraction_completion_tokens=100,
     )
-    other = make_call(campaign)
+    other = completed_call(campaign)
     greeting = clip(voice, "x" * 1000, "eleven_multilingual_v2")  # 0.10 per thousand
     line = clip(voice, "y" * 200, "eleven_flash_v2_5")  # 0.05 per thousand
-    CallClip.objects.create(call=call, clip=greeting)
-    CallClip.objects.create(call=call, clip=line)
-    CallClip.objects.create(call=other, clip=greeting)
+    CallClipFactory(call=call, clip=greeting)
+    CallClipFactory(call=call, clip=line)
+    CallClipFactory(call=other, clip=greeting)
     agent_turn(call, 0, "gpt-4o-mini", 2000, 50)  # 0.15 / 0.60 per million
     agent_turn(call, 1, "o4-mini-2025-04-16", 1000, 500)  # 1.10 / 4.40, its snapshot
 
@@ -103,11 +103,11 @@ def test_a_calls_cost_adds_twilios_price_its_clips_share_and_its_tokens(
 
 def test_a_cost_says_what_is_pending_and_what_has_no_price(campaign, settings) -> None:
     settings.OPENAI_PRICES = {}
-    pending = make_call(campaign)  # ended: Twilio has not priced it yet
-    euros = make_call(
+    pending = completed_call(campaign)  # ended: Twilio has not priced it yet
+    euros = completed_call(
         campaign, price=Decimal("0.01"), price_unit="EUR", price_status=Call.PriceStatus.KNOWN
     )
-    never = make_call(campaign, price_status=Call.PriceStatus.UNAVAILABLE)
+    never = completed_call(campaign, price_status=Call.PriceStatus.UNAVAILABLE)
     agent_turn(pending, 0, "my-local-llama", 10, 10)
 
     costs = call_costs([pending, euros, never])
@@ -121,7 +121,9 @@ def test_a_cost_says_what_is_pending_and_what_has_no_price(campaign, settings) -
 
 
 def test_a_call_twilio_does_not_charge_costs_nothing_and_nothing_is_pending(campaign) -> None:
-    busy = make_call(campaign, status=Call.Status.BUSY, price_status=Call.PriceStatus.NOT_CHARGED)
+    busy = completed_call(
+        campaign, status=Call.Status.BUSY, price_status=Call.PriceStatus.NOT_CHARGED
+    )
 
     cost = call_cost(busy)
 
@@ -130,11 +132,11 @@ def test_a_call_twilio_does_not_charge_costs_nothing_and_nothing_is_pending(camp
 
 def test_a_campaigns_cost_is_the_sum_of_its_calls(campaign, voice, partner) -> None:
     # given calls sharing clips with each other and with another campaign's call
-    elsewhere = Campaign.objects.create(partner=partner, name="Elsewhere")
+    elsewhere = CampaignFactory(partner=partner, name="Elsewhere")
     shared = clip(voice, "Le llamamos de Acme.", "eleven_multilingual_v2")
     calls = []
     for index in range(5):
-        call = make_call(
+        call = completed_call(
             campaign,
             price=Decimal("0.0130") * (index + 1),
             price_unit="USD",
@@ -143,12 +145,12 @@ def test_a_campaigns_cost_is_the_sum_of_its_calls(campaign, voice, partner) -> N
             extraction_prompt_tokens=300,
             extraction_completion_tokens=40,
         )
-        CallClip.objects.create(call=call, clip=shared)
-        CallClip.objects.create(call=call, clip=clip(voice, f"Línea {index}.", "eleven_flash_v2_5"))
+        CallClipFactory(call=call, clip=shared)
+        CallClipFactory(call=call, clip=clip(voice, f"Línea {index}.", "eleven_flash_v2_5"))
         agent_turn(call, 0, "gpt-4", 700 + index, 30)
         calls.append(call)
-    CallClip.objects.create(call=make_call(elsewhere), clip=shared)
-    calls.append(make_call(campaign))  # a call whose price is still to come
+    CallClipFactory(call=completed_call(elsewhere), clip=shared)
+    calls.append(completed_call(campaign))  # a call whose price is still to come
 
     total = campaign_cost(campaign_id=campaign.pk)
     each = call_costs(Call.objects.filter(campaign=campaign))
@@ -184,7 +186,7 @@ def test_a_price_found_tells_partners_what_the_call_cost(campaign, settings) -> 
     endpoint = create_webhook_endpoint(
         partner=campaign.partner, url="http://127.0.0.1:9/hooks", events=["call.priced"]
     )
-    call = make_call(campaign)
+    call = completed_call(campaign)
 
     assert record_price(call_id=call.pk, price="-0.01300", price_unit="USD")
     assert not record_price(call_id=call.pk, price="-0.01300", price_unit="USD")  # once

@@ -18,8 +18,9 @@ from calls.dialing import Dialed, check_prices, place_call, reconcile_calls
 from calls.dispatcher import dispatch
 from calls.models import Call, CallStatus, PriceStatus
 from calls.services import PRICE_FIRST_CHECK, record_call_status
-from campaigns.models import Campaign, Contact, DoNotCall, DoNotCallSource
+from campaigns.models import Campaign, Contact, DoNotCallSource
 from campaigns.services import add_do_not_call, pause_campaign
+from tests.factories import CampaignFactory, DoNotCallFactory
 
 APP_URL = "https://calls.example.com"
 
@@ -244,7 +245,7 @@ def test_the_concurrency_limit_backs_the_campaign_off(running, fake_twilio) -> N
 def test_bad_credentials_pause_every_running_campaign_instead_of_failing_contacts(
     running, fake_twilio, partner, call_template, settings
 ) -> None:
-    other = Campaign.objects.create(
+    other = CampaignFactory(
         partner=partner, name="Other", template=call_template, state=Campaign.State.RUNNING
     )
     [call] = dispatched(running)
@@ -484,7 +485,7 @@ def test_the_dispatch_tick_spreads_the_dials_over_its_interval(running, monkeypa
 
 def test_do_not_call_entries_are_global_or_per_partner(running, fake_twilio, partner) -> None:
     [call] = dispatched(running)
-    DoNotCall.objects.create(phone=call.to_number, partner=None, source=DoNotCallSource.STAFF)
+    DoNotCallFactory(phone=call.to_number, partner=None, source=DoNotCallSource.STAFF)
 
     assert place_call(call_id=call.pk) == Dialed.RELEASED
     assert cache.get(f"calls:dial-backoff:{running.pk}") is None

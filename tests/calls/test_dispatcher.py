@@ -11,7 +11,8 @@ from django.utils import timezone, translation
 
 from calls.dispatcher import dispatch
 from calls.models import Call
-from campaigns.models import Campaign, Contact, DoNotCall
+from campaigns.models import Campaign, Contact
+from tests.factories import CampaignFactory, ContactFactory, DoNotCallFactory
 
 # A Wednesday at noon in Madrid: inside every profile's calling window.
 NOON = datetime.datetime(2026, 11, 25, 11, 0, tzinfo=datetime.UTC)
@@ -114,7 +115,7 @@ def test_dispatch_puts_off_contacts_outside_their_window(running) -> None:
 
 def test_dispatch_closes_contacts_on_a_do_not_call_list(running) -> None:
     (contact,) = add_contacts(running, 1)
-    DoNotCall.objects.create(partner=None, phone=contact.phone)
+    DoNotCallFactory(partner=None, phone=contact.phone)
 
     result = dispatch(now=NOON)
 
@@ -125,7 +126,7 @@ def test_dispatch_closes_contacts_on_a_do_not_call_list(running) -> None:
 
 
 def test_dispatch_closes_contacts_missing_a_variable(running) -> None:
-    Contact.objects.create(campaign=running, phone="+34910000001", time_zone="Europe/Madrid")
+    ContactFactory(campaign=running, phone="+34910000001", time_zone="Europe/Madrid")
 
     dispatch(now=NOON)
 
@@ -146,7 +147,7 @@ def test_dispatch_shares_the_account_fairly_between_campaigns(
     running, partner, call_template, settings
 ) -> None:
     settings.TWILIO_MAX_CPS = 2  # four calls per two-second tick for everyone
-    other = Campaign.objects.create(
+    other = CampaignFactory(
         partner=partner,
         name="Other",
         template=call_template,
@@ -172,7 +173,7 @@ def test_dispatch_shares_the_account_fairly_between_campaigns(
 @pytest.mark.django_db(transaction=True)
 def test_dispatch_racing_dispatchers_never_dial_a_contact_twice(partner, call_template) -> None:
     # given a running campaign with 40 contacts and four dispatchers ticking at once
-    campaign = Campaign.objects.create(
+    campaign = CampaignFactory(
         partner=partner,
         name="Race",
         template=call_template,
@@ -218,7 +219,7 @@ def test_dispatch_racing_dispatchers_share_the_campaigns_concurrency(
     partner, call_template
 ) -> None:
     # given a campaign with room for 10 live calls, 40 contacts and four dispatchers at once
-    campaign = Campaign.objects.create(
+    campaign = CampaignFactory(
         partner=partner,
         name="Race",
         template=call_template,
@@ -269,8 +270,8 @@ def test_a_campaign_its_dispatcher_could_call_nobody_of_completes_saying_why(run
         ("+34910000003", named, "Europe/Madrid"),
         ("+12125550100", named, "America/New_York"),
     ]:
-        Contact.objects.create(campaign=running, phone=phone, variables=variables, time_zone=zone)
-    DoNotCall.objects.create(partner=running.partner, phone="+34910000003")
+        ContactFactory(campaign=running, phone=phone, variables=variables, time_zone=zone)
+    DoNotCallFactory(partner=running.partner, phone="+34910000003")
 
     # when the dispatcher closes each of them, and beat looks at the campaign
     with translation.override("en"):

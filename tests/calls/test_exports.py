@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -28,6 +27,7 @@ from calls.models import AnsweredBy, Call, CallDirection, Turn
 from campaigns.models import Campaign, Contact, Partner
 from campaigns.services import create_api_key
 from templates.models import CallTemplate
+from tests.factories import CallFactory, CampaignFactory, TurnFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,6 @@ URL = "/api/v1/calls/export/"
 ENGLISH = {"HTTP_ACCEPT_LANGUAGE": "en"}
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_numbers = itertools.count(1)
 
 
 def template(partner: Partner, name: str, fields: dict[str, Any], **values: Any) -> CallTemplate:
@@ -56,37 +55,32 @@ def spring(api_partner: Partner) -> Campaign:
         {"attending": {"type": "boolean"}, "slot": {"type": "string"}},
         variables={"first_name": "Lucía"},
     )
-    return Campaign.objects.create(partner=api_partner, name="Spring", template=script)
+    return CampaignFactory(partner=api_partner, name="Spring", template=script)
 
 
 @pytest.fixture
 def autumn(api_partner: Partner) -> Campaign:
     script = template(api_partner, "Encuesta", {"rating": {"type": "integer"}})
-    return Campaign.objects.create(partner=api_partner, name="Autumn", template=script)
+    return CampaignFactory(partner=api_partner, name="Autumn", template=script)
 
 
 @pytest.fixture
 def rival(other_api_partner: Partner) -> Campaign:
-    return Campaign.objects.create(partner=other_api_partner, name="Rival")
+    return CampaignFactory(partner=other_api_partner, name="Rival")
 
 
-def make_call(campaign: Campaign, *, variables: dict | None = None, **fields: Any) -> Call:
-    """A call to a new contact of ``campaign``."""
-    number = next(_numbers)
-    contact = Contact.objects.create(
-        campaign=campaign,
-        phone=f"+3460{number:07d}",
-        external_id=f"crm-{number}",
-        variables=variables or {},
+def completed_call(campaign: Campaign, *, variables: dict | None = None, **fields: Any) -> Call:
+    """A completed, free call to a new contact of ``campaign``, known by the partner's id."""
+    return CallFactory(
+        contact__campaign=campaign,
+        contact__from_crm=True,
+        contact__variables=variables or {},
+        **{
+            "status": Call.Status.COMPLETED,
+            "price_status": Call.PriceStatus.NOT_CHARGED,
+            **fields,
+        },
     )
-    values = {
-        "status": Call.Status.COMPLETED,
-        "from_number": "+34910000000",
-        "to_number": contact.phone,
-        "price_status": Call.PriceStatus.NOT_CHARGED,
-        **fields,
-    }
-    return Call.objects.create(campaign=campaign, contact=contact, attempt=1, **values)
 
 
 def say(call: Call, *lines: tuple[str, str]) -> None:
@@ -139,7 +133,7 @@ def test_export_has_a_row_per_call_newest_first_with_each_outcome_field_and_its_
 ) -> None:
     # given an answered, priced call of one campaign and an unanswered one of another,
     # whose templates ask for different outcome fields
-    first = make_call(
+    first = completed_call(
         spring,
         variables={"first_name": "Lucía", "city": "Soria"},
         answered_by=AnsweredBy.HUMAN,
@@ -153,7 +147,7 @@ def test_export_has_a_row_per_call_newest_first_with_each_outcome_field_and_its_
         price_unit=settings.COST_CURRENCY,
         price_status=Call.PriceStatus.KNOWN,
     )
-    second = make_call(autumn, status=Call.Status.NO_ANSWER)
+    second = completed_call(autumn, status=Call.Status.NO_ANSWER)
 
     # when the partner exports its calls
     rows = csv_rows(api_client.get(URL, **ENGLISH))
@@ -197,8 +191,8 @@ def test_export_has_a_row_per_call_newest_first_with_each_outcome_field_and_its_
 
 def test_export_names_each_calls_direction_the_contacts_number_and_ours(api_client, spring) -> None:
     # given a call we made to a contact, and the call the contact made back to our number
-    ours = make_call(spring)
-    back = Call.objects.create(
+    ours = completed_call(spring)
+    back = CallFactory(
         campaign=spring,
         contact=ours.contact,
         direction=CallDirection.INBOUND,
@@ -222,7 +216,7 @@ def test_export_names_each_calls_direction_the_contacts_number_and_ours(api_clie
 
 
 def test_export_says_which_cost_is_still_pending(api_client, spring) -> None:
-    make_call(spring, status=Call.Status.IN_PROGRESS, price_status=Call.PriceStatus.PENDING)
+    completed_call(spring, status=Call.Status.IN_PROGRESS, price_status=Call.PriceStatus.PENDING)
 
     [row] = csv_rows(api_client.get(URL, **ENGLISH))
 
@@ -231,7 +225,9 @@ def test_export_says_which_cost_is_still_pending(api_client, spring) -> None:
 
 def test_export_keeps_outcome_fields_no_template_asks_for_any_more(api_client, spring) -> None:
     # given a call whose outcome has a field the template no longer asks for
-    make_call(spring, outcome={"legacy": ["a", "b"], "callback_at": "2026-01-02T10:00:00+01:00"})
+    completed_call(
+        spring, outcome={"legacy": ["a", "b"], "callback_at": "2026-01-02T10:00:00+01:00"}
+    )
 
     [row] = csv_rows(api_client.get(URL, **ENGLISH))
 
@@ -240,11 +236,9 @@ def test_export_keeps_outcome_fields_no_template_asks_for_any_more(api_client, s
 
 
 def test_export_adds_the_transcript_when_asked(api_client, spring) -> None:
-    call = make_call(spring)
+    call = completed_call(spring)
     say(call, (Turn.Role.AGENT, "Hola, ¿vendrá?"), (Turn.Role.CALLER, "Sí."))
-    Turn.objects.create(
-        call=call, sequence=3, role=Turn.Role.CALLER, digits="1", started_at=timezone.now()
-    )
+    TurnFactory(call=call, sequence=3, role=Turn.Role.CALLER, digits="1", started_at=timezone.now())
 
     [plain] = csv_rows(api_client.get(URL, **ENGLISH))
     [with_transcript] = csv_rows(api_client.get(URL, {"transcript": "1"}, **ENGLISH))
@@ -264,7 +258,7 @@ def test_export_refuses_a_transcript_flag_it_cannot_read(api_client, spring) -> 
 
 
 def test_export_headers_are_in_the_requests_language(api_client, spring) -> None:
-    make_call(spring)
+    completed_call(spring)
 
     english = next(csv.reader(io.StringIO(body(api_client.get(URL, **ENGLISH)).decode())))
     spanish = next(csv.reader(io.StringIO(body(api_client.get(URL)).decode())))
@@ -281,9 +275,9 @@ def test_export_headers_are_in_the_requests_language(api_client, spring) -> None
 
 def test_export_takes_the_lists_filters(api_client, spring, autumn) -> None:
     # given calls of two campaigns, in several statuses, outcomes and times
-    busy = make_call(spring, status=Call.Status.BUSY)
-    attending = make_call(spring, outcome={"attending": True})
-    old = make_call(autumn)
+    busy = completed_call(spring, status=Call.Status.BUSY)
+    attending = completed_call(spring, outcome={"attending": True})
+    old = completed_call(autumn)
     Call.objects.filter(pk=old.pk).update(created_at=timezone.now() - datetime.timedelta(days=9))
     later = (timezone.now() - datetime.timedelta(days=1)).isoformat()
 
@@ -302,8 +296,8 @@ def test_export_gives_each_partner_only_its_own_calls(
     api_client, other_api_client, spring, rival
 ) -> None:
     # given a call of each partner
-    own = make_call(spring, variables={"secret": "ours"})
-    theirs = make_call(rival, variables={"their_secret": "theirs"}, outcome={"their_field": 1})
+    own = completed_call(spring, variables={"secret": "ours"})
+    theirs = completed_call(rival, variables={"their_secret": "theirs"}, outcome={"their_field": 1})
 
     # when each partner exports
     ours = csv_rows(api_client.get(URL, **ENGLISH))
@@ -322,8 +316,8 @@ def test_export_gives_each_partner_only_its_own_calls(
 def test_staff_export_every_partners_calls_naming_the_partner(
     staff_api_client, spring, rival
 ) -> None:
-    make_call(spring)
-    make_call(rival)
+    completed_call(spring)
+    completed_call(rival)
 
     rows = csv_rows(staff_api_client.get(URL, **ENGLISH))
 
@@ -333,7 +327,7 @@ def test_staff_export_every_partners_calls_naming_the_partner(
 def test_a_viewer_may_export_and_staff_in_no_role_may_not(
     django_user_model, spring, migrated_roles
 ) -> None:
-    make_call(spring)
+    completed_call(spring)
 
     viewer = role_client(django_user_model, "viewer").get(URL)
     nobody = role_client(django_user_model, None).get(URL)
@@ -360,7 +354,7 @@ def test_export_without_credentials_is_refused_in_json(client, spring) -> None:
 
 
 def test_export_file_is_an_attachment_named_for_its_scope_and_day(api_client, spring) -> None:
-    make_call(spring)
+    completed_call(spring)
 
     response = api_client.get(URL, {"campaign": spring.pk})
     body(response)
@@ -373,7 +367,7 @@ def test_export_file_is_an_attachment_named_for_its_scope_and_day(api_client, sp
 
 
 def test_export_format_is_chosen_by_parameter_suffix_or_accept(api_client, spring) -> None:
-    make_call(spring)
+    completed_call(spring)
 
     by_parameter = api_client.get(URL, {"format": "xlsx"})
     by_suffix = api_client.get("/api/v1/calls/export.xlsx")
@@ -400,7 +394,7 @@ def test_export_answers_a_format_it_does_not_offer_in_json(api_client, spring) -
 
 
 def test_export_as_xlsx_is_readable_with_typed_cells(api_client, spring, settings) -> None:
-    call = make_call(
+    call = completed_call(
         spring,
         variables={"first_name": "Lucía"},
         outcome={"attending": True},
@@ -441,7 +435,7 @@ HOSTILE = {
 
 
 def hostile_call(campaign: Campaign) -> Call:
-    call = make_call(
+    call = completed_call(
         campaign,
         variables=HOSTILE,
         outcome={"slot": "=cmd|' /C calc'!A0", "attending": "-1"},
@@ -512,7 +506,7 @@ def test_export_reads_calls_in_chunks_of_a_few_queries_each(
 
     def add_calls(count: int) -> None:
         for _n in range(count):
-            say(make_call(spring), (Turn.Role.AGENT, "Hola."), (Turn.Role.CALLER, "Sí."))
+            say(completed_call(spring), (Turn.Role.AGENT, "Hola."), (Turn.Role.CALLER, "Sí."))
 
     # when one chunk is exported, then three, then four
     add_calls(4)
@@ -534,7 +528,7 @@ def test_export_is_streamed_under_asgi_one_chunk_at_a_time(api_partner, spring, 
     # given more calls than a chunk and than a flush
     monkeypatch.setattr(exports, "CHUNK_ROWS", 2)
     monkeypatch.setattr(exports, "FLUSH_BYTES", 1)
-    calls = [make_call(spring) for _n in range(5)]
+    calls = [completed_call(spring) for _n in range(5)]
     _api_key, key = create_api_key(partner=api_partner, name="ASGI")
 
     async def export() -> tuple[Any, list[bytes]]:
@@ -577,9 +571,9 @@ def test_admin_call_list_offers_the_export_of_what_it_shows(viewer, spring) -> N
 
 def test_admin_export_takes_the_lists_filters_search_and_order(viewer, spring, rival) -> None:
     # given calls of two partners
-    busy = make_call(spring, status=Call.Status.BUSY, duration_seconds=9)
-    other_busy = make_call(rival, status=Call.Status.BUSY, duration_seconds=5)
-    make_call(spring)
+    busy = completed_call(spring, status=Call.Status.BUSY, duration_seconds=9)
+    other_busy = completed_call(rival, status=Call.Status.BUSY, duration_seconds=5)
+    completed_call(spring)
 
     def exported(query: dict[str, Any]) -> list[int]:
         response = viewer.get(ADMIN_EXPORT, query, **ENGLISH)
@@ -593,7 +587,7 @@ def test_admin_export_takes_the_lists_filters_search_and_order(viewer, spring, r
 
 
 def test_admin_export_as_xlsx_with_transcripts_names_the_partner(viewer, spring) -> None:
-    call = make_call(spring)
+    call = completed_call(spring)
     say(call, (Turn.Role.AGENT, "Hola."))
 
     response = viewer.get(ADMIN_EXPORT, {"format": "xlsx", "transcript": "1"}, **ENGLISH)

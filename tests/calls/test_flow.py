@@ -17,6 +17,7 @@ from calls import conversation, flow, tasks, telephony
 from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact, DoNotCall
 from templates.models import CallTemplate
+from tests.factories import CallFactory, ContactFactory, VoiceFactory
 from tests.fakes.elevenlabs import SARAH_ID
 from voices.models import SpeechClip, Voice
 
@@ -39,7 +40,7 @@ def live_call(campaign) -> Call:
     campaign.caller_number = "+34910000000"
     campaign.transfer_number = "+34910000999"
     campaign.save()
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         time_zone="Europe/Madrid",
@@ -47,7 +48,7 @@ def live_call(campaign) -> Call:
         state=Contact.State.CALLING,
         attempts=1,
     )
-    return Call.objects.create(
+    return CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -61,7 +62,7 @@ def live_call(campaign) -> Call:
 @pytest.fixture
 def bella_voice(campaign) -> Voice:
     """The campaign's voice: ElevenLabs' "Sarah", named Bella in the deployment guide."""
-    voice = Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    voice = VoiceFactory(provider_voice_id=SARAH_ID, name="Sarah")
     campaign.voice = voice
     campaign.save(update_fields=["voice"])
     return voice

@@ -21,12 +21,19 @@ from campaigns.models import (
     Campaign,
     Contact,
     DoNotCall,
-    Partner,
     WebhookDelivery,
-    WebhookEndpoint,
 )
 from templates.models import CallTemplate
-from tests.partners import TRUSTED_LIMITS
+from tests.factories import (
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    DoNotCallFactory,
+    PartnerFactory,
+    TurnFactory,
+    WebhookEndpointFactory,
+)
 
 # The turn webhook works in threads of its own, as under the real server: committed data.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -72,7 +79,7 @@ def numbered(campaign) -> Campaign:
 @pytest.fixture
 def contact(numbered) -> Contact:
     """A contact we called this morning, who missed it and waits for a retry."""
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=numbered,
         phone=CALLER,
         time_zone="Europe/Madrid",
@@ -81,7 +88,7 @@ def contact(numbered) -> Contact:
         attempts=1,
         next_attempt_at=timezone.now() + datetime.timedelta(hours=2),
     )
-    Call.objects.create(
+    CallFactory(
         campaign=numbered,
         contact=contact,
         attempt=1,
@@ -379,7 +386,7 @@ def test_a_contact_calling_back_may_ask_to_be_called_at_a_time(
 def test_a_contact_calling_back_who_opts_out_is_put_on_the_list(
     client, contact, scripted, concluded, params
 ) -> None:
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=contact.campaign.partner,
         url="https://partner.example.com/hooks",
         events=["contact.opted_out", "call.completed"],
@@ -402,17 +409,17 @@ def test_a_contact_calling_back_who_opts_out_is_put_on_the_list(
 
 def test_the_contact_we_called_last_is_the_one_calling_back(client, contact, partner) -> None:
     # given: the same person in another campaign on the same number, called later
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=partner,
         name="Encuesta",
         greeting="Hola, le llamamos de {{ partner }}. Soy un asistente automático.",
         instructions="Haz la encuesta.",
     )
-    later = Campaign.objects.create(
+    later = CampaignFactory(
         partner=partner, name="Encuesta", template=template, caller_number=OUR_NUMBER
     )
-    other = Contact.objects.create(campaign=later, phone=CALLER, state=Contact.State.DONE)
-    Call.objects.create(
+    other = ContactFactory(campaign=later, phone=CALLER, state=Contact.State.DONE)
+    CallFactory(
         campaign=later,
         contact=other,
         attempt=1,
@@ -422,10 +429,10 @@ def test_the_contact_we_called_last_is_the_one_calling_back(client, contact, par
         dialed_at=CALLED_AT + datetime.timedelta(hours=1),
     )
     # and one on another number, never the one rung
-    elsewhere = Campaign.objects.create(
+    elsewhere = CampaignFactory(
         partner=partner, name="Otra", template=template, caller_number="+34910000222"
     )
-    Contact.objects.create(campaign=elsewhere, phone=CALLER)
+    ContactFactory(campaign=elsewhere, phone=CALLER)
 
     ring(client)
 
@@ -445,7 +452,7 @@ def test_a_campaign_without_a_number_of_its_own_answers_on_twilios_default(
 def test_our_call_still_ringing_the_contact_is_hung_up(client, contact, hung_up) -> None:
     # given: a retry of ours rings the contact as they ring us
     Contact.objects.filter(pk=contact.pk).update(state=Contact.State.CALLING, attempts=2)
-    ringing = Call.objects.create(
+    ringing = CallFactory(
         campaign=contact.campaign,
         contact=contact,
         attempt=2,
@@ -465,7 +472,7 @@ def test_our_call_still_ringing_the_contact_is_hung_up(client, contact, hung_up)
 def test_hang_up_ringing_hangs_up_only_a_call_still_ringing(contact, monkeypatch) -> None:
     ended: list[str] = []
     monkeypatch.setattr(telephony, "hang_up", lambda *, sid: ended.append(sid))
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=contact.campaign,
         contact=contact,
         attempt=2,
@@ -489,7 +496,7 @@ def test_a_dial_of_a_contact_on_an_inbound_call_is_released_and_the_contact_wait
         state=Campaign.State.RUNNING, compliance_profile="none"
     )
     Contact.objects.filter(pk=contact.pk).update(state=Contact.State.CALLING, attempts=2)
-    pending = Call.objects.create(
+    pending = CallFactory(
         campaign=contact.campaign,
         contact=contact,
         attempt=2,
@@ -514,7 +521,7 @@ def test_an_inbound_call_whose_end_was_never_reported_is_settled_from_twilio(
     # given: a number pointed at the voice URL by hand, without the status callback
     verbs(ring(client))
     call = inbound_call()
-    Turn.objects.create(call=call, sequence=1, role="caller", text="Sí", started_at=timezone.now())
+    TurnFactory(call=call, sequence=1, role="caller", text="Sí", started_at=timezone.now())
     fake_twilio.set_call(SID, status="completed", duration="95", direction="inbound")
 
     # when: the reconciliation tick looks at it, long after its longest life
@@ -535,7 +542,7 @@ def test_an_inbound_call_whose_end_was_never_reported_is_settled_from_twilio(
 def test_a_contact_on_the_do_not_call_list_hears_no_sales_conversation(
     client, contact, concluded
 ) -> None:
-    DoNotCall.objects.create(partner=contact.campaign.partner, phone=CALLER)
+    DoNotCallFactory(partner=contact.campaign.partner, phone=CALLER)
     CallTemplate.objects.filter(pk=contact.campaign.template_id).update(language="en-US")
 
     elements = verbs(ring(client))
@@ -596,11 +603,11 @@ def test_a_stranger_pressing_the_opt_out_digit_is_put_on_every_list_for_that_num
     client, numbered, partner
 ) -> None:
     # given: another partner calls from the same number
-    other = Partner.objects.create(name="Otra", **TRUSTED_LIMITS)
-    template = CallTemplate.objects.create(
+    other = PartnerFactory(name="Otra", trusted=True)
+    template = CallTemplateFactory(
         partner=other, name="T", greeting="Hola, {{ partner }}.", instructions="x"
     )
-    Campaign.objects.create(partner=other, name="C", template=template, caller_number=OUR_NUMBER)
+    CampaignFactory(partner=other, name="C", template=template, caller_number=OUR_NUMBER)
     params = {"CallSid": SID, "From": "+34699000111", "To": OUR_NUMBER, "Digits": "9"}
 
     elements = verbs(sign_and_post(client, reverse("calls:inbound-opt-out"), params))

@@ -18,8 +18,8 @@ from calls.models import Call, CallEvent
 from tests.calls.test_webhooks import (  # noqa: F401 - the fixture signs as Twilio's account
     APP_URL,
     _twilio_settings,
+    dialed_call,
     failures,
-    make_call,
     post_signed,
     status_events,
 )
@@ -38,7 +38,7 @@ def asgi(request):
 
 
 def test_signed_status_callback_goes_straight_to_its_view(campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     response = asgi(lambda client: post_signed(client, call.pk, status_events()[1]))
 
@@ -52,7 +52,7 @@ def test_signed_status_callback_goes_straight_to_its_view(campaign) -> None:
 
 
 def test_unsigned_callback_is_refused_on_the_short_way(campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     before = failures()
 
     response = asgi(
@@ -120,7 +120,7 @@ def test_a_webhook_is_served_without_a_thread_of_its_own(campaign, monkeypatch) 
             return await super().__aenter__()
 
     monkeypatch.setattr(django_asgi, "ThreadSensitiveContext", Counted)
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     path = reverse("calls:status", kwargs={"call_id": call.pk})
 
     status, _body = served("POST", path, status_events()[1])

@@ -17,6 +17,7 @@ from django.urls import reverse
 from calls import conversation, tasks, telephony
 from calls.models import Call, Turn
 from campaigns.models import Contact
+from tests.factories import CallFactory, ContactFactory
 from tests.fakes.openai import FakeOpenAI
 
 # The turn webhook works in threads of its own, as under the real server: committed data.
@@ -51,7 +52,7 @@ def live_call(campaign) -> Call:
         "properties": {"attending": {"type": "boolean"}},
     }
     campaign.template.save(update_fields=["outcome_schema"])
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000002",
         time_zone="Europe/Madrid",
@@ -59,7 +60,7 @@ def live_call(campaign) -> Call:
         state=Contact.State.CALLING,
         attempts=1,
     )
-    return Call.objects.create(
+    return CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,

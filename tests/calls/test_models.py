@@ -8,84 +8,79 @@ from django.utils import timezone
 from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact
 from tests.database import violates
+from tests.factories import CallEventFactory, CallFactory, ContactFactory, TurnFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def contact(campaign) -> Contact:
-    return Contact.objects.create(campaign=campaign, phone="+34600000001")
-
-
-def make_call(contact: Contact, **fields) -> Call:
-    fields.setdefault("attempt", contact.calls.count() + 1)
-    return Call.objects.create(
-        campaign=contact.campaign,
-        contact=contact,
-        from_number="+34910000000",
-        to_number=contact.phone,
-        **fields,
-    )
+    return ContactFactory(campaign=campaign, phone="+34600000001")
 
 
 @pytest.mark.parametrize("live", ["pending", "dialing", "queued", "ringing", "in-progress"])
 def test_call_one_live_call_per_contact(contact, live) -> None:
-    make_call(contact, status=live, attempt=1)
+    CallFactory(contact=contact, status=live, attempt=1)
 
-    assert violates(lambda: make_call(contact, status="pending", attempt=2))
+    assert violates(lambda: CallFactory(contact=contact, status="pending", attempt=2))
 
 
 def test_call_ended_calls_do_not_block_a_new_attempt(contact) -> None:
-    make_call(contact, status="no-answer", attempt=1)
-    make_call(contact, status="busy", attempt=2)
+    CallFactory(contact=contact, status="no-answer", attempt=1)
+    CallFactory(contact=contact, status="busy", attempt=2)
 
-    assert not violates(lambda: make_call(contact, status="pending", attempt=3))
+    assert not violates(lambda: CallFactory(contact=contact, status="pending", attempt=3))
 
 
 def test_call_attempt_number_is_unique_per_contact(contact) -> None:
-    make_call(contact, status="completed", attempt=1)
+    CallFactory(contact=contact, status="completed", attempt=1)
 
-    assert violates(lambda: make_call(contact, status="completed", attempt=1))
+    assert violates(lambda: CallFactory(contact=contact, status="completed", attempt=1))
 
 
 def test_call_attempt_starts_at_one(contact) -> None:
-    assert violates(lambda: make_call(contact, attempt=0))
+    assert violates(lambda: CallFactory(contact=contact, attempt=0))
 
 
 def test_call_provider_sid_unique_but_many_may_lack_one(contact, campaign) -> None:
-    other = Contact.objects.create(campaign=campaign, phone="+34600000002")
-    make_call(contact, status="completed", attempt=1, provider_sid="CA1")
-    make_call(contact, status="failed", attempt=2)
-    make_call(other, status="failed", attempt=1)
+    other = ContactFactory(campaign=campaign, phone="+34600000002")
+    CallFactory(contact=contact, status="completed", attempt=1, provider_sid="CA1")
+    CallFactory(contact=contact, status="failed", attempt=2)
+    CallFactory(contact=other, status="failed", attempt=1)
 
-    assert violates(lambda: make_call(other, status="completed", attempt=2, provider_sid="CA1"))
+    assert violates(
+        lambda: CallFactory(contact=other, status="completed", attempt=2, provider_sid="CA1")
+    )
 
 
 def test_call_status_and_answered_by_must_be_known(contact) -> None:
-    assert violates(lambda: make_call(contact, status="ringing-loudly"))
-    assert violates(lambda: make_call(contact, status="completed", answered_by="robot"))
+    assert violates(lambda: CallFactory(contact=contact, status="ringing-loudly"))
+    assert violates(lambda: CallFactory(contact=contact, status="completed", answered_by="robot"))
     assert not violates(
-        lambda: make_call(contact, status="completed", answered_by="machine_end_beep")
+        lambda: CallFactory(contact=contact, status="completed", answered_by="machine_end_beep")
     )
 
 
 def test_call_price_not_negative(contact) -> None:
-    assert violates(lambda: make_call(contact, status="completed", price=-1))
+    assert violates(lambda: CallFactory(contact=contact, status="completed", price=-1))
 
 
 def test_call_cannot_end_before_it_was_dialed(contact) -> None:
     now = timezone.now()
 
     assert violates(
-        lambda: make_call(
-            contact, status="completed", dialed_at=now, ended_at=now - datetime.timedelta(seconds=1)
+        lambda: CallFactory(
+            contact=contact,
+            status="completed",
+            dialed_at=now,
+            ended_at=now - datetime.timedelta(seconds=1),
         )
     )
 
 
 def test_call_querysets_live_and_stale(contact, campaign) -> None:
-    ended = make_call(contact, status="completed", attempt=1)
-    live = make_call(contact, status="ringing", attempt=2)
+    ended = CallFactory(contact=contact, status="completed", attempt=1)
+    live = CallFactory(contact=contact, status="ringing", attempt=2)
     later = timezone.now() + datetime.timedelta(minutes=1)
 
     assert list(Call.objects.live()) == [live]
@@ -95,9 +90,9 @@ def test_call_querysets_live_and_stale(contact, campaign) -> None:
 
 
 def test_turn_sequence_unique_per_call(contact) -> None:
-    call = make_call(contact, status="in-progress")
+    call = CallFactory(contact=contact, status="in-progress")
     now = timezone.now()
-    Turn.objects.create(call=call, sequence=1, role="agent", text="Hola", started_at=now)
+    TurnFactory(call=call, sequence=1, role="agent", text="Hola", started_at=now)
 
     assert violates(
         lambda: Turn.objects.create(call=call, sequence=1, role="caller", text="Sí", started_at=now)
@@ -105,7 +100,7 @@ def test_turn_sequence_unique_per_call(contact) -> None:
 
 
 def test_turn_role_timings_and_confidence_checked(contact) -> None:
-    call = make_call(contact, status="in-progress")
+    call = CallFactory(contact=contact, status="in-progress")
     now = timezone.now()
 
     assert violates(
@@ -128,10 +123,8 @@ def test_turn_role_timings_and_confidence_checked(contact) -> None:
 
 
 def test_call_event_stored_once_per_sid_kind_and_sequence(contact) -> None:
-    call = make_call(contact, status="in-progress", provider_sid="CA1")
-    CallEvent.objects.create(
-        call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={}
-    )
+    call = CallFactory(contact=contact, status="in-progress", provider_sid="CA1")
+    CallEventFactory(call=call, provider_sid="CA1", kind="status", sequence_number=0, payload={})
 
     assert violates(
         lambda: CallEvent.objects.create(

@@ -10,9 +10,10 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from calls import tasks
-from calls.models import Call, Turn
+from calls.models import Call
 from calls.outcomes import call_concluded, conclude_call
 from campaigns.models import Contact
+from tests.factories import CallFactory, ContactFactory, TurnFactory, WebhookEndpointFactory
 
 SCHEMA = {
     "type": "object",
@@ -28,7 +29,7 @@ SCHEMA = {
 def ended_call(campaign, call_template) -> Call:
     call_template.outcome_schema = SCHEMA
     call_template.save()
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         time_zone="Europe/Madrid",
@@ -37,7 +38,7 @@ def ended_call(campaign, call_template) -> Call:
         attempts=1,
     )
     ended = timezone.now() - datetime.timedelta(seconds=5)
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -51,7 +52,7 @@ def ended_call(campaign, call_template) -> Call:
     for sequence, (role, text) in enumerate(
         [("agent", "Hola Ana, ¿vendrá el martes?"), ("caller", "No puedo, llámeme el jueves")]
     ):
-        Turn.objects.create(call=call, sequence=sequence, role=role, text=text, started_at=ended)
+        TurnFactory(call=call, sequence=sequence, role=role, text=text, started_at=ended)
     return call
 
 
@@ -172,11 +173,11 @@ def test_the_task_concludes_again_when_the_database_went_away(
 def test_the_partner_is_told_which_way_a_call_went(ended_call, settings, monkeypatch) -> None:
     # given: the contact rang us back; the partner listens for concluded calls
     from campaigns import tasks as campaign_tasks
-    from campaigns.models import WebhookDelivery, WebhookEndpoint
+    from campaigns.models import WebhookDelivery
 
     settings.OPENAI_API_KEY = ""  # no model: the conclusion tells the partner at once
     monkeypatch.setattr(campaign_tasks.deliver_webhook_task, "delay_on_commit", lambda _id: None)
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=ended_call.campaign.partner,
         url="https://partner.example.com/hooks",
         events=["call.completed"],

@@ -36,8 +36,8 @@ from calls.models import Call
 from calls.services import PRICE_FIRST_CHECK, record_call_status
 from calls.telephony import TelephonyRejected, sandbox
 from calls.telephony.sandbox import carrier, state, views
-from campaigns.models import Campaign, Contact, Partner, default_sandbox_personas
-from tests.partners import TRUSTED_LIMITS
+from campaigns.models import Campaign, Contact, default_sandbox_personas
+from tests.factories import CallFactory, CampaignFactory, ContactFactory, PartnerFactory
 from tests.processes import ROOT, child_env
 
 pytestmark = pytest.mark.urls(__name__)
@@ -269,8 +269,8 @@ def test_place_inbound_call_refuses_what_cannot_ring(queued, from_, to, persona,
 @pytest.mark.django_db
 def test_call_back_rings_the_campaigns_number_as_the_contacts_caller(queued, settings) -> None:
     settings.TWILIO_PHONE_NUMBER = "+34910000111"
-    partner = Partner.objects.create(name="Acme", **TRUSTED_LIMITS)
-    campaign = Campaign.objects.create(partner=partner, name="Spring")
+    partner = PartnerFactory(name="Acme", trusted=True)
+    campaign = CampaignFactory(partner=partner, name="Spring")
     silent = contact_in(campaign, phone="+34600000001", sandbox_persona="silent")
     busy = contact_in(campaign, phone="+34600000002", sandbox_persona="busy")
 
@@ -819,8 +819,8 @@ def test_the_price_tick_keeps_a_sandbox_calls_price(base, clock, campaign) -> No
     # given: a sandbox call whose final callback our service folded in
     DOCUMENTS["answer"] = GOODBYE
     sid = dial(base, "interested")
-    contact = Contact.objects.create(campaign=campaign, phone=TO, state=Contact.State.CALLING)
-    call = Call.objects.create(
+    contact = ContactFactory(campaign=campaign, phone=TO, state=Contact.State.CALLING)
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,

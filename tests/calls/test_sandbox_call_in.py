@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.utils import translation
 
 from calls.telephony.sandbox import carrier
-from campaigns.models import Contact
+from tests.factories import ContactFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def run(*args: str) -> str:
 def test_a_contact_rings_its_campaigns_number_back(queued, campaign) -> None:
     campaign.caller_number = "+34910000000"
     campaign.save()
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000001")
+    contact = ContactFactory(campaign=campaign, phone="+34600000001")
 
     out = run("--contact", str(contact.pk), "--persona", "callback")
 

@@ -18,21 +18,20 @@ from calls.services import (
     speech_for_call,
 )
 from campaigns.models import Contact, default_retry_policy
-from templates.models import CallTemplate
+from tests.factories import CallFactory, CallTemplateFactory, ContactFactory, VoiceFactory
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
-from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def call(campaign) -> Call:
-    campaign.template = CallTemplate.objects.create(
+    campaign.template = CallTemplateFactory(
         partner=campaign.partner, name="T", greeting="Hola", language="es-ES"
     )
     campaign.save(update_fields=["template"])
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000001")
-    return Call.objects.create(
+    contact = ContactFactory(campaign=campaign, phone="+34600000001")
+    return CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -43,8 +42,8 @@ def call(campaign) -> Call:
 
 
 def test_speech_for_call_uses_the_campaign_voice(fake_elevenlabs, call) -> None:
-    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
-    Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = VoiceFactory(provider_voice_id=ANTONI_ID, name="Antoni")
+    VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     call.campaign.voice = antoni
     call.campaign.save(update_fields=["voice"])
 
@@ -59,7 +58,7 @@ def test_speech_for_call_uses_the_campaign_voice(fake_elevenlabs, call) -> None:
 def test_speech_for_call_uses_the_default_voice_when_campaign_has_none(
     fake_elevenlabs, call
 ) -> None:
-    Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
     speech_for_call(call=call, text="Hola.")
 
@@ -67,8 +66,8 @@ def test_speech_for_call_uses_the_default_voice_when_campaign_has_none(
 
 
 def test_speech_for_call_keeps_its_first_voice_to_the_end(fake_elevenlabs, call) -> None:
-    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
-    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
+    bella = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = VoiceFactory(provider_voice_id=ANTONI_ID, name="Antoni")
     speech_for_call(call=call, text="Hola.")
     # Staff choose another voice while the call is in progress; a webhook reloads it.
     call.campaign.voice = antoni
@@ -83,7 +82,7 @@ def test_speech_for_call_keeps_its_first_voice_to_the_end(fake_elevenlabs, call)
     # The next call of the campaign speaks with the new voice.
     call.status = "completed"
     call.save(update_fields=["status"])
-    next_call = Call.objects.create(
+    next_call = CallFactory(
         campaign=call.campaign,
         contact=call.contact,
         attempt=2,
@@ -96,7 +95,7 @@ def test_speech_for_call_keeps_its_first_voice_to_the_end(fake_elevenlabs, call)
 
 
 def test_speech_for_call_counts_fallbacks_on_the_call(fake_elevenlabs, call) -> None:
-    Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     fake_elevenlabs.fail_next(503, times=20)
 
     first = speech_for_call(call=call, text="Hola.")
@@ -164,15 +163,7 @@ def dialed_call(campaign, phone: str = "+34600000002", *, attempt: int = 1, **fi
     )
     fields.setdefault("provider_sid", SID)
     fields.setdefault("status", Call.Status.DIALING)
-    return Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=attempt,
-        from_number="+34910000000",
-        to_number=phone,
-        dialed_at=DIALED_AT,
-        **fields,
-    )
+    return CallFactory(contact=contact, attempt=attempt, dialed_at=DIALED_AT, **fields)
 
 
 def folded_state(call: Call) -> dict:

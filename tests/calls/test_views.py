@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from calls.models import Call
 from calls.telephony.sandbox import state as sandbox_state
-from campaigns.models import Contact
+from tests.factories import CallFactory, ContactFactory
 
 RECORDING_SID = "RE" + "3" * 32
 
@@ -22,8 +22,8 @@ def recorded_call(campaign, live_server, settings) -> Call:
     settings.APP_URL = live_server.url
     settings.TELEPHONY_BACKEND = "sandbox"
     cache.set(sandbox_state.recording_key(RECORDING_SID), {"duration": 1}, 60)
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000001")
-    return Call.objects.create(
+    contact = ContactFactory(campaign=campaign, phone="+34600000001")
+    return CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,

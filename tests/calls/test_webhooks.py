@@ -13,6 +13,7 @@ from calls.models import Call, CallEvent
 from calls.services import PRICE_FIRST_CHECK
 from calls.webhooks import SIGNATURE_FAILURES
 from campaigns.models import Contact
+from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,18 +30,12 @@ def _twilio_settings(settings) -> None:
     settings.TWILIO_AUTH_TOKEN = "test-auth-token"
 
 
-def make_call(campaign, phone: str = "+34600000002", **fields) -> Call:
-    contact = Contact.objects.create(campaign=campaign, phone=phone, state=Contact.State.CALLING)
-    fields.setdefault("provider_sid", SID)
-    return Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=1,
-        status=Call.Status.DIALING,
-        from_number="+34910000000",
-        to_number=phone,
-        dialed_at=DIALED_AT,
-        **fields,
+def dialed_call(campaign, **fields) -> Call:
+    """A call the dialer placed at DIALED_AT, its SID known: what these callbacks are about."""
+    return CallFactory(
+        dialing=True,
+        contact__campaign=campaign,
+        **{"provider_sid": SID, "dialed_at": DIALED_AT, **fields},
     )
 
 
@@ -82,7 +77,7 @@ def test_status_url_is_the_documented_one() -> None:
 
 
 def test_status_webhook_applies_a_signed_callback(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     response = post_signed(client, call.pk, status_events()[1])
 
@@ -97,7 +92,7 @@ def test_status_webhook_applies_a_signed_callback(client, campaign) -> None:
 
 def test_status_webhook_refuses_a_missing_signature(client, campaign) -> None:
     # given
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     before = failures()
 
     # when
@@ -113,7 +108,7 @@ def test_status_webhook_refuses_a_missing_signature(client, campaign) -> None:
 
 
 def test_status_webhook_refuses_a_wrong_signature(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = status_events()[3]
     path = reverse("calls:status", kwargs={"call_id": call.pk})
     signed_for_other_params = telephony.sign_request(
@@ -131,7 +126,7 @@ def test_status_webhook_refuses_a_wrong_signature(client, campaign) -> None:
 
 def test_status_webhook_checks_against_app_url_not_the_request_host(client, campaign) -> None:
     # given: a signature that would be right for the host the request reached
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     before = failures()
 
     # when
@@ -144,7 +139,7 @@ def test_status_webhook_checks_against_app_url_not_the_request_host(client, camp
 
 
 def test_status_webhook_signature_covers_the_query_string(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     path = reverse("calls:status", kwargs={"call_id": call.pk}) + "?attempt=1"
     params = status_events()[1]
     signature = telephony.sign_request(url=APP_URL + path, params=params)
@@ -159,7 +154,7 @@ def test_status_webhook_signature_covers_the_query_string(client, campaign) -> N
 
 def test_status_webhook_checks_signatures_in_debug_too(client, campaign, settings) -> None:
     settings.DEBUG = True
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     response = client.post(reverse("calls:status", kwargs={"call_id": call.pk}), status_events()[1])
 
@@ -167,7 +162,7 @@ def test_status_webhook_checks_signatures_in_debug_too(client, campaign, setting
 
 
 def test_status_webhook_accepts_only_post(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     response = client.get(reverse("calls:status", kwargs={"call_id": call.pk}))
 
@@ -176,7 +171,7 @@ def test_status_webhook_accepts_only_post(client, campaign) -> None:
 
 def test_status_webhook_folds_ordered_callbacks(client, campaign) -> None:
     # given
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     # when
     codes = [post_signed(client, call.pk, params).status_code for params in status_events()]
@@ -214,14 +209,14 @@ def outcome(call: Call) -> tuple:
 
 def test_status_webhook_every_order_of_the_callbacks_ends_the_same(client, campaign) -> None:
     # given: what the callbacks make of a call when they arrive in order
-    ordered = make_call(campaign, "+34600000100", provider_sid="CA-ordered")
+    ordered = dialed_call(campaign, provider_sid="CA-ordered")
     for params in status_events(sid="CA-ordered"):
         post_signed(client, ordered.pk, params)
     expected = outcome(ordered)
 
     for number, order in enumerate(itertools.permutations(range(4))):
         sid = f"CA-perm-{number}"
-        call = make_call(campaign, f"+346002{number:05d}", provider_sid=sid)
+        call = dialed_call(campaign, provider_sid=sid)
         events = status_events(sid=sid)
         # when: they arrive in this order, the first one retried at the end
         for index in (*order, order[0]):
@@ -242,7 +237,7 @@ def test_status_webhook_keeps_a_stray_callback(client, campaign, caplog) -> None
 
 
 def test_status_webhook_keeps_a_callback_with_another_calls_sid(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     response = post_signed(client, call.pk, status_events(sid="CA" + "7" * 32)[3])
 
@@ -253,7 +248,7 @@ def test_status_webhook_keeps_a_callback_with_another_calls_sid(client, campaign
 
 
 def test_status_webhook_stores_a_retried_callback_once(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     first = post_signed(client, call.pk, status_events()[3])
     again = post_signed(client, call.pk, status_events()[3])
@@ -263,7 +258,7 @@ def test_status_webhook_stores_a_retried_callback_once(client, campaign) -> None
 
 
 def test_status_webhook_answers_with_a_few_single_row_statements(client, campaign) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
 
     with CaptureQueriesContext(connection) as queries:
         response = post_signed(client, call.pk, status_events()[1])
@@ -278,7 +273,7 @@ def test_status_webhook_answers_with_a_few_single_row_statements(client, campaig
 
 def test_status_webhook_takes_no_price_from_a_callback(client, campaign) -> None:
     # given: a final callback carrying what Twilio never sends in one
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     final = {**status_events()[3], "Price": "-0.01300", "PriceUnit": "USD", "CallPrice": "-1"}
 
     # when
@@ -297,7 +292,7 @@ def test_status_webhook_takes_no_price_from_a_callback(client, campaign) -> None
 def test_status_webhook_a_call_twilio_does_not_charge_is_not_charged(
     client, campaign, status
 ) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     final = {"CallSid": SID, "CallStatus": status, "SequenceNumber": "1", "Timestamp": rfc2822(9)}
 
     assert post_signed(client, call.pk, final).status_code == 204
@@ -348,7 +343,7 @@ def test_a_callback_signed_over_the_url_with_its_registered_fragment_is_accepted
     client, campaign, name
 ) -> None:
     # given: the URL the dialer gave Twilio, fragment and all
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = CALLBACKS[name]
     registered = links.callback_url(name, call.pk)
     assert registered.endswith(f"/{name}#rc=3")
@@ -368,7 +363,7 @@ def test_a_callback_signed_over_the_url_with_its_registered_fragment_is_accepted
 def test_a_callback_signed_over_the_url_without_its_fragment_is_accepted(
     client, campaign, name
 ) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = CALLBACKS[name]
     plain = links.webhook_url(name, call.pk)
 
@@ -386,7 +381,7 @@ def test_a_callback_signed_over_another_fragment_is_refused(
     client, campaign, name, fragment
 ) -> None:
     # given: a signature over a URL we never gave Twilio
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = CALLBACKS[name]
     before = failures_of(name)
 
@@ -401,8 +396,8 @@ def test_a_callback_signed_over_another_fragment_is_refused(
 
 
 def test_a_callback_signed_over_another_calls_registered_url_is_refused(client, campaign) -> None:
-    call = make_call(campaign)
-    other = make_call(campaign, "+34600000003", provider_sid="CA" + "3" * 32)
+    call = dialed_call(campaign)
+    other = dialed_call(campaign, provider_sid="CA" + "3" * 32)
     params = CALLBACKS["status"]
 
     response = post_signed_over(
@@ -416,7 +411,7 @@ def test_a_callback_signed_over_another_calls_registered_url_is_refused(client, 
 def test_a_callback_signed_over_another_callbacks_registered_url_is_refused(
     client, campaign
 ) -> None:
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = CALLBACKS["status"]
 
     response = post_signed_over(
@@ -430,7 +425,7 @@ def test_a_callback_with_a_query_accepts_only_a_signature_over_what_arrived(
     client, campaign
 ) -> None:
     # The registered URL has no query: with one, no fragment is put back.
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = CALLBACKS["status"]
     path = reverse("calls:status", kwargs={"call_id": call.pk}) + "?attempt=1"
     with_fragment = telephony.sign_request(
@@ -448,7 +443,7 @@ def test_a_twiml_webhook_signed_with_a_fragment_is_refused(
     client, campaign, name, fragment
 ) -> None:
     # given: views never registered with a fragment accept only the plain URL
-    call = make_call(campaign)
+    call = dialed_call(campaign)
     params = {"CallSid": SID, "CallStatus": "in-progress"}
     path = reverse(f"calls:{name}", kwargs={"call_id": call.pk})
 

@@ -24,6 +24,7 @@ from calls.reports.dashboard import campaign_dashboard
 from calls.reports.stats import calls_by_hour
 from campaigns import services
 from campaigns.models import Campaign, Contact
+from tests.factories import CallFactory, CampaignFactory, ContactFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,7 @@ def control_url(campaign: Campaign, name: str) -> str:
 def add_contact(
     campaign: Campaign, state: str = Contact.State.PENDING, variables: dict | None = None
 ) -> Contact:
-    return Contact.objects.create(
+    return ContactFactory(
         campaign=campaign,
         phone=f"+34600{next(PHONES):06d}",
         state=state,
@@ -64,20 +65,14 @@ def add_call(
     still waiting to be dialled."""
     contact = add_contact(campaign, Contact.State.CALLING)
     reached = status not in (Call.Status.PENDING, Call.Status.DIALING)
-    call = Call.objects.create(
-        campaign=campaign,
+    return CallFactory(
         contact=contact,
-        attempt=1,
         status=status,
         answered_by=answered_by,
         provider_sid=f"CA{next(SIDS):032d}" if reached else None,
-        from_number="+34910000000",
-        to_number=contact.phone,
+        created_at=created_at,
         **fields,
     )
-    if created_at is not None:
-        Call.objects.filter(pk=call.pk).update(created_at=created_at)
-    return call
 
 
 def ready(campaign: Campaign, state: str = Campaign.State.DRAFT) -> Campaign:
@@ -165,8 +160,8 @@ def test_campaign_changelist_of_a_campaign_without_contacts_or_calls(
 
 def test_campaign_changelist_sorts_by_answer_rate(admin_client, campaign, partner) -> None:
     # given campaigns answered at 100%, 50% and never
-    better = Campaign.objects.create(partner=partner, name="Better", template=campaign.template)
-    none = Campaign.objects.create(partner=partner, name="None yet", template=campaign.template)
+    better = CampaignFactory(partner=partner, name="Better", template=campaign.template)
+    none = CampaignFactory(partner=partner, name="None yet", template=campaign.template)
     add_call(better, answered_by=AnsweredBy.HUMAN)
     add_call(campaign, answered_by=AnsweredBy.HUMAN)
     add_call(campaign, Call.Status.BUSY)
@@ -190,7 +185,7 @@ def test_campaign_changelist_queries_do_not_grow_with_campaigns_contacts_or_call
 
     # when there are twelve, each with contacts and calls in several states
     for number in range(11):
-        other = Campaign.objects.create(
+        other = CampaignFactory(
             partner=partner, name=f"Campaign {number}", template=campaign.template
         )
         add_contact(other, Contact.State.DONE)
@@ -252,7 +247,7 @@ def test_start_action_schedules_a_campaign_whose_start_is_ahead(admin_client, ca
 def test_start_action_lists_every_reason_it_was_refused(admin_client, settings, partner) -> None:
     # given a draft without a template, caller number or contacts
     settings.TWILIO_PHONE_NUMBER = ""
-    bare = Campaign.objects.create(partner=partner, name="Bare")
+    bare = CampaignFactory(partner=partner, name="Bare")
 
     # when staff try to start it
     response = run_action(admin_client, "start_campaigns", bare)
@@ -311,7 +306,7 @@ def test_start_button_starts_with_a_warning_naming_who_cannot_be_called(
 
 def test_start_action_on_several_campaigns_reports_each(admin_client, campaign, partner) -> None:
     ready(campaign)
-    bare = Campaign.objects.create(partner=partner, name="Bare", template=campaign.template)
+    bare = CampaignFactory(partner=partner, name="Bare", template=campaign.template)
 
     response = run_action(admin_client, "start_campaigns", campaign, bare)
 
@@ -482,7 +477,7 @@ def test_start_button_starts_the_campaign_and_returns_to_its_page(admin_client, 
 def test_start_button_shows_every_reason_it_was_refused(admin_client, settings, partner) -> None:
     # given a draft without a template, caller number or contacts
     settings.TWILIO_PHONE_NUMBER = ""
-    bare = Campaign.objects.create(partner=partner, name="Bare")
+    bare = CampaignFactory(partner=partner, name="Bare")
 
     # when staff press Start on its page
     response = admin_client.post(control_url(bare, "start"), headers=ENGLISH, follow=True)
@@ -1053,7 +1048,7 @@ def test_pacing_notes_the_cap_shared_with_other_running_campaigns(
     # given three running campaigns sharing an account of 3 calls per second
     settings.TWILIO_MAX_CPS = 3
     for name in ("Other", "Third"):
-        Campaign.objects.create(
+        CampaignFactory(
             partner=partner, name=name, template=campaign.template, state=Campaign.State.RUNNING
         )
     Campaign.objects.filter(pk=campaign.pk).update(

@@ -24,9 +24,16 @@ from campaigns.models import (
     ContactImport,
     ContactImportError,
     DoNotCall,
-    Partner,
 )
 from campaigns.tasks import import_contacts_task
+from tests.factories import (
+    CallFactory,
+    CampaignFactory,
+    ContactFactory,
+    ContactImportFactory,
+    DoNotCallFactory,
+    PartnerFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +96,7 @@ def test_import_of_a_small_file_is_done_when_its_report_opens(
     admin_client, admin_user, campaign, django_capture_on_commit_callbacks
 ) -> None:
     # given
-    Contact.objects.create(campaign=campaign, phone="+34699000111", variables={"plan": "gold"})
+    ContactFactory(campaign=campaign, phone="+34699000111", variables={"plan": "gold"})
 
     # when staff upload a file with a bad row among good ones
     with django_capture_on_commit_callbacks(execute=True):
@@ -264,7 +271,7 @@ def test_import_needs_the_add_permission(client, django_user_model, campaign) ->
 def test_import_report_needs_the_view_permission(
     client, django_user_model, campaign, admin_user
 ) -> None:
-    contact_import = ContactImport.objects.create(campaign=campaign, file_name="a.csv")
+    contact_import = ContactImportFactory(campaign=campaign, file_name="a.csv")
     urls = [
         report_url(contact_import),
         reverse("admin:campaigns_contactimport_progress", args=[contact_import.pk]),
@@ -281,7 +288,7 @@ def test_import_report_needs_the_view_permission(
 
 
 def test_import_cannot_be_edited_nor_deleted_while_it_runs(admin_client, campaign) -> None:
-    contact_import = ContactImport.objects.create(
+    contact_import = ContactImportFactory(
         campaign=campaign, file_name="a.csv", state=ContactImport.State.RUNNING
     )
     delete_url = reverse("admin:campaigns_contactimport_delete", args=[contact_import.pk])
@@ -295,7 +302,7 @@ def test_import_cannot_be_edited_nor_deleted_while_it_runs(admin_client, campaig
 
 def test_rejected_rows_download_cannot_start_a_spreadsheet_formula(admin_client, campaign) -> None:
     # given rejected values a spreadsheet would run
-    contact_import = ContactImport.objects.create(
+    contact_import = ContactImportFactory(
         campaign=campaign, file_name="Lista de mayo.csv", state=ContactImport.State.DONE
     )
     for row, value in enumerate(['=HYPERLINK("http://x")', "+34 1", "-2+3", "@SUM(A1)", "ok"]):
@@ -323,7 +330,7 @@ def test_rejected_rows_download_cannot_start_a_spreadsheet_formula(admin_client,
 
 
 def test_import_report_of_a_failed_import_says_why(admin_client, campaign) -> None:
-    contact_import = ContactImport.objects.create(
+    contact_import = ContactImportFactory(
         campaign=campaign,
         file_name="a.csv",
         state=ContactImport.State.FAILED,
@@ -345,12 +352,10 @@ def test_import_list_is_a_constant_number_of_queries(admin_client, campaign, adm
             )
         return len(queries)
 
-    ContactImport.objects.create(campaign=campaign, file_name="1.csv", created_by=admin_user)
+    ContactImportFactory(campaign=campaign, file_name="1.csv", created_by=admin_user)
     one = count_queries()
     for number in range(2, 7):
-        ContactImport.objects.create(
-            campaign=campaign, file_name=f"{number}.csv", created_by=admin_user
-        )
+        ContactImportFactory(campaign=campaign, file_name=f"{number}.csv", created_by=admin_user)
 
     assert count_queries() == one
 
@@ -361,7 +366,7 @@ def test_import_list_is_a_constant_number_of_queries(admin_client, campaign, adm
 @pytest.fixture
 def spanish_contacts(campaign) -> dict[str, Contact]:
     return {
-        phone: Contact.objects.create(campaign=campaign, phone=phone, external_id=external_id)
+        phone: ContactFactory(campaign=campaign, phone=phone, external_id=external_id)
         for phone, external_id in [("+34612345678", "CRM-1"), ("+34699000111", "CRM-2")]
     }
 
@@ -398,10 +403,10 @@ def test_contact_search_reads_a_number_in_its_campaign_region(
     admin_client, partner, call_template, spanish_contacts
 ) -> None:
     # given a French campaign, whose contacts' numbers staff write the French way
-    french = Campaign.objects.create(
+    french = CampaignFactory(
         partner=partner, name="Paris", template=call_template, phone_region="FR"
     )
-    Contact.objects.create(campaign=french, phone="+33612345678")
+    ContactFactory(campaign=french, phone="+33612345678")
 
     # when
     french_way = admin_client.get(CONTACTS, {"q": "06 12 34 56 78"})
@@ -420,25 +425,25 @@ def test_contact_list_is_a_constant_number_of_queries(
             assert admin_client.get(CONTACTS).status_code == 200
         return len(queries)
 
-    Contact.objects.create(campaign=campaign, phone="+34600000001")
+    ContactFactory(campaign=campaign, phone="+34600000001")
     one = count_queries()
     for number in range(2, 8):
-        other = Campaign.objects.create(
-            partner=Partner.objects.create(name=f"P{number}"),
+        other = CampaignFactory(
+            partner=PartnerFactory(name=f"P{number}"),
             name=f"C{number}",
             template=call_template,
         )
-        Contact.objects.create(campaign=other, phone=f"+3460000000{number}")
+        ContactFactory(campaign=other, phone=f"+3460000000{number}")
 
     assert count_queries() == one
 
 
 def test_contact_page_says_in_spanish_why_it_cannot_be_called_now(admin_client, campaign) -> None:
     # given a contact of a draft campaign, whose number is on the do-not-call list
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign, phone="+34612345678", variables={"first_name": "Ana"}
     )
-    DoNotCall.objects.create(phone="+34612345678")
+    DoNotCallFactory(partner=None, phone="+34612345678")
 
     # when
     response = admin_client.get(
@@ -465,7 +470,7 @@ def test_contact_page_gives_the_next_possible_call_in_the_contact_zone(
         state=Campaign.State.RUNNING, compliance_profile=ComplianceProfile.NONE
     )
     retry_at = datetime.datetime(2099, 1, 5, 15, 0, tzinfo=datetime.UTC)
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+13055550123",
         time_zone="America/New_York",
@@ -493,7 +498,7 @@ def test_contact_page_of_a_dialable_contact(admin_client, campaign) -> None:
     Campaign.objects.filter(pk=campaign.pk).update(
         state=Campaign.State.RUNNING, compliance_profile=ComplianceProfile.NONE
     )
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign, phone="+34612345678", variables={"first_name": "Ana"}
     )
 
@@ -508,8 +513,8 @@ def test_contact_page_of_a_dialable_contact(admin_client, campaign) -> None:
 
 def test_contact_page_lists_its_calls_ours_and_theirs(admin_client, campaign) -> None:
     # given: we called the contact twice, and it rang us back in between
-    contact = Contact.objects.create(campaign=campaign, phone="+34612345678")
-    first = Call.objects.create(
+    contact = ContactFactory(campaign=campaign, phone="+34612345678")
+    first = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -517,7 +522,7 @@ def test_contact_page_lists_its_calls_ours_and_theirs(admin_client, campaign) ->
         from_number="+34910000000",
         to_number=contact.phone,
     )
-    back = Call.objects.create(
+    back = CallFactory(
         campaign=campaign,
         contact=contact,
         direction=Call.Direction.INBOUND,
@@ -548,9 +553,9 @@ def test_contact_page_links_to_all_its_calls_past_the_last_ones(
     from campaigns.admin import ContactAdmin
 
     monkeypatch.setattr(ContactAdmin, "HISTORY_CALLS", 1)
-    contact = Contact.objects.create(campaign=campaign, phone="+34612345678")
+    contact = ContactFactory(campaign=campaign, phone="+34612345678")
     for attempt in (1, 2):
-        Call.objects.create(
+        CallFactory(
             campaign=campaign,
             contact=contact,
             attempt=attempt,
@@ -581,7 +586,7 @@ def test_sandbox_contacts_ring_their_campaigns_number_back_from_the_list(
     queued: list[str] = []
     monkeypatch.setattr(carrier, "_queue", queued.append)
     Campaign.objects.filter(pk=campaign.pk).update(caller_number="+34910000000")
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign, phone="+34612345678", variables={"sandbox_persona": "opt_out"}
     )
 
@@ -604,7 +609,7 @@ def test_sandbox_contacts_ring_their_campaigns_number_back_from_the_list(
 def test_the_call_back_action_is_only_offered_with_the_sandbox_carrier(
     admin_client, campaign, settings
 ) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34612345678")
+    ContactFactory(campaign=campaign, phone="+34612345678")
 
     settings.TELEPHONY_BACKEND = "sandbox"
     sandboxed = admin_client.get(CONTACTS).content.decode()
@@ -634,7 +639,7 @@ def test_dnc_bulk_add_reports_added_listed_and_every_unreadable_line(
     admin_client, admin_user
 ) -> None:
     # given one number already on the global list
-    DoNotCall.objects.create(phone="+34699000111", source=DoNotCall.Source.PARTNER_API)
+    DoNotCallFactory(partner=None, phone="+34699000111", source=DoNotCall.Source.PARTNER_API)
     numbers = "\n".join(
         [
             "612 345 678",
@@ -752,24 +757,22 @@ def test_dnc_list_shows_where_each_entry_came_from(
     admin_client, admin_user, campaign, partner
 ) -> None:
     # given an opt-out during a call, a partner's API entry and a staff entry
-    contact = Contact.objects.create(campaign=campaign, phone="+34612345678")
-    call = Call.objects.create(
+    contact = ContactFactory(campaign=campaign, phone="+34612345678")
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
         from_number="+34910000000",
         to_number=contact.phone,
     )
-    DoNotCall.objects.create(
+    DoNotCallFactory(
         partner=partner,
         phone=contact.phone,
         source=DoNotCall.Source.OPT_OUT,
         reason=f"call {call.pk} (Spring): said so",
     )
-    DoNotCall.objects.create(
-        partner=partner, phone="+34699000111", source=DoNotCall.Source.PARTNER_API
-    )
-    DoNotCall.objects.create(phone="+34611222333", created_by=admin_user)
+    DoNotCallFactory(partner=partner, phone="+34699000111", source=DoNotCall.Source.PARTNER_API)
+    DoNotCallFactory(partner=None, phone="+34611222333", created_by=admin_user)
 
     # when
     page = admin_client.get(DNC_LIST, headers=ENGLISH).content.decode()
@@ -811,8 +814,8 @@ def test_dnc_add_form_refuses_a_number_it_cannot_read(admin_client) -> None:
 
 @pytest.mark.parametrize("term", ["612 345 678", "0034612345678", "+34 612 345 678"])
 def test_dnc_search_finds_a_number_written_any_way(admin_client, term) -> None:
-    DoNotCall.objects.create(phone="+34612345678")
-    DoNotCall.objects.create(phone="+34699000111")
+    DoNotCallFactory(partner=None, phone="+34612345678")
+    DoNotCallFactory(partner=None, phone="+34699000111")
 
     page = admin_client.get(DNC_LIST, {"q": term}).content.decode()
 

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone, translation
 
 from callcenter.metrics import WEBHOOK_DELIVERIES_FAILED, WEBHOOK_DELIVERY_ATTEMPTS
-from calls.models import Call, Turn
+from calls.models import Call
 from calls.outcomes import conclude_call, extraction_unavailable, opt_out
 from campaigns import deliveries, tasks
 from campaigns.deliveries import (
@@ -45,6 +45,14 @@ from campaigns.models import (
     WebhookEvent,
 )
 from campaigns.services import complete_campaign, transition_campaign
+from tests.factories import (
+    CallFactory,
+    ContactFactory,
+    PartnerFactory,
+    TurnFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 from tests.fakes.network import TEST_CA, TLS_NAME, Resolver, server_tls
 from tests.fakes.webhooks import FakeWebhookReceiver, signature_ok
 
@@ -186,7 +194,7 @@ def test_emit_event_records_a_delivery_per_subscribed_active_endpoint_of_the_par
 ) -> None:
     # given
     def add(owner: Partner, name: str, events: list[str], *, active: bool = True):
-        return WebhookEndpoint.objects.create(
+        return WebhookEndpointFactory(
             partner=owner, url=f"https://{name}.example.com/", events=events, is_active=active
         )
 
@@ -194,7 +202,7 @@ def test_emit_event_records_a_delivery_per_subscribed_active_endpoint_of_the_par
     second = add(partner, "second", ["contact.opted_out", "call.completed"])
     add(partner, "other-event", ["campaign.completed"])
     add(partner, "inactive", ["call.completed"], active=False)
-    add(Partner.objects.create(name="Other"), "other-partner", ["call.completed"])
+    add(PartnerFactory(name="Other"), "other-partner", ["call.completed"])
 
     # when
     with django_capture_on_commit_callbacks() as callbacks:
@@ -678,7 +686,7 @@ def test_the_tasks_call_the_services(endpoint, receiver) -> None:
 
 @pytest.fixture
 def ended_call(campaign) -> Call:
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         external_id="crm-1",
@@ -686,7 +694,7 @@ def ended_call(campaign) -> Call:
         attempts=1,
     )
     now = timezone.now()
-    return Call.objects.create(
+    return CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -708,7 +716,7 @@ def ended_call(campaign) -> Call:
 
 def test_concluding_a_call_emits_call_completed_once(endpoint, ended_call) -> None:
     # given: a call nobody spoke on (no model needed)
-    Turn.objects.create(
+    TurnFactory(
         call=ended_call, sequence=0, role="agent", text="Hola", started_at=ended_call.ended_at
     )
 
@@ -768,8 +776,8 @@ def test_completing_a_campaign_emits_campaign_completed(
     endpoint, campaign, django_capture_on_commit_callbacks
 ) -> None:
     # given
-    Contact.objects.create(campaign=campaign, phone="+34600000001", state=Contact.State.DONE)
-    Contact.objects.create(campaign=campaign, phone="+34600000002", state="opted_out")
+    ContactFactory(campaign=campaign, phone="+34600000001", state=Contact.State.DONE)
+    ContactFactory(campaign=campaign, phone="+34600000002", state="opted_out")
     transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
 
     # when
@@ -790,7 +798,7 @@ def test_completing_a_campaign_emits_campaign_completed(
 
 def test_campaign_completed_without_a_call_tells_the_partner_why(endpoint, campaign) -> None:
     # given a running campaign whose only contact lacks the first name the template speaks
-    Contact.objects.create(campaign=campaign, phone="+34600000001", state=Contact.State.FAILED)
+    ContactFactory(campaign=campaign, phone="+34600000001", state=Contact.State.FAILED)
     transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
 
     with translation.override("en"):
@@ -827,7 +835,7 @@ def test_workers_racing_for_one_delivery_send_it_once(partner, receiver) -> None
     )
     receiver.secret = endpoint.secret
     # Recorded directly: emitting would queue a real task on commit.
-    delivery = WebhookDelivery.objects.create(
+    delivery = WebhookDeliveryFactory(
         endpoint=endpoint,
         event_id=uuid.uuid4(),
         event_type="call.completed",

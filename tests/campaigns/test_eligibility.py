@@ -16,9 +16,16 @@ from campaigns.eligibility import (
     evaluate,
     load_eligibility_facts,
 )
-from campaigns.models import Campaign, Contact, DoNotCall, Partner
+from campaigns.models import Campaign, Contact, Partner
 from campaigns.rules import RULES_VERSION
 from templates.models import CallTemplate
+from tests.factories import (
+    CallFactory,
+    CampaignFactory,
+    ContactFactory,
+    DoNotCallFactory,
+    PartnerFactory,
+)
 
 MADRID = "+34912345678"
 SPANISH_MOBILE = "+34612345678"
@@ -337,7 +344,7 @@ def test_evaluate_florida_cap_applies_even_when_the_campaign_allows_more() -> No
 
 @pytest.fixture
 def running(partner, call_template) -> Campaign:
-    return Campaign.objects.create(
+    return CampaignFactory(
         partner=partner,
         name="Florida A",
         template=call_template,
@@ -355,7 +362,7 @@ def add_contact(campaign: Campaign, phone: str = MIAMI, **fields) -> Contact:
 
 
 def add_call(contact: Contact, *, at: datetime.datetime, status: str = "completed") -> Call:
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=contact.campaign,
         contact=contact,
         attempt=contact.calls.count() + 1,
@@ -375,7 +382,7 @@ def test_eligibility_for_florida_fourth_call_blocked_across_the_partners_campaig
     partner, call_template, running
 ) -> None:
     # given: three calls to the number in 24 h, in two of the partner's campaigns
-    other_campaign = Campaign.objects.create(
+    other_campaign = CampaignFactory(
         partner=partner,
         name="Florida B",
         template=call_template,
@@ -389,8 +396,8 @@ def test_eligibility_for_florida_fourth_call_blocked_across_the_partners_campaig
     add_call(first, at=FLORIDA_MORNING - datetime.timedelta(hours=2))
     add_call(second, at=FLORIDA_MORNING - datetime.timedelta(hours=1))
     # another partner's calls to the same number do not count
-    stranger = Partner.objects.create(name="Stranger")
-    stranger_campaign = Campaign.objects.create(partner=stranger, name="S", state="running")
+    stranger = PartnerFactory(name="Stranger")
+    stranger_campaign = CampaignFactory(partner=stranger, name="S", state="running")
     stranger_contact = add_contact(stranger_campaign)
     for hours in (1, 2, 3):
         add_call(stranger_contact, at=FLORIDA_MORNING - datetime.timedelta(hours=hours))
@@ -435,7 +442,7 @@ def test_eligibility_for_do_not_call_entries_of_the_partner_and_global(
     running, partner, scope
 ) -> None:
     contact = add_contact(running)
-    DoNotCall.objects.create(partner=partner if scope == "partner" else None, phone=MIAMI)
+    DoNotCallFactory(partner=partner if scope == "partner" else None, phone=MIAMI)
 
     result = eligibility_for(contact=contact, now=FLORIDA_MORNING)
 
@@ -446,7 +453,7 @@ def test_eligibility_for_do_not_call_entries_of_the_partner_and_global(
 @pytest.mark.django_db
 def test_eligibility_for_ignores_another_partners_do_not_call_entry(running) -> None:
     contact = add_contact(running)
-    DoNotCall.objects.create(partner=Partner.objects.create(name="Other"), phone=MIAMI)
+    DoNotCallFactory(partner=PartnerFactory(name="Other"), phone=MIAMI)
 
     assert eligibility_for(contact=contact, now=FLORIDA_MORNING).dialable
 
@@ -511,7 +518,7 @@ def test_count_blocked_lacks_a_variable_exactly_when_evaluate_says_so(
 ) -> None:
     # given contacts with every kind of value of a variable the template speaks
     contacts = [
-        Contact.objects.create(campaign=campaign, phone=f"+3491234560{index}", variables=variables)
+        ContactFactory(campaign=campaign, phone=f"+3491234560{index}", variables=variables)
         for index, (variables, _speakable) in enumerate(VALUES)
     ]
     campaign.state = Campaign.State.RUNNING
@@ -541,7 +548,7 @@ def test_count_blocked_counts_each_reason_and_a_contact_once(campaign, partner) 
     )
     template.instructions = "Confirma la cita."
     template.save()
-    other = Partner.objects.create(name="Other")
+    other = PartnerFactory(name="Other")
     both = {"first_name": "Ana", "hora__cita": "10:00"}
     rows = [
         ("+34912345601", {}, 0),  # lacks both
@@ -551,12 +558,10 @@ def test_count_blocked_counts_each_reason_and_a_contact_once(campaign, partner) 
         ("+34912345605", both, 0),  # on another partner's list only: callable
     ]
     for phone, variables, attempts in rows:
-        Contact.objects.create(
-            campaign=campaign, phone=phone, variables=variables, attempts=attempts
-        )
-    DoNotCall.objects.create(partner=partner, phone="+34912345603")
-    DoNotCall.objects.create(partner=None, phone="+34912345604")
-    DoNotCall.objects.create(partner=other, phone="+34912345605")
+        ContactFactory(campaign=campaign, phone=phone, variables=variables, attempts=attempts)
+    DoNotCallFactory(partner=partner, phone="+34912345603")
+    DoNotCallFactory(partner=None, phone="+34912345604")
+    DoNotCallFactory(partner=other, phone="+34912345605")
 
     # when
     blocked = count_blocked(campaign=campaign, contacts=campaign.contacts.all())
@@ -578,7 +583,7 @@ def test_count_blocked_counts_each_reason_and_a_contact_once(campaign, partner) 
 @pytest.mark.django_db
 def test_count_blocked_reads_the_template_as_it_is_now(campaign, call_template) -> None:
     # given contacts imported for a template that needed first_name only
-    Contact.objects.create(campaign=campaign, phone=MADRID, variables={"first_name": "Ana"})
+    ContactFactory(campaign=campaign, phone=MADRID, variables={"first_name": "Ana"})
     # when the template comes to need the appointment's day too
     call_template.variables = {"first_name": "Ana", "day": "lunes"}
     call_template.instructions = "Confirma la cita de {{ first_name }} el {{ day }}."
@@ -596,7 +601,7 @@ def test_eligibilities_agree_with_eligibility_for_in_three_queries_for_any_numbe
     # given contacts of two partners sharing numbers: one with three calls in 24 h across
     # its partner's campaigns (Florida's cap), one with a live call, one on its partner's
     # list, one on the global list, and another partner's contact of the capped number
-    other_campaign = Campaign.objects.create(
+    other_campaign = CampaignFactory(
         partner=partner, name="Florida B", template=call_template, state="running"
     )
     capped = add_contact(running)
@@ -606,15 +611,15 @@ def test_eligibilities_agree_with_eligibility_for_in_three_queries_for_any_numbe
     live = add_contact(running, phone=ATLANTA)
     add_call(live, at=FLORIDA_MORNING - datetime.timedelta(minutes=1), status="in-progress")
     listed = add_contact(running, phone="+13055550124")
-    DoNotCall.objects.create(partner=partner, phone=listed.phone)
+    DoNotCallFactory(partner=partner, phone=listed.phone)
     everyone = add_contact(running, phone="+13055550125")
-    DoNotCall.objects.create(partner=None, phone=everyone.phone)
-    stranger = Partner.objects.create(name="Stranger")
-    strangers_campaign = Campaign.objects.create(
+    DoNotCallFactory(partner=None, phone=everyone.phone)
+    stranger = PartnerFactory(name="Stranger")
+    strangers_campaign = CampaignFactory(
         partner=stranger, name="S", template=call_template, state="running"
     )
     unrelated = add_contact(strangers_campaign)
-    DoNotCall.objects.create(partner=stranger, phone=ATLANTA)
+    DoNotCallFactory(partner=stranger, phone=ATLANTA)
     contacts = list(Contact.objects.with_campaign().order_by("pk"))
 
     # when the verdicts are given for all of them at once

@@ -19,8 +19,8 @@ from django.utils import timezone, translation
 from callcenter import exports
 from calls.models import Call
 from campaigns.eligibility import ReasonCode, eligibility_for
-from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall, Partner
-from templates.models import CallTemplate
+from campaigns.models import Campaign, ComplianceProfile, Contact, Partner
+from tests.factories import CallFactory, CallTemplateFactory, ContactFactory, DoNotCallFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +31,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def campaign_of(partner: Partner, name: str, **fields: Any) -> Campaign:
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=partner,
         name=f"Guion {name}",
         greeting="Hola {{ first_name }}. Le llamamos de {{ partner }}.",
@@ -53,15 +53,7 @@ def rival(other_api_partner: Partner) -> Campaign:
 
 
 def call(contact: Contact, attempt: int, status: str, **fields: Any) -> Call:
-    return Call.objects.create(
-        campaign=contact.campaign,
-        contact=contact,
-        attempt=attempt,
-        status=status,
-        from_number="+34910000000",
-        to_number=contact.phone,
-        **fields,
-    )
+    return CallFactory(contact=contact, attempt=attempt, status=status, **fields)
 
 
 def body(response) -> bytes:
@@ -88,7 +80,7 @@ def test_contact_export_has_each_contacts_state_last_call_and_why_it_is_not_call
     # given a contact waiting for a retry after two calls, one missing its name and on the
     # do-not-call list, and one that was done with; the campaign is a draft
     retry_at = timezone.now() + datetime.timedelta(hours=2)
-    waiting = Contact.objects.create(
+    waiting = ContactFactory(
         campaign=spring,
         phone="+34600000001",
         external_id="crm-1",
@@ -100,9 +92,9 @@ def test_contact_export_has_each_contacts_state_last_call_and_why_it_is_not_call
     )
     call(waiting, 1, Call.Status.BUSY)
     last = call(waiting, 2, Call.Status.NO_ANSWER, dialed_at=timezone.now())
-    nameless = Contact.objects.create(campaign=spring, phone="+34600000002")
-    DoNotCall.objects.create(partner=spring.partner, phone=nameless.phone)
-    done = Contact.objects.create(
+    nameless = ContactFactory(campaign=spring, phone="+34600000002")
+    DoNotCallFactory(partner=spring.partner, phone=nameless.phone)
+    done = ContactFactory(
         campaign=spring, phone="+34600000003", state=Contact.State.DONE, attempts=1
     )
 
@@ -146,7 +138,7 @@ def test_contact_export_has_each_contacts_state_last_call_and_why_it_is_not_call
 
 def test_contact_export_says_when_a_contact_may_be_called(api_client, spring) -> None:
     Campaign.objects.filter(pk=spring.pk).update(state=Campaign.State.RUNNING)
-    Contact.objects.create(campaign=spring, phone="+34600000001", variables={"first_name": "A"})
+    ContactFactory(campaign=spring, phone="+34600000001", variables={"first_name": "A"})
 
     [row] = csv_rows(api_client.get(URL, **ENGLISH))
 
@@ -159,11 +151,11 @@ def test_contact_export_takes_campaign_state_search_and_ordering(api_client, api
     # given contacts of two campaigns
     spring = campaign_of(api_partner, "Spring")
     autumn = campaign_of(api_partner, "Autumn")
-    ana = Contact.objects.create(campaign=spring, phone="+34600000001", attempts=2)
-    bea = Contact.objects.create(
+    ana = ContactFactory(campaign=spring, phone="+34600000001", attempts=2)
+    bea = ContactFactory(
         campaign=spring, phone="+34600000002", state=Contact.State.DONE, external_id="b-1"
     )
-    eva = Contact.objects.create(campaign=autumn, phone="+34600000003", attempts=1)
+    eva = ContactFactory(campaign=autumn, phone="+34600000003", attempts=1)
 
     def exported(**query: Any) -> list[int]:
         return [int(row["contact id"]) for row in csv_rows(api_client.get(URL, query, **ENGLISH))]
@@ -180,10 +172,8 @@ def test_contact_export_takes_campaign_state_search_and_ordering(api_client, api
 def test_contact_export_gives_each_partner_only_its_own_contacts(
     api_client, other_api_client, spring, rival
 ) -> None:
-    own = Contact.objects.create(campaign=spring, phone="+34600000001")
-    theirs = Contact.objects.create(
-        campaign=rival, phone="+34600000001", variables={"their_secret": "x"}
-    )
+    own = ContactFactory(campaign=spring, phone="+34600000001")
+    theirs = ContactFactory(campaign=rival, phone="+34600000001", variables={"their_secret": "x"})
 
     ours = csv_rows(api_client.get(URL, **ENGLISH))
     others = csv_rows(other_api_client.get(URL, **ENGLISH))
@@ -197,8 +187,8 @@ def test_contact_export_gives_each_partner_only_its_own_contacts(
 
 
 def test_contact_export_for_staff_names_each_partner(staff_api_client, spring, rival) -> None:
-    Contact.objects.create(campaign=spring, phone="+34600000001")
-    Contact.objects.create(campaign=rival, phone="+34600000002")
+    ContactFactory(campaign=spring, phone="+34600000001")
+    ContactFactory(campaign=rival, phone="+34600000002")
 
     rows = csv_rows(staff_api_client.get(URL, **ENGLISH))
 
@@ -207,7 +197,7 @@ def test_contact_export_for_staff_names_each_partner(staff_api_client, spring, r
 
 def test_contact_export_makes_hostile_cells_harmless(api_client, spring) -> None:
     # given a contact whose data was written to attack a spreadsheet
-    Contact.objects.create(
+    ContactFactory(
         campaign=spring,
         phone="+34600000001",
         external_id="=cmd|' /C calc'!A0",
@@ -242,9 +232,7 @@ def test_contact_export_reads_contacts_in_chunks_of_a_few_queries_each(
 
     def add_contacts(count: int) -> None:
         for _n in range(count):
-            contact = Contact.objects.create(
-                campaign=spring, phone=f"+346000000{next(numbers):02d}"
-            )
+            contact = ContactFactory(campaign=spring, phone=f"+346000000{next(numbers):02d}")
             call(contact, 1, Call.Status.NO_ANSWER, dialed_at=timezone.now())
 
     def queries() -> int:
@@ -296,9 +284,9 @@ def test_admin_contact_list_offers_the_export_without_transcripts(viewer, spring
 
 
 def test_admin_contact_export_takes_the_lists_filters_and_search(viewer, spring, rival) -> None:
-    ana = Contact.objects.create(campaign=spring, phone="+34600000001", state=Contact.State.DONE)
-    bea = Contact.objects.create(campaign=spring, phone="+34600000002")
-    eva = Contact.objects.create(campaign=rival, phone="+34600000003", state=Contact.State.DONE)
+    ana = ContactFactory(campaign=spring, phone="+34600000001", state=Contact.State.DONE)
+    bea = ContactFactory(campaign=spring, phone="+34600000002")
+    eva = ContactFactory(campaign=rival, phone="+34600000003", state=Contact.State.DONE)
 
     def exported(query: dict[str, Any]) -> list[int]:
         response = viewer.get(ADMIN_EXPORT, query, **ENGLISH)
@@ -312,7 +300,7 @@ def test_admin_contact_export_takes_the_lists_filters_and_search(viewer, spring,
 
 
 def test_admin_contact_export_as_xlsx_names_the_partner(viewer, spring) -> None:
-    Contact.objects.create(campaign=spring, phone="+34600000001")
+    ContactFactory(campaign=spring, phone="+34600000001")
 
     response = viewer.get(ADMIN_EXPORT, {"format": "xlsx"}, **ENGLISH)
 

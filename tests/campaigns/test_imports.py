@@ -28,6 +28,7 @@ from campaigns.imports.rows import _SeenKeys
 from campaigns.models import Campaign, Contact, ContactImport
 from campaigns.services import add_contact
 from campaigns.tasks import import_contacts_task
+from tests.factories import ContactImportFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -865,7 +866,7 @@ def test_seen_keys_never_forget_a_key(monkeypatch) -> None:
 
 
 def test_run_import_fails_without_a_file(campaign, events) -> None:
-    contact_import = ContactImport.objects.create(campaign=campaign, file_name="lost.csv")
+    contact_import = ContactImportFactory(campaign=campaign, file_name="lost.csv")
 
     contact_import = run_import(contact_import_id=contact_import.pk)
 

@@ -9,6 +9,7 @@ from django.utils import timezone, translation
 
 from campaigns.models import Campaign, Contact, DoNotCall, Partner, default_retry_policy
 from tests.database import violates
+from tests.factories import CampaignFactory, ContactFactory, DoNotCallFactory, PartnerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ def test_partner_name_is_unique(partner) -> None:
 
 
 def test_campaign_name_unique_per_partner_only(partner, campaign) -> None:
-    other = Partner.objects.create(name="Other")
+    other = PartnerFactory(name="Other")
 
     assert violates(lambda: Campaign.objects.create(partner=partner, name=campaign.name))
     assert not violates(lambda: Campaign.objects.create(partner=other, name=campaign.name))
@@ -52,16 +53,16 @@ def test_campaign_transitions_end_in_final_states() -> None:
 
 
 def test_contact_phone_unique_per_campaign(campaign, partner) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34600000001")
-    other = Campaign.objects.create(partner=partner, name="Other")
+    ContactFactory(campaign=campaign, phone="+34600000001")
+    other = CampaignFactory(partner=partner, name="Other")
 
     assert violates(lambda: Contact.objects.create(campaign=campaign, phone="+34600000001"))
     assert not violates(lambda: Contact.objects.create(campaign=other, phone="+34600000001"))
 
 
 def test_contact_external_id_unique_per_campaign_when_given(campaign) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34600000001", external_id="A-1")
-    Contact.objects.create(campaign=campaign, phone="+34600000002")
+    ContactFactory(campaign=campaign, phone="+34600000001", external_id="A-1")
+    ContactFactory(campaign=campaign, phone="+34600000002")
 
     assert violates(
         lambda: Contact.objects.create(campaign=campaign, phone="+34600000003", external_id="A-1")
@@ -93,27 +94,27 @@ def test_contact_retry_needs_a_time(campaign) -> None:
 
 def test_contact_due_returns_pending_and_ripe_retries(campaign) -> None:
     now = timezone.now()
-    pending = Contact.objects.create(campaign=campaign, phone="+34600000001")
-    ripe = Contact.objects.create(
+    pending = ContactFactory(campaign=campaign, phone="+34600000001")
+    ripe = ContactFactory(
         campaign=campaign,
         phone="+34600000002",
         state="retry",
         next_attempt_at=now - datetime.timedelta(minutes=1),
     )
-    Contact.objects.create(
+    ContactFactory(
         campaign=campaign,
         phone="+34600000003",
         state="retry",
         next_attempt_at=now + datetime.timedelta(minutes=1),
     )
-    Contact.objects.create(campaign=campaign, phone="+34600000004", state="done")
+    ContactFactory(campaign=campaign, phone="+34600000004", state="done")
 
     assert set(Contact.objects.due(now)) == {pending, ripe}
 
 
 def test_do_not_call_unique_per_partner_and_globally(partner) -> None:
-    DoNotCall.objects.create(partner=partner, phone="+34600000001")
-    DoNotCall.objects.create(partner=None, phone="+34600000002")
+    DoNotCallFactory(partner=partner, phone="+34600000001")
+    DoNotCallFactory(partner=None, phone="+34600000002")
 
     assert violates(lambda: DoNotCall.objects.create(partner=partner, phone="+34600000001"))
     assert violates(lambda: DoNotCall.objects.create(partner=None, phone="+34600000002"))
@@ -129,10 +130,10 @@ def test_do_not_call_phone_must_be_e164_and_source_known(partner) -> None:
 
 
 def test_do_not_call_blocking_sees_own_and_global_entries_only(partner) -> None:
-    other = Partner.objects.create(name="Other")
-    own = DoNotCall.objects.create(partner=partner, phone="+34600000001")
-    DoNotCall.objects.create(partner=other, phone="+34600000002")
-    global_entry = DoNotCall.objects.create(partner=None, phone="+34600000003")
+    other = PartnerFactory(name="Other")
+    own = DoNotCallFactory(partner=partner, phone="+34600000001")
+    DoNotCallFactory(partner=other, phone="+34600000002")
+    global_entry = DoNotCallFactory(partner=None, phone="+34600000003")
 
     assert list(DoNotCall.objects.blocking(partner=partner, phone="+34600000001")) == [own]
     assert not DoNotCall.objects.blocking(partner=partner, phone="+34600000002").exists()
@@ -140,7 +141,7 @@ def test_do_not_call_blocking_sees_own_and_global_entries_only(partner) -> None:
 
 
 def test_campaign_calling_settings_defaults(partner) -> None:
-    campaign = Campaign.objects.create(partner=partner, name="x")
+    campaign = CampaignFactory(partner=partner, name="x")
 
     assert campaign.compliance_profile == "es"
     assert campaign.calling_windows == {}
@@ -258,7 +259,7 @@ def test_campaign_clean_field_validators_explain_the_ranges(partner) -> None:
 def test_contact_with_campaign_loads_what_eligibility_reads(
     campaign, django_assert_num_queries
 ) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34600000001")
+    ContactFactory(campaign=campaign, phone="+34600000001")
 
     contact = Contact.objects.with_campaign().get()
 

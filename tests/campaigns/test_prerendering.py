@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.utils import translation
 
-from campaigns.models import Contact
 from campaigns.prerendering import (
     prerender_campaign_speech,
     prerender_contact_speech,
@@ -13,6 +12,7 @@ from campaigns.prerendering import (
 )
 from campaigns.tasks import prerender_campaign_speech_task, prerender_upcoming_speech_task
 from templates.linting import lint_template
+from tests.factories import ContactFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
 from voices.models import SpeechClip, Voice
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def bella() -> Voice:
-    return Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    return VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
 
 def spoken(fake) -> list[str]:
@@ -55,16 +55,10 @@ def test_prerender_contact_speech_voices_each_distinct_value_once(
     fake_elevenlabs, bella, campaign
 ) -> None:
     contacts = [
-        Contact.objects.create(
-            campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"}
-        ),
-        Contact.objects.create(
-            campaign=campaign, phone="+34600000002", variables={"first_name": "Ana"}
-        ),
-        Contact.objects.create(
-            campaign=campaign, phone="+34600000003", variables={"first_name": "Luis"}
-        ),
-        Contact.objects.create(campaign=campaign, phone="+34600000004", variables={}),
+        ContactFactory(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"}),
+        ContactFactory(campaign=campaign, phone="+34600000002", variables={"first_name": "Ana"}),
+        ContactFactory(campaign=campaign, phone="+34600000003", variables={"first_name": "Luis"}),
+        ContactFactory(campaign=campaign, phone="+34600000004", variables={}),
     ]
 
     with translation.override("en"):
@@ -78,8 +72,8 @@ def test_prerender_contact_speech_voices_each_distinct_value_once(
 def test_prerender_upcoming_speech_takes_only_due_contacts(
     fake_elevenlabs, bella, campaign
 ) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
-    Contact.objects.create(
+    ContactFactory(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
+    ContactFactory(
         campaign=campaign, phone="+34600000002", variables={"first_name": "Eva"}, state="done"
     )
 
@@ -112,11 +106,11 @@ def test_prerender_campaign_speech_task_reports_counts(fake_elevenlabs, bella, c
 def test_prerender_upcoming_speech_task_covers_running_campaigns_only(
     fake_elevenlabs, bella, campaign, partner, call_template
 ) -> None:
-    Contact.objects.create(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
+    ContactFactory(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
     campaign.state = "running"
     campaign.save(update_fields=["state"])
     draft = campaign.__class__.objects.create(partner=partner, name="Draft", template=call_template)
-    Contact.objects.create(campaign=draft, phone="+34600000002", variables={"first_name": "Eva"})
+    ContactFactory(campaign=draft, phone="+34600000002", variables={"first_name": "Eva"})
 
     totals = prerender_upcoming_speech_task()
 

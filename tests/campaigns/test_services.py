@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone, translation
 
 from campaigns import services
-from campaigns.models import Campaign, Contact, DoNotCall
+from campaigns.models import Campaign, DoNotCall
 from campaigns.services import (
     CampaignStateError,
     add_contact,
@@ -20,6 +20,13 @@ from campaigns.services import (
     resume_campaign,
     start_campaign,
     transition_campaign,
+)
+from tests.factories import (
+    CallFactory,
+    CampaignFactory,
+    ContactFactory,
+    DoNotCallFactory,
+    VoiceFactory,
 )
 from voices import services as voice_services
 from voices.models import Voice
@@ -370,7 +377,7 @@ def test_start_campaign_with_its_own_voice_asks_nothing(
     startable, settings, fake_elevenlabs
 ) -> None:
     settings.ELEVENLABS_DEFAULT_VOICE = "Nobody"
-    startable.voice = Voice.objects.create(provider_voice_id="v1", name="Own")
+    startable.voice = VoiceFactory(provider_voice_id="v1", name="Own")
     startable.save(update_fields=["voice"])
 
     start_campaign(campaign=startable)
@@ -417,8 +424,8 @@ def test_advance_campaigns_starts_scheduled_and_completes_finished(startable, pa
     startable.starts_at = now + datetime.timedelta(minutes=5)
     startable.save(update_fields=["starts_at"])
     start_campaign(campaign=startable)
-    finished = Campaign.objects.create(partner=partner, name="Done", state="running")
-    Contact.objects.create(campaign=finished, phone="+34910000009", state="done")
+    finished = CampaignFactory(partner=partner, name="Done", state="running")
+    ContactFactory(campaign=finished, phone="+34910000009", state="done")
 
     # when beat looks at the calendar after the start
     counts = advance_campaigns(now=now + datetime.timedelta(minutes=10))
@@ -484,7 +491,7 @@ def test_update_campaign_saves_only_what_changed(campaign) -> None:
 
 def test_add_do_not_call_numbers_for_every_partner(partner) -> None:
     # given a global entry already there
-    DoNotCall.objects.create(partner=None, phone="+34600000001")
+    DoNotCallFactory(partner=None, phone="+34600000001")
 
     # when
     batch = services.add_do_not_call_numbers(
@@ -499,9 +506,7 @@ def test_add_do_not_call_numbers_for_every_partner(partner) -> None:
 
 
 def test_remove_do_not_call_keeps_opt_outs_unless_staff(partner) -> None:
-    entry = DoNotCall.objects.create(
-        partner=partner, phone="+34600000001", source=DoNotCall.Source.OPT_OUT
-    )
+    entry = DoNotCallFactory(partner=partner, phone="+34600000001", source=DoNotCall.Source.OPT_OUT)
 
     with pytest.raises(services.DoNotCallProtected):
         services.remove_do_not_call(entry=entry, by_staff=False)
@@ -574,8 +579,8 @@ def uncallable(startable, partner) -> Campaign:
         ("+34910000004", {"last_name": "Ruiz"}),
     ]:
         add_contact(campaign=startable, phone=phone, variables=variables)
-    DoNotCall.objects.create(partner=partner, phone="+34910000003")
-    DoNotCall.objects.create(partner=None, phone="+34910000004")
+    DoNotCallFactory(partner=partner, phone="+34910000003")
+    DoNotCallFactory(partner=None, phone="+34910000004")
     return startable
 
 
@@ -598,7 +603,7 @@ def test_start_campaign_with_some_contacts_callable_runs_and_warns(uncallable, p
     # given one more contact, callable: another partner's list does not hold for this one
     add_contact(campaign=uncallable, phone="+34910000005", variables={"first_name": "Eva"})
     other = services.create_partner(name="Other")
-    DoNotCall.objects.create(partner=other, phone="+34910000005")
+    DoNotCallFactory(partner=other, phone="+34910000005")
 
     start_campaign(campaign=uncallable)
 
@@ -664,11 +669,10 @@ def test_resume_campaign_refuses_when_nobody_waiting_can_be_called(uncallable) -
 
 
 def test_complete_campaign_that_placed_a_call_has_no_reason(startable) -> None:
-    from calls.models import Call
 
     start_campaign(campaign=startable)
     contact = startable.contacts.get()
-    Call.objects.create(
+    CallFactory(
         campaign=startable,
         contact=contact,
         attempt=1,

@@ -10,7 +10,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
-from calls.models import Call
 from campaigns import services
 from campaigns.imports import run_import
 from campaigns.models import (
@@ -24,6 +23,13 @@ from campaigns.models import (
     Partner,
 )
 from templates.models import CallTemplate
+from tests.factories import (
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    DoNotCallFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +38,7 @@ EN = {"Accept-Language": "en"}
 
 def make_template(partner: Partner, name: str = "Recordatorio") -> CallTemplate:
     """A template that passes the disclosure lint."""
-    return CallTemplate.objects.create(
+    return CallTemplateFactory(
         partner=partner,
         name=name,
         greeting="Hola. Le llamamos de {{ partner }}. Soy un asistente automático.",
@@ -49,13 +55,13 @@ def api_template(api_partner: Partner) -> CallTemplate:
 
 @pytest.fixture
 def api_campaign(api_partner: Partner, api_template: CallTemplate) -> Campaign:
-    return Campaign.objects.create(partner=api_partner, name="Spring", template=api_template)
+    return CampaignFactory(partner=api_partner, name="Spring", template=api_template)
 
 
 @pytest.fixture
 def other_campaign(other_api_partner: Partner) -> Campaign:
     template = make_template(other_api_partner, name="Theirs")
-    return Campaign.objects.create(partner=other_api_partner, name="Theirs", template=template)
+    return CampaignFactory(partner=other_api_partner, name="Theirs", template=template)
 
 
 @pytest.fixture
@@ -251,7 +257,7 @@ def test_campaign_create_refuses_a_name_the_partner_already_uses(api_client, api
 def test_campaign_list_filters_by_state_and_orders(api_client, api_partner) -> None:
     # given
     for name, state in [("B", "draft"), ("A", "paused"), ("C", "draft")]:
-        Campaign.objects.create(partner=api_partner, name=name, state=state)
+        CampaignFactory(partner=api_partner, name=name, state=state)
 
     # when
     drafts = api_client.get("/api/v1/campaigns/?state=draft&ordering=name")
@@ -276,7 +282,7 @@ def test_another_partners_campaign_answers_404_and_changes_nothing(
     api_client, other_campaign
 ) -> None:
     # given
-    Contact.objects.create(campaign=other_campaign, phone="+34600000001")
+    ContactFactory(campaign=other_campaign, phone="+34600000001")
     url = f"/api/v1/campaigns/{other_campaign.pk}/"
 
     # when
@@ -353,9 +359,9 @@ def test_campaign_update_is_refused_unless_draft_or_paused(api_client, api_campa
 
 def test_campaign_delete_only_while_draft(api_client, api_partner) -> None:
     # given
-    draft = Campaign.objects.create(partner=api_partner, name="Draft")
-    Contact.objects.create(campaign=draft, phone="+34600000001")
-    running = Campaign.objects.create(partner=api_partner, name="Running", state="running")
+    draft = CampaignFactory(partner=api_partner, name="Draft")
+    ContactFactory(campaign=draft, phone="+34600000001")
+    running = CampaignFactory(partner=api_partner, name="Running", state="running")
 
     # when
     deleted = api_client.delete(f"/api/v1/campaigns/{draft.pk}/")
@@ -373,7 +379,7 @@ def test_campaign_start_refusal_lists_every_reason(api_client, api_partner, sett
     # given a campaign without a template, caller number or contacts
     settings.TWILIO_PHONE_NUMBER = ""
     settings.ELEVENLABS_API_KEY = ""
-    campaign = Campaign.objects.create(partner=api_partner, name="Empty")
+    campaign = CampaignFactory(partner=api_partner, name="Empty")
     with translation.override("en"):
         reasons = services.start_problems(campaign=campaign)
     assert len(reasons) >= 3
@@ -398,8 +404,8 @@ def test_campaign_start_refused_naming_what_contacts_lack(
     api_template.variables = {"first_name": "Lucía"}
     api_template.instructions = "Confirma la cita de {{ first_name }}."
     api_template.save()
-    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
-    Contact.objects.create(campaign=api_campaign, phone="+34600000002", variables={"x": "y"})
+    ContactFactory(campaign=api_campaign, phone="+34600000001")
+    ContactFactory(campaign=api_campaign, phone="+34600000002", variables={"x": "y"})
 
     response = api_client.post(f"/api/v1/campaigns/{api_campaign.pk}/start/", headers=EN)
 
@@ -416,9 +422,9 @@ def test_campaign_start_answers_the_contacts_it_cannot_call_as_warnings(
     api_client, api_campaign, api_partner, can_call
 ) -> None:
     # given two contacts waiting, one of them on the partner's do-not-call list
-    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
-    Contact.objects.create(campaign=api_campaign, phone="+34600000002")
-    DoNotCall.objects.create(partner=api_partner, phone="+34600000002")
+    ContactFactory(campaign=api_campaign, phone="+34600000001")
+    ContactFactory(campaign=api_campaign, phone="+34600000002")
+    DoNotCallFactory(partner=api_partner, phone="+34600000002")
     url = f"/api/v1/campaigns/{api_campaign.pk}"
 
     started = api_client.post(f"{url}/start/", headers=EN)
@@ -436,7 +442,7 @@ def test_campaign_start_answers_the_contacts_it_cannot_call_as_warnings(
 
 def test_campaign_lifecycle_through_the_actions(api_client, api_campaign, can_call) -> None:
     # given
-    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    ContactFactory(campaign=api_campaign, phone="+34600000001")
     url = f"/api/v1/campaigns/{api_campaign.pk}"
 
     # when
@@ -457,8 +463,8 @@ def test_a_campaign_completed_without_a_call_says_why_in_the_api(
     api_client, api_campaign, api_partner
 ) -> None:
     # given a running campaign whose only contact is on the do-not-call list
-    Contact.objects.create(campaign=api_campaign, phone="+34600000001", state="failed")
-    DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
+    ContactFactory(campaign=api_campaign, phone="+34600000001", state="failed")
+    DoNotCallFactory(partner=api_partner, phone="+34600000001")
     in_state(api_campaign, "running")
     with translation.override("en"):
         services.advance_campaigns()
@@ -474,7 +480,7 @@ def test_a_campaign_completed_without_a_call_says_why_in_the_api(
 def test_campaign_lifecycle_as_staff_across_partners(
     staff_api_client, api_campaign, can_call
 ) -> None:
-    Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    ContactFactory(campaign=api_campaign, phone="+34600000001")
 
     response = staff_api_client.post(f"/api/v1/campaigns/{api_campaign.pk}/start/")
 
@@ -487,8 +493,8 @@ def test_campaign_stats_counts_with_aggregates(
     api_client, api_campaign, django_assert_num_queries
 ) -> None:
     # given two contacts (one done, one pending) and their calls
-    done = Contact.objects.create(campaign=api_campaign, phone="+34600000001", state="done")
-    waiting = Contact.objects.create(campaign=api_campaign, phone="+34600000002")
+    done = ContactFactory(campaign=api_campaign, phone="+34600000001", state="done")
+    waiting = ContactFactory(campaign=api_campaign, phone="+34600000002")
     now = timezone.now()
     calls = [
         # (contact, status, answered_by, seconds, price, sid)
@@ -499,7 +505,7 @@ def test_campaign_stats_counts_with_aggregates(
         (waiting, "completed", "human", 30, Decimal("0.50000"), "CA5"),
     ]
     for attempt, (contact, status, answered_by, seconds, price, sid) in enumerate(calls, 1):
-        Call.objects.create(
+        CallFactory(
             campaign=api_campaign,
             contact=contact,
             attempt=attempt,
@@ -594,7 +600,7 @@ def test_campaign_list_queries_do_not_grow_with_rows(
 ):
     template = make_template(api_partner)
     for index in range(size):
-        Campaign.objects.create(partner=api_partner, name=f"C{index}", template=template)
+        CampaignFactory(partner=api_partner, name=f"C{index}", template=template)
     # the key, the count, the page
     rows = list_rows(api_client, "/api/v1/campaigns/", django_assert_num_queries, 3)
 
@@ -697,9 +703,9 @@ def test_contact_bulk_refuses_more_than_the_limit(api_client, api_campaign) -> N
 
 def test_contact_list_filters_by_state_and_searches_by_phone(api_client, api_campaign) -> None:
     # given
-    Contact.objects.create(campaign=api_campaign, phone="+34600000001", state="done")
-    Contact.objects.create(campaign=api_campaign, phone="+34600000002")
-    Contact.objects.create(campaign=api_campaign, phone="+34911000003")
+    ContactFactory(campaign=api_campaign, phone="+34600000001", state="done")
+    ContactFactory(campaign=api_campaign, phone="+34600000002")
+    ContactFactory(campaign=api_campaign, phone="+34911000003")
     url = f"/api/v1/campaigns/{api_campaign.pk}/contacts/"
 
     def phones(query: str) -> list[str]:
@@ -730,8 +736,8 @@ def test_contact_list_queries_do_not_grow_with_rows(
 
 
 def test_contact_detail_explains_why_it_cannot_be_called(api_client, api_campaign) -> None:
-    contact = Contact.objects.create(campaign=api_campaign, phone="+34600000001")
-    DoNotCall.objects.create(partner=api_campaign.partner, phone=contact.phone)
+    contact = ContactFactory(campaign=api_campaign, phone="+34600000001")
+    DoNotCallFactory(partner=api_campaign.partner, phone=contact.phone)
 
     response = api_client.get(f"/api/v1/contacts/{contact.pk}/", headers=EN)
 
@@ -746,7 +752,7 @@ def test_contact_detail_explains_why_it_cannot_be_called(api_client, api_campaig
 
 
 def test_contact_detail_of_another_partner_answers_404(api_client, other_campaign) -> None:
-    contact = Contact.objects.create(campaign=other_campaign, phone="+34600000001")
+    contact = ContactFactory(campaign=other_campaign, phone="+34600000001")
 
     answers = [
         api_client.get(f"/api/v1/contacts/{contact.pk}/"),
@@ -759,9 +765,7 @@ def test_contact_detail_of_another_partner_answers_404(api_client, other_campaig
 
 
 def test_contact_patch_changes_variables_and_time_zone(jwt_client, api_campaign) -> None:
-    contact = Contact.objects.create(
-        campaign=api_campaign, phone="+34600000001", variables={"a": "1"}
-    )
+    contact = ContactFactory(campaign=api_campaign, phone="+34600000001", variables={"a": "1"})
 
     response = jwt_client.patch(
         f"/api/v1/contacts/{contact.pk}/",
@@ -777,7 +781,7 @@ def test_contact_patch_changes_variables_and_time_zone(jwt_client, api_campaign)
 
 
 def test_contact_patch_refuses_an_unknown_time_zone(api_client, api_campaign) -> None:
-    contact = Contact.objects.create(campaign=api_campaign, phone="+34600000001")
+    contact = ContactFactory(campaign=api_campaign, phone="+34600000001")
 
     response = api_client.patch(
         f"/api/v1/contacts/{contact.pk}/", {"time_zone": "Europe/Atlantis"}, format="json"
@@ -789,9 +793,9 @@ def test_contact_patch_refuses_an_unknown_time_zone(api_client, api_campaign) ->
 
 def test_contact_delete_only_if_never_called(api_client, api_campaign) -> None:
     # given
-    fresh = Contact.objects.create(campaign=api_campaign, phone="+34600000001")
-    called = Contact.objects.create(campaign=api_campaign, phone="+34600000002", attempts=1)
-    Call.objects.create(
+    fresh = ContactFactory(campaign=api_campaign, phone="+34600000001")
+    called = ContactFactory(campaign=api_campaign, phone="+34600000002", attempts=1)
+    CallFactory(
         campaign=api_campaign,
         contact=called,
         attempt=1,
@@ -1073,7 +1077,7 @@ def test_imports_of_another_partner_answer_404(
 
 
 def test_imports_filter_by_campaign(api_client, api_partner, api_campaign) -> None:
-    other = Campaign.objects.create(partner=api_partner, name="Other")
+    other = CampaignFactory(partner=api_partner, name="Other")
     make_import(api_campaign)
     wanted = make_import(other)
 
@@ -1152,9 +1156,9 @@ def test_dnc_list_shows_partners_their_own_and_staff_everything(
     api_client, staff_api_client, api_partner, other_api_partner
 ) -> None:
     # given
-    own = DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
-    theirs = DoNotCall.objects.create(partner=other_api_partner, phone="+34600000002")
-    everyone = DoNotCall.objects.create(partner=None, phone="+34600000003")
+    own = DoNotCallFactory(partner=api_partner, phone="+34600000001")
+    theirs = DoNotCallFactory(partner=other_api_partner, phone="+34600000002")
+    everyone = DoNotCallFactory(partner=None, phone="+34600000003")
 
     # when
     as_partner = api_client.get("/api/v1/dnc/").json()["results"]
@@ -1168,8 +1172,8 @@ def test_dnc_list_shows_partners_their_own_and_staff_everything(
 
 
 def test_dnc_list_searches_by_phone(api_client, api_partner) -> None:
-    DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
-    DoNotCall.objects.create(partner=api_partner, phone="+34911000002")
+    DoNotCallFactory(partner=api_partner, phone="+34600000001")
+    DoNotCallFactory(partner=api_partner, phone="+34911000002")
 
     national = api_client.get("/api/v1/dnc/?search=911 00 00 02").json()["results"]
     part = api_client.get("/api/v1/dnc/?search=60000").json()["results"]
@@ -1180,7 +1184,7 @@ def test_dnc_list_searches_by_phone(api_client, api_partner) -> None:
 
 def test_dnc_bulk_counts_created_existing_and_errors(api_client, api_partner) -> None:
     # given one number already listed
-    DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
+    DoNotCallFactory(partner=api_partner, phone="+34600000001")
 
     # when a list repeats a number, holds a listed one and a bad one
     response = api_client.post(
@@ -1229,9 +1233,9 @@ def test_dnc_bulk_refuses_more_than_the_limit(api_client) -> None:
 
 
 def test_dnc_remove_own_entries_only(api_client, api_partner, other_api_partner) -> None:
-    own = DoNotCall.objects.create(partner=api_partner, phone="+34600000001")
-    theirs = DoNotCall.objects.create(partner=other_api_partner, phone="+34600000001")
-    everyone = DoNotCall.objects.create(partner=None, phone="+34600000001")
+    own = DoNotCallFactory(partner=api_partner, phone="+34600000001")
+    theirs = DoNotCallFactory(partner=other_api_partner, phone="+34600000001")
+    everyone = DoNotCallFactory(partner=None, phone="+34600000001")
 
     answers = [
         api_client.delete(f"/api/v1/dnc/{theirs.pk}/"),
@@ -1244,7 +1248,7 @@ def test_dnc_remove_own_entries_only(api_client, api_partner, other_api_partner)
 
 
 def test_dnc_opt_out_is_removed_by_staff_only(api_client, staff_api_client, api_partner) -> None:
-    entry = DoNotCall.objects.create(
+    entry = DoNotCallFactory(
         partner=api_partner, phone="+34600000001", source=DoNotCall.Source.OPT_OUT
     )
 

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from campaigns.deliveries import emit_event
 from campaigns.models import Partner, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from campaigns.services import create_api_key
+from tests.factories import WebhookEndpointFactory
 
 HOOK = "https://hooks.example.com/callcenter"
 
@@ -23,7 +24,7 @@ def api_client(api_partner: Partner) -> APIClient:
 
 
 def endpoint_of(partner: Partner, events: list[str] | None = None) -> WebhookEndpoint:
-    return WebhookEndpoint.objects.create(
+    return WebhookEndpointFactory(
         partner=partner, url=HOOK, events=events or [WebhookEvent.CALL_COMPLETED]
     )
 

@@ -16,10 +16,10 @@ from django.utils import translation
 
 from calls.management.commands.seed_demo import GREETING, SCRIPTED_STEPS, TEMPLATE_TEXTS
 from calls.models import Call, Turn
-from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall, Partner
+from campaigns.models import Campaign, ComplianceProfile, Contact, DoNotCall
 from campaigns.services import CampaignStateError, add_contact, start_campaign
 from templates.models import CallTemplate
-from tests.partners import TRUSTED_LIMITS
+from tests.factories import CampaignFactory, PartnerFactory
 from tests.processes import other_redis_database, running_system
 
 PERSONAS = [
@@ -59,7 +59,7 @@ def system(tmp_path) -> Iterator[str]:
 
 
 def make_campaign() -> Campaign:
-    partner = Partner.objects.create(name="Clínica Demo", **TRUSTED_LIMITS)
+    partner = PartnerFactory(name="Clínica Demo", trusted=True)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Guion",
@@ -68,7 +68,7 @@ def make_campaign() -> Campaign:
         steps=SCRIPTED_STEPS,
         **TEMPLATE_TEXTS,
     )
-    campaign = Campaign.objects.create(
+    campaign = CampaignFactory(
         partner=partner,
         name="E2E",
         template=template,
@@ -141,7 +141,7 @@ def test_a_campaign_runs_through_the_sandbox_carrier_to_each_personas_end(system
     for contact in opted_out:
         assert DoNotCall.objects.filter(partner=campaign.partner, phone=contact.phone).exists()
     # An opted-out number is never dialled again, by this campaign or another.
-    again = Campaign.objects.create(
+    again = CampaignFactory(
         partner=campaign.partner,
         name="Again",
         template=campaign.template,

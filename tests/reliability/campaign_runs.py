@@ -11,10 +11,9 @@ from django.utils import timezone
 from calls import dialing
 from calls.dialing import Reconciled
 from calls.models import Call
-from campaigns.models import Campaign, ComplianceProfile, Contact, Partner
+from campaigns.models import Campaign, ComplianceProfile, Contact
 from campaigns.services import add_contact
-from templates.models import CallTemplate
-from tests.partners import TRUSTED_LIMITS
+from tests.factories import CallTemplateFactory, PartnerFactory
 from tests.reliability.carrier import Carrier, ScriptedTwilio
 from tests.reliability.servers import RedisServer
 from tests.reliability.system import ProductSystem
@@ -57,8 +56,8 @@ def use_twilio(settings, twilio: ScriptedTwilio) -> None:
 
 def make_campaign(outcomes: dict[str, str], **fields: object) -> Campaign:
     """A running-ready campaign calling each number of ``outcomes``."""
-    partner = Partner.objects.create(name="Carrera", **TRUSTED_LIMITS)
-    template = CallTemplate.objects.create(
+    partner = PartnerFactory(name="Carrera", trusted=True)
+    template = CallTemplateFactory(
         partner=partner,
         name="Aviso",
         variables={"first_name": "Ana"},

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from calls import dialing, links
 from calls.models import Call, CallEvent, CallStatus, PriceStatus
 from calls.services import PRICE_FIRST_CHECK
 from campaigns.models import Campaign, Contact
+from tests.factories import CallFactory
 from tests.reliability.carrier import BUSY, Carrier, ScriptedTwilio, signs_fragment
 from tests.reliability.conftest import post_signed, webhook_path
 
@@ -38,7 +38,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("twilio_settings")]
 
 DIALED_AT = datetime.datetime(2026, 3, 2, 10, 0, 0, tzinfo=datetime.UTC)
 CALLER = "+34910000000"
-_phones = itertools.count(1)
 
 
 def at(seconds: int) -> str:
@@ -112,23 +111,14 @@ class Delivery:
     index: int = -1
 
 
-def make_call(campaign: Campaign) -> Call:
+def dialing_call(campaign: Campaign) -> Call:
     """A call the dialer claimed and asked Twilio for: dialing, its SID not yet known."""
-    number = next(_phones)
-    contact = Contact.objects.create(
-        campaign=campaign,
-        phone=f"+3460{number:07d}",
-        state=Contact.State.CALLING,
-        attempts=1,
-        variables={"first_name": "Ana"},
-    )
-    return Call.objects.create(
-        campaign=campaign,
-        contact=contact,
-        attempt=1,
-        status=CallStatus.DIALING,
+    return CallFactory(
+        dialing=True,
+        contact__campaign=campaign,
+        contact__attempts=1,
+        contact__variables={"first_name": "Ana"},
         from_number=CALLER,
-        to_number=contact.phone,
         dialed_at=DIALED_AT,
     )
 
@@ -142,7 +132,7 @@ def redial(call: Call) -> Call | None:
     Contact.objects.filter(pk=contact.pk).update(
         state=Contact.State.CALLING, attempts=contact.attempts + 1, next_attempt_at=None
     )
-    return Call.objects.create(
+    return CallFactory(
         campaign=call.campaign,
         contact=contact,
         attempt=call.attempt + 1,
@@ -164,7 +154,7 @@ def play(
 ) -> dict:
     """Run ``deliveries`` of ``scenario`` against a new call (``before`` hears of the
     call and its SID first); the call's final state."""
-    call = make_call(campaign)
+    call = dialing_call(campaign)
     sid = "CA" + uuid.uuid4().hex
     if before is not None:
         before(call, sid)
@@ -446,7 +436,7 @@ def test_the_carrier_signs_some_calls_with_the_fragment_and_some_without(
     while len(played) < 64 and not (
         player.signed_with_fragment and len(player.signed_with_fragment) < len(played)
     ):
-        call = make_call(running)
+        call = dialing_call(running)
         sid = "CA" + uuid.uuid4().hex
         dialing._save_sid(call, sid)
         twilio.forms[sid] = {
@@ -480,7 +470,7 @@ def test_a_repeated_machine_verdict_turns_the_call_to_voicemail_once(
 
     redirects: list[int] = []
     monkeypatch.setattr(tasks.handle_machine_task, "delay", redirects.append)
-    call = make_call(running)
+    call = dialing_call(running)
     sid = "CA" + uuid.uuid4().hex
     dialing._save_sid(call, sid)
     verdict = {"CallSid": sid, "AnsweredBy": "machine_end_beep", "MachineDetectionDuration": "4100"}
@@ -514,7 +504,7 @@ def test_a_machine_verdict_that_could_not_be_acted_on_is_acted_on_when_retried(
 
     broker_up = False
     monkeypatch.setattr(tasks.handle_machine_task, "delay", delay)
-    call = make_call(running)
+    call = dialing_call(running)
     sid = "CA" + uuid.uuid4().hex
     dialing._save_sid(call, sid)
     verdict = {"CallSid": sid, "AnsweredBy": "machine_start"}
@@ -546,7 +536,7 @@ def test_a_final_callback_retried_queues_the_conclusion_again(
 
     concluded: list[int] = []
     monkeypatch.setattr(tasks.conclude_call_task, "delay", concluded.append)
-    call = make_call(running)
+    call = dialing_call(running)
     sid = "CA" + uuid.uuid4().hex
     dialing._save_sid(call, sid)
     final = {**SCENARIOS["no-answer"][-1][1], "CallSid": sid}

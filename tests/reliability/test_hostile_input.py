@@ -21,6 +21,13 @@ from calls.models import Call, CallEvent, Turn
 from campaigns import imports
 from campaigns.models import Campaign, Contact, ContactImport, DoNotCall, Partner
 from templates.models import CallTemplate
+from tests.factories import (
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    TurnFactory,
+)
 from tests.reliability.conftest import APP_URL, post_signed, webhook_path
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("twilio_settings")]
@@ -82,14 +89,14 @@ def live_call(campaign) -> Call:
     campaign.caller_number = "+34910000000"
     campaign.transfer_number = "+34910000999"
     campaign.save()
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         variables={"first_name": "Ana"},
         state=Contact.State.CALLING,
         attempts=1,
     )
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -98,18 +105,16 @@ def live_call(campaign) -> Call:
         from_number="+34910000000",
         to_number=contact.phone,
     )
-    Turn.objects.create(
-        call=call, sequence=0, role="agent", text="Hola Ana.", started_at=call.created_at
-    )
+    TurnFactory(call=call, sequence=0, role="agent", text="Hola Ana.", started_at=call.created_at)
     return call
 
 
 @pytest.fixture
 def other_call(live_call) -> Call:
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=live_call.campaign, phone="+34600000002", state=Contact.State.CALLING
     )
-    return Call.objects.create(
+    return CallFactory(
         campaign=live_call.campaign,
         contact=contact,
         attempt=1,
@@ -215,7 +220,7 @@ HOSTILE_FILES = {
 
 @pytest.fixture
 def api_campaign(api_partner: Partner) -> Campaign:
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=api_partner,
         name="Aviso",
         variables={"first_name": "Ana"},
@@ -224,7 +229,7 @@ def api_campaign(api_partner: Partner) -> Campaign:
         ),
         instructions="Confirma la cita.",
     )
-    campaign = Campaign.objects.create(partner=api_partner, name="Hostile", template=template)
+    campaign = CampaignFactory(partner=api_partner, name="Hostile", template=template)
     imports.import_csv(campaign=campaign, file=io.BytesIO(GOOD_ROWS.encode()))
     return campaign
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from calls.models import Call, Turn
 from campaigns.models import Contact
 from campaigns.services import start_campaign
+from tests.factories import VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.reliability import faults
@@ -40,7 +41,6 @@ from tests.reliability.conftest import needs_postgresql_and_redis
 from tests.reliability.faults import FaultyElevenLabs, FaultyOpenAI
 from tests.reliability.servers import RedisServer
 from tests.reliability.system import ProductSystem
-from voices.models import Voice
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_postgresql_and_redis, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def test_provider_faults_leave_every_contact_in_a_defined_state_and_no_callee_in
 ) -> None:
     # given: a campaign with a voice, and vendors failing on schedule
     campaign = make_campaign(OUTCOMES, max_concurrent_calls=6, calls_per_second=10)
-    campaign.voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    campaign.voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     campaign.save(update_fields=["voice"])
     twilio = ScriptedTwilio(
         account_sid=ACCOUNT_SID,

@@ -21,8 +21,9 @@ from django.db import connection
 
 from calls import dialing
 from calls.models import Call, CallEvent
-from campaigns.models import Campaign, Contact, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from campaigns.models import Campaign, Contact, WebhookDelivery, WebhookEvent
 from campaigns.services import start_campaign
+from tests.factories import WebhookEndpointFactory
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN
 from tests.fakes.webhooks import FakeWebhookReceiver
 from tests.reliability.campaign_runs import (
@@ -60,7 +61,7 @@ def campaign() -> Campaign:
 def receiver(campaign) -> FakeWebhookReceiver:
     """The partner's endpoint, subscribed to call.completed."""
     with FakeWebhookReceiver() as receiver:
-        endpoint = WebhookEndpoint.objects.create(
+        endpoint = WebhookEndpointFactory(
             partner=campaign.partner, url=receiver.url, events=[WebhookEvent.CALL_COMPLETED]
         )
         receiver.secret = endpoint.secret

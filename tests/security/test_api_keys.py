@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from campaigns.models import PartnerApiKey, WebhookEndpoint, WebhookEvent
 from campaigns.services import create_api_key, onboard_partner
+from tests.factories import WebhookEndpointFactory
 
 PASSWORD = "a-long-test-password-1"
 HOOK = "https://hooks.example.com/callcenter"
@@ -77,7 +78,7 @@ def test_ordinary_key_cannot_list_or_revoke_the_partners_other_keys(onboarded):
 
 def test_ordinary_key_cannot_read_or_redirect_webhook_endpoints(onboarded):
     # given
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=onboarded.partner, url=HOOK, events=[WebhookEvent.CALL_COMPLETED]
     )
     client = key_client(onboarded.api_key)

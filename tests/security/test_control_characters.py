@@ -25,21 +25,30 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from calls import telephony
-from calls.models import Call, CallEvent, Turn
+from calls.models import Call, CallEvent
 from campaigns.models import (
     Campaign,
     Contact,
-    ContactImport,
     ContactImportError,
-    DoNotCall,
     PartnerApiKey,
-    WebhookDelivery,
-    WebhookEndpoint,
 )
 from campaigns.services import create_api_key
-from templates.models import CallTemplate
+from tests.factories import (
+    CallEventFactory,
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    ContactImportFactory,
+    DoNotCallFactory,
+    SpeechClipFactory,
+    TurnFactory,
+    VoiceFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 from tests.reliability.conftest import APP_URL, post_signed, twilio_settings  # noqa: F401
-from voices.models import SpeechClip, Voice
+from voices.models import SpeechClip
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("twilio_settings")]
 
@@ -154,7 +163,7 @@ def _model(callback: Any) -> Any:
 @pytest.fixture
 def world(api_partner) -> dict[str, Any]:
     """An object of every kind, of the partner whose key the API client sends."""
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=api_partner,
         name="Aviso",
         variables={"first_name": "Ana"},
@@ -163,9 +172,9 @@ def world(api_partner) -> dict[str, Any]:
         ),
         instructions="Confirma la cita.",
     )
-    campaign = Campaign.objects.create(partner=api_partner, name="Fuzz", template=template)
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000001", external_id="c1")
-    call = Call.objects.create(
+    campaign = CampaignFactory(partner=api_partner, name="Fuzz", template=template)
+    contact = ContactFactory(campaign=campaign, phone="+34600000001", external_id="c1")
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -174,25 +183,23 @@ def world(api_partner) -> dict[str, Any]:
         from_number="+34910000000",
         to_number=contact.phone,
     )
-    Turn.objects.create(
-        call=call, sequence=0, role="agent", text="Hola.", started_at=call.created_at
-    )
-    CallEvent.objects.create(call=call, provider_sid=call.provider_sid, kind="status", payload={})
-    contact_import = ContactImport.objects.create(
+    TurnFactory(call=call, sequence=0, role="agent", text="Hola.", started_at=call.created_at)
+    CallEventFactory(call=call, provider_sid=call.provider_sid, kind="status", payload={})
+    contact_import = ContactImportFactory(
         campaign=campaign, file=ContentFile(b"phone\n600000000\n", name="contacts.csv")
     )
     ContactImportError.objects.create(
         contact_import=contact_import, row=2, field="phone", value="x", message="bad"
     )
-    endpoint = WebhookEndpoint.objects.create(
+    endpoint = WebhookEndpointFactory(
         partner=api_partner, url="https://example.com/hook", events=["call.completed"]
     )
-    WebhookDelivery.objects.create(
+    WebhookDeliveryFactory(
         endpoint=endpoint, event_id=uuid.uuid4(), event_type="call.completed", payload={}
     )
-    DoNotCall.objects.create(partner=api_partner, phone="+34600000009")
-    voice = Voice.objects.create(provider_voice_id="voice-1", name="Lucía")
-    SpeechClip.objects.create(
+    DoNotCallFactory(partner=api_partner, phone="+34600000009")
+    voice = VoiceFactory(provider_voice_id="voice-1", name="Lucía")
+    SpeechClipFactory(
         key="0" * 64,
         text="Hola.",
         voice=voice,

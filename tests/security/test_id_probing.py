@@ -17,19 +17,25 @@ from callcenter.api import router
 from campaigns.models import (
     Campaign,
     Contact,
-    ContactImport,
-    DoNotCall,
     Partner,
-    WebhookDelivery,
     WebhookEndpoint,
 )
 from templates.models import CallTemplate
+from tests.factories import (
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    ContactImportFactory,
+    DoNotCallFactory,
+    WebhookDeliveryFactory,
+    WebhookEndpointFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 def _campaign(partner: Partner) -> Campaign:
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=partner,
         name=f"Aviso {uuid.uuid4().hex[:8]}",
         variables={"first_name": "Ana"},
@@ -38,17 +44,17 @@ def _campaign(partner: Partner) -> Campaign:
         ),
         instructions="Confirma la cita.",
     )
-    return Campaign.objects.create(
+    return CampaignFactory(
         partner=partner, name=f"Primavera {uuid.uuid4().hex[:8]}", template=template
     )
 
 
 def _contact(partner: Partner) -> Contact:
-    return Contact.objects.create(campaign=_campaign(partner), phone="+34600000001")
+    return ContactFactory(campaign=_campaign(partner), phone="+34600000001")
 
 
 def _endpoint(partner: Partner) -> WebhookEndpoint:
-    return WebhookEndpoint.objects.create(
+    return WebhookEndpointFactory(
         partner=partner, url="https://example.com/hook", events=["call.completed"]
     )
 
@@ -119,12 +125,12 @@ def test_a_filter_by_the_partners_own_object_still_filters(api_client, api_partn
     # given: two of the partner's campaigns, one with an import
     mine = _campaign(api_partner)
     _campaign(api_partner)
-    contact_import = ContactImport.objects.create(campaign=mine, file_name="contacts.csv")
+    contact_import = ContactImportFactory(campaign=mine, file_name="contacts.csv")
     endpoint = _endpoint(api_partner)
-    WebhookDelivery.objects.create(
+    WebhookDeliveryFactory(
         endpoint=endpoint, event_id=uuid.uuid4(), event_type="call.completed", payload={}
     )
-    DoNotCall.objects.create(partner=api_partner, phone="+34600000009")
+    DoNotCallFactory(partner=api_partner, phone="+34600000009")
 
     # when / then
     imports = api_client.get("/api/v1/imports/", {"campaign": mine.pk})

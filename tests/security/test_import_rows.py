@@ -14,14 +14,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from campaigns import imports
 from campaigns.models import Campaign, ContactImport, Partner
-from templates.models import CallTemplate
+from tests.factories import CallTemplateFactory, CampaignFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def api_campaign(api_partner: Partner) -> Campaign:
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=api_partner,
         name="Aviso",
         variables={"first_name": "Ana"},
@@ -30,7 +30,7 @@ def api_campaign(api_partner: Partner) -> Campaign:
         ),
         instructions="Confirma la cita.",
     )
-    return Campaign.objects.create(partner=api_partner, name="Rows", template=template)
+    return CampaignFactory(partner=api_partner, name="Rows", template=template)
 
 
 def upload(client, campaign: Campaign, content: bytes):

@@ -24,6 +24,7 @@ from calls.models import Call
 from campaigns.models import Contact, DoNotCall
 from templates.models import CallTemplate
 from tests.calls.test_flow import APP_URL, SID, post, said, turn
+from tests.factories import CallFactory, ContactFactory
 from tests.fakes.openai import FakeOpenAI
 
 # The turn webhook works in threads of its own, as under the real server: committed data.
@@ -91,7 +92,7 @@ def hostile_call(campaign) -> Call:
     campaign.caller_number = "+34910000000"
     campaign.transfer_number = TRANSFER_NUMBER
     campaign.save()
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         time_zone="Europe/Madrid",
@@ -99,7 +100,7 @@ def hostile_call(campaign) -> Call:
         state=Contact.State.CALLING,
         attempts=1,
     )
-    return Call.objects.create(
+    return CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,

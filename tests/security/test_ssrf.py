@@ -23,6 +23,7 @@ from campaigns.deliveries import deliver, emit_event
 from campaigns.models import Partner, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from campaigns.services import create_api_key
 from tests.callcenter.test_settings import PRODUCTION, settings_error
+from tests.factories import WebhookEndpointFactory
 from tests.fakes.network import TEST_CA, TLS_NAME, Internet, Resolver, server_tls
 from tests.fakes.server import LocalFakeServer, RecordedRequest, Response
 from tests.fakes.webhooks import FakeWebhookReceiver
@@ -95,7 +96,7 @@ def port_of(server: LocalFakeServer) -> int:
 
 def endpoint_at(partner: Partner, url: str) -> WebhookEndpoint:
     """An endpoint written as an old row would be: saved before URLs were checked."""
-    return WebhookEndpoint.objects.create(partner=partner, url=url, events=["call.completed"])
+    return WebhookEndpointFactory(partner=partner, url=url, events=["call.completed"])
 
 
 def emitted(partner: Partner) -> WebhookDelivery:

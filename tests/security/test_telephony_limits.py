@@ -19,9 +19,9 @@ from calls.models import Call
 from campaigns.eligibility import ReasonCode, evaluate
 from campaigns.models import Campaign, Contact, Partner
 from campaigns.services import CampaignStateError, create_api_key, start_campaign
-from templates.models import CallTemplate
 from tests.calls import test_flow as flow_tests
 from tests.calls.test_flow import live_call, scripted  # noqa: F401 - fixtures
+from tests.factories import CallTemplateFactory, CampaignFactory, PartnerFactory
 
 EN = {"Accept-Language": "en"}
 # A Wednesday at noon in Madrid: inside every profile's calling window.
@@ -35,7 +35,7 @@ PREMIUM = "+34803000000"
 @pytest.fixture
 def hostile(db: None) -> Partner:
     """A partner with the default limits, plus one caller and one transfer number."""
-    return Partner.objects.create(
+    return PartnerFactory(
         name="Hostil", caller_numbers=[OWN_NUMBER], transfer_numbers=[TRANSFER_TO]
     )
 
@@ -50,7 +50,7 @@ def hostile_client(hostile: Partner) -> APIClient:
 
 @pytest.fixture
 def hostile_campaign(hostile: Partner) -> Campaign:
-    return Campaign.objects.create(partner=hostile, name="Otoño")
+    return CampaignFactory(partner=hostile, name="Otoño")
 
 
 @pytest.fixture(autouse=True)
@@ -320,7 +320,7 @@ def test_the_campaign_page_says_when_the_dialer_clamps_its_pacing(
 def running(hostile: Partner) -> Campaign:
     """A running campaign of ``hostile`` saved before its limits were lowered: far above
     its caps."""
-    template = CallTemplate.objects.create(
+    template = CallTemplateFactory(
         partner=hostile,
         name="Recordatorio",
         variables={"first_name": "Lucía"},
@@ -331,7 +331,7 @@ def running(hostile: Partner) -> Campaign:
         voicemail_message="Le llamamos de {{ partner }}.",
         closing_line="Adiós.",
     )
-    campaign = Campaign.objects.create(
+    campaign = CampaignFactory(
         partner=hostile,
         name="Rápida",
         template=template,

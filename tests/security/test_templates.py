@@ -19,15 +19,21 @@ from django.utils import translation
 
 from calls import telephony
 from calls.models import Call
-from campaigns.models import Campaign, Contact, Partner
+from campaigns.models import Contact, Partner
 from campaigns.prerendering import prerender_contact_speech
 from campaigns.services import CampaignStateError, start_campaign
 from templates import rendering
 from templates.linting import lint_problems
 from templates.models import CallTemplate
 from templates.rendering import cut_at_sentence, render_line, validate_text
+from tests.factories import (
+    CallFactory,
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    VoiceFactory,
+)
 from tests.fakes.elevenlabs import BELLA_ID
-from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -213,11 +219,11 @@ def test_no_campaign_starts_with_a_line_saved_before_the_limit(partner) -> None:
     template = CallTemplate.objects.create(
         partner=partner, **payload(transfer_line="Le paso. " * 1000)
     )
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
-    campaign = Campaign.objects.create(
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
+    campaign = CampaignFactory(
         partner=partner, name="Spring", template=template, voice=voice, caller_number="+34910000000"
     )
-    Contact.objects.create(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
+    ContactFactory(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
 
     with translation.override("en"), pytest.raises(CampaignStateError) as refused:
         start_campaign(campaign=campaign)
@@ -483,7 +489,7 @@ def test_a_text_larger_than_the_whole_cache_is_not_kept(settings) -> None:
 @pytest.fixture
 def long_note_template(partner: Partner) -> CallTemplate:
     """A template whose greeting reads a contact's note, which may be very long."""
-    return CallTemplate.objects.create(
+    return CallTemplateFactory(
         partner=partner,
         name="Con nota",
         variables={"first_name": "Lucía", "note": "Nada."},
@@ -505,13 +511,13 @@ def test_a_live_greeting_over_the_limit_is_cut_at_a_sentence_and_spoken(
     # given a call answered by a contact whose note makes the greeting 18,000 characters long
     settings.APP_URL = "https://calls.example.com"
     settings.TELEPHONY_BACKEND = "sandbox"
-    campaign = Campaign.objects.create(
+    campaign = CampaignFactory(
         partner=long_note_template.partner,
         name="Spring",
         template=long_note_template,
         caller_number="+34910000000",
     )
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         variables={"note": LONG_NOTE},
@@ -519,7 +525,7 @@ def test_a_live_greeting_over_the_limit_is_cut_at_a_sentence_and_spoken(
         attempts=1,
     )
     sid = "CA" + "b" * 32
-    call = Call.objects.create(
+    call = CallFactory(
         campaign=campaign,
         contact=contact,
         attempt=1,
@@ -550,13 +556,11 @@ def test_a_live_greeting_over_the_limit_is_cut_at_a_sentence_and_spoken(
 def test_lines_voiced_ahead_reach_elevenlabs_within_the_limit(
     fake_elevenlabs, long_note_template
 ) -> None:
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
-    campaign = Campaign.objects.create(
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
+    campaign = CampaignFactory(
         partner=long_note_template.partner, name="Spring", template=long_note_template, voice=voice
     )
-    contact = Contact.objects.create(
-        campaign=campaign, phone="+34600000001", variables={"note": LONG_NOTE}
-    )
+    contact = ContactFactory(campaign=campaign, phone="+34600000001", variables={"note": LONG_NOTE})
 
     with translation.override("en"):
         result = prerender_contact_speech(campaign=campaign, contacts=[contact])

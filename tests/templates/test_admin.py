@@ -11,10 +11,10 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from campaigns.models import Campaign, Contact, Partner
+from campaigns.models import Campaign, Contact
 from templates.models import CallTemplate
+from tests.factories import CampaignFactory, ContactFactory, PartnerFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
-from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +115,7 @@ def test_template_admin_refuses_breaking_the_lint_while_a_campaign_calls(
     admin_client, call_template, partner
 ) -> None:
     # given a running campaign calling with the template
-    Campaign.objects.create(
+    CampaignFactory(
         partner=partner, name="Spring", template=call_template, state=Campaign.State.RUNNING
     )
 
@@ -146,9 +146,7 @@ def test_template_admin_adds_through_the_service(admin_client, call_template) ->
 
 @pytest.fixture
 def contact(campaign) -> Contact:
-    return Contact.objects.create(
-        campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"}
-    )
+    return ContactFactory(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
 
 
 def preview_lines(response) -> dict[str, str]:
@@ -166,10 +164,10 @@ def test_template_preview_offers_its_campaigns_contacts_first(
     admin_client, call_template, contact, partner
 ) -> None:
     # given a contact of another campaign of the partner, and one of another partner
-    earlier = Campaign.objects.create(partner=partner, name="Autumn", template=None)
-    Contact.objects.create(campaign=earlier, phone="+34600000002")
-    rival = Campaign.objects.create(partner=Partner.objects.create(name="Rival"), name="Rival")
-    Contact.objects.create(campaign=rival, phone="+34600000003")
+    earlier = CampaignFactory(partner=partner, name="Autumn", template=None)
+    ContactFactory(campaign=earlier, phone="+34600000002")
+    rival = CampaignFactory(partner=PartnerFactory(name="Rival"), name="Rival")
+    ContactFactory(campaign=rival, phone="+34600000003")
 
     page = admin_client.get(preview_url(call_template), headers=ENGLISH).content.decode()
 
@@ -195,8 +193,8 @@ def test_template_preview_renders_for_a_chosen_contact(
 def test_template_preview_finds_any_contact_of_the_partner_by_phone(
     admin_client, call_template, partner
 ) -> None:
-    other = Campaign.objects.create(partner=partner, name="Other", template=None)
-    Contact.objects.create(campaign=other, phone="+34600000009", variables={"first_name": "Eva"})
+    other = CampaignFactory(partner=partner, name="Other", template=None)
+    ContactFactory(campaign=other, phone="+34600000009", variables={"first_name": "Eva"})
 
     response = admin_client.post(preview_url(call_template), {"phone": "600 000 009"})
 
@@ -231,7 +229,7 @@ def test_template_preview_plays_each_sentence(
     admin_client, call_template, contact, fake_elevenlabs, settings
 ) -> None:
     # given the default voice in the catalogue
-    Voice.objects.create(provider_voice_id=BELLA_ID, name=settings.ELEVENLABS_DEFAULT_VOICE)
+    VoiceFactory(provider_voice_id=BELLA_ID, name=settings.ELEVENLABS_DEFAULT_VOICE)
 
     # when staff ask to hear the template for the contact
     response = admin_client.post(

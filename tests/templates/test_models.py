@@ -11,19 +11,20 @@ from django.utils.translation import override
 from campaigns.models import Partner
 from templates.models import CallTemplate
 from tests.database import violates
+from tests.factories import CallTemplateFactory, PartnerFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_call_template_defaults_to_spanish_ai(partner) -> None:
-    template = CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")
+    template = CallTemplateFactory(partner=partner, name="Hola", greeting="Hola")
 
     assert (template.language, template.mode) == ("es-ES", "ai")
 
 
 def test_call_template_name_unique_per_partner(partner) -> None:
-    CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")
-    other = Partner.objects.create(name="Other")
+    CallTemplateFactory(partner=partner, name="Hola", greeting="Hola")
+    other = PartnerFactory(name="Other")
 
     assert violates(
         lambda: CallTemplate.objects.create(partner=partner, name="Hola", greeting="Hola")

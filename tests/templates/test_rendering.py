@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from django.utils.translation import override
 
-from campaigns.models import Contact
 from templates.models import CallTemplate
 from templates.rendering import (
     MissingVariable,
@@ -18,6 +17,7 @@ from templates.rendering import (
     sentences,
     validate_text,
 )
+from tests.factories import ContactFactory
 
 DECLARED = {"first_name", "appointment"}
 
@@ -223,7 +223,7 @@ def test_required_variables_of_scripted_template_include_step_prompts() -> None:
 
 @pytest.mark.django_db
 def test_contact_context_holds_variables_and_reserved_names(campaign) -> None:
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000001",
         external_id="c-1",

@@ -3,19 +3,25 @@ from __future__ import annotations
 import pytest
 from django.utils.translation import override
 
-from campaigns.models import Campaign, Contact, Partner
+from campaigns.models import Partner
 from templates.models import CallTemplate
 from templates.rendering import MissingVariable
 from templates.services import preview_template, preview_template_audio
+from tests.factories import (
+    CallTemplateFactory,
+    CampaignFactory,
+    ContactFactory,
+    PartnerFactory,
+    VoiceFactory,
+)
 from tests.fakes.elevenlabs import BELLA_ID
-from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def template(partner: Partner) -> CallTemplate:
-    return CallTemplate.objects.create(
+    return CallTemplateFactory(
         partner=partner,
         name="Cita",
         variables={"first_name": "Lucía", "appointment": "el martes"},
@@ -43,7 +49,7 @@ def test_preview_template_lays_given_values_over_the_samples(template) -> None:
 
 
 def test_preview_template_renders_for_a_contact(template, campaign) -> None:
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign,
         phone="+34600000002",
         variables={"first_name": "Carmen", "appointment": "el jueves"},
@@ -58,7 +64,7 @@ def test_preview_template_renders_for_a_contact(template, campaign) -> None:
 def test_preview_template_raises_missing_variable_for_contact_without_it(
     template, campaign
 ) -> None:
-    contact = Contact.objects.create(
+    contact = ContactFactory(
         campaign=campaign, phone="+34600000002", variables={"first_name": "Carmen"}
     )
 
@@ -76,8 +82,8 @@ def test_preview_template_raises_missing_variable_for_blank_value(template) -> N
 
 
 def test_preview_template_refuses_contact_of_another_partner(template) -> None:
-    other = Campaign.objects.create(partner=Partner.objects.create(name="Other"), name="X")
-    contact = Contact.objects.create(
+    other = CampaignFactory(partner=PartnerFactory(name="Other"), name="X")
+    contact = ContactFactory(
         campaign=other, phone="+34600000003", variables={"first_name": "A", "appointment": "B"}
     )
 
@@ -86,7 +92,7 @@ def test_preview_template_refuses_contact_of_another_partner(template) -> None:
 
 
 def test_preview_template_refuses_contact_and_variables_together(template, campaign) -> None:
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000004")
+    contact = ContactFactory(campaign=campaign, phone="+34600000004")
 
     with pytest.raises(ValueError, match="not both"):
         preview_template(template=template, contact=contact, variables={})
@@ -96,7 +102,7 @@ def test_preview_template_audio_voices_each_sentence_for_samples(
     fake_elevenlabs, call_template, settings
 ) -> None:
 
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
     lines = preview_template_audio(template=call_template, voice=voice)
 
@@ -114,7 +120,7 @@ def test_preview_template_audio_reports_sentences_it_could_not_voice(
     fake_elevenlabs, call_template
 ) -> None:
 
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     fake_elevenlabs.fail_next(401, times=20)
 
     lines = preview_template_audio(

@@ -10,10 +10,10 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from campaigns.models import Campaign, Contact, Partner, PartnerMember
+from campaigns.models import Campaign, Partner, PartnerMember
 from templates.models import CallTemplate
+from tests.factories import CampaignFactory, ContactFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
-from voices.models import Voice
 
 pytestmark = pytest.mark.django_db
 
@@ -215,7 +215,7 @@ def test_template_a_running_campaign_uses_must_keep_passing_the_lint(
     api_client, api_partner, template
 ) -> None:
     # given a running campaign calling with the template
-    Campaign.objects.create(
+    CampaignFactory(
         partner=api_partner, name="Spring", template=template, state=Campaign.State.RUNNING
     )
 
@@ -236,7 +236,7 @@ def test_template_a_running_campaign_uses_must_keep_passing_the_lint(
 def test_template_of_draft_campaigns_only_may_fail_the_lint(
     api_client, api_partner, template
 ) -> None:
-    Campaign.objects.create(partner=api_partner, name="Spring", template=template)
+    CampaignFactory(partner=api_partner, name="Spring", template=template)
 
     response = api_client.patch(
         url(template), {"greeting": "Hola {{ first_name }}."}, format="json"
@@ -266,7 +266,7 @@ def test_partner_deletes_an_unused_template(api_client, template) -> None:
 
 
 def test_template_a_campaign_uses_is_not_deleted(api_client, api_partner, template) -> None:
-    Campaign.objects.create(
+    CampaignFactory(
         partner=api_partner, name="Spring", template=template, state=Campaign.State.COMPLETED
     )
 
@@ -311,8 +311,8 @@ def test_preview_lays_variables_over_the_samples(api_client, template) -> None:
 
 
 def test_preview_renders_for_a_contact_of_the_partner(api_client, api_partner, template) -> None:
-    campaign = Campaign.objects.create(partner=api_partner, name="Spring", template=template)
-    contact = Contact.objects.create(
+    campaign = CampaignFactory(partner=api_partner, name="Spring", template=template)
+    contact = ContactFactory(
         campaign=campaign, phone="+34600000001", variables={"first_name": "Carmen"}
     )
 
@@ -327,8 +327,8 @@ def test_preview_renders_for_a_contact_of_the_partner(api_client, api_partner, t
 def test_preview_for_another_partners_contact_is_refused(
     api_client, template, other_api_partner
 ) -> None:
-    campaign = Campaign.objects.create(partner=other_api_partner, name="Rival")
-    contact = Contact.objects.create(
+    campaign = CampaignFactory(partner=other_api_partner, name="Rival")
+    contact = ContactFactory(
         campaign=campaign, phone="+34600000001", variables={"first_name": "Carmen"}
     )
 
@@ -341,8 +341,8 @@ def test_preview_for_another_partners_contact_is_refused(
 def test_preview_by_staff_for_a_contact_of_another_partner_than_the_templates(
     staff_api_client, template, other_api_partner
 ) -> None:
-    campaign = Campaign.objects.create(partner=other_api_partner, name="Rival")
-    contact = Contact.objects.create(
+    campaign = CampaignFactory(partner=other_api_partner, name="Rival")
+    contact = ContactFactory(
         campaign=campaign, phone="+34600000001", variables={"first_name": "Carmen"}
     )
 
@@ -366,8 +366,8 @@ def test_preview_refuses_a_blank_variable_the_template_speaks(api_client, templa
 def test_preview_refuses_a_contact_and_variables_together(
     api_client, api_partner, template
 ) -> None:
-    campaign = Campaign.objects.create(partner=api_partner, name="Spring")
-    contact = Contact.objects.create(campaign=campaign, phone="+34600000001")
+    campaign = CampaignFactory(partner=api_partner, name="Spring")
+    contact = ContactFactory(campaign=campaign, phone="+34600000001")
 
     response = api_client.post(
         url(template, "preview/"),
@@ -382,7 +382,7 @@ def test_preview_voices_each_sentence_when_speech_is_configured(
     api_client, template, fake_elevenlabs, settings
 ) -> None:
     # given the default voice in the catalogue
-    Voice.objects.create(provider_voice_id=BELLA_ID, name=settings.ELEVENLABS_DEFAULT_VOICE)
+    VoiceFactory(provider_voice_id=BELLA_ID, name=settings.ELEVENLABS_DEFAULT_VOICE)
 
     # when
     response = api_client.post(url(template, "preview/"), {}, format="json")

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from tests.factories import VoiceFactory
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
 from voices.clips import render_clip
 from voices.models import Voice
@@ -55,7 +56,7 @@ def test_voice_admin_sync_with_no_selection_syncs_and_reports(
 
 
 def test_voice_admin_sync_with_a_selection_syncs_everything(admin_client, fake_elevenlabs) -> None:
-    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Old name")
+    bella = VoiceFactory(provider_voice_id=BELLA_ID, name="Old name")
 
     response = run_sync(admin_client, selected=[bella.pk])
 
@@ -123,7 +124,7 @@ def test_voice_admin_sync_needs_add_and_change_permission(
 
 
 def test_speech_clip_admin_plays_ready_clips(admin_client, fake_elevenlabs) -> None:
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     clip = render_clip(text="Hola.", voice=voice)
 
     page = admin_client.get(f"/admin/voices/speechclip/{clip.pk}/change/").content.decode()
@@ -162,7 +163,7 @@ def test_voice_changelist_hides_the_sync_button_without_permission(client, djang
 
 
 def test_voice_changelist_plays_previews(admin_client) -> None:
-    Voice.objects.create(
+    VoiceFactory(
         provider_voice_id=BELLA_ID, name="Bella", preview_url="https://example.com/bella.mp3"
     )
 
@@ -190,8 +191,8 @@ def make_default(client, *voices: Voice):
 def test_voice_admin_makes_the_selected_voice_the_default(admin_client, settings) -> None:
     # given the setting names Bella, and Antoni is synced too
     settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
-    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
-    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
+    bella = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = VoiceFactory(provider_voice_id=ANTONI_ID, name="Antoni")
     before = admin_client.get(CHANGELIST, headers=ENGLISH).content.decode()
 
     # when staff make Antoni the default
@@ -208,8 +209,8 @@ def test_voice_admin_makes_the_selected_voice_the_default(admin_client, settings
 
 
 def test_voice_admin_default_needs_exactly_one_voice(admin_client) -> None:
-    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
-    antoni = Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni")
+    bella = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
+    antoni = VoiceFactory(provider_voice_id=ANTONI_ID, name="Antoni")
 
     response = make_default(admin_client, bella, antoni)
 
@@ -222,7 +223,7 @@ def test_voice_admin_default_needs_change_permission(client, django_user_model) 
     user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_voice"))
     client.force_login(user)
-    bella = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    bella = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
     # when they try the action anyway
     page = client.get(CHANGELIST).content.decode()
@@ -234,7 +235,7 @@ def test_voice_admin_default_needs_change_permission(client, django_user_model) 
 
 
 def test_voice_change_page_shows_default_and_preview_read_only(admin_client) -> None:
-    voice = Voice.objects.create(
+    voice = VoiceFactory(
         provider_voice_id=BELLA_ID, name="Bella", preview_url="https://example.com/bella.mp3"
     )
 
@@ -287,7 +288,7 @@ def test_admin_pages_do_not_warn_when_the_default_voice_resolves(
     admin_client, unresolved_default, settings, campaign
 ) -> None:
     settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
-    Voice.objects.create(provider_voice_id=BELLA_ID, name="Sarah")
+    VoiceFactory(provider_voice_id=BELLA_ID, name="Sarah")
 
     assert warnings_of(admin_client.get(CHANGELIST)) == []
     assert warnings_of(admin_client.get(reverse("admin:campaigns_campaign_changelist"))) == []

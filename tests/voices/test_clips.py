@@ -11,6 +11,7 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from tests.factories import SpeechClipFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID, fake_audio
 from voices.clips import (
     SPEECH_FALLBACKS,
@@ -28,9 +29,7 @@ from voices.models import SpeechClip, Voice
 
 @pytest.fixture
 def bella(db) -> Voice:
-    return Voice.objects.create(
-        provider_voice_id=BELLA_ID, name="Bella", settings={"stability": 0.5}
-    )
+    return VoiceFactory(provider_voice_id=BELLA_ID, name="Bella", settings={"stability": 0.5})
 
 
 def fallbacks(reason: str) -> float:
@@ -81,7 +80,7 @@ def test_render_clip_stores_audio_once_and_reuses_it(fake_elevenlabs, bella) -> 
 @pytest.mark.django_db(transaction=True)
 def test_render_clip_concurrent_requests_render_the_line_once(fake_elevenlabs) -> None:
     # given a slow provider and six workers that want the same line at the same moment
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
     fake_elevenlabs.delay = 0.5
     barrier = threading.Barrier(6)
     results: list[int] = []
@@ -113,7 +112,7 @@ def test_render_clip_concurrent_requests_render_the_line_once(fake_elevenlabs) -
 def test_a_line_rendered_outside_a_transaction_is_claimed_by_a_lone_insert(
     fake_elevenlabs,
 ) -> None:
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
     with CaptureQueriesContext(connections["default"]) as queries:
         render_clip(text="Hasta luego.", voice=voice)
@@ -126,7 +125,7 @@ def test_a_line_rendered_outside_a_transaction_is_claimed_by_a_lone_insert(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_new_line_is_claimed_without_looking_it_up_first(fake_elevenlabs) -> None:
-    voice = Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella")
+    voice = VoiceFactory(provider_voice_id=BELLA_ID, name="Bella")
 
     with CaptureQueriesContext(connections["default"]) as queries:
         clip = render_clip(text="Su cita 41 queda confirmada.", voice=voice, new_text=True)
@@ -208,7 +207,7 @@ def test_render_clip_takes_over_a_rendering_abandoned_by_a_dead_worker(
         voice_settings=bella.settings,
         output_format="mp3_22050_32",
     )
-    SpeechClip.objects.create(
+    SpeechClipFactory(
         key=key,
         text="Hola.",
         voice=bella,
@@ -388,7 +387,7 @@ def test_render_clip_waits_for_another_rendering_only_until_the_deadline(
         voice_settings=bella.settings,
         output_format="mp3_22050_32",
     )
-    SpeechClip.objects.create(
+    SpeechClipFactory(
         key=key,
         text="Hola.",
         voice=bella,

@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import translation
 
+from tests.factories import VoiceFactory
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID, GEORGE_ID, SARAH_ID
 from voices import services, speech
 from voices.models import Voice
@@ -108,8 +109,8 @@ def test_sync_voices_provider_refusal_changes_nothing(fake_elevenlabs, settings)
 @pytest.fixture
 def voices() -> dict[str, Voice]:
     return {
-        "bella": Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella"),
-        "antoni": Voice.objects.create(provider_voice_id=ANTONI_ID, name="Antoni"),
+        "bella": VoiceFactory(provider_voice_id=BELLA_ID, name="Bella"),
+        "antoni": VoiceFactory(provider_voice_id=ANTONI_ID, name="Antoni"),
     }
 
 
@@ -127,7 +128,7 @@ def test_resolve_default_voice_by_name_ignoring_case(settings, voices) -> None:
 
 def test_resolve_default_voice_prefers_provider_id_over_name(settings, voices) -> None:
     # a voice whose name happens to be another voice's id
-    Voice.objects.create(provider_voice_id="other", name=ANTONI_ID)
+    VoiceFactory(provider_voice_id="other", name=ANTONI_ID)
     settings.ELEVENLABS_DEFAULT_VOICE = ANTONI_ID
 
     assert resolve_default_voice() == voices["antoni"]
@@ -217,7 +218,7 @@ def test_sync_keeps_the_chosen_default(fake_elevenlabs) -> None:
 
 def test_resolve_default_voice_legacy_name_finds_the_renamed_voice(settings) -> None:
     # given the catalogue as ElevenLabs lists it today: Bella's id is named Sarah
-    sarah = Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    sarah = VoiceFactory(provider_voice_id=SARAH_ID, name="Sarah")
     settings.ELEVENLABS_DEFAULT_VOICE = "Bella"
 
     assert resolve_default_voice() == sarah
@@ -225,8 +226,8 @@ def test_resolve_default_voice_legacy_name_finds_the_renamed_voice(settings) -> 
 
 def test_resolve_default_voice_legacy_name_before_id_before_name(settings) -> None:
     # given a voice of the account named like a legacy premade voice, and that voice
-    Voice.objects.create(provider_voice_id="clone0000000000000001", name="Rachel")
-    rachel = Voice.objects.create(provider_voice_id="21m00Tcm4TlvDq8ikWAM", name="Rachel v2")
+    VoiceFactory(provider_voice_id="clone0000000000000001", name="Rachel")
+    rachel = VoiceFactory(provider_voice_id="21m00Tcm4TlvDq8ikWAM", name="Rachel v2")
     settings.ELEVENLABS_DEFAULT_VOICE = "rachel"
 
     assert resolve_default_voice() == rachel
@@ -352,7 +353,7 @@ def test_queue_first_voice_sync_needs_a_key_and_an_empty_catalogue(settings) -> 
     assert queue_first_voice_sync() is False
 
     settings.ELEVENLABS_API_KEY = "key"
-    Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    VoiceFactory(provider_voice_id=SARAH_ID, name="Sarah")
     assert queue_first_voice_sync() is False
 
 
@@ -405,5 +406,5 @@ def test_default_voice_problem_is_empty_when_it_resolves_or_speech_is_off(settin
     assert default_voice_problem() == ""  # <Say> by design: nothing to warn of
 
     settings.ELEVENLABS_API_KEY = "key"
-    Voice.objects.create(provider_voice_id=SARAH_ID, name="Sarah")
+    VoiceFactory(provider_voice_id=SARAH_ID, name="Sarah")
     assert default_voice_problem() == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.factories import VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID
 from voices.models import Voice
 from voices.tasks import sync_voices_task
@@ -14,8 +15,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def voices(db: None) -> list[Voice]:
     return [
-        Voice.objects.create(provider_voice_id=BELLA_ID, name="Bella", language="es"),
-        Voice.objects.create(provider_voice_id="v-adam", name="Adam", language="en"),
+        VoiceFactory(provider_voice_id=BELLA_ID, name="Bella", language="es"),
+        VoiceFactory(provider_voice_id="v-adam", name="Adam", language="en"),
     ]
 
 
