@@ -232,11 +232,11 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("outcome"))
     def outcome_flags(self, call: Call) -> str:
-        outcome = call.outcome if isinstance(call.outcome, dict) else {}
+        flags = call.flags if isinstance(call.flags, dict) else {}
         shown = [
             str(label)
             for key, label in OUTCOME_FLAGS.items()
-            if outcome.get(key) is True or (key == "callback" and outcome.get("callback_at"))
+            if flags.get(key) is True or (key == "callback" and flags.get("callback_at"))
         ]
         return ", ".join(shown) or "-"
 
@@ -314,7 +314,7 @@ def call_page_context(call: Call) -> dict[str, Any]:
     clips = _played_clips(turns) if any(turn.clips for turn in turns) else {}
     clips = clips or _spoken_clips(turns, voice)
     start = call.answered_at or (turns[0].started_at if turns else None) or call.dialed_at
-    outcome = call.outcome if isinstance(call.outcome, dict) else {}
+    outcome = call.outcome
     return {
         "recording_src": (
             reverse("calls:recording-audio", kwargs={"call_id": call.pk})

@@ -17,7 +17,8 @@ from django.utils.translation import gettext as _
 from callcenter.metrics import OPT_OUTS
 from calls import conversation
 from calls.costs import call_cost
-from calls.models import Call
+from calls.models import CALL_OUTCOME_KEYS as CALL_OUTCOME_KEYS
+from calls.models import Call, split_outcome
 from calls.services import record_plays
 from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
@@ -31,25 +32,6 @@ logger = logging.getLogger(__name__)
 # ``conclude_call``). Partner webhooks are not its listeners: the services that send it
 # emit call.completed themselves.
 call_concluded = Signal()
-
-# The outcome keys the call itself keeps (its opt-out, transfer, callback and extraction):
-# the model's record_answer never writes them, whatever the template's schema declares,
-# since they move the contact (a callback, a retry, an opt-out) and have tools of their own.
-CALL_OUTCOME_KEYS = frozenset(
-    {
-        "callback",
-        "callback_at",
-        "callback_note",
-        "do_not_call",
-        "extraction_error",
-        "extraction_failed",
-        "extraction_raw",
-        "opted_out",
-        "transfer_failed",
-        "transfer_status",
-        "transferred",
-    }
-)
 
 
 def answer_schema(*, schema: object) -> dict:
@@ -86,9 +68,9 @@ def opt_out(*, call: Call, how: str) -> str:
             next_attempt_at=None,
             updated_at=timezone.now(),
         )
-        outcome = {**(call.outcome or {}), "opted_out": True}
-        Call.objects.filter(pk=call.pk).update(outcome=outcome)
-        call.outcome = outcome
+        flags = {**call.flags, "opted_out": True}
+        Call.objects.filter(pk=call.pk).update(flags=flags)
+        call.flags = flags
         # Keyed by the contact: one event however many times the callee says it.
         emit_event(
             partner=campaign.partner,
@@ -132,8 +114,9 @@ def confirmation_line(call: Call) -> str:
 def conclude_call(*, call_id: int) -> str:
     """Once a call has ended: its outcome per the template's schema and a summary, drawn
     from the transcript by the model; then partner webhooks get call.completed and
-    ``call_concluded`` is sent. Returns what was done: extracted, failed, no_conversation or
-    not_configured (a scripted call without a model keeps the outcome its steps set).
+    ``call_concluded`` is sent. Returns what was done: extracted, failed,
+    no_conversation or not_configured (a scripted call without a model keeps the outcome
+    its steps set).
 
     Answers the conversation recorded live (tools, script) stay as they are: the model
     only fills the fields they left out. A callback time found only by the model moves
@@ -195,7 +178,7 @@ def _emit_call_completed(*, call_id: int, extraction: str) -> None:
             "price_unit": call.price_unit,
             "cost": call_cost(call).as_dict(),
             # The model's raw answer is kept for staff, not sent.
-            "outcome": {k: v for k, v in (call.outcome or {}).items() if k != "extraction_raw"},
+            "outcome": {k: v for k, v in call.outcome.items() if k != "extraction_raw"},
             "summary": call.summary,
             "extraction": extraction,
         },
@@ -235,7 +218,7 @@ def _contact_data(contact: Contact) -> dict[str, object]:
 def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
     with transaction.atomic():
         call = Call.objects.select_for_update().select_related("contact").get(pk=call.pk)
-        outcome = dict(call.outcome or {})
+        outcome = call.outcome
         if extraction.failed:
             outcome.update(
                 extraction_failed=True,
@@ -246,7 +229,7 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
             outcome = {**(extraction.data or {}), **outcome}
         # Each extraction bills its tokens: one run again (a retried task) adds its own.
         Call.objects.filter(pk=call.pk).update(
-            outcome=outcome,
+            **split_outcome(outcome),
             summary=extraction.summary[:2000],
             extraction_model=extraction.model or call.extraction_model,
             extraction_prompt_tokens=Coalesce(F("extraction_prompt_tokens"), 0)
@@ -256,7 +239,7 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
             updated_at=timezone.now(),
         )
         callback = _extracted_callback(call, outcome)
-        if callback is None or "callback_at" in (call.outcome or {}):
+        if callback is None or "callback_at" in call.flags:
             return
         moved = Contact.objects.filter(
             pk=call.contact_id,
@@ -293,9 +276,9 @@ def extraction_unavailable(*, call_id: int, reason: str) -> None:
     partner webhooks and listeners the call is over all the same."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
-        outcome = {**(call.outcome or {}), "extraction_failed": True}
-        outcome["extraction_error"] = str(reason)[:500]
-        Call.objects.filter(pk=call_id).update(outcome=outcome, updated_at=timezone.now())
+        flags = {**call.flags, "extraction_failed": True}
+        flags["extraction_error"] = str(reason)[:500]
+        Call.objects.filter(pk=call_id).update(flags=flags, updated_at=timezone.now())
         _emit_call_completed(call_id=call_id, extraction="failed")
     transaction.on_commit(
         lambda: call_concluded.send(sender=Call, call_id=call_id, result="failed")
