@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 from zoneinfo import ZoneInfo
 
@@ -111,10 +112,21 @@ def confirmation_line(call: Call) -> str:
 # --- After the call ---------------------------------------------------------------------
 
 
-def conclude_call(*, call_id: int) -> str:
+class Concluded(enum.StrEnum):
+    """What ``conclude_call`` did: the ``result`` of ``call_concluded`` and the
+    ``extraction`` of call.completed."""
+
+    EXTRACTED = "extracted"  # the model drew the outcome and summary from the transcript
+    FAILED = "failed"  # the model's answer was not valid, or it could not be had at all
+    NO_CONVERSATION = "no_conversation"  # the callee never said a word: nothing to extract
+    # No model configured: a scripted call keeps the outcome its steps set.
+    NOT_CONFIGURED = "not_configured"
+
+
+def conclude_call(*, call_id: int) -> Concluded:
     """Once a call has ended: its outcome per the template's schema and a summary, drawn
     from the transcript by the model; then partner webhooks get call.completed and
-    ``call_concluded`` is sent. Returns what was done: extracted, failed,
+    ``call_concluded`` is sent. Returns what was done (Concluded): extracted, failed,
     no_conversation or not_configured (a scripted call without a model keeps the outcome
     its steps set).
 
@@ -130,9 +142,9 @@ def conclude_call(*, call_id: int) -> str:
     record_plays(call=call)
     turns = list(call.turns.exclude(text="", digits=""))
     if not any(turn.role == "caller" for turn in turns):
-        result = "no_conversation"
+        result = Concluded.NO_CONVERSATION
     elif not conversation.is_configured():
-        result = "not_configured"
+        result = Concluded.NOT_CONFIGURED
     else:
         transcript = [
             {
@@ -146,13 +158,13 @@ def conclude_call(*, call_id: int) -> str:
             transcript=transcript, schema=template.outcome_schema or {}, language=template.language
         )
         _keep_extraction(call, extraction)
-        result = "failed" if extraction.failed else "extracted"
+        result = Concluded.FAILED if extraction.failed else Concluded.EXTRACTED
     _emit_call_completed(call_id=call_id, extraction=result)
     transaction.on_commit(lambda: call_concluded.send(sender=Call, call_id=call_id, result=result))
     return result
 
 
-def _emit_call_completed(*, call_id: int, extraction: str) -> None:
+def _emit_call_completed(*, call_id: int, extraction: Concluded) -> None:
     """Tell the partner's webhooks the call is over, once per call (a conclusion run twice
     sends nothing new)."""
     call = Call.objects.select_related("campaign__partner", "contact").get(pk=call_id)
@@ -279,7 +291,7 @@ def extraction_unavailable(*, call_id: int, reason: str) -> None:
         flags = {**call.flags, "extraction_failed": True}
         flags["extraction_error"] = str(reason)[:500]
         Call.objects.filter(pk=call_id).update(flags=flags, updated_at=timezone.now())
-        _emit_call_completed(call_id=call_id, extraction="failed")
+        _emit_call_completed(call_id=call_id, extraction=Concluded.FAILED)
     transaction.on_commit(
-        lambda: call_concluded.send(sender=Call, call_id=call_id, result="failed")
+        lambda: call_concluded.send(sender=Call, call_id=call_id, result=Concluded.FAILED)
     )
