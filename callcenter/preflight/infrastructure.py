@@ -197,7 +197,7 @@ def check_app_url(*, timeout: float) -> Finding:
 @_check(gettext_noop("APP_URL /health"))
 def check_app_health(*, timeout: float) -> Finding:
     """This app's own /health answers 200 through APP_URL, as Twilio would reach it."""
-    url = settings.APP_URL.rstrip("/") + "/health"
+    url = str(settings.APP_URL).rstrip("/") + "/health"
     started = time.perf_counter()
     try:
         response = requests.get(
@@ -265,7 +265,7 @@ def check_app_health(*, timeout: float) -> Finding:
 
 def _database_description() -> str:
     database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
+    if str(database["ENGINE"]).endswith("sqlite3"):
         return _("SQLite file %(path)s") % {"path": database["NAME"]}
     host = database.get("HOST") or "localhost"
     port = f":{database['PORT']}" if database.get("PORT") else ""

@@ -71,5 +71,6 @@ def emit_event(
             )
             if is_new:
                 created += 1
-                deliver_webhook_task.delay_on_commit(delivery.pk)
+                # celery-types predates delay_on_commit (Celery 5.4).
+                deliver_webhook_task.delay_on_commit(delivery.pk)  # type: ignore[attr-defined]
     return created

@@ -217,7 +217,8 @@ def redeliver(
             updated_at=now,
         )
         if moved:
-            deliver_webhook_task.delay_on_commit(current.pk)
+            # celery-types predates delay_on_commit (Celery 5.4).
+            deliver_webhook_task.delay_on_commit(current.pk)  # type: ignore[attr-defined]
     delivery.refresh_from_db()
     return delivery
 
@@ -233,7 +234,8 @@ def queue_due_deliveries(*, now: datetime.datetime | None = None, limit: int = 1
     )
     ids = list(due)
     for delivery_id in ids:
-        deliver_webhook_task.delay_on_commit(delivery_id)
+        # celery-types predates delay_on_commit (Celery 5.4).
+        deliver_webhook_task.delay_on_commit(delivery_id)  # type: ignore[attr-defined]
     return len(ids)
 
 

@@ -146,7 +146,7 @@ def _campaign_reasons(campaign: Campaign, now: datetime.datetime) -> list[Reason
         return [Reason(ReasonCode.CAMPAIGN_ENDED, message)]
     reasons = []
     not_started = campaign.starts_at is not None and campaign.starts_at > now
-    if not_started:
+    if not_started and campaign.starts_at is not None:  # the second test is for mypy
         # A scheduled (or running) campaign calls from its start; a draft or paused one
         # waits for staff as well.
         until = campaign.starts_at if state in (state.SCHEDULED, state.RUNNING) else None

@@ -8,10 +8,14 @@ import datetime
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import holidays
 import phonenumbers
 from django.utils.translation import gettext_lazy
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 RULES_DATA_VERSION = "2026.11.1"
 RULES_VERSION = (
@@ -55,7 +59,7 @@ class Profile:
     """A jurisdiction's calling hours, holidays and local overrides."""
 
     code: str
-    name: str
+    name: StrOrPromise  # translated when shown
     rule: str
     source: str
     hours: Week

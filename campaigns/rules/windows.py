@@ -140,7 +140,7 @@ def calling_window_problems(*, profile: str, calling_windows: Any) -> list[Valid
                 )
             elif base is not None and not _covers(base[day], interval):
                 problems.append(_outside_profile(profile, base[day], day, shown))
-    if not problems and not any(parse_calling_windows(calling_windows).values()):
+    if not problems and not any((parse_calling_windows(calling_windows) or {}).values()):
         problems.append(
             ValidationError(
                 _("The calling windows leave no time to call. Leave them empty to use the rules."),

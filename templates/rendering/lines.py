@@ -172,11 +172,13 @@ def _render_into(spoken: _Spoken, nodelist: NodeList, context: Context) -> None:
             spoken.add(str(node.render(context)))  # a TextNode or VariableNode
             continue
         for condition, branch in node.conditions_nodelists:
+            matched: Any
             if condition is None:  # else
                 matched = True
             else:
                 try:
-                    matched = condition.eval(context)
+                    # django-stubs types eval's context as a dict; IfNode.render passes a Context.
+                    matched = condition.eval(context)  # type: ignore[arg-type]
                 except VariableDoesNotExist:
                     matched = None
             if matched:
@@ -227,7 +229,8 @@ def _render_referring(nodelist: NodeList, context: Context, data: dict[str, str]
             # As IfNode.render: the first branch whose condition holds (None: else).
             for condition, branch in node.conditions_nodelists:
                 try:
-                    match = True if condition is None else condition.eval(context)
+                    # As above: IfNode.render passes a Context too.
+                    match = True if condition is None else condition.eval(context)  # type: ignore[arg-type]
                 except VariableDoesNotExist:
                     match = None
                 if match:
@@ -242,11 +245,16 @@ def _render_referring(nodelist: NodeList, context: Context, data: dict[str, str]
                 getattr(function, "_filter_name", None) == "yesno"
                 for function, _arguments in expression.filters
             )
-            if name not in CAMPAIGN_VARIABLES and value.strip() and not chooses_words:
+            if (
+                name is not None
+                and name not in CAMPAIGN_VARIABLES
+                and value.strip()
+                and not chooses_words
+            ):
                 data[name] = value
                 parts.append(contact_reference(name))
                 continue
-        parts.append(node.render_annotated(context))
+        parts.append(str(node.render_annotated(context)))
     return "".join(parts)
 
 

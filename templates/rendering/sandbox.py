@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from django.conf import settings
 from django.template import Engine, Template, TemplateSyntaxError
@@ -225,7 +225,7 @@ class _SandboxParser(Parser):
         self.filters = {name: f for name, f in self.filters.items() if name in ALLOWED_FILTERS}
 
     def invalid_block_tag(
-        self, token: Token, command: str, parse_until: list[str] | None = None
+        self, token: Token, command: str, parse_until: Iterable[str] | None = None
     ) -> NoReturn:
         if command in ALLOWED_TAGS:  # an elif, else or endif out of place: a syntax error
             super().invalid_block_tag(token, command, parse_until)
@@ -278,8 +278,9 @@ def _check_expression(expression: FilterExpression, token: Token | None = None) 
         )
     variable = expression.var
     if isinstance(variable, Variable) and variable.lookups is not None:
-        if len(variable.lookups) > 1 or variable.var.startswith("_"):
-            raise _Refused("variable", token=token, name=variable.var)
+        name = cast(str, variable.var)  # a str once it has lookups
+        if len(variable.lookups) > 1 or name.startswith("_"):
+            raise _Refused("variable", token=token, name=name)
     for function, arguments in expression.filters:
         name = getattr(function, "_filter_name", function.__name__)
         if name not in ALLOWED_FILTERS:
@@ -292,7 +293,7 @@ def _check_expression(expression: FilterExpression, token: Token | None = None) 
 def _walk(nodelist: NodeList, *, guarded: frozenset[str]) -> Iterator[_Use]:
     """The variables used in ``nodelist``, refusing any node outside the allow-list."""
     for node in nodelist:
-        token = node.token
+        token = cast(Token, node.token)  # the parser gives every node its token
         if isinstance(node, TextNode):
             continue
         if isinstance(node, VariableNode):
@@ -318,7 +319,7 @@ def _walk(nodelist: NodeList, *, guarded: frozenset[str]) -> Iterator[_Use]:
 def _variable_name(expression: FilterExpression) -> str | None:
     variable = expression.var
     if isinstance(variable, Variable) and variable.lookups is not None:
-        return variable.var
+        return cast(str, variable.var)
     return None  # a literal
 
 
@@ -332,7 +333,8 @@ def _has_default(expression: FilterExpression) -> bool:
 def _condition_expressions(condition: Any) -> Iterator[FilterExpression]:
     # An {% if %} condition is a tree of smartif operators (first, second) over literals.
     if isinstance(condition, TemplateLiteral):
-        yield condition.value
+        # A FilterExpression, whatever django-stubs says of TemplateLiteral.value.
+        yield cast(FilterExpression, condition.value)
         return
     for operand in (getattr(condition, "first", None), getattr(condition, "second", None)):
         if operand is not None:
@@ -342,8 +344,9 @@ def _condition_expressions(condition: Any) -> Iterator[FilterExpression]:
 def _tested_names(condition: Any) -> frozenset[str]:
     """Variables the branch runs only when non-empty: ``{% if a %}``, ``{% if a and b %}``."""
     if isinstance(condition, TemplateLiteral):
-        name = _variable_name(condition.value)
-        return frozenset({name}) if name and not condition.value.filters else frozenset()
+        value = cast(FilterExpression, condition.value)  # as in _condition_expressions
+        name = _variable_name(value)
+        return frozenset({name}) if name and not value.filters else frozenset()
     if getattr(condition, "id", None) == "and":
         return _tested_names(condition.first) | _tested_names(condition.second)
     return frozenset()
