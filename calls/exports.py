@@ -9,7 +9,7 @@ cost in three parts and, on request, its transcript.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils.translation import gettext as _
@@ -158,7 +158,7 @@ def _rows(
     with_partner: bool,
 ) -> Iterator[list[Any]]:
     turns = Prefetch("turns", queryset=Turn.objects.only("call", "role", "text", "digits"))
-    for chunk in in_chunks(calls):
+    for chunk in cast(Iterator[list[Call]], in_chunks(calls)):
         costs = call_costs(chunk)
         if transcript:
             prefetch_related_objects(chunk, turns)

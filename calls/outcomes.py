@@ -96,6 +96,7 @@ def opt_out(*, call: Call, how: str) -> str:
 def confirmation_line(call: Call) -> str:
     """The template's opt-out confirmation for the contact, or a default in its language."""
     template = call.campaign.template
+    assert template is not None  # a campaign calls only with a template (start_campaign)
     if template.opt_out_confirmation:
         try:
             return render_line_to_fit(
@@ -137,6 +138,7 @@ def conclude_call(*, call_id: int) -> Concluded:
     """
     call = Call.objects.select_related("campaign__template", "contact").get(pk=call_id)
     template = call.campaign.template
+    assert template is not None  # a campaign calls only with a template (start_campaign)
     # A reply recorded after the call's end (its last words played while it hung up)
     # has its clips counted now.
     record_plays(call=call)
