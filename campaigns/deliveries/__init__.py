@@ -5,7 +5,12 @@
 the same attempt; failed attempts are retried by the ``retry-webhook-deliveries`` beat tick
 with exponential backoff until 24 hours after the event. docs/webhooks.md is the partners'
 side of this contract: the envelope, the headers and how to check a signature.
+
+The package: ``signatures``, ``endpoints``, ``events`` (``emit_event``) and ``sending``
+(``deliver`` and the retries); import from ``campaigns.deliveries``.
 """
+
+from __future__ import annotations
 
 from campaigns.deliveries.endpoints import URL_SCHEMES as URL_SCHEMES
 from campaigns.deliveries.endpoints import create_webhook_endpoint as create_webhook_endpoint

@@ -4,7 +4,13 @@
 caller loads (``load_eligibility_facts``), so the dispatcher can run it when it picks
 contacts and the dialler again right before dialling, and tests can run it without a
 database. Every decision carries the calling rules' version (for audits and disputes).
+
+The package: ``verdict`` (``evaluate`` and its checks, pure), ``facts`` (what it needs,
+loaded from the database) and ``blocked`` (the contacts no time will make callable);
+import from ``campaigns.eligibility``.
 """
+
+from __future__ import annotations
 
 from campaigns.eligibility.blocked import Blocked as Blocked
 from campaigns.eligibility.blocked import blocked_for_good as blocked_for_good

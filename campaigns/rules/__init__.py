@@ -6,10 +6,14 @@ wall-clock intervals ``[start, end)`` in the callee's time zone ("21:00" ends be
 21:00:00; "24:00" is the end of the day). A state or campaign window only ever narrows a
 profile: every applicable set of hours is intersected, and a holiday closes the whole day.
 
-Any change to the data below bumps ``RULES_DATA_VERSION``; ``RULES_VERSION`` also names the
-versions of the holiday calendars and the numbering plan data that decisions depend on, so an
-audit can tell exactly which rules allowed a call.
+Any change to the data in ``profiles.py`` bumps ``RULES_DATA_VERSION``; ``RULES_VERSION``
+also names the versions of the holiday calendars and the numbering plan data that decisions
+depend on, so an audit can tell exactly which rules allowed a call. The package: the
+profiles (``profiles``), where a number is (``jurisdictions``), and when it may be called
+(``windows``); import from ``campaigns.rules``.
 """
+
+from __future__ import annotations
 
 from campaigns.rules.jurisdictions import _ES_PREFIX_COMMUNITIES as _ES_PREFIX_COMMUNITIES
 from campaigns.rules.jurisdictions import _US_AREA_CODE_STATES as _US_AREA_CODE_STATES

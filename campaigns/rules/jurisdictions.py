@@ -8,9 +8,6 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-# Where a number is: its country and, where rules differ inside it, its US state or Spanish
-# autonomous community.
-
 
 @dataclass(frozen=True)
 class Jurisdiction:

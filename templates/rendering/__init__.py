@@ -11,6 +11,8 @@ a line, the AI's instructions, a contact's context) and ``sentences`` (the units
 voices). Import from ``templates.rendering``: its names are re-exported here.
 """
 
+from __future__ import annotations
+
 from templates.rendering.fields import ON_DEMAND_FIELDS as ON_DEMAND_FIELDS
 from templates.rendering.fields import SPOKEN_FIELDS as SPOKEN_FIELDS
 from templates.rendering.fields import TEXT_FIELDS as TEXT_FIELDS
