@@ -256,7 +256,7 @@ def _today(now: datetime.datetime) -> Today:
         calls=Count("pk", filter=today & placed_calls()),
         answered=Count("pk", filter=today & answered_calls()),
         ended=Count("pk", filter=today & ended_calls()),
-        opted_out=Count("pk", filter=today & Q(outcome__opted_out=True)),
+        opted_out=Count("pk", filter=today & Q(flags__opted_out=True)),
     )
     cost = calls_cost(calls=Call.objects.filter(today))
     calls_url = reverse("admin:calls_call_changelist")

@@ -1,8 +1,10 @@
-"""Callcenter settings: one file, read from the environment.
+"""Callcenter settings: one flat list of settings, read from the environment, in one file.
 
-Every variable is listed with a comment in `.env.example`. With no variables at all the
-project runs on its embedded default: a SQLite file, a file-based cache, a filesystem
-Celery broker and the sandbox carrier, all under DATA_DIR.
+Past 500 lines on purpose: each part below is one setting (or a few read together), in
+sections by topic, kept in one file as house style asks. Every variable is listed with a
+comment in `.env.example`. With no variables at all the project runs on its embedded
+default: a SQLite file, a file-based cache, a filesystem Celery broker and the sandbox
+carrier, all under DATA_DIR.
 """
 
 from __future__ import annotations
@@ -693,7 +695,7 @@ MODEL_TIMEOUT = env.float("MODEL_TIMEOUT", 4.0, minimum=0.5, maximum=60.0)
 WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", 8.0, minimum=2.0, maximum=14.0)
 # Hard limits of one conversation, whatever the model or script says.
 CALL_MAX_TURNS = env.int("CALL_MAX_TURNS", 20, minimum=1, maximum=200)
-# Call templates (templates/rendering.py). A spoken line (greeting, voicemail, a step's
+# Call templates (templates/rendering/). A spoken line (greeting, voicemail, a step's
 # prompt...) and the AI instructions may each be this long, as written and once filled in
 # with a contact's data: Twilio's <Say> takes 3,000-4,096 characters, ElevenLabs 10,000.
 TEMPLATE_LINE_MAX_CHARS = env.int("TEMPLATE_LINE_MAX_CHARS", 4_000, minimum=200, maximum=10_000)

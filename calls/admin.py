@@ -7,7 +7,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin
@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from callcenter.exports import ExportAdminMixin, Table
 from calls.costs import call_cost
 from calls.exports import call_table
-from calls.models import Call, CallDirection, CallEvent, CallStatus, Turn
+from calls.models import Call, CallDirection, CallEvent, CallQuerySet, CallStatus, Turn
 from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
 from voices import speech
@@ -58,9 +58,10 @@ class OutcomeFilter(admin.SimpleListFilter):
         if value == "voicemail":
             # As calls.services counts a voicemail for the contact's retries.
             return queryset.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
+        calls = cast(CallQuerySet, queryset)  # Call's manager makes them
         if value == "callback":
-            return queryset.callback_requested()
-        return queryset.with_outcome(value)
+            return calls.callback_requested()
+        return calls.with_outcome(value)
 
 
 # Outcome fields worth a word in the list, in the order they are shown.
@@ -232,11 +233,11 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("outcome"))
     def outcome_flags(self, call: Call) -> str:
-        outcome = call.outcome if isinstance(call.outcome, dict) else {}
+        flags = call.flags if isinstance(call.flags, dict) else {}
         shown = [
             str(label)
             for key, label in OUTCOME_FLAGS.items()
-            if outcome.get(key) is True or (key == "callback" and outcome.get("callback_at"))
+            if flags.get(key) is True or (key == "callback" and flags.get("callback_at"))
         ]
         return ", ".join(shown) or "-"
 
@@ -314,7 +315,7 @@ def call_page_context(call: Call) -> dict[str, Any]:
     clips = _played_clips(turns) if any(turn.clips for turn in turns) else {}
     clips = clips or _spoken_clips(turns, voice)
     start = call.answered_at or (turns[0].started_at if turns else None) or call.dialed_at
-    outcome = call.outcome if isinstance(call.outcome, dict) else {}
+    outcome = call.outcome
     return {
         "recording_src": (
             reverse("calls:recording-audio", kwargs={"call_id": call.pk})

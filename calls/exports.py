@@ -9,7 +9,7 @@ cost in three parts and, on request, its transcript.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.utils.translation import gettext as _
@@ -53,7 +53,8 @@ CALL_FIELDS = (
     "answered_at",
     "ended_at",
     "duration_seconds",
-    "outcome",
+    "answers",
+    "flags",
     "summary",
     "price",
     "price_unit",
@@ -80,7 +81,7 @@ def outcome_keys(calls: QuerySet[Call], campaigns: dict[int, Campaign]) -> list[
         for campaign in sorted(campaigns.values(), key=lambda campaign: campaign.pk)
         for name in _schema_fields(campaign)
     ]
-    found = json_keys(calls, "outcome")
+    found = json_keys(calls, "answers") | json_keys(calls, "flags")
     declared += [key for key in CALL_OUTCOME_KEYS if key in found]
     return [key for key in ordered_keys(declared, found) if key not in PRIVATE_OUTCOME_KEYS]
 
@@ -157,7 +158,7 @@ def _rows(
     with_partner: bool,
 ) -> Iterator[list[Any]]:
     turns = Prefetch("turns", queryset=Turn.objects.only("call", "role", "text", "digits"))
-    for chunk in in_chunks(calls):
+    for chunk in cast(Iterator[list[Call]], in_chunks(calls)):
         costs = call_costs(chunk)
         if transcript:
             prefetch_related_objects(chunk, turns)
@@ -165,7 +166,7 @@ def _rows(
             campaign = campaigns[call.campaign_id]
             contact = call.contact
             values = contact.variables if isinstance(contact.variables, dict) else {}
-            result = call.outcome if isinstance(call.outcome, dict) else {}
+            result = call.outcome
             cost = costs[call.pk]
             yield [
                 call.pk,

@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 from callcenter.queries import one_or_none
 from calls import conversation, deadlines, telephony
 from calls.links import webhook_url
-from calls.models import AnsweredBy, Call, CallEvent, Turn
+from calls.models import AnsweredBy, Call, CallEvent, Turn, split_outcome
 from calls.optout import is_opt_out
 from calls.scripted import first_turn, next_turn
 from calls.services import (
@@ -577,8 +577,7 @@ def _transfer(
     texts = [*texts, line(call, "transfer_line", template.transfer_line)]
     _save_dialogue(call, {**dialogue, "transferred": True})
     lines = _spoken_turn(call, texts, **turn)
-    outcome = {**(call.outcome or {}), "transferred": True}
-    Call.objects.filter(pk=call.pk).update(outcome=outcome)
+    Call.objects.filter(pk=call.pk).update(flags={**call.flags, "transferred": True})
     return telephony.transfer_twiml(
         lines=[*voiced, *lines],
         number=transfer_to,
@@ -597,8 +596,8 @@ def _scripted_turn(call: Call, dialogue: dict, *, speech: str, digits: str) -> s
         steps, step_id=step_id, speech=speech, digits=digits, retries=dialogue.get("retries", 0)
     )
     if step.outcome:
-        outcome = {**(call.outcome or {}), **step.outcome}
-        Call.objects.filter(pk=call.pk).update(outcome=outcome)
+        outcome = {**call.outcome, **step.outcome}
+        Call.objects.filter(pk=call.pk).update(**split_outcome(outcome))
         call.outcome = outcome
     dialogue = {**dialogue, "step": step.step_id, "retries": step.retries}
     if step.exit == "opt_out":
@@ -1029,18 +1028,16 @@ def _cut_back(call_id: int, *, sequence: int, heard: str, terminal: str | None) 
             for key, value in (call.dialogue or {}).items()
             if key not in ("ended", "transferred") and (key, value) != ("closed", "model")
         }
-        outcome = {
-            key: value for key, value in (call.outcome or {}).items() if key != "transferred"
-        }
+        flags = {key: value for key, value in call.flags.items() if key != "transferred"}
         Call.objects.filter(pk=call.pk).update(
-            dialogue=dialogue, outcome=outcome, updated_at=timezone.now()
+            dialogue=dialogue, flags=flags, updated_at=timezone.now()
         )
     logger.info("Call %s: the caller spoke over the reply; kept as heard.", call_id)
 
 
 def _model_failed(call: Call, *, retrying: bool) -> str:
     with transaction.atomic():
-        _lock(call, "dialogue", "outcome")
+        _lock(call, "dialogue", "answers", "flags")
         if retrying:
             return _close(call, call.dialogue or {}, why="model failed twice")
         return _hold(call)
@@ -1070,7 +1067,7 @@ def _act_locked(
     with transaction.atomic():
         # The call locked and re-read with its transcript's last sequence, in one query.
         last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
-        read = _lock(call, "dialogue", "outcome", last_sequence=Subquery(last[:1]))
+        read = _lock(call, "dialogue", "answers", "flags", last_sequence=Subquery(last[:1]))
         last_sequence = read["last_sequence"]
         return _act(
             call,
@@ -1135,7 +1132,7 @@ def _act(
     dialogue = dict(call.dialogue or {})
     names = {action.name for action in reply.actions}
     terminal = next((name for name in TERMINAL_TOOLS if name in names), None)
-    outcome = dict(call.outcome or {})
+    outcome = call.outcome
     for action in reply.actions:
         if action.name == "record_answer":
             outcome[action.arguments["field"]] = action.arguments.get("value")
@@ -1147,7 +1144,7 @@ def _act(
             if action.arguments.get("note"):
                 outcome["callback_note"] = action.arguments["note"]
     if outcome != call.outcome:
-        Call.objects.filter(pk=call.pk).update(outcome=outcome)
+        Call.objects.filter(pk=call.pk).update(**split_outcome(outcome))
         call.outcome = outcome
     # The turn that records the reply carries what the model billed for it, and the
     # clips played for it (``clips``).
@@ -1210,24 +1207,24 @@ def transfer_ended(*, call_id: int, params: Mapping[str, str]) -> str:
         return goodbye()
     status = params.get("DialCallStatus", "")[:32]
     with transaction.atomic():
-        _lock(call, "dialogue", "outcome")
-        outcome = {**(call.outcome or {}), "transfer_status": status}
+        _lock(call, "dialogue", "flags")
+        flags = {**call.flags, "transfer_status": status}
         if status in TRANSFER_TAKEN or not (call.dialogue or {}).get("transferred"):
             # A repeat of a failed transfer's callback finds the transfer already undone.
-            Call.objects.filter(pk=call.pk).update(outcome=outcome, updated_at=timezone.now())
+            Call.objects.filter(pk=call.pk).update(flags=flags, updated_at=timezone.now())
             return goodbye(call)
         logger.info("Call %s: nobody took the transfer (%s).", call.pk, status)
-        outcome.update(transferred=False, transfer_failed=True)
+        flags.update(transferred=False, transfer_failed=True)
         template = call.campaign.template
         dialogue = {**call.dialogue, "transferred": False}
         text = line(call, "transfer_failed_line", template.transfer_failed_line)
         if template.mode == CallTemplate.Mode.SCRIPTED:
-            outcome["callback"] = True  # the script cannot ask when: the retry delay says
-            Call.objects.filter(pk=call.pk).update(outcome=outcome)
-            call.outcome = outcome
+            flags["callback"] = True  # the script cannot ask when: the retry delay says
+            Call.objects.filter(pk=call.pk).update(flags=flags)
+            call.flags = flags
             return _say_and_hang_up(call, dialogue, [text or _transfer_failed_line(call)])
-        Call.objects.filter(pk=call.pk).update(outcome=outcome)
-        call.outcome = outcome
+        Call.objects.filter(pk=call.pk).update(flags=flags)
+        call.flags = flags
         return _say_and_listen(call, dialogue, [text or _transfer_failed_line(call)])
 
 

@@ -76,11 +76,11 @@ def answer(*, params: Mapping[str, str]) -> str:
         logger.warning("Inbound call without a usable CallSid (%r); hung up.", sid[:80])
         return flow.goodbye()
     inbound = Call.objects.filter(direction=CallDirection.INBOUND)
-    known = inbound.filter(provider_sid=sid).values_list("pk", "outcome").first()
+    known = inbound.filter(provider_sid=sid).values_list("pk", "flags").first()
     if known is not None:
         # Asked again for a call already answered: nobody is greeted twice.
-        call_id, outcome = known
-        if (outcome or {}).get("do_not_call"):
+        call_id, flags = known
+        if (flags or {}).get("do_not_call"):
             return _do_not_call(call_id=call_id, params=params)
         return flow.answer(call_id=call_id, params=params)
     contact = (
@@ -171,7 +171,7 @@ def hang_up_ringing(*, call_id: int) -> str:
 def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
     """A contact on a do-not-call list (or opted out) rang us: no sales conversation. They
     hear the company and that they will not be called, then a person when the campaign
-    has a transfer number, else goodbye. Kept on the call (outcome ``do_not_call``)."""
+    has a transfer number, else goodbye. Kept on the call (flag ``do_not_call``)."""
     call = flow.load_call(call_id, params)
     if call is None:
         return flow.goodbye()
@@ -187,7 +187,7 @@ def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
             texts.append(_("I am putting you through to a person."))
         bye = _("Goodbye.")
     lines = flow.speak(call, texts)
-    outcome = {"do_not_call": True, **({"transferred": True} if transfer_to else {})}
+    flags = {"do_not_call": True, **({"transferred": True} if transfer_to else {})}
     with transaction.atomic():
         one_or_none(Call.objects.select_for_update().filter(pk=call.pk))
         if not call.turns.exists():
@@ -195,7 +195,7 @@ def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
                 call, role=Turn.Role.AGENT, text=" ".join(texts), clips=flow.clip_ids(lines)
             )
         Call.objects.filter(pk=call.pk).update(
-            outcome=outcome,
+            flags=flags,
             dialogue={**(call.dialogue or {}), "ended": True, "closed": "do not call"},
             updated_at=timezone.now(),
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import models
 from django.db.models import F, Q
@@ -74,6 +76,38 @@ def placed_calls() -> Q:
     )
 
 
+# The outcome keys the platform keeps itself on a call (its opt-out, transfer, callback
+# and extraction), in ``Call.flags``; every other key of an outcome is the partner's answer
+# (its template's outcome schema), in ``Call.answers``. The model's record_answer never
+# writes them, whatever the template's schema declares, since they move the contact (a
+# callback, a retry, an opt-out) and have tools of their own.
+CALL_OUTCOME_KEYS = frozenset(
+    {
+        "callback",
+        "callback_at",
+        "callback_note",
+        "do_not_call",
+        "extraction_error",
+        "extraction_failed",
+        "extraction_raw",
+        "opted_out",
+        "transfer_failed",
+        "transfer_status",
+        "transferred",
+    }
+)
+
+
+def split_outcome(outcome: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``outcome`` (answers and flags in one dict, as a script step or the model's
+    extraction gives them) as the call's two fields: ``answers`` and ``flags``, ready for
+    ``update(**...)``."""
+    return {
+        "answers": {key: value for key, value in outcome.items() if key not in CALL_OUTCOME_KEYS},
+        "flags": {key: value for key, value in outcome.items() if key in CALL_OUTCOME_KEYS},
+    }
+
+
 class CallQuerySet(models.QuerySet):
     def live(self) -> CallQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
@@ -91,18 +125,19 @@ class CallQuerySet(models.QuerySet):
         """Calls whose outcome has ``flag`` set to true: opted_out, transferred,
         extraction_failed, or a boolean field of the template's outcome schema."""
         # A key transform, not a lookup built from the value: "a__b" is one key.
-        return self.alias(outcome_flag=KeyTransform(flag, "outcome")).filter(outcome_flag=True)
+        field = "flags" if flag in CALL_OUTCOME_KEYS else "answers"
+        return self.alias(outcome_flag=KeyTransform(flag, field)).filter(outcome_flag=True)
 
     def callback_requested(self) -> CallQuerySet:
-        """Calls on which the callee asked to be called back: at a time (the outcome's
+        """Calls on which the callee asked to be called back: at a time (the flags'
         callback_at) or another day (a scripted answer's callback)."""
         # The model may leave callback_at null or "": that is no time.
         at_a_time = (
-            Q(outcome__has_key="callback_at")
-            & ~Q(outcome__callback_at=None)
-            & ~Q(outcome__callback_at="")
+            Q(flags__has_key="callback_at")
+            & ~Q(flags__callback_at=None)
+            & ~Q(flags__callback_at="")
         )
-        return self.alias(callback=KeyTransform("callback", "outcome")).filter(
+        return self.alias(callback=KeyTransform("callback", "flags")).filter(
             at_a_time | Q(callback=True)
         )
 
@@ -172,7 +207,11 @@ class Call(models.Model):
     price_checks = models.PositiveSmallIntegerField(_("price checks"), default=0)
     error_code = models.PositiveIntegerField(_("error code"), null=True, blank=True)
     error_message = models.CharField(_("error"), max_length=500, blank=True)
-    outcome = models.JSONField(_("outcome"), default=dict, blank=True)
+    # What the call came to, kept apart: the partner's answers (the fields of its template's
+    # outcome schema: recorded live by the model or a script step, or extracted after the
+    # call) and the platform's own flags (CALL_OUTCOME_KEYS). ``outcome`` shows both as one.
+    answers = models.JSONField(_("answers"), default=dict, blank=True)
+    flags = models.JSONField(_("flags"), default=dict, blank=True)
     # Where the conversation stands between two webhooks: the scripted step waiting for an
     # answer, answers not understood and silences in a row.
     dialogue = models.JSONField(_("dialogue state"), default=dict, blank=True)
@@ -294,6 +333,20 @@ class Call(models.Model):
     def our_number(self) -> str:
         """Our end of the call: the number that dialled, or the number that was called."""
         return self.to_number if self.is_inbound else self.from_number
+
+    @property
+    def outcome(self) -> dict[str, Any]:
+        """What the call came to as one dict, as the API, webhooks and exports show it: the
+        partner's answers with the platform's flags."""
+        answers = self.answers if isinstance(self.answers, dict) else {}
+        flags = self.flags if isinstance(self.flags, dict) else {}
+        return {**answers, **flags}
+
+    @outcome.setter
+    def outcome(self, outcome: Mapping[str, Any]) -> None:
+        """Set both fields from one dict (``Call(outcome=...)`` too), split by its keys."""
+        split = split_outcome(outcome or {})
+        self.answers, self.flags = split["answers"], split["flags"]
 
 
 class TurnRole(models.TextChoices):

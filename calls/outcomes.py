@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,8 @@ from django.utils.translation import gettext as _
 from callcenter.metrics import OPT_OUTS
 from calls import conversation
 from calls.costs import call_cost
-from calls.models import Call
+from calls.models import CALL_OUTCOME_KEYS as CALL_OUTCOME_KEYS
+from calls.models import Call, split_outcome
 from calls.services import record_plays
 from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
@@ -31,25 +33,6 @@ logger = logging.getLogger(__name__)
 # ``conclude_call``). Partner webhooks are not its listeners: the services that send it
 # emit call.completed themselves.
 call_concluded = Signal()
-
-# The outcome keys the call itself keeps (its opt-out, transfer, callback and extraction):
-# the model's record_answer never writes them, whatever the template's schema declares,
-# since they move the contact (a callback, a retry, an opt-out) and have tools of their own.
-CALL_OUTCOME_KEYS = frozenset(
-    {
-        "callback",
-        "callback_at",
-        "callback_note",
-        "do_not_call",
-        "extraction_error",
-        "extraction_failed",
-        "extraction_raw",
-        "opted_out",
-        "transfer_failed",
-        "transfer_status",
-        "transferred",
-    }
-)
 
 
 def answer_schema(*, schema: object) -> dict:
@@ -86,9 +69,9 @@ def opt_out(*, call: Call, how: str) -> str:
             next_attempt_at=None,
             updated_at=timezone.now(),
         )
-        outcome = {**(call.outcome or {}), "opted_out": True}
-        Call.objects.filter(pk=call.pk).update(outcome=outcome)
-        call.outcome = outcome
+        flags = {**call.flags, "opted_out": True}
+        Call.objects.filter(pk=call.pk).update(flags=flags)
+        call.flags = flags
         # Keyed by the contact: one event however many times the callee says it.
         emit_event(
             partner=campaign.partner,
@@ -113,6 +96,7 @@ def opt_out(*, call: Call, how: str) -> str:
 def confirmation_line(call: Call) -> str:
     """The template's opt-out confirmation for the contact, or a default in its language."""
     template = call.campaign.template
+    assert template is not None  # a campaign calls only with a template (start_campaign)
     if template.opt_out_confirmation:
         try:
             return render_line_to_fit(
@@ -129,11 +113,23 @@ def confirmation_line(call: Call) -> str:
 # --- After the call ---------------------------------------------------------------------
 
 
-def conclude_call(*, call_id: int) -> str:
+class Concluded(enum.StrEnum):
+    """What ``conclude_call`` did: the ``result`` of ``call_concluded`` and the
+    ``extraction`` of call.completed."""
+
+    EXTRACTED = "extracted"  # the model drew the outcome and summary from the transcript
+    FAILED = "failed"  # the model's answer was not valid, or it could not be had at all
+    NO_CONVERSATION = "no_conversation"  # the callee never said a word: nothing to extract
+    # No model configured: a scripted call keeps the outcome its steps set.
+    NOT_CONFIGURED = "not_configured"
+
+
+def conclude_call(*, call_id: int) -> Concluded:
     """Once a call has ended: its outcome per the template's schema and a summary, drawn
     from the transcript by the model; then partner webhooks get call.completed and
-    ``call_concluded`` is sent. Returns what was done: extracted, failed, no_conversation or
-    not_configured (a scripted call without a model keeps the outcome its steps set).
+    ``call_concluded`` is sent. Returns what was done (Concluded): extracted, failed,
+    no_conversation or not_configured (a scripted call without a model keeps the outcome
+    its steps set).
 
     Answers the conversation recorded live (tools, script) stay as they are: the model
     only fills the fields they left out. A callback time found only by the model moves
@@ -142,14 +138,15 @@ def conclude_call(*, call_id: int) -> str:
     """
     call = Call.objects.select_related("campaign__template", "contact").get(pk=call_id)
     template = call.campaign.template
+    assert template is not None  # a campaign calls only with a template (start_campaign)
     # A reply recorded after the call's end (its last words played while it hung up)
     # has its clips counted now.
     record_plays(call=call)
     turns = list(call.turns.exclude(text="", digits=""))
     if not any(turn.role == "caller" for turn in turns):
-        result = "no_conversation"
+        result = Concluded.NO_CONVERSATION
     elif not conversation.is_configured():
-        result = "not_configured"
+        result = Concluded.NOT_CONFIGURED
     else:
         transcript = [
             {
@@ -163,13 +160,13 @@ def conclude_call(*, call_id: int) -> str:
             transcript=transcript, schema=template.outcome_schema or {}, language=template.language
         )
         _keep_extraction(call, extraction)
-        result = "failed" if extraction.failed else "extracted"
+        result = Concluded.FAILED if extraction.failed else Concluded.EXTRACTED
     _emit_call_completed(call_id=call_id, extraction=result)
     transaction.on_commit(lambda: call_concluded.send(sender=Call, call_id=call_id, result=result))
     return result
 
 
-def _emit_call_completed(*, call_id: int, extraction: str) -> None:
+def _emit_call_completed(*, call_id: int, extraction: Concluded) -> None:
     """Tell the partner's webhooks the call is over, once per call (a conclusion run twice
     sends nothing new)."""
     call = Call.objects.select_related("campaign__partner", "contact").get(pk=call_id)
@@ -195,7 +192,7 @@ def _emit_call_completed(*, call_id: int, extraction: str) -> None:
             "price_unit": call.price_unit,
             "cost": call_cost(call).as_dict(),
             # The model's raw answer is kept for staff, not sent.
-            "outcome": {k: v for k, v in (call.outcome or {}).items() if k != "extraction_raw"},
+            "outcome": {k: v for k, v in call.outcome.items() if k != "extraction_raw"},
             "summary": call.summary,
             "extraction": extraction,
         },
@@ -235,7 +232,7 @@ def _contact_data(contact: Contact) -> dict[str, object]:
 def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
     with transaction.atomic():
         call = Call.objects.select_for_update().select_related("contact").get(pk=call.pk)
-        outcome = dict(call.outcome or {})
+        outcome = call.outcome
         if extraction.failed:
             outcome.update(
                 extraction_failed=True,
@@ -246,7 +243,7 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
             outcome = {**(extraction.data or {}), **outcome}
         # Each extraction bills its tokens: one run again (a retried task) adds its own.
         Call.objects.filter(pk=call.pk).update(
-            outcome=outcome,
+            **split_outcome(outcome),
             summary=extraction.summary[:2000],
             extraction_model=extraction.model or call.extraction_model,
             extraction_prompt_tokens=Coalesce(F("extraction_prompt_tokens"), 0)
@@ -256,7 +253,7 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
             updated_at=timezone.now(),
         )
         callback = _extracted_callback(call, outcome)
-        if callback is None or "callback_at" in (call.outcome or {}):
+        if callback is None or "callback_at" in call.flags:
             return
         moved = Contact.objects.filter(
             pk=call.contact_id,
@@ -293,10 +290,10 @@ def extraction_unavailable(*, call_id: int, reason: str) -> None:
     partner webhooks and listeners the call is over all the same."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
-        outcome = {**(call.outcome or {}), "extraction_failed": True}
-        outcome["extraction_error"] = str(reason)[:500]
-        Call.objects.filter(pk=call_id).update(outcome=outcome, updated_at=timezone.now())
-        _emit_call_completed(call_id=call_id, extraction="failed")
+        flags = {**call.flags, "extraction_failed": True}
+        flags["extraction_error"] = str(reason)[:500]
+        Call.objects.filter(pk=call_id).update(flags=flags, updated_at=timezone.now())
+        _emit_call_completed(call_id=call_id, extraction=Concluded.FAILED)
     transaction.on_commit(
-        lambda: call_concluded.send(sender=Call, call_id=call_id, result="failed")
+        lambda: call_concluded.send(sender=Call, call_id=call_id, result=Concluded.FAILED)
     )

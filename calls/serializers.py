@@ -102,7 +102,7 @@ class CallSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_outcome(self, call: Call) -> dict[str, Any]:
-        return {k: v for k, v in (call.outcome or {}).items() if k not in PRIVATE_OUTCOME_KEYS}
+        return {k: v for k, v in call.outcome.items() if k not in PRIVATE_OUTCOME_KEYS}
 
     @extend_schema_field(CostSerializer)
     def get_cost(self, call: Call) -> dict[str, Any]:

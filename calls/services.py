@@ -437,10 +437,10 @@ def _asked_callback(
     if callback_at is not None:
         # The callee asked to be called at that time; the window still gates it then.
         reason = _("Asked to be called back at %(time)s.") % {
-            "time": call.outcome["callback_at"][:16].replace("T", " ")
+            "time": call.flags["callback_at"][:16].replace("T", " ")
         }
         return Contact.State.RETRY, max(callback_at, now), reason
-    if (call.outcome or {}).get("callback") is True:
+    if call.flags.get("callback") is True:
         # A scripted "call me another day" names no time: the campaign's retry delay.
         delay = _retry_rule(call.campaign, "no-answer")["delay_minutes"]
         reason = _("Asked to be called back another time.")
@@ -472,12 +472,12 @@ def _finish_inbound_call(*, call: Call) -> str | None:
     """
     contact = call.contact
     now = timezone.now()
-    outcome = call.outcome or {}
+    flags = call.flags
     transaction.on_commit(CALLS_FINISHED.labels(outcome="inbound").inc)
     talked = (
         call.status == CallStatus.COMPLETED
-        and not outcome.get("do_not_call")
-        and not outcome.get("opted_out")
+        and not flags.get("do_not_call")
+        and not flags.get("opted_out")
         and call.turns.filter(role="caller").exists()
     )
     if not talked:
@@ -486,7 +486,7 @@ def _finish_inbound_call(*, call: Call) -> str | None:
     asked = _asked_callback(call, now)
     if asked is not None:
         state, next_attempt_at, reason = asked
-    elif outcome.get("transfer_failed") is True:
+    elif flags.get("transfer_failed") is True:
         delay = _retry_rule(call.campaign, "no-answer")["delay_minutes"]
         state, next_attempt_at = Contact.State.RETRY, now + datetime.timedelta(minutes=delay)
         reason = _("%(outcome)s: calling again later.") % {
@@ -509,7 +509,7 @@ def _finish_inbound_call(*, call: Call) -> str | None:
 
 def _callback_at(call: Call) -> datetime.datetime | None:
     """The time the callee asked to be called back at (an aware ISO time), if any."""
-    value = (call.outcome or {}).get("callback_at") if isinstance(call.outcome, dict) else None
+    value = call.flags.get("callback_at") if isinstance(call.flags, dict) else None
     try:
         at = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
@@ -550,7 +550,7 @@ def _outcome(call: Call) -> str:
         ).exists():
             # Picked up and never said a word: nobody was reached; called again as such.
             return "no-answer"
-        if (call.outcome or {}).get("transfer_failed") is True:
+        if call.flags.get("transfer_failed") is True:
             return "transfer-failed"
         return "answered"
     if call.status == CallStatus.FAILED and call.error_code in PERMANENT_ERROR_CODES:

@@ -97,7 +97,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         answered=Count("pk", filter=answered),
         voicemail=Count("pk", filter=completed & machine),
         ended=Count("pk", filter=ended_calls()),
-        opted_out=Count("pk", filter=Q(outcome__opted_out=True)),
+        opted_out=Count("pk", filter=Q(flags__opted_out=True)),
         average_answered=Avg("duration_seconds", filter=answered),
     )
     outcomes = {

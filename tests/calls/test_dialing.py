@@ -497,7 +497,7 @@ def test_a_callback_asked_on_the_call_becomes_the_contacts_next_attempt(
     [call] = dispatched(running)
     place_call(call_id=call.pk)
     call.refresh_from_db()
-    Call.objects.filter(pk=call.pk).update(outcome={"callback_at": "2030-01-02T10:00:00+01:00"})
+    Call.objects.filter(pk=call.pk).update(flags={"callback_at": "2030-01-02T10:00:00+01:00"})
 
     record_call_status(
         call_id=call.pk,

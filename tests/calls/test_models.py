@@ -78,6 +78,35 @@ def test_call_cannot_end_before_it_was_dialed(contact) -> None:
     )
 
 
+def test_call_outcome_is_kept_as_answers_apart_from_flags(contact) -> None:
+    # given one dict mixing a template's answer with the platform's flags
+    call = CallFactory(
+        contact=contact, outcome={"attending": True, "opted_out": True, "callback_at": None}
+    )
+
+    call.refresh_from_db()
+
+    assert call.answers == {"attending": True}
+    assert call.flags == {"opted_out": True, "callback_at": None}
+    assert call.outcome == {"attending": True, "opted_out": True, "callback_at": None}
+
+
+def test_call_with_outcome_looks_for_a_flag_in_flags_and_an_answer_in_answers(contact) -> None:
+    ended = {"status": Call.Status.COMPLETED}
+    opted_out = CallFactory(contact=contact, attempt=1, flags={"opted_out": True}, **ended)
+    attending = CallFactory(contact=contact, attempt=2, answers={"attending": True}, **ended)
+    CallFactory(
+        contact=contact,
+        attempt=3,
+        answers={"attending": False},
+        flags={"opted_out": False},
+        **ended,
+    )
+
+    assert list(Call.objects.with_outcome("opted_out")) == [opted_out]
+    assert list(Call.objects.with_outcome("attending")) == [attending]
+
+
 def test_call_querysets_live_and_stale(contact, campaign) -> None:
     ended = CallFactory(contact=contact, status="completed", attempt=1)
     live = CallFactory(contact=contact, status="ringing", attempt=2)

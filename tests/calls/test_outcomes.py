@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from calls import tasks
 from calls.models import Call
-from calls.outcomes import call_concluded, conclude_call
+from calls.outcomes import Concluded, call_concluded, conclude_call
 from campaigns.models import Contact
 from tests.factories import CallFactory, ContactFactory, TurnFactory, WebhookEndpointFactory
 
@@ -100,6 +100,41 @@ def test_a_callback_found_by_the_model_becomes_the_next_attempt(ended_call, fake
     assert contact.state == Contact.State.RETRY
     # 17:00 in Madrid (UTC+1 in January).
     assert contact.next_attempt_at == datetime.datetime(2030, 1, 3, 16, 0, tzinfo=datetime.UTC)
+
+
+def test_the_extraction_keeps_the_partners_answers_apart_from_the_platforms_flags(
+    ended_call, fake_openai
+) -> None:
+    # given a model that answers the schema's field and a callback time (a flag)
+    fake_openai.queue_reply(answer({"attending": False, "callback_at": "2030-01-03T17:00:00"}))
+
+    # when the call is concluded
+    result = conclude_call(call_id=ended_call.pk)
+
+    # then each kind lands in its own field, and the outcome shows both
+    assert result is Concluded.EXTRACTED
+    ended_call.refresh_from_db()
+    assert ended_call.answers == {"attending": False, "live": "kept"}
+    assert ended_call.flags == {"callback_at": "2030-01-03T17:00:00"}
+    assert ended_call.outcome == {
+        "attending": False,
+        "live": "kept",
+        "callback_at": "2030-01-03T17:00:00",
+    }
+
+
+def test_a_failed_extraction_is_a_flag_and_leaves_the_answers_alone(
+    ended_call, fake_openai
+) -> None:
+    fake_openai.queue_reply("not json")
+    fake_openai.queue_reply("not json at all")
+
+    assert conclude_call(call_id=ended_call.pk) is Concluded.FAILED
+
+    ended_call.refresh_from_db()
+    assert ended_call.answers == {"live": "kept"}
+    assert ended_call.flags["extraction_failed"] is True
+    assert ended_call.flags["extraction_raw"] == "not json at all"
 
 
 def test_an_invalid_answer_twice_is_kept_as_extraction_failed(ended_call, fake_openai) -> None:

@@ -297,14 +297,14 @@ def test_deliver_twice_sends_once(endpoint, receiver) -> None:
 def test_two_workers_never_send_the_same_attempt(endpoint, receiver, monkeypatch) -> None:
     # given: a second worker runs the same task while the first is sending
     delivery = emitted(endpoint.partner)
-    real_post = deliveries._post
+    real_post = deliveries.sending._post
     second: list[str] = []
 
     def post_while_another_worker_runs(**kwargs):
         second.append(deliver(delivery_id=delivery.pk))
         return real_post(**kwargs)
 
-    monkeypatch.setattr(deliveries, "_post", post_while_another_worker_runs)
+    monkeypatch.setattr(deliveries.sending, "_post", post_while_another_worker_runs)
 
     # when
     first = deliver(delivery_id=delivery.pk)

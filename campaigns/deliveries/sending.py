@@ -1,60 +1,45 @@
-"""Partner webhooks: events signed and POSTed to the partners' endpoints, retried for a day.
-
-``emit_event`` records one delivery per subscribed endpoint and queues it after commit;
-``deliver`` makes one attempt, claimed by a compare-and-set so that two workers never send
-the same attempt; failed attempts are retried by the ``retry-webhook-deliveries`` beat tick
-with exponential backoff until 24 hours after the event. docs/webhooks.md is the partners'
-side of this contract: the envelope, the headers and how to check a signature.
-"""
+"""Sending a delivery: one attempt claimed by a compare-and-set, its result logged, and
+the retries with backoff until the retry window closes."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
 import json
 import logging
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from callcenter.backoff import retry_after_seconds
 from callcenter.metrics import WEBHOOK_DELIVERIES_FAILED, WEBHOOK_DELIVERY_ATTEMPTS
+from campaigns.deliveries.endpoints import _refusal
+from campaigns.deliveries.signatures import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    EVENT_TYPE_HEADER,
+    SIGNATURE_HEADER,
+    sign,
+)
 from campaigns.egress import (
     DestinationRefused,
     DestinationUnresolved,
     open_stream,
     resolve_destination,
-    url_refusal,
 )
 from campaigns.models import (
-    Partner,
     WebhookDelivery,
     WebhookEndpoint,
-    WebhookEvent,
-    webhook_secret,
 )
 from campaigns.tasks import deliver_webhook_task
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "Callcenter-Signature"
-EVENT_HEADER = "Callcenter-Event"
-EVENT_TYPE_HEADER = "Callcenter-Event-Type"
-DELIVERY_HEADER = "Callcenter-Delivery"
-# Receivers should refuse a signature whose timestamp is further than this from their clock.
-SIGNATURE_TOLERANCE = 300
 
 # Failed attempts are retried until this long after the event, then the delivery fails.
 RETRY_WINDOW = datetime.timedelta(hours=24)
@@ -68,157 +53,6 @@ RETRY_JITTER = 0.2
 CLAIM_LEASE = datetime.timedelta(minutes=5)
 # How much of an endpoint's answer is kept in the attempts log.
 RESPONSE_BODY_LIMIT = 500
-URL_SCHEMES = ("http", "https")
-# The namespace of the event ids derived from a key (see ``emit_event``).
-EVENT_ID_NAMESPACE = uuid.UUID("6f1c1f8e-2b7a-4c55-9a43-52cf4c1d0b9e")
-
-
-# --- Signatures -----------------------------------------------------------------------------
-
-
-def sign(*, secret: str, timestamp: int, body: bytes | str) -> str:
-    """The ``Callcenter-Signature`` value for ``body`` sent at ``timestamp`` (Unix seconds):
-    ``t=<timestamp>,v1=<hex HMAC-SHA256, keyed with the secret, of "<timestamp>.<body>">``."""
-    raw = body.encode() if isinstance(body, str) else body
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
-
-
-def verify_signature(
-    *,
-    secret: str,
-    header: str,
-    body: bytes | str,
-    tolerance: int = SIGNATURE_TOLERANCE,
-    now: datetime.datetime | None = None,
-) -> bool:
-    """Whether ``header`` carries a v1 signature of ``body`` by ``secret`` whose timestamp is
-    within ``tolerance`` seconds of ``now``. Any one of several v1 values may match."""
-    timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
-        name, equals, value = part.strip().partition("=")
-        if not equals:
-            continue
-        if name == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                return False
-        elif name == "v1":
-            signatures.append(value)
-    if timestamp is None or not signatures:
-        return False
-    clock = (now or timezone.now()).timestamp()
-    if abs(clock - timestamp) > tolerance:
-        return False
-    expected = sign(secret=secret, timestamp=timestamp, body=body).partition(",v1=")[2]
-    return any(hmac.compare_digest(expected, signature) for signature in signatures)
-
-
-# --- Endpoints ------------------------------------------------------------------------------
-
-
-def create_webhook_endpoint(
-    *, partner: Partner, url: str, events: list[str], description: str = ""
-) -> WebhookEndpoint:
-    """A new active endpoint of ``partner`` with a fresh secret; validated first (an
-    http(s) URL whose host resolves to public addresses only, known event types)."""
-    endpoint = WebhookEndpoint(partner=partner, url=url, events=events, description=description)
-    endpoint.full_clean()
-    _check_destination(url)
-    endpoint.save()
-    return endpoint
-
-
-def update_webhook_endpoint(
-    *,
-    endpoint: WebhookEndpoint,
-    url: str | None = None,
-    events: list[str] | None = None,
-    description: str | None = None,
-    is_active: bool | None = None,
-) -> WebhookEndpoint:
-    """Change what is given of ``endpoint`` (validated). Deliveries already recorded go to
-    its URL as it is when they are sent; a disabled endpoint gets no new ones. A new URL
-    is checked as on creation."""
-    url_changed = url is not None and url != endpoint.url
-    changes = {
-        name: value
-        for name, value in (
-            ("url", url),
-            ("events", events),
-            ("description", description),
-            ("is_active", is_active),
-        )
-        if value is not None
-    }
-    for name, value in changes.items():
-        setattr(endpoint, name, value)
-    endpoint.full_clean()
-    if url_changed:
-        _check_destination(endpoint.url)
-    endpoint.save(update_fields=[*changes, "updated_at"])
-    return endpoint
-
-
-def rotate_webhook_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-    """Give ``endpoint`` a new secret, at once: every attempt from now on, retries of
-    earlier events included, is signed with it."""
-    endpoint.secret = webhook_secret()
-    endpoint.save(update_fields=["secret", "updated_at"])
-    return endpoint
-
-
-# --- Events ---------------------------------------------------------------------------------
-
-
-def emit_event(
-    *,
-    partner: Partner,
-    event_type: str,
-    payload: dict[str, Any],
-    key: str = "",
-    now: datetime.datetime | None = None,
-) -> int:
-    """Record ``event_type`` (its ``data`` is ``payload``) for every active endpoint of
-    ``partner`` subscribed to it and queue each delivery after commit; returns how many.
-
-    ``key`` names the event for idempotency: the same type and key give the same event id,
-    so emitting again (a task run twice) records nothing new. Without it every call is a
-    new event.
-    """
-    if event_type not in WebhookEvent.values:
-        raise ValueError(f"unknown webhook event {event_type!r}")
-    endpoints = [
-        endpoint
-        for endpoint in WebhookEndpoint.objects.for_partner(partner).active()
-        if event_type in endpoint.events
-    ]
-    if not endpoints:
-        return 0
-    now = now or timezone.now()
-    event_id = uuid.uuid5(EVENT_ID_NAMESPACE, f"{event_type}:{key}") if key else uuid.uuid4()
-    # Stored as it is sent, so that every attempt sends the same body; through Django's
-    # encoder so that payloads may hold datetimes, decimals and UUIDs.
-    envelope = json.loads(
-        json.dumps(
-            {"id": event_id, "type": event_type, "created_at": now, "data": payload},
-            cls=DjangoJSONEncoder,
-        )
-    )
-    created = 0
-    with transaction.atomic():
-        for endpoint in endpoints:
-            delivery, is_new = WebhookDelivery.objects.get_or_create(
-                endpoint=endpoint,
-                event_id=event_id,
-                defaults={"event_type": event_type, "payload": envelope, "next_attempt_at": now},
-            )
-            if is_new:
-                created += 1
-                deliver_webhook_task.delay_on_commit(delivery.pk)
-    return created
 
 
 # --- Delivery -------------------------------------------------------------------------------
@@ -383,7 +217,8 @@ def redeliver(
             updated_at=now,
         )
         if moved:
-            deliver_webhook_task.delay_on_commit(current.pk)
+            # celery-types predates delay_on_commit (Celery 5.4).
+            deliver_webhook_task.delay_on_commit(current.pk)  # type: ignore[attr-defined]
     delivery.refresh_from_db()
     return delivery
 
@@ -399,7 +234,8 @@ def queue_due_deliveries(*, now: datetime.datetime | None = None, limit: int = 1
     )
     ids = list(due)
     for delivery_id in ids:
-        deliver_webhook_task.delay_on_commit(delivery_id)
+        # celery-types predates delay_on_commit (Celery 5.4).
+        deliver_webhook_task.delay_on_commit(delivery_id)  # type: ignore[attr-defined]
     return len(ids)
 
 
@@ -410,23 +246,6 @@ def queue_due_deliveries(*, now: datetime.datetime | None = None, limit: int = 1
 class _Failure:
     reason: str  # expired, gone or refused: the label of WEBHOOK_DELIVERIES_FAILED
     message: str
-
-
-def _refusal(endpoint: WebhookEndpoint) -> str:
-    """Why nothing may be sent to ``endpoint`` (empty: it may)."""
-    if not endpoint.is_active:
-        return _("The endpoint is disabled.")
-    if urlsplit(endpoint.url).scheme.lower() not in URL_SCHEMES:
-        return _("Events are sent only to http:// and https:// URLs.")
-    return ""
-
-
-def _check_destination(url: str) -> None:
-    """Refuse (``ValidationError`` on ``url``) a URL whose host does not resolve now, or
-    resolves to an internal address; it is checked again at every attempt."""
-    if refusal := url_refusal(url):
-        message, code = refusal
-        raise ValidationError({"url": ValidationError(message, code=code)})
 
 
 def _refuse(delivery: WebhookDelivery, *, error: str, now: datetime.datetime) -> str:

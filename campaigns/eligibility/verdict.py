@@ -1,31 +1,22 @@
-"""May this contact be called now, and if not, why and when?
-
-``evaluate`` is a pure function of the contact, its campaign, the time and a few facts the
-caller loads (``load_eligibility_facts``), so the dispatcher can run it when it picks
-contacts and the dialler again right before dialling, and tests can run it without a
-database. Every decision carries the calling rules' version (for audits and disputes).
-"""
+"""The pure eligibility function: ``evaluate`` and its checks, each a list of reasons
+(no query: the facts it needs are given)."""
 
 from __future__ import annotations
 
 import datetime
 import enum
-import functools
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 from zoneinfo import ZoneInfo
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from campaigns import rules
-from campaigns.models import Campaign, Contact, DoNotCall, lacks_variable
+from campaigns.models import Campaign, Contact
 from campaigns.phones import time_zones_for
-from templates.rendering import TemplateRenderError, context_values, required_variables
+from templates.rendering import context_values, required_variables
 
 
 class ReasonCode(enum.StrEnum):
@@ -137,208 +128,6 @@ def evaluate(
     )
 
 
-def load_eligibility_facts(
-    *, contact: Contact, now: datetime.datetime, exclude_call_id: int | None = None
-) -> EligibilityFacts:
-    """The facts ``evaluate`` needs about ``contact`` at ``now``, in three queries.
-
-    ``exclude_call_id``: a call that is neither history nor a live call of its own, for the
-    re-check right before dialling the call the dispatcher already created.
-    """
-    # calls builds on campaigns (dependencies run one way), so the import waits until here.
-    from calls.models import LIVE_STATUSES, Call
-
-    campaign = contact.campaign
-    calls = Call.objects.exclude(pk=exclude_call_id) if exclude_call_id else Call.objects.all()
-    since = now - datetime.timedelta(hours=history_hours(contact=contact, campaign=campaign))
-    history = (
-        calls.placed()
-        .filter(
-            campaign__partner_id=campaign.partner_id,
-            to_number=contact.phone,
-            created_at__gt=since,
-            created_at__lte=now,
-        )
-        .values_list("created_at", flat=True)
-    )
-    return {
-        "history": sorted(history),
-        "blocked_by_dnc": DoNotCall.objects.blocking(
-            partner=campaign.partner, phone=contact.phone
-        ).exists(),
-        "live_call": calls.filter(contact=contact, status__in=LIVE_STATUSES).exists(),
-    }
-
-
-def eligibility_for(
-    *,
-    contact: Contact,
-    now: datetime.datetime | None = None,
-    exclude_call_id: int | None = None,
-) -> Eligibility:
-    """Load the facts about ``contact`` and evaluate it at ``now`` (default: the present)."""
-    now = now or timezone.now()
-    facts = load_eligibility_facts(contact=contact, now=now, exclude_call_id=exclude_call_id)
-    return evaluate(contact=contact, campaign=contact.campaign, now=now, **facts)
-
-
-@dataclass(frozen=True)
-class Blocked:
-    """Contacts that no time will make callable as things stand, counted by the database:
-    ``blocked`` of ``total`` have at least one of the reasons, each counted on its own
-    (``missing``: contacts lacking each variable the template needs)."""
-
-    total: int
-    blocked: int
-    missing: dict[str, int]
-    do_not_call: int
-    exhausted: int
-
-    def describe(self) -> str:
-        """The reasons with their counts: "42 lack first_name, 3 are on a do-not-call list"."""
-        parts = [
-            ngettext("%(count)s lacks %(name)s", "%(count)s lack %(name)s", count)
-            % {"count": count, "name": name}
-            for name, count in self.missing.items()
-            if count
-        ]
-        if self.do_not_call:
-            parts.append(
-                ngettext(
-                    "%(count)s is on a do-not-call list",
-                    "%(count)s are on a do-not-call list",
-                    self.do_not_call,
-                )
-                % {"count": self.do_not_call}
-            )
-        if self.exhausted:
-            parts.append(
-                ngettext(
-                    "%(count)s has used all its attempts",
-                    "%(count)s have used all their attempts",
-                    self.exhausted,
-                )
-                % {"count": self.exhausted}
-            )
-        return ", ".join(parts)
-
-
-def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked:
-    """How many of ``contacts`` (of ``campaign``) ``evaluate`` would refuse for good, in one
-    query however many they are: a do-not-call entry, a variable the campaign's template
-    (as it is now) needs, every attempt used. Reasons of time, and a number without a time
-    zone, are not counted here."""
-    conditions = _BlockingConditions.of(campaign)
-    lacking = list(conditions.lacking.values())
-    counts = contacts.order_by().aggregate(
-        total=Count("pk"),
-        blocked=Count("pk", filter=conditions.any()),
-        do_not_call=Count("pk", filter=conditions.do_not_call),
-        exhausted=Count("pk", filter=conditions.exhausted),
-        **{f"missing_{index}": Count("pk", filter=q) for index, q in enumerate(lacking)},
-    )
-    return Blocked(
-        total=counts["total"],
-        blocked=counts["blocked"],
-        missing={name: counts[f"missing_{index}"] for index, name in enumerate(conditions.lacking)},
-        do_not_call=counts["do_not_call"],
-        exhausted=counts["exhausted"],
-    )
-
-
-def blocked_for_good(*, campaign: Campaign) -> Q:
-    """The contacts of ``campaign`` that ``count_blocked`` counts as blocked, to filter by."""
-    return _BlockingConditions.of(campaign).any()
-
-
-@dataclass(frozen=True)
-class _BlockingConditions:
-    do_not_call: Q
-    exhausted: Q
-    lacking: dict[str, Q]  # by variable the template needs, in name order
-
-    @classmethod
-    def of(cls, campaign: Campaign) -> _BlockingConditions:
-        entries = DoNotCall.objects.filter(
-            Q(partner_id=campaign.partner_id) | Q(partner__isnull=True), phone=OuterRef("phone")
-        )
-        return cls(
-            do_not_call=Q(Exists(entries)),
-            exhausted=Q(attempts__gte=campaign.effective_max_attempts),
-            lacking={name: lacks_variable(name) for name in needed_variables(campaign=campaign)},
-        )
-
-    def any(self) -> Q:
-        return functools.reduce(
-            operator.or_, [self.do_not_call, self.exhausted, *self.lacking.values()]
-        )
-
-
-def needed_variables(*, campaign: Campaign) -> list[str]:
-    """The contact variables ``campaign``'s template needs as it is now, by name; none
-    without a template, or with one that does not parse (its lint refuses the start)."""
-    if campaign.template is None:
-        return []
-    try:
-        return sorted(required_variables(template=campaign.template))
-    except TemplateRenderError:
-        return []
-
-
-def eligibilities(
-    *, contacts: Sequence[Contact], now: datetime.datetime | None = None
-) -> dict[int, Eligibility]:
-    """The verdict on each of ``contacts`` (of any campaigns and partners, each with its
-    campaign loaded as ``with_campaign`` loads it) at ``now``, by contact id: the facts
-    ``eligibility_for`` loads for one, loaded for all of them in three queries."""
-    from calls.models import LIVE_STATUSES, Call  # as in load_eligibility_facts
-
-    now = now or timezone.now()
-    if not contacts:
-        return {}
-    phones = {contact.phone for contact in contacts}
-    partners = {contact.campaign.partner_id for contact in contacts}
-    hours = max(history_hours(contact=contact, campaign=contact.campaign) for contact in contacts)
-    history: dict[tuple[int, str], list[datetime.datetime]] = {}
-    for partner_id, phone, created_at in (
-        Call.objects.placed()
-        .filter(
-            campaign__partner_id__in=partners,
-            to_number__in=phones,
-            created_at__gt=now - datetime.timedelta(hours=hours),
-            created_at__lte=now,
-        )
-        .order_by()
-        .values_list("campaign__partner_id", "to_number", "created_at")
-    ):
-        history.setdefault((partner_id, phone), []).append(created_at)
-    blocked = set(
-        DoNotCall.objects.filter(
-            Q(partner_id__in=partners) | Q(partner__isnull=True), phone__in=phones
-        )
-        .order_by()
-        .values_list("partner_id", "phone")
-    )
-    live = set(
-        Call.objects.filter(contact__in=contacts, status__in=LIVE_STATUSES)
-        .order_by()
-        .values_list("contact_id", flat=True)
-    )
-    verdicts = {}
-    for contact in contacts:
-        partner_id = contact.campaign.partner_id
-        verdicts[contact.pk] = evaluate(
-            contact=contact,
-            campaign=contact.campaign,
-            now=now,
-            history=sorted(history.get((partner_id, contact.phone), [])),
-            blocked_by_dnc=(partner_id, contact.phone) in blocked
-            or (None, contact.phone) in blocked,
-            live_call=contact.pk in live,
-        )
-    return verdicts
-
-
 def history_hours(*, contact: Contact, campaign: Campaign) -> int:
     """How many hours of call history the frequency caps on ``contact`` look back."""
     return max(cap.hours for cap in _frequency_caps(contact, campaign))
@@ -357,7 +146,7 @@ def _campaign_reasons(campaign: Campaign, now: datetime.datetime) -> list[Reason
         return [Reason(ReasonCode.CAMPAIGN_ENDED, message)]
     reasons = []
     not_started = campaign.starts_at is not None and campaign.starts_at > now
-    if not_started:
+    if not_started and campaign.starts_at is not None:  # the second test is for mypy
         # A scheduled (or running) campaign calls from its start; a draft or paused one
         # waits for staff as well.
         until = campaign.starts_at if state in (state.SCHEDULED, state.RUNNING) else None

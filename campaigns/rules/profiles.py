@@ -1,0 +1,166 @@
+"""The compliance profiles as versioned data: each jurisdiction's calling hours, holiday
+country and local overrides, with their rule ids and sources (bump RULES_DATA_VERSION
+on any change here)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import holidays
+import phonenumbers
+from django.utils.translation import gettext_lazy
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+RULES_DATA_VERSION = "2026.11.1"
+RULES_VERSION = (
+    f"{RULES_DATA_VERSION}+holidays-{holidays.__version__}+phonenumbers-{phonenumbers.__version__}"
+)
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# How far ahead next_opening looks before saying "never" (a year plus slack for holidays).
+HORIZON = datetime.timedelta(days=400)
+
+PROFILE_US = "us"
+PROFILE_ES = "es"
+PROFILE_NONE = "none"
+
+Interval = tuple[int, int]  # minutes since local midnight, [start, end)
+Week = Mapping[str, tuple[Interval, ...]]  # weekday -> sorted, disjoint intervals
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most ``calls`` calls to one number in any ``hours`` hours."""
+
+    calls: int
+    hours: int
+    rule: str
+
+
+@dataclass(frozen=True)
+class LocalRule:
+    """A stricter rule for part of a profile's territory (a US state)."""
+
+    rule: str
+    source: str
+    hours: Week | None = None
+    frequency_cap: FrequencyCap | None = None
+    verified: bool = True  # False: copied from a secondary source, re-check before relying on it
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A jurisdiction's calling hours, holidays and local overrides."""
+
+    code: str
+    name: StrOrPromise  # translated when shown
+    rule: str
+    source: str
+    hours: Week
+    holiday_country: str | None = None
+    local_rules: Mapping[str, LocalRule] = field(default_factory=dict)
+
+
+def _minutes(value: str, *, end: bool = False) -> int | None:
+    """Minutes since midnight for "HH:MM" ("24:00" only as an end); None when invalid."""
+    if not isinstance(value, str):
+        return None
+    if end and value == "24:00":
+        return 24 * 60
+    match = _HH_MM.fullmatch(value)
+    if match is None:
+        return None
+    return int(match[1]) * 60 + int(match[2])
+
+
+_HH_MM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _interval(text: str) -> Interval:
+    start, end = (_minutes(part, end=index == 1) for index, part in enumerate(text.split("-")))
+    assert start is not None and end is not None and start < end, text
+    return start, end
+
+
+def _week(hours: str | None, **days: str | None) -> dict[str, tuple[Interval, ...]]:
+    """Every day ``hours`` ("HH:MM-HH:MM"; None: closed), except the ``days`` named."""
+    unknown = set(days) - set(WEEKDAYS)
+    assert not unknown, unknown
+    spec = {day: days.get(day, hours) for day in WEEKDAYS}
+    return {day: (_interval(text),) if text else () for day, text in spec.items()}
+
+
+# VICIdial's shipped state defaults (vicidial_state_call_times, 2019 data), as quoted in
+# calling-rules.md §1 "State examples". Marked unverified there: each only narrows federal
+# hours, so a stale entry can cost calls but never allow an unlawful one.
+_VICIDIAL = "VICIdial extras/MySQL_AST_CREATE_tables.sql, vicidial_state_call_times (2019)"
+
+PROFILES: dict[str, Profile] = {
+    PROFILE_US: Profile(
+        code=PROFILE_US,
+        name=gettext_lazy("United States"),
+        rule="US-1",
+        source="47 CFR 64.1200(c)(1); FTC TSR 16 CFR 310.4(c)",
+        hours=_week("08:00-21:00"),
+        local_rules={
+            "FL": LocalRule(
+                rule="US-1 (Florida)",
+                source="Fla. Stat. 501.616(6) as amended by SB 1120 (2021, ch. 2021-185)",
+                hours=_week("08:00-20:00"),
+                # "no more than 3 calls in 24 h ... regardless of the number used"
+                frequency_cap=FrequencyCap(calls=3, hours=24, rule="US-1 (Florida)"),
+            ),
+            "AL": LocalRule(
+                "US-1 (Alabama)", _VICIDIAL, _week("08:00-20:00", sun=None), verified=False
+            ),
+            "LA": LocalRule(
+                "US-1 (Louisiana)", _VICIDIAL, _week("08:00-20:00", sun=None), verified=False
+            ),
+            "MS": LocalRule(
+                "US-1 (Mississippi)", _VICIDIAL, _week("08:00-20:00", sun=None), verified=False
+            ),
+            "IN": LocalRule("US-1 (Indiana)", _VICIDIAL, _week("09:00-20:00"), verified=False),
+            "NV": LocalRule("US-1 (Nevada)", _VICIDIAL, _week("09:00-20:00"), verified=False),
+            "KY": LocalRule("US-1 (Kentucky)", _VICIDIAL, _week("10:00-21:00"), verified=False),
+            "RI": LocalRule(
+                "US-1 (Rhode Island)",
+                _VICIDIAL,
+                _week("09:00-18:00", sat="10:00-17:00", sun=None),
+                verified=False,
+            ),
+            "TX": LocalRule(
+                "US-1 (Texas)", _VICIDIAL, _week("08:00-21:00", sun="12:00-21:00"), verified=False
+            ),
+            "PA": LocalRule(
+                "US-1 (Pennsylvania)",
+                _VICIDIAL,
+                _week("08:00-21:00", sun="13:30-21:00"),
+                verified=False,
+            ),
+            "SD": LocalRule(
+                "US-1 (South Dakota)", _VICIDIAL, _week("08:00-21:00", sun=None), verified=False
+            ),
+        },
+    ),
+    PROFILE_ES: Profile(
+        code=PROFILE_ES,
+        name=gettext_lazy("Spain"),
+        rule="ES-1",
+        source="TRLGDCU (Real Decreto Legislativo 1/2007) art. 96.2",
+        hours=_week("09:00-21:00", sat=None, sun=None),
+        holiday_country="ES",
+    ),
+    PROFILE_NONE: Profile(
+        code=PROFILE_NONE,
+        name=gettext_lazy("No calling-hour rules"),
+        rule="",
+        source="no calling-hour rules",
+        hours=_week("00:00-24:00"),
+    ),
+}
