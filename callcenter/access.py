@@ -7,7 +7,7 @@ while its own views module loads (a module importing DRF's views could not be na
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,6 +27,9 @@ from rest_framework_simplejwt.serializers import (
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken, Token
 from rest_framework_simplejwt.utils import get_md5_hash_password
+
+if TYPE_CHECKING:
+    from django.db.models import Field
 
 from callcenter.logins import client_address, forget_failures, lockout_message, lockout_wait
 from campaigns.models import Partner, PartnerApiKey, TokenVersion
@@ -99,8 +102,8 @@ def partner_of(request: Request) -> Partner | None:
         else:
             membership = getattr(user, "partner_membership", None)
             partner = membership.partner if membership is not None else None
-        request._callcenter_partner = partner
-    return request._callcenter_partner
+        request._callcenter_partner = partner  # type: ignore[attr-defined]  # ours: memoised
+    return request._callcenter_partner  # type: ignore[attr-defined]
 
 
 def is_staff_request(request: Request) -> bool:
@@ -135,7 +138,7 @@ def staff_permission(request: Request, view: Any) -> str | None:
     if request.method == "POST":
         verb = "add" if view.action == "create" else "change"
     else:
-        verb = _STAFF_ACTIONS.get(request.method, "change")
+        verb = _STAFF_ACTIONS.get(request.method or "", "change")
     return f"{model._meta.app_label}.{verb}_{model._meta.model_name}"
 
 
@@ -302,7 +305,9 @@ class TokenSerializer(TokenObtainPairSerializer):
         user_model = get_user_model()
         self.fields[self.username_field] = serializers.CharField(
             write_only=True,
-            max_length=user_model._meta.get_field(user_model.USERNAME_FIELD).max_length,
+            max_length=cast(  # USERNAME_FIELD names a concrete field, not a relation
+                "Field[Any, Any]", user_model._meta.get_field(user_model.USERNAME_FIELD)
+            ).max_length,
         )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
@@ -316,9 +321,11 @@ class TokenSerializer(TokenObtainPairSerializer):
             raise
         # The password was right: this username's failures are forgotten, as after an admin
         # login (simplejwt sends no user_logged_in signal for axes to see).
-        forget_failures(username=self.user.get_username())
-        membership = getattr(self.user, "partner_membership", None)
-        if membership is None and not self.user.is_staff:
+        user = self.user
+        assert user is not None  # super().validate() sets it when the password is right
+        forget_failures(username=user.get_username())
+        membership = getattr(user, "partner_membership", None)
+        if membership is None and not user.is_staff:
             raise exceptions.PermissionDenied(self.error_messages["no_partner"])
         if membership is not None and not membership.partner.is_active:
             raise exceptions.PermissionDenied(self.error_messages["inactive_partner"])

@@ -15,12 +15,12 @@ import datetime
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.defaults import page_not_found
@@ -74,7 +74,7 @@ class PartnerScopedRelatedField(serializers.PrimaryKeyRelatedField):
         queryset = super().get_queryset()
         request = self.context.get("request")
         partner = partner_of(request) if request is not None else None
-        if partner is None:
+        if partner is None or queryset is None:
             return queryset
         return queryset.filter(**{self.partner_lookup: partner})
 
@@ -342,9 +342,9 @@ class ApiViewMixin:
             return super().handle_exception(exc)  # type: ignore[misc]
         except Exception:
             # An unhandled error (a 500): let the key go, so that the client may retry.
-            record, self._idempotency = getattr(self, "_idempotency", None), None
-            if record is not None:
-                record.delete()
+            held, self._idempotency = getattr(self, "_idempotency", None), None
+            if held is not None:
+                held.delete()
             raise
 
     def finalize_response(
@@ -388,10 +388,11 @@ def _fingerprint(request: Request) -> str:
     digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
     if request.content_type.startswith("multipart/"):
         # Hashed as parsed: Django does not keep a multipart body in memory.
-        for name in sorted(request.data.keys()):
+        data = cast(QueryDict, request.data)  # what DRF's MultiPartParser gives
+        for name in sorted(data.keys()):
             if name in request.FILES:
                 continue
-            digest.update(f"{name}={request.data.getlist(name)!r}\n".encode())
+            digest.update(f"{name}={data.getlist(name)!r}\n".encode())
         for name in sorted(request.FILES.keys()):
             for upload in request.FILES.getlist(name):
                 digest.update(f"{name}:{upload.name}:{upload.size}\n".encode())

@@ -21,7 +21,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -312,7 +312,7 @@ class FileRenderer(BaseRenderer):
         self,
         data: Any,
         accepted_media_type: str | None = None,
-        renderer_context: dict[str, Any] | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
     ) -> bytes:
         raise TypeError("The export actions answer with a file of their own.")
 
@@ -332,7 +332,9 @@ class XLSXRenderer(FileRenderer):
 class ExportNegotiation(DefaultContentNegotiation):
     """As DRF's, but a format nobody offers is a clear 400 rather than a bare 404."""
 
-    def filter_renderers(self, renderers: list[BaseRenderer], format: str) -> list[BaseRenderer]:
+    def filter_renderers(
+        self, renderers: Iterable[BaseRenderer], format: str
+    ) -> list[BaseRenderer]:
         offered = [renderer for renderer in renderers if renderer.format == format]
         if not offered:
             raise exceptions.ValidationError(
@@ -433,7 +435,8 @@ class ExportAdminMixin:
         transcript = params.pop(EXPORT_TRANSCRIPT_PARAM, [""])[-1] in ("1", "on", "true")
         # The changelist reads the list's parameters from the request, and takes any
         # other for a filter it does not know.
-        request.GET = params
+        # Django's request.GET is a QueryDict made immutable; the stub admits no other.
+        request.GET = params  # type: ignore[assignment]
         try:
             changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
         except IncorrectLookupParameters:

@@ -30,8 +30,10 @@ class PartnerScopedFilterBackend(DjangoFilterBackend):
         if partner is None:
             return filterset  # staff see every partner's objects
         for field in filterset.form.fields.values():
-            if isinstance(field, forms.ModelChoiceField):  # and ModelMultipleChoiceField
-                path = partner_path(field.queryset.model)
+            # ModelMultipleChoiceField too; a queryset is set on every field of a filterset
+            if isinstance(field, forms.ModelChoiceField) and field.queryset is not None:
+                model: type[models.Model] = field.queryset.model
+                path = partner_path(model)
                 if path is not None:
                     field.queryset = field.queryset.filter(**{path: partner.pk})
         return filterset

@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import zoneinfo
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db.models import Case, Count, Max, OuterRef, Q, Subquery, Value, When
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +36,10 @@ from campaigns.models import Campaign, WebhookDelivery
 from campaigns.stats import answered_calls, ended_calls, with_contacts_done
 from voices.services import default_voice_problem
 
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django_stubs_ext import WithAnnotations
+
 # Campaigns listed on the page (and campaigns or endpoints in the attention list); the
 # rest are a link away.
 SHOWN = 20
@@ -48,7 +53,7 @@ DELIVERIES_WINDOW = datetime.timedelta(hours=48)
 REFRESH_SECONDS = 30
 SHOWN_STATES = (Campaign.State.RUNNING, Campaign.State.PAUSED)
 
-User = AbstractBaseUser | AnonymousUser
+User = AbstractUser | AnonymousUser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,12 +172,21 @@ def _campaign_list_url(**filters: str) -> str:
     return f"{reverse('admin:campaigns_campaign_changelist')}?{urlencode(filters)}"
 
 
+class _Progress(TypedDict):
+    contacts_total: int
+    contacts_done: int
+    live_calls: int
+
+
 def _campaigns() -> Campaigns:
     """Running campaigns first, then paused ones, each by name: two queries."""
     # Progress without the answer rate, which reads every call of a campaign (the
     # campaign list shows it).
-    shown = with_contacts_done(
-        Campaign.objects.filter(state__in=SHOWN_STATES).select_related("partner")
+    shown = cast(  # with_contacts_done annotates the three figures of _Progress
+        "QuerySet[WithAnnotations[Campaign, _Progress]]",
+        with_contacts_done(
+            Campaign.objects.filter(state__in=SHOWN_STATES).select_related("partner")
+        ),
     ).order_by(
         Case(When(state=Campaign.State.RUNNING, then=Value(0)), default=Value(1)), "name", "pk"
     )[:SHOWN]
@@ -257,7 +271,7 @@ def _today(now: datetime.datetime) -> Today:
     )
     cost = calls_cost(calls=Call.objects.filter(today))
     calls_url = reverse("admin:calls_call_changelist")
-    day_filter = {
+    day_filter: dict[str, str | int] = {
         "created_at__day": day.day,
         "created_at__month": day.month,
         "created_at__year": day.year,
