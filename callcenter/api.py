@@ -28,7 +28,7 @@ from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, viewsets
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import BasePagination, PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -415,7 +415,7 @@ class ScopedViewSet(ApiViewMixin, PartnerScopedMixin, viewsets.GenericViewSet):
     """Base of the API's viewsets: scoped to the partner, idempotent POSTs, paginated.
     Add DRF's model mixins for the operations a resource offers."""
 
-    pagination_class = Pagination
+    pagination_class: type[BasePagination] | None = Pagination
 
 
 class ScopedModelViewSet(ApiViewMixin, PartnerScopedMixin, viewsets.ModelViewSet):

@@ -73,9 +73,7 @@ class LoopbackOnlyWithPublishedKey:
         self.app = app
         self.guarded = is_published_key(key, published) or len(key) < 50 or len(set(key)) < 5
 
-    async def __call__(
-        self, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server") if scope["type"] in ("http", "websocket") else None
         if self.guarded and server and server[1] is not None and not is_loopback(server[0]):
             logger.error(

@@ -7,7 +7,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin
@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from callcenter.exports import ExportAdminMixin, Table
 from calls.costs import call_cost
 from calls.exports import call_table
-from calls.models import Call, CallDirection, CallEvent, CallStatus, Turn
+from calls.models import Call, CallDirection, CallEvent, CallQuerySet, CallStatus, Turn
 from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
 from voices import speech
@@ -58,9 +58,10 @@ class OutcomeFilter(admin.SimpleListFilter):
         if value == "voicemail":
             # As calls.services counts a voicemail for the contact's retries.
             return queryset.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
+        # The changelist's queryset comes from Call.objects: a CallQuerySet.
         if value == "callback":
-            return queryset.callback_requested()
-        return queryset.with_outcome(value)
+            return cast(CallQuerySet, queryset).callback_requested()
+        return cast(CallQuerySet, queryset).with_outcome(value)
 
 
 # Outcome fields worth a word in the list, in the order they are shown.

@@ -132,14 +132,14 @@ def calls_cost(*, calls: QuerySet[Call]) -> Cost:
         else:
             telephony += row["amount"] or 0
     tokens: dict[str, list[int]] = {}
-    for row in (
+    for turns in (
         Turn.objects.filter(call__in=calls.values("pk"))
         .exclude(model="")
         .order_by()
         .values("model")
         .annotate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     ):
-        _add_tokens(tokens, row["model"], row["prompt"], row["completion"])
+        _add_tokens(tokens, turns["model"], turns["prompt"], turns["completion"])
     for row in extraction:
         _add_tokens(tokens, row["extraction_model"], row["prompt"], row["completion"])
     unpriced = [f"telephony:{unit}" for unit in sorted(other_currencies)]
@@ -242,8 +242,9 @@ def _cost(
     )
 
 
-def model_price(model: str) -> tuple[Decimal, Decimal] | None:
-    """OPENAI_PRICES' (input, output) price per million tokens of ``model``: by its name,
+def model_price(model: str) -> tuple[Decimal, ...] | None:
+    """OPENAI_PRICES' (input, output) price per million tokens of ``model`` (settings.py
+    checks there are two): by its name,
     or without a provider prefix (``openai/``) and a dated snapshot (``-2024-07-18``)."""
     prices = settings.OPENAI_PRICES
     name = model.split("/")[-1]
