@@ -79,4 +79,4 @@ messages: install
 	$(BIN)/python manage.py compilemessages --ignore '.venv/*' --ignore 'var/*'
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache
