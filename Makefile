@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 RUNTIME_INSTALLED := $(VENV)/.installed-runtime
 
-.PHONY: run test lint format validate install messages bench clean
+.PHONY: run test test-fast lint format validate install messages bench clean
 
 $(BIN)/python:
 	@echo "==> Creating the virtualenv $(VENV) with $(PYTHON)"
@@ -43,6 +43,11 @@ run: $(RUNTIME_INSTALLED)
 test: install
 	$(BIN)/pytest
 
+# The suite without the tests marked slow (real Celery workers, web servers, manage.py
+# runs, the browser, e2e): for the edit-and-check loop; `make test` runs everything.
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
 # Benchmarks report figures and ratios (see README); they are not tests. They start a
 # throwaway PostgreSQL and Redis as CI does, unless DATABASE_URL is set.
 # BENCH_ONLY=dispatch,api runs some of them.
@@ -52,6 +57,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 format: install
@@ -74,4 +80,4 @@ messages: install
 	$(BIN)/python manage.py compilemessages --ignore '.venv/*' --ignore 'var/*'
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

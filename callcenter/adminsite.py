@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, URLResolver, path
 
 
 class AdminSite(admin.AdminSite):
@@ -30,7 +30,7 @@ class AdminSite(admin.AdminSite):
         context = {"overview": operations_overview(user=request.user), **(extra_context or {})}
         return super().index(request, context)
 
-    def get_urls(self) -> list[URLPattern]:
+    def get_urls(self) -> list[URLResolver | URLPattern]:
         return [
             path("overview/", self.admin_view(self.overview_view), name="overview"),
             *super().get_urls(),

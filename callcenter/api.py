@@ -18,17 +18,17 @@ import datetime
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.defaults import page_not_found
 from rest_framework import exceptions, serializers, status, viewsets
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import BasePagination, PageNumberPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -71,7 +71,7 @@ class PartnerScopedRelatedField(serializers.PrimaryKeyRelatedField):
         queryset: Any = super().get_queryset()  # given: the field is writable
         request = self.context.get("request")
         partner = partner_of(request) if request is not None else None
-        if partner is None:
+        if partner is None or queryset is None:
             return queryset
         return queryset.filter(**{self.partner_lookup: partner})
 
@@ -327,9 +327,9 @@ class ApiViewMixin:
             return super().handle_exception(exc)  # type: ignore[misc]
         except Exception:
             # An unhandled error (a 500): let the key go, so that the client may retry.
-            record, self._idempotency = getattr(self, "_idempotency", None), None
-            if record is not None:
-                record.delete()
+            held, self._idempotency = getattr(self, "_idempotency", None), None
+            if held is not None:
+                held.delete()
             raise
 
     def finalize_response(
@@ -401,7 +401,7 @@ class ScopedViewSet(ApiViewMixin, PartnerScopedMixin, viewsets.GenericViewSet):
     """Base of the API's viewsets: scoped to the partner, idempotent POSTs, paginated.
     Add DRF's model mixins for the operations a resource offers."""
 
-    pagination_class = Pagination
+    pagination_class: type[BasePagination] | None = Pagination
 
 
 class ScopedModelViewSet(ApiViewMixin, PartnerScopedMixin, viewsets.ModelViewSet):

@@ -19,7 +19,7 @@ import io
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -30,6 +30,7 @@ from django.db import connections
 from django.http import HttpRequest
 from django.utils import translation
 from django.utils.translation import gettext as _
+from django.utils.translation import trans_real
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -55,7 +56,7 @@ def may_send_a_file(request: HttpRequest) -> bool:
     the API, credentials one of its authenticators accepts (a JWT, an API key)."""
     from importlib import import_module
 
-    from rest_framework.authentication import SessionAuthentication
+    from rest_framework.authentication import BaseAuthentication, SessionAuthentication
     from rest_framework.exceptions import APIException
     from rest_framework.request import Request
     from rest_framework.settings import api_settings
@@ -70,7 +71,10 @@ def may_send_a_file(request: HttpRequest) -> bool:
         return False
     authenticators = [
         authenticator()
-        for authenticator in api_settings.DEFAULT_AUTHENTICATION_CLASSES
+        # api_settings imports the classes; the stub types them as the dotted paths.
+        for authenticator in cast(
+            "list[type[BaseAuthentication]]", api_settings.DEFAULT_AUTHENTICATION_CLASSES
+        )
         # The session was looked at above; DRF's would check CSRF, reading the body.
         if not issubclass(authenticator, SessionAuthentication)
     ]
@@ -123,7 +127,7 @@ def too_large_answer(
 
 
 def _language(accept_language: str) -> str:
-    for code, _quality in translation.trans_real.parse_accept_lang_header(accept_language):
+    for code, _quality in trans_real.parse_accept_lang_header(accept_language):
         try:
             return translation.get_supported_language_variant(code)
         except LookupError:

@@ -27,6 +27,7 @@ from queue import Empty
 from time import monotonic
 from typing import Any
 
+from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
@@ -52,15 +53,18 @@ class Channel(filesystem.Channel):
 
     # --- Messages ---------------------------------------------------------------------
 
-    def _put(self, queue: str, payload: dict, **kwargs: Any) -> None:
+    # _put, _get and get_table keep kombu's filesystem signatures, which already differ
+    # from the virtual channel's: celery-types' kombu stub ignores the same [override].
+
+    def _put(self, queue: str, payload: dict, **kwargs: Any) -> None:  # type: ignore[override]
         # kombu's name, so that its _size and _purge (and older files) still apply.
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         try:
             write_atomically(Path(self.data_folder_out, name), str_to_bytes(dumps(payload)))
         except OSError as error:
-            raise filesystem.ChannelError(f"Cannot add {name!r} to the queue folder") from error
+            raise ChannelError(f"Cannot add {name!r} to the queue folder") from error
 
-    def _get(self, queue: str) -> dict:
+    def _get(self, queue: str) -> dict:  # type: ignore[override]
         folder = Path(self.data_folder_in)
         wanted = f"{queue}.msg"
         for name in sorted(os.listdir(folder)):
@@ -74,7 +78,7 @@ class Channel(filesystem.Channel):
             try:
                 text = bytes_to_str(claimed.read_bytes())
             except OSError as error:
-                raise filesystem.ChannelError(f"Cannot read {claimed}") from error
+                raise ChannelError(f"Cannot read {claimed}") from error
             try:
                 message = loads(text)
             except ValueError:
@@ -96,14 +100,14 @@ class Channel(filesystem.Channel):
 
     # --- Exchange tables --------------------------------------------------------------
 
-    def get_table(self, exchange: str) -> list[filesystem.exchange_queue_t]:
-        file = self._exchange_file(exchange)
+    def get_table(self, exchange: str) -> list[filesystem.exchange_queue_t]:  # type: ignore[override]
+        file = self._table_file(exchange)
         try:
             text = bytes_to_str(file.read_bytes())
         except FileNotFoundError:
             return []
         except OSError as error:
-            raise filesystem.ChannelError(f"Cannot open {file}") from error
+            raise ChannelError(f"Cannot open {file}") from error
         try:
             return [filesystem.exchange_queue_t(*binding) for binding in loads(text)]
         except (ValueError, TypeError):
@@ -112,14 +116,22 @@ class Channel(filesystem.Channel):
             logger.warning("Broker exchange table %s is unreadable; taken as empty.", file)
             return []
 
-    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str | None, queue: str) -> None:
         binding = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
         with self._table_lock(exchange):
             table = self.get_table(exchange)
             if binding not in table:
                 self._write_table(exchange, [binding, *table])
 
-    def _delete(self, queue: str, exchange: str, routing_key: str, pattern: str, *args, **kwargs):
+    def _delete(
+        self,
+        queue: str,
+        exchange: str,
+        routing_key: str,
+        pattern: str | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
         # The virtual channel's own bookkeeping, then this channel's table (not the parent's,
         # which rewrites the file in place).
         super(filesystem.Channel, self)._delete(
@@ -132,24 +144,30 @@ class Channel(filesystem.Channel):
                 self._write_table(exchange, [b for b in table if b != binding])
 
     def _write_table(self, exchange: str, table: list[filesystem.exchange_queue_t]) -> None:
-        file = self._exchange_file(exchange)
+        file = self._table_file(exchange)
         try:
             write_atomically(file, str_to_bytes(dumps(table)))
         except OSError as error:
-            raise filesystem.ChannelError(f"Cannot write {file}") from error
+            raise ChannelError(f"Cannot write {file}") from error
 
     @contextmanager
     def _table_lock(self, exchange: str) -> Iterator[None]:
         """Held while a table is read, changed and written: binds in several processes
         never lose each other's changes. A lock file of its own: the table is replaced."""
         self.control_folder.mkdir(parents=True, exist_ok=True)
-        table = self._exchange_file(exchange)
+        table = self._table_file(exchange)
+        # kombu's lock() and unlock() take any file with fileno(); celery-types' stub
+        # narrows them to FileIO | TextIOWrapper and lacks LOCK_EX.
         with open(table.with_name(f"{table.name}.lock"), "ab") as lock_file:
-            filesystem.lock(lock_file, filesystem.LOCK_EX)
+            filesystem.lock(lock_file, filesystem.LOCK_EX)  # type: ignore[arg-type, attr-defined]
             try:
                 yield
             finally:
-                filesystem.unlock(lock_file)
+                filesystem.unlock(lock_file)  # type: ignore[arg-type]
+
+    def _table_file(self, exchange: str) -> Path:
+        """kombu's file of ``exchange``'s table (it refuses a name that is not one)."""
+        return self._exchange_file(exchange)  # type: ignore[attr-defined]  # not in the stub
 
     # --- Folders ----------------------------------------------------------------------
 

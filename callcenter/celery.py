@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from celery.signals import (
@@ -15,6 +17,10 @@ from celery.signals import (
 )
 
 from callcenter.logging import bind_task_context, unbind_task_context
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callcenter.settings")
 
@@ -42,7 +48,7 @@ task_postrun.connect(unbind_task_context, weak=False)
 
 
 @worker_init.connect
-def _prepare_metrics_folder(**_kwargs) -> None:
+def _prepare_metrics_folder(**_kwargs: object) -> None:
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not folder or not _metrics_port():
         return
@@ -53,7 +59,7 @@ def _prepare_metrics_folder(**_kwargs) -> None:
 
 
 @worker_ready.connect
-def _serve_metrics(**_kwargs):
+def _serve_metrics(**_kwargs: object) -> WSGIServer | None:
     """Serves the worker's metrics on WORKER_METRICS_PORT; returns the server (or None)."""
     port = _metrics_port()
     if not port:
@@ -74,7 +80,7 @@ def _serve_metrics(**_kwargs):
 
     # prometheus_client's start_http_server, with the web's /metrics rule: METRICS_TOKEN as
     # a bearer token wherever the web's /metrics asks for it.
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not metrics_allowed(environ.get("HTTP_AUTHORIZATION", "")):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"Not Found\n"]
@@ -86,7 +92,7 @@ def _serve_metrics(**_kwargs):
 
 
 @worker_process_shutdown.connect
-def _forget_process(pid: int | None = None, **_kwargs) -> None:
+def _forget_process(pid: int | None = None, **_kwargs: object) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and _metrics_port():
         from prometheus_client import multiprocess
 
@@ -105,7 +111,7 @@ def _metrics_port() -> int:
 
 
 @worker_ready.connect
-def _sync_an_empty_voice_catalogue(**_kwargs) -> None:
+def _sync_an_empty_voice_catalogue(**_kwargs: object) -> None:
     from django.db import DatabaseError, connections
 
     from voices.services import queue_first_voice_sync

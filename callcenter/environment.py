@@ -6,6 +6,7 @@ deployment learns about all of its mistakes in one start-up, each naming its var
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
@@ -35,13 +36,20 @@ class Environment:
         got = "" if value is None else f" (got {value!r})"
         self.errors.append(f"{name}: {message}{got}")
 
+    # The readers below are named after the builtins, which they shadow in the class's
+    # annotations from here on: those spell the types builtins.str, builtins.int...
     def str(self, name: str, default: str = "") -> str:
         value = self.raw(name)
         return default if value is None else value
 
     def int(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         value = self.raw(name)
         if value is None:
             return default
@@ -56,12 +64,12 @@ class Environment:
 
     def float(
         self,
-        name: str,
-        default: float,
+        name: builtins.str,
+        default: builtins.float,
         *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> float:
+        minimum: builtins.float | None = None,
+        maximum: builtins.float | None = None,
+    ) -> builtins.float:
         value = self.raw(name)
         if value is None:
             return default
@@ -77,7 +85,7 @@ class Environment:
             return default
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -89,7 +97,9 @@ class Environment:
         self.error(name, "must be true or false", value)
         return default
 
-    def choice(self, name: str, default: str, choices: Iterable[str]) -> str:
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: Iterable[builtins.str]
+    ) -> builtins.str:
         value = self.raw(name)
         if value is None:
             return default
@@ -99,7 +109,13 @@ class Environment:
             return default
         return value
 
-    def url(self, name: str, default: str, *, schemes: Iterable[str] = ("http", "https")) -> str:
+    def url(
+        self,
+        name: builtins.str,
+        default: builtins.str,
+        *,
+        schemes: Iterable[builtins.str] = ("http", "https"),
+    ) -> builtins.str:
         """An absolute URL with one of ``schemes`` and a host; a trailing slash is dropped."""
         value = self.raw(name)
         if value is None:
@@ -120,7 +136,9 @@ class Environment:
             return default
         return value.rstrip("/")
 
-    def mapping(self, name: str, default: Mapping[str, str]) -> dict[str, str]:
+    def mapping(
+        self, name: builtins.str, default: Mapping[builtins.str, builtins.str]
+    ) -> dict[builtins.str, builtins.str]:
         """``default`` updated with the value's ``key=value`` pairs, comma-separated
         (``es-ES=Polly.Lucia-Neural,en-US=Polly.Joanna-Neural``); a pair without ``=``,
         or with an empty key or value, is an error."""
@@ -146,12 +164,12 @@ class Environment:
 
     def _in_range(
         self,
-        name: str,
-        number: float,
-        value: str,
-        minimum: float | None,
-        maximum: float | None,
-    ) -> bool:
+        name: builtins.str,
+        number: builtins.float,
+        value: builtins.str,
+        minimum: builtins.float | None,
+        maximum: builtins.float | None,
+    ) -> builtins.bool:
         if minimum is not None and number < minimum:
             self.error(name, f"must be at least {minimum}", value)
             return False

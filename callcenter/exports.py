@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -58,8 +58,12 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 # Rows read from the database at once: each chunk costs the same few queries.
 CHUNK_ROWS = 2000
+_M = TypeVar("_M", bound=Model)
 # A CSV response sends what it has written once it holds this much.
 FLUSH_BYTES = 256 * 1024
 # What a temporary XLSX file is streamed by.
@@ -92,7 +96,7 @@ class Table:
     rows: Iterable[Sequence[Any]]
 
 
-def in_chunks(queryset: QuerySet, size: int | None = None) -> Iterator[list[Model]]:
+def in_chunks(queryset: QuerySet[_M], size: int | None = None) -> Iterator[list[_M]]:
     """The rows of ``queryset`` in lists of ``size`` (CHUNK_ROWS), read through one
     server-side cursor (PostgreSQL), so a chunk's related rows can be read in a query for
     the whole chunk."""

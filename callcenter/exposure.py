@@ -10,6 +10,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from callcenter.bodies import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +69,11 @@ class LoopbackOnlyWithPublishedKey:
     settings.py refuses such a key when HOST says the server listens beyond loopback; this
     catches a server started by hand with another address (``uvicorn --host 0.0.0.0``)."""
 
-    def __init__(self, app, *, key: str, published: Collection[str]) -> None:
+    def __init__(self, app: ASGIApp, *, key: str, published: Collection[str]) -> None:
         self.app = app
         self.guarded = is_published_key(key, published) or len(key) < 50 or len(set(key)) < 5
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server") if scope["type"] in ("http", "websocket") else None
         if self.guarded and server and server[1] is not None and not is_loopback(server[0]):
             logger.error(

@@ -48,7 +48,13 @@ def check_cache() -> None:
 
 def check_broker() -> None:
     with celery_app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=3)
+        # kombu sleeps any number of seconds; celery-types' stub types the step as int.
+        conn.ensure_connection(
+            max_retries=1,
+            interval_start=0,
+            interval_step=0.2,  # type: ignore[arg-type]
+            timeout=3,
+        )
 
 
 CHECKS: dict[str, Callable[[], None]] = {

@@ -78,7 +78,7 @@ class RequestContextMiddleware(AsyncCapableMiddleware):
 
     def _bind(self, request: HttpRequest) -> tuple[float, tuple]:
         request_id = sane_token(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
-        request.request_id = request_id
+        request.request_id = request_id  # type: ignore[attr-defined]  # ours, on Django's request
         call_sid = None
         if request.path.startswith(TWILIO_PATH_PREFIX) and request.method == "POST":
             call_sid = sane_token(request.POST.get("CallSid"))
@@ -87,7 +87,7 @@ class RequestContextMiddleware(AsyncCapableMiddleware):
     def _finish(
         self, request: HttpRequest, response: HttpResponseBase, started: float
     ) -> HttpResponseBase:
-        response[REQUEST_ID_HEADER] = request.request_id
+        response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]  # set in _bind
         request_logger.log(
             logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
             "%s %s %s %.1fms",

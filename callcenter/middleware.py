@@ -22,6 +22,8 @@ class AsyncCapableMiddleware:
 
     sync_capable = True
     async_capable = True
+    # Each subclass defines it: declared here for the type checker (markcoroutinefunction).
+    __call__: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
     def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response

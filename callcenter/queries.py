@@ -40,7 +40,8 @@ def insert_unless_taken(instance: Model) -> bool:
         if not field.generated and not (field is meta.auto_field and instance.pk is None)
     ]
     returning = meta.db_returning_fields
-    [row] = model._base_manager._insert(
+    # QuerySet._insert (which the manager proxies) is Django's private API: not in the stubs.
+    [row] = model._base_manager._insert(  # type: ignore[attr-defined]
         [instance],
         fields=fields,
         returning_fields=returning,

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import csp.constants as csp
@@ -295,7 +297,7 @@ DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", 10, minimum=1, maximum=1000)
 DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", 10.0, minimum=0.1, maximum=600)
 if _database_url is None:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
+    DATABASES: dict[str, Mapping[str, Any]] = {
         "default": {
             "ENGINE": "django_prometheus.db.backends.sqlite3",
             "NAME": DATA_DIR / "callcenter.sqlite3",
@@ -313,7 +315,10 @@ else:
         _database = dj_database_url.parse(_database_url)
     except ValueError as exc:
         env.error("DATABASE_URL", f"is not a database URL we understand ({exc})", "<hidden>")
-        _database = {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "invalid.sqlite3"}
+        _database = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "invalid.sqlite3"),
+        }
     if _database["ENGINE"] == "django.db.backends.postgresql":
         _database["ENGINE"] = "django_prometheus.db.backends.postgresql"
         _database.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -22,7 +23,7 @@ class AsyncWhiteNoiseMiddleware(WhiteNoiseMiddleware):
     sync_capable = True
     async_capable = True
 
-    def __init__(self, get_response: Callable, *args, **kwargs) -> None:
+    def __init__(self, get_response: Callable, *args: Any, **kwargs: Any) -> None:
         super().__init__(get_response, *args, **kwargs)
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:

@@ -58,10 +58,10 @@ class OutcomeFilter(admin.SimpleListFilter):
         if value == "voicemail":
             # As calls.services counts a voicemail for the contact's retries.
             return queryset.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
-        calls = cast(CallQuerySet, queryset)  # Call's manager makes them
+        # The changelist's queryset comes from Call.objects: a CallQuerySet.
         if value == "callback":
-            return calls.callback_requested()
-        return calls.with_outcome(value)
+            return cast(CallQuerySet, queryset).callback_requested()
+        return cast(CallQuerySet, queryset).with_outcome(value)
 
 
 # Outcome fields worth a word in the list, in the order they are shown.

@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
 
 from callcenter.access import partner_of
-from calls.models import AnsweredBy, Call, CallDirection, CallStatus
+from calls.models import AnsweredBy, Call, CallDirection, CallQuerySet, CallStatus
 from campaigns.models import Campaign, Contact
 
 
@@ -114,5 +114,5 @@ class CallFilter(django_filters.FilterSet):
         model = Call
         fields = ["campaign", "contact", "direction", "status", "answered_by", "outcome"]
 
-    def filter_outcome(self, queryset: QuerySet[Call], name: str, value: Any) -> QuerySet[Call]:
+    def filter_outcome(self, queryset: CallQuerySet, name: str, value: Any) -> CallQuerySet:
         return queryset.with_outcome(value)

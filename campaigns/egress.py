@@ -172,12 +172,12 @@ def internal_address_kind(address: IPAddress) -> str:
             return _("an unspecified address")
         if address.is_loopback:
             return _("a loopback address")
-        for network, encoding in _IPV4_CARRIERS:
-            if address in network:
-                if kind := internal_address_kind(_carried(address, network)):
+        for carrier, encoding in _IPV4_CARRIERS:
+            if address in carrier:
+                if carried_kind := internal_address_kind(_carried(address, carrier)):
                     return _("the %(encoding)s form of %(kind)s") % {
                         "encoding": encoding,
-                        "kind": kind,
+                        "kind": carried_kind,
                     }
                 return ""
         for network, kind in _IPV6_KINDS:
@@ -236,11 +236,11 @@ _IPV4_KINDS = [
 ]
 # IPv6 addresses that lead to an IPv4 address, and what the encoding is called.
 _IPV4_CARRIERS = [
-    (_net("::ffff:0:0/96"), "IPv4-mapped"),
-    (_net("::ffff:0:0:0/96"), "IPv4-translated"),
-    (_net("::/96"), "IPv4-compatible"),
-    (_net("64:ff9b::/96"), "NAT64"),
-    (_net("2002::/16"), "6to4"),
+    (ipaddress.IPv6Network("::ffff:0:0/96"), "IPv4-mapped"),
+    (ipaddress.IPv6Network("::ffff:0:0:0/96"), "IPv4-translated"),
+    (ipaddress.IPv6Network("::/96"), "IPv4-compatible"),
+    (ipaddress.IPv6Network("64:ff9b::/96"), "NAT64"),
+    (ipaddress.IPv6Network("2002::/16"), "6to4"),
 ]
 _IPV6_KINDS = [
     # Teredo hides its IPv4 destination; local-use NAT64 prefixes lead to whatever the

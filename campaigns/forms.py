@@ -240,7 +240,8 @@ class DoNotCallBulkForm(forms.Form):
         return text.splitlines()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what clean() returns (the stubs allow None)
         if cleaned.get("scope") == self.PARTNER and not cleaned.get("partner"):
             self.add_error("partner", _("Choose the partner whose list the numbers go on."))
         if cleaned.get("scope") == self.GLOBAL:
@@ -317,12 +318,13 @@ class PhoneListField(forms.CharField):
     def prepare_value(self, value: Any) -> Any:
         return "\n".join(value) if isinstance(value, list) else value
 
-    def to_python(self, value: Any) -> list[str]:
+    # Typed by the stubs as CharField's str: this field's cleaned value is the list.
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
         if isinstance(value, list):
             return value
         numbers: list[str] = []
         errors = []
-        for raw in re.split(r"[\n,;]", super().to_python(value)):
+        for raw in re.split(r"[\n,;]", super().to_python(value) or ""):
             if not raw.strip():
                 continue
             try:

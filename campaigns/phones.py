@@ -86,7 +86,7 @@ class PhoneReader:
     def __init__(self, *, region: str) -> None:
         self.region = region
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-        self._national_code = metadata.country_code if metadata else 0
+        self._national_code = (metadata.country_code or 0) if metadata else 0
         # Where "00" dials abroad, "0034…" is "+34…" (unless a 0 follows: parse() knows).
         self._idd = "00" if metadata and metadata.international_prefix == "00" else "+"
         self._kinds: dict[int, _NumberKinds | None] = {}

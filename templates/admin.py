@@ -4,7 +4,8 @@ and previewed for a contact as text and as the audio a call would play."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -73,7 +74,8 @@ class CallTemplateForm(forms.ModelForm):
             self._warn(lint_problems(template=self.instance))
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what clean() returns (the stubs allow None)
         if cleaned.get("partner") is None:
             return cleaned  # the lint names the partner: nothing to check yet
         draft = construct_instance(self, copy.copy(self.instance), self._meta.fields)
@@ -166,7 +168,10 @@ class CallTemplateAdmin(admin.ModelAdmin):
         staff who may change templates, as the audio a call would play."""
         template = self.get_object(request, unquote(object_id))
         if template is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            # The admin's own answer for a missing object (private: not in the stubs).
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]
+                request, self.opts, object_id
+            )
         if not self.has_view_permission(request, template):
             raise PermissionDenied
         can_voice = self.has_change_permission(request, template)
@@ -201,7 +206,8 @@ class PreviewLine:
     field: str
     label: str
     text: str
-    sentences: list[services.PreviewSentence] = field(default_factory=list)
+    # dataclasses.field: the class's own `field` shadows it here
+    sentences: list[services.PreviewSentence] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -264,7 +270,8 @@ class TemplatePreviewForm(forms.Form):
             del self.fields["audio"], self.fields["voice"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what clean() returns (the stubs allow None)
         partner = self.template.partner
         contacts = Contact.objects.filter(campaign__partner_id=partner.pk).select_related(
             "campaign__partner"

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from callcenter.api import Conflict, ScopedModelViewSet
 from campaigns.models import Contact
@@ -57,12 +58,14 @@ class CallTemplateViewSet(ScopedModelViewSet):
     serializer_class = CallTemplateSerializer
     filterset_fields = ["mode", "language"]
 
-    def perform_create(self, serializer: CallTemplateSerializer) -> None:
+    def perform_create(self, serializer: BaseSerializer[CallTemplate]) -> None:
         serializer.instance = services.create_template(**serializer.validated_data)
 
-    def perform_update(self, serializer: CallTemplateSerializer) -> None:
+    def perform_update(self, serializer: BaseSerializer[CallTemplate]) -> None:
+        template = serializer.instance
+        assert template is not None  # an update's serializer holds the object
         serializer.instance = services.update_template(
-            template=serializer.instance, **serializer.validated_data
+            template=template, **serializer.validated_data
         )
 
     def perform_destroy(self, instance: CallTemplate) -> None:

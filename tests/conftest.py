@@ -30,6 +30,24 @@ from voices import speech
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Fixtures that start one of the product's processes (a Celery worker, a web server): a test
+# using one is `slow` (pyproject.toml's markers). Tests that start processes themselves
+# carry the mark explicitly.
+PROCESS_FIXTURES = frozenset({"celery_worker_process", "web_server"})
+SLOW_FOLDERS = {"e2e": ("slow",), "browser": ("slow", "browser")}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that start real processes or a browser, so that `make test-fast`
+    (pytest -m "not slow") leaves them out: by the fixtures they use and their folder."""
+    for item in items:
+        folder = item.path.relative_to(ROOT / "tests").parts[0]
+        names = SLOW_FOLDERS.get(folder, ())
+        if PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            names = (*names, "slow")
+        for name in dict.fromkeys(names):
+            item.add_marker(name)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _urls_of_the_test_settings() -> None:

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.processes import ROOT, free_port
@@ -77,6 +78,7 @@ def run_once(data_dir: Path, log: Path) -> tuple[int, dict]:
     return honcho.returncode, health
 
 
+@pytest.mark.slow
 def test_procfile_starts_twice_on_the_embedded_default_and_stops_on_ctrl_c(tmp_path) -> None:
     for start in (1, 2):
         log = tmp_path / f"start-{start}.log"

@@ -16,6 +16,7 @@ mode runs on); the kernel frees it when the holder's process dies.
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import random
 import secrets
@@ -136,7 +137,7 @@ def _acquire_file(slots: int, until: float) -> Slot | None:
         for index in random.sample(range(slots), slots):
             handle = _try_lock(folder / f"slot-{index}.lock")
             if handle is not None:
-                return Slot(lambda handle=handle: _unlock(handle))
+                return Slot(functools.partial(_unlock, handle))
         if not _wait(until):
             return None
 

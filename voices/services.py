@@ -6,7 +6,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from django.conf import settings
 from django.core.cache import cache
@@ -17,6 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from voices import speech
+
+if TYPE_CHECKING:
+    from django.db.models import Field
 from voices.models import Voice
 
 logger = logging.getLogger(__name__)
@@ -281,7 +284,10 @@ def _voice_values(voice: speech.ProviderVoice) -> dict[str, Any]:
     One odd value from the provider must not fail the whole sync: a name or language too
     long is cut, a preview URL that would not validate is dropped.
     """
-    field = Voice._meta.get_field
+
+    def field(name: str) -> Field[Any, Any]:
+        return cast("Field[Any, Any]", Voice._meta.get_field(name))  # columns, not relations
+
     try:
         preview_url = field("preview_url").clean(voice.preview_url, None)
     except ValidationError:

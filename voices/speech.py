@@ -28,6 +28,7 @@ from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.core.parse_error import ParsingError
 from elevenlabs.core.request_options import RequestOptions
+from elevenlabs.types import GetVoicesV2Response
 from elevenlabs.types import Voice as SdkVoice
 
 from callcenter.backoff import BACKOFF_CAP, backoff_seconds, retry_after_seconds
@@ -157,16 +158,18 @@ def list_voices(*, deadline: float | None = None) -> list[ProviderVoice]:
     voices: dict[str, ProviderVoice] = {}
     token: str | None = None
     while True:
-        page = _call(
-            "voice listing",
-            lambda client, options, token=token: client.voices.search(
+
+        def search(
+            client: ElevenLabs, options: RequestOptions, token: str | None = token
+        ) -> GetVoicesV2Response:
+            return client.voices.search(
                 page_size=VOICES_PAGE_SIZE,
                 next_page_token=token,
                 include_total_count=False,
                 request_options=options,
-            ),
-            deadline=deadline,
-        )
+            )
+
+        page = _call("voice listing", search, deadline=deadline)
         for voice in page.voices or ():
             provider_voice = _provider_voice(voice)
             if provider_voice is None:
@@ -322,7 +325,7 @@ def _call(
         # connecting and of each read) is cut to the time left.
         options: RequestOptions = {
             "max_retries": 0,
-            "timeout_in_seconds": min(  # type: ignore[typeddict-item] - httpx takes a float
+            "timeout_in_seconds": min(  # type: ignore[typeddict-item]  # httpx takes a float
                 float(settings.ELEVENLABS_TIMEOUT),
                 max(MIN_ATTEMPT_SECONDS, until - time.monotonic()),
             ),
@@ -450,7 +453,7 @@ def _provider_voice(voice: SdkVoice) -> ProviderVoice | None:
         return None
     labels = voice.labels if isinstance(voice.labels, Mapping) else {}
     labels = {str(k): str(v) for k, v in labels.items()}
-    voice_settings = voice.settings
+    voice_settings: object = voice.settings
     if isinstance(voice_settings, pydantic.BaseModel):
         voice_settings = voice_settings.model_dump(exclude_none=True)
     return ProviderVoice(

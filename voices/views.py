@@ -3,7 +3,13 @@ and the partner API's read-only catalogue."""
 
 from __future__ import annotations
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponseBase,
+    HttpResponseNotModified,
+)
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -26,14 +32,14 @@ CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 @require_safe
-def clip_audio(request: HttpRequest, token: str) -> HttpResponse:
+def clip_audio(request: HttpRequest, token: str) -> HttpResponseBase:
     """The audio of a ready clip; 404 for unknown tokens and clips not (yet) rendered."""
     clip = SpeechClip.objects.filter(token=token, status=SpeechClip.Status.READY).first()
     if clip is None:
         raise Http404
     etag = f'"{clip.key}"'
     if request.headers.get("If-None-Match") == etag:
-        response: HttpResponse = HttpResponseNotModified()
+        response: HttpResponseBase = HttpResponseNotModified()
     else:
         response = FileResponse(clip.audio.open("rb"), content_type=clip.content_type)
         response["Content-Length"] = str(clip.size_bytes)
@@ -85,7 +91,8 @@ class VoiceViewSet(
         # the task retries ElevenLabs' outages with backoff.
         if not speech.is_configured():
             raise SpeechNotConfigured
-        sync_voices_task.delay_on_commit()
+        # Celery's Django fixup makes every task a DjangoTask; celery-types' Task lacks it.
+        sync_voices_task.delay_on_commit()  # type: ignore[attr-defined]
         return Response(
             {"message": _("The voice catalogue is being synced from ElevenLabs.")},
             status=status.HTTP_202_ACCEPTED,

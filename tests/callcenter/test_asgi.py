@@ -24,6 +24,7 @@ SERVERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("server", SERVERS)
 def test_asgi_application_starts_under(server, tmp_path) -> None:

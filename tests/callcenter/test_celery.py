@@ -29,6 +29,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 def test_workers_starting_together_fetch_an_empty_voice_catalogue_once(tmp_path) -> None:
     # given an empty catalogue, a broker and cache of the test's own, no claim left there
     # by an earlier run, and ElevenLabs holding its listing until every worker is ready

@@ -43,6 +43,7 @@ def _sessions(application: str) -> int:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.slow
 def test_web_server_under_concurrent_requests_stays_within_its_pool(tmp_path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

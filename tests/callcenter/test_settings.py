@@ -425,6 +425,7 @@ def test_settings_log_format_defaults_by_environment(
     assert console["filters"] == ["request_context", "mask_phone_numbers"]
 
 
+@pytest.mark.slow
 def test_manage_py_check_deploy_is_clean_in_production(tmp_path) -> None:
     env = {
         name: value
@@ -448,6 +449,7 @@ def test_manage_py_check_deploy_is_clean_in_production(tmp_path) -> None:
     assert "WARNING" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
     env = {**os.environ, "DATA_DIR": str(tmp_path), "MAX_TOKENS": "abc", "TEMPERATURE": "3"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
@@ -467,6 +469,7 @@ def test_manage_py_stops_with_the_error_and_no_traceback(tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_manage_py_refuses_production_without_twilio_credentials(tmp_path) -> None:
     env = {
         name: value

@@ -19,6 +19,7 @@ QUEUE = "worker-metrics-test"
 EXPECTED = 'callcenter_calls_placed_total{result="not_pending"} 4.0'
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_prefork_worker_serves_its_tasks_metrics(tmp_path) -> None:
     port = free_port()

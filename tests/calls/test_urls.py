@@ -55,6 +55,7 @@ def routes(tmp_path: Path, **variables: str) -> dict[str, str | None]:
     return json.loads(result.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_twilio_backend_mounts_no_sandbox_route(tmp_path) -> None:
     found = routes(
         tmp_path,
@@ -73,6 +74,7 @@ def test_twilio_backend_mounts_no_sandbox_route(tmp_path) -> None:
     "variables",
     [{"TELEPHONY_BACKEND": "sandbox"}, {}],  # chosen, or the default without credentials
 )
+@pytest.mark.slow
 def test_sandbox_backend_mounts_its_recordings(tmp_path, variables) -> None:
     found = routes(tmp_path, **variables)
 

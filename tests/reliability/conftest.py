@@ -45,9 +45,3 @@ def post_signed(client: Client, path: str, params: Mapping[str, str]):
     """POST ``params`` to ``path`` signed as Twilio signs a request to APP_URL + path."""
     signature = telephony.sign_request(url=settings.APP_URL + path, params=dict(params))
     return client.post(path, dict(params), headers={"x-twilio-signature": signature})
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: starts the product's processes (seconds to a minute); runs in CI"
-    )

@@ -132,6 +132,7 @@ def _development_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_bound_to_every_interface_refuses_the_development_key(tmp_path) -> None:
     port = free_port()
@@ -157,6 +158,7 @@ def test_gunicorn_bound_to_every_interface_refuses_the_development_key(tmp_path)
     assert "HOST=0.0.0.0" in text
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_uvicorn_started_by_hand_on_every_interface_answers_only_loopback(
     tmp_path, django_user_model

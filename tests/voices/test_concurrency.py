@@ -53,6 +53,7 @@ def run_python(code: str, *args: str, **env: str) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_the_limit_holds_across_processes() -> None:
     # given ElevenLabs allowing 2 requests at once (over that, 429), and three processes
     # of ours, each rendering three lines at the same moment, with a limit of 2
@@ -115,6 +116,7 @@ def test_waiting_for_a_slot_stops_at_the_time_given(settings) -> None:
     again.release()
 
 
+@pytest.mark.slow
 def test_a_slot_held_by_a_killed_process_comes_back(settings) -> None:
     # given a process holding the only slot (a Redis lease of 1 s, or a file lock)
     settings.ELEVENLABS_CONCURRENCY = 1

@@ -99,6 +99,7 @@ def test_sync_voices_refuses_a_timeout_that_is_not_positive() -> None:
     assert "--timeout must be a positive number" in refusal("--timeout", "0")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_manage_py_sync_voices_exits_non_zero_on_failure_and_zero_on_success() -> None:
     with FakeElevenLabs(api_key="right-key") as server:
