@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.contrib.admin.options import IncorrectLookupParameters
@@ -57,9 +57,6 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-
-if TYPE_CHECKING:
-    from django_stubs_ext import StrOrPromise
 
 # Rows read from the database at once: each chunk costs the same few queries.
 CHUNK_ROWS = 2000

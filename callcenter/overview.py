@@ -37,10 +37,6 @@ from campaigns.models import Campaign, WebhookDelivery
 from campaigns.reports import percent, progress_label
 from voices.services import default_voice_problem
 
-if TYPE_CHECKING:
-    from django.db.models import QuerySet
-    from django_stubs_ext import WithAnnotations
-
 # Campaigns listed on the page (and campaigns or endpoints in the attention list); the
 # rest are a link away.
 SHOWN = 20
@@ -172,12 +168,6 @@ def _campaign_url(pk: int) -> str:
 
 def _campaign_list_url(**filters: str) -> str:
     return f"{reverse('admin:campaigns_campaign_changelist')}?{urlencode(filters)}"
-
-
-class _Progress(TypedDict):
-    contacts_total: int
-    contacts_done: int
-    live_calls: int
 
 
 def _campaigns() -> Campaigns:
