@@ -1,4 +1,4 @@
-"""The OpenAI adapter: the only module that imports the openai SDK.
+"""The OpenAI adapter: the only package that imports the openai SDK.
 
 `stream_reply` asks the model for the next line of a live call, handing each sentence to
 the caller as soon as it is complete, and returns what the model said and did (its tool

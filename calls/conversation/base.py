@@ -3,16 +3,12 @@ constants, and whether it is configured."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
-
-logger = logging.getLogger(__name__)
-
 
 # The statuses the SDK itself would retry, beside 5xx: a retry may help.
 TRANSIENT_STATUSES = frozenset({408, 409, 429})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import ssl
 import time
 import weakref
@@ -19,9 +18,6 @@ from calls.conversation.base import (
     ConversationRejected,
     ConversationUnavailable,
 )
-
-logger = logging.getLogger(__name__)
-
 
 # --- Plumbing -------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import time
 import zoneinfo
 from dataclasses import dataclass
@@ -33,9 +32,6 @@ from calls.conversation.models import (
     _refused_parameter,
     _turn_request,
 )
-
-logger = logging.getLogger(__name__)
-
 
 # --- Probing the model before going live ---------------------------------------------------
 
