@@ -188,17 +188,17 @@ def _ai_call():
 
 
 def time_to_first_audio(call) -> list[Figure]:
-    from calls import conversation, flow
+    from calls import conversation, model_turns, streaming
     from calls.services import speech_for_call
 
     async def measure() -> tuple[list[float], list[float]]:
         streamed, serial = [], []
         for _ in range(SAMPLES):
-            pending = await sync_to_async(flow._pending_reply, thread_sensitive=False)(
+            pending = await sync_to_async(model_turns.pending_reply, thread_sensitive=False)(
                 call, retrying=False
             )
             started = time.perf_counter()
-            await flow.reply(pending)
+            await streaming.reply(pending)
             streamed.append(time.perf_counter() - started)
             started = time.perf_counter()
             answer = await conversation.stream_reply(
@@ -211,7 +211,7 @@ def time_to_first_audio(call) -> list[Figure]:
                 call=call, text=answer.text
             )
             serial.append(time.perf_counter() - started)
-        await asyncio.gather(*flow._BACKGROUND.values())  # replies still finishing their tails
+        await asyncio.gather(*streaming._BACKGROUND.values())  # replies still finishing their tails
         return streamed, serial
 
     # A model that writes like a real one: the reply's three sentences take ~0.5 s.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -24,6 +23,7 @@ from callcenter.exports import ExportAdminMixin, Table
 from calls.costs import call_cost
 from calls.exports import call_table
 from calls.models import Call, CallDirection, CallEvent, CallQuerySet, CallStatus, Turn
+from calls.sentences import split_sentences
 from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
 from voices import speech
@@ -360,8 +360,8 @@ def _shown(value: Any) -> str:
 
 
 # An agent turn is the lines spoken in it joined by spaces, and a line is one clip or, from
-# the model, one clip per sentence: a clip is a run of the turn's sentences.
-_SENTENCE_BREAK = re.compile(r"(?<=[.?!…\"'\u201d\u2019»)\]])\s+|\s*\n\s*")
+# the model, one clip per sentence: a clip is a run of the turn's sentences, cut at every
+# place one may end (abbreviations too: a template's "Sr." ends a clip, a model's not).
 # Longest run of sentences tried as one clip (a greeting of several sentences).
 MAX_SENTENCES_PER_CLIP = 8
 # Keys asked for in one query, well under any database's limit of parameters.
@@ -416,7 +416,9 @@ def _spoken_clips(turns: list[Turn], voice: Voice | None) -> dict[int, list[Spok
     for turn in turns:
         if turn.role != Turn.Role.AGENT or not turn.text.strip():
             continue
-        pieces = [" ".join(piece.split()) for piece in _SENTENCE_BREAK.split(turn.text)]
+        pieces = [
+            " ".join(piece.split()) for piece in split_sentences(turn.text, abbreviations=False)
+        ]
         pieces = [piece for piece in pieces if piece]
         pieces_by_turn[turn.pk] = pieces
         for start in range(len(pieces)):

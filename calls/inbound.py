@@ -131,7 +131,7 @@ def _open_call(*, contact: Contact, params: Mapping[str, str], blocked: bool) ->
                 dialed_at=now,
                 answered_at=now,
                 answered_by=AnsweredBy.HUMAN,
-                # Read by flow._pending_reply: the model is told when we called.
+                # Read by model_turns.pending_reply: the model is told when we called.
                 dialogue={"missed_call_at": missed.isoformat()} if missed and not blocked else {},
             )
     except IntegrityError:

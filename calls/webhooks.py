@@ -9,26 +9,24 @@ answer TwiML never answer an error: a failure speaks the fallback's apology inst
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urldefrag
 
-import kombu.exceptions
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from callcenter.metrics import SIGNATURE_FAILURES, WEBHOOK_SECONDS
-from calls import deadlines, flow, inbound, links, telephony
-from calls.services import record_call_status
+from calls import callbacks, deadlines, flow, inbound, links, telephony
 
 logger = logging.getLogger(__name__)
 
-View = Callable[..., HttpResponse]
+# A Django view, sync or async (an async one returns an awaitable response).
+View = Callable[..., Any]
 
 
 def twilio_webhook(view: View) -> View:
@@ -56,6 +54,7 @@ def twilio_webhook(view: View) -> View:
         logger.warning("Refused %s to %s: missing or invalid Twilio signature.", name, url)
         return HttpResponseForbidden()
 
+    webhook: View
     if asyncio.iscoroutinefunction(view):
 
         @functools.wraps(view)
@@ -73,7 +72,7 @@ def twilio_webhook(view: View) -> View:
 
         webhook = csrf_exempt(require_POST(checked))
     # Served past the browsers' middleware (calls.middleware.TwilioWebhookMiddleware).
-    webhook.twilio_webhook = True
+    webhook.twilio_webhook = True  # type: ignore[union-attr]  # a mark on the function
     return webhook
 
 
@@ -90,7 +89,7 @@ def _strip_nul_characters(request: HttpRequest) -> None:
     for name, values in request.POST.lists():
         cleaned.setlist(name.replace("\x00", ""), [value.replace("\x00", "") for value in values])
     cleaned._mutable = False
-    request.POST = cleaned
+    request.POST = cleaned  # type: ignore[assignment]  # immutable, as the stubs want
 
 
 def _registered_url(request: HttpRequest) -> str:
@@ -102,7 +101,7 @@ def _registered_url(request: HttpRequest) -> str:
     it. A request that is not exactly the registered URL (another path, a query) gets no
     fragment: only a signature over what arrived is accepted.
     """
-    arrived = settings.APP_URL.rstrip("/") + request.get_full_path()
+    arrived = str(settings.APP_URL).rstrip("/") + request.get_full_path()
     match = request.resolver_match
     if match is None or match.app_name != "calls" or match.url_name not in links.CALLBACKS:
         return arrived
@@ -110,14 +109,24 @@ def _registered_url(request: HttpRequest) -> str:
     return registered if urldefrag(registered).url == arrived else arrived
 
 
-@twilio_webhook
-def call_status(request: HttpRequest, call_id: int) -> HttpResponse:
+def callback_view(view: Callable[[HttpRequest, int], None]) -> View:
+    """A callback about one call: signed, kept by ``view``, answered 204."""
+
+    @functools.wraps(view)
+    def kept(request: HttpRequest, call_id: int) -> HttpResponse:
+        view(request, call_id)
+        return HttpResponse(status=204)
+
+    return twilio_webhook(kept)
+
+
+@callback_view
+def call_status(request: HttpRequest, call_id: int) -> None:
     """Twilio's status callback for one call: kept, folded into the call, answered 204."""
-    record_call_status(call_id=call_id, params=request.POST.dict())
-    return HttpResponse(status=204)
+    callbacks.record_call_status(call_id=call_id, params=request.POST.dict())
 
 
-def twiml_view(view: Callable[..., str]) -> View:
+def twiml_view(view: View) -> View:
     """A webhook answering TwiML: signed, answered within WEBHOOK_DEADLINE_SECONDS
     (``deadlines``), and never an error to Twilio (an unexpected failure is logged and
     answered with the fallback's apology). Async views too."""
@@ -162,36 +171,15 @@ def answer(request: HttpRequest, call_id: int) -> str:
 
 @twiml_view
 async def turn(request: HttpRequest, call_id: int) -> str:
-    """The callee answered (or stayed silent, ``?silence=1``): the next line. An AI reply
-    starts playing as soon as its first sentence is voiced (see ``flow.reply``); the
-    callee speaking over it arrives here with ``?reply=<token>`` (``flow.interrupted``)."""
-    if token := request.GET.get("reply"):
-        answer = await flow.interrupted(call_id=call_id, token=token)
-        if answer is not None:
-            return answer
-    loop = asyncio.get_running_loop()
-    started: list[concurrent.futures.Future[str]] = []
-
-    def start(pending: flow.PendingReply) -> None:
-        # Called in prepare_turn's thread: the model is asked while the turn is written.
-        started.append(asyncio.run_coroutine_threadsafe(flow.reply(pending), loop))
-
-    try:
-        step = await flow.in_thread(flow.prepare_turn)(
-            call_id=call_id,
-            params=request.POST.dict(),
-            silence=request.GET.get("silence") == "1",
-            retry=request.GET.get("retry") == "1",
-            on_model_turn=start,
-        )
-    except BaseException:
-        for reply in started:  # the turn was not recorded: its reply must not be said
-            reply.cancel()
-        raise
-    if isinstance(step, str):
-        return step
-    [reply] = started  # the model's reply, asked for by prepare_turn
-    return await asyncio.wrap_future(reply)
+    """The callee answered (or stayed silent, ``?silence=1``; ``?retry=1``: the model's
+    second try; ``?reply=<token>``: they spoke over that reply): the next line."""
+    return await flow.turn(
+        call_id=call_id,
+        params=request.POST.dict(),
+        silence=request.GET.get("silence") == "1",
+        retry=request.GET.get("retry") == "1",
+        reply_token=request.GET.get("reply", ""),
+    )
 
 
 @twiml_view
@@ -224,33 +212,17 @@ def fallback_opt_out(request: HttpRequest, call_id: int) -> str:
     return flow.fallback_opt_out(call_id=call_id, params=request.POST.dict())
 
 
-@twilio_webhook
-def machine_detection(request: HttpRequest, call_id: int) -> HttpResponse:
+@callback_view
+def machine_detection(request: HttpRequest, call_id: int) -> None:
     """The asynchronous answering-machine verdict: kept; a machine's call is turned to
     its voicemail (or hung up) by a task, after this answers."""
-    verdict_id = flow.record_machine_detection(call_id=call_id, params=request.POST.dict())
-    if verdict_id is not None:
-        transaction.on_commit(lambda: _handle_machine_later(call_id, verdict_id))
-    return HttpResponse(status=204)
+    callbacks.receive_machine_detection(call_id=call_id, params=request.POST.dict())
 
 
-def _handle_machine_later(call_id: int, verdict_id: int) -> None:
-    from calls.tasks import handle_machine_task
-
-    try:
-        handle_machine_task.delay(call_id)
-    except kombu.exceptions.OperationalError:
-        # Not queued (the broker is down): the verdict is forgotten, so that Twilio's retry
-        # of this callback, which the error asks for, is acted on as the first delivery.
-        flow.forget_machine_detection(verdict_id=verdict_id)
-        raise
-
-
-@twilio_webhook
-def recording(request: HttpRequest, call_id: int) -> HttpResponse:
+@callback_view
+def recording(request: HttpRequest, call_id: int) -> None:
     """A recording's status: a completed recording's reference is kept on the call."""
-    flow.record_recording(call_id=call_id, params=request.POST.dict())
-    return HttpResponse(status=204)
+    callbacks.record_recording(call_id=call_id, params=request.POST.dict())
 
 
 # --- Calls our numbers receive ---------------------------------------------------------------

@@ -17,16 +17,15 @@ from prometheus_client import Counter
 
 from callcenter.metrics import MODEL_ERRORS, MODEL_TOKENS
 from calls import conversation
+from calls.agent import TOOLS, system_prompt
 from calls.conversation import (
-    TOOLS,
     Action,
     ConversationRejected,
     ConversationUnavailable,
-    SentenceSplitter,
     extract_outcome,
     stream_reply,
-    system_prompt,
 )
+from calls.sentences import SentenceSplitter
 from tests.fakes.openai import DEFAULT_REPLY, FakeOpenAI, ToolCall
 
 HISTORY = [

@@ -13,7 +13,7 @@ from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from calls import conversation, flow, tasks, telephony
+from calls import callbacks, conversation, flow, model_turns, streaming, tasks, telephony
 from calls.models import Call, CallEvent, Turn
 from campaigns.models import Contact, DoNotCall
 from templates.models import CallTemplate
@@ -362,7 +362,7 @@ def first_answer_then_rest(
 def slow_first_line(monkeypatch, seconds: float = 0.3) -> list[tuple[str, float, float]]:
     """Voice a reply's first sentence ("Perfecto...") ``seconds`` slowly, the others at
     once; the lines voiced, as (text, started, ended)."""
-    speech_for_call = flow.speech_for_call
+    speech_for_call = streaming.speech_for_call
     voiced: list[tuple[str, float, float]] = []
 
     def voice(*, call, text, **options):
@@ -373,7 +373,7 @@ def slow_first_line(monkeypatch, seconds: float = 0.3) -> list[tuple[str, float,
         voiced.append((text, started, time.monotonic()))
         return speech
 
-    monkeypatch.setattr(flow, "speech_for_call", voice)
+    monkeypatch.setattr(streaming, "speech_for_call", voice)
     return voiced
 
 
@@ -423,7 +423,7 @@ def test_a_first_line_that_cannot_be_voiced_is_apologised_for_and_not_kept(
     def broken(*, call, text, **options):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(flow, "speech_for_call", broken)
+    monkeypatch.setattr(streaming, "speech_for_call", broken)
 
     first, rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
 
@@ -452,7 +452,7 @@ def test_a_reply_that_no_continuation_could_find_is_answered_whole(
     async def unavailable(call_id, token, value):
         raise ConnectionError("Redis is down")
 
-    monkeypatch.setattr(flow, "_store", unavailable)
+    monkeypatch.setattr(streaming, "_store", unavailable)
 
     first, rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"})
 
@@ -475,7 +475,7 @@ def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
             call_id=live_call.pk, params={"CallSid": SID, "SpeechResult": "Sí, iré"}
         )
 
-    assert isinstance(pending, flow.PendingReply)
+    assert isinstance(pending, streaming.PendingReply)
     statements = [query["sql"] for query in queries.captured_queries]
     # The call with all a turn needs, locked; its transcript; the caller's words; the
     # dialogue state. Each by key.
@@ -502,7 +502,7 @@ def test_a_reply_is_recorded_after_the_locked_call_in_two_queries(client, live_c
     )
 
     with CaptureQueriesContext(connection) as queries:
-        flow._act_locked(pending.call, answer, [], timings=(300, 150, 460), early=None)
+        model_turns.record_reply(pending.call, answer, [], timings=(300, 150, 460), early=None)
 
     statements = [query["sql"] for query in queries.captured_queries]
     # The call locked with its transcript's last sequence; the reply. The dialogue did
@@ -519,7 +519,7 @@ def test_the_model_is_asked_before_the_callers_words_are_written(client, live_ca
     post(client, "answer", live_call)
     seen: list[tuple[list[dict[str, str]], bool]] = []
 
-    def on_model_turn(pending: flow.PendingReply) -> None:
+    def on_model_turn(pending: streaming.PendingReply) -> None:
         written = live_call.turns.filter(role=Turn.Role.CALLER).exists()
         seen.append((pending.history, written))
 
@@ -668,7 +668,7 @@ def test_the_voicemail_message_is_spoken_then_the_call_ends(client, live_call) -
 
 
 def test_a_human_verdict_changes_nothing_on_the_call(client, live_call) -> None:
-    assert not flow.record_machine_detection(
+    assert not callbacks.record_machine_detection(
         call_id=live_call.pk, params={"CallSid": SID, "AnsweredBy": "human"}
     )
     live_call.refresh_from_db()
@@ -728,7 +728,7 @@ def test_a_fax_or_a_machine_still_greeting_is_hung_up_not_left_a_message(
 ) -> None:
     # Twilio's AMD: a voicemail is left on machine_end_* only; a fax hears nothing.
     sid = fake_twilio.set_call(SID, status="in-progress")["sid"]
-    flow.record_machine_detection(
+    callbacks.record_machine_detection(
         call_id=live_call.pk, params={"CallSid": sid, "AnsweredBy": answered_by}
     )
 
@@ -891,7 +891,7 @@ def interrupt(
         if not before_recorded:
             # Twilio plays the first line meanwhile: the rest is made and recorded.
             token = first[0].get("action").rsplit("=", 1)[1]
-            await asyncio.wait_for(flow._BACKGROUND[token], timeout=5)
+            await asyncio.wait_for(streaming._BACKGROUND[token], timeout=5)
         action = first[0].get("action").removeprefix(APP_URL)
         rest = await post_following(client, action, {**form, **over})
         return first, rest
@@ -913,14 +913,14 @@ def test_a_caller_speaking_over_the_first_line_is_heard_and_the_reply_kept_as_he
     if before_recorded:
         # The lines after the first take long to voice: the caller speaks before the
         # reply is recorded, and it records itself as heard.
-        speech_for_call = flow.speech_for_call
+        speech_for_call = streaming.speech_for_call
 
         def slow_rest(*, call, text, **options):
             if "martes" in text:
                 time.sleep(0.5)
             return speech_for_call(call=call, text=text, **options)
 
-        monkeypatch.setattr(flow, "speech_for_call", slow_rest)
+        monkeypatch.setattr(streaming, "speech_for_call", slow_rest)
     else:
         slow_first_line(monkeypatch, seconds=0.2)
 
@@ -989,14 +989,14 @@ def test_a_first_line_not_voiced_by_the_deadline_is_said_by_twilio(
     settings.WEBHOOK_DEADLINE_SECONDS = 2.0
     post(Client(), "answer", live_call)
     fake_openai.queue_reply("Perfecto, Ana. Le esperamos el martes.", chunk_delay=0)
-    speech_for_call = flow.speech_for_call
+    speech_for_call = streaming.speech_for_call
 
     def stuck_first(*, call, text, **options):
         if "Perfecto" in text:
             time.sleep(4)  # a socket that never answers: the thread outlives the deadline
         return speech_for_call(call=call, text=text, **options)
 
-    monkeypatch.setattr(flow, "speech_for_call", stuck_first)
+    monkeypatch.setattr(streaming, "speech_for_call", stuck_first)
     took: list[float] = []
 
     first, _rest = first_answer_then_rest(live_call, {"SpeechResult": "Sí, iré"}, took=took)

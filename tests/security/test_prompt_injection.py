@@ -14,7 +14,7 @@ import json
 import pytest
 from django.test import Client
 
-from calls.conversation import (
+from calls.agent import (
     CONTACT_RECORD_END,
     CONTACT_RECORD_START,
     CONTACT_VALUE_MAX_CHARS,

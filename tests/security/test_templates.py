@@ -539,7 +539,7 @@ def test_a_live_greeting_over_the_limit_is_cut_at_a_sentence_and_spoken(
     signature = telephony.sign_request(url=settings.APP_URL + path, params=params)
 
     # when Twilio asks what to say
-    with caplog.at_level(logging.WARNING, logger="calls.flow"):
+    with caplog.at_level(logging.WARNING, logger="calls.dialogue"):
         response = client.post(path, params, headers={"x-twilio-signature": signature})
 
     # then the greeting is spoken, cut at a sentence end within the limit, and logged

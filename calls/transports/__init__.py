@@ -1,0 +1,71 @@
+"""How a call's conversation reaches the caller: the transport seam.
+
+The flow (``calls.flow``) decides what is said and what happens next; a transport turns
+that into what the carrier is answered with. Every method returns that answer as text:
+for ``<Gather>`` (``gather.py``, today's transport) a TwiML document answering the
+webhook; a transport that streams text over a WebSocket (Twilio's ConversationRelay)
+returns the message it sends on the socket instead, and the caller's words come back to
+``flow.turn`` from the socket rather than from a webhook.
+
+A transport never reads or writes the database and never decides: it is given the call,
+the lines to say (already voiced, ``voices.clips.Speech``), and where the conversation
+goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from calls.models import Call
+from voices.clips import Speech
+
+
+class Transport(Protocol):
+    """What a conversation transport does for the flow."""
+
+    def listen(self, call: Call, lines: Sequence[Speech]) -> str:
+        """Say ``lines``, then wait for the caller's words (or silence) and hand them to
+        the flow's next turn."""
+        ...
+
+    def hang_up(self, lines: Sequence[Speech] = ()) -> str:
+        """Say ``lines``, then end the call."""
+        ...
+
+    def hold(self, call: Call, lines: Sequence[Speech]) -> str:
+        """Say ``lines`` (a holding line), then give the flow the same turn again, with
+        nothing new said (``retry``): the model gets one more try."""
+        ...
+
+    def begin_reply(self, call: Call, first: Speech, *, token: str) -> str:
+        """Say ``first``, the first line of reply ``token`` while the rest is made; the
+        caller may speak over it (the flow's next turn is told ``token``), else the rest
+        of the reply follows (``continue_reply``)."""
+        ...
+
+    def keep_waiting(self, call_id: int, *, token: str) -> str:
+        """The rest of reply ``token`` is not ready yet: keep the line open a moment and
+        ask for it again."""
+        ...
+
+    def transfer(
+        self, call: Call, lines: Sequence[Speech], *, number: str, caller_id: str, timeout: int
+    ) -> str:
+        """Say ``lines``, then connect the caller to ``number`` (ringing ``timeout``
+        seconds, showing ``caller_id``); the flow hears how it ended (``transfer_ended``)."""
+        ...
+
+    def apologise(self, call_id: int, lines: Sequence[Speech], *, goodbye: Speech) -> str:
+        """The carrier could not use our answer: say ``lines`` while listening for the
+        opt-out key (sent to the flow's ``fallback_opt_out``), then ``goodbye``, and hang
+        up."""
+        ...
+
+
+def transport_for(call: Call | None = None) -> Transport:
+    """The transport of ``call`` (of any call, when not given): ``<Gather>`` for all
+    calls today."""
+    from calls.transports.gather import GATHER  # gather builds on this module
+
+    return GATHER
