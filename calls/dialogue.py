@@ -176,7 +176,7 @@ def add_turn(
     text: str = "",
     digits: str = "",
     sequence: int | None = None,
-    **fields,
+    **fields: Any,
 ) -> Turn:
     """Append an utterance to the call's transcript (call row locked by the caller), as
     its ``sequence`` when the caller has read it under that lock, else after the last."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.core.handlers.asgi import ASGIHandler
@@ -65,7 +66,12 @@ class WebhookASGIHandler(ASGIHandler):
     remaining trips go to asgiref's one shared thread.
     """
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Mapping[str, Any]]],
+        send: Callable[[Mapping[str, Any]], Awaitable[None]],
+    ) -> None:
         if scope["type"] == "http" and scope["path"].startswith(WEBHOOK_PREFIX):
             await self.handle(scope, receive, send)
         else:

@@ -58,7 +58,7 @@ def twilio_webhook(view: View) -> View:
     if asyncio.iscoroutinefunction(view):
 
         @functools.wraps(view)
-        async def checked_async(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        async def checked_async(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             with WEBHOOK_SECONDS.labels(view=name).time():
                 return refused(request) or await view(request, *args, **kwargs)
 
@@ -66,7 +66,7 @@ def twilio_webhook(view: View) -> View:
     else:
 
         @functools.wraps(view)
-        def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             with WEBHOOK_SECONDS.labels(view=name).time():
                 return refused(request) or view(request, *args, **kwargs)
 

@@ -85,7 +85,8 @@ def eligibilities(
         .values_list("campaign__partner_id", "to_number", "created_at")
     ):
         history.setdefault((partner_id, phone), []).append(created_at)
-    blocked = set(
+    # A global entry has no partner: (None, phone).
+    blocked: set[tuple[int | None, str]] = set(
         DoNotCall.objects.filter(
             Q(partner_id__in=partners) | Q(partner__isnull=True), phone__in=phones
         )
