@@ -46,6 +46,7 @@ from calls import deadlines, flow, telephony
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallDirection, CallEvent, CallStatus, Turn
 from calls.services import record_call_status, store_event
+from calls.tasks import hang_up_ringing_task
 from campaigns import limits
 from campaigns.models import Campaign, Contact, DoNotCall, DoNotCallSource, Partner
 from campaigns.phones import E164_REGEX
@@ -147,14 +148,8 @@ def _open_call(*, contact: Contact, params: Mapping[str, str], blocked: bool) ->
         provider_sid__isnull=False,
     ).values_list("pk", flat=True)
     for call_id in ringing:
-        transaction.on_commit(lambda call_id=call_id: _hang_up_later(call_id))
+        hang_up_ringing_task.delay_on_commit(call_id)
     return call
-
-
-def _hang_up_later(call_id: int) -> None:
-    from calls.tasks import hang_up_ringing_task  # tasks build on this module
-
-    hang_up_ringing_task.delay(call_id)
 
 
 def hang_up_ringing(*, call_id: int) -> str:
