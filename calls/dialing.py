@@ -25,7 +25,6 @@ from django.utils.translation import gettext as _
 
 from callcenter.metrics import CALLS_PLACED
 from calls import pacing, telephony
-from calls.dispatcher import put_off
 from calls.links import callback_url, webhook_url
 from calls.models import Call, CallStatus, PriceStatus
 from calls.outcomes import emit_call_priced
@@ -36,9 +35,10 @@ from calls.services import (
     record_call_status,
     record_price,
 )
-from campaigns.eligibility import Eligibility, ReasonCode, eligibility_for
+from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.models import Campaign, Contact, MachineAction
 from campaigns.services import CampaignStateError, pause_campaign
+from campaigns.services.contacts import release_contact
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +51,6 @@ RECONCILE_BATCH = 200
 FINAL_CALLBACK_GRACE = datetime.timedelta(minutes=2)
 # How far Twilio's clock may be from ours when looking a call up by its creation time.
 CLOCK_SKEW = datetime.timedelta(minutes=2)
-
-# Eligibility reasons after which the contact waits rather than being put off by the
-# verdict: about the campaign rather than the contact, or a call going on (the contact
-# rang us meanwhile, calls.inbound), after which the dispatcher takes it up again.
-_WAITING_CODES = frozenset(
-    {ReasonCode.CAMPAIGN_NOT_RUNNING, ReasonCode.CAMPAIGN_ENDED, ReasonCode.LIVE_CALL}
-)
 
 
 class Dialed(enum.StrEnum):
@@ -233,14 +226,10 @@ def _release(
     verdict: Eligibility | None = None,
     due_at: datetime.datetime | None = None,
 ) -> bool:
-    """Settle ``call`` as not placed (Twilio never rang it) and give its contact back.
-
-    The attempt is not counted. Without a verdict, or when the campaign itself is why
-    (paused, over) or another call of the contact's is going on, the contact waits again,
-    from ``due_at`` when given. With a verdict
-    about the contact, it is put off until the verdict clears, or closed with the reason
-    (on a do-not-call list, attempts exhausted...). False when the call was not pending or
-    dialing without a SID any more (nothing is written then).
+    """Settle ``call`` as not placed (Twilio never rang it) and give its contact back
+    (``release_contact``: the attempt uncounted, waiting again or put off by ``verdict``).
+    False when the call was not pending or dialing without a SID any more (nothing is
+    written then).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -259,22 +248,9 @@ def _release(
         )
         if not released:
             return False
-        contact = Contact.objects.select_for_update().get(pk=call.contact_id)
-        if contact.state != Contact.State.CALLING:
-            return True  # it moved on meanwhile; whoever moved it decided its state
-        contact.attempts = max(0, contact.attempts - 1)
-        waiting = Contact.State.PENDING if contact.attempts == 0 else Contact.State.RETRY
-        if verdict is not None and not set(verdict.codes) & _WAITING_CODES:
-            contact.state = waiting
-            put_off(contact, verdict)  # waits until the verdict clears, or is closed
-        else:
-            contact.state = waiting
-            contact.state_reason = reason[:500]
-            contact.next_attempt_at = due_at
-        if contact.state == Contact.State.RETRY and contact.next_attempt_at is None:
-            contact.next_attempt_at = now
-        contact.save(
-            update_fields=["state", "state_reason", "attempts", "next_attempt_at", "updated_at"]
+        # A contact no longer calling moved on meanwhile: whoever moved it decided its state.
+        release_contact(
+            contact_id=call.contact_id, reason=reason, verdict=verdict, due_at=due_at, now=now
         )
     return True
 
