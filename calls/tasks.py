@@ -13,8 +13,8 @@ from django.db import InterfaceError, OperationalError
 
 from callcenter.backoff import backoff_seconds
 from calls import telephony
-from calls.dialing import PRICE_TICK_SECONDS
 from calls.dispatcher import DISPATCH_INTERVAL_SECONDS
+from calls.prices import PRICE_TICK_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def reconcile_calls_task() -> dict[str, int]:
 def check_prices_task() -> dict[str, int]:
     """Beat tick: ask Twilio what ended calls cost, for those due (see check_prices). A
     tick that waited past the next one expires: the next does its work."""
-    from calls.dialing import check_prices
+    from calls.prices import check_prices
 
     result = check_prices()
     return {
