@@ -344,6 +344,7 @@ def _longest_dial() -> datetime.timedelta:
 
 
 def _reconcile_dialing(call: Call, result: Reconciled) -> None:
+    assert call.dialed_at is not None  # picked by its dialed_at
     try:
         found = telephony.find_calls(
             to=call.to_number,
@@ -375,6 +376,7 @@ def _reconcile_dialing(call: Call, result: Reconciled) -> None:
 
 
 def _refresh(call: Call, result: Reconciled) -> None:
+    assert call.provider_sid is not None  # picked for having one
     try:
         provider_call = telephony.fetch_call(sid=call.provider_sid)
     except telephony.TelephonyUnavailable as error:

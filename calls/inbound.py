@@ -63,7 +63,7 @@ _PHONE = re.compile(E164_REGEX)
 def inbound_url(name: str) -> str:
     """The absolute URL of the number-wide webhook ``calls:<name>`` (inbound, inbound-status,
     inbound-opt-out, inbound-fallback), on APP_URL as every URL Twilio is given."""
-    return settings.APP_URL.rstrip("/") + reverse(f"calls:{name}")
+    return str(settings.APP_URL).rstrip("/") + reverse(f"calls:{name}")
 
 
 # --- The call arrives --------------------------------------------------------------------
@@ -73,7 +73,8 @@ def answer(*, params: Mapping[str, str]) -> str:
     """TwiML for a call one of our numbers receives (see the module docstring)."""
     sid = params.get("CallSid", "")
     caller, called = params.get("From", ""), params.get("To", "")
-    if not sid or len(sid) > Call._meta.get_field("provider_sid").max_length:
+    longest = Call._meta.get_field("provider_sid").max_length or 0  # 64, as it is declared
+    if not sid or len(sid) > longest:
         logger.warning("Inbound call without a usable CallSid (%r); hung up.", sid[:80])
         return flow.goodbye()
     inbound = Call.objects.filter(direction=CallDirection.INBOUND)
@@ -148,7 +149,8 @@ def _open_call(*, contact: Contact, params: Mapping[str, str], blocked: bool) ->
         provider_sid__isnull=False,
     ).values_list("pk", flat=True)
     for call_id in ringing:
-        hang_up_ringing_task.delay_on_commit(call_id)
+        # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
+        hang_up_ringing_task.delay_on_commit(call_id)  # type: ignore[attr-defined]
     return call
 
 
@@ -172,7 +174,9 @@ def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
         return flow.goodbye()
     campaign = call.campaign
     transfer_to = limits.allowed_transfer_number(campaign)
-    language = campaign.template.language
+    template = campaign.template
+    assert template is not None  # an inbound call is taken only by a campaign with a template
+    language = template.language
     with translation.override(language.split("-")[0]):
         texts = [
             _("This is %(company)s. Your number is on our do-not-call list: we will not call you.")

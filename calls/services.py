@@ -29,7 +29,13 @@ from calls.models import (
     CallStatus,
     PriceStatus,
 )
-from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
+from campaigns.models import (
+    Campaign,
+    Contact,
+    ContactState,
+    default_retry_policy,
+    retry_policy_problems,
+)
 from campaigns.services.contacts import finish_contact_attempt
 from voices import speech
 from voices.clips import Speech, speech_for_line
@@ -380,7 +386,7 @@ class CallOutcome(enum.StrEnum):
     TRANSFER_FAILED = "transfer-failed"  # talked, but nobody took the transfer asked for
 
 
-def finish_call(*, call: Call) -> Contact.State | None:
+def finish_call(*, call: Call) -> ContactState | None:
     """Move the ended ``call``'s contact on from ``calling``: done, retry, exhausted, failed
     (an inbound call: see ``_finish_inbound_call``).
 
@@ -399,7 +405,7 @@ def finish_call(*, call: Call) -> Contact.State | None:
     transaction.on_commit(CALLS_FINISHED.labels(outcome=outcome).inc)
     talked = outcome in (CallOutcome.ANSWERED, CallOutcome.TRANSFER_FAILED)
     asked = _asked_callback(call, now) if talked else None
-    state: Contact.State
+    state: ContactState
     if asked is not None:
         state, next_attempt_at, reason = asked
     elif outcome == CallOutcome.ANSWERED:
@@ -408,12 +414,14 @@ def finish_call(*, call: Call) -> Contact.State | None:
         state = Contact.State.FAILED
         reason = _("Twilio cannot call this number (error %(code)s): %(detail)s") % {
             "code": call.error_code,
-            "detail": telephony.REASONS.get(call.error_code) or call.error_message or "-",
+            "detail": (call.error_code is not None and telephony.REASONS.get(call.error_code))
+            or call.error_message
+            or "-",
         }
     else:
         rule = _retry_rule(campaign, outcome)
         # The dispatcher counts attempts on the contact; the call's own number is a floor.
-        attempts = max(contact.attempts, call.attempt)
+        attempts = max(contact.attempts, call.attempt or 0)
         label = _OUTCOME_LABELS[outcome]
         if (
             outcome != CallOutcome.CANCELED
@@ -447,7 +455,7 @@ def finish_call(*, call: Call) -> Contact.State | None:
 
 def _asked_callback(
     call: Call, now: datetime.datetime
-) -> tuple[Contact.State, datetime.datetime, str] | None:
+) -> tuple[ContactState, datetime.datetime, str] | None:
     """The retry the callee asked for in the conversation (state, when, reason): at the
     time they named, or after the campaign's no-answer delay for a scripted "call me
     another day"; None when they asked for none."""
@@ -466,7 +474,7 @@ def _asked_callback(
     return None
 
 
-def _finish_inbound_call(*, call: Call) -> Contact.State | None:
+def _finish_inbound_call(*, call: Call) -> ContactState | None:
     """A contact rang us back (``call`` is inbound) and the call is over.
 
     Once they said something (the conversation happened), the contact gets its final
@@ -491,7 +499,7 @@ def _finish_inbound_call(*, call: Call) -> Contact.State | None:
         logger.info("Inbound call %s ended without a conversation; contact left as is.", call.pk)
         return None
     asked = _asked_callback(call, now)
-    state: Contact.State
+    state: ContactState
     next_attempt_at: datetime.datetime | None
     if asked is not None:
         state, next_attempt_at, reason = asked
@@ -549,7 +557,7 @@ def _retry_rule(campaign: Campaign, outcome: CallOutcome) -> dict[str, int]:
     )
     policy = campaign.retry_policy if isinstance(campaign.retry_policy, dict) else {}
     rule = policy.get(key)
-    if not retry_policy_problems({**default_retry_policy(), key: rule}):
+    if isinstance(rule, dict) and not retry_policy_problems({**default_retry_policy(), key: rule}):
         return rule
     logger.warning("Campaign %s has no valid retry policy for %s; default used.", campaign.pk, key)
     return default_retry_policy()[key]

@@ -43,7 +43,10 @@ def queue_dials(call_ids: list[int]) -> None:
     once the transaction that made them commits (at once outside one)."""
     spacing = DISPATCH_INTERVAL_SECONDS / max(1, len(call_ids))
     for index, call_id in enumerate(call_ids):
-        place_call_task.apply_async_on_commit((call_id,), countdown=round(index * spacing, 3))
+        # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
+        place_call_task.apply_async_on_commit(  # type: ignore[attr-defined]
+            (call_id,), countdown=round(index * spacing, 3)
+        )
 
 
 @shared_task(bind=True, acks_late=True, max_retries=PLACE_CALL_RETRIES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
@@ -21,7 +21,7 @@ def add_do_not_call(
     partner: Partner | None,
     source: str,
     reason: str = "",
-    by: AbstractBaseUser | None = None,
+    by: User | None = None,
     region: str | None = None,
 ) -> tuple[DoNotCall, bool]:
     """Forbid calls to ``phone`` by ``partner`` (None: by every partner). Idempotent:
@@ -66,7 +66,7 @@ def add_do_not_call_numbers(
     partner: Partner | None,
     source: str,
     reason: str = "",
-    by: AbstractBaseUser | None = None,
+    by: User | None = None,
     region: str | None = None,
 ) -> DoNotCallBatch:
     """``add_do_not_call`` for a list of numbers, in a few queries whatever its length.

@@ -10,7 +10,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Field, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -59,7 +59,8 @@ def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Cam
     campaign.state, campaign.state_changed_at, campaign.updated_at = to, now, now
     campaign.state_reason = reason[:500]
     if to == Campaign.State.RUNNING:
-        prerender_campaign_speech_task.delay_on_commit(campaign.pk)
+        # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
+        prerender_campaign_speech_task.delay_on_commit(campaign.pk)  # type: ignore[attr-defined]
     elif to == Campaign.State.COMPLETED:
         _emit_campaign_completed(campaign)
     return campaign
@@ -359,4 +360,5 @@ def _caller_number_problems(campaign: Campaign) -> list[str]:
 def _field_label(name: str) -> str:
     if name == "__all__":
         return _("Campaign")
-    return str(Campaign._meta.get_field(name).verbose_name).capitalize()
+    field = Campaign._meta.get_field(name)
+    return str(field.verbose_name if isinstance(field, Field) else name).capitalize()

@@ -7,7 +7,7 @@ import datetime
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -77,7 +77,8 @@ def create_api_key(
         "created_by_key": created_by_key,
     }
     PartnerApiKey(**fields).full_clean(exclude=["id", "prefix", "hashed_key"])
-    return PartnerApiKey.objects.create_key(**fields)
+    # The library's manager is typed for its abstract model; it makes a PartnerApiKey.
+    return PartnerApiKey.objects.create_key(**fields)  # type: ignore[return-value]
 
 
 def revoke_api_key(*, api_key: PartnerApiKey) -> PartnerApiKey:
@@ -98,7 +99,7 @@ def revoke_api_key(*, api_key: PartnerApiKey) -> PartnerApiKey:
     return api_key
 
 
-def end_api_tokens(*, user: AbstractBaseUser) -> None:
+def end_api_tokens(*, user: User) -> None:
     """End every JWT (access and refresh) issued to ``user`` so far, on every device:
     the API refuses them from now on. A password change does this by itself."""
     TokenVersion.objects.get_or_create(user=user)
