@@ -46,8 +46,7 @@ from calls.services import (
 )
 from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.models import Campaign, Contact, MachineAction
-from campaigns.services import CampaignStateError, pause_campaign
-from campaigns.services.contacts import release_contact
+from campaigns.services import CampaignStateError, pause_campaign, release_contact
 
 logger = logging.getLogger(__name__)
 

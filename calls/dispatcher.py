@@ -34,10 +34,11 @@ from calls.pacing import backing_off, take_tokens
 from campaigns import limits
 from campaigns.eligibility import ReasonCode, evaluate, history_hours
 from campaigns.models import Campaign, Contact, DoNotCall, Partner
-from campaigns.services import CampaignStateError, pause_campaign
-from campaigns.services.contacts import (
+from campaigns.services import (
+    CampaignStateError,
     PutOff,
     mark_contacts_calling,
+    pause_campaign,
     put_off,
     put_off_contacts,
 )

@@ -22,8 +22,7 @@ from calls.services import record_plays
 from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
 from campaigns.phones import time_zones_for
-from campaigns.services import add_do_not_call
-from campaigns.services.contacts import opt_out_contact, schedule_contact_callback
+from campaigns.services import add_do_not_call, opt_out_contact, schedule_contact_callback
 from templates.rendering import TemplateRenderError, contact_context, render_line_to_fit
 
 logger = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from campaigns.models import (
     default_retry_policy,
     retry_policy_problems,
 )
-from campaigns.services.contacts import finish_contact_attempt
+from campaigns.services import finish_contact_attempt
 from voices import speech
 from voices.clips import Speech, speech_for_line
 from voices.services import voice_for_campaign

@@ -14,8 +14,16 @@ from campaigns.services.campaigns import edit_problems as edit_problems
 from campaigns.services.campaigns import normalize_campaign_phone as normalize_campaign_phone
 from campaigns.services.campaigns import update_campaign as update_campaign
 from campaigns.services.contacts import WAITING_STATES as WAITING_STATES
+from campaigns.services.contacts import PutOff as PutOff
 from campaigns.services.contacts import add_contact as add_contact
 from campaigns.services.contacts import delete_contact as delete_contact
+from campaigns.services.contacts import finish_contact_attempt as finish_contact_attempt
+from campaigns.services.contacts import mark_contacts_calling as mark_contacts_calling
+from campaigns.services.contacts import opt_out_contact as opt_out_contact
+from campaigns.services.contacts import put_off as put_off
+from campaigns.services.contacts import put_off_contacts as put_off_contacts
+from campaigns.services.contacts import release_contact as release_contact
+from campaigns.services.contacts import schedule_contact_callback as schedule_contact_callback
 from campaigns.services.contacts import update_contact as update_contact
 from campaigns.services.do_not_call import DoNotCallBatch as DoNotCallBatch
 from campaigns.services.do_not_call import NumberError as NumberError
