@@ -161,7 +161,7 @@ RELEASE_WAITING_CODES = frozenset(
 @dataclasses.dataclass(frozen=True)
 class PutOff:
     """Where a contact that may not be called now goes: ``state`` (the one it waits in,
-    or the one that closes it), until ``next_attempt_at`` (None: closed), and why."""
+    until ``next_attempt_at``, or the one that closes it), and why."""
 
     state: str
     next_attempt_at: datetime.datetime | None
@@ -169,7 +169,7 @@ class PutOff:
 
     @property
     def closed(self) -> bool:
-        return self.next_attempt_at is None
+        return self.state not in WAITING_STATES
 
 
 def put_off(*, verdict: Eligibility, waiting: str) -> PutOff:
