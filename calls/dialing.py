@@ -5,7 +5,7 @@ call is dialled once however many tasks carry its id), checks once more that the
 may be called now, and asks Twilio to dial. Every way that can end leaves the call and its
 contact in a defined state (see ``Dialed``). ``reconcile_calls`` finds what a crash, a
 lost task or a lost callback left behind and settles it with Twilio's own record, and
-``check_prices`` asks Twilio what each ended call cost.
+``check_prices`` (calls/prices.py) asks Twilio what each ended call cost.
 """
 
 from __future__ import annotations
@@ -19,16 +19,24 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from callcenter.metrics import CALLS_PLACED
 from calls import pacing, telephony
-from calls.dispatcher import put_off
 from calls.links import callback_url, webhook_url
 from calls.models import Call, CallStatus, PriceStatus
-from calls.outcomes import emit_call_priced
+
+# Asking Twilio what calls cost moved to calls/prices.py; its names stay importable here.
+from calls.prices import PRICE_BATCH as PRICE_BATCH
+from calls.prices import PRICE_CLAIM as PRICE_CLAIM
+from calls.prices import PRICE_GIVE_UP as PRICE_GIVE_UP
+from calls.prices import PRICE_RETRY as PRICE_RETRY
+from calls.prices import PRICE_RETRY_MAX as PRICE_RETRY_MAX
+from calls.prices import PRICE_TICK_SECONDS as PRICE_TICK_SECONDS
+from calls.prices import PriceChecks as PriceChecks
+from calls.prices import check_prices as check_prices
 from calls.services import (
     FINAL_STATUSES,
     await_price,
@@ -36,9 +44,9 @@ from calls.services import (
     record_call_status,
     record_price,
 )
-from campaigns.eligibility import Eligibility, ReasonCode, eligibility_for
+from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.models import Campaign, Contact, MachineAction
-from campaigns.services import CampaignStateError, pause_campaign
+from campaigns.services import CampaignStateError, pause_campaign, release_contact
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +59,6 @@ RECONCILE_BATCH = 200
 FINAL_CALLBACK_GRACE = datetime.timedelta(minutes=2)
 # How far Twilio's clock may be from ours when looking a call up by its creation time.
 CLOCK_SKEW = datetime.timedelta(minutes=2)
-
-# Eligibility reasons after which the contact waits rather than being put off by the
-# verdict: about the campaign rather than the contact, or a call going on (the contact
-# rang us meanwhile, calls.inbound), after which the dispatcher takes it up again.
-_WAITING_CODES = frozenset(
-    {ReasonCode.CAMPAIGN_NOT_RUNNING, ReasonCode.CAMPAIGN_ENDED, ReasonCode.LIVE_CALL}
-)
 
 
 class Dialed(enum.StrEnum):
@@ -229,14 +230,10 @@ def _release(
     verdict: Eligibility | None = None,
     due_at: datetime.datetime | None = None,
 ) -> bool:
-    """Settle ``call`` as not placed (Twilio never rang it) and give its contact back.
-
-    The attempt is not counted. Without a verdict, or when the campaign itself is why
-    (paused, over) or another call of the contact's is going on, the contact waits again,
-    from ``due_at`` when given. With a verdict
-    about the contact, it is put off until the verdict clears, or closed with the reason
-    (on a do-not-call list, attempts exhausted...). False when the call was not pending or
-    dialing without a SID any more (nothing is written then).
+    """Settle ``call`` as not placed (Twilio never rang it) and give its contact back
+    (``release_contact``: the attempt uncounted, waiting again or put off by ``verdict``).
+    False when the call was not pending or dialing without a SID any more (nothing is
+    written then).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -255,22 +252,9 @@ def _release(
         )
         if not released:
             return False
-        contact = Contact.objects.select_for_update().get(pk=call.contact_id)
-        if contact.state != Contact.State.CALLING:
-            return True  # it moved on meanwhile; whoever moved it decided its state
-        contact.attempts = max(0, contact.attempts - 1)
-        waiting = Contact.State.PENDING if contact.attempts == 0 else Contact.State.RETRY
-        if verdict is not None and not set(verdict.codes) & _WAITING_CODES:
-            contact.state = waiting
-            put_off(contact, verdict)  # waits until the verdict clears, or is closed
-        else:
-            contact.state = waiting
-            contact.state_reason = reason[:500]
-            contact.next_attempt_at = due_at
-        if contact.state == Contact.State.RETRY and contact.next_attempt_at is None:
-            contact.next_attempt_at = now
-        contact.save(
-            update_fields=["state", "state_reason", "attempts", "next_attempt_at", "updated_at"]
+        # A contact no longer calling moved on meanwhile: whoever moved it decided its state.
+        release_contact(
+            contact_id=call.contact_id, reason=reason, verdict=verdict, due_at=due_at, now=now
         )
     return True
 
@@ -355,6 +339,7 @@ def _longest_dial() -> datetime.timedelta:
 
 
 def _reconcile_dialing(call: Call, result: Reconciled) -> None:
+    assert call.dialed_at is not None  # picked by its dialed_at
     try:
         found = telephony.find_calls(
             to=call.to_number,
@@ -386,6 +371,7 @@ def _reconcile_dialing(call: Call, result: Reconciled) -> None:
 
 
 def _refresh(call: Call, result: Reconciled) -> None:
+    assert call.provider_sid is not None  # picked for having one
     try:
         provider_call = telephony.fetch_call(sid=call.provider_sid)
     except telephony.TelephonyUnavailable as error:
@@ -435,111 +421,3 @@ def _fold(call_id: int, provider_call: telephony.ProviderCall) -> None:
         record_price(
             call_id=call.pk, price=provider_call.price, price_unit=provider_call.price_unit
         )
-
-
-# --- Prices -----------------------------------------------------------------------------
-
-# The price tick's period (CELERY_BEAT_SCHEDULE "check-call-prices"); a tick left waiting
-# longer expires.
-PRICE_TICK_SECONDS = 10
-# Calls asked for their price per tick (one request each), so that one tick stays short.
-PRICE_BATCH = 50
-# A check that found no price yet is repeated after this, doubled at each check (15 s,
-# 30 s, 1 min...) up to PRICE_RETRY_MAX: most calls are priced within a minute, and one
-# Twilio is slow to price (or Twilio unreachable, or refusing our credentials) costs a
-# request an hour at most.
-PRICE_RETRY = datetime.timedelta(seconds=15)
-PRICE_RETRY_MAX = datetime.timedelta(hours=1)
-# Twilio prices a call within minutes of its end: a day after it, none is to be expected.
-PRICE_GIVE_UP = datetime.timedelta(days=1)
-# How long a claimed check keeps other ticks off its call: a worker that died mid-check
-# leaves the call to be asked again after it.
-PRICE_CLAIM = datetime.timedelta(minutes=5)
-
-
-@dataclass
-class PriceChecks:
-    """One price tick, by call id."""
-
-    known: list[int] = field(default_factory=list)  # priced by Twilio: kept
-    waiting: list[int] = field(default_factory=list)  # no price yet: asked again later
-    unavailable: list[int] = field(default_factory=list)  # given up on
-    not_charged: list[int] = field(default_factory=list)  # never reached Twilio (no SID)
-
-
-def check_prices(*, now: datetime.datetime | None = None, limit: int = PRICE_BATCH) -> PriceChecks:
-    """Ask Twilio for the price of the ended calls due for it (``price_check_at`` past),
-    earliest first, at most ``limit``.
-
-    Each call is claimed first (a compare-and-set on its ``price_check_at``, moved
-    ``PRICE_CLAIM`` ahead), so ticks running at once never ask for one call together.
-    A price found is kept (``known``). None yet, Twilio unreachable or refusing our
-    credentials: asked again after a growing back-off (and the tick stops asking
-    Twilio, which would fail alike for the calls after it). Twilio not knowing the call
-    (404), or a day gone since its end without a price: ``unavailable``, logged.
-    """
-    now = now or timezone.now()
-    result = PriceChecks()
-    due = list(
-        Call.objects.filter(price_status=PriceStatus.PENDING, price_check_at__lte=now)
-        .order_by("price_check_at", "pk")
-        .values_list("pk", "price_check_at")[:limit]
-    )
-    for call_id, check_at in due:
-        claimed = Call.objects.filter(
-            pk=call_id, price_status=PriceStatus.PENDING, price_check_at=check_at
-        ).update(price_check_at=now + PRICE_CLAIM, price_checks=F("price_checks") + 1)
-        if not claimed:
-            continue  # another tick took it meanwhile
-        outcome, twilio_failed = _check_price(Call.objects.get(pk=call_id), now)
-        getattr(result, outcome).append(call_id)
-        if twilio_failed:
-            break
-    return result
-
-
-def _check_price(call: Call, now: datetime.datetime) -> tuple[str, bool]:
-    """Ask Twilio for the claimed ``call``'s price and keep what it says: the outcome (a
-    ``PriceChecks`` field), and whether Twilio failed in a way every call would."""
-    if not call.provider_sid:  # never reached Twilio: nothing was charged
-        _settle_price(call, PriceStatus.NOT_CHARGED)
-        return "not_charged", False
-    twilio_failed = False
-    try:
-        provider_call = telephony.fetch_call(sid=call.provider_sid)
-    except telephony.TelephonyUnavailable as error:
-        twilio_failed = True
-        logger.warning("Call %s: Twilio unreachable for its price (%s); later.", call.pk, error)
-    except telephony.TelephonyRejected as error:
-        if error.status == 404:
-            logger.warning("Call %s: Twilio does not know it; no price.", call.pk)
-            _settle_price(call, PriceStatus.UNAVAILABLE)
-            return "unavailable", False
-        twilio_failed = True
-        logger.error("Call %s: Twilio refused to tell its price (%s); later.", call.pk, error)
-    else:
-        if record_price(
-            call_id=call.pk, price=provider_call.price, price_unit=provider_call.price_unit
-        ):
-            return "known", False
-    if now >= (call.ended_at or call.updated_at) + PRICE_GIVE_UP:
-        logger.warning("Call %s: no price from Twilio a day after the call; given up.", call.pk)
-        _settle_price(call, PriceStatus.UNAVAILABLE)
-        return "unavailable", twilio_failed
-    steps = min(call.price_checks, 16) - 1  # price_checks counts this check already
-    delay = min(PRICE_RETRY * 2**steps, PRICE_RETRY_MAX)
-    Call.objects.filter(pk=call.pk, price_status=PriceStatus.PENDING).update(
-        price_check_at=now + delay
-    )
-    return "waiting", twilio_failed
-
-
-def _settle_price(call: Call, status: PriceStatus) -> None:
-    """No price will be asked for ``call`` any more: ``status`` says why. Given up on, its
-    cost is as final as it will be: partner webhooks get call.priced."""
-    with transaction.atomic():
-        settled = Call.objects.filter(pk=call.pk, price_status=PriceStatus.PENDING).update(
-            price_status=status, price_check_at=None
-        )
-        if settled and status == PriceStatus.UNAVAILABLE:
-            emit_call_priced(call=call)

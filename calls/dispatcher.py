@@ -32,9 +32,16 @@ from callcenter.metrics import DISPATCH_CALLS_CREATED, DISPATCH_LAG
 from calls.models import Call
 from calls.pacing import backing_off, take_tokens
 from campaigns import limits
-from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
+from campaigns.eligibility import ReasonCode, evaluate, history_hours
 from campaigns.models import Campaign, Contact, DoNotCall, Partner
-from campaigns.services import CampaignStateError, pause_campaign
+from campaigns.services import (
+    CampaignStateError,
+    PutOff,
+    mark_contacts_calling,
+    pause_campaign,
+    put_off,
+    put_off_contacts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +49,6 @@ logger = logging.getLogger(__name__)
 DISPATCH_INTERVAL_SECONDS = 2.0
 # Contacts read per free slot: some of them turn out not dialable right now.
 CANDIDATES_PER_SLOT = 3
-
-# What a contact becomes when a reason that time will not clear keeps it from calls.
-_FINAL_STATES = {
-    ReasonCode.ATTEMPTS_EXHAUSTED: Contact.State.EXHAUSTED,
-}
 
 
 @dataclass
@@ -227,9 +229,10 @@ def _dispatch_campaign(
         facts = _facts(campaign=campaign, contacts=candidates, now=now)
         calls: list[Call] = []
         lags: list[float] = []
-        # Contacts that end up alike are written with one UPDATE per kind of change:
-        # a bulk_update of thousands of rows costs far more than the dispatching itself.
-        changes: defaultdict[tuple, list[int]] = defaultdict(list)
+        # Contacts that end up alike (from the same state) are written with one UPDATE
+        # per kind of change: a bulk_update of thousands of rows costs far more than the
+        # dispatching itself.
+        changes: defaultdict[tuple[str, PutOff], list[int]] = defaultdict(list)
         for contact in candidates:
             if len(calls) == slots:
                 break
@@ -257,25 +260,16 @@ def _dispatch_campaign(
                 # Another contact with the same number in this batch counts this call.
                 facts.history[contact.phone].append(now)
                 continue
-            if put_off(contact, verdict):
-                result.deferred += 1
-            else:
+            move = put_off(verdict=verdict, waiting=contact.state)
+            if move.closed:
                 result.closed += 1
-            changes[(contact.state, contact.next_attempt_at, contact.state_reason)].append(
-                contact.pk
-            )
+            else:
+                result.deferred += 1
+            changes[(contact.state, move)].append(contact.pk)
         Call.objects.bulk_create(calls)
-        Contact.objects.filter(pk__in=[call.contact_id for call in calls]).update(
-            state=Contact.State.CALLING,
-            attempts=F("attempts") + 1,
-            next_attempt_at=None,
-            state_reason="",
-            updated_at=now,
-        )
-        for (state, next_attempt_at, reason), ids in changes.items():
-            Contact.objects.filter(pk__in=ids).update(
-                state=state, next_attempt_at=next_attempt_at, state_reason=reason, updated_at=now
-            )
+        mark_contacts_calling(contact_ids=[call.contact_id for call in calls], now=now)
+        for (origin, move), ids in changes.items():
+            put_off_contacts(contact_ids=ids, origin=origin, put_off=move, now=now)
         result.created.extend(call.pk for call in calls)
         transaction.on_commit(functools.partial(_count_dispatched, lags))
 
@@ -333,18 +327,3 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
         .values_list("contact", "last")
     )
     return _Facts(history=history, blocked=blocked, live=live, last_attempt=last_attempt)
-
-
-def put_off(contact: Contact, verdict: Eligibility) -> bool:
-    """Record why ``contact`` was not called. True when time will clear it (it waits until
-    ``next_possible_at``); False when it will not (the contact is closed with the reason)."""
-    contact.state_reason = "; ".join(reason.message for reason in verdict.reasons)[:500]
-    if verdict.next_possible_at is not None:
-        contact.next_attempt_at = verdict.next_possible_at
-        return True
-    codes = verdict.codes
-    contact.state = next(
-        (_FINAL_STATES[code] for code in codes if code in _FINAL_STATES), Contact.State.FAILED
-    )
-    contact.next_attempt_at = None
-    return False

@@ -46,6 +46,7 @@ from calls import deadlines, flow, telephony
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallDirection, CallEvent, CallStatus, Turn
 from calls.services import record_call_status, store_event
+from calls.tasks import hang_up_ringing_task
 from campaigns import limits
 from campaigns.models import Campaign, Contact, DoNotCall, DoNotCallSource, Partner
 from campaigns.phones import E164_REGEX
@@ -62,7 +63,7 @@ _PHONE = re.compile(E164_REGEX)
 def inbound_url(name: str) -> str:
     """The absolute URL of the number-wide webhook ``calls:<name>`` (inbound, inbound-status,
     inbound-opt-out, inbound-fallback), on APP_URL as every URL Twilio is given."""
-    return settings.APP_URL.rstrip("/") + reverse(f"calls:{name}")
+    return str(settings.APP_URL).rstrip("/") + reverse(f"calls:{name}")
 
 
 # --- The call arrives --------------------------------------------------------------------
@@ -72,7 +73,8 @@ def answer(*, params: Mapping[str, str]) -> str:
     """TwiML for a call one of our numbers receives (see the module docstring)."""
     sid = params.get("CallSid", "")
     caller, called = params.get("From", ""), params.get("To", "")
-    if not sid or len(sid) > Call._meta.get_field("provider_sid").max_length:
+    longest = Call._meta.get_field("provider_sid").max_length or 0  # 64, as it is declared
+    if not sid or len(sid) > longest:
         logger.warning("Inbound call without a usable CallSid (%r); hung up.", sid[:80])
         return flow.goodbye()
     inbound = Call.objects.filter(direction=CallDirection.INBOUND)
@@ -147,14 +149,9 @@ def _open_call(*, contact: Contact, params: Mapping[str, str], blocked: bool) ->
         provider_sid__isnull=False,
     ).values_list("pk", flat=True)
     for call_id in ringing:
-        transaction.on_commit(lambda call_id=call_id: _hang_up_later(call_id))
+        # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
+        hang_up_ringing_task.delay_on_commit(call_id)  # type: ignore[attr-defined]
     return call
-
-
-def _hang_up_later(call_id: int) -> None:
-    from calls.tasks import hang_up_ringing_task  # tasks build on this module
-
-    hang_up_ringing_task.delay(call_id)
 
 
 def hang_up_ringing(*, call_id: int) -> str:
@@ -177,7 +174,9 @@ def _do_not_call(*, call_id: int, params: Mapping[str, str]) -> str:
         return flow.goodbye()
     campaign = call.campaign
     transfer_to = limits.allowed_transfer_number(campaign)
-    language = campaign.template.language
+    template = campaign.template
+    assert template is not None  # an inbound call is taken only by a campaign with a template
+    language = template.language
     with translation.override(language.split("-")[0]):
         texts = [
             _("This is %(company)s. Your number is on our do-not-call list: we will not call you.")

@@ -24,7 +24,7 @@ from calls.services import record_plays
 from campaigns.deliveries import emit_event
 from campaigns.models import Contact, DoNotCallSource, WebhookEvent
 from campaigns.phones import time_zones_for
-from campaigns.services import add_do_not_call
+from campaigns.services import add_do_not_call, opt_out_contact, schedule_contact_callback
 from templates.rendering import TemplateRenderError, contact_context, render_line_to_fit
 
 logger = logging.getLogger(__name__)
@@ -63,11 +63,10 @@ def opt_out(*, call: Call, how: str) -> str:
             source=DoNotCallSource.OPT_OUT,
             reason=f"call {call.pk} ({campaign.name}): {how}"[:500],
         )
-        Contact.objects.filter(pk=contact.pk).update(
-            state=Contact.State.OPTED_OUT,
-            state_reason=_("Asked not to be called again (%(how)s).") % {"how": how},
-            next_attempt_at=None,
-            updated_at=timezone.now(),
+        opt_out_contact(
+            contact=contact,
+            reason=_("Asked not to be called again (%(how)s).") % {"how": how},
+            now=timezone.now(),
         )
         flags = {**call.flags, "opted_out": True}
         Call.objects.filter(pk=call.pk).update(flags=flags)
@@ -255,16 +254,13 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
         callback = _extracted_callback(call, outcome)
         if callback is None or "callback_at" in call.flags:
             return
-        moved = Contact.objects.filter(
-            pk=call.contact_id,
-            state=Contact.State.DONE,
-            updated_at__gte=call.ended_at or call.created_at,
-        ).update(
-            state=Contact.State.RETRY,
-            next_attempt_at=max(callback, timezone.now()),
-            state_reason=_("Asked to be called back at %(time)s.")
+        moved = schedule_contact_callback(
+            contact_id=call.contact_id,
+            at=callback,
+            reason=_("Asked to be called back at %(time)s.")
             % {"time": callback.astimezone(callback.tzinfo).strftime("%Y-%m-%d %H:%M")},
-            updated_at=timezone.now(),
+            unchanged_since=call.ended_at or call.created_at,
+            now=timezone.now(),
         )
         if moved:
             logger.info("Call %s: callback at %s found in the transcript.", call.pk, callback)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 
 from django.db import transaction
@@ -30,7 +31,14 @@ from calls.models import (
     CallDirection,
     CallStatus,
 )
-from campaigns.models import Campaign, Contact, default_retry_policy, retry_policy_problems
+from campaigns.models import (
+    Campaign,
+    Contact,
+    ContactState,
+    default_retry_policy,
+    retry_policy_problems,
+)
+from campaigns.services import finish_contact_attempt
 from voices import speech
 from voices.clips import Speech, speech_for_line
 from voices.services import voice_for_campaign
@@ -99,13 +107,28 @@ PERMANENT_ERROR_CODES = frozenset({13224, 13227, 21211, 21215, 21217, 32205})
 # --- After the call -------------------------------------------------------------------------
 
 
-def finish_call(*, call: Call) -> str | None:
+class CallOutcome(enum.StrEnum):
+    """What an ended call of ours means for its contact (``finish_call``). The values are
+    the keys of campaigns' retry policies and the labels of the finished-calls metric."""
+
+    ANSWERED = "answered"  # a person talked
+    VOICEMAIL = "voicemail"  # a machine answered
+    NO_ANSWER = "no-answer"  # nobody answered, or picked up and never said a word
+    BUSY = "busy"
+    FAILED = "failed"  # Twilio could not connect it (a fault that may pass)
+    REJECTED = "rejected"  # Twilio cannot call the number (PERMANENT_ERROR_CODES)
+    CANCELED = "canceled"  # we hung up before an answer: counts against the campaign only
+    TRANSFER_FAILED = "transfer-failed"  # talked, but nobody took the transfer asked for
+
+
+def finish_call(*, call: Call) -> ContactState | None:
     """Move the ended ``call``'s contact on from ``calling``: done, retry, exhausted, failed
     (an inbound call: see ``_finish_inbound_call``).
 
-    A compare-and-set from ``calling``: returns the contact's new state, or None when the
-    contact had already moved on (nothing is written then). The call's outcome and the
-    contact's new state are counted when the transaction commits.
+    A compare-and-set from ``calling`` (``finish_contact_attempt``): returns the contact's
+    new state, or None when the contact had already moved on (nothing is written then).
+    The call's outcome and the contact's new state are counted when the transaction
+    commits.
     """
     if call.is_inbound:
         return _finish_inbound_call(call=call)
@@ -115,24 +138,30 @@ def finish_call(*, call: Call) -> str | None:
     next_attempt_at = None
     outcome = _outcome(call)
     transaction.on_commit(CALLS_FINISHED.labels(outcome=outcome).inc)
-    talked = outcome in ("answered", "transfer-failed")
+    talked = outcome in (CallOutcome.ANSWERED, CallOutcome.TRANSFER_FAILED)
     asked = _asked_callback(call, now) if talked else None
+    state: ContactState
     if asked is not None:
         state, next_attempt_at, reason = asked
-    elif outcome == "answered":
+    elif outcome == CallOutcome.ANSWERED:
         state, reason = Contact.State.DONE, _("Answered.")
-    elif outcome == "rejected":
+    elif outcome == CallOutcome.REJECTED:
         state = Contact.State.FAILED
         reason = _("Twilio cannot call this number (error %(code)s): %(detail)s") % {
             "code": call.error_code,
-            "detail": telephony.REASONS.get(call.error_code) or call.error_message or "-",
+            "detail": (call.error_code is not None and telephony.REASONS.get(call.error_code))
+            or call.error_message
+            or "-",
         }
     else:
         rule = _retry_rule(campaign, outcome)
         # The dispatcher counts attempts on the contact; the call's own number is a floor.
-        attempts = max(contact.attempts, call.attempt)
+        attempts = max(contact.attempts, call.attempt or 0)
         label = _OUTCOME_LABELS[outcome]
-        if outcome != "canceled" and _calls_with_outcome(call, outcome) >= rule["max_attempts"]:
+        if (
+            outcome != CallOutcome.CANCELED
+            and _calls_with_outcome(call, outcome) >= rule["max_attempts"]
+        ):
             state = Contact.State.EXHAUSTED
             reason = _("%(outcome)s: no more calls after %(count)s with this outcome.") % {
                 "outcome": label,
@@ -148,23 +177,20 @@ def finish_call(*, call: Call) -> str | None:
             state = Contact.State.RETRY
             next_attempt_at = now + datetime.timedelta(minutes=rule["delay_minutes"])
             reason = _("%(outcome)s: calling again later.") % {"outcome": label}
-    updated = Contact.objects.filter(pk=contact.pk, state=Contact.State.CALLING).update(
-        state=state, state_reason=reason[:500], next_attempt_at=next_attempt_at, updated_at=now
-    )
-    if not updated:
+    if not finish_contact_attempt(
+        contact=contact, to=state, reason=reason, next_attempt_at=next_attempt_at, now=now
+    ):
         logger.info(
             "Call %s ended but contact %s was not calling; left as is.", call.pk, contact.pk
         )
         return None
     transaction.on_commit(CONTACT_STATES.labels(state=state).inc)
-    contact.state, contact.state_reason = state, reason[:500]
-    contact.next_attempt_at, contact.updated_at = next_attempt_at, now
     return state
 
 
 def _asked_callback(
     call: Call, now: datetime.datetime
-) -> tuple[str, datetime.datetime, str] | None:
+) -> tuple[ContactState, datetime.datetime, str] | None:
     """The retry the callee asked for in the conversation (state, when, reason): at the
     time they named, or after the campaign's no-answer delay for a scripted "call me
     another day"; None when they asked for none."""
@@ -177,31 +203,20 @@ def _asked_callback(
         return Contact.State.RETRY, max(callback_at, now), reason
     if call.flags.get("callback") is True:
         # A scripted "call me another day" names no time: the campaign's retry delay.
-        delay = _retry_rule(call.campaign, "no-answer")["delay_minutes"]
+        delay = _retry_rule(call.campaign, CallOutcome.NO_ANSWER)["delay_minutes"]
         reason = _("Asked to be called back another time.")
         return Contact.State.RETRY, now + datetime.timedelta(minutes=delay), reason
     return None
 
 
-# What a contact who rang us back and talked to us may move on from: anything but an
-# opt-out, which stands whatever was said after it.
-_CALLED_BACK_FROM = (
-    Contact.State.PENDING,
-    Contact.State.CALLING,
-    Contact.State.RETRY,
-    Contact.State.DONE,
-    Contact.State.EXHAUSTED,
-    Contact.State.FAILED,
-)
-
-
-def _finish_inbound_call(*, call: Call) -> str | None:
+def _finish_inbound_call(*, call: Call) -> ContactState | None:
     """A contact rang us back (``call`` is inbound) and the call is over.
 
     Once they said something (the conversation happened), the contact gets its final
     state as after a conversation of ours, and the retries it was waiting for are
-    cancelled: done; a retry at the time they asked for (or another day); after the
-    no-answer delay when nobody took the transfer they asked for. A call that ended
+    cancelled, from any state but an opt-out (which stands whatever was said after it):
+    done; a retry at the time they asked for (or another day); after the no-answer delay
+    when nobody took the transfer they asked for. A call that ended
     before they said a word, on the do-not-call path, or with an opt-out (already
     applied) leaves the contact as it is. Returns the contact's new state, or None.
     """
@@ -219,26 +234,30 @@ def _finish_inbound_call(*, call: Call) -> str | None:
         logger.info("Inbound call %s ended without a conversation; contact left as is.", call.pk)
         return None
     asked = _asked_callback(call, now)
+    state: ContactState
+    next_attempt_at: datetime.datetime | None
     if asked is not None:
         state, next_attempt_at, reason = asked
     elif flags.get("transfer_failed") is True:
-        delay = _retry_rule(call.campaign, "no-answer")["delay_minutes"]
+        delay = _retry_rule(call.campaign, CallOutcome.NO_ANSWER)["delay_minutes"]
         state, next_attempt_at = Contact.State.RETRY, now + datetime.timedelta(minutes=delay)
         reason = _("%(outcome)s: calling again later.") % {
-            "outcome": _OUTCOME_LABELS["transfer-failed"]
+            "outcome": _OUTCOME_LABELS[CallOutcome.TRANSFER_FAILED]
         }
     else:
         state, next_attempt_at = Contact.State.DONE, None
         reason = _("Called us back and talked.")
-    updated = Contact.objects.filter(pk=contact.pk, state__in=_CALLED_BACK_FROM).update(
-        state=state, state_reason=reason[:500], next_attempt_at=next_attempt_at, updated_at=now
-    )
-    if not updated:
+    if not finish_contact_attempt(
+        contact=contact,
+        to=state,
+        reason=reason,
+        next_attempt_at=next_attempt_at,
+        inbound=True,
+        now=now,
+    ):
         logger.info("Inbound call %s ended; contact %s opted out, left as is.", call.pk, contact.pk)
         return None
     transaction.on_commit(CONTACT_STATES.labels(state=state).inc)
-    contact.state, contact.state_reason = state, reason[:500]
-    contact.next_attempt_at, contact.updated_at = next_attempt_at, now
     return state
 
 
@@ -253,56 +272,61 @@ def _callback_at(call: Call) -> datetime.datetime | None:
 
 
 _OUTCOME_LABELS = {
-    "busy": gettext_lazy("Busy"),
-    "no-answer": gettext_lazy("No answer"),
-    "failed": gettext_lazy("Call failed"),
-    "voicemail": gettext_lazy("Voicemail"),
-    "canceled": gettext_lazy("Call canceled"),
-    "transfer-failed": gettext_lazy("Transfer not taken"),
+    CallOutcome.BUSY: gettext_lazy("Busy"),
+    CallOutcome.NO_ANSWER: gettext_lazy("No answer"),
+    CallOutcome.FAILED: gettext_lazy("Call failed"),
+    CallOutcome.VOICEMAIL: gettext_lazy("Voicemail"),
+    CallOutcome.CANCELED: gettext_lazy("Call canceled"),
+    CallOutcome.TRANSFER_FAILED: gettext_lazy("Transfer not taken"),
 }
 
 
-def _retry_rule(campaign: Campaign, outcome: str) -> dict[str, int]:
+def _retry_rule(campaign: Campaign, outcome: CallOutcome) -> dict[str, int]:
     """The campaign's delay and attempts for ``outcome``; a cancelled call, and one whose
     transfer nobody took, waits as an unanswered one. An entry missing from a policy
     saved unchecked takes the default."""
-    key = "no-answer" if outcome in ("canceled", "transfer-failed") else outcome
+    key = (
+        CallOutcome.NO_ANSWER
+        if outcome in (CallOutcome.CANCELED, CallOutcome.TRANSFER_FAILED)
+        else outcome
+    )
     policy = campaign.retry_policy if isinstance(campaign.retry_policy, dict) else {}
     rule = policy.get(key)
-    if not retry_policy_problems({**default_retry_policy(), key: rule}):
+    if isinstance(rule, dict) and not retry_policy_problems({**default_retry_policy(), key: rule}):
         return rule
     logger.warning("Campaign %s has no valid retry policy for %s; default used.", campaign.pk, key)
     return default_retry_policy()[key]
 
 
-def _outcome(call: Call) -> str:
+def _outcome(call: Call) -> CallOutcome:
     """What an ended call means for its contact."""
     if call.status == CallStatus.COMPLETED:
         if call.answered_by in MACHINE_ANSWERS:
-            return "voicemail"
+            return CallOutcome.VOICEMAIL
         if (call.dialogue or {}).get("closed") == "silence" and not call.turns.filter(
             role="caller"
         ).exists():
             # Picked up and never said a word: nobody was reached; called again as such.
-            return "no-answer"
+            return CallOutcome.NO_ANSWER
         if call.flags.get("transfer_failed") is True:
-            return "transfer-failed"
-        return "answered"
+            return CallOutcome.TRANSFER_FAILED
+        return CallOutcome.ANSWERED
     if call.status == CallStatus.FAILED and call.error_code in PERMANENT_ERROR_CODES:
-        return "rejected"
+        return CallOutcome.REJECTED
     if call.status == CallStatus.CANCELED:
         # We hung up before an answer (a paused campaign, a closing window): no fault of
         # the callee's, so it counts only against the campaign's attempts.
-        return "canceled"
-    return str(call.status)
+        return CallOutcome.CANCELED
+    # busy, no-answer, failed: the final statuses left, spelled as the outcomes are.
+    return CallOutcome(call.status)
 
 
-def _calls_with_outcome(call: Call, outcome: str) -> int:
+def _calls_with_outcome(call: Call, outcome: CallOutcome) -> int:
     # The calls we made: a contact ringing us back is no attempt of ours.
     calls = Call.objects.filter(contact_id=call.contact_id, direction=CallDirection.OUTBOUND)
-    if outcome == "voicemail":
+    if outcome == CallOutcome.VOICEMAIL:
         calls = calls.filter(status=CallStatus.COMPLETED, answered_by__in=MACHINE_ANSWERS)
-    elif outcome == "transfer-failed":
+    elif outcome == CallOutcome.TRANSFER_FAILED:
         calls = calls.with_outcome("transfer_failed")
     else:
         calls = calls.filter(status=outcome)

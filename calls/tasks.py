@@ -1,4 +1,8 @@
-"""Call tasks: thin, they take ids and call one service."""
+"""Call tasks: thin, they take ids and call one service.
+
+The services queue these tasks, so each task imports its service in its body; at the
+top stand only what the decorators need (the telephony errors, the tick periods).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from callcenter.backoff import backoff_seconds
-from calls import conversation, dialing, flow, inbound, outcomes, telephony
-from calls.dispatcher import DISPATCH_INTERVAL_SECONDS, dispatch
+from calls import telephony
+from calls.dispatcher import DISPATCH_INTERVAL_SECONDS
+from calls.prices import PRICE_TICK_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -26,22 +31,30 @@ def dispatch_calls_task() -> dict[str, int]:
     rather than a burst each interval. A tick that waited past the next one in the
     queue expires: the next tick does its work with fresh figures.
     """
+    from calls.dispatcher import dispatch
+
     result = dispatch()
     queue_dials(result.created)
     return {"created": len(result.created), "deferred": result.deferred, "closed": result.closed}
 
 
 def queue_dials(call_ids: list[int]) -> None:
-    """Queue ``place_call_task`` for each call, spread evenly over one dispatch interval."""
+    """Queue ``place_call_task`` for each call, spread evenly over one dispatch interval,
+    once the transaction that made them commits (at once outside one)."""
     spacing = DISPATCH_INTERVAL_SECONDS / max(1, len(call_ids))
     for index, call_id in enumerate(call_ids):
-        place_call_task.apply_async((call_id,), countdown=round(index * spacing, 3))
+        # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
+        place_call_task.apply_async_on_commit(  # type: ignore[attr-defined]
+            (call_id,), countdown=round(index * spacing, 3)
+        )
 
 
 @shared_task(bind=True, acks_late=True, max_retries=PLACE_CALL_RETRIES)
 def place_call_task(self, call_id: int) -> str:
     """Dial one pending call. Twilio unreachable (and the call surely not created): try
     again later, then release the call and call the contact again later."""
+    from calls import dialing
+
     result = dialing.place_call(call_id=call_id)
     if result == dialing.Dialed.RETRY:
         if self.request.retries >= self.max_retries:
@@ -54,7 +67,9 @@ def place_call_task(self, call_id: int) -> str:
 @shared_task
 def reconcile_calls_task() -> dict[str, int]:
     """Beat tick: settle calls a lost task or callback left behind (see reconcile_calls)."""
-    result = dialing.reconcile_calls()
+    from calls.dialing import reconcile_calls
+
+    result = reconcile_calls()
     queue_dials(result.requeued)
     return {
         "requeued": len(result.requeued),
@@ -64,11 +79,13 @@ def reconcile_calls_task() -> dict[str, int]:
     }
 
 
-@shared_task(expires=dialing.PRICE_TICK_SECONDS)
+@shared_task(expires=PRICE_TICK_SECONDS)
 def check_prices_task() -> dict[str, int]:
     """Beat tick: ask Twilio what ended calls cost, for those due (see check_prices). A
     tick that waited past the next one expires: the next does its work."""
-    result = dialing.check_prices()
+    from calls.prices import check_prices
+
+    result = check_prices()
     return {
         "known": len(result.known),
         "waiting": len(result.waiting),
@@ -86,6 +103,8 @@ def check_prices_task() -> dict[str, int]:
 )
 def handle_machine_task(self, call_id: int) -> str:
     """A machine answered: the live call gets its voicemail message, or is hung up."""
+    from calls import flow
+
     try:
         return flow.handle_machine(call_id=call_id)
     except telephony.TelephonyRejected as error:
@@ -102,6 +121,8 @@ def handle_machine_task(self, call_id: int) -> str:
 )
 def hang_up_ringing_task(call_id: int) -> str:
     """A contact rang us while a call of ours rang them: that call is hung up."""
+    from calls import inbound
+
     try:
         return inbound.hang_up_ringing(call_id=call_id)
     except telephony.TelephonyRejected as error:
@@ -123,6 +144,8 @@ def hang_up_ringing_task(call_id: int) -> str:
 def conclude_call_task(self, call_id: int) -> str:
     """After a call: extract its outcome and summary, then tell whoever listens. A model
     that stays unreachable leaves the extraction failed with the reason."""
+    from calls import conversation, outcomes
+
     try:
         return outcomes.conclude_call(call_id=call_id)
     except conversation.ConversationUnavailable as error:

@@ -82,6 +82,49 @@ class Contact(models.Model):
 
     State = ContactState
 
+    # The state machine: which states each state may move to (campaigns.services.contacts
+    # makes the moves). A contact waits (pending, retry), is called, and ends done, failed
+    # or exhausted; ringing us back reopens an ended one. Staying put is a move where a
+    # service rewrites the reason (a contact put off, an opt-out said twice). An opt-out
+    # stands whatever happens after it.
+    TRANSITIONS: dict[str, frozenset[str]] = {
+        State.PENDING: frozenset(
+            {
+                State.PENDING,
+                State.CALLING,
+                State.RETRY,
+                State.DONE,
+                State.FAILED,
+                State.EXHAUSTED,
+                State.OPTED_OUT,
+            }
+        ),
+        State.RETRY: frozenset(
+            {
+                State.RETRY,
+                State.CALLING,
+                State.DONE,
+                State.FAILED,
+                State.EXHAUSTED,
+                State.OPTED_OUT,
+            }
+        ),
+        State.CALLING: frozenset(
+            {
+                State.PENDING,
+                State.RETRY,
+                State.DONE,
+                State.FAILED,
+                State.EXHAUSTED,
+                State.OPTED_OUT,
+            }
+        ),
+        State.DONE: frozenset({State.DONE, State.RETRY, State.OPTED_OUT}),
+        State.FAILED: frozenset({State.DONE, State.RETRY, State.OPTED_OUT}),
+        State.EXHAUSTED: frozenset({State.DONE, State.RETRY, State.OPTED_OUT}),
+        State.OPTED_OUT: frozenset({State.OPTED_OUT}),
+    }
+
     campaign = models.ForeignKey(
         Campaign, verbose_name=_("campaign"), on_delete=models.CASCADE, related_name="contacts"
     )
@@ -138,3 +181,11 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return self.phone
+
+    def can_move_to(self, state: str) -> bool:
+        return state in self.TRANSITIONS[self.state]
+
+    @classmethod
+    def states_moving_to(cls, state: str) -> list[str]:
+        """The states the table lets a contact leave for ``state``, in the enum's order."""
+        return [origin for origin in cls.State.values if state in cls.TRANSITIONS[origin]]

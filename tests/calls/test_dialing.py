@@ -465,7 +465,9 @@ def test_reconcile_fails_a_call_twilio_does_not_know(running, fake_twilio) -> No
 # --- The beat tasks -------------------------------------------------------------------
 
 
-def test_the_dispatch_tick_spreads_the_dials_over_its_interval(running, monkeypatch) -> None:
+def test_the_dispatch_tick_spreads_the_dials_over_its_interval(
+    running, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
     for index in range(4):
         add_contact(running, phone=f"+3460000010{index}")
     queued = []
@@ -475,7 +477,10 @@ def test_the_dispatch_tick_spreads_the_dials_over_its_interval(running, monkeypa
         lambda args, countdown: queued.append((args[0], countdown)),
     )
 
-    assert tasks.dispatch_calls_task.apply().get() == {"created": 4, "deferred": 0, "closed": 0}
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.dispatch_calls_task.apply().get()
+
+    assert result == {"created": 4, "deferred": 0, "closed": 0}
 
     assert [countdown for _id, countdown in queued] == [0.0, 0.5, 1.0, 1.5]
     assert sorted(call_id for call_id, _ in queued) == sorted(

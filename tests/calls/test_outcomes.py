@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from calls import tasks
+from calls import outcomes, tasks
 from calls.models import Call
 from calls.outcomes import Concluded, call_concluded, conclude_call
 from campaigns.models import Contact
@@ -194,7 +194,7 @@ def test_the_task_concludes_again_when_the_database_went_away(
             raise OperationalError("server closed the connection unexpectedly")
         return "no_conversation"
 
-    monkeypatch.setattr(tasks.outcomes, "conclude_call", conclude)
+    monkeypatch.setattr(outcomes, "conclude_call", conclude)
 
     # when
     with django_capture_on_commit_callbacks(execute=True):

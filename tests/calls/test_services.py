@@ -12,12 +12,13 @@ from django.utils import timezone
 from calls.models import Call, CallEvent
 from calls.services import (
     PRICE_FIRST_CHECK,
+    CallOutcome,
     finish_call,
     record_call_status,
     record_price,
     speech_for_call,
 )
-from campaigns.models import Contact, default_retry_policy
+from campaigns.models import RETRY_OUTCOMES, Contact, default_retry_policy
 from tests.factories import CallFactory, CallTemplateFactory, ContactFactory, VoiceFactory
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID
 
@@ -524,6 +525,20 @@ def test_record_price_leaves_a_call_not_charged_alone(campaign) -> None:
 
 
 # --- After the call ---------------------------------------------------------------------------
+
+
+def test_call_outcomes_keep_the_strings_retry_policies_and_metrics_use() -> None:
+    assert {outcome.value for outcome in CallOutcome} == {
+        "answered",
+        "voicemail",
+        "no-answer",
+        "busy",
+        "failed",
+        "rejected",
+        "canceled",
+        "transfer-failed",
+    }
+    assert set(RETRY_OUTCOMES) <= set(CallOutcome)
 
 
 def test_finish_call_human_answer_means_done(campaign) -> None:

@@ -454,7 +454,7 @@ def test_transition_campaign_to_running_queues_voicing_after_commit(
     campaign, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
     queued: list[int] = []
-    monkeypatch.setattr("campaigns.services.prerender_campaign_speech_task.delay", queued.append)
+    monkeypatch.setattr("campaigns.tasks.prerender_campaign_speech_task.delay", queued.append)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
