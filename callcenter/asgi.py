@@ -24,7 +24,8 @@ from calls.middleware import WebhookASGIHandler  # noqa: E402
 # Django's handler, with a shorter way for Twilio's webhooks; around it, what must be
 # decided before Django reads a byte of the body.
 application = LoopbackOnlyWithPublishedKey(
-    LimitBodyASGI(WebhookASGIHandler()),
+    # django-stubs types the handler's scope as a dict, the ASGI spec as a mapping.
+    LimitBodyASGI(WebhookASGIHandler()),  # type: ignore[arg-type]
     key=settings.SECRET_KEY,
     published=settings.PUBLISHED_SECRET_KEYS,
 )

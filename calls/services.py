@@ -63,6 +63,8 @@ def speech_for_call(
     played (``Speech.clip_id``) is the caller's to keep with the turn it says.
     """
     campaign = call.campaign
+    template = campaign.template
+    assert template is not None, "a call is only answered for a campaign with a template"
     if call.voice_id is None and speech.is_configured():
         # The call's first line chooses its voice, for the whole call (Call.voice).
         voice = voice_for_campaign(campaign=campaign)
@@ -72,7 +74,7 @@ def speech_for_call(
     spoken = speech_for_line(
         text=text,
         voice=call.voice,
-        language=campaign.template.language,
+        language=template.language,
         new_text=new_text,
         deadline=deadlines.current() if deadline is None else deadline,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
 from callcenter.backoff import backoff_seconds
@@ -50,14 +50,14 @@ def queue_dials(call_ids: list[int]) -> None:
 
 
 @shared_task(bind=True, acks_late=True, max_retries=PLACE_CALL_RETRIES)
-def place_call_task(self, call_id: int) -> str:
+def place_call_task(self: Task[..., str], call_id: int) -> str:
     """Dial one pending call. Twilio unreachable (and the call surely not created): try
     again later, then release the call and call the contact again later."""
     from calls import dialing
 
     result = dialing.place_call(call_id=call_id)
     if result == dialing.Dialed.RETRY:
-        if self.request.retries >= self.max_retries:
+        if self.request.retries >= PLACE_CALL_RETRIES:
             dialing.give_up(call_id=call_id)
             return "gave_up"
         raise self.retry(countdown=backoff_seconds(self.request.retries + 3, None))
@@ -101,7 +101,7 @@ def check_prices_task() -> dict[str, int]:
     retry_backoff_max=8,
     max_retries=3,
 )
-def handle_machine_task(self, call_id: int) -> str:
+def handle_machine_task(self: Task[..., str], call_id: int) -> str:
     """A machine answered: the live call gets its voicemail message, or is hung up."""
     from calls import flow
 
@@ -131,17 +131,21 @@ def hang_up_ringing_task(call_id: int) -> str:
         return "refused"
 
 
+# Tries of one conclusion (the model unavailable, or the database gone for a moment).
+CONCLUDE_RETRIES = 4
+
+
 @shared_task(
     bind=True,
     acks_late=True,
-    max_retries=4,
+    max_retries=CONCLUDE_RETRIES,
     # The database gone for a moment: conclude again (a conclusion run twice sends
     # nothing new); the partner would never hear of the call otherwise.
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=2,
     retry_backoff_max=60,
 )
-def conclude_call_task(self, call_id: int) -> str:
+def conclude_call_task(self: Task[..., str], call_id: int) -> str:
     """After a call: extract its outcome and summary, then tell whoever listens. A model
     that stays unreachable leaves the extraction failed with the reason."""
     from calls import conversation, outcomes
@@ -149,7 +153,7 @@ def conclude_call_task(self, call_id: int) -> str:
     try:
         return outcomes.conclude_call(call_id=call_id)
     except conversation.ConversationUnavailable as error:
-        if self.request.retries < self.max_retries:
+        if self.request.retries < CONCLUDE_RETRIES:
             raise self.retry(countdown=30 * 2**self.request.retries) from error
         outcomes.extraction_unavailable(call_id=call_id, reason=error.reason)
         return "unavailable"

@@ -11,7 +11,7 @@ from typing import Any
 import phonenumbers
 from django import forms
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -260,7 +260,7 @@ class DoNotCallBulkForm(forms.Form):
         cleaned["lines"] = lines
         return cleaned
 
-    def add_numbers(self, *, by: AbstractBaseUser) -> BulkAddition:
+    def add_numbers(self, *, by: User) -> BulkAddition:
         """Put the numbers on the chosen list as ``by`` (source: staff); lines with a
         reason of their own are added with that reason."""
         data = self.cleaned_data

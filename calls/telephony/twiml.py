@@ -15,11 +15,15 @@ from calls.telephony.twilio import Gather, VoiceResponse
 
 
 class Spoken(Protocol):
-    """A line to speak: <Play> `url` when set, else <Say> `text` in `language`."""
+    """A line to speak: <Play> `url` when set, else <Say> `text` in `language` (read-only,
+    so that a frozen dataclass such as voices.clips.Speech is one)."""
 
-    text: str
-    language: str
-    url: str
+    @property
+    def text(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def url(self) -> str: ...
 
 
 def _speak(verb: VoiceResponse | Gather, line: Spoken) -> None:

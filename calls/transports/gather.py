@@ -5,8 +5,7 @@ a key, which Twilio posts to the turn webhook; ``<Redirect>`` fetches what comes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from calls import telephony
 from calls.links import webhook_url
@@ -21,24 +20,24 @@ class GatherTransport:
         template = call.campaign.template
         assert template is not None  # a call is only dialled with its campaign's template
         return telephony.gather_twiml(
-            lines=_said(lines),
+            lines=lines,
             action=webhook_url("turn", call.pk),
             language=template.language,
             no_input_url=webhook_url("turn", call.pk) + "?silence=1",
         )
 
     def hang_up(self, lines: Sequence[Speech] = ()) -> str:
-        return telephony.hang_up_twiml(lines=_said(lines))
+        return telephony.hang_up_twiml(lines=lines)
 
     def hold(self, call: Call, lines: Sequence[Speech]) -> str:
         retry_url = webhook_url("turn", call.pk) + "?retry=1"
-        return telephony.hold_twiml(lines=_said(lines), retry_url=retry_url)
+        return telephony.hold_twiml(lines=lines, retry_url=retry_url)
 
     def begin_reply(self, call: Call, first: Speech, *, token: str) -> str:
         template = call.campaign.template
         assert template is not None  # a call is only dialled with its campaign's template
         return telephony.interruptible_twiml(
-            lines=_said([first]),
+            lines=[first],
             action=webhook_url("turn", call.pk) + f"?reply={token}",
             language=template.language,
             next_url=continue_url(call.pk, token),
@@ -51,7 +50,7 @@ class GatherTransport:
         self, call: Call, lines: Sequence[Speech], *, number: str, caller_id: str, timeout: int
     ) -> str:
         return telephony.transfer_twiml(
-            lines=_said(lines),
+            lines=lines,
             number=number,
             caller_id=caller_id,
             timeout=timeout,
@@ -60,21 +59,15 @@ class GatherTransport:
 
     def apologise(self, call_id: int, lines: Sequence[Speech], *, goodbye: Speech) -> str:
         return telephony.fallback_twiml(
-            lines=_said(lines),
+            lines=lines,
             action=webhook_url("fallback-opt-out", call_id),
-            goodbye=_said([goodbye])[0],
+            goodbye=goodbye,
         )
 
 
 def continue_url(call_id: int, token: str) -> str:
     """The continuation webhook of reply ``token``: the rest of the reply."""
     return webhook_url("continue", call_id) + f"?reply={token}"
-
-
-def _said(lines: Iterable[Speech]) -> list[Any]:
-    """``lines`` as the TwiML builders take them. Only a typing matter: their
-    ``telephony.Spoken`` declares settable members, which a frozen Speech's are not."""
-    return list(lines)
 
 
 GATHER = GatherTransport()

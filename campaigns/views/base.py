@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any, cast
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.utils.functional import Promise
@@ -36,10 +36,11 @@ def refused_as_conflict(message: str | Promise) -> Iterator[None]:
         raise Conflict(message, reasons=exc.reasons) from exc
 
 
-def acting_user(request: Request) -> AbstractBaseUser | None:
+def acting_user(request: Request) -> User | None:
     """The user to record as author: none for an API key, which acts for its partner."""
-    # The permissions let no anonymous request this far.
-    return None if isinstance(request.user, ApiKeyUser) else cast(AbstractBaseUser, request.user)
+    # The permissions let no anonymous request this far, and the project's users are
+    # Django's own (no AUTH_USER_MODEL of its own).
+    return None if isinstance(request.user, ApiKeyUser) else cast(User, request.user)
 
 
 @contextlib.contextmanager
