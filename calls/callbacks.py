@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from callcenter.metrics import CALL_STATUS_CHANGES
 from callcenter.queries import insert_unless_taken, one_or_none
+from callcenter.text import truncate
 from calls.models import AnsweredBy, Call, CallEvent, CallStatus, PriceStatus
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def _status_facts(*, params: Mapping[str, str], status: str) -> dict[str, Any]:
     if not error_message and sip_code is not None and sip_code >= 400:
         error_message = f"SIP {sip_code}"
     if error_message:
-        facts["error_message"] = error_message[:500]
+        facts["error_message"] = truncate(error_message)
     return facts
 
 
@@ -377,7 +378,7 @@ def record_recording(*, call_id: int, params: Mapping[str, str]) -> None:
             seconds = None
         Call.objects.filter(pk=call.pk).update(
             recording_sid=params.get("RecordingSid", "")[:64],
-            recording_url=url[:500],
+            recording_url=truncate(url),
             recording_seconds=seconds,
             updated_at=timezone.now(),
         )

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from callcenter.metrics import CALLS_PLACED
+from callcenter.text import truncate
 from calls import pacing, telephony
 from calls.links import callback_url, webhook_url
 from calls.models import Call, CallStatus, PriceStatus
@@ -199,7 +200,7 @@ def _rejected(call: Call, error: telephony.TelephonyRejected) -> Dialed:
         failed = Call.objects.filter(pk=call.pk, status=CallStatus.DIALING).update(
             status=CallStatus.FAILED,
             error_code=error.code,
-            error_message=error.reason[:500],
+            error_message=truncate(error.reason),
             ended_at=now,
             updated_at=now,
         )
@@ -243,7 +244,7 @@ def _release(
             provider_sid__isnull=True,
         ).update(
             status=CallStatus.NOT_PLACED,
-            error_message=reason[:500],
+            error_message=truncate(reason),
             ended_at=now,
             updated_at=now,
             # Twilio never had it: nothing to charge, nothing to ask.

@@ -29,6 +29,7 @@ from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from callcenter.metrics import DISPATCH_CALLS_CREATED, DISPATCH_LAG
+from callcenter.text import truncate
 from calls.models import Call
 from calls.pacing import backing_off, take_tokens
 from campaigns import limits
@@ -118,7 +119,7 @@ def _paused_beyond_limits(campaign: Campaign) -> bool:
     if not problems:
         return False
     try:
-        pause_campaign(campaign=campaign, reason=" ".join(problems)[:500])
+        pause_campaign(campaign=campaign, reason=truncate(" ".join(problems)))
     except CampaignStateError:
         pass  # it moved meanwhile: either way it is not dialled on this tick
     logger.warning("campaign %s paused: beyond its partner's limits: %s", campaign.pk, problems)

@@ -42,6 +42,7 @@ from django.utils.translation import gettext as _
 
 from callcenter.metrics import OPT_OUTS
 from callcenter.queries import one_or_none
+from callcenter.text import truncate
 from calls import deadlines, flow, telephony
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallDirection, CallEvent, CallStatus, Turn
@@ -292,7 +293,10 @@ def opt_out(*, params: Mapping[str, str]) -> str:
     with transaction.atomic():
         for partner in partners:
             _entry, created = add_do_not_call(
-                phone=caller, partner=partner, source=DoNotCallSource.OPT_OUT, reason=reason[:500]
+                phone=caller,
+                partner=partner,
+                source=DoNotCallSource.OPT_OUT,
+                reason=truncate(reason),
             )
             if created:
                 transaction.on_commit(OPT_OUTS.inc)

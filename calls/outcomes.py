@@ -16,6 +16,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from callcenter.metrics import OPT_OUTS
+from callcenter.text import truncate
 from calls import conversation
 from calls.costs import call_cost
 from calls.models import CALL_OUTCOME_KEYS as CALL_OUTCOME_KEYS
@@ -61,7 +62,7 @@ def opt_out(*, call: Call, how: str) -> str:
             phone=contact.phone,
             partner=campaign.partner,
             source=DoNotCallSource.OPT_OUT,
-            reason=f"call {call.pk} ({campaign.name}): {how}"[:500],
+            reason=truncate(f"call {call.pk} ({campaign.name}): {how}"),
         )
         opt_out_contact(
             contact=contact,
@@ -235,7 +236,7 @@ def _keep_extraction(call: Call, extraction: conversation.Extraction) -> None:
         if extraction.failed:
             outcome.update(
                 extraction_failed=True,
-                extraction_error=extraction.error[:500],
+                extraction_error=truncate(extraction.error),
                 extraction_raw=extraction.raw[:5000],
             )
         else:
@@ -287,7 +288,7 @@ def extraction_unavailable(*, call_id: int, reason: str) -> None:
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         flags = {**call.flags, "extraction_failed": True}
-        flags["extraction_error"] = str(reason)[:500]
+        flags["extraction_error"] = truncate(reason)
         Call.objects.filter(pk=call_id).update(flags=flags, updated_at=timezone.now())
         _emit_call_completed(call_id=call_id, extraction=Concluded.FAILED)
     transaction.on_commit(

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from callcenter.metrics import CHARACTERS_SENT, CLIP_LOOKUPS, CLIPS_RENDERED, SPEECH_FALLBACKS
 from callcenter.queries import insert_unless_taken, one_or_none
+from callcenter.text import truncate
 from voices import speech
 from voices.models import SpeechClip, Voice
 
@@ -240,7 +241,7 @@ def _render(clip: SpeechClip, *, deadline: float | None) -> SpeechClip:
     except (speech.SpeechUnavailable, speech.SpeechRejected) as exc:
         CLIPS_RENDERED.labels(outcome="failed").inc()
         clip.status = SpeechClip.Status.FAILED
-        clip.error_message = str(exc)[:500]
+        clip.error_message = truncate(exc)
         clip.save(update_fields=["status", "error_message", "updated_at"])
         raise ClipFailed(str(exc)) from exc
     CLIPS_RENDERED.labels(outcome="rendered").inc()

@@ -32,6 +32,7 @@ from elevenlabs.types import GetVoicesV2Response
 from elevenlabs.types import Voice as SdkVoice
 
 from callcenter.backoff import BACKOFF_CAP, backoff_seconds, retry_after_seconds
+from callcenter.text import truncate
 from voices import concurrency
 
 logger = logging.getLogger(__name__)
@@ -421,7 +422,7 @@ def _provider_message(body: Any) -> str:
     detail = body.get("detail", body) if isinstance(body, Mapping) else body
     if isinstance(detail, Mapping):
         message = detail.get("message") or detail.get("msg") or detail.get("status")
-        return str(message) if message else str(dict(detail))[:500]
+        return str(message) if message else truncate(dict(detail))
     if isinstance(detail, list):
         messages = [
             str(item.get("msg") or item.get("message") or item)
@@ -429,10 +430,10 @@ def _provider_message(body: Any) -> str:
             else str(item)
             for item in detail
         ]
-        return "; ".join(messages)[:500]
+        return truncate("; ".join(messages))
     if detail is None or detail == "":
         return "no message"
-    return str(detail)[:500]
+    return truncate(detail)
 
 
 def _provider_status(body: Any) -> str:

@@ -13,6 +13,7 @@ import openai
 from django.utils.translation import gettext_lazy as _
 
 from callcenter.metrics import MODEL_ERRORS
+from callcenter.text import truncate
 from calls.conversation.base import (
     TRANSIENT_STATUSES,
     ConversationRejected,
@@ -120,7 +121,7 @@ def _provider_message(exc: openai.APIError, *, api_key: str) -> str:
     """OpenAI's own words, without the API key should a server echo it."""
     body = exc.body
     message = body.get("message") if isinstance(body, dict) else None
-    text = str(message or exc.message or type(exc).__name__)[:500]
+    text = truncate(message or exc.message or type(exc).__name__)
     return text.replace(api_key, "***") if api_key else text
 
 

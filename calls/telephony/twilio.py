@@ -35,6 +35,7 @@ from twilio.twiml.voice_response import VoiceResponse as VoiceResponse
 from urllib3.exceptions import NewConnectionError
 
 from callcenter.backoff import backoff_seconds, retry_after_seconds
+from callcenter.text import truncate
 from calls.telephony.base import (
     REASONS,
     TOO_MANY_REQUESTS_CODE,
@@ -444,7 +445,7 @@ def _error_details(
         prefix, separator, rest = message.partition(": ")
         if separator and prefix.startswith("Unable to"):
             message = rest
-    return status, code, message[:500] or "no message"
+    return status, code, truncate(message) or "no message"
 
 
 def _provider_call(call: CallInstance) -> ProviderCall:

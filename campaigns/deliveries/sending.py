@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from callcenter.backoff import retry_after_seconds
 from callcenter.metrics import WEBHOOK_DELIVERIES_FAILED, WEBHOOK_DELIVERY_ATTEMPTS
+from callcenter.text import truncate
 from campaigns.deliveries.endpoints import _refusal
 from campaigns.deliveries.signatures import (
     DELIVERY_HEADER,
@@ -130,7 +131,7 @@ def deliver(*, delivery_id: int, now: datetime.datetime | None = None) -> str:
     changes: dict[str, Any] = {
         "attempt_log": log,
         "last_status_code": sent.status_code,
-        "last_error": sent.error[:500],
+        "last_error": truncate(sent.error),
         "updated_at": finished,
     }
     failure: _Failure | None = None
@@ -156,7 +157,7 @@ def deliver(*, delivery_id: int, now: datetime.datetime | None = None) -> str:
         else:
             outcome = "failed"
             changes.update(state=WebhookDelivery.State.FAILED, next_attempt_at=None)
-            changes["last_error"] = f"{sent.error} {failure.message}".strip()[:500]
+            changes["last_error"] = truncate(f"{sent.error} {failure.message}".strip())
     written = WebhookDelivery.objects.filter(
         pk=delivery.pk, state=WebhookDelivery.State.PENDING, attempts=attempt
     ).update(**changes)

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
+from callcenter.text import truncate
 from campaigns.eligibility import Eligibility, ReasonCode
 from campaigns.models import Campaign, Contact
 from campaigns.phones import normalize_phone, time_zones_for
@@ -175,7 +176,7 @@ class PutOff:
 def put_off(*, verdict: Eligibility, waiting: str) -> PutOff:
     """Where ``verdict`` sends a contact that may not be called now: ``waiting`` until
     ``next_possible_at`` when time will clear it; else closed (exhausted or failed)."""
-    reason = "; ".join(reason.message for reason in verdict.reasons)[:500]
+    reason = truncate("; ".join(reason.message for reason in verdict.reasons))
     if verdict.next_possible_at is not None:
         return PutOff(state=waiting, next_attempt_at=verdict.next_possible_at, reason=reason)
     state = next(
@@ -253,7 +254,7 @@ def release_contact(
     if verdict is not None and not set(verdict.codes) & RELEASE_WAITING_CODES:
         move = put_off(verdict=verdict, waiting=waiting)
     else:
-        move = PutOff(state=waiting, next_attempt_at=due_at, reason=reason[:500])
+        move = PutOff(state=waiting, next_attempt_at=due_at, reason=truncate(reason))
     if move.state == Contact.State.RETRY and move.next_attempt_at is None:
         move = dataclasses.replace(move, next_attempt_at=now)
     _check_move(Contact.State.CALLING, move.state)
@@ -289,11 +290,11 @@ def finish_contact_attempt(
         _check_move(Contact.State.CALLING, to)
         origins = [Contact.State.CALLING]
     updated = Contact.objects.filter(pk=contact.pk, state__in=origins).update(
-        state=to, state_reason=reason[:500], next_attempt_at=next_attempt_at, updated_at=now
+        state=to, state_reason=truncate(reason), next_attempt_at=next_attempt_at, updated_at=now
     )
     if not updated:
         return False
-    contact.state, contact.state_reason = to, reason[:500]
+    contact.state, contact.state_reason = to, truncate(reason)
     contact.next_attempt_at, contact.updated_at = next_attempt_at, now
     return True
 
@@ -305,7 +306,7 @@ def opt_out_contact(*, contact: Contact, reason: str, now: datetime.datetime) ->
         pk=contact.pk, state__in=_origins(Contact.State.OPTED_OUT)
     ).update(
         state=Contact.State.OPTED_OUT,
-        state_reason=reason[:500],
+        state_reason=truncate(reason),
         next_attempt_at=None,
         updated_at=now,
     )
@@ -329,7 +330,7 @@ def schedule_contact_callback(
     ).update(
         state=Contact.State.RETRY,
         next_attempt_at=max(at, now),
-        state_reason=reason[:500],
+        state_reason=truncate(reason),
         updated_at=now,
     )
     return bool(updated)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from callcenter.text import truncate
 from campaigns import limits
 from campaigns.deliveries import emit_event
 from campaigns.eligibility import blocked_for_good, count_blocked
@@ -48,7 +49,7 @@ def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Cam
         )
     now = timezone.now()
     updated = Campaign.objects.filter(pk=campaign.pk, state=current).update(
-        state=to, state_changed_at=now, state_reason=reason[:500], updated_at=now
+        state=to, state_changed_at=now, state_reason=truncate(reason), updated_at=now
     )
     if updated != 1:
         campaign.refresh_from_db(fields=["state", "state_changed_at", "state_reason", "updated_at"])
@@ -57,7 +58,7 @@ def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Cam
             % {"state": campaign.get_state_display()}
         )
     campaign.state, campaign.state_changed_at, campaign.updated_at = to, now, now
-    campaign.state_reason = reason[:500]
+    campaign.state_reason = truncate(reason)
     if to == Campaign.State.RUNNING:
         # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
         prerender_campaign_speech_task.delay_on_commit(campaign.pk)  # type: ignore[attr-defined]
