@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", ROOT / ".env.example", *sorted((ROOT / "docs").rglob("*.md"))]
+DOCS = [
+    ROOT / "README.md",
+    ROOT / "CONTRIBUTING.md",
+    ROOT / "CHANGELOG.md",
+    ROOT / ".env.example",
+    *sorted((ROOT / "docs").rglob("*.md")),
+]
 # `calls/flow.py`, `deploy/backup.sh`, `docs/deploy.md:12`...: a path inside the repository.
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.*-]*)(?::\d+)?`")
 # What the repository holds, not what running it leaves behind (`var/`, `.venv/`).
