@@ -22,9 +22,16 @@ from django.utils.translation import gettext_lazy as _
 from callcenter.exports import ExportAdminMixin, Table
 from calls.costs import call_cost
 from calls.exports import call_table
-from calls.models import Call, CallDirection, CallEvent, CallQuerySet, CallStatus, Turn
+from calls.models import (
+    MACHINE_ANSWERS,
+    Call,
+    CallDirection,
+    CallEvent,
+    CallQuerySet,
+    CallStatus,
+    Turn,
+)
 from calls.sentences import split_sentences
-from calls.services import MACHINE_ANSWERS
 from campaigns.phones import normalize_phone
 from voices import speech
 from voices.clips import clip_key

@@ -22,7 +22,8 @@ from django.utils import timezone
 from callcenter.metrics import CALL_STATUS_CHANGES
 from callcenter.queries import insert_unless_taken, one_or_none
 from callcenter.text import truncate
-from calls.models import AnsweredBy, Call, CallEvent, CallStatus, PriceStatus
+from calls.models import MACHINE_ANSWERS, AnsweredBy, Call, CallEvent, CallStatus, PriceStatus
+from calls.services import finish_call, record_plays
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +49,6 @@ FINAL_STATUSES = frozenset(s for s, rank in STATUS_RANK.items() if rank == 4)
 # itself never shows: the call has left Twilio's queue.
 STATUS_ALIASES = {"initiated": CallStatus.QUEUED}
 
-MACHINE_ANSWERS = frozenset(
-    {
-        AnsweredBy.MACHINE_START,
-        AnsweredBy.MACHINE_END_BEEP,
-        AnsweredBy.MACHINE_END_SILENCE,
-        AnsweredBy.MACHINE_END_OTHER,
-        AnsweredBy.FAX,
-    }
-)
-
 # Twilio never puts a price in a callback: its Call resource gets one some seconds to
 # minutes after the call ends (reference/vendors.md), and busy, unanswered, failed and
 # canceled calls are not charged (support.twilio.com/hc/en-us/articles/223132547). A
@@ -79,8 +70,6 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
     on (``finish_call``), once, and queues the call's conclusion (again when Twilio
     retries it).
     """
-    from calls.services import finish_call, record_plays  # services builds on this module
-
     sid = params.get("CallSid", "")
     with transaction.atomic():
         call = one_or_none(Call.objects.filter(pk=call_id))

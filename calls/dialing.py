@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from callcenter.metrics import CALLS_PLACED
 from callcenter.text import truncate
 from calls import pacing, telephony
+from calls.callbacks import FINAL_STATUSES, await_price, record_call_status, record_price
 from calls.links import callback_url, webhook_url
 from calls.models import Call, CallStatus, PriceStatus
 
@@ -38,13 +39,7 @@ from calls.prices import PRICE_RETRY_MAX as PRICE_RETRY_MAX
 from calls.prices import PRICE_TICK_SECONDS as PRICE_TICK_SECONDS
 from calls.prices import PriceChecks as PriceChecks
 from calls.prices import check_prices as check_prices
-from calls.services import (
-    FINAL_STATUSES,
-    await_price,
-    finish_call,
-    record_call_status,
-    record_price,
-)
+from calls.services import finish_call
 from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.models import Campaign, Contact, MachineAction
 from campaigns.services import CampaignStateError, pause_campaign, release_contact

@@ -47,11 +47,10 @@ from calls.dialogue import goodbye as goodbye
 from calls.dialogue import listen as listen
 from calls.dialogue import load_call as load_call
 from calls.links import webhook_url
-from calls.model_turns import pending_reply
+from calls.model_turns import PendingReply, pending_reply
 from calls.models import AnsweredBy, Call, Turn, split_outcome
 from calls.optout import is_opt_out
 from calls.scripted import first_turn, next_turn
-from calls.streaming import PendingReply
 from calls.streaming import continue_reply as continue_reply
 from calls.streaming import in_thread as in_thread
 from campaigns.models import MachineAction

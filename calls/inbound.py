@@ -44,9 +44,9 @@ from callcenter.metrics import OPT_OUTS
 from callcenter.queries import one_or_none
 from callcenter.text import truncate
 from calls import deadlines, flow, telephony
+from calls.callbacks import record_call_status, store_event
 from calls.links import webhook_url
 from calls.models import AnsweredBy, Call, CallDirection, CallEvent, CallStatus, Turn
-from calls.services import record_call_status, store_event
 from calls.tasks import hang_up_ringing_task
 from campaigns import limits
 from campaigns.models import Campaign, Contact, DoNotCall, DoNotCallSource, Partner
@@ -313,7 +313,7 @@ def opt_out(*, params: Mapping[str, str]) -> str:
 
 def record_status(*, params: Mapping[str, str]) -> None:
     """The status callback of the numbers' calls (their StatusCallback): a contact's call
-    is folded in as any call's status (calls.services.record_call_status); a stranger's is
+    is folded in as any call's status (calls.callbacks.record_call_status); a stranger's is
     kept, with no call."""
     call_id = _inbound_call_id(params)
     if call_id is None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +20,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from calls import agent, conversation
+from calls import agent, conversation, deadlines
 from calls.dialogue import (
     Dialogue,
     add_turn,
@@ -35,7 +37,6 @@ from calls.dialogue import (
 )
 from calls.models import Call, Turn, split_outcome
 from calls.services import record_speech_fallback
-from calls.streaming import Acted, PendingReply, _interrupted_key
 from campaigns.phones import time_zones_for
 from templates.rendering import (
     Instructions,
@@ -46,6 +47,44 @@ from templates.rendering import (
 from voices.clips import Speech
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PendingReply:
+    """An AI turn ready to ask the model: what it needs, read from the database.
+    ``deadline`` (a ``time.monotonic()`` instant) is when the webhook must answer."""
+
+    call: Call
+    retrying: bool
+    system: str
+    history: list[dict[str, str]]
+    # The contact values the instructions refer to, given to the model as data apart.
+    contact: dict[str, str] = field(default_factory=dict)
+    # The outcome fields the model may record (calls.outcomes.answer_schema).
+    answer_schema: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    deadline: float = field(
+        default_factory=lambda: (
+            deadlines.current() or time.monotonic() + settings.WEBHOOK_DEADLINE_SECONDS
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Acted:
+    """What recording a model's reply did: its TwiML, the turn it was recorded as (None:
+    none), the tool that ended the dialogue (end_call, transfer_to_human, opt_out), and
+    whether it was recorded as interrupted (only its first line, heard)."""
+
+    twiml: str
+    sequence: int | None = None
+    terminal: str | None = None
+    interrupted: bool = False
+
+
+def interrupted_key(call_id: int, token: str) -> str:
+    """The cache key marking a streamed reply as interrupted (calls.streaming sets it)."""
+    return f"calls:reply:{call_id}:{token}:interrupted"
 
 
 def pending_reply(
@@ -123,7 +162,7 @@ def record_reply(
     played = lines
     if early is not None:
         token, first_said = early
-        if cache.get(_interrupted_key(call.pk, token)):
+        if cache.get(interrupted_key(call.pk, token)):
             heard = lines[0].text if lines else None
             played = lines[:1]
         if first_said:  # its clip came too late to be played

@@ -57,6 +57,18 @@ class AnsweredBy(models.TextChoices):
     UNKNOWN = "unknown", _("Unknown")
 
 
+# What AMD says when no person answered.
+MACHINE_ANSWERS = frozenset(
+    {
+        AnsweredBy.MACHINE_START,
+        AnsweredBy.MACHINE_END_BEEP,
+        AnsweredBy.MACHINE_END_SILENCE,
+        AnsweredBy.MACHINE_END_OTHER,
+        AnsweredBy.FAX,
+    }
+)
+
+
 class PriceStatus(models.TextChoices):
     # Twilio prices a call on its Call resource some time after it ends, never in a
     # callback (docs/costs.md).

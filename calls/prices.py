@@ -16,9 +16,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from calls import telephony
+from calls.callbacks import record_price
 from calls.models import Call, PriceStatus
 from calls.outcomes import emit_call_priced
-from calls.services import record_price
 
 logger = logging.getLogger(__name__)
 

@@ -14,18 +14,8 @@ from django.utils.translation import gettext_lazy
 
 from callcenter.metrics import CALLS_FINISHED, CONTACT_STATES
 from calls import deadlines, telephony
-
-# The callbacks' writes live in calls.callbacks; their names stay importable from here.
-from calls.callbacks import FINAL_STATUSES as FINAL_STATUSES
-from calls.callbacks import MACHINE_ANSWERS as MACHINE_ANSWERS
-from calls.callbacks import PRICE_FIRST_CHECK as PRICE_FIRST_CHECK
-from calls.callbacks import STATUS_ALIASES as STATUS_ALIASES
-from calls.callbacks import STATUS_RANK as STATUS_RANK
-from calls.callbacks import await_price as await_price
-from calls.callbacks import record_call_status as record_call_status
-from calls.callbacks import record_price as record_price
-from calls.callbacks import store_event as store_event
 from calls.models import (
+    MACHINE_ANSWERS,
     Call,
     CallClip,
     CallDirection,

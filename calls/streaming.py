@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -26,6 +25,7 @@ from django.utils import timezone
 
 from calls import conversation, deadlines, transports
 from calls.dialogue import Dialogue, template_of
+from calls.model_turns import Acted, PendingReply, interrupted_key, model_failed, record_reply
 from calls.models import Call, Turn
 from calls.services import speech_for_call
 from voices.clips import Speech
@@ -80,39 +80,6 @@ REPLY_TTL_SECONDS = 300
 VOICING_GRACE_SECONDS = 0.5
 
 
-@dataclass
-class PendingReply:
-    """An AI turn ready to ask the model: what it needs, read from the database.
-    ``deadline`` (a ``time.monotonic()`` instant) is when the webhook must answer."""
-
-    call: Call
-    retrying: bool
-    system: str
-    history: list[dict[str, str]]
-    # The contact values the instructions refer to, given to the model as data apart.
-    contact: dict[str, str] = field(default_factory=dict)
-    # The outcome fields the model may record (calls.outcomes.answer_schema).
-    answer_schema: dict[str, Any] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    deadline: float = field(
-        default_factory=lambda: (
-            deadlines.current() or time.monotonic() + settings.WEBHOOK_DEADLINE_SECONDS
-        )
-    )
-
-
-@dataclass(frozen=True)
-class Acted:
-    """What recording a model's reply did: its TwiML, the turn it was recorded as (None:
-    none), the tool that ended the dialogue (end_call, transfer_to_human, opt_out), and
-    whether it was recorded as interrupted (only its first line, heard)."""
-
-    twiml: str
-    sequence: int | None = None
-    terminal: str | None = None
-    interrupted: bool = False
-
-
 async def reply(pending: PendingReply) -> str:
     """The model's reply to ``pending`` as TwiML; its sentences are voiced while the
     model still writes.
@@ -131,8 +98,6 @@ async def reply(pending: PendingReply) -> str:
     a first sentence by then gets a holding line and one more try (``retry=1``); failing
     again, the call closes politely.
     """
-    from calls.model_turns import model_failed, record_reply  # they build on this module
-
     call = pending.call
     loop = asyncio.get_running_loop()
     first_line: asyncio.Future[None] = loop.create_future()
@@ -270,10 +235,6 @@ def _reply_key(call_id: int, token: str) -> str:
     return f"calls:reply:{call_id}:{token}"
 
 
-def _interrupted_key(call_id: int, token: str) -> str:
-    return f"calls:reply:{call_id}:{token}:interrupted"
-
-
 async def _store(call_id: int, token: str, value: dict) -> None:
     await in_thread(cache.set)(_reply_key(call_id, token), value, REPLY_TTL_SECONDS)
 
@@ -360,7 +321,7 @@ async def interrupted(*, call_id: int, token: str) -> str | None:
     The mark left here tells a reply not recorded yet to record itself so; one already
     recorded is cut back (``_cut_back``)."""
     try:
-        await in_thread(cache.set)(_interrupted_key(call_id, token), True, REPLY_TTL_SECONDS)
+        await in_thread(cache.set)(interrupted_key(call_id, token), True, REPLY_TTL_SECONDS)
     except Exception:
         logger.exception("Call %s: the interruption of reply %s is not kept.", call_id, token)
     # Half the time left: the caller's own turn must be answered in the rest.

@@ -17,8 +17,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from calls.costs import Cost, campaign_cost
-from calls.models import LIVE_STATUSES, Call, CallDirection, CallStatus
-from calls.services import MACHINE_ANSWERS
+from calls.models import LIVE_STATUSES, MACHINE_ANSWERS, Call, CallDirection, CallStatus
 from campaigns.models import Campaign, Contact
 
 # How an ended call went, as finish_call reads it (calls/services.py), keyed for the API.

@@ -18,9 +18,9 @@ from prometheus_client import REGISTRY
 
 from callcenter.metrics import ScrapeGauge
 from calls import telephony
+from calls.callbacks import record_call_status
 from calls.dispatcher import dispatch
 from calls.models import Call
-from calls.services import record_call_status
 from campaigns.models import Campaign, Contact
 from tests.factories import CallFactory, ContactFactory, SpeechClipFactory, VoiceFactory
 from tests.fakes.elevenlabs import BELLA_ID

@@ -180,7 +180,7 @@ def test_model_price_finds_a_snapshot_by_its_models_name(model, price) -> None:
 
 
 def test_a_price_found_tells_partners_what_the_call_cost(campaign, settings) -> None:
-    from calls.services import record_price
+    from calls.callbacks import record_price
 
     settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
     endpoint = create_webhook_endpoint(

@@ -14,10 +14,10 @@ from django.core.cache import cache
 from django.utils import timezone, translation
 
 from calls import dialing, pacing, tasks, telephony
+from calls.callbacks import PRICE_FIRST_CHECK, record_call_status
 from calls.dialing import Dialed, check_prices, place_call, reconcile_calls
 from calls.dispatcher import dispatch
 from calls.models import Call, CallStatus, PriceStatus
-from calls.services import PRICE_FIRST_CHECK, record_call_status
 from campaigns.models import Campaign, Contact, DoNotCallSource
 from campaigns.services import add_do_not_call, pause_campaign
 from tests.factories import CampaignFactory, DoNotCallFactory

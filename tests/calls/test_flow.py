@@ -475,7 +475,7 @@ def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
             call_id=live_call.pk, params={"CallSid": SID, "SpeechResult": "Sí, iré"}
         )
 
-    assert isinstance(pending, streaming.PendingReply)
+    assert isinstance(pending, model_turns.PendingReply)
     statements = [query["sql"] for query in queries.captured_queries]
     # The call with all a turn needs, locked; its transcript; the caller's words; the
     # dialogue state. Each by key.
@@ -519,7 +519,7 @@ def test_the_model_is_asked_before_the_callers_words_are_written(client, live_ca
     post(client, "answer", live_call)
     seen: list[tuple[list[dict[str, str]], bool]] = []
 
-    def on_model_turn(pending: streaming.PendingReply) -> None:
+    def on_model_turn(pending: model_turns.PendingReply) -> None:
         written = live_call.turns.filter(role=Turn.Role.CALLER).exists()
         seen.append((pending.history, written))
 

@@ -31,9 +31,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from callcenter.metrics import DIAL_ERRORS
 from calls import telephony
+from calls.callbacks import PRICE_FIRST_CHECK, record_call_status
 from calls.dialing import check_prices
 from calls.models import Call
-from calls.services import PRICE_FIRST_CHECK, record_call_status
 from calls.telephony import TelephonyRejected, sandbox
 from calls.telephony.sandbox import carrier, state, views
 from campaigns.models import Campaign, Contact, default_sandbox_personas

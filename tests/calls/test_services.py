@@ -9,15 +9,9 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
+from calls.callbacks import PRICE_FIRST_CHECK, record_call_status, record_price
 from calls.models import Call, CallEvent
-from calls.services import (
-    PRICE_FIRST_CHECK,
-    CallOutcome,
-    finish_call,
-    record_call_status,
-    record_price,
-    speech_for_call,
-)
+from calls.services import CallOutcome, finish_call, speech_for_call
 from campaigns.models import RETRY_OUTCOMES, Contact, default_retry_policy
 from tests.factories import CallFactory, CallTemplateFactory, ContactFactory, VoiceFactory
 from tests.fakes.elevenlabs import ANTONI_ID, BELLA_ID

@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from calls import links, telephony
+from calls.callbacks import PRICE_FIRST_CHECK
 from calls.models import Call, CallEvent
-from calls.services import PRICE_FIRST_CHECK
 from calls.webhooks import SIGNATURE_FAILURES
 from campaigns.models import Contact
 from tests.factories import CallFactory

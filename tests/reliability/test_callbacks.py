@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calls import dialing, links
+from calls.callbacks import PRICE_FIRST_CHECK
 from calls.models import Call, CallEvent, CallStatus, PriceStatus
-from calls.services import PRICE_FIRST_CHECK
 from campaigns.models import Campaign, Contact
 from tests.factories import CallFactory
 from tests.reliability.carrier import BUSY, Carrier, ScriptedTwilio, signs_fragment
