@@ -8,7 +8,7 @@ from django.urls import reverse
 from calls import telephony
 
 # The callbacks (not TwiML: nobody hears a delay) that Twilio is asked to retry when they
-# fail, with the connection override `#rc=N` (reference/twilio.md §5).
+# fail, with the connection override `#rc=N` (https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides).
 CALLBACKS = frozenset({"status", "amd", "recording"})
 CALLBACK_RETRIES = 3
 

@@ -1,9 +1,9 @@
 """Token buckets for calls per second, shared by every dispatcher and worker.
 
 Twilio queues API calls above the account's CPS and starts them later, possibly outside
-the callee's legal window (reference/twilio.md §1), so the dialer never asks faster than
-the limit: the account-wide bucket (TWILIO_MAX_CPS) and each campaign's own bucket must
-both grant a token before a call is created.
+the callee's legal window (https://help.twilio.com/articles/223180028), so the dialer never
+asks faster than the limit: the account-wide bucket (TWILIO_MAX_CPS) and each campaign's
+own bucket must both grant a token before a call is created.
 
 With Redis the bucket is a Lua script (atomic across machines); on the embedded default it
 is a small JSON state under an exclusive file lock (atomic across the processes of the one

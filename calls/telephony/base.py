@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
 
-# Twilio error codes a dialer maps to an outcome (reference/twilio.md §9).
+# Twilio error codes a dialer maps to an outcome (https://www.twilio.com/docs/api/errors).
 INVALID_NUMBER_CODES = frozenset({21211, 13224, 21217})
 GEO_PERMISSION_CODE = 21215
 CALLER_ID_CODES = frozenset({21210, 21212})

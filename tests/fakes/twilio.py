@@ -106,7 +106,7 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         self.auth_token = auth_token
         self.spec = spec
         # Twilio's Call resource has "price" null until some seconds to minutes after the
-        # call ends (reference/vendors.md; the spec's `price`: "Populated after the call is
+        # call ends (the spec's `price`: "Populated after the call is
         # completed. May not be immediately available"). Tests change these as they go.
         self.price_delay = price_delay
         self.price_per_minute = price_per_minute

@@ -35,8 +35,9 @@ SIGNING_SALT = "calls.telephony.sandbox-webhook-token"
 # Twilio's tariff). Twilio charges neither busy, unanswered, failed nor canceled calls
 # (support.twilio.com/hc/en-us/articles/223132547) and shows a call's price on its Call
 # resource only some seconds to minutes after its end, never in a callback
-# (reference/vendors.md): the sandbox shows it PRICE_SECONDS (simulated; 5 real seconds
-# at the default SANDBOX_SPEED) after the end.
+# (the Call resource's `price`, https://www.twilio.com/docs/voice/api/call-resource): the
+# sandbox shows it PRICE_SECONDS (simulated; 5 real seconds at the default SANDBOX_SPEED)
+# after the end.
 PRICE_PER_MINUTE = Decimal("0.0140")
 PRICE_UNIT = "USD"
 PRICE_SECONDS = 25

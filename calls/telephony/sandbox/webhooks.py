@@ -25,7 +25,7 @@ from calls.telephony.sandbox.state import signs_fragment, webhook_auth_token
 
 logger = logging.getLogger(__name__)
 
-# Twilio's webhook defaults and connection overrides (reference/twilio.md §5).
+# Twilio's webhook defaults and connection overrides (https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides).
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 15.0
 DEFAULT_RETRIES = 1
