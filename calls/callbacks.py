@@ -52,8 +52,9 @@ STATUS_ALIASES = {"initiated": CallStatus.QUEUED}
 # Twilio never puts a price in a callback: its Call resource gets one some seconds to
 # minutes after the call ends (`price`, https://www.twilio.com/docs/voice/api/call-resource),
 # and busy, unanswered, failed and canceled calls are not charged
-# (support.twilio.com/hc/en-us/articles/223132547). A completed call is first asked for its price this long after its end (by the price tick,
-# dialing.check_prices), soon enough for a normal call's price to be kept within a minute.
+# (support.twilio.com/hc/en-us/articles/223132547). A completed call is first asked for
+# its price this long after its end (by the price tick, calls.prices.check_prices), soon
+# enough for a normal call's price to be kept within a minute.
 PRICE_FIRST_CHECK = datetime.timedelta(seconds=10)
 
 
