@@ -26,6 +26,7 @@ from bench.harness import Figure
 from calls.models import AnsweredBy, Call, CallStatus, Turn, TurnRole
 from campaigns.models import Campaign, Contact, Partner
 from templates.models import CallTemplate
+from tests.partners import TRUSTED_LIMITS
 
 CALLS = int(os.environ.get("BENCH_ADMIN_CALLS", "100000"))
 CAMPAIGNS = 10
@@ -87,7 +88,7 @@ def make_calls(
     """``calls`` calls of one new partner, one contact each, the newest today, in
     ``campaigns`` campaigns; with ``with_turns`` the calls answered by a person have a
     conversation's turns. Returns the partner and a day with calls."""
-    partner = Partner.objects.create(name=name)
+    partner = Partner.objects.create(name=name, **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Bench",

@@ -24,6 +24,7 @@ from calls.dispatcher import DISPATCH_INTERVAL_SECONDS, dispatch
 from calls.models import Call
 from campaigns.models import Campaign, Contact, Partner
 from templates.models import CallTemplate
+from tests.partners import TRUSTED_LIMITS
 
 CONTACTS = 100_000
 RATE_CPS = 5
@@ -38,7 +39,7 @@ def run() -> list[Figure]:
 
 
 def make_campaign(name: str, *, contacts: int, cps: float) -> Campaign:
-    partner = Partner.objects.create(name=f"Dispatch {name}")
+    partner = Partner.objects.create(name=f"Dispatch {name}", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="Bench",

@@ -16,6 +16,7 @@ from campaigns.models import Campaign, Contact, Partner
 from campaigns.prerendering import prerender_campaign_speech, prerender_contact_speech
 from templates.models import CallTemplate
 from templates.rendering import contact_context, render_template
+from tests.partners import TRUSTED_LIMITS
 from voices.models import Voice
 
 CONTACTS = 1_000
@@ -100,7 +101,7 @@ def contact_values(rng: random.Random, index: int, *, distinct: bool) -> dict[st
 def measure(*, distinct: bool) -> list[Figure]:
     rng = random.Random(7)  # noqa: S311 - sample data, not secrets
     case = "distinct" if distinct else "realistic"
-    partner = Partner.objects.create(name=f"Clínica Demo {case}")
+    partner = Partner.objects.create(name=f"Clínica Demo {case}", **TRUSTED_LIMITS)
     template = CallTemplate(partner=partner, **SCRIPTED_DEMO)
     template.full_clean()
     template.save()

@@ -64,6 +64,7 @@ from bench.turns import (
     _serving,
     web_server,
 )
+from tests.partners import TRUSTED_LIMITS
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = int(os.environ.get("BENCH_FAULTS_CALLS", "50"))
@@ -105,7 +106,7 @@ def _ai_campaign():
     with BenchElevenLabs(api_key="bench-key") as speech:
         with override_settings(ELEVENLABS_BASE_URL=speech.url, ELEVENLABS_API_KEY="bench-key"):
             sync_voices()
-    partner = Partner.objects.create(name="Bench Speech Faults")
+    partner = Partner.objects.create(name="Bench Speech Faults", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="AI",

@@ -51,6 +51,7 @@ from django.test import override_settings
 
 from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
 from tests.fakes.openai import FakeOpenAI, ScriptedReply
+from tests.partners import TRUSTED_LIMITS
 from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +172,7 @@ def _ai_call():
 
     with fake_elevenlabs():
         sync_voices()
-    partner = Partner.objects.create(name="Bench Turns")
+    partner = Partner.objects.create(name="Bench Turns", **TRUSTED_LIMITS)
     template = CallTemplate.objects.create(
         partner=partner,
         name="AI",
