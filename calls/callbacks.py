@@ -92,7 +92,7 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             # conclusion cannot be queued (the broker down): queue it again. Concluding
             # twice tells nobody anything twice.
             if call is not None and status in FINAL_STATUSES and call.status == status:
-                transaction.on_commit(lambda: _conclude_later(call.pk))
+                _conclude_later(call.pk)
             return call
         if call is None:
             return None
@@ -116,14 +116,16 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             await_price(call=call)
             record_plays(call=call)
             finish_call(call=call)
-            transaction.on_commit(lambda: _conclude_later(call.pk))
+            _conclude_later(call.pk)
     return call
 
 
 def _conclude_later(call_id: int) -> None:
+    """Queue the call's conclusion once the transaction commits."""
     from calls.tasks import conclude_call_task  # tasks build on this module
 
-    conclude_call_task.delay(call_id)
+    # celery-types knows not the DjangoTask class Celery's Django fix-up gives tasks.
+    conclude_call_task.delay_on_commit(call_id)  # type: ignore[attr-defined]
 
 
 def _callback_matches(*, call: Call, sid: str) -> bool:
