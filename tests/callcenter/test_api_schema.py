@@ -63,6 +63,9 @@ def partner_key(db, settings) -> Iterator[str]:
         request_finished.connect(close_old_connections)
 
 
+# Schemathesis calls every operation with generated input: minutes in all, so
+# `make test-fast` skips it.
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=15,

@@ -257,6 +257,8 @@ def expected() -> dict[str, dict]:
     return {}
 
 
+# Hypothesis runs a few hundred orders of callbacks: minutes, so `make test-fast` skips it.
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,
@@ -341,6 +343,8 @@ def delayed_past_reconciliation(draw: Callable, scenario: str) -> list[Delivery]
     return deliveries
 
 
+# Hypothesis runs a few hundred orders of callbacks: minutes, so `make test-fast` skips it.
+@pytest.mark.slow
 @settings(
     max_examples=40,
     deadline=None,
