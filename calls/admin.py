@@ -92,10 +92,13 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
         "outcome_flags",
         "duration_seconds",
         "created_at",
+        # Last: the columns' positions are in bookmarked sort links (?o=7).
+        "transport",
     ]
     list_filter = [
         "campaign",
         "direction",
+        "transport",
         "status",
         "answered_by",
         OutcomeFilter,
@@ -122,7 +125,7 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
                 "fields": [
                     "campaign",
                     "contact",
-                    "direction",
+                    ("direction", "transport"),
                     ("to_number", "from_number"),
                     "attempt",
                     "status",
@@ -137,7 +140,7 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
             {
                 "fields": [
                     ("dialed_at", "answered_at", "ended_at"),
-                    "duration_seconds",
+                    ("duration_seconds", "first_audio_ms"),
                     ("created_at", "updated_at"),
                 ]
             },
@@ -305,6 +308,7 @@ class Bubble:
     def timings(self) -> list[tuple[str, str, int]]:
         """(field, label, milliseconds) of the timings the turn has."""
         named = [
+            ("response_ms", gettext("first words after"), self.turn.response_ms),
             ("latency_ms", gettext("latency"), self.turn.latency_ms),
             ("model_ms", gettext("model"), self.turn.model_ms),
             ("speech_ms", gettext("speech"), self.turn.speech_ms),

@@ -36,6 +36,7 @@ from callcenter.preflight.infrastructure import check_app_health as check_app_he
 from callcenter.preflight.infrastructure import check_app_url as check_app_url
 from callcenter.preflight.infrastructure import check_database as check_database
 from callcenter.preflight.infrastructure import check_redis as check_redis
+from callcenter.preflight.infrastructure import check_relay_socket as check_relay_socket
 from callcenter.preflight.infrastructure import check_worker_and_beat as check_worker_and_beat
 
 # isort: split

@@ -17,9 +17,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import connect
 
 from callcenter import health
 from callcenter.preflight.base import (
+    DIALLING_STATES,
     HEARTBEAT_DEAD_SECONDS,
     HEARTBEAT_LATE_SECONDS,
     Finding,
@@ -27,6 +30,8 @@ from callcenter.preflight.base import (
     _check,
 )
 from callcenter.tasks import HEARTBEAT_CACHE_KEY
+from calls import links, telephony
+from campaigns.models import Campaign, ConversationTransport
 
 # --- Database, Redis, worker and beat ------------------------------------------------------
 
@@ -260,6 +265,46 @@ def check_app_health(*, timeout: float) -> Finding:
     return Finding(
         Status.OK,
         _("This app answers at %(url)s in %(ms)s ms.") % {"url": url, "ms": milliseconds},
+    )
+
+
+@_check(gettext_noop("ConversationRelay socket"))
+def check_relay_socket(*, timeout: float) -> Finding:
+    """A WebSocket handshake signed as Twilio signs it reaches this app through APP_URL
+    (the proxy passes the upgrade on): what a streamed campaign's calls need. Failing,
+    it fails only when such a campaign may dial; else it warns."""
+    url = links.relay_url(0)  # no call: the socket is accepted, then closed at once
+    streaming = Campaign.objects.filter(
+        state__in=DIALLING_STATES, transport=ConversationTransport.RELAY
+    ).exists()
+    failed = Status.FAIL if streaming else Status.WARN
+    try:
+        signature = telephony.sign_request(url=url, params={})
+    except telephony.TelephonyNotConfigured:
+        return Finding(
+            failed,
+            _("No Twilio auth token to sign a handshake with."),
+            _("Set TWILIO_AUTH_TOKEN."),
+        )
+    started = time.perf_counter()
+    try:
+        with connect(
+            url, additional_headers={"X-Twilio-Signature": signature}, open_timeout=timeout
+        ):
+            pass
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        return Finding(
+            failed,
+            _("%(url)s did not take a WebSocket: %(error)s") % {"url": url, "error": exc},
+            _(
+                "Make the proxy pass WebSocket upgrades on for /relay/ (docs/deploy.md, "
+                "ConversationRelay's WebSocket behind a proxy)."
+            ),
+        )
+    milliseconds = round((time.perf_counter() - started) * 1000)
+    return Finding(
+        Status.OK,
+        _("%(url)s takes a signed WebSocket in %(ms)s ms.") % {"url": url, "ms": milliseconds},
     )
 
 

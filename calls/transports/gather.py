@@ -26,6 +26,7 @@ class GatherTransport:
             action=webhook_url("turn", call.pk),
             language=template.language,
             no_input_url=webhook_url("turn", call.pk) + "?silence=1",
+            hints=template.hints,
         )
 
     def hang_up(self, lines: Sequence[Speech] = ()) -> str:

@@ -24,6 +24,8 @@ HOLA = Speech(text="Hola.", language="es-ES")
 class RecordingTransport:
     """A transport that answers with the name of what it was asked to do."""
 
+    speaks_text = False
+
     def __init__(self) -> None:
         self.asked: list[tuple[str, list[str]]] = []
 

@@ -650,6 +650,7 @@ def form_data(campaign: Campaign, **changes) -> dict:
         "ring_timeout_seconds": campaign.ring_timeout_seconds,
         "time_limit_seconds": campaign.time_limit_seconds,
         "machine_action": campaign.machine_action,
+        "transport": campaign.transport,
         "max_concurrent_calls": campaign.max_concurrent_calls,
         "calls_per_second": campaign.calls_per_second,
         "max_attempts": campaign.max_attempts,
