@@ -1,0 +1,159 @@
+"""deploy/gunicorn.conf.py: its uvicorn settings are uvicorn's own names and values, and
+the server it configures holds ConversationRelay's WebSockets as docs/deploy.md says."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.sync.client import ClientConnection, connect
+
+from tests.deploy.scripts import load_script
+from tests.processes import ROOT, free_port
+
+
+@pytest.fixture
+def conf(monkeypatch) -> ModuleType:
+    # The file sets PROMETHEUS_MULTIPROC_DIR for its workers: set here first, so that
+    # monkeypatch puts the test process's value back afterwards.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unused")
+    return load_script("gunicorn_conf", "gunicorn.conf.py")
+
+
+async def _app(scope, receive, send) -> None:  # pragma: no cover - never called
+    raise AssertionError
+
+
+def test_worker_settings_are_uvicorn_config_names_it_loads(conf) -> None:
+    # given the worker's settings as uvicorn_worker hands them to uvicorn's Config
+    config = Config(app=_app, log_config=None, **conf.CallcenterWorker.CONFIG_KWARGS)
+
+    # when uvicorn loads them (an unknown name fails above, an unknown value here)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # uvicorn's legacy "websockets" warns: deprecated
+        config.load()
+
+    # then WebSockets are served by the websockets library's Sans-I/O implementation
+    assert config.ws_protocol_class is WebSocketsSansIOProtocol
+    assert config.ws_ping_interval and config.ws_ping_interval < 60  # under a proxy's idle
+    assert config.ws_max_size == 64 * 1024
+    assert config.ws_per_message_deflate is False
+
+
+def test_uvicorn_gives_up_on_shutdown_before_gunicorn_kills_the_worker(conf) -> None:
+    uvicorn_wait = conf.CallcenterWorker.CONFIG_KWARGS["timeout_graceful_shutdown"]
+
+    assert 0 < uvicorn_wait < conf.graceful_timeout
+
+
+def test_workers_are_not_recycled_by_request_count(conf) -> None:
+    # a recycled worker shuts down, closing the live calls it holds
+    assert conf.max_requests == 0
+
+
+# --- The server it configures ----------------------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """gunicorn with deploy/gunicorn.conf.py, one worker, serving tests/deploy/websocket_app.py;
+    yields the process, its ws:// address and the file the app records a close code in."""
+    port = free_port()
+    record = tmp_path / "closed"
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    env.update(
+        HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", WEBSOCKET_APP_RECORD=str(record)
+    )
+    log = tmp_path / "gunicorn.log"
+    command = [
+        *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
+        "tests.deploy.websocket_app:application",
+    ]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    url = f"ws://127.0.0.1:{port}/relay/1/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with connect(url, open_timeout=2):
+                    break
+            except (OSError, InvalidHandshake, TimeoutError):
+                assert process.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.3)
+        yield process, url, record
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _close_code(ws: ClientConnection) -> int | None:
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    return closed.value.rcvd.code if closed.value.rcvd else None
+
+
+@pytest.mark.slow
+def test_server_echoes_a_frame_up_to_64_kib_and_refuses_a_larger_one(server) -> None:
+    _, url, _ = server
+    with connect(url, max_size=None) as ws:
+        ws.send("x" * (64 * 1024))
+        assert len(ws.recv(timeout=10)) == 64 * 1024
+
+        ws.send("x" * (64 * 1024 + 1))
+
+        assert _close_code(ws) == 1009  # message too big
+
+
+@pytest.mark.slow
+def test_server_declines_compression(server) -> None:
+    _, url, _ = server
+    # the client offers permessage-deflate, as websockets' client does by default
+    with connect(url, compression="deflate") as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send("hola")
+        assert ws.recv(timeout=10) == "hola"
+
+
+@pytest.mark.slow
+def test_stop_closes_live_sockets_with_1012_and_lets_their_cleanup_finish(server) -> None:
+    # given a live socket
+    process, url, record = server
+    with connect(url) as ws:
+        ws.send("hola")
+        assert ws.recv(timeout=10) == "hola"
+        started = time.monotonic()
+
+        # when the server is stopped (a reload or a new release)
+        process.send_signal(signal.SIGTERM)
+
+        # then the socket is closed at once, "service restart", not kept to its end
+        assert _close_code(ws) == 1012
+        assert time.monotonic() - started < 5
+
+    # and the application, told of it, had the time to record it before the worker exited
+    assert process.wait(timeout=40) == 0
+    assert record.read_text() == "1012"
