@@ -3,24 +3,20 @@ the server it configures holds ConversationRelay's WebSockets as docs/deploy.md 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.deploy.scripts import load_script
-from tests.processes import ROOT, free_port
+from tests.deploy.servers import Server, gunicorn_serving_websockets
 
 
 @pytest.fixture
@@ -66,48 +62,9 @@ def test_workers_are_not_recycled_by_request_count(conf) -> None:
 
 
 @pytest.fixture
-def server(tmp_path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
-    """gunicorn with deploy/gunicorn.conf.py, one worker, serving tests/deploy/websocket_app.py;
-    yields the process, its ws:// address and the file the app records a close code in."""
-    port = free_port()
-    record = tmp_path / "closed"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    env.update(
-        HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="1", WEBSOCKET_APP_RECORD=str(record)
-    )
-    log = tmp_path / "gunicorn.log"
-    command = [
-        *(sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"),
-        "tests.deploy.websocket_app:application",
-    ]
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    url = f"ws://127.0.0.1:{port}/relay/1/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with connect(url, open_timeout=2):
-                    break
-            except (OSError, InvalidHandshake, TimeoutError):
-                assert process.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
-        yield process, url, record
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def server(tmp_path) -> Iterator[Server]:
+    with gunicorn_serving_websockets(tmp_path) as server:
+        yield server
 
 
 def _close_code(ws: ClientConnection) -> int | None:
@@ -118,8 +75,7 @@ def _close_code(ws: ClientConnection) -> int | None:
 
 @pytest.mark.slow
 def test_server_echoes_a_frame_up_to_64_kib_and_refuses_a_larger_one(server) -> None:
-    _, url, _ = server
-    with connect(url, max_size=None) as ws:
+    with connect(server.url, max_size=None) as ws:
         ws.send("x" * (64 * 1024))
         assert len(ws.recv(timeout=10)) == 64 * 1024
 
@@ -130,9 +86,8 @@ def test_server_echoes_a_frame_up_to_64_kib_and_refuses_a_larger_one(server) -> 
 
 @pytest.mark.slow
 def test_server_declines_compression(server) -> None:
-    _, url, _ = server
     # the client offers permessage-deflate, as websockets' client does by default
-    with connect(url, compression="deflate") as ws:
+    with connect(server.url, compression="deflate") as ws:
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("hola")
         assert ws.recv(timeout=10) == "hola"
@@ -141,19 +96,18 @@ def test_server_declines_compression(server) -> None:
 @pytest.mark.slow
 def test_stop_closes_live_sockets_with_1012_and_lets_their_cleanup_finish(server) -> None:
     # given a live socket
-    process, url, record = server
-    with connect(url) as ws:
+    with connect(server.url) as ws:
         ws.send("hola")
         assert ws.recv(timeout=10) == "hola"
         started = time.monotonic()
 
         # when the server is stopped (a reload or a new release)
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
 
         # then the socket is closed at once, "service restart", not kept to its end
         assert _close_code(ws) == 1012
         assert time.monotonic() - started < 5
 
     # and the application, told of it, had the time to record it before the worker exited
-    assert process.wait(timeout=40) == 0
-    assert record.read_text() == "1012"
+    assert server.process.wait(timeout=40) == 0
+    assert server.record.read_text() == "1012"
