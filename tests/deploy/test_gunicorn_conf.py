@@ -4,12 +4,15 @@ the server it configures holds ConversationRelay's WebSockets as docs/deploy.md 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
+import requests
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import ConnectionClosed
@@ -17,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.deploy.scripts import load_script
 from tests.deploy.servers import Server, gunicorn_serving_websockets
+from tests.processes import ROOT, child_env, free_port
 
 
 @pytest.fixture
@@ -111,3 +115,55 @@ def test_stop_closes_live_sockets_with_1012_and_lets_their_cleanup_finish(server
     # and the application, told of it, had the time to record it before the worker exited
     assert server.process.wait(timeout=40) == 0
     assert server.record.read_text() == "1012"
+
+
+# --- The project's application under it -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_documented_check_reaches_the_relay_consumer(tmp_path) -> None:
+    # given the project's application served as production serves it
+    port = free_port()
+    env = child_env(PORT=str(port), HOST="127.0.0.1", APP_URL=f"http://127.0.0.1:{port}")
+    env.update(WEB_CONCURRENCY="1")
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        health = None
+        deadline = time.monotonic() + 120
+        while health is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+            except requests.RequestException:
+                time.sleep(0.5)
+        assert health is not None, log.read_text()[-3000:]
+        assert health["components"]["relay"]["status"] == "up"
+
+        # when the check docs/deploy.md gives is run against it
+        check = subprocess.run(
+            [sys.executable, "-m", "websockets", f"ws://127.0.0.1:{port}/relay/0/"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+        # then the handshake reached the relay's consumer, which refused it unsigned
+        assert "server rejected WebSocket connection: HTTP 403" in check.stdout + check.stderr
+        assert "Refused the relay socket" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
