@@ -10,6 +10,7 @@ stop the calls (they still speak, with <Say>) and the admin where the fix is mad
 from __future__ import annotations
 
 import datetime
+import importlib
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -57,10 +59,25 @@ def check_broker() -> None:
         )
 
 
+# Where ConversationRelay's WebSocket routes are (callcenter/asgi.py serves them).
+RELAY_ROUTING = "calls.relay.routing"
+
+
+def check_relay() -> None:
+    """ConversationRelay's WebSockets can be served: the library uvicorn upgrades with, Channels
+    and the relay's routes load, with a route. Imports only: cheap after the first time."""
+    importlib.import_module("websockets")
+    importlib.import_module("channels")
+    routing = importlib.import_module(RELAY_ROUTING)
+    if not getattr(routing, "websocket_urlpatterns", None):
+        raise ImproperlyConfigured(f"{RELAY_ROUTING} routes no WebSocket")
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "cache": check_cache,
     "broker": check_broker,
+    "relay": check_relay,
 }
 
 

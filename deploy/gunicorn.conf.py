@@ -4,6 +4,8 @@
 
 Gunicorn supervises the processes (restarts, graceful reloads, timeouts); each uvicorn
 worker serves many requests at once, so a webhook waiting on a vendor holds no process.
+The same workers serve ConversationRelay's WebSockets (`/relay/<call_id>/`): a live call
+holds one for as long as it lasts, which is what the WebSocket settings below are for.
 Variables (all optional): HOST, PORT, WEB_CONCURRENCY, FORWARDED_ALLOW_IPS, LOG_LEVEL,
 LOG_FORMAT, APP_ENV. See docs/deploy.md.
 """
@@ -27,10 +29,54 @@ def _int(name: str, default: int, *, minimum: int) -> int:
     return int(value)
 
 
-class CallcenterWorker(UvicornWorker):
-    """uvicorn without the Server header, and without the lifespan protocol Django lacks."""
+# A worker whose event loop stays blocked for `timeout` seconds is killed and replaced: the
+# uvicorn worker tells gunicorn it is alive from its event loop's tick, not per request, so
+# a WebSocket open for an hour (a long call) never counts against it; only a loop that
+# stops turning does.
+timeout = 60
+# On a stop or a reload, uvicorn closes every live WebSocket at once with code 1012
+# ("service restart"; uvicorn/protocols/websockets/websockets_sansio_impl.py, shutdown()):
+# no setting lets a live ConversationRelay call run on through a restart. Twilio then ends
+# that session as failed and asks the <Connect> action URL, which another worker answers
+# with an apology and a hang-up. What the seconds below give is the time for HTTP requests
+# in flight and for the closed calls' consumers to record how they ended.
+graceful_timeout = 30
+# uvicorn's own bound of the same wait, a little shorter: at it, uvicorn cancels what is
+# still running, so that its cleanup runs before gunicorn's SIGKILL at graceful_timeout.
+_uvicorn_graceful = graceful_timeout - 5
 
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "server_header": False, "lifespan": "off"}
+
+class CallcenterWorker(UvicornWorker):
+    """uvicorn without the Server header and the lifespan protocol Django lacks, and with
+    WebSocket settings for ConversationRelay (names: uvicorn/config.py, Config)."""
+
+    CONFIG_KWARGS = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "server_header": False,
+        "lifespan": "off",
+        # The websockets library, named: "auto" would fall back to wsproto, or to refusing
+        # every upgrade with a warning, should websockets go missing; named, a missing one
+        # stops the worker at boot. The Sans-I/O implementation is the one uvicorn keeps:
+        # its "websockets" is the library's legacy one, deprecated (uvicorn 0.54 warns).
+        "ws": "websockets-sansio",
+        # A ping every 20 s, and a peer that has not answered within 20 s is gone (a caller's
+        # network, Twilio's side or a proxy that dropped the socket without a close): the
+        # call is over either way, and the consumer learns it now rather than at the next
+        # write. Any WebSocket peer answers pings (RFC 6455, 5.5.2). The ping also keeps
+        # proxies and load balancers from closing a socket they think idle: 20 s is under
+        # the usual 60 s (AWS ALB, nginx's proxy_read_timeout).
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        # ConversationRelay sends small JSON text frames: a prompt is one utterance, the
+        # setup message carries our own <Parameter>s, from TwiML Twilio caps at 64 kB
+        # (error 11750). uvicorn's default, 16 MiB, would let one frame take that much
+        # memory; anything above 64 KiB is refused with close code 1009 (message too big).
+        "ws_max_size": 64 * 1024,
+        # No permessage-deflate: frames of a few hundred bytes gain little from it, and
+        # each socket would keep a compressor and a decompressor for the whole call.
+        "ws_per_message_deflate": False,
+        "timeout_graceful_shutdown": _uvicorn_graceful,
+    }
 
 
 wsgi_app = "callcenter.asgi:application"
@@ -45,18 +91,14 @@ bind = [f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"]
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 workers = _int("WEB_CONCURRENCY", min(2 * (_cores or 1) + 1, 8), minimum=1)
 
-# A worker whose event loop stays blocked for `timeout` seconds (no heartbeat) is killed
-# and replaced; on a reload or a stop, workers have `graceful_timeout` seconds to finish.
-timeout = 60
-graceful_timeout = 30
 # Longer than the idle timeout of the load balancer in front (60 s on most), so that it,
 # not us, closes idle connections and never sends a request down a closing one.
 keepalive = 65
-# Recycle each worker after about this many requests, staggered so they never all restart
-# at once: bounds whatever memory a long-lived process gathers. Not much lower: each worker
-# that ever ran leaves its counters in the metrics folder (below) until the server stops.
-max_requests = 10000
-max_requests_jitter = 1000
+# Workers are not recycled after a number of requests (max_requests stays 0): a recycled
+# worker shuts down as on a reload, and that closes the live calls it holds (above). The
+# container's memory limit bounds a worker instead (docker-compose.prod.yml): one killed
+# there is replaced by gunicorn, as a crashed one is.
+max_requests = 0
 
 # Addresses whose X-Forwarded-For/-Proto are believed: the TLS-terminating proxy's. "*"
 # only where nothing but the proxy can reach this port.

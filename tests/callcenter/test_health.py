@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib
+import sys
+
 import pytest
 from django.db import connections
 from django.test import override_settings
@@ -30,6 +33,7 @@ def test_health_all_components_up_answers_200(client) -> None:
         "database": "up",
         "cache": "up",
         "broker": "up",
+        "relay": "up",
     }
     assert response["Cache-Control"].startswith("max-age=0")
 
@@ -81,6 +85,33 @@ def test_health_broker_unreachable_answers_503_naming_it(client, closed_port, mo
 
     assert response.status_code == 503
     assert response.json()["down"] == ["broker"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("module", ["websockets", "channels", "calls.relay.routing"])
+def test_health_relay_not_servable_answers_503_naming_it(client, monkeypatch, module) -> None:
+    # given a module the WebSocket side needs that cannot be imported
+    monkeypatch.setitem(sys.modules, module, None)
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["down"] == ["relay"]
+    assert body["components"]["relay"]["error"] == "ModuleNotFoundError"
+    assert body["components"]["database"]["status"] == "up"
+
+
+@pytest.mark.django_db
+def test_health_relay_without_a_websocket_route_answers_503_naming_it(client, monkeypatch) -> None:
+    routing = importlib.import_module("calls.relay.routing")
+    monkeypatch.setattr(routing, "websocket_urlpatterns", [])
+
+    response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["down"] == ["relay"]
+    assert response.json()["components"]["relay"]["error"] == "ImproperlyConfigured"
 
 
 @pytest.mark.django_db
