@@ -11,8 +11,8 @@ from django.utils import translation
 from callcenter import preflight
 from callcenter.preflight import Status
 from campaigns.models import Campaign, ConversationTransport
-from tests.calls.relay.conftest import RelayServer
 from tests.callcenter.test_preflight import reply, serving
+from tests.calls.relay.conftest import RelayServer
 from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
