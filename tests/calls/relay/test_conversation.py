@@ -5,21 +5,13 @@ streamed, the caller speaking over a reply, keys, and the transcript kept."""
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 
 import pytest
-from django.test import Client
 
-from calls.models import Call, Turn
-from tests.calls.relay.conftest import prompt, reply, send, signed_post
+from calls.models import Turn
+from tests.calls.relay.conftest import answered, prompt, reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def answered(call: Call) -> ET.Element:
-    response = signed_post(Client(), "answer", call, {"CallStatus": "in-progress"})
-    assert response.status_code == 200
-    return ET.fromstring(response.content)
 
 
 def test_the_answer_connects_a_relay_call_to_its_socket(relay_call, fake_openai) -> None:
