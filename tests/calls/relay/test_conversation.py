@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from calls.models import Turn
-from tests.calls.relay.conftest import answered, eventually, prompt, reply, send
+from tests.calls.relay.conftest import answered, prompt, reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,7 +140,7 @@ def test_the_time_to_first_audio_and_each_response_time_are_kept(
         reply(socket)
         send(socket, {"type": "dtmf", "digit": settings.OPT_OUT_DIGIT})
         reply(socket)
-        eventually(lambda: relay_call.turns.filter(role="agent", digits="").count() == 3)
+        assert json.loads(socket.recv(timeout=10))["type"] == "end"  # timed before it
     relay_call.refresh_from_db()
     assert 300 <= relay_call.first_audio_ms < 10_000
     reply_turn, confirmation = relay_call.turns.filter(role="agent").order_by("sequence")[1:]
@@ -149,3 +149,45 @@ def test_the_time_to_first_audio_and_each_response_time_are_kept(
     assert reply_turn.text == "Perfecto."
     # Our own line (the opt-out's confirmation) has its response time too.
     assert confirmation.response_ms is not None and confirmation.response_ms < 10_000
+
+
+def last_token_then_next(socket) -> tuple[str, dict, float]:
+    """A reply of ours, then the message after it and the seconds between them."""
+    text, _messages = reply(socket)
+    sent = time.monotonic()
+    message = json.loads(socket.recv(timeout=10))
+    return text, message, time.monotonic() - sent
+
+
+def test_our_end_waits_for_a_streamed_goodbye_to_be_heard(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    # Twilio ends the session on `end` at once, cutting off what it has not said yet.
+    settings.RELAY_SPEECH_CHARS_PER_SECOND = 50
+    answered(relay_call)
+    goodbye = "Muchas gracias por su tiempo, Ana. Adiós."  # 41 characters: 0.8 s
+    fake_openai.queue_reply(goodbye, tool_calls=[("end_call", {"reason": "done"})])
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Nada más."))
+        text, end, waited = last_token_then_next(socket)
+    assert text == goodbye
+    assert end["type"] == "end"
+    assert waited >= 0.7
+
+
+def test_the_silence_after_a_streamed_reply_counts_once_it_has_been_heard(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    settings.RELAY_SPEECH_CHARS_PER_SECOND = 50
+    settings.RELAY_SILENCE_SECONDS = 0.3
+    answered(relay_call)
+    said = "Le esperamos el martes a las diez, en la calle Mayor."  # 53 characters: 1 s
+    fake_openai.queue_reply(said)
+    with relay_server.open_session(relay_call) as socket:
+        reply(socket)  # still there? after the greeting met with silence
+        send(socket, prompt("Sí, perdone."))
+        text, asked, waited = last_token_then_next(socket)
+        settings.RELAY_SILENCE_SECONDS = 30
+    assert text == said
+    assert asked["type"] == "text"  # the caller is asked whether they are still there
+    assert waited >= 1.0 + 0.3 - 0.1

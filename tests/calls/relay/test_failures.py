@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import socket as sockets
+import time
 
 import pytest
 from prometheus_client import REGISTRY
@@ -39,6 +40,11 @@ def in_english(relay_call) -> Call:
     template.language = "en-US"
     template.save(update_fields=["language"])
     return relay_call
+
+
+def interrupt_message(heard: str) -> dict:
+    """Twilio's `interrupt` (twilio.com/docs/voice/conversationrelay/websocket-messages)."""
+    return {"type": "interrupt", "utteranceUntilInterrupt": heard, "durationUntilInterruptMs": 500}
 
 
 def sessions() -> float:
@@ -261,3 +267,36 @@ def test_an_unreadable_frame_is_counted_and_the_session_goes_on(
     assert text == "Perfecto."
     assert relay_errors("unreadable") == before + 1
     assert fake_openai.chat_requests[-1]["messages"][-1] == {"role": "user", "content": "Sí."}
+
+
+def test_a_drop_right_after_an_interruption_keeps_only_what_was_heard(
+    relay_call, fake_openai, relay_server
+) -> None:
+    answered(relay_call)
+    fake_openai.queue_reply(LONG, chunk_size=4, chunk_delay=0.2)
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("¿Cuándo es?"))
+        got = ""
+        while len(got) < 16:
+            got += json.loads(socket.recv(timeout=10))["token"]
+        send(socket, interrupt_message(got[:9]))
+        socket.socket.shutdown(sockets.SHUT_RDWR)
+    line = eventually(lambda: relay_call.turns.filter(interrupted=True).first())
+    assert (line.role, line.text) == ("agent", got[:9].strip())
+
+
+def test_a_caller_hanging_up_before_the_reply_leaves_no_line_unsaid_in_the_transcript(
+    relay_call, fake_openai, relay_server
+) -> None:
+    # Twilio passes on the caller's last words, then closes the socket (they hung up):
+    # the model's reply is never heard, so the transcript does not say it was.
+    answered(relay_call)
+    fake_openai.queue_reply("Entonces le esperamos el martes.", first_delay=0.5)
+    open_before = sessions()
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Vale, adiós."))
+    eventually(lambda: sessions() == open_before)
+    eventually(lambda: relay_call.turns.filter(text="Vale, adiós.").exists())
+    time.sleep(1.0)  # the model's answer would be in by now
+    said = list(relay_call.turns.order_by("sequence").values_list("role", "text"))
+    assert said[-1] == ("caller", "Vale, adiós.")
