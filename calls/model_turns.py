@@ -202,6 +202,7 @@ def record_streamed_reply(
             timings=(model_ms, 0, model_ms),
             sequence=0 if last_sequence is None else last_sequence + 1,
             response_ms=response_ms,
+            streamed=True,
         )
 
 
@@ -233,13 +234,16 @@ def _act(
     heard: str | None = None,
     clips: Sequence[int] = (),
     response_ms: int | None = None,
+    streamed: bool = False,
 ) -> Acted:
     """Record the model's line (as turn ``sequence``) with its timings and tokens, apply
     its tools, and answer what the transport says next.
 
     ``heard`` (the caller spoke over the reply, having heard that much) records only
     that, and leaves out the call's end or transfer: the caller's words come next. An
-    opt-out is applied whatever was heard."""
+    opt-out is applied whatever was heard. ``streamed``: the reply's words were said as
+    they were written (ConversationRelay), so they are kept even beside an opt-out's
+    confirmation."""
     model_ms, speech_ms, total_ms = timings
     dialogue = Dialogue.from_json(call.dialogue)
     names = {action.name for action in reply.actions}
@@ -271,6 +275,10 @@ def _act(
         **({"response_ms": response_ms} if response_ms is not None else {}),
     }
     if terminal == "opt_out":
+        if streamed and reply.text:
+            # The caller heard them before the confirmation, which follows as its own line.
+            add_turn(call, role=Turn.Role.AGENT, text=reply.text, sequence=sequence, **usage)
+            usage = {}
         return Acted(
             twiml=opted_out(call, how=_("the AI model's opt_out tool"), **usage),
             terminal=terminal,

@@ -74,7 +74,7 @@ def heard_only(call: Call, heard: str, *, response_ms: int | None) -> None:
         add_turn(
             call,
             role=Turn.Role.AGENT,
-            text=heard,
+            text=heard.strip(),  # as cut_last_line keeps it: the model reads it next
             interrupted=True,
             response_ms=response_ms,
         )

@@ -135,33 +135,36 @@ class RelaySession:
             if self.ended:
                 return
             loop = asyncio.get_running_loop()
-            started: list[concurrent.futures.Future[Plan | None]] = []
+            started: list[tuple[_Reply, concurrent.futures.Future[Plan | None]]] = []
 
             def start(pending: PendingReply) -> None:
                 # In prepare_turn's thread: the model is asked while the turn is written.
                 reply = _Reply(self, pending, received=received)
                 self._reply = reply
-                started.append(asyncio.run_coroutine_threadsafe(reply.run(), loop))
+                started.append((reply, asyncio.run_coroutine_threadsafe(reply.run(), loop)))
 
             try:
                 step = await on_socket(prepare_turn)(
                     call_id=self.call_id, params=params, silence=silence, on_model_turn=start
                 )
             except BaseException:
-                for future in started:  # the turn was not recorded: nor is its reply
+                for _reply, future in started:  # the turn was not recorded: nor is its reply
                     future.cancel()
                 raise
             if isinstance(step, str):
                 await self._carry_out(Plan.from_answer(step), received=received)
                 return
-            [future] = started
+            [(reply, future)] = started
             plan = await asyncio.wrap_future(future)
             if plan is not None:
-                await self._carry_out(plan, received=None)
+                await self._carry_out(plan, received=None, streamed=reply.still_heard)
 
-    async def _carry_out(self, plan: Plan, *, received: float | None) -> None:
+    async def _carry_out(self, plan: Plan, *, received: float | None, streamed: str = "") -> None:
         """Send ``plan``'s lines (``received``: the caller's words this answers, for the
-        turn's response time), then listen, retry the model, or end the session."""
+        turn's response time), then listen, retry the model, or end the session.
+        ``streamed``: the reply just streamed, which the caller hears before the lines
+        (our `end`, and their silence, wait for it as for the lines)."""
+        heard_after = " ".join(part for part in (streamed, *plan.lines) if part)
         if plan.lines:
             await self.say(" ".join(plan.lines), interruptible=plan.interruptible)
             if received is not None:
@@ -171,17 +174,17 @@ class RelaySession:
         if plan.then == Then.RETRY:
             pending = await on_socket(records.retry)(self.call_id, self.call_sid)
             if pending is None:
-                await self.end(Handoff.HANG_UP, after=" ".join(plan.lines))
+                await self.end(Handoff.HANG_UP, after=heard_after)
                 return
             reply = _Reply(self, pending, received=None)
             self._reply = reply
             next_plan = await reply.run()
             if next_plan is not None:
-                await self._carry_out(next_plan, received=None)
+                await self._carry_out(next_plan, received=None, streamed=reply.still_heard)
         elif plan.then == Then.END:
-            await self.end(plan.handoff or Handoff.HANG_UP, after=" ".join(plan.lines))
+            await self.end(plan.handoff or Handoff.HANG_UP, after=heard_after)
         elif not self.closed:
-            self.arm_silence_timer(after=" ".join(plan.lines))
+            self.arm_silence_timer(after=heard_after)
 
     async def say(self, words: str, *, interruptible: bool = True) -> None:
         if words:
@@ -189,7 +192,8 @@ class RelaySession:
 
     async def end(self, handoff: Handoff, *, after: str = "") -> None:
         """End the session once ``after`` (just sent) has been heard: Twilio ends it on
-        `end` at once, cutting off what it has not said yet."""
+        `end` at once, cutting off what it has not said yet. (From the last word sent:
+        a streamed reply started earlier, so this errs towards a moment's silence.)"""
         self.ended = True
         per_second = settings.RELAY_SPEECH_CHARS_PER_SECOND
         if after and per_second:
@@ -249,10 +253,18 @@ class _Reply:
         # in another thread (prepare_turn's).
         self._stream: asyncio.Task[conversation.Reply] | None = None
 
+    @property
+    def still_heard(self) -> str:
+        """What the caller hears of the reply after its last word was sent: all of it,
+        unless they spoke over it or the socket closed."""
+        return "" if self.stopped or self.heard is not None else "".join(self.sent)
+
     def cut(self, *, heard: str | None) -> None:
         """Stop writing: the caller spoke over the reply (``heard``: what they heard of
-        it) or the socket closed (None: what was sent is kept)."""
-        self.heard = heard
+        it) or the socket closed (None: what was sent is kept, or what the caller heard
+        of it when they had spoken over it just before)."""
+        if heard is not None:
+            self.heard = heard
         if self.streaming:
             self.stopped = True
             if self._stream is not None:
@@ -282,6 +294,10 @@ class _Reply:
                 on_text=on_text,
             )
         )
+        if session.closed:
+            # The socket closed before the model was asked (the caller hung up right
+            # after their words): nothing is said, so nothing is asked.
+            self.stopped = True
         if self.stopped:
             self._stream.cancel()
         try:
@@ -293,7 +309,8 @@ class _Reply:
             if self.sent:
                 await _quietly(session.send(protocol.text("", last=True)))
             heard = self.heard if self.heard is not None else "".join(self.sent).strip()
-            await on_socket(records.heard_only)(call, heard, response_ms=self._response_ms())
+            if self.heard is not None or heard:  # else not a word left: no line was said
+                await on_socket(records.heard_only)(call, heard, response_ms=self._response_ms())
             self.finished = True
             return Plan() if not session.ended else None
         except (conversation.ConversationUnavailable, conversation.ConversationRejected) as exc:

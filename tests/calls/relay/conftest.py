@@ -7,12 +7,16 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import uvicorn
+from django.test import Client
 from django.urls import reverse
+from prometheus_client import REGISTRY
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from calls import links, telephony
@@ -22,16 +26,19 @@ from tests.factories import CallFactory, ContactFactory
 
 APP_URL = "https://calls.example.com"
 SID = "CA" + "c" * 32
+# One of the suite's partner's allowed transfer numbers (tests/partners.py).
+TRANSFER_NUMBER = "+34910000999"
+
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
-def _relay_settings(settings) -> Iterator[None]:
+def _relay_settings(settings) -> None:
     settings.APP_URL = APP_URL
     settings.TELEPHONY_BACKEND = "sandbox"  # signed with the sandbox carrier's key
     settings.RELAY_SPEECH_CHARS_PER_SECOND = 0  # no waiting for a goodbye to be heard
     settings.RELAY_SILENCE_SECONDS = 30
     settings.MAX_TOKENS = 150
-    yield
 
 
 @pytest.fixture
@@ -39,7 +46,7 @@ def relay_call(campaign) -> Call:
     """A live call of a relay campaign, answered (its greeting said)."""
     campaign.transport = ConversationTransport.RELAY
     campaign.caller_number = "+34910000000"
-    campaign.transfer_number = "+34910000099"
+    campaign.transfer_number = TRANSFER_NUMBER
     campaign.save()
     campaign.template.outcome_schema = {
         "type": "object",
@@ -70,6 +77,44 @@ def signed_post(client, name: str, call: Call, params: dict[str, str]):
     params = {"CallSid": SID, "AccountSid": "AC" + "0" * 32, **params}
     signature = telephony.sign_request(url=APP_URL + path, params=params)
     return client.post(path, params, headers={"x-twilio-signature": signature})
+
+
+def answered(call: Call) -> ET.Element:
+    """Twilio's answer request for ``call``: the TwiML that connects it to its socket."""
+    response = signed_post(Client(), "answer", call, {"CallStatus": "in-progress"})
+    assert response.status_code == 200
+    return ET.fromstring(response.content)  # noqa: S314 - our own TwiML
+
+
+def relay_ended(call: Call, **params: str) -> ET.Element:
+    """Twilio's request of the <Connect> action once the session is over."""
+    params = {"CallStatus": "in-progress", "SessionId": "VX" + "0" * 32, **params}
+    response = signed_post(Client(), "relay-ended", call, params)
+    assert response.status_code == 200
+    return ET.fromstring(response.content)  # noqa: S314 - our own TwiML
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 10.0) -> T:
+    """``check()`` once it is true (the server writes in its own thread), polled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "never came true"
+        time.sleep(0.02)
+
+
+def relay_errors(kind: str) -> float:
+    return REGISTRY.get_sample_value("callcenter_relay_errors_total", {"kind": kind}) or 0.0
+
+
+def close_code(connection: ClientConnection, *, timeout: float = 10) -> int:
+    """The code the server closed ``connection`` with (a message first fails)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        connection.recv(timeout=timeout)
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return closed.value.rcvd.code
 
 
 class RelayServer:

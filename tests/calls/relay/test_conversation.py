@@ -5,21 +5,15 @@ streamed, the caller speaking over a reply, keys, and the transcript kept."""
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
+import time
 
 import pytest
-from django.test import Client
+from django.conf import settings
 
-from calls.models import Call, Turn
-from tests.calls.relay.conftest import prompt, reply, send, signed_post
+from calls.models import Turn
+from tests.calls.relay.conftest import answered, prompt, reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def answered(call: Call) -> ET.Element:
-    response = signed_post(Client(), "answer", call, {"CallStatus": "in-progress"})
-    assert response.status_code == 200
-    return ET.fromstring(response.content)
 
 
 def test_the_answer_connects_a_relay_call_to_its_socket(relay_call, fake_openai) -> None:
@@ -81,3 +75,119 @@ def test_a_whole_conversation_streams_tokens_and_keeps_the_transcript(
     relay_call.refresh_from_db()
     assert relay_call.dialogue["ended"] is True
     assert relay_call.first_audio_ms is not None
+
+
+def test_silence_after_our_line_asks_if_they_are_still_there_then_closes(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    # given an English template (our own lines are then English msgids) and short silences
+    template = relay_call.campaign.template
+    template.language = "en-US"
+    template.save(update_fields=["language"])
+    settings.RELAY_SILENCE_SECONDS = 0.3
+    answered(relay_call)
+    fake_openai.queue_reply("Tuesday at ten, then.")
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Tuesday works."))
+        said, _messages = reply(socket)
+
+        # when the caller says nothing, twice
+        asked, _messages = reply(socket)
+        closing, messages = reply(socket)
+        end = json.loads(socket.recv(timeout=10))
+
+    # then
+    assert said == "Tuesday at ten, then."
+    assert asked == "Are you still there?"
+    assert closing == "Gracias, adiós."  # the template's closing line
+    assert messages[-1]["interruptible"] is False
+    assert end["type"] == "end"
+    assert json.loads(end["handoffData"]) == {"reason": "end"}
+    relay_call.refresh_from_db()
+    assert relay_call.dialogue["closed"] == "silence"
+    assert len(fake_openai.chat_requests) == 1  # silences are not the model's turns
+
+
+def test_words_after_a_silence_go_on_with_the_conversation(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    settings.RELAY_SILENCE_SECONDS = 0.3
+    answered(relay_call)
+    fake_openai.queue_reply("Le esperamos el martes.")
+    with relay_server.open_session(relay_call) as socket:
+        asked, _messages = reply(socket)  # the greeting met with silence
+        settings.RELAY_SILENCE_SECONDS = 30
+        assert fake_openai.chat_requests == []
+        send(socket, prompt("Sí, perdone."))
+        text, _messages = reply(socket)
+    assert text == "Le esperamos el martes."
+    said = list(relay_call.turns.order_by("sequence").values_list("role", "text"))
+    assert said[1:3] == [("agent", asked), ("caller", "Sí, perdone.")]
+    relay_call.refresh_from_db()
+    assert relay_call.dialogue.get("silences", 0) == 0  # the silences in a row ended
+    assert relay_call.dialogue.get("ended") is not True
+
+
+def test_the_time_to_first_audio_and_each_response_time_are_kept(
+    relay_call, fake_openai, relay_server
+) -> None:
+    # given an answer, and Twilio opening the socket a moment later
+    answered(relay_call)
+    time.sleep(0.3)
+    fake_openai.queue_reply("Perfecto.", first_delay=0.4)
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Sí, iré."))
+        reply(socket)
+        send(socket, {"type": "dtmf", "digit": settings.OPT_OUT_DIGIT})
+        reply(socket)
+        assert json.loads(socket.recv(timeout=10))["type"] == "end"  # timed before it
+    relay_call.refresh_from_db()
+    assert 300 <= relay_call.first_audio_ms < 10_000
+    reply_turn, confirmation = relay_call.turns.filter(role="agent").order_by("sequence")[1:]
+    # From the caller's last words to our first token: the model's own wait included.
+    assert 400 <= reply_turn.response_ms < 10_000
+    assert reply_turn.text == "Perfecto."
+    # Our own line (the opt-out's confirmation) has its response time too.
+    assert confirmation.response_ms is not None and confirmation.response_ms < 10_000
+
+
+def last_token_then_next(socket) -> tuple[str, dict, float]:
+    """A reply of ours, then the message after it and the seconds between them."""
+    text, _messages = reply(socket)
+    sent = time.monotonic()
+    message = json.loads(socket.recv(timeout=10))
+    return text, message, time.monotonic() - sent
+
+
+def test_our_end_waits_for_a_streamed_goodbye_to_be_heard(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    # Twilio ends the session on `end` at once, cutting off what it has not said yet.
+    settings.RELAY_SPEECH_CHARS_PER_SECOND = 50
+    answered(relay_call)
+    goodbye = "Muchas gracias por su tiempo, Ana. Adiós."  # 41 characters: 0.8 s
+    fake_openai.queue_reply(goodbye, tool_calls=[("end_call", {"reason": "done"})])
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Nada más."))
+        text, end, waited = last_token_then_next(socket)
+    assert text == goodbye
+    assert end["type"] == "end"
+    assert waited >= 0.7
+
+
+def test_the_silence_after_a_streamed_reply_counts_once_it_has_been_heard(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    settings.RELAY_SPEECH_CHARS_PER_SECOND = 50
+    settings.RELAY_SILENCE_SECONDS = 0.3
+    answered(relay_call)
+    said = "Le esperamos el martes a las diez, en la calle Mayor."  # 53 characters: 1 s
+    fake_openai.queue_reply(said)
+    with relay_server.open_session(relay_call) as socket:
+        reply(socket)  # still there? after the greeting met with silence
+        send(socket, prompt("Sí, perdone."))
+        text, asked, waited = last_token_then_next(socket)
+        settings.RELAY_SILENCE_SECONDS = 30
+    assert text == said
+    assert asked["type"] == "text"  # the caller is asked whether they are still there
+    assert waited >= 1.0 + 0.3 - 0.1
