@@ -185,22 +185,55 @@ def record_reply(
         )
 
 
+@dataclass(frozen=True)
+class CallerWords:
+    """The caller's words a streamed reply answers, not written yet: written with the
+    reply as turn ``sequence`` (ConversationRelay asks the model first, and writes the
+    whole exchange once, ``calls.relay.session``)."""
+
+    words: str
+    sequence: int
+
+
 def record_streamed_reply(
-    call: Call, answer: conversation.Reply, *, model_ms: int, response_ms: int | None
+    call: Call,
+    answer: conversation.Reply,
+    *,
+    model_ms: int,
+    response_ms: int | None,
+    caller: CallerWords | None = None,
 ) -> Acted:
     """Record a reply that was streamed as it was written (ConversationRelay: its words
     were said already) and act on it, the call locked; ``response_ms``: from the caller's
-    final words to its first word sent."""
+    final words to its first word sent. ``caller``: their words, written first, in the same
+    transaction (an ended call gets neither: its plan is a hang-up)."""
     with transaction.atomic():
-        last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
-        read = lock_call(call, "dialogue", "answers", "flags", last_sequence=Subquery(last[:1]))
-        last_sequence = read["last_sequence"]
+        if caller is not None:
+            lock_call(call, "dialogue", "answers", "flags")
+            dialogue = Dialogue.from_json(call.dialogue)
+            if dialogue.ended:
+                return Acted(twiml=goodbye(call))
+            if dialogue.silences:  # the silences in a row end with their words
+                save_dialogue(call, dialogue.but(silences=0))
+            add_turn(call, role=Turn.Role.CALLER, text=caller.words, sequence=caller.sequence)
+            sequence = caller.sequence + 1
+        else:
+            last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence")
+            read = lock_call(
+                call,
+                "dialogue",
+                "answers",
+                "flags",
+                last_sequence=Subquery(last.values("sequence")[:1]),
+            )
+            last_sequence = read["last_sequence"]
+            sequence = 0 if last_sequence is None else last_sequence + 1
         return _act(
             call,
             answer,
             [],
             timings=(model_ms, 0, model_ms),
-            sequence=0 if last_sequence is None else last_sequence + 1,
+            sequence=sequence,
             response_ms=response_ms,
             streamed=True,
         )

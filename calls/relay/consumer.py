@@ -83,10 +83,10 @@ class RelayConsumer(AsyncWebsocketConsumer):
             logger.warning("Call %s: relay socket spoke before its setup.", self.call_id)
             await self.close(code=NOT_SET_UP)
             return
-        greeting = await on_socket(records.opened)(
+        memory = await on_socket(records.opened)(
             self.call_id, call_sid=message.call_sid, contact=message.custom.get("contact", "")
         )
-        if greeting is None:
+        if memory is None:
             RELAY_ERRORS.labels(kind="refused").inc()
             logger.warning(
                 "Call %s: relay setup for SID %s refused: not a live relay call.",
@@ -96,9 +96,12 @@ class RelayConsumer(AsyncWebsocketConsumer):
             await self.close(code=NOT_A_RELAY_CALL)
             return
         self.session = RelaySession(
-            self.call_id, lambda frame: self.send(text_data=frame), call_sid=message.call_sid
+            self.call_id,
+            lambda frame: self.send(text_data=frame),
+            call_sid=message.call_sid,
+            memory=memory,
         )
-        self.session.arm_silence_timer(after=greeting)
+        self.session.arm_silence_timer(after=memory.greeting)
 
     async def disconnect(self, code: int) -> None:
         if self.counted:

@@ -26,7 +26,8 @@ from django.conf import settings
 from callcenter.metrics import RELAY_ERRORS, RELAY_FIRST_TOKEN
 from calls import conversation, transports
 from calls.flow import prepare_turn
-from calls.model_turns import PendingReply
+from calls.model_turns import CallerWords, PendingReply
+from calls.optout import is_opt_out
 from calls.relay import protocol, records
 from calls.streaming import in_thread
 from calls.transports.relay import Handoff, Plan, Then
@@ -53,8 +54,17 @@ def on_socket(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 class RelaySession:
     """The conversation of call ``call_id`` over its socket; ``send`` sends a frame."""
 
-    def __init__(self, call_id: int, send: Send, *, call_sid: str = "") -> None:
+    def __init__(
+        self,
+        call_id: int,
+        send: Send,
+        *,
+        call_sid: str = "",
+        memory: records.Memory | None = None,
+    ) -> None:
         self.call_id = call_id
+        # What is kept of the call between turns (None: read again before the next).
+        self.memory = memory
         self._send = send
         self.call_sid = call_sid
         self.language = ""
@@ -80,8 +90,14 @@ class RelaySession:
 
     async def handle(self, message: protocol.Message) -> None:
         if isinstance(message, protocol.Prompt):
-            if message.last:  # partial prompts (partialPrompts) are not turns
-                self._start_turn({"SpeechResult": message.words}, received=time.monotonic())
+            if not message.last:  # partial prompts (partialPrompts) are not turns
+                return
+            words = " ".join(message.words.split())
+            if self._answers_at_once(words):
+                self._cancel_silence_timer()
+                self._spawn(self._model_turn(words, received=time.monotonic()))
+            else:
+                self._start_turn({"SpeechResult": words}, received=time.monotonic())
         elif isinstance(message, protocol.Dtmf):
             self._start_turn({"Digits": message.digit}, received=time.monotonic())
         elif isinstance(message, protocol.Interrupt):
@@ -132,30 +148,71 @@ class RelaySession:
 
     async def _turn(self, params: dict[str, str], *, received: float, silence: bool) -> None:
         async with self._turns:
+            await self._flow_turn(params, received=received, silence=silence)
+
+    async def _flow_turn(self, params: dict[str, str], *, received: float, silence: bool) -> None:
+        """A turn the flow decides (``prepare_turn``), the turns' lock held."""
+        if self.ended:
+            return
+        loop = asyncio.get_running_loop()
+        started: list[tuple[_Reply, concurrent.futures.Future[Plan | None]]] = []
+
+        def start(pending: PendingReply) -> None:
+            # In prepare_turn's thread: the model is asked while the turn is written.
+            reply = _Reply(self, pending, received=received)
+            self._reply = reply
+            started.append((reply, asyncio.run_coroutine_threadsafe(reply.run(), loop)))
+
+        try:
+            step = await on_socket(prepare_turn)(
+                call_id=self.call_id, params=params, silence=silence, on_model_turn=start
+            )
+        except BaseException:
+            for _reply, future in started:  # the turn was not recorded: nor is its reply
+                future.cancel()
+            raise
+        if self.memory is not None:  # the flow wrote the turn: read it again
+            self.memory.next_sequence = None
+        if isinstance(step, str):
+            await self._carry_out(Plan.from_answer(step), received=received)
+            return
+        [(reply, future)] = started
+        plan = await asyncio.wrap_future(future)
+        if plan is not None:
+            await self._carry_out(plan, received=None, streamed=reply.still_heard)
+
+    def _answers_at_once(self, words: str) -> bool:
+        """Whether the model answers ``words`` with nothing to decide first: the flow's
+        own decisions (an opt-out, the turn limit) are read from the words and the
+        session's memory, so the model is asked as the words arrive, before anything is
+        written."""
+        memory = self.memory
+        if memory is None or not words or self.ended or self.closed:
+            return False
+        if memory.agent_turns >= settings.CALL_MAX_TURNS:
+            return False
+        template = memory.call.campaign.template
+        language = template.language if template is not None else "es-ES"
+        return not is_opt_out(speech=words, opt_out_digit=settings.OPT_OUT_DIGIT, language=language)
+
+    async def _model_turn(self, words: str, *, received: float) -> None:
+        """The model answers the caller's ``words`` at once (``_answers_at_once``); the
+        words and the reply are written together once the reply is streamed."""
+        async with self._turns:
             if self.ended:
                 return
-            loop = asyncio.get_running_loop()
-            started: list[tuple[_Reply, concurrent.futures.Future[Plan | None]]] = []
-
-            def start(pending: PendingReply) -> None:
-                # In prepare_turn's thread: the model is asked while the turn is written.
-                reply = _Reply(self, pending, received=received)
-                self._reply = reply
-                started.append((reply, asyncio.run_coroutine_threadsafe(reply.run(), loop)))
-
-            try:
-                step = await on_socket(prepare_turn)(
-                    call_id=self.call_id, params=params, silence=silence, on_model_turn=start
-                )
-            except BaseException:
-                for _reply, future in started:  # the turn was not recorded: nor is its reply
-                    future.cancel()
-                raise
-            if isinstance(step, str):
-                await self._carry_out(Plan.from_answer(step), received=received)
+            memory = self.memory
+            assert memory is not None  # _answers_at_once
+            if memory.next_sequence is None:  # the flow decided a turn: read it again
+                memory = self.memory = await on_socket(records.recall_again)(memory)
+            if memory.next_sequence is None or memory.agent_turns >= settings.CALL_MAX_TURNS:
+                params = {"SpeechResult": words, "CallSid": self.call_sid}
+                await self._flow_turn(params, received=received, silence=False)
                 return
-            [(reply, future)] = started
-            plan = await asyncio.wrap_future(future)
+            caller = CallerWords(words=words, sequence=memory.next_sequence)
+            reply = _Reply(self, memory.pending(words), received=received, caller=caller)
+            self._reply = reply
+            plan = await reply.run()
             if plan is not None:
                 await self._carry_out(plan, received=None, streamed=reply.still_heard)
 
@@ -212,6 +269,8 @@ class RelaySession:
             reply.cut(heard=message.heard)
             return
         await on_socket(records.cut_last_line)(self.call_id, message.heard)
+        if self.memory is not None:
+            self.memory.cut(message.heard)
 
     # --- Silence ----------------------------------------------------------------------
 
@@ -239,10 +298,19 @@ class _Reply:
     """The model's reply to one turn, streamed to the socket as it is written, then
     recorded with what it did (its plan is what the session does next)."""
 
-    def __init__(self, session: RelaySession, pending: PendingReply, *, received: float | None):
+    def __init__(
+        self,
+        session: RelaySession,
+        pending: PendingReply,
+        *,
+        received: float | None,
+        caller: CallerWords | None = None,
+    ):
         self.session = session
         self.pending = pending
         self.received = received
+        # The caller's words it answers, written with it (else the flow wrote them).
+        self.caller = caller
         self.sent: list[str] = []
         self.first_sent: float | None = None
         self.streaming = True
@@ -309,8 +377,16 @@ class _Reply:
             if self.sent:
                 await _quietly(session.send(protocol.text("", last=True)))
             heard = self.heard if self.heard is not None else "".join(self.sent).strip()
-            if self.heard is not None or heard:  # else not a word left: no line was said
-                await on_socket(records.heard_only)(call, heard, response_ms=self._response_ms())
+            if self.heard is not None or heard or self.caller is not None:
+                # (else not a word left: no line was said, nothing to write)
+                await on_socket(records.heard_only)(
+                    call,
+                    heard,
+                    response_ms=self._response_ms(),
+                    caller=self.caller,
+                    spoken_over=self.heard is not None,
+                )
+            self._remember(heard.strip(), next_sequence=None)
             self.finished = True
             return Plan() if not session.ended else None
         except (conversation.ConversationUnavailable, conversation.ConversationRejected) as exc:
@@ -320,21 +396,37 @@ class _Reply:
             if self.sent:
                 await session.send(protocol.text("", last=True))
             answer_plan = await on_socket(records.model_failed)(
-                call, retrying=pending.retrying, said="".join(self.sent).strip()
+                call, retrying=pending.retrying, said="".join(self.sent).strip(), caller=self.caller
             )
+            self._remember("", next_sequence=None)
             self.finished = True
             return Plan.from_answer(answer_plan)
         finally:
             self.streaming = False
         await session.send(protocol.text("", last=True))
         model_ms = round((time.monotonic() - started) * 1000)
-        acted = await on_socket(records.record_streamed)(
-            call, answer, model_ms=model_ms, response_ms=self._response_ms()
+        acted, next_sequence = await on_socket(records.record_streamed)(
+            call, answer, model_ms=model_ms, response_ms=self._response_ms(), caller=self.caller
         )
+        self._remember(answer.text, next_sequence=next_sequence)
         self.finished = True
         if self.heard is not None:  # spoken over while it was recorded
             await on_socket(records.cut_last_line)(call.pk, self.heard)
+            if self.session.memory is not None:
+                self.session.memory.cut(self.heard)
         return Plan.from_answer(acted)
+
+    def _remember(self, reply: str, *, next_sequence: int | None) -> None:
+        """Keep the exchange in the session's memory (the caller's words and ``reply``),
+        or mark the memory to be read again (the flow wrote the caller's words, or the
+        exchange wrote more than two lines)."""
+        memory = self.session.memory
+        if memory is None:
+            return
+        if self.caller is None:
+            memory.next_sequence = None
+            return
+        memory.said(self.caller.words, reply, next_sequence=next_sequence)
 
     def _response_ms(self) -> int | None:
         if self.first_sent is None or self.received is None:

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from calls.models import Turn
-from tests.calls.relay.conftest import answered, prompt, reply, send
+from tests.calls.relay.conftest import answered, eventually, prompt, reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -121,8 +121,15 @@ def test_words_after_a_silence_go_on_with_the_conversation(
         send(socket, prompt("Sí, perdone."))
         text, _messages = reply(socket)
     assert text == "Le esperamos el martes."
-    said = list(relay_call.turns.order_by("sequence").values_list("role", "text"))
-    assert said[1:3] == [("agent", asked), ("caller", "Sí, perdone.")]
+    # The caller's words are written with the reply, once it is streamed.
+    said = eventually(
+        lambda: (
+            list(relay_call.turns.order_by("sequence").values_list("role", "text"))[1:4]
+            if relay_call.turns.count() == 4
+            else None
+        )
+    )
+    assert said == [("agent", asked), ("caller", "Sí, perdone."), ("agent", text)]
     relay_call.refresh_from_db()
     assert relay_call.dialogue.get("silences", 0) == 0  # the silences in a row ended
     assert relay_call.dialogue.get("ended") is not True
@@ -191,3 +198,27 @@ def test_the_silence_after_a_streamed_reply_counts_once_it_has_been_heard(
     assert text == said
     assert asked["type"] == "text"  # the caller is asked whether they are still there
     assert waited >= 1.0 + 0.3 - 0.1
+
+
+def test_the_model_is_asked_before_the_callers_words_are_written(
+    relay_call, fake_openai, relay_server
+) -> None:
+    # The flow's own decisions (opt-out, the turn limit) are read from the words and the
+    # session's memory: nothing stands between the words and the model.
+    answered(relay_call)
+    fake_openai.queue_reply("Le esperamos el martes.", first_delay=1.0)
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Sí, iré el martes."))
+        eventually(lambda: fake_openai.chat_requests)
+        written_when_asked = relay_call.turns.filter(role=Turn.Role.CALLER).count()
+        text, _messages = reply(socket)
+    assert written_when_asked == 0
+    assert text == "Le esperamos el martes."
+    said = eventually(
+        lambda: (
+            list(relay_call.turns.order_by("sequence").values_list("role", "text"))[1:]
+            if relay_call.turns.count() == 3
+            else None
+        )
+    )
+    assert said == [("caller", "Sí, iré el martes."), ("agent", text)]
