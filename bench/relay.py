@@ -32,7 +32,7 @@ from typing import Any
 
 from django.test import override_settings
 
-from bench import turns
+from bench import relay_model, turns
 from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
 from bench.relay_load import RelayLoad, in_window, percentile
 from bench.relay_ramp import (
@@ -56,7 +56,22 @@ CHUNK_CHARS = 8
 TOKEN_SECONDS = 0.025
 ADDED_TARGET_MS = 10.0  # p95 at 100 calls
 HELD_TARGET = 1000
+BACKLOG = 4096  # the kernel's somaxconn here
 COMPARE_CALLS = STEPS[0]
+
+
+class LongBacklog:
+    """A threaded fake that takes many new connections at once, as the vendors' servers do:
+    socketserver listens with a backlog of 5 (``request_queue_size``), and when the web
+    service's connection pool grows by a hundred at once the connections past it are
+    dropped and retried by the kernel 1 s later. Listening again sets the backlog."""
+
+    _httpd: Any
+
+    def start(self) -> Any:
+        started = super().start()  # type: ignore[misc]
+        self._httpd.socket.listen(BACKLOG)
+        return started
 
 
 class RelayOpenAI(FakeOpenAI):
@@ -77,6 +92,10 @@ class RelayOpenAI(FakeOpenAI):
                 )
             )
         return super()._answer(request, problems)
+
+
+class RelayElevenLabs(LongBacklog, BenchElevenLabs):
+    """bench.harness's fake ElevenLabs, taking many new connections at once."""
 
 
 def reply_text(number: int) -> str:
@@ -100,10 +119,11 @@ def first_sentence_seconds() -> float:
 
 @contextmanager
 def fakes() -> Iterator[None]:
-    """The fake model and speech service, each in a process of its own (bench.turns.fakes)."""
+    """The fake model (on an event loop: bench/relay_model.py) and speech service, each in
+    a process of its own."""
     with (
-        turns._serving(RelayOpenAI, separate=True) as model_url,
-        turns._serving(BenchElevenLabs, separate=True, delay=SPEECH_FIRST_BYTE) as speech_url,
+        relay_model.serving(RelayOpenAI) as model_url,
+        turns._serving(RelayElevenLabs, separate=True, delay=SPEECH_FIRST_BYTE) as speech_url,
         override_settings(
             OPENAI_BASE_URL=f"{model_url}/v1",
             OPENAI_API_KEY="bench-key",
