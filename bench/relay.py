@@ -25,7 +25,6 @@ measures:
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,8 +34,17 @@ from django.test import override_settings
 from bench import relay_model, turns
 from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
 from bench.relay_load import RelayLoad, in_window, percentile
+from bench.relay_model import (
+    CHUNK_CHARS,
+    FIRST_TOKEN_SECONDS,
+    MODEL_FIRST_EVENT,
+    TOKEN_SECONDS,
+    RelayOpenAI,
+    reply_text,
+)
 from bench.relay_ramp import (
     HOLD_TARGET_MS,
+    MEASURED_AT,
     STEPS,
     Step,
     added_ms,
@@ -45,19 +53,13 @@ from bench.relay_ramp import (
     turns_in,
 )
 from calls.sentences import SentenceSplitter
-from tests.fakes.openai import FakeOpenAI, ScriptedReply
 from tests.partners import TRUSTED_LIMITS
 
-MODEL_FIRST_TOKEN = turns.MODEL_FIRST_TOKEN
 SPEECH_FIRST_BYTE = turns.SPEECH_FIRST_BYTE
-# The fixed rate the fake model writes at: a chunk of 8 characters (2 tokens, OpenAI's
-# 4 characters a token) every 25 ms, 80 tokens a second, as a small chat model streams.
-CHUNK_CHARS = 8
-TOKEN_SECONDS = 0.025
 ADDED_TARGET_MS = 10.0  # p95 at 100 calls
 HELD_TARGET = 1000
 BACKLOG = 4096  # the kernel's somaxconn here
-COMPARE_CALLS = STEPS[0]
+COMPARE_CALLS = MEASURED_AT
 
 
 class LongBacklog:
@@ -74,36 +76,8 @@ class LongBacklog:
         return started
 
 
-class RelayOpenAI(FakeOpenAI):
-    """Every reply new words (nothing cached), after the fixed first-token delay, then at
-    the fixed rate. Numbers are zero-padded so that every first sentence takes as long to
-    write (the `<Gather>` side waits for it)."""
-
-    counter = itertools.count()
-
-    def _answer(self, request: Any, problems: list[str]) -> Any:
-        with self._lock:
-            self._replies.append(
-                ScriptedReply(
-                    text=reply_text(next(self.counter)),
-                    first_delay=MODEL_FIRST_TOKEN,
-                    chunk_delay=TOKEN_SECONDS,
-                    chunk_size=CHUNK_CHARS,
-                )
-            )
-        return super()._answer(request, problems)
-
-
 class RelayElevenLabs(LongBacklog, BenchElevenLabs):
     """bench.harness's fake ElevenLabs, taking many new connections at once."""
-
-
-def reply_text(number: int) -> str:
-    return (
-        f"De acuerdo, anoto la respuesta número {number:06d}. "
-        f"Su cita {number:06d} queda confirmada para el martes. "
-        "¿Puedo ayudarle en algo más?"
-    )
 
 
 def first_sentence_seconds() -> float:
@@ -113,8 +87,8 @@ def first_sentence_seconds() -> float:
     text, splitter = reply_text(0), SentenceSplitter()
     for index in range(0, len(text), CHUNK_CHARS):
         if splitter.feed(text[index : index + CHUNK_CHARS]):
-            return index // CHUNK_CHARS * TOKEN_SECONDS
-    return len(text) // CHUNK_CHARS * TOKEN_SECONDS
+            return (index // CHUNK_CHARS + 1) * TOKEN_SECONDS  # after the role's event
+    return (len(text) // CHUNK_CHARS + 1) * TOKEN_SECONDS
 
 
 @contextmanager
@@ -211,7 +185,7 @@ def ramp_figures(steps: list[Step], load: RelayLoad) -> list[Figure]:
         added, server = added_ms(load, step), server_added_ms(step)
         count, errors = turns_in(load, step), step.errors(load, until=step.end)
         lag = in_window(load.lag, step.start, step.end)
-        target = f"target < {ADDED_TARGET_MS:g}" if step.calls == STEPS[0] else ""
+        target = f"target < {ADDED_TARGET_MS:g}" if step.calls == MEASURED_AT else ""
         name = f"relay added delay @{step.calls} calls"
         figures += [
             Figure(
@@ -219,7 +193,7 @@ def ramp_figures(steps: list[Step], load: RelayLoad) -> list[Figure]:
                 round(percentile(added, 0.5), 1),
                 "ms",
                 f"{count} turns, first token less the model's "
-                f"{MODEL_FIRST_TOKEN * 1000:.0f} ms, as Twilio sees it",
+                f"{FIRST_TOKEN_SECONDS * 1000:.0f} ms, as Twilio sees it",
             ),
             Figure(f"{name}: p95", round(percentile(added, 0.95), 1), "ms", target),
             Figure(f"{name}: p99", round(percentile(added, 0.99), 1), "ms"),
@@ -257,15 +231,16 @@ def ramp_figures(steps: list[Step], load: RelayLoad) -> list[Figure]:
             f"target >= {HELD_TARGET:,}; then {why}",
         )
     )
-    if held:
-        per_call = (held.rss_bytes - held.idle_rss_bytes) / max(1, held.open_calls)
+    # At the most calls held, or (none held) at the most the ramp opened.
+    if (largest := held or (steps[-1] if steps else None)) is not None:
+        per_call = (largest.rss_bytes - largest.idle_rss_bytes) / max(1, largest.open_calls)
         figures.append(
             Figure(
-                f"relay memory per live call @{held.calls} calls",
+                f"relay memory per live call @{largest.calls} calls",
                 round(per_call / 1024, 1),
                 "KiB",
-                f"web service RSS {held.rss_bytes / 2**20:.0f} MiB with "
-                f"{held.open_calls} sockets open, {held.idle_rss_bytes / 2**20:.0f} MiB idle",
+                f"web service RSS {largest.rss_bytes / 2**20:.0f} MiB with "
+                f"{largest.open_calls} sockets open, {largest.idle_rss_bytes / 2**20:.0f} MiB idle",
             )
         )
     return figures
@@ -274,16 +249,21 @@ def ramp_figures(steps: list[Step], load: RelayLoad) -> list[Figure]:
 def comparison(gather: turns.Load, steps: list[Step], load: RelayLoad) -> list[Figure]:
     """The caller's wait for the first word of a reply over `<Gather>` and over the relay,
     each less its own vendors' fixed delays; printed side by side, and as figures."""
-    gather_fixed = MODEL_FIRST_TOKEN + first_sentence_seconds() + SPEECH_FIRST_BYTE
+    gather_fixed = MODEL_FIRST_EVENT + first_sentence_seconds() + SPEECH_FIRST_BYTE
     gather_ms = [max(0.0, (wait - gather_fixed) * 1000) for wait in gather.turns]
-    relay_ms = added_ms(load, steps[0]) if steps else []
+    compared = next((step for step in steps if step.calls == COMPARE_CALLS), None)
+    relay_ms = added_ms(load, compared) if compared else []
     rows = [
         ("turns measured", len(gather_ms), len(relay_ms)),
-        ("errors", gather.turn_errors, sum(steps[0].errors(load).values()) if steps else 0),
+        (
+            "errors",
+            gather.turn_errors,
+            sum(compared.errors(load, until=compared.end).values()) if compared else 0,
+        ),
         (
             "vendors' fixed delays taken out (ms)",
             round(gather_fixed * 1000),
-            round(MODEL_FIRST_TOKEN * 1000),
+            round(FIRST_TOKEN_SECONDS * 1000),
         ),
         *(
             (
@@ -296,7 +276,7 @@ def comparison(gather: turns.Load, steps: list[Step], load: RelayLoad) -> list[F
             (
                 f"caller's wait p{share} (ms)",
                 _ms([value + gather_fixed * 1000 for value in gather_ms], share),
-                _ms([value + MODEL_FIRST_TOKEN * 1000 for value in relay_ms], share),
+                _ms([value + FIRST_TOKEN_SECONDS * 1000 for value in relay_ms], share),
             )
             for share in (50, 95)
         ),
@@ -308,7 +288,7 @@ def comparison(gather: turns.Load, steps: list[Step], load: RelayLoad) -> list[F
     gather_p95, relay_p95 = _ms(gather_ms, 95), _ms(relay_ms, 95)
     note = (
         f"<Gather> less {gather_fixed * 1000:.0f} ms (model's first token, its first "
-        f"sentence written, speech's first byte), relay less {MODEL_FIRST_TOKEN * 1000:.0f} ms"
+        f"sentence written, speech's first byte), relay less {FIRST_TOKEN_SECONDS * 1000:.0f} ms"
     )
     return [
         Figure(
@@ -330,7 +310,7 @@ def comparison(gather: turns.Load, steps: list[Step], load: RelayLoad) -> list[F
         Figure(
             f"gather vs relay @{COMPARE_CALLS} calls: relay / gather caller's wait p50",
             round(
-                (_ms(relay_ms, 50) + MODEL_FIRST_TOKEN * 1000)
+                (_ms(relay_ms, 50) + FIRST_TOKEN_SECONDS * 1000)
                 / max(1.0, _ms(gather_ms, 50) + gather_fixed * 1000),
                 3,
             ),

@@ -75,6 +75,7 @@ class RelayCall:
     url: str  # ws://... exactly as in <ConversationRelay url>
     signature: str  # X-Twilio-Signature over `url` and no params
     to_number: str  # the contact's
+    contact_id: int  # the TwiML's <Parameter name="contact">, sent back in customParameters
 
 
 def setup_message(call: RelayCall, *, from_number: str) -> str:
@@ -93,7 +94,7 @@ def setup_message(call: RelayCall, *, from_number: str) -> str:
             "direction": "outbound-api",
             "callType": "PSTN",
             "callStatus": "IN-PROGRESS",
-            "customParameters": {},
+            "customParameters": {"contact": str(call.contact_id)},
         }
     )
 
@@ -110,9 +111,11 @@ async def play_call(
     rng: random.Random,
     stopping: asyncio.Event,
     from_number: str,
+    turns: int,
 ) -> None:
-    """One call from its socket's opening until ``stopping`` is set (then it ends after its
-    turn, closing the socket as Twilio does when the caller hangs up)."""
+    """One call from its socket's opening until its caller has spoken ``turns`` times or
+    ``stopping`` is set; then it ends after its turn, closing the socket as Twilio does
+    when the caller hangs up."""
     headers = {"X-Twilio-Signature": call.signature}
     try:
         async with asyncio.timeout(OPEN_TIMEOUT):
@@ -136,7 +139,7 @@ async def play_call(
         return
     load.opened += 1
     try:
-        await _converse(socket, call, load, rng=rng, stopping=stopping)
+        await _converse(socket, call, load, rng=rng, stopping=stopping, turns=turns)
     finally:
         await socket.close()
         load.closed += 1
@@ -149,10 +152,11 @@ async def _converse(
     *,
     rng: random.Random,
     stopping: asyncio.Event,
+    turns: int,
 ) -> None:
     # The first words come a pause after the call starts, as after the greeting.
     pause = rng.uniform(0, CALLER_SECONDS[1])
-    for number in range(1_000_000):
+    for number in range(turns):
         if not await _listen(socket, load, seconds=pause, stopping=stopping):
             return
         sent = time.perf_counter()
@@ -166,6 +170,7 @@ async def _converse(
         if not alive:
             return
         pause = rng.uniform(*CALLER_SECONDS)  # the caller hears the reply, then speaks
+    await _listen(socket, load, seconds=pause, stopping=stopping)  # hears the last reply
 
 
 async def _listen(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import multiprocessing
 import socket
 from collections.abc import Iterator
@@ -27,7 +28,45 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-from tests.fakes.openai import FakeOpenAI, _Stream
+from bench import turns
+from tests.fakes.openai import FakeOpenAI, ScriptedReply, _Stream
+
+# The fake model's delays: its first event after 300 ms (the role, no text yet, as OpenAI
+# streams), then a chunk of 8 characters (2 tokens, OpenAI's 4 characters a token) every
+# 25 ms, 80 tokens a second, as a small chat model streams. Its first token therefore
+# comes after FIRST_TOKEN_SECONDS: the vendor's fixed delay, taken out of our figures.
+MODEL_FIRST_EVENT = turns.MODEL_FIRST_TOKEN
+CHUNK_CHARS = 8
+TOKEN_SECONDS = 0.025
+FIRST_TOKEN_SECONDS = MODEL_FIRST_EVENT + TOKEN_SECONDS
+
+
+class RelayOpenAI(FakeOpenAI):
+    """Every reply new words (nothing cached), after the fixed first-token delay, then at
+    the fixed rate. Numbers are zero-padded so that every first sentence takes as long to
+    write (the `<Gather>` side waits for it)."""
+
+    counter = itertools.count()
+
+    def _answer(self, request: Any, problems: list[str]) -> Any:
+        with self._lock:
+            self._replies.append(
+                ScriptedReply(
+                    text=reply_text(next(self.counter)),
+                    first_delay=MODEL_FIRST_EVENT,
+                    chunk_delay=TOKEN_SECONDS,
+                    chunk_size=CHUNK_CHARS,
+                )
+            )
+        return super()._answer(request, problems)
+
+
+def reply_text(number: int) -> str:
+    return (
+        f"De acuerdo, anoto la respuesta número {number:06d}. "
+        f"Su cita {number:06d} queda confirmada para el martes. "
+        "¿Puedo ayudarle en algo más?"
+    )
 
 
 async def _serve_connection(
@@ -66,6 +105,8 @@ async def _serve_connection(
                 await writer.drain()
     except ConnectionError:
         return
+    except asyncio.CancelledError:
+        return  # the fake stops with connections still open: they just close
     finally:
         writer.close()
 

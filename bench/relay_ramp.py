@@ -5,7 +5,8 @@ Steps (BENCH_RELAY_CALLS) add their calls to those already talking, opening
 OPEN_PER_SECOND sockets a second; SETTLE_SECONDS later the step is measured for
 STEP_SECONDS: the turns begun in that window, the server's CPU time over it and its
 memory at its end. The ramp stops after the first step whose p95 added delay reaches
-HOLD_TARGET_MS or that saw an error, or once it has run TIME_BOUND seconds.
+HOLD_TARGET_MS or that saw an error, or once it has run TIME_BOUND seconds (but not before
+it has measured MEASURED_AT calls).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,25 +25,31 @@ import uvloop
 
 from bench import turns
 from bench.relay_load import RelayCall, RelayLoad, kinds, percentile, play_call, watch_lag
+from bench.relay_model import FIRST_TOKEN_SECONDS
 
-MODEL_FIRST_TOKEN = turns.MODEL_FIRST_TOKEN
 STEPS = [
     int(n)
     for n in os.environ.get(
-        "BENCH_RELAY_CALLS", "100,250,500,750,1000,1250,1500,2000,2500,3000"
+        "BENCH_RELAY_CALLS", "50,100,150,200,300,400,500,750,1000,1500,2000,3000"
     ).split(",")
     if n
 ]
 # How long each step is measured once its calls are open, and the wait before (each new
 # call's first words come within CALLER_SECONDS of its setup).
-STEP_SECONDS = float(os.environ.get("BENCH_RELAY_SECONDS", "20"))
+STEP_SECONDS = float(os.environ.get("BENCH_RELAY_SECONDS", "15"))
 SETTLE_SECONDS = 5.0
 # Sockets opened a second while a step adds its calls: calls answered at a busy hour.
 OPEN_PER_SECOND = 100.0
 # No step starts once the ramp has run this long: the benchmark stays within minutes.
 TIME_BOUND = float(os.environ.get("BENCH_RELAY_MAX_SECONDS", "300"))
 HOLD_TARGET_MS = 50.0
+# The ramp goes on at least to this many calls, whatever it meets: the added delay's target
+# and the comparison with <Gather> are at 100 calls.
+MEASURED_AT = 100
 WARM_UP_SECONDS = 8.0
+# A caller hangs up after this many turns (under CALL_MAX_TURNS, 20, which would end the
+# call), and another call takes its place: N calls stay live, each a minute or so long.
+TURNS_PER_CALL = 15
 FROM_NUMBER = "+34910000000"
 
 
@@ -72,7 +80,7 @@ def ramp(campaign: Any) -> tuple[list[Step], RelayLoad]:
     bound). The server is bench/turns.py's: gunicorn with deploy/gunicorn.conf.py."""
     with turns.web_server(log_name="relay-server.log") as (_url, server_pid):
         warm_up = relay_calls(campaign, turns.WARM_UP_CALLS)
-        calls = relay_calls(campaign, max(STEPS))
+        calls = relay_calls(campaign, _calls_needed())
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
         try:
             runner.run(_warm_up(warm_up))
@@ -83,6 +91,17 @@ def ramp(campaign: Any) -> tuple[list[Step], RelayLoad]:
         finally:
             runner.close()
     return steps, load
+
+
+def _calls_needed() -> int:
+    """Enough calls for every step's callers to hang up and be replaced through the ramp
+    (a call lasts TURNS_PER_CALL turns of 2-4 s and a reply, three seconds or more each)."""
+    step_seconds = STEP_SECONDS + SETTLE_SECONDS + 1
+    slot_seconds = sum(
+        count * (step_seconds + (count - before) / OPEN_PER_SECOND)
+        for before, count in zip([0, *STEPS], STEPS, strict=False)
+    )
+    return max(STEPS) + round(slot_seconds / (TURNS_PER_CALL * 3.0))
 
 
 def relay_calls(campaign: Any, count: int) -> list[RelayCall]:
@@ -122,22 +141,35 @@ def relay_calls(campaign: Any, count: int) -> list[RelayCall]:
     for call in calls:
         url = relay_url(call.pk)
         signature = telephony.sign_request(url=url, params={})  # Twilio signs no params
-        relayed.append(RelayCall(call.pk, str(call.provider_sid), url, signature, call.to_number))
+        relayed.append(
+            RelayCall(
+                call.pk, str(call.provider_sid), url, signature, call.to_number, call.contact_id
+            )
+        )
     return relayed
 
 
 async def _warm_up(calls: list[RelayCall]) -> None:
     """A few turns on a few calls, not counted: every worker past its first requests."""
     load, stopping = RelayLoad(), asyncio.Event()
-    tasks = [asyncio.create_task(_play(call, load, stopping)) for call in calls]
+    tasks = [asyncio.create_task(_line(iter([call]), load, stopping)) for call in calls]
     await asyncio.sleep(WARM_UP_SECONDS)
     stopping.set()
     await asyncio.gather(*tasks)
 
 
-async def _play(call: RelayCall, load: RelayLoad, stopping: asyncio.Event) -> None:
-    rng = random.Random(call.call_id)  # noqa: S311 - a reproducible load, not a secret
-    await play_call(call, load, rng=rng, stopping=stopping, from_number=FROM_NUMBER)
+async def _line(calls: Iterator[RelayCall], load: RelayLoad, stopping: asyncio.Event) -> None:
+    """One of the N live calls: when its caller hangs up, the next call of ``calls`` (shared
+    by all the lines) takes its place."""
+    for call in calls:
+        if stopping.is_set():
+            return
+        rng = random.Random(call.call_id)  # noqa: S311 - a reproducible load, not a secret
+        await play_call(
+            call, load, rng=rng, stopping=stopping, from_number=FROM_NUMBER, turns=TURNS_PER_CALL
+        )
+    if not stopping.is_set():
+        load.error("the benchmark ran out of prepared calls")
 
 
 async def _ramp(
@@ -148,10 +180,11 @@ async def _ramp(
     tasks: list[asyncio.Task[None]] = []
     steps: list[Step] = []
     began = time.perf_counter()
+    waiting = iter(calls)
     for count in STEPS:
         opening = time.perf_counter()
-        for call in calls[len(tasks) : count]:
-            tasks.append(asyncio.create_task(_play(call, load, stopping)))
+        while len(tasks) < count:
+            tasks.append(asyncio.create_task(_line(waiting, load, stopping)))
             await asyncio.sleep(1 / OPEN_PER_SECOND)
         await asyncio.sleep(SETTLE_SECONDS)
         cpu, start = turns._cpu_seconds(server_pid), time.perf_counter()
@@ -178,7 +211,8 @@ async def _ramp(
             f"{sum(errors.values())} errors, {step.open_calls} calls open",
             flush=True,
         )
-        if p95 >= HOLD_TARGET_MS or errors or time.perf_counter() - began > TIME_BOUND:
+        missed = p95 >= HOLD_TARGET_MS or errors or time.perf_counter() - began > TIME_BOUND
+        if missed and count >= MEASURED_AT:
             break
     stopping.set()
     await asyncio.gather(*tasks)
@@ -190,7 +224,7 @@ def added_ms(load: RelayLoad, step: Step) -> list[float]:
     """Twilio's wait for the first token of each turn begun in the step's window, less the
     model's first-token delay (ms; never below 0)."""
     return [
-        max(0.0, (turn.first_token - turn.sent - MODEL_FIRST_TOKEN) * 1000)
+        max(0.0, (turn.first_token - turn.sent - FIRST_TOKEN_SECONDS) * 1000)
         for turn in load.turns
         if step.start <= turn.sent < step.end and turn.first_token is not None
     ]
@@ -207,7 +241,7 @@ def server_added_ms(step: Step) -> list[float]:
     from calls.models import Turn
 
     return [
-        max(0.0, response_ms - MODEL_FIRST_TOKEN * 1000)
+        max(0.0, response_ms - FIRST_TOKEN_SECONDS * 1000)
         for response_ms in Turn.objects.filter(
             call__transport="relay",
             started_at__gte=step.wall_start,
