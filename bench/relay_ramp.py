@@ -78,7 +78,10 @@ class Step:
 def ramp(campaign: Any) -> tuple[list[Step], RelayLoad]:
     """Warm the web service up, then the steps, up to the first that misses (or the time
     bound). The server is bench/turns.py's: gunicorn with deploy/gunicorn.conf.py."""
-    with turns.web_server(log_name="relay-server.log") as (_url, server_pid):
+    # BENCH_RELAY_WORKERS sets the web workers (WEB_CONCURRENCY; one per core, say).
+    workers = os.environ.get("BENCH_RELAY_WORKERS", "")
+    environment = {"WEB_CONCURRENCY": workers} if workers else {}
+    with turns.web_server(log_name="relay-server.log", **environment) as (_url, server_pid):
         warm_up = relay_calls(campaign, turns.WARM_UP_CALLS)
         calls = relay_calls(campaign, _calls_needed())
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
