@@ -1,14 +1,15 @@
 """ConversationRelay: our added delay per turn, the most relay calls the machine holds, and
 the caller's wait over the relay against `<Gather>` for the same callers.
 
-The fake model answers after 300 ms to its first token and then writes at a fixed rate
-(TOKEN_SECONDS per 8-character chunk, 80 tokens a second); the web service runs as
+The fake model (bench/relay_model.py) sends its first event after 300 ms and then writes
+at a fixed rate (8 characters every 25 ms, 80 tokens a second): its first token comes
+after 325 ms, the vendor's fixed delay taken out of every figure. The web service runs as
 production runs it (gunicorn and its uvicorn workers, which use uvloop and httptools:
 deploy/gunicorn.conf.py, started as bench/turns.py starts it). bench/relay_load.py plays
 Twilio's side of N relay calls whose callers speak 2 to 4 s after each reply. Three
 measures:
 
-- Added delay: from a prompt to the reply's first token, less the model's 300 ms. Seen
+- Added delay: from a prompt to the reply's first token, less the model's 325 ms. Seen
   by Twilio (the load generator: prompt sent, first `text` received) and by the server
   (`Turn.response_ms`: the prompt received, the first token sent). Target: p95 under
   10 ms at 100 calls.
@@ -18,7 +19,7 @@ measures:
   1,000), the server's memory per live call and its CPU time per turn.
 - `<Gather>` against the relay: the same callers (lines, seeded 2-4 s pauses, model) over
   the turn webhook (bench/turns.py's load at COMPARE_CALLS calls) and over the relay (the
-  ramp's first step, as many calls): the caller's wait for the first word of each reply,
+  ramp's step of as many calls): the caller's wait for the first word of each reply,
   each side less its vendors' fixed delays, side by side.
 """
 
