@@ -462,7 +462,7 @@ def web_server(
 def _wait_for(url: str) -> None:
     import requests
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # workers importing the project on a busy machine
     while time.monotonic() < deadline:
         try:
             requests.get(f"{url}/health", timeout=2)
