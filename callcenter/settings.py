@@ -733,6 +733,10 @@ RELAY_TTS_PROVIDER = env.choice(
 RELAY_SPEECH_CHARS_PER_SECOND = env.float(
     "RELAY_SPEECH_CHARS_PER_SECOND", 15.0, minimum=0.0, maximum=100.0
 )
+# Ask Twilio to open the socket again when it drops during a call (ConversationRelay's
+# Application Reconnect): a web process restarted by a deploy then loses no call, the
+# conversation goes on from its transcript in another.
+RELAY_APPLICATION_RECONNECT = env.bool("RELAY_APPLICATION_RECONNECT", True)
 # Seconds of silence after our line is heard before the caller is asked whether they are
 # still there (twice in a row: the call closes politely), as <Gather>'s timeout does.
 RELAY_SILENCE_SECONDS = env.float("RELAY_SILENCE_SECONDS", 6.0, minimum=1.0, maximum=60.0)

@@ -77,6 +77,7 @@ def answer(call: Call, dialogue: Dialogue, *, greeting: str) -> str:
         ],
         # The contact's id only: what Twilio passes on is never personal data.
         parameters={"contact": str(call.contact_id)},
+        reconnect=settings.RELAY_APPLICATION_RECONNECT,
     )
 
 

@@ -79,9 +79,19 @@ class RelayConsumer(AsyncWebsocketConsumer):
 
     async def _set_up(self, message: protocol.Message) -> None:
         if not isinstance(message, protocol.Setup):
-            RELAY_ERRORS.labels(kind="refused").inc()
-            logger.warning("Call %s: relay socket spoke before its setup.", self.call_id)
-            await self.close(code=NOT_SET_UP)
+            # Twilio opening the socket again after it dropped (Application Reconnect) may
+            # replay what it buffered before any setup: the signed URL names the call,
+            # which must have had its session already.
+            memory = await on_socket(records.reopened)(self.call_id)
+            if memory is None:
+                RELAY_ERRORS.labels(kind="refused").inc()
+                logger.warning("Call %s: relay socket spoke before its setup.", self.call_id)
+                await self.close(code=NOT_SET_UP)
+                return
+            logger.info("Call %s: relay socket open again; the conversation goes on.", self.call_id)
+            self._open(memory, call_sid=memory.call.provider_sid or "")
+            assert self.session is not None
+            await self.session.handle(message)
             return
         memory = await on_socket(records.opened)(
             self.call_id, call_sid=message.call_sid, contact=message.custom.get("contact", "")
@@ -95,10 +105,13 @@ class RelayConsumer(AsyncWebsocketConsumer):
             )
             await self.close(code=NOT_A_RELAY_CALL)
             return
+        self._open(memory, call_sid=message.call_sid)
+
+    def _open(self, memory: records.Memory, *, call_sid: str) -> None:
         self.session = RelaySession(
             self.call_id,
             lambda frame: self.send(text_data=frame),
-            call_sid=message.call_sid,
+            call_sid=call_sid,
             memory=memory,
         )
         self.session.arm_silence_timer(after=memory.greeting)

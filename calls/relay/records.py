@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from calls import conversation, model_turns, transports
-from calls.dialogue import Dialogue, add_turn, load_call, lock_call, save_dialogue
+from calls.dialogue import Dialogue, add_turn, load_call, lock_call
 from calls.model_turns import CallerWords, PendingReply, pending_reply
 from calls.models import Call, Turn
 from campaigns.models import ConversationTransport
@@ -80,16 +80,36 @@ def opened(call_id: int, *, call_sid: str, contact: str) -> Memory | None:
     dialogue = Dialogue.from_json(call.dialogue)
     if dialogue.ended:
         return None
-    answered = _moment(call.dialogue.get("answer_received_at"))
-    if answered is not None and call.first_audio_ms is None:
-        waited = (timezone.now() - answered).total_seconds()
-        Call.objects.filter(pk=call.pk, first_audio_ms__isnull=True).update(
-            first_audio_ms=max(round(waited * 1000), 0)
-        )
+    if not dialogue.other.get("relay_opened"):
+        # Its first session: the greeting starts now, and a socket opened again later
+        # (Twilio's Application Reconnect) finds the call had one.
+        answered = _moment(dialogue.other.get("answer_received_at"))
+        first_audio = {}
+        if answered is not None and call.first_audio_ms is None:
+            waited = (timezone.now() - answered).total_seconds()
+            first_audio = {"first_audio_ms": max(round(waited * 1000), 0)}
+        with transaction.atomic():
+            lock_call(call, "dialogue")
+            opened = Dialogue.from_json(call.dialogue)
+            marked = opened.but(other={**opened.other, "relay_opened": True})
+            Call.objects.filter(pk=call.pk).update(dialogue=marked.to_json(), **first_audio)
     first = call.turns.filter(role=Turn.Role.AGENT).order_by("sequence").first()
     memory = recall(call)
     memory.greeting = first.text if first is not None else ""
     return memory
+
+
+def reopened(call_id: int) -> Memory | None:
+    """The call's memory for a socket Twilio opened again (Application Reconnect), when
+    ``call_id`` is a live relay call whose session had opened and not ended; None
+    otherwise."""
+    call = load_call(call_id, {})
+    if call is None or not call.is_live or call.transport != ConversationTransport.RELAY:
+        return None
+    dialogue = Dialogue.from_json(call.dialogue)
+    if dialogue.ended or not dialogue.other.get("relay_opened"):
+        return None
+    return recall(call)
 
 
 def recall(call: Call) -> Memory:
@@ -213,9 +233,11 @@ def retry(call_id: int, call_sid: str) -> PendingReply | None:
 
 
 def socket_dropped(call_id: int) -> None:
-    """The socket closed abnormally on a call we had not ended: kept in its flags and
-    dialogue. The call ends by Twilio's <Connect> action (an apology, then a hang-up:
-    ``calls.flow.relay_ended``) or by the callee; its transcript stays as it was."""
+    """The socket closed abnormally on a call we had not ended: kept in its flags. Twilio
+    opens it again (Application Reconnect, RELAY_APPLICATION_RECONNECT) and the
+    conversation goes on; else the call ends by Twilio's <Connect> action (an apology,
+    then a hang-up: ``calls.flow.relay_ended``) or by the callee. Its transcript stays as
+    it was."""
     with transaction.atomic():
         call = Call.objects.select_for_update().filter(pk=call_id).first()
         if call is None:
@@ -224,8 +246,13 @@ def socket_dropped(call_id: int) -> None:
         if dialogue.ended:
             return
         logger.warning("Call %s: the relay socket dropped during the call.", call_id)
-        save_dialogue(call, dialogue.but(closed="relay socket dropped"))
-        Call.objects.filter(pk=call_id).update(flags={**call.flags, "relay_dropped": True})
+        drops = call.flags.get("relay_drops", 0)
+        flags = {
+            **call.flags,
+            "relay_dropped": True,
+            "relay_drops": (drops if isinstance(drops, int) else 0) + 1,
+        }
+        Call.objects.filter(pk=call_id).update(flags=flags)
 
 
 def _moment(value: object) -> datetime.datetime | None:

@@ -194,6 +194,7 @@ def relay_twiml(
     hints: str = "",
     other_languages: Iterable[str] = (),
     parameters: Mapping[str, str] | None = None,
+    reconnect: bool = False,
 ) -> str:
     """Connect the call to our WebSocket at `url` through Twilio's ConversationRelay
     (twilio.com/docs/voice/twiml/connect/conversationrelay): Twilio recognises the
@@ -201,7 +202,9 @@ def relay_twiml(
     `welcome_greeting` first. The callee may speak over us or press keys (both reach the
     socket). `other_languages` get a <Language> each with the same voice; `parameters`
     reach the socket's `setup` message as customParameters. When the session ends,
-    Twilio requests `action` and runs the TwiML it answers.
+    Twilio requests `action` and runs the TwiML it answers. With `reconnect`, Twilio opens
+    the socket again when it drops during the call, and replays what it buffered meanwhile
+    (applicationReconnect; twilio.com/en-us/changelog/studio-conversationrelay-widget-updates).
     """
     response = VoiceResponse()
     connect = response.connect(action=action, method="POST")
@@ -215,6 +218,7 @@ def relay_twiml(
         interruptible="any",
         dtmf_detection=True,
         hints=hints or None,
+        application_reconnect=True if reconnect else None,
     )
     for code in other_languages:
         relay.language(code=code, tts_provider=tts_provider, voice=voice or None)
