@@ -36,9 +36,10 @@ def _int(name: str, default: int, *, minimum: int) -> int:
 timeout = 60
 # On a stop or a reload, uvicorn closes every live WebSocket at once with code 1012
 # ("service restart"; uvicorn/protocols/websockets/websockets_sansio_impl.py, shutdown()):
-# no setting lets a live ConversationRelay call run on through a restart. Twilio then ends
-# that session as failed and asks the <Connect> action URL, which another worker answers
-# with an apology and a hang-up. What the seconds below give is the time for HTTP requests
+# no setting lets a live ConversationRelay call run on through a restart in this worker.
+# Twilio, asked to (RELAY_APPLICATION_RECONNECT), opens a dropped socket again and another
+# worker goes on with the call; where it does not, it ends that session as failed and asks
+# the <Connect> action URL, which another worker answers with an apology and a hang-up. What the seconds below give is the time for HTTP requests
 # in flight and for the closed calls' consumers to record how they ended.
 graceful_timeout = 30
 # uvicorn's own bound of the same wait, a little shorter: at it, uvicorn cancels what is
