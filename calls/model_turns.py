@@ -192,9 +192,13 @@ def record_streamed_reply(
     were said already) and act on it, the call locked; ``response_ms``: from the caller's
     final words to its first word sent."""
     with transaction.atomic():
-        last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
-        read = lock_call(call, "dialogue", "answers", "flags", last_sequence=Subquery(last[:1]))
-        last_sequence = read["last_sequence"]
+        lock_call(call, "dialogue", "answers", "flags")
+        # Read once the lock is held, not in the locking query: the reply often ends
+        # before the caller's turn (written while the model was asked) is committed, and
+        # a query that waited for the lock reads the other tables as they were when it
+        # began (PostgreSQL's read committed), without that turn.
+        last = call.turns.order_by("-sequence").values_list("sequence", flat=True)
+        last_sequence = last.first()
         return _act(
             call,
             answer,

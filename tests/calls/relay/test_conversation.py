@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from calls.models import Turn
-from tests.calls.relay.conftest import answered, prompt, reply, send
+from tests.calls.relay.conftest import answered, eventually, prompt, reply, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,6 +120,7 @@ def test_words_after_a_silence_go_on_with_the_conversation(
         assert fake_openai.chat_requests == []
         send(socket, prompt("Sí, perdone."))
         text, _messages = reply(socket)
+        eventually(lambda: relay_call.turns.filter(text=text).exists())  # recorded
     assert text == "Le esperamos el martes."
     said = list(relay_call.turns.order_by("sequence").values_list("role", "text"))
     assert said[1:3] == [("agent", asked), ("caller", "Sí, perdone.")]
