@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -170,10 +169,10 @@ def record_reply(
             record_speech_fallback(call=call)
             played = played[1:]
     with transaction.atomic():
-        # The call locked and re-read with its transcript's last sequence, in one query.
-        last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
-        read = lock_call(call, "dialogue", "answers", "flags", last_sequence=Subquery(last[:1]))
-        last_sequence = read["last_sequence"]
+        lock_call(call, "dialogue", "answers", "flags")
+        # The last sequence read once the lock is held (see record_streamed_reply): the
+        # caller's turn may have been committed while the lock was waited for.
+        last_sequence = call.turns.order_by("-sequence").values_list("sequence", flat=True).first()
         return _act(
             call,
             answer,
@@ -218,15 +217,13 @@ def record_streamed_reply(
             add_turn(call, role=Turn.Role.CALLER, text=caller.words, sequence=caller.sequence)
             sequence = caller.sequence + 1
         else:
-            last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence")
-            read = lock_call(
-                call,
-                "dialogue",
-                "answers",
-                "flags",
-                last_sequence=Subquery(last.values("sequence")[:1]),
-            )
-            last_sequence = read["last_sequence"]
+            lock_call(call, "dialogue", "answers", "flags")
+            # Read once the lock is held, not in the locking query: the reply often ends
+            # before the caller's turn (written while the model was asked) is committed,
+            # and a query that waited for the lock reads the other tables as they were
+            # when it began (PostgreSQL's read committed), without that turn.
+            last = call.turns.order_by("-sequence").values_list("sequence", flat=True)
+            last_sequence = last.first()
             sequence = 0 if last_sequence is None else last_sequence + 1
         return _act(
             call,

@@ -92,8 +92,8 @@ def relay_ended(*, call_id: int, params: Mapping[str, str]) -> str:
     """Twilio's ``<Connect>`` action: the relay session is over. Our ``end`` message says
     why in its hand-off data: a transfer is dialled (to the campaign's own number, never
     one from the wire), a hang-up hangs up. A session that ended otherwise (the socket
-    failed: SessionStatus ``failed``, with Twilio's ErrorCode) apologises and hangs up,
-    kept in the call's flags."""
+    failed: SessionStatus ``failed``, with Twilio's ErrorCode; or a turn of ours failed:
+    ``Handoff.FAILED``) apologises and hangs up, kept in the call's flags."""
     call = load_call(call_id, params)
     if call is None:
         return goodbye()
@@ -111,7 +111,8 @@ def relay_ended(*, call_id: int, params: Mapping[str, str]) -> str:
         logger.warning("Call %s: transfer handed off, but no transfer number is allowed.", call.pk)
     if reason in (Handoff.HANG_UP, Handoff.TRANSFER):
         return goodbye()
-    status = params.get("SessionStatus", "")
+    # A turn of ours failed (Handoff.FAILED), or the session did (no hand-off of ours).
+    status = "turn failed" if reason == Handoff.FAILED else params.get("SessionStatus", "")
     logger.warning(
         "Call %s: relay session ended without our hand-off (status %s, Twilio error %s: %s).",
         call.pk,

@@ -119,14 +119,23 @@ class RelaySession:
         self._spawn(self._turn(params, received=received, silence=silence))
 
     def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(self._or_fail(work))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
+    async def _or_fail(self, work: Awaitable[None]) -> None:
+        """``work``, or, when it fails, the session's end: left alone the caller would
+        hear silence for good (no line, no silence timer). The <Connect> action then
+        apologises and hangs up (``Handoff.FAILED``)."""
+        try:
+            await work
+        except Exception:
+            logger.exception("Call %s: relay turn failed; ending the session.", self.call_id)
+            if not self.ended and not self.closed:  # a closed socket is the action's
+                await _quietly(self.end(Handoff.FAILED))
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            logger.error("Call %s: relay turn failed.", self.call_id, exc_info=error)
 
     async def close(self, *, dropped: bool) -> None:
         """The socket closed (``dropped``: abnormally, the call still ours to end): stop

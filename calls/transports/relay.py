@@ -32,6 +32,9 @@ class Handoff(enum.StrEnum):
 
     HANG_UP = "end"
     TRANSFER = "transfer"
+    # A turn failed on our side (the database, say): the action apologises and hangs up,
+    # as Twilio's fallback does for a <Gather> webhook that failed.
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ def test_words_after_a_silence_go_on_with_the_conversation(
         assert fake_openai.chat_requests == []
         send(socket, prompt("Sí, perdone."))
         text, _messages = reply(socket)
+        eventually(lambda: relay_call.turns.filter(text=text).exists())  # recorded
     assert text == "Le esperamos el martes."
     # The caller's words are written with the reply, once it is streamed.
     said = eventually(

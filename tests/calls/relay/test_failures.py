@@ -11,6 +11,7 @@ import socket as sockets
 import time
 
 import pytest
+from django.db import OperationalError
 from prometheus_client import REGISTRY
 
 from calls.models import Call, Turn
@@ -64,9 +65,9 @@ def test_a_model_past_its_timeout_gets_a_holding_line_and_one_more_try(
     in_english, fake_openai, relay_server, settings
 ) -> None:
     # given a model that sends nothing for longer than MODEL_TIMEOUT, then answers
-    settings.MODEL_TIMEOUT = 0.5
+    settings.MODEL_TIMEOUT = 1.0  # the second try, answered at once, within it on a busy machine
     answered(in_english)
-    fake_openai.hang_next(5)
+    fake_openai.hang_next(6)
     fake_openai.queue_reply("Sorry for the wait. Tuesday at ten.")
     before = relay_errors("model")
 
@@ -300,3 +301,28 @@ def test_a_caller_hanging_up_before_the_reply_leaves_no_line_unsaid_in_the_trans
     time.sleep(1.0)  # the model's answer would be in by now
     said = list(relay_call.turns.order_by("sequence").values_list("role", "text"))
     assert said[-1] == ("caller", "Vale, adiós.")
+
+
+def test_a_turn_that_fails_ends_the_session_and_the_action_apologises(
+    in_english, fake_openai, relay_server, monkeypatch
+) -> None:
+    # given the database failing under a turn (as <Gather>'s webhook would answer 500 and
+    # Twilio would play the fallback)
+    answered(in_english)
+
+    def lost(**_kwargs: object) -> None:
+        raise OperationalError("the database connection was lost")
+
+    monkeypatch.setattr("calls.relay.session.prepare_turn", lost)
+    with relay_server.open_session(in_english) as socket:
+        send(socket, prompt("When is it?"))
+        handoff = ended(socket)  # not left in silence
+
+    # then the <Connect> action apologises and hangs up
+    twiml = relay_ended(in_english, SessionStatus="ended", HandoffData=json.dumps(handoff))
+    assert [verb.tag for verb in twiml] == ["Say", "Hangup"]
+    assert twiml[0].text.startswith("Sorry, we are having a technical problem.")
+    assert handoff == {"reason": "failed"}
+    in_english.refresh_from_db()
+    assert in_english.flags["relay_failed"] == "turn failed"
+    assert in_english.dialogue["ended"] is True
