@@ -23,6 +23,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -228,4 +229,27 @@ MODEL_ERRORS = Counter(
     "Failed requests to the AI model (timeout, unavailable, rejected) and answers of it "
     "that were dropped as not valid (invalid_output: a tool call or an outcome).",
     ["reason"],
+)
+
+
+# --- ConversationRelay ----------------------------------------------------------------------
+
+RELAY_SESSIONS = Gauge(
+    "callcenter_relay_sessions",
+    "ConversationRelay sockets open now (live streamed calls), all web processes summed.",
+    multiprocess_mode="livesum",
+)
+RELAY_ERRORS = Counter(
+    "callcenter_relay_errors_total",
+    "ConversationRelay trouble, by kind: twilio (an error message from Twilio), refused (a "
+    "handshake without a valid signature, or for no live relay call), unreadable (a frame "
+    "that is not Twilio's), dropped (the socket closed abnormally on a live call), model "
+    "(the model failed on a turn).",
+    ["kind"],
+)
+RELAY_FIRST_TOKEN = Histogram(
+    "callcenter_relay_first_token_seconds",
+    "ConversationRelay: from the caller's final words reaching us to our first words sent, "
+    "the model's own time to its first token included.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
 )

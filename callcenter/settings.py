@@ -721,6 +721,21 @@ TEMPLATE_CACHE_MAX_CHARS = env.int(
 # Threads per web process for the blocking work of call webhooks (database, speech): how
 # many turns one process serves at once. They borrow database connections from the pool.
 WEBHOOK_THREADS = env.int("WEBHOOK_THREADS", 24, minimum=1, maximum=256)
+# ConversationRelay (campaigns on the streamed transport, calls/relay/): who speaks our
+# text on Twilio's side (ElevenLabs with the campaign's voice, or Google / Amazon with a
+# voice of theirs named by the campaign's voice id).
+RELAY_TTS_PROVIDER = env.choice(
+    "RELAY_TTS_PROVIDER", "ElevenLabs", ("ElevenLabs", "Google", "Amazon")
+)
+# Twilio ends a session as soon as it gets our `end` message, so a last line (a goodbye,
+# a transfer's announcement) must have been heard first: we wait its length at this many
+# characters a second (about 15 in Spanish at a natural pace). 0: end at once.
+RELAY_SPEECH_CHARS_PER_SECOND = env.float(
+    "RELAY_SPEECH_CHARS_PER_SECOND", 15.0, minimum=0.0, maximum=100.0
+)
+# Seconds of silence after our line is heard before the caller is asked whether they are
+# still there (twice in a row: the call closes politely), as <Gather>'s timeout does.
+RELAY_SILENCE_SECONDS = env.float("RELAY_SILENCE_SECONDS", 6.0, minimum=1.0, maximum=60.0)
 # The key a callee presses to ask not to be called again (offered by the fallback too).
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
 # The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).

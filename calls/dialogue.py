@@ -160,7 +160,11 @@ def clip_ids(lines: Sequence[Speech]) -> list[int]:
 def speak(call: Call, texts: list[str]) -> list[Speech]:
     """How to speak each non-empty text on the call, sentence by sentence (clips, else
     <Say>): a template's lines are voiced ahead a sentence at a time
-    (campaigns.prerendering), so a call finds them ready."""
+    (campaigns.prerendering), so a call finds them ready. On a transport that speaks
+    text itself (ConversationRelay) the texts are the lines, in the template's language."""
+    if transports.transport_for(call).speaks_text:
+        language = template_of(call).language
+        return [Speech(text=text, language=language) for text in texts if text]
     return [
         speech_for_call(call=call, text=sentence)
         for text in texts

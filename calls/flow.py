@@ -50,6 +50,8 @@ from calls.links import webhook_url
 from calls.model_turns import PendingReply, pending_reply
 from calls.models import AnsweredBy, Call, Turn, split_outcome
 from calls.optout import is_opt_out
+from calls.relay import answers as relay
+from calls.relay.answers import relay_ended as relay_ended
 from calls.scripted import first_turn, next_turn
 from calls.streaming import continue_reply as continue_reply
 from calls.streaming import in_thread as in_thread
@@ -76,6 +78,9 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
     ]
     # What calls.inbound put in the dialogue of an inbound call is kept.
     dialogue = Dialogue.from_json(call.dialogue).but(silences=0, retries=0)
+    if relay.streams(call):
+        return relay.answer(call, dialogue, greeting=" ".join(text for text in texts if text))
+    received = timezone.now()
     if template.mode == CallTemplate.Mode.SCRIPTED:
         first = first_turn(template.steps)
         texts.append(line(call, "steps.0.prompt", first.say))
@@ -91,6 +96,8 @@ def answer(*, call_id: int, params: Mapping[str, str]) -> str:
         spoken = " ".join(text for text in texts if text)
         add_turn(call, role=Turn.Role.AGENT, text=spoken, clips=clip_ids(lines))
         save_dialogue(call, dialogue)
+        # Our part of the callee's wait for the greeting: the answer's own time.
+        relay.keep_first_audio(call, since=received)
     return listen(call, lines)
 
 

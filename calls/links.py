@@ -34,3 +34,12 @@ def callback_url(name: str, call_id: int) -> str:
     if name not in CALLBACKS:
         raise ValueError(f"{name!r} is not a callback registered with connection overrides")
     return telephony.url_with_retries(webhook_url(name, call_id), retry_count=CALLBACK_RETRIES)
+
+
+def relay_url(call_id: int) -> str:
+    """The WebSocket URL Twilio's ConversationRelay opens for call ``call_id``: APP_URL's
+    host with ``wss`` (``ws`` for a plain-HTTP APP_URL, as in development). The handshake's
+    signature is checked against this very URL (``calls.relay.consumer``)."""
+    base = settings.APP_URL.rstrip("/")
+    scheme, _sep, rest = base.partition("://")
+    return f"{'ws' if scheme == 'http' else 'wss'}://{rest}/relay/{call_id}/"

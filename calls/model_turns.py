@@ -20,7 +20,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from calls import agent, conversation, deadlines
+from calls import agent, conversation, deadlines, transports
 from calls.dialogue import (
     Dialogue,
     add_turn,
@@ -107,6 +107,7 @@ def pending_reply(
         inbound=call.is_inbound,
         missed_call_local=missed.astimezone(zone) if missed is not None else None,
         answer_fields=agent.answer_fields(answers),
+        streamed=transports.transport_for(call).speaks_text,
     )
     if transcript is None:
         transcript = list(call.turns.values_list("sequence", "role", "text", "digits"))
@@ -184,6 +185,26 @@ def record_reply(
         )
 
 
+def record_streamed_reply(
+    call: Call, answer: conversation.Reply, *, model_ms: int, response_ms: int | None
+) -> Acted:
+    """Record a reply that was streamed as it was written (ConversationRelay: its words
+    were said already) and act on it, the call locked; ``response_ms``: from the caller's
+    final words to its first word sent."""
+    with transaction.atomic():
+        last = Turn.objects.filter(call=OuterRef("pk")).order_by("-sequence").values("sequence")
+        read = lock_call(call, "dialogue", "answers", "flags", last_sequence=Subquery(last[:1]))
+        last_sequence = read["last_sequence"]
+        return _act(
+            call,
+            answer,
+            [],
+            timings=(model_ms, 0, model_ms),
+            sequence=0 if last_sequence is None else last_sequence + 1,
+            response_ms=response_ms,
+        )
+
+
 def _contact_zone(call: Call) -> ZoneInfo:
     contact = call.contact
     zones = [contact.time_zone] if contact.time_zone else list(time_zones_for(contact.phone))
@@ -211,6 +232,7 @@ def _act(
     sequence: int,
     heard: str | None = None,
     clips: Sequence[int] = (),
+    response_ms: int | None = None,
 ) -> Acted:
     """Record the model's line (as turn ``sequence``) with its timings and tokens, apply
     its tools, and answer what the transport says next.
@@ -246,6 +268,7 @@ def _act(
         "latency_ms": total_ms,
         "model_ms": model_ms,
         "speech_ms": speech_ms,
+        **({"response_ms": response_ms} if response_ms is not None else {}),
     }
     if terminal == "opt_out":
         return Acted(

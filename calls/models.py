@@ -19,6 +19,7 @@ from calls.choices import CallDirection as CallDirection
 from calls.choices import CallStatus as CallStatus
 from calls.choices import PriceStatus as PriceStatus
 from calls.choices import placed_calls as placed_calls
+from campaigns.models import ConversationTransport
 
 # The outcome keys the platform keeps itself on a call (its opt-out, transfer, callback
 # and extraction), in ``Call.flags``; every other key of an outcome is the partner's answer
@@ -138,6 +139,23 @@ class Call(models.Model):
     answered_by = models.CharField(_("answered by"), max_length=24, choices=AnsweredBy, blank=True)
     dialed_at = models.DateTimeField(_("dialed at"), null=True, blank=True)
     answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
+    # How the conversation reached the caller (a relay campaign's scripted calls and
+    # voicemail messages keep <Gather> and their clips).
+    transport = models.CharField(
+        _("transport"),
+        max_length=8,
+        choices=ConversationTransport,
+        default=ConversationTransport.GATHER,
+    )
+    first_audio_ms = models.PositiveIntegerField(
+        _("time to first audio (ms)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "From the answer to the first audio the callee heard from us (the greeting's "
+            "start): over 2,000 ms counts as an abandoned call where the rules measure it."
+        ),
+    )
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
     duration_seconds = models.PositiveIntegerField(_("duration (s)"), null=True, blank=True)
     price = models.DecimalField(_("price"), max_digits=10, decimal_places=5, null=True, blank=True)
@@ -322,6 +340,20 @@ class Turn(models.Model):
     )
     model_ms = models.PositiveIntegerField(
         _("model time (ms)"), null=True, blank=True, help_text=_("For AI turns: the model's time.")
+    )
+    response_ms = models.PositiveIntegerField(
+        _("response time (ms)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "For streamed AI turns: from the caller's final words reaching us to our first "
+            "words sent to be spoken."
+        ),
+    )
+    interrupted = models.BooleanField(
+        _("interrupted"),
+        default=False,
+        help_text=_("The caller spoke over this line: its text is what they heard of it."),
     )
     speech_ms = models.PositiveIntegerField(
         _("speech time (ms)"),

@@ -21,6 +21,7 @@ urlpatterns = [
         webhooks.transfer_ended,
         name="transfer-ended",
     ),
+    path("twilio/calls/<int:call_id>/relay-ended", webhooks.relay_ended, name="relay-ended"),
     path("twilio/calls/<int:call_id>/fallback", webhooks.fallback, name="fallback"),
     path(
         "twilio/calls/<int:call_id>/fallback/opt-out",

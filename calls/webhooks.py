@@ -201,6 +201,12 @@ def transfer_ended(request: HttpRequest, call_id: int) -> str:
 
 
 @twiml_view
+def relay_ended(request: HttpRequest, call_id: int) -> str:
+    """A relay call's ConversationRelay session ended (its <Connect> action)."""
+    return flow.relay_ended(call_id=call_id, params=request.POST.dict())
+
+
+@twiml_view
 def fallback(request: HttpRequest, call_id: int) -> str:
     """Twilio could not use our TwiML: apologise, offer the opt-out, hang up."""
     return flow.fallback(call_id=call_id, params=request.POST.dict())

@@ -54,6 +54,8 @@ class CallTemplateForm(forms.ModelForm):
             "name",
             "language",
             "mode",
+            "extra_languages",
+            "hints",
             "variables",
             "greeting",
             "inbound_greeting",
@@ -115,6 +117,10 @@ class CallTemplateAdmin(admin.ModelAdmin):
     change_form_template = "admin/templates/calltemplate/change_form.html"
     fieldsets = [
         (None, {"fields": ["partner", "name", ("language", "mode"), "variables"]}),
+        (
+            _("Speech recognition"),
+            {"fields": ["extra_languages", "hints"], "classes": ["collapse"]},
+        ),
         (
             _("What the call says"),
             {

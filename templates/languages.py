@@ -79,3 +79,21 @@ def validate_gather_language(value: str) -> None:
         code="unsupported_language",
         params={"value": value, "closest": closest_gather_language(value)},
     )
+
+
+def split_languages(value: str) -> list[str]:
+    """The tags of a comma-separated list of languages, in order, blanks and repeats left out."""
+    return list(dict.fromkeys(tag.strip() for tag in value.split(",") if tag.strip()))
+
+
+def validate_extra_languages(value: str) -> None:
+    """Refuse a list of languages with one Twilio does not take, naming it and its position."""
+    for position, tag in enumerate(split_languages(value), start=1):
+        try:
+            validate_gather_language(tag)
+        except ValidationError as error:
+            raise ValidationError(
+                _("Language %(position)s of the list: %(problem)s"),
+                code="unsupported_language",
+                params={"position": position, "problem": " ".join(error.messages)},
+            ) from error

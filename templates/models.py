@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from templates.languages import validate_gather_language
+from templates.languages import validate_extra_languages, validate_gather_language
 from templates.rendering import (
     RESERVED_VARIABLES,
     TEXT_FIELDS,
@@ -63,6 +63,25 @@ class CallTemplate(models.Model):
         validators=[bcp47_validator, validate_gather_language],
     )
     mode = models.CharField(_("mode"), max_length=16, choices=Mode, default=Mode.AI)
+    extra_languages = models.CharField(
+        _("other languages"),
+        max_length=200,
+        blank=True,
+        validators=[validate_extra_languages],
+        help_text=_(
+            "Streamed calls only: other languages the callee may speak, comma-separated "
+            "BCP-47 tags such as en-US, ca-ES. The call starts in the template's language."
+        ),
+    )
+    hints = models.CharField(
+        _("speech hints"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "Comma-separated words or phrases the speech recognition should expect: names, "
+            "products, places."
+        ),
+    )
     variables = models.JSONField(
         _("variables"),
         default=dict,

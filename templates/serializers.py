@@ -38,6 +38,8 @@ class CallTemplateSerializer(PartnerOwnedSerializer):
             "name",
             "language",
             "mode",
+            "extra_languages",
+            "hints",
             "variables",
             "greeting",
             "inbound_greeting",

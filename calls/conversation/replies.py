@@ -42,6 +42,7 @@ async def stream_reply(
     contact: Mapping[str, str] | None = None,
     answer_schema: Mapping[str, Any] | None = None,
     on_sentence: SentenceCallback | None = None,
+    on_text: SentenceCallback | None = None,
     timeout: float | None = None,
 ) -> Reply:
     """The model's next line after `history` ([{"role": "assistant"|"user", "content"}]).
@@ -54,6 +55,8 @@ async def stream_reply(
 
     Each complete sentence is awaited through `on_sentence` while the model still writes
     (so it should hand the sentence on quickly; its time counts against the deadline).
+    `on_text`, when given, is awaited with each piece of text as it arrives instead (a
+    transport that speaks text as it comes: ConversationRelay), within the same bound.
     The spoken text ends at the last whole sentence within MAX_TOKENS (at 4 characters a
     token); tool arguments are bounded apart (OPENAI_TOOL_MAX_TOKENS). A reply of tool
     calls alone, none of them terminal, is answered with the tools' results and the
@@ -78,7 +81,10 @@ async def stream_reply(
     started = time.perf_counter()
     turn_end = asyncio.get_running_loop().time() + total_timeout
     voice = _Voice(
-        limit=settings.MAX_TOKENS * CHARS_PER_TOKEN, on_sentence=on_sentence, started=started
+        limit=settings.MAX_TOKENS * CHARS_PER_TOKEN,
+        on_sentence=on_sentence,
+        on_text=on_text,
+        started=started,
     )
     tally = _Tally()
     actions: list[Action] = []
@@ -252,9 +258,18 @@ class _Voice:
     fits in `limit` characters: the spoken reply ends at the last whole sentence within
     it (a first sentence longer than that is cut at a word, with an ellipsis)."""
 
-    def __init__(self, *, limit: int, on_sentence: SentenceCallback | None, started: float):
+    def __init__(
+        self,
+        *,
+        limit: int,
+        on_sentence: SentenceCallback | None,
+        started: float,
+        on_text: SentenceCallback | None = None,
+    ):
         self.limit = limit
         self.on_sentence = on_sentence
+        self.on_text = on_text
+        self.forwarded = 0  # characters handed to on_text
         self.started = started
         self.spoken: list[str] = []
         self.cut = False  # the text ran past `limit`: the rest is not said
@@ -264,15 +279,39 @@ class _Voice:
 
     @property
     def text(self) -> str:
-        """What was said: the text as written, or its sentences said when it was cut."""
-        return " ".join(self.spoken) if self.cut else "".join(self._written).strip()
+        """What was said: the text as written, or what was said of it when it was cut (its
+        sentences, or the pieces handed to on_text)."""
+        if not self.cut:
+            return "".join(self._written).strip()
+        return ("" if self.on_text is not None else " ").join(self.spoken).strip()
 
     async def feed(self, text: str) -> None:
         self._written.append(text)
+        if self.on_text is not None:
+            await self._forward(text)
+            return
         await self._say(self._splitter.feed(text))
 
+    async def _forward(self, text: str) -> None:
+        """Hand `text` on as it came, up to `limit` characters in all (cut at a word)."""
+        assert self.on_text is not None
+        if self.cut:
+            return
+        if self.forwarded + len(text) > self.limit:
+            self.cut = True
+            text = text[: self.limit - self.forwarded]
+            text = text[: text.rfind(" ") + 1] if " " in text else ""
+            if not text:
+                return
+        if self.first_sentence_ms is None:
+            self.first_sentence_ms = _ms_since(self.started)
+        self.forwarded += len(text)
+        self.spoken.append(text)
+        await self.on_text(text)
+
     async def flush(self) -> None:
-        await self._say(self._splitter.flush())
+        if self.on_text is None:
+            await self._say(self._splitter.flush())
 
     async def _say(self, sentences: list[str]) -> None:
         for sentence in sentences:

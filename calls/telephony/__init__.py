@@ -52,6 +52,7 @@ from calls.telephony.twiml import hold_twiml as hold_twiml
 from calls.telephony.twiml import interruptible_twiml as interruptible_twiml
 from calls.telephony.twiml import message_twiml as message_twiml
 from calls.telephony.twiml import pause_twiml as pause_twiml
+from calls.telephony.twiml import relay_twiml as relay_twiml
 from calls.telephony.twiml import transfer_twiml as transfer_twiml
 
 if TYPE_CHECKING:

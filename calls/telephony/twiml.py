@@ -6,7 +6,7 @@ the SDK's builder as the Twilio backend provides it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from django.conf import settings
@@ -180,4 +180,44 @@ def pause_twiml(*, seconds: int, next_url: str) -> str:
     response = VoiceResponse()
     response.pause(length=seconds)
     response.redirect(next_url, method="POST")
+    return str(response)
+
+
+def relay_twiml(
+    *,
+    url: str,
+    action: str,
+    language: str,
+    voice: str,
+    tts_provider: str,
+    welcome_greeting: str,
+    hints: str = "",
+    other_languages: Iterable[str] = (),
+    parameters: Mapping[str, str] | None = None,
+) -> str:
+    """Connect the call to our WebSocket at `url` through Twilio's ConversationRelay
+    (twilio.com/docs/voice/twiml/connect/conversationrelay): Twilio recognises the
+    callee's speech in `language` and speaks our text with `tts_provider`'s `voice`,
+    `welcome_greeting` first. The callee may speak over us or press keys (both reach the
+    socket). `other_languages` get a <Language> each with the same voice; `parameters`
+    reach the socket's `setup` message as customParameters. When the session ends,
+    Twilio requests `action` and runs the TwiML it answers.
+    """
+    response = VoiceResponse()
+    connect = response.connect(action=action, method="POST")
+    relay = connect.conversation_relay(
+        url=url,
+        language=language,
+        tts_provider=tts_provider,
+        voice=voice or None,
+        welcome_greeting=welcome_greeting or None,
+        welcome_greeting_interruptible="any",
+        interruptible="any",
+        dtmf_detection=True,
+        hints=hints or None,
+    )
+    for code in other_languages:
+        relay.language(code=code, tts_provider=tts_provider, voice=voice or None)
+    for name, value in (parameters or {}).items():
+        relay.parameter(name=name, value=value)
     return str(response)

@@ -14,7 +14,9 @@ goes on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from calls.models import Call
@@ -23,6 +25,10 @@ from voices.clips import Speech
 
 class Transport(Protocol):
     """What a conversation transport does for the flow."""
+
+    # Whether the carrier speaks our text itself (ConversationRelay): lines are then not
+    # voiced into clips, and the model is told its words are heard as they are written.
+    speaks_text: bool
 
     def listen(self, call: Call, lines: Sequence[Speech]) -> str:
         """Say ``lines``, then wait for the caller's words (or silence) and hand them to
@@ -63,9 +69,31 @@ class Transport(Protocol):
         ...
 
 
-def transport_for(call: Call | None = None) -> Transport:
-    """The transport of ``call`` (of any call, when not given): ``<Gather>`` for all
-    calls today."""
-    from calls.transports.gather import GATHER  # gather builds on this module
+# Set while a ConversationRelay socket's message is handled (``on_relay_socket``): the
+# call's words arrive there, and what the flow answers goes back on it. Webhooks of the
+# same call (its voicemail, its fallback, the end of its relay session) still answer TwiML.
+_ON_RELAY_SOCKET: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "on_relay_socket", default=False
+)
 
+
+@contextlib.contextmanager
+def on_relay_socket() -> Iterator[None]:
+    """Within: the flow's answers are for a relay call's socket (``calls.relay``)."""
+    token = _ON_RELAY_SOCKET.set(True)
+    try:
+        yield
+    finally:
+        _ON_RELAY_SOCKET.reset(token)
+
+
+def transport_for(call: Call | None = None) -> Transport:
+    """The transport of ``call`` (of any call, when not given): ConversationRelay for a
+    relay call's words arriving on its socket, else ``<Gather>`` (webhooks answer TwiML)."""
+    # Both build on this module.
+    from calls.transports.gather import GATHER
+    from calls.transports.relay import RELAY
+
+    if _ON_RELAY_SOCKET.get() and call is not None and call.transport == RELAY.name:
+        return RELAY
     return GATHER

@@ -16,6 +16,8 @@ from voices.clips import Speech
 class GatherTransport:
     """TwiML turns through the ``calls.telephony`` builders (see ``calls.transports``)."""
 
+    speaks_text = False
+
     def listen(self, call: Call, lines: Sequence[Speech]) -> str:
         template = call.campaign.template
         assert template is not None  # a call is only dialled with its campaign's template

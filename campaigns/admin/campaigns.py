@@ -83,6 +83,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "ring_timeout_seconds",
                     "time_limit_seconds",
                     "machine_action",
+                    "transport",
                     "record_calls",
                     "transfer_number",
                 ]

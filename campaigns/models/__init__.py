@@ -6,6 +6,7 @@ from campaigns.models.campaigns import RETRY_OUTCOMES as RETRY_OUTCOMES
 from campaigns.models.campaigns import Campaign as Campaign
 from campaigns.models.campaigns import CampaignQuerySet as CampaignQuerySet
 from campaigns.models.campaigns import CampaignState as CampaignState
+from campaigns.models.campaigns import ConversationTransport as ConversationTransport
 from campaigns.models.campaigns import MachineAction as MachineAction
 from campaigns.models.campaigns import SandboxPersona as SandboxPersona
 from campaigns.models.campaigns import default_retry_policy as default_retry_policy

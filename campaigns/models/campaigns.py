@@ -51,6 +51,15 @@ class MachineAction(models.TextChoices):
     HANGUP = "hangup", _("Hang up")
 
 
+class ConversationTransport(models.TextChoices):
+    """How an AI conversation reaches the caller: turn by turn with <Gather> (our clips,
+    Twilio's speech recognition per turn), or streamed over Twilio's ConversationRelay
+    WebSocket (Twilio recognises and speaks; the model's words are sent as they come)."""
+
+    GATHER = "gather", _("Turn by turn (<Gather>)")
+    RELAY = "relay", _("Streamed (ConversationRelay)")
+
+
 # The call outcomes that may be retried, spelled as Call statuses (and "voicemail").
 RETRY_OUTCOMES = ("busy", "no-answer", "failed", "voicemail")
 
@@ -201,6 +210,7 @@ class Campaign(models.Model):
     State = CampaignState
     ComplianceProfile = ComplianceProfile
     MachineAction = MachineAction
+    Transport = ConversationTransport
 
     # The state machine: which states each state may move to. Completed and cancelled
     # are final, so no contact of theirs can ever be dialled again.
@@ -307,6 +317,17 @@ class Campaign(models.Model):
             "number; kept in E.164."
         ),
     )
+    transport = models.CharField(
+        _("conversation transport"),
+        max_length=8,
+        choices=ConversationTransport,
+        default=ConversationTransport.GATHER,
+        help_text=_(
+            "Streamed: the caller hears the model's first words while it still writes, and "
+            "may speak over it; needs ConversationRelay enabled on the Twilio account. "
+            "Scripted templates and voicemail messages always play their recorded clips."
+        ),
+    )
     machine_action = models.CharField(
         _("when a machine answers"),
         max_length=16,
@@ -392,6 +413,10 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(machine_action__in=MachineAction.values),
                 name="campaign_machine_action_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(transport__in=ConversationTransport.values),
+                name="campaign_transport_valid",
             ),
             # US-4: let an unanswered call ring for 15 s at least.
             models.CheckConstraint(

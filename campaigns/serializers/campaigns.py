@@ -88,6 +88,7 @@ class CampaignSerializer(PartnerOwnedSerializer):
             "record_calls",
             "transfer_number",
             "machine_action",
+            "transport",
             "max_concurrent_calls",
             "calls_per_second",
             "max_attempts",
