@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosedOK
 from websockets.http11 import Request, Response
 from websockets.sync.server import ServerConnection, serve
 
@@ -223,11 +224,13 @@ def test_the_caller_speaks_over_a_long_reply_with_an_interrupt_then_its_prompt(
         peer.send(type="end", handoffData='{"reason": "end"}')
 
     server.script = script
-    DOCUMENTS["answer"] = connect_twiml(server.url)
+    # a welcome greeting as long: heard whole, the caller speaks over our replies only
+    DOCUMENTS["answer"] = connect_twiml(server.url, welcomeGreeting=LONG_REPLY)
     DOCUMENTS["relay-ended"] = GOODBYE
 
     dial(base, "interested")
 
+    assert types(server) == ["setup", "prompt", "interrupt", "prompt"]
     interrupt, prompt = server.received[2:]
     heard = interrupt["utteranceUntilInterrupt"]
     assert LONG_REPLY.startswith(heard) and 0 < len(heard) < len(LONG_REPLY)
@@ -397,6 +400,44 @@ def test_a_caller_that_hears_nothing_hangs_up_and_the_action_hears_it(
     assert (ended["SessionStatus"], ended["CallStatus"]) == ("completed", "completed")
     assert statuses()[-1] == "completed"
     assert telephony.fetch_call(sid=sid).status == "completed"
+
+
+def test_our_rest_hang_up_mid_session_closes_the_socket_and_tells_the_action(base, server) -> None:
+    # given our server hangs the call up through the REST API while the socket is open
+    def script(peer: Peer) -> None:
+        setup = peer.expect("setup")
+        peer.expect("prompt")
+        telephony.hang_up(sid=setup["callSid"])
+        with pytest.raises(ConnectionClosedOK):
+            peer.connection.recv(timeout=10)
+
+    server.script = script
+    DOCUMENTS["answer"] = connect_twiml(server.url)
+    DOCUMENTS["relay-ended"] = "<Response><Say>Nunca se oye.</Say></Response>"
+
+    sid = dial(base, "interested")
+
+    [ended] = received("relay-ended")
+    assert (ended["SessionStatus"], ended["CallStatus"]) == ("completed", "completed")
+    assert telephony.fetch_call(sid=sid).status == "completed"
+
+
+def test_our_rest_redirect_mid_session_leaves_it_for_the_new_twiml(base, server) -> None:
+    # given our server redirects the live call (a voicemail found by AMD, say)
+    def script(peer: Peer) -> None:
+        setup = peer.expect("setup")
+        telephony.redirect_call(sid=setup["callSid"], url=f"{base}/hooks/voicemail")
+        with pytest.raises(ConnectionClosedOK):
+            peer.connection.recv(timeout=10)
+
+    server.script = script
+    DOCUMENTS["answer"] = connect_twiml(server.url)
+    DOCUMENTS["voicemail"] = GOODBYE
+
+    dial(base, "interested")
+
+    assert len(received("voicemail")) == 1
+    assert received("relay-ended") == []
 
 
 def test_partial_prompts_come_before_the_final_one_when_asked_for(base, server) -> None:

@@ -35,6 +35,9 @@ from tests.fakes.webhooks import FakeWebhookReceiver
 from tests.processes import other_redis_database, running_system
 
 PERSONAS = ["interested", "not_interested", "callback", "opt_out", "silent", "voicemail"]
+# One more opt-out callee, whose greeting offers the key: it presses it (a dtmf message).
+KEY_OFFER = f"Si no quiere más llamadas, pulse {settings.OPT_OUT_DIGIT}."
+NO_OFFER = "Gracias por atendernos."
 TALKERS = ("interested", "not_interested", "callback")
 DEADLINE_SECONDS = 240
 OUTCOME = '{"outcome": {"attending": true}, "summary": "Confirma que irá a su cita."}'
@@ -96,10 +99,13 @@ def make_campaign(receiver: FakeWebhookReceiver):
         partner=partner,
         name="Recordatorio",
         mode=CallTemplate.Mode.AI,
-        greeting=GREETING + " ¿Podrá venir?",
+        greeting=GREETING + " {{ key_offer }} ¿Podrá venir?",
         instructions="Confirma si el paciente acudirá a su cita. Sé breve.",
         outcome_schema={"type": "object", "properties": {"attending": {"type": "boolean"}}},
-        **TEMPLATE_TEXTS,
+        **{
+            **TEMPLATE_TEXTS,
+            "variables": {**TEMPLATE_TEXTS["variables"], "key_offer": KEY_OFFER},
+        },
     )
     campaign = CampaignFactory(
         partner=partner,
@@ -116,7 +122,7 @@ def make_campaign(receiver: FakeWebhookReceiver):
         partner=partner, url=receiver.url, events=[WebhookEvent.CALL_COMPLETED]
     )
     receiver.secret = endpoint.secret
-    for index, persona in enumerate(PERSONAS):
+    for index, persona in enumerate([*PERSONAS, "opt_out"]):
         add_contact(
             campaign=campaign,
             phone=f"+346200000{index:02d}",
@@ -124,6 +130,8 @@ def make_campaign(receiver: FakeWebhookReceiver):
                 "first_name": f"Persona {index}",
                 "appointment": "el martes a las 10:00",
                 "sandbox_persona": persona,
+                # A variable may not be empty: the others hear a courtesy instead.
+                "key_offer": KEY_OFFER if index == len(PERSONAS) else NO_OFFER,
             },
         )
     return campaign
@@ -164,6 +172,7 @@ def test_a_relay_campaign_runs_through_the_sandbox_carriers_conversation_relay(
     # then: each person talked over the relay, their words in the transcript
     for contact in campaign.contacts.all():
         persona = contact.variables["sandbox_persona"]
+        assert contact.calls.count() == 1, (persona, contact.state, contact.state_reason)
         [call] = contact.calls.all()
         turns = list(call.turns.order_by("sequence"))
         caller = [turn.text for turn in turns if turn.role == Turn.Role.CALLER]
@@ -192,7 +201,12 @@ def test_a_relay_campaign_runs_through_the_sandbox_carriers_conversation_relay(
             assert call.outcome == {"attending": True}, (persona, call.outcome)
             assert contact.state == Contact.State.DONE, (persona, contact.state_reason)
         if persona == "opt_out":
-            assert caller[0] == REPLIES["es"]["opt_out"][0]
+            # it says so, or presses the key when the greeting offers it
+            pressed = [turn.digits for turn in turns if turn.role == Turn.Role.CALLER]
+            if contact.variables["key_offer"] == KEY_OFFER:
+                assert (caller, pressed) == ([""], [settings.OPT_OUT_DIGIT]), (caller, pressed)
+            else:
+                assert caller[0] == REPLIES["es"]["opt_out"][0]
             assert contact.state == Contact.State.OPTED_OUT
             assert DoNotCall.objects.filter(partner=campaign.partner, phone=contact.phone).exists()
         if persona == "silent":

@@ -143,13 +143,11 @@ class RelaySession:
         action = verb.get("action")
         self.action = urljoin(document.url, action) if action else ""
         self.method = (verb.get("method") or "POST").upper()
-        # CR: `language` defaults to en-US; `interruptible` and
-        # `welcomeGreetingInterruptible` to "any"; `dtmfDetection` and `partialPrompts` are
-        # off unless "true"; `debug` lists the `info` messages wanted.
+        # CR: `language` defaults to en-US; `interruptible` to "any"; `dtmfDetection` and
+        # `partialPrompts` are off unless "true"; `debug` lists the `info` messages wanted.
         self.language = relay.get("language") or "en-US"
         self.interruptible = relay.get("interruptible", "any")
         self.welcome = relay.get("welcomeGreeting", "")
-        self.welcome_interruptible = relay.get("welcomeGreetingInterruptible", "any")
         self.dtmf = relay.get("dtmfDetection", "").lower() == "true"
         self.partial_prompts = relay.get("partialPrompts", "").lower() == "true"
         self.debug = set((relay.get("debug") or "").split())
@@ -233,8 +231,10 @@ class RelaySession:
             }
         )
         if self.welcome:
-            # CR, `welcomeGreeting`: spoken as soon as the session starts.
-            self._hear(self.welcome, self.welcome_interruptible)
+            # CR, `welcomeGreeting`: spoken as soon as the session starts. The caller hears
+            # it whole (it speaks over our replies only), whatever
+            # `welcomeGreetingInterruptible` allows.
+            self._hear(self.welcome, "none")
         tokens: list[str] = []
         interruptible: bool | None = None
         while True:
