@@ -39,13 +39,15 @@ def test_admin_changelist_and_add_pages_open(admin_client, demo_data, model) -> 
 
 
 def test_admin_change_page_opens_for_demo_campaign(admin_client, demo_data) -> None:
+    from calls.management.commands.seed_demo import DEMO_CAMPAIGN, DEMO_RELAY_CAMPAIGN
     from campaigns.models import Campaign
 
-    campaign = Campaign.objects.get()
-    response = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    for name in (DEMO_CAMPAIGN, DEMO_RELAY_CAMPAIGN):
+        campaign = Campaign.objects.get(name=name)
+        response = admin_client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
 
-    assert response.status_code == 200
-    assert campaign.name in response.content.decode()
+        assert response.status_code == 200
+        assert campaign.name in response.content.decode()
 
 
 def test_admin_creates_a_partner_key_and_shows_it_once(admin_client, partner) -> None:

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.test import RequestFactory
 from rest_framework.test import APIClient
 
+from calls.management.commands.seed_demo import DEMO_CAMPAIGN, DEMO_RELAY_CAMPAIGN
 from campaigns.models import Campaign, Contact, Partner
 from campaigns.services import start_problems
 from templates.models import CallTemplate
@@ -39,7 +40,7 @@ def test_seed_demo_creates_staff_user_partner_template_campaign(monkeypatch) -> 
 
     user = log_in("admin", password=printed_password(output))
     assert user is not None and user.is_staff and user.is_superuser
-    campaign = Campaign.objects.get()
+    campaign = Campaign.objects.get(name=DEMO_CAMPAIGN)
     # On the sandbox carrier (no Twilio credentials) the demo calls at once.
     assert campaign.state == "running"
     assert campaign.template.language == "es-ES"
@@ -69,7 +70,7 @@ def test_seed_demo_gives_the_demo_partner_an_api_user(monkeypatch) -> None:
     assert response.status_code == 200
     user = log_in("demo-partner", password=password)
     assert not user.is_staff
-    assert user.partner_membership.partner == Campaign.objects.get().partner
+    assert user.partner_membership.partner == Campaign.objects.get(name=DEMO_CAMPAIGN).partner
 
 
 def test_seed_demo_twice_changes_nothing_and_prints_same_credentials(monkeypatch) -> None:
@@ -83,9 +84,9 @@ def test_seed_demo_twice_changes_nothing_and_prints_same_credentials(monkeypatch
     assert (Partner.objects.count(), CallTemplate.objects.count(), Campaign.objects.count()) == (
         1,
         2,
-        1,
+        2,
     )
-    assert Contact.objects.count() == 8
+    assert Contact.objects.count() == 8 + 6
 
 
 def test_seed_demo_takes_password_from_environment(monkeypatch) -> None:
@@ -100,13 +101,29 @@ def test_seed_demo_against_twilio_leaves_the_campaign_for_staff_to_start(setting
     settings.TELEPHONY_BACKEND = "twilio"
     seed()
 
-    campaign = Campaign.objects.get()
-    assert campaign.state == "draft"
-    assert start_problems(campaign=campaign) == []
+    for campaign in Campaign.objects.all():
+        assert campaign.state == "draft"
+        assert start_problems(campaign=campaign) == []
 
 
 def test_seed_demo_with_a_model_leads_with_the_ai_template(settings) -> None:
     settings.OPENAI_API_KEY = "sk-test"
     seed()
 
-    assert Campaign.objects.get().template.mode == "ai"
+    assert Campaign.objects.get(name=DEMO_CAMPAIGN).template.mode == "ai"
+
+
+def test_seed_demo_adds_a_relay_campaign_that_calls_at_once() -> None:
+    # given no model: the <Gather> demo is scripted, the relay one still an AI template
+    seed()
+
+    relay = Campaign.objects.get(name=DEMO_RELAY_CAMPAIGN)
+    assert relay.transport == "relay"
+    assert relay.template.mode == "ai"
+    assert relay.state == "running"
+    assert Campaign.objects.get(name=DEMO_CAMPAIGN).transport == "gather"
+    personas = [contact.variables["sandbox_persona"] for contact in relay.contacts.all()]
+    assert {"interested", "opt_out", "voicemail"} <= set(personas)
+    # no number is called by both demo campaigns at once
+    phones = list(Contact.objects.values_list("phone", flat=True))
+    assert len(phones) == len(set(phones))

@@ -1,4 +1,5 @@
-"""Demo data for the embedded default: a staff user, a partner, a template, a campaign.
+"""Demo data for the embedded default: a staff user, a partner, its templates, and two
+campaigns: one on `<Gather>`, one on Twilio's ConversationRelay (the relay transport).
 
 Idempotent: a second run changes nothing and prints the same credentials.
 """
@@ -15,7 +16,13 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from calls import conversation, telephony
-from campaigns.models import Campaign, ComplianceProfile, Partner, PartnerMember
+from campaigns.models import (
+    Campaign,
+    ComplianceProfile,
+    ConversationTransport,
+    Partner,
+    PartnerMember,
+)
 from campaigns.services import add_contact, start_campaign
 from templates.models import CallTemplate
 
@@ -35,6 +42,17 @@ DEMO_CONTACTS = [
     ("+34600000006", "Andrés", "el martes a las 16:30", "busy"),
     ("+34600000007", "Elena", "el miércoles a las 18:00", "no_answer"),
     ("+34600000008", "Diego", "el jueves a las 13:00", "silent"),
+]
+DEMO_RELAY_CAMPAIGN = "Demo: recordatorio de citas (ConversationRelay)"
+# The relay campaign's callees: the ones who talk (the sandbox plays them over the
+# WebSocket), and a voicemail, whose message keeps its clips.
+DEMO_RELAY_CONTACTS = [
+    ("+34600000011", "Sofía", "el martes a las 12:00", "interested"),
+    ("+34600000012", "Raúl", "el miércoles a las 10:30", "callback"),
+    ("+34600000013", "Nuria", "el jueves a las 17:15", "opt_out"),
+    ("+34600000014", "Hugo", "el viernes a las 9:45", "not_interested"),
+    ("+34600000015", "Irene", "el lunes a las 13:30", "silent"),
+    ("+34600000016", "Óscar", "el martes a las 18:15", "voicemail"),
 ]
 # Short retries, so that the demo campaign runs to its end in a few minutes.
 DEMO_RETRY_POLICY = {
@@ -92,7 +110,7 @@ def credentials_path() -> Path:
 
 
 class Command(BaseCommand):
-    help = "Create the demo staff user, partner, call template and campaign (idempotent)."
+    help = "Create the demo staff user, partner, call templates and campaigns (idempotent)."
 
     def handle(self, *args: object, **options: object) -> None:
         with transaction.atomic():
@@ -153,17 +171,38 @@ class Command(BaseCommand):
                     "retry_policy": DEMO_RETRY_POLICY,
                 },
             )
-            for phone, name, appointment, persona in DEMO_CONTACTS:
-                variables = {
-                    "first_name": name,
-                    "appointment": appointment,
-                    "sandbox_persona": persona,
-                }
-                add_contact(campaign=campaign, phone=phone, variables=variables)
-            if created and telephony.backend().simulated:
+            # The same appointments over ConversationRelay: Twilio hears and speaks, the
+            # model's words stream over a WebSocket (an AI template: relay is for those).
+            relay_campaign, relay_created = Campaign.objects.get_or_create(
+                partner=partner,
+                name=DEMO_RELAY_CAMPAIGN,
+                defaults={
+                    "template": ai_template,
+                    "transport": ConversationTransport.RELAY,
+                    "caller_number": "+34910000000",
+                    "compliance_profile": ComplianceProfile.NONE,
+                    "max_concurrent_calls": 3,
+                    "max_attempts": 2,
+                    "retry_policy": DEMO_RETRY_POLICY,
+                },
+            )
+            for contacts, demo in (
+                (DEMO_CONTACTS, campaign),
+                (DEMO_RELAY_CONTACTS, relay_campaign),
+            ):
+                for phone, name, appointment, persona in contacts:
+                    variables = {
+                        "first_name": name,
+                        "appointment": appointment,
+                        "sandbox_persona": persona,
+                    }
+                    add_contact(campaign=demo, phone=phone, variables=variables)
+            if telephony.backend().simulated:
                 # On a simulated carrier the demo calls at once; against Twilio, staff
                 # start it (it would ring real numbers).
-                start_campaign(campaign=campaign)
+                for demo, new in ((campaign, created), (relay_campaign, relay_created)):
+                    if new:
+                        start_campaign(campaign=demo)
 
         url = f"{settings.APP_URL}/admin/"
         self.stdout.write(
@@ -171,8 +210,11 @@ class Command(BaseCommand):
             + f"\n  Admin:    {url}\n  User:     {DEMO_USERNAME}\n  Password: {password}\n"
             + f"  API:      {settings.APP_URL}/api/docs/ as {DEMO_PARTNER_USERNAME} "
             + "(same password)\n"
-            + f"  Campaign: {campaign.name} ({campaign.contacts.count()} contacts, "
-            + f"{campaign.get_state_display()})\n"
+            + "".join(
+                f"  Campaign: {demo.name} ({demo.contacts.count()} contacts, "
+                f"{demo.get_state_display()})\n"
+                for demo in (campaign, relay_campaign)
+            )
         )
 
     def _partner_user(self, partner: Partner, password: str) -> None:

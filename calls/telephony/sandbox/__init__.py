@@ -2,7 +2,8 @@
 credentials (TELEPHONY_BACKEND=sandbox).
 
 `carrier` answers Twilio's REST calls and holds `SandboxBackend`; `simulation` plays a
-call through our webhooks (`verbs` the TwiML, `webhooks` its signed requests), queued as
+call through our webhooks (`verbs` the TwiML, `relay` its ConversationRelay sessions over a
+WebSocket, `webhooks` its signed requests), queued as
 `tasks.run_sandbox_call_task`; `personas` are the simulated callees; `state` the calls in
 the shared cache, their prices and the signing key; `views` serves its recordings.
 """

@@ -258,9 +258,7 @@ class Simulation:
                 )
                 raise CallEnded("completed")
             try:
-                response = self.webhooks.send(
-                    target, {**self._call_params(), **params}, method=verb
-                )
+                response = self.webhooks.send(target, {**self.call_params(), **params}, method=verb)
                 return Document(url=urldefrag(target).url, verbs=parse(response.content))
             except TwimlFailed as failure:
                 logger.warning(
@@ -341,7 +339,7 @@ class Simulation:
 
     # -- callbacks --
 
-    def _call_params(self) -> dict[str, str]:
+    def call_params(self) -> dict[str, str]:
         """What Twilio sends with every request about the call."""
         to, caller = self._param("To"), self._param("From")
         return {
@@ -364,7 +362,7 @@ class Simulation:
         if not url or (event != "completed" and event not in self.events):
             return
         params = {
-            **self._call_params(),
+            **self.call_params(),
             "CallStatus": status,
             "CallbackSource": "call-progress-events",
             "SequenceNumber": str(self.sequence),

@@ -1,6 +1,6 @@
 """The TwiML verbs the sandbox carrier plays, one function each (`PLAYERS`), and the
 simulated seconds each takes: the callee's answers to <Gather>, a <Dial>'s talk, a
-<Record>'s recording."""
+<Record>'s recording; <Connect><ConversationRelay> is played by `relay`."""
 
 from __future__ import annotations
 
@@ -154,6 +154,13 @@ def record(call: Simulation, verb: ElementTree.Element, document: Document) -> D
     )
 
 
+def connect(call: Simulation, verb: ElementTree.Element, document: Document) -> Document | None:
+    # <Connect><ConversationRelay>: relay.py, which builds on this module's timings.
+    from calls.telephony.sandbox.relay import play_relay
+
+    return play_relay(call, verb, document)
+
+
 def start(call: Simulation, verb: ElementTree.Element, document: Document) -> None:
     logger.debug("Sandbox call %s: <Start> has no effect in the sandbox", call.sid)
 
@@ -181,6 +188,7 @@ PLAYERS: dict[str, Player] = {
     "Reject": reject,
     "Dial": dial,
     "Record": record,
+    "Connect": connect,
     "Start": start,
     "Stop": stop,
 }

@@ -36,10 +36,11 @@ CONNECTION_FAILURE = 11205
 DOCUMENT_PARSE_FAILURE = 12100
 
 # The TwiML the sandbox plays; anything else fails the document with 12100. <Start> and
-# <Stop> (streams, background recordings) are accepted and have no effect.
+# <Stop> (streams, background recordings) are accepted and have no effect; <Connect> only
+# around one <ConversationRelay> (relay.py).
 VERBS = frozenset(
     {"Say", "Play", "Pause", "Gather", "Redirect", "Hangup", "Reject", "Dial", "Record"}
-    | {"Start", "Stop"}
+    | {"Start", "Stop", "Connect"}
 )
 PROMPTS = frozenset({"Say", "Play", "Pause"})
 
@@ -151,7 +152,29 @@ def parse(content: bytes) -> list[ElementTree.Element]:
             raise TwimlFailed(DOCUMENT_PARSE_FAILURE, "<Gather> holds more than Say/Play/Pause")
         if verb.tag == "Redirect" and not (verb.text or "").strip():
             raise TwimlFailed(DOCUMENT_PARSE_FAILURE, "<Redirect> without a URL")
+        if verb.tag == "Connect":
+            _check_connect(verb)
     return list(root)
+
+
+def _check_connect(verb: ElementTree.Element) -> None:
+    # https://www.twilio.com/docs/voice/twiml/connect/conversationrelay: `url` (required)
+    # is the WebSocket's, ws:// or wss://; <Language> and <Parameter> are its only children.
+    # The sandbox plays no other <Connect> noun (<Stream>, <Room>, ...).
+    nouns = list(verb)
+    if [noun.tag for noun in nouns] != ["ConversationRelay"]:
+        raise TwimlFailed(
+            DOCUMENT_PARSE_FAILURE, "<Connect> holds something other than one <ConversationRelay>"
+        )
+    relay = nouns[0]
+    if not (relay.get("url") or "").startswith(("ws://", "wss://")):
+        raise TwimlFailed(
+            DOCUMENT_PARSE_FAILURE, "<ConversationRelay> without a ws:// or wss:// url"
+        )
+    if any(child.tag not in ("Language", "Parameter") for child in relay):
+        raise TwimlFailed(
+            DOCUMENT_PARSE_FAILURE, "<ConversationRelay> holds more than Language/Parameter"
+        )
 
 
 def bounded(value: Any, default: float, *, low: float = 0, high: float | None = None) -> float:
