@@ -487,7 +487,7 @@ def test_an_ai_turn_reads_the_locked_call_and_its_transcript_in_two_queries(
     assert pending.history[-1] == {"role": "user", "content": "Sí, iré"}
 
 
-def test_a_reply_is_recorded_after_the_locked_call_in_two_queries(client, live_call) -> None:
+def test_a_reply_is_recorded_after_the_locked_call_in_three_queries(client, live_call) -> None:
     post(client, "answer", live_call)
     pending = flow.prepare_turn(
         call_id=live_call.pk, params={"CallSid": SID, "SpeechResult": "Sí, iré"}
@@ -505,9 +505,17 @@ def test_a_reply_is_recorded_after_the_locked_call_in_two_queries(client, live_c
         model_turns.record_reply(pending.call, answer, [], timings=(300, 150, 460), early=None)
 
     statements = [query["sql"] for query in queries.captured_queries]
-    # The call locked with its transcript's last sequence; the reply. The dialogue did
-    # not change, and the caller's turn had just touched the call.
-    assert [sql.split()[0] for sql in statements] == ["BEGIN", "SELECT", "INSERT", "COMMIT"]
+    # The call locked; then its transcript's last sequence (read under the lock: in the
+    # locking query it would be read as it was before the wait, without a caller's turn
+    # committed meanwhile); the reply. The dialogue did not change, and the caller's turn
+    # had just touched the call.
+    assert [sql.split()[0] for sql in statements] == [
+        "BEGIN",
+        "SELECT",
+        "SELECT",
+        "INSERT",
+        "COMMIT",
+    ]
     assert [(turn.role, turn.text) for turn in live_call.turns.order_by("sequence")][-2:] == [
         (Turn.Role.CALLER, "Sí, iré"),
         (Turn.Role.AGENT, "Perfecto."),

@@ -313,7 +313,10 @@ def test_a_turn_that_fails_ends_the_session_and_the_action_apologises(
     def lost(**_kwargs: object) -> None:
         raise OperationalError("the database connection was lost")
 
+    # (under a turn the flow decides, and under the exchange written after a reply)
     monkeypatch.setattr("calls.relay.session.prepare_turn", lost)
+    monkeypatch.setattr("calls.relay.records.record_streamed", lost)
+    fake_openai.queue_reply("It is on Tuesday.")
     with relay_server.open_session(in_english) as socket:
         send(socket, prompt("When is it?"))
         handoff = ended(socket)  # not left in silence
