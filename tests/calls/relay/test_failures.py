@@ -303,14 +303,15 @@ def test_a_caller_hanging_up_before_the_reply_leaves_no_line_unsaid_in_the_trans
     assert said[-1] == ("caller", "Vale, adiós.")
 
 
+@pytest.mark.parametrize("said", ["words", "key"])
 def test_a_turn_that_fails_ends_the_session_and_the_action_apologises(
-    in_english, fake_openai, relay_server, monkeypatch
+    in_english, fake_openai, relay_server, monkeypatch, said
 ) -> None:
     # given the database failing under a turn (as <Gather>'s webhook would answer 500 and
     # Twilio would play the fallback)
     answered(in_english)
 
-    def lost(**_kwargs: object) -> None:
+    def lost(*_args: object, **_kwargs: object) -> None:
         raise OperationalError("the database connection was lost")
 
     # (under a turn the flow decides, and under the exchange written after a reply)
@@ -318,7 +319,11 @@ def test_a_turn_that_fails_ends_the_session_and_the_action_apologises(
     monkeypatch.setattr("calls.relay.records.record_streamed", lost)
     fake_openai.queue_reply("It is on Tuesday.")
     with relay_server.open_session(in_english) as socket:
-        send(socket, prompt("When is it?"))
+        if said == "words":  # the model answers at once; its exchange is not written
+            send(socket, prompt("When is it?"))
+            reply(socket)
+        else:  # a key: a turn the flow decides, which is not written
+            send(socket, {"type": "dtmf", "digit": "5"})
         handoff = ended(socket)  # not left in silence
 
     # then the <Connect> action apologises and hangs up
