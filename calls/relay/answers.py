@@ -111,6 +111,15 @@ def relay_ended(*, call_id: int, params: Mapping[str, str]) -> str:
         logger.warning("Call %s: transfer handed off, but no transfer number is allowed.", call.pk)
     if reason in (Handoff.HANG_UP, Handoff.TRANSFER):
         return goodbye()
+    if (
+        reason != Handoff.FAILED
+        and not params.get("ErrorCode")
+        and (params.get("CallStatus") == "completed" or params.get("SessionStatus") == "completed")
+    ):
+        # The callee hung up (the call is over, no error): nothing failed, and nobody hears
+        # what is answered. Twilio does not document the statuses of a session that ends
+        # so, hence either of them read as that.
+        return goodbye()
     # A turn of ours failed (Handoff.FAILED), or the session did (no hand-off of ours).
     status = "turn failed" if reason == Handoff.FAILED else params.get("SessionStatus", "")
     logger.warning(

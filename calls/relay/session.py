@@ -90,7 +90,8 @@ class RelaySession:
 
     async def handle(self, message: protocol.Message) -> None:
         if isinstance(message, protocol.Prompt):
-            if not message.last:  # partial prompts (partialPrompts) are not turns
+            if not message.last:  # partial prompts (partialPrompts) are not turns,
+                self._cancel_silence_timer()  # but the caller is speaking
                 return
             words = " ".join(message.words.split())
             if self._answers_at_once(words):

@@ -217,6 +217,9 @@ def relay_twiml(
         welcome_greeting_interruptible="any",
         interruptible="any",
         dtmf_detection=True,
+        # The caller's words as they speak, not only once they finish: the silence timer
+        # (calls.relay.session) must not ask whether they are there while they talk.
+        partial_prompts=True,
         hints=hints or None,
         application_reconnect=True if reconnect else None,
     )

@@ -223,3 +223,19 @@ def test_the_model_is_asked_before_the_callers_words_are_written(
         )
     )
     assert said == [("caller", "Sí, iré el martes."), ("agent", text)]
+
+
+def test_a_caller_still_speaking_is_not_asked_whether_they_are_there(
+    relay_call, fake_openai, relay_server, settings
+) -> None:
+    # Twilio reports the words as they come (partialPrompts): a long answer is no silence.
+    settings.RELAY_SILENCE_SECONDS = 0.5
+    assert answered(relay_call).find("Connect/ConversationRelay").get("partialPrompts") == "true"
+    fake_openai.queue_reply("Muy bien.")
+    with relay_server.open_session(relay_call) as socket:
+        send(socket, prompt("Pues verá, el martes", last=False))
+        with pytest.raises(TimeoutError):
+            socket.recv(timeout=1.5)  # past the silence: nothing said over them
+        send(socket, prompt("Pues verá, el martes no puedo ir."))
+        text, _messages = reply(socket)
+    assert text == "Muy bien."

@@ -334,3 +334,17 @@ def test_a_turn_that_fails_ends_the_session_and_the_action_apologises(
     in_english.refresh_from_db()
     assert in_english.flags["relay_failed"] == "turn failed"
     assert in_english.dialogue["ended"] is True
+
+
+@pytest.mark.parametrize(
+    "status", [{"SessionStatus": "completed"}, {"CallStatus": "completed", "SessionStatus": ""}]
+)
+def test_a_session_that_ends_with_the_callees_hang_up_is_no_failure(in_english, status) -> None:
+    # given a relay call whose callee hung up: Twilio's action without our hand-off
+    answered(in_english)
+    twiml = relay_ended(in_english, **status)
+
+    # then nothing is said (nobody listens), and nothing is flagged
+    assert [verb.tag for verb in twiml] == ["Hangup"]
+    in_english.refresh_from_db()
+    assert "relay_failed" not in in_english.flags
