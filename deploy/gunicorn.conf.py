@@ -39,8 +39,9 @@ timeout = 60
 # no setting lets a live ConversationRelay call run on through a restart in this worker.
 # Twilio, asked to (RELAY_APPLICATION_RECONNECT), opens a dropped socket again and another
 # worker goes on with the call; where it does not, it ends that session as failed and asks
-# the <Connect> action URL, which another worker answers with an apology and a hang-up. What the seconds below give is the time for HTTP requests
-# in flight and for the closed calls' consumers to record how they ended.
+# the <Connect> action URL, which another worker answers with an apology and a hang-up.
+# What the seconds below give is the time for HTTP requests in flight and for the closed
+# calls' consumers to record how they ended.
 graceful_timeout = 30
 # uvicorn's own bound of the same wait, a little shorter: at it, uvicorn cancels what is
 # still running, so that its cleanup runs before gunicorn's SIGKILL at graceful_timeout.
