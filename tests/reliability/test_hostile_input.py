@@ -50,6 +50,12 @@ WEBHOOK_PARAMS: dict[str, dict[str, str]] = {
     },
     "status": {"CallStatus": "completed", "SequenceNumber": "4", "CallDuration": "31"},
     "transfer-ended": {"DialCallStatus": "completed"},
+    # ConversationRelay's <Connect> action, with our hand-off of a transfer.
+    "relay-ended": {
+        "SessionId": "VX" + "1" * 32,
+        "SessionStatus": "ended",
+        "HandoffData": '{"reason": "transfer"}',
+    },
     "fallback": {"ErrorCode": "11200", "ErrorUrl": f"{APP_URL}/twilio/calls/1/answer"},
     "fallback-opt-out": {"Digits": "9"},
     # The numbers' own webhooks: a contact ringing back, a stranger opting out.
