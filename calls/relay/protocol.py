@@ -128,13 +128,11 @@ def _text(data: dict[str, Any], name: str, *, required: bool = True) -> str:
     return value
 
 
-def text(token: str, *, last: bool, interruptible: bool = True, language: str = "") -> str:
+def text(token: str, *, last: bool, interruptible: bool = True) -> str:
     """A ``text`` message: ``token`` to speak, ``last`` on a talk cycle's final one."""
     message: dict[str, Any] = {"type": "text", "token": token, "last": last}
     if not interruptible:
         message["interruptible"] = False
-    if language:
-        message["lang"] = language
     return json.dumps(message, ensure_ascii=False)
 
 

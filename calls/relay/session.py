@@ -1,8 +1,13 @@
 """One relay call's conversation over its socket: the caller's words (and keys) are turns
-of the same flow as ``<Gather>``'s (``calls.flow.prepare_turn``: opt-out, silences, the
-turn limit, the model), the model's reply is sent token by token as it is written, and
-what it does to the call (its tools, the call's end) is recorded as for any other call
-(``calls.model_turns``).
+of the same flow as ``<Gather>``'s, the model's reply is sent token by token as it is
+written, and what it does to the call (its tools, the call's end) is recorded as for any
+other call (``calls.model_turns``).
+
+Words the model answers with nothing for the flow to decide first (no opt-out, the turn
+limit not reached: read from the words and the session's memory of the call,
+``records.Memory``) go to the model at once, and are written with its reply once it is
+streamed; keys, silences and the rest are turns of ``calls.flow.prepare_turn``, after which
+the memory is read again.
 
 Messages are handled as they arrive; a turn runs as a task of its own, so that the
 caller speaking over a reply (``interrupt``) is heard while the reply is still written.
@@ -67,14 +72,12 @@ class RelaySession:
         self.memory = memory
         self._send = send
         self.call_sid = call_sid
-        self.language = ""
         self.ended = False  # an `end` was sent, or decided: nothing more is said
         self.closed = False  # the socket closed: nothing can be sent
         self._turns = asyncio.Lock()  # one turn at a time, in the order they came
         self._tasks: set[asyncio.Task[None]] = set()
         self._reply: _Reply | None = None  # the model's reply being written or recorded
         self._silence: asyncio.TimerHandle | None = None
-        self._silences_task: asyncio.Task[None] | None = None
 
     async def send(self, frame: str) -> None:
         """Send ``frame``, unless the socket closed (what is under way still records)."""

@@ -48,7 +48,6 @@ class Plan:
     then: Then = Then.LISTEN
     handoff: Handoff | None = None
     interruptible: bool = True
-    language: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -58,7 +57,6 @@ class Plan:
                 "then": self.then.value,
                 "handoff": self.handoff.value if self.handoff else None,
                 "interruptible": self.interruptible,
-                "language": self.language,
             }
         )
 
@@ -78,16 +76,11 @@ class Plan:
             then=Then(data.get("then", Then.LISTEN)),
             handoff=Handoff(handoff) if handoff else None,
             interruptible=bool(data.get("interruptible", True)),
-            language=str(data.get("language") or ""),
         )
 
 
 def _texts(lines: Sequence[Speech]) -> tuple[str, ...]:
     return tuple(line.text for line in lines if line.text)
-
-
-def _language(lines: Sequence[Speech]) -> str:
-    return next((line.language for line in lines if line.language), "")
 
 
 class RelayTransport:
@@ -97,7 +90,7 @@ class RelayTransport:
     speaks_text = True
 
     def listen(self, call: Call, lines: Sequence[Speech]) -> str:
-        return Plan(lines=_texts(lines), language=_language(lines)).to_json()
+        return Plan(lines=_texts(lines)).to_json()
 
     def hang_up(self, lines: Sequence[Speech] = ()) -> str:
         return Plan(
@@ -105,13 +98,10 @@ class RelayTransport:
             then=Then.END,
             handoff=Handoff.HANG_UP,
             interruptible=False,
-            language=_language(lines),
         ).to_json()
 
     def hold(self, call: Call, lines: Sequence[Speech]) -> str:
-        return Plan(
-            lines=_texts(lines), then=Then.RETRY, interruptible=False, language=_language(lines)
-        ).to_json()
+        return Plan(lines=_texts(lines), then=Then.RETRY, interruptible=False).to_json()
 
     def begin_reply(self, call: Call, first: Speech, *, token: str) -> str:
         # A relay reply streams its text as it is written (calls.relay.session): a reply
@@ -131,7 +121,6 @@ class RelayTransport:
             then=Then.END,
             handoff=Handoff.TRANSFER,
             interruptible=False,
-            language=_language(lines),
         ).to_json()
 
     def apologise(self, call_id: int, lines: Sequence[Speech], *, goodbye: Speech) -> str:
