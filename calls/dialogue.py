@@ -7,6 +7,7 @@ hold. What is said reaches the caller through the call's transport (``calls.tran
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,15 @@ class Dialogue:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def aware_moment(value: object) -> datetime.datetime | None:
+    """An aware ISO 8601 moment kept in a call's dialogue; None for anything else."""
+    try:
+        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def template_of(call: Call) -> CallTemplate:

@@ -23,6 +23,7 @@ from calls import agent, conversation, deadlines, transports
 from calls.dialogue import (
     Dialogue,
     add_turn,
+    aware_moment,
     clip_ids,
     close,
     goodbye,
@@ -96,7 +97,7 @@ def pending_reply(
     template = template_of(call)
     zone = _contact_zone(call)
     dialogue = Dialogue.from_json(call.dialogue)
-    missed = _moment(dialogue.missed_call_at) if call.is_inbound else None
+    missed = aware_moment(dialogue.missed_call_at) if call.is_inbound else None
     instructions = _instructions(call)
     answers = answer_schema(schema=template.outcome_schema)
     system = agent.system_prompt(
@@ -243,15 +244,6 @@ def _contact_zone(call: Call) -> ZoneInfo:
         return ZoneInfo(zones[0]) if zones else ZoneInfo(settings.TIME_ZONE)
     except (KeyError, ValueError):
         return ZoneInfo(settings.TIME_ZONE)
-
-
-def _moment(value: object) -> datetime.datetime | None:
-    """An aware ISO 8601 moment kept in a call's dialogue; None for anything else."""
-    try:
-        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    return moment if moment is not None and moment.tzinfo is not None else None
 
 
 def _act(

@@ -8,7 +8,6 @@ for the socket.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from calls import conversation, model_turns, transports
-from calls.dialogue import Dialogue, add_turn, load_call, lock_call
+from calls.dialogue import Dialogue, add_turn, aware_moment, load_call, lock_call
 from calls.model_turns import CallerWords, PendingReply, pending_reply
 from calls.models import Call, Turn
 from campaigns.models import ConversationTransport
@@ -83,7 +82,7 @@ def opened(call_id: int, *, call_sid: str, contact: str) -> Memory | None:
     if not dialogue.other.get("relay_opened"):
         # Its first session: the greeting starts now, and a socket opened again later
         # (Twilio's Application Reconnect) finds the call had one.
-        answered = _moment(dialogue.other.get("answer_received_at"))
+        answered = aware_moment(dialogue.other.get("answer_received_at"))
         first_audio = {}
         if answered is not None and call.first_audio_ms is None:
             waited = (timezone.now() - answered).total_seconds()
@@ -253,11 +252,3 @@ def socket_dropped(call_id: int) -> None:
             "relay_drops": (drops if isinstance(drops, int) else 0) + 1,
         }
         Call.objects.filter(pk=call_id).update(flags=flags)
-
-
-def _moment(value: object) -> datetime.datetime | None:
-    try:
-        moment = datetime.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-    return moment if moment is not None and moment.tzinfo is not None else None
