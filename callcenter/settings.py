@@ -9,6 +9,7 @@ carrier, all under DATA_DIR.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -59,6 +60,13 @@ PUBLISHED_SECRET_KEYS = frozenset(
     }
 )
 SECRET_KEY = env.str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
+# The audit trail's key (audit/keys.py): it chains the entries (an edit made in the database
+# shows) and hashes the numbers of people whose data was erased (so they are never called
+# again). Set it once and keep it: changing it breaks both. Unset: derived from SECRET_KEY,
+# which then may never change either.
+AUDIT_KEY = (
+    env.str("AUDIT_KEY") or hashlib.sha256(b"callcenter.audit\n" + SECRET_KEY.encode()).hexdigest()
+)
 _GENERATE_KEY = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(64))'"
 # Whom the server answers beyond this machine: an address it binds to (HOST; gunicorn's
 # configuration sets it to its own bind), or a name it is reached by (APP_URL's host, a
@@ -232,6 +240,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     # Failed logins and lock-outs (see "Logins" above).
     "axes",
+    "audit",
     "voices",
     "templates",
     "campaigns",
