@@ -98,8 +98,9 @@ def place_call(*, call_id: int) -> Dialed:
             async_amd_callback=callback_url("amd", call.pk),
             timeout=campaign.ring_timeout_seconds,
             time_limit=campaign.time_limit_seconds,
-            record=campaign.record_calls,
-            recording_status_callback=callback_url("recording", call.pk),
+            # Never from the answer: a recording campaign's calls are recorded once the
+            # callee has heard the announcement (calls.recordings.start_after_announcement).
+            record=False,
             sandbox_persona=_sandbox_persona(call),
         )
     except telephony.TelephonyRejected as error:

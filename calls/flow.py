@@ -26,7 +26,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from callcenter.queries import one_or_none
-from calls import streaming, telephony, transports
+from calls import recordings, streaming, telephony, transports
 from calls.dialogue import (
     Dialogue,
     add_turn,
@@ -255,6 +255,33 @@ async def turn(
     try): the next line. An AI reply starts playing as soon as its first sentence is
     voiced (see ``streaming.reply``); the callee speaking over it arrives here with that
     reply's ``reply_token`` (``streaming.interrupted``)."""
+    # The answer's lines (with the recording's announcement) have been played: a
+    # recording campaign starts recording now, while the turn is decided.
+    recording = None if retry else asyncio.ensure_future(_start_recording(call_id))
+    try:
+        return await _turn(
+            call_id=call_id, params=params, silence=silence, retry=retry, reply_token=reply_token
+        )
+    finally:
+        if recording is not None:
+            await recording
+
+
+async def _start_recording(call_id: int) -> None:
+    try:
+        await in_thread(recordings.start_after_announcement)(call_id=call_id)
+    except Exception:  # a recording must never cost the caller their turn
+        logger.exception("Call %s: starting the recording failed.", call_id)
+
+
+async def _turn(
+    *,
+    call_id: int,
+    params: Mapping[str, str],
+    silence: bool,
+    retry: bool,
+    reply_token: str,
+) -> str:
     if reply_token:
         said = await streaming.interrupted(call_id=call_id, token=reply_token)
         if said is not None:

@@ -182,6 +182,19 @@ class Call(models.Model):
     recording_seconds = models.PositiveIntegerField(
         _("recording duration (s)"), null=True, blank=True
     )
+    # A campaign that records starts recording once the callee has heard the announcement
+    # (calls.recordings.start_after_announcement), never from the answer.
+    recording_started_at = models.DateTimeField(
+        _("recording started at"),
+        null=True,
+        blank=True,
+        help_text=_("When the carrier accepted the request to record, after the announcement."),
+    )
+    recording_failed = models.BooleanField(
+        _("recording failed"),
+        default=False,
+        help_text=_("The carrier did not start the recording: the call went on unrecorded."),
+    )
     summary = models.TextField(_("summary"), blank=True)
     # The model's tokens spent extracting the outcome after the call (the turns' own
     # tokens are on each turn).

@@ -1,4 +1,11 @@
-"""A call's recording at the carrier: its audio, and its deletion.
+"""A call's recording at the carrier: when it starts, its audio, and its deletion.
+
+A campaign that records (`Campaign.record_calls`) never records from the answer: the callee
+must first hear the announcement its template makes (templates.linting.recording_problems).
+The call is created without recording; `start_after_announcement` asks the carrier to
+record the live call once the answer's lines (the greeting, and a scripted template's
+first prompt) have been played: at the first <Gather> action (calls.flow.turn), or on a
+relay call at the callee's first words, key or silence after the welcome greeting.
 
 The platform keeps only a reference to a recording (`Call.recording_sid`, `recording_url`,
 `recording_seconds`); the audio stays with the carrier (Twilio's Recording resource, or the
@@ -7,11 +14,16 @@ sandbox carrier's store). Data-subject export and erasure, and retention, go thr
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 
+from django.utils import timezone
+
 from calls import telephony
-from calls.models import Call
+from calls.choices import LIVE_STATUSES
+from calls.links import callback_url
+from calls.models import Call, CallDirection
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +33,60 @@ RECORDING_SID = re.compile(r"RE[0-9a-fA-F]{32}")
 
 class RecordingUnavailable(Exception):
     """The carrier did not answer (timeout, 5xx, 429): try again later."""
+
+
+class RecordingStart(enum.StrEnum):
+    """What `start_after_announcement` did."""
+
+    NOT_RECORDED = "not_recorded"  # the campaign does not record, or not this call
+    ALREADY = "already"  # started (or failed) at an earlier turn
+    STARTED = "started"
+    FAILED = "failed"  # the carrier refused or did not answer: flagged, the call goes on
+
+
+def start_after_announcement(*, call_id: int) -> RecordingStart:
+    """Start recording the outbound call `call_id` of a recording campaign, once: the
+    announcement has been played. Claimed by a compare-and-set on the call, so a repeated
+    or concurrent webhook asks the carrier once.
+
+    A carrier that refuses (21220: the call is no longer in progress) or does not answer
+    (the adapter has retried what was safe: 429, refused connections; never a 5xx or a
+    timeout, after which a second request could start a second recording) leaves the
+    call flagged `recording_failed`, logged; the conversation goes on unrecorded.
+    """
+    now = timezone.now()
+    claimed = (
+        Call.objects.filter(
+            pk=call_id,
+            campaign__record_calls=True,
+            direction=CallDirection.OUTBOUND,
+            status__in=LIVE_STATUSES,  # in progress, or its "answered" callback is late
+            recording_started_at__isnull=True,
+            recording_failed=False,
+        )
+        .exclude(provider_sid="")
+        .update(recording_started_at=now, updated_at=now)
+    )
+    if not claimed:
+        exists = Call.objects.filter(pk=call_id, campaign__record_calls=True).exclude(
+            recording_started_at=None, recording_failed=False
+        )
+        return RecordingStart.ALREADY if exists.exists() else RecordingStart.NOT_RECORDED
+    call = Call.objects.only("pk", "provider_sid").get(pk=call_id)
+    try:
+        sid = telephony.start_recording(
+            call_sid=call.provider_sid or "", status_callback=callback_url("recording", call_id)
+        )
+    except (telephony.TelephonyRejected, telephony.TelephonyUnavailable) as error:
+        logger.warning("Call %s: the recording did not start, the call goes on: %s", call_id, error)
+        Call.objects.filter(pk=call_id).update(
+            recording_started_at=None, recording_failed=True, updated_at=timezone.now()
+        )
+        return RecordingStart.FAILED
+    # The completed recording's callback writes the same SID, with its URL and length.
+    Call.objects.filter(pk=call_id, recording_sid="").update(recording_sid=sid[:64])
+    logger.info("Call %s: recording %s started after the announcement", call_id, sid)
+    return RecordingStart.STARTED
 
 
 def fetch_recording_audio(call: Call) -> tuple[bytes, str] | None:

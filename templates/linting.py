@@ -9,7 +9,12 @@ start with it. The rules, each with its legal source:
 - an AI call says it is automated: EU AI Act art. 50(1) requires telling people they talk
   to an AI system, and FCC 24-17 makes AI voices "artificial voices" under the TCPA, whose
   messages must identify themselves;
-- the voicemail leaves a number to call back: 47 CFR 64.1200(b)(2).
+- the voicemail leaves a number to call back: 47 CFR 64.1200(b)(2);
+- a campaign that records its calls announces it before recording starts
+  (`recording_problems`): GDPR art. 13 (information at the time of collection), and in the
+  US the all-party consent states (Cal. Penal Code 632). Recording starts once the
+  answer's lines have been played (calls.recording), so the announcement belongs in the
+  greeting or, in a scripted template, in its first step's prompt, said with the greeting.
 
 A line longer than its limit (saved before the limit, or under a higher one) is a problem
 too: calls would skip it, so no campaign starts with it.
@@ -62,6 +67,81 @@ def _folded(text: str) -> str:
 _DISCLOSURE_RE = re.compile(
     r"\b(?:" + "|".join(re.escape(_folded(phrase)) for phrase in DISCLOSURE_PHRASES) + r")\b"
 )
+
+
+# Words that announce a recording, by the language (its primary subtag) they are said in;
+# compared folded like the disclosure phrases. A language without a list takes any of them.
+RECORDING_WORDS: dict[str, tuple[str, ...]] = {
+    "es": (
+        "grabada",
+        "grabadas",
+        "grabado",
+        "grabados",
+        "grabación",
+        "grabaciones",
+        "se graba",
+        "grabamos",
+        "grabando",
+        "vamos a grabar",
+        "será grabada",
+    ),
+    "en": (
+        "recorded",
+        "recording",
+        "we record",
+        "being recorded",
+    ),
+}
+
+
+def _recording_re(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(re.escape(_folded(word)) for word in words) + r")\b")
+
+
+_RECORDING_RES = {language: _recording_re(words) for language, words in RECORDING_WORDS.items()}
+_ANY_RECORDING_RE = _recording_re(tuple(w for words in RECORDING_WORDS.values() for w in words))
+
+
+def announces_recording(text: str, *, language: str) -> bool:
+    """Whether `text` says, in `language` (a BCP-47 tag), that the call is recorded."""
+    pattern = _RECORDING_RES.get(language.split("-")[0].lower(), _ANY_RECORDING_RE)
+    return bool(pattern.search(_folded(text)))
+
+
+def recording_announcement(template: CallTemplate) -> str | None:
+    """The field of `template` that announces the recording among the lines said before
+    recording starts (the greeting; a scripted template's first step's prompt, said with
+    it); None when none does."""
+    fields = [("greeting", template.greeting)]
+    steps = template.steps if isinstance(template.steps, list) else []
+    if template.mode == "scripted" and steps and isinstance(steps[0], dict):
+        prompt = steps[0].get("prompt")
+        if isinstance(prompt, str):
+            fields.append(("steps.0.prompt", prompt))
+    for field, text in fields:
+        if announces_recording(text, language=template.language):
+            return field
+    return None
+
+
+def recording_problems(*, template: CallTemplate, records: bool) -> list[str]:
+    """What `template` lacks to be used by a campaign that records its calls (`records`):
+    the announcement, in the template's language, before recording starts. Empty when
+    the campaign does not record."""
+    if not records or recording_announcement(template) is not None:
+        return []
+    if template.mode == "scripted":
+        message = _(
+            "The campaign records its calls: the greeting or the first step's prompt must "
+            "say so in the template's language (for example “esta llamada será grabada” or "
+            "“this call is recorded”)."
+        )
+    else:
+        message = _(
+            "The campaign records its calls: the greeting must say so in the template's "
+            "language (for example “esta llamada será grabada” or “this call is recorded”)."
+        )
+    return [message]
 
 
 def lint_template(*, template: CallTemplate) -> list[str]:

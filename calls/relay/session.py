@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings
 
 from callcenter.metrics import RELAY_ERRORS, RELAY_FIRST_TOKEN
-from calls import conversation, transports
+from calls import conversation, recordings, transports
 from calls.flow import prepare_turn
 from calls.model_turns import CallerWords, PendingReply
 from calls.optout import is_opt_out
@@ -78,6 +78,7 @@ class RelaySession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reply: _Reply | None = None  # the model's reply being written or recorded
         self._silence: asyncio.TimerHandle | None = None
+        self._recording_asked = False
 
     async def send(self, frame: str) -> None:
         """Send ``frame``, unless the socket closed (what is under way still records)."""
@@ -96,6 +97,7 @@ class RelaySession:
             if not message.last:  # partial prompts (partialPrompts) are not turns,
                 self._cancel_silence_timer()  # but the caller is speaking
                 return
+            self._after_greeting()
             words = " ".join(message.words.split())
             if self._answers_at_once(words):
                 self._cancel_silence_timer()
@@ -103,6 +105,7 @@ class RelaySession:
             else:
                 self._start_turn({"SpeechResult": words}, received=time.monotonic())
         elif isinstance(message, protocol.Dtmf):
+            self._after_greeting()
             self._start_turn({"Digits": message.digit}, received=time.monotonic())
         elif isinstance(message, protocol.Interrupt):
             await self._interrupted(message)
@@ -112,6 +115,19 @@ class RelaySession:
                 "Call %s: ConversationRelay error: %s", self.call_id, message.description
             )
         # setup is the consumer's (it opens the session); info is Twilio's debugging.
+
+    def _after_greeting(self) -> None:
+        """The welcome greeting (which carries the recording's announcement) has been
+        played: the callee answered it, or stayed silent after it. A recording campaign
+        starts recording now, once per session, beside the turn
+        (calls.recordings.start_after_announcement, which never raises for the carrier)."""
+        if self._recording_asked or self.closed:
+            return
+        self._recording_asked = True
+        start = on_socket(recordings.start_after_announcement)
+        task = asyncio.ensure_future(_quietly(start(call_id=self.call_id)))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _start_turn(
         self, params: dict[str, str], *, received: float, silence: bool = False
@@ -299,6 +315,7 @@ class RelaySession:
 
     def _silent(self) -> None:
         self._silence = None
+        self._after_greeting()
         self._start_turn({}, received=time.monotonic(), silence=True)
 
     def _cancel_silence_timer(self) -> None:

@@ -23,7 +23,7 @@ from campaigns.models import Campaign, Contact, WebhookEvent
 from campaigns.services.contacts import WAITING_STATES
 from campaigns.services.errors import CampaignStateError
 from campaigns.tasks import prerender_campaign_speech_task
-from templates.linting import lint_template
+from templates.linting import lint_template, recording_problems
 from voices import speech
 from voices.services import RETRY_SYNC_CLAIM, ensure_default_voice, queue_voice_sync
 
@@ -209,7 +209,10 @@ def template_problems(*, campaign: Campaign) -> list[str]:
     """Why the campaign's template cannot be used on calls yet (empty: it can)."""
     if campaign.template is None:
         return [_("The campaign has no call template.")]
-    return lint_template(template=campaign.template)
+    return [
+        *lint_template(template=campaign.template),
+        *recording_problems(template=campaign.template, records=campaign.record_calls),
+    ]
 
 
 def start_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) -> Campaign:

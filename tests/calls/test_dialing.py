@@ -103,8 +103,10 @@ def test_place_call_asks_twilio_with_every_callback_and_keeps_the_sid(running, f
     assert form(request, "AsyncAmdStatusCallback") == [f"{base}/amd#rc=3"]
     assert form(request, "Timeout") == ["20"]
     assert form(request, "TimeLimit") == ["300"]
-    assert form(request, "Record") == ["true"]
-    assert form(request, "RecordingStatusCallback") == [f"{base}/recording#rc=3"]
+    # A recording campaign's call is not recorded from the answer: only once the callee
+    # has heard the announcement (tests/calls/test_recording_start.py).
+    assert "Record" not in request.form
+    assert "RecordingStatusCallback" not in request.form
     call.refresh_from_db()
     assert call.status == CallStatus.QUEUED
     assert call.provider_sid == fake_twilio.calls[0]["sid"]
