@@ -91,7 +91,12 @@ def twilio(fake_twilio) -> FakeTwilio:
 
 def signed_post(name: str, call: Call, params: dict[str, str] | None = None) -> ET.Element:
     path = reverse(f"calls:{name}", kwargs={"call_id": call.pk})
-    form = {"CallSid": SID, "AccountSid": ACCOUNT_SID, "CallStatus": "in-progress", **(params or {})}
+    form = {
+        "CallSid": SID,
+        "AccountSid": ACCOUNT_SID,
+        "CallStatus": "in-progress",
+        **(params or {}),
+    }
     signature = telephony.sign_request(url=APP_URL + path, params=form)
     if name == "turn":  # an ASGI view, as Twilio reaches it
         client = AsyncClient()
