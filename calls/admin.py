@@ -159,7 +159,13 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
         (
             _("Technical details"),
             {
-                "fields": ["dialogue", "recording_sid", "recording_url", "recording_seconds"],
+                "fields": [
+                    "dialogue",
+                    ("recording_started_at", "recording_failed"),
+                    "recording_sid",
+                    "recording_url",
+                    "recording_seconds",
+                ],
                 "classes": ["collapse"],
             },
         ),

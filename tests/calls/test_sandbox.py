@@ -892,6 +892,34 @@ def test_run_call_unanswered_call_makes_no_recording(base) -> None:
     assert received("recording") == []
 
 
+def test_run_call_records_from_a_start_requested_mid_call(base) -> None:
+    # given: our turn webhook starts the recording over REST (after the announcement),
+    # then talks on for a while and hangs up
+    def start_then_talk(request: HttpRequest) -> HttpResponse:
+        telephony.start_recording(
+            call_sid=request.POST["CallSid"],
+            status_callback=telephony.url_with_retries(f"{base}/hooks/recording"),
+        )
+        return HttpResponse(
+            '<Response><Say>Seguimos.</Say><Pause length="10"/><Hangup/></Response>',
+            content_type="text/xml",
+        )
+
+    DOCUMENTS["answer"] = gather("turn")
+    DOCUMENTS["turn"] = start_then_talk
+
+    dial(base, "interested")  # not recorded from the answer
+
+    [recording] = received("recording")
+    final = received("status")[-1]
+    assert recording["RecordingSource"] == "StartCallRecordingAPI"
+    assert recording["RecordingStatus"] == "completed"
+    # from the start, not the answer: shorter than the call, at least the pause
+    assert 10 <= int(recording["RecordingDuration"]) < int(final["CallDuration"])
+    response = requests.get(recording["RecordingUrl"] + ".wav", auth=sandbox_auth(), timeout=5)
+    assert response.status_code == 200
+
+
 def test_recording_view_refuses_an_unknown_recording(base) -> None:
     response = requests.get(
         f"{base}/{sandbox.RECORDINGS_PATH}RE{'0' * 32}", auth=sandbox_auth(), timeout=5
