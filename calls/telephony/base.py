@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 MACHINE_DETECTION_MODES = ("Enable", "DetectMessageEnd")
 
+# The Recording resource the backends' recording methods follow: fetch it, then its media
+# (its URI with .mp3 or .wav for .json), delete it (204; 404 with 20404 when gone), and
+# create one on a live call (refused with 21220 when the call is not in progress).
+RECORDING_DOCS = (
+    "https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file",
+    "https://www.twilio.com/docs/voice/api/recording#delete-a-recording-resource",
+    "https://www.twilio.com/docs/voice/api/recording#create-a-recording-resource",
+)
+
 # Twilio error codes a dialer maps to an outcome (https://www.twilio.com/docs/api/errors).
 INVALID_NUMBER_CODES = frozenset({21211, 13224, 21217})
 GEO_PERMISSION_CODE = 21215

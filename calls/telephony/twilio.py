@@ -240,29 +240,17 @@ class TwilioBackend(TelephonyBackend):
         )
 
     def recording_media(self, *, sid: str) -> RecordingAudio:
-        # The Recording resource (GET .../Recordings/{Sid}.json) through the SDK, then its
-        # media: the resource's URI without ".json", plus ".mp3"
-        # (https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file),
-        # from the account's own API and with its credentials.
-        recording = _call(
-            "recording fetch", lambda client: client.api.account.recordings(sid).fetch()
-        )
-        uri = (recording.uri or "").removesuffix(".json")
+        # The resource, then its media (Twilio's docs: see base.RECORDING_DOCS).
+        uri = _call("recording fetch", lambda c: c.api.account.recordings(sid).fetch()).uri
         base = str(settings.TWILIO_API_BASE_URL).rstrip("/")
-        return fetch_recording(
-            base + uri,
-            base=base,
-            auth=(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN),
-            extension=".mp3",
-        )
+        auth = (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+        media = base + (uri or "").removesuffix(".json")
+        return fetch_recording(media, base=base, auth=auth, extension=".mp3")
 
     def delete_recording(self, *, sid: str) -> bool:
-        # DELETE .../Recordings/{Sid}.json answers 204; an unknown (or already deleted)
-        # recording 404 with error 20404
-        # (https://www.twilio.com/docs/voice/api/recording#delete-a-recording-resource).
-        # Repeating a delete is harmless, so transient failures are retried.
+        # 404 (20404) when it is gone already (base.RECORDING_DOCS); repeating is harmless.
         try:
-            _call("recording deletion", lambda client: client.api.account.recordings(sid).delete())
+            _call("recording deletion", lambda c: c.api.account.recordings(sid).delete())
         except TelephonyRejected as error:
             if error.is_not_found:
                 return False
@@ -270,10 +258,7 @@ class TwilioBackend(TelephonyBackend):
         return True
 
     def start_recording(self, *, call_sid: str, status_callback: str) -> str:
-        # "Create a Recording resource" of a live call: POST .../Calls/{CallSid}/Recordings.json
-        # (https://www.twilio.com/docs/voice/api/recording#create-a-recording-resource).
-        # Not repeated after a failure that may have reached Twilio (a second recording of
-        # the same call would be made), as a call creation is not.
+        # Not repeated if it may have worked: a second recording could start (RECORDING_DOCS).
         recording = _call(
             "recording start",
             lambda client: client.api.account.calls(call_sid).recordings.create(
