@@ -38,8 +38,9 @@ class RecordingUnavailable(Exception):
 class RecordingStart(enum.StrEnum):
     """What `start_after_announcement` did."""
 
-    NOT_RECORDED = "not_recorded"  # the campaign does not record, or not this call
-    ALREADY = "already"  # started (or failed) at an earlier turn
+    # The campaign does not record, the call is not one to record (inbound, over), or it
+    # was asked already (started or failed at an earlier turn).
+    SKIPPED = "skipped"
     STARTED = "started"
     FAILED = "failed"  # the carrier refused or did not answer: flagged, the call goes on
 
@@ -67,11 +68,8 @@ def start_after_announcement(*, call_id: int) -> RecordingStart:
         .exclude(provider_sid="")
         .update(recording_started_at=now, updated_at=now)
     )
-    if not claimed:
-        exists = Call.objects.filter(pk=call_id, campaign__record_calls=True).exclude(
-            recording_started_at=None, recording_failed=False
-        )
-        return RecordingStart.ALREADY if exists.exists() else RecordingStart.NOT_RECORDED
+    if not claimed:  # one query on every later turn: the hot path
+        return RecordingStart.SKIPPED
     call = Call.objects.only("pk", "provider_sid").get(pk=call_id)
     try:
         sid = telephony.start_recording(

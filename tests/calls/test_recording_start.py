@@ -227,14 +227,14 @@ def test_a_call_no_longer_in_progress_is_refused_as_twilio_refuses_it(
 
 def test_start_after_announcement_is_claimed_once(twilio, recording_call) -> None:
     assert start_after_announcement(call_id=recording_call.pk) == RecordingStart.STARTED
-    assert start_after_announcement(call_id=recording_call.pk) == RecordingStart.ALREADY
+    assert start_after_announcement(call_id=recording_call.pk) == RecordingStart.SKIPPED
     assert len(starts(twilio)) == 1
 
 
 def test_an_inbound_call_is_not_recorded(twilio, recording_call) -> None:
     Call.objects.filter(pk=recording_call.pk).update(direction=Call.Direction.INBOUND, attempt=None)
 
-    assert start_after_announcement(call_id=recording_call.pk) == RecordingStart.NOT_RECORDED
+    assert start_after_announcement(call_id=recording_call.pk) == RecordingStart.SKIPPED
     assert starts(twilio) == []
 
 

@@ -4,6 +4,8 @@ that says so, in its language, before recording starts; else the campaign cannot
 from __future__ import annotations
 
 import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
 from django.utils import translation
 
 from campaigns.models import Campaign
@@ -179,3 +181,20 @@ def test_the_api_names_the_missing_announcement(api_client, api_partner, setting
     assert response.status_code == 409
     messages = [error["message"] for error in response.json()["errors"]]
     assert any("records its calls" in message for message in messages)
+
+
+def test_the_admin_start_action_names_the_missing_announcement(admin_client, startable) -> None:
+    startable.record_calls = True
+    startable.save(update_fields=["record_calls"])
+
+    response = admin_client.post(
+        reverse("admin:campaigns_campaign_changelist"),
+        {"action": "start_campaigns", "_selected_action": [startable.pk], "index": 0},
+        headers={"Accept-Language": "en"},
+    )
+
+    [(level, text)] = [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+    assert level == "error"
+    assert "records its calls" in text
+    startable.refresh_from_db()
+    assert startable.state == Campaign.State.DRAFT
