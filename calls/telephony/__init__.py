@@ -237,6 +237,25 @@ def recording_audio(url: str) -> RecordingAudio:
     return backend().recording_audio(url)
 
 
+def recording_media(*, sid: str) -> RecordingAudio:
+    """The audio of the carrier's recording `sid`, by its Recording resource. Raises
+    TelephonyRejected (`is_not_found` when it is gone) or TelephonyUnavailable."""
+    return backend().recording_media(sid=sid)
+
+
+def delete_recording(*, sid: str) -> bool:
+    """Delete the carrier's recording `sid`; False when it was already gone. Raises
+    TelephonyRejected or TelephonyUnavailable."""
+    return backend().delete_recording(sid=sid)
+
+
+def start_recording(*, call_sid: str, status_callback: str) -> str:
+    """Start recording the live call `call_sid` now (Twilio's "create a Recording" of a
+    call); the recording's SID, its status callbacks to `status_callback`. Raises
+    TelephonyRejected (21220: the call is not in progress) or TelephonyUnavailable."""
+    return backend().start_recording(call_sid=call_sid, status_callback=status_callback)
+
+
 # --- Webhook signatures -----------------------------------------------------------------
 
 

@@ -31,6 +31,8 @@ INVALID_NUMBER_CODES = frozenset({21211, 13224, 21217})
 GEO_PERMISSION_CODE = 21215
 CALLER_ID_CODES = frozenset({21210, 21212})
 CONCURRENCY_LIMIT_CODE = 10004
+NOT_IN_PROGRESS_CODE = 21220
+NOT_FOUND_CODE = 20404
 AUTHENTICATION_CODE = 20003
 TOO_MANY_REQUESTS_CODE = 20429
 
@@ -111,6 +113,11 @@ class TelephonyRejected(Exception):
     def is_invalid_number(self) -> bool:
         """The number called is not valid or not routable: the contact, not the campaign."""
         return self.code in INVALID_NUMBER_CODES
+
+    @property
+    def is_not_found(self) -> bool:
+        """The carrier has no such resource (404, 20404): gone, or never there."""
+        return self.status == 404 or self.code == NOT_FOUND_CODE
 
     @property
     def is_geo_permission(self) -> bool:
@@ -228,6 +235,8 @@ class IncomingNumber:
 
 @dataclass(frozen=True)
 class RecordingAudio:
+    """A recording's audio as the carrier serves it, and its media type."""
+
     content: bytes
     content_type: str
 
@@ -302,6 +311,21 @@ class TelephonyBackend(abc.ABC):
     @abc.abstractmethod
     def recording_audio(self, url: str) -> RecordingAudio:
         """The audio of the recording at `url` (a RecordingUrl of a signed callback)."""
+
+    @abc.abstractmethod
+    def recording_media(self, *, sid: str) -> RecordingAudio:
+        """The audio of the recording `sid` (its Recording resource's media); an unknown
+        or deleted recording raises TelephonyRejected with `status` 404."""
+
+    @abc.abstractmethod
+    def delete_recording(self, *, sid: str) -> bool:
+        """Delete the recording `sid` at the carrier; False when it was already gone."""
+
+    @abc.abstractmethod
+    def start_recording(self, *, call_sid: str, status_callback: str) -> str:
+        """Start recording the live call `call_sid` now; the new recording's SID. Its
+        status callbacks go to `status_callback` (by POST). A call that is not in
+        progress is refused (TelephonyRejected, Twilio's 21220)."""
 
     def urlpatterns(self) -> list[URLPattern]:
         """Routes the carrier serves in this app (mounted under calls: at start-up)."""

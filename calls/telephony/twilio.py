@@ -46,6 +46,7 @@ from calls.telephony.base import (
     RecordingAudio,
     TelephonyBackend,
     TelephonyNotConfigured,
+    TelephonyRejected,
     TelephonyUnavailable,
     fetch_recording,
     rejected,
@@ -237,6 +238,52 @@ class TwilioBackend(TelephonyBackend):
             auth=(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN),
             extension=".mp3",
         )
+
+    def recording_media(self, *, sid: str) -> RecordingAudio:
+        # The Recording resource (GET .../Recordings/{Sid}.json) through the SDK, then its
+        # media: the resource's URI without ".json", plus ".mp3"
+        # (https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file),
+        # from the account's own API and with its credentials.
+        recording = _call(
+            "recording fetch", lambda client: client.api.account.recordings(sid).fetch()
+        )
+        uri = (recording.uri or "").removesuffix(".json")
+        base = str(settings.TWILIO_API_BASE_URL).rstrip("/")
+        return fetch_recording(
+            base + uri,
+            base=base,
+            auth=(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN),
+            extension=".mp3",
+        )
+
+    def delete_recording(self, *, sid: str) -> bool:
+        # DELETE .../Recordings/{Sid}.json answers 204; an unknown (or already deleted)
+        # recording 404 with error 20404
+        # (https://www.twilio.com/docs/voice/api/recording#delete-a-recording-resource).
+        # Repeating a delete is harmless, so transient failures are retried.
+        try:
+            _call("recording deletion", lambda client: client.api.account.recordings(sid).delete())
+        except TelephonyRejected as error:
+            if error.is_not_found:
+                return False
+            raise
+        return True
+
+    def start_recording(self, *, call_sid: str, status_callback: str) -> str:
+        # "Create a Recording resource" of a live call: POST .../Calls/{CallSid}/Recordings.json
+        # (https://www.twilio.com/docs/voice/api/recording#create-a-recording-resource).
+        # Not repeated after a failure that may have reached Twilio (a second recording of
+        # the same call would be made), as a call creation is not.
+        recording = _call(
+            "recording start",
+            lambda client: client.api.account.calls(call_sid).recordings.create(
+                recording_status_callback=status_callback,
+                recording_status_callback_method="POST",
+                recording_status_callback_event=["completed"],
+            ),
+            creates_call=True,
+        )
+        return recording.sid or ""
 
 
 # --- Requests and retries ---------------------------------------------------------------

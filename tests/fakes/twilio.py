@@ -1,6 +1,7 @@
 """A fake Twilio REST API on 127.0.0.1, for driving the real SDK over HTTP in tests.
 
-It serves the Call endpoints `calls/telephony/twilio.py` uses (create, fetch, update), and the
+It serves the Call endpoints `calls/telephony/twilio.py` uses (create, fetch, update), the
+Recording resource (fetch, delete, its media, and starting one on a live call), and the
 account's own resource, phone numbers and verified caller ids (the go-live preflight reads
 them, following their pages, and points the numbers at our inbound webhooks: a number is
 fetched and updated too), checks HTTP Basic auth like Twilio, answers with Twilio's JSON
@@ -45,6 +46,21 @@ CALL_PATH = re.compile(
     rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls(?:/(?P<sid>[^/.]+))?\.json"
 )
 ACCOUNT_PATH = re.compile(rf"/{API_VERSION}/Accounts/(?P<account>[^/.]+)\.json")
+# The Recording resource (GET and DELETE .../Recordings/{Sid}.json) and its media (the
+# resource's URI with .mp3 or .wav instead of .json):
+# https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-resource and
+# https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file.
+RECORDING_PATH = re.compile(
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/Recordings/(?P<sid>[^/.]+)"
+    r"(?P<extension>\.json|\.mp3|\.wav)"
+)
+# A live call's recordings: POST starts one ("Create a Recording resource",
+# https://www.twilio.com/docs/voice/api/recording#create-a-recording-resource).
+CALL_RECORDINGS_PATH = re.compile(
+    rf"/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls/(?P<call>[^/.]+)/Recordings\.json"
+)
+# The media types Twilio serves a recording's audio in, by the extension asked for.
+MEDIA_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/x-wav"}
 # The account's lists the fake serves, by path segment: the key of their records in a page.
 LISTS = {
     "IncomingPhoneNumbers": "incoming_phone_numbers",
@@ -118,6 +134,9 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         self.account_name = "Callcenter"
         # The account's phone numbers and verified caller ids, by list, in creation order.
         self._lists: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in LISTS}
+        # Recording resources by SID, and each one's audio.
+        self._recordings: dict[str, dict[str, Any]] = {}
+        self._media: dict[str, bytes] = {}
         self._violations: list[str] = []
         self._lost_creations: list[int] = []
         self._faults_when: list[tuple[Callable[[RecordedRequest], bool], server.Scripted]] = []
@@ -163,6 +182,20 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             self._calls[sid] = call
             return copy.deepcopy(call)
 
+    def add_recording(
+        self, call_sid: str, *, duration: int = 7, audio: bytes | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Give the account a completed recording of the call `call_sid` (`audio` its
+        media; some bytes when None)."""
+        record = self._new_recording(call_sid, status="completed", duration=str(duration))
+        record.update(fields)
+        with self._lock:
+            self._recordings[record["sid"]] = record
+            self._media[record["sid"]] = (
+                audio if audio is not None else b"ID3" + record["sid"].encode()
+            )
+        return copy.deepcopy(record)
+
     def add_number(self, phone_number: str, **fields: Any) -> dict[str, Any]:
         """Give the account the phone number `phone_number` (an IncomingPhoneNumber)."""
         record = self._new_number(phone_number) | fields
@@ -190,6 +223,12 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
     def calls(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(list(self._calls.values()))
+
+    @property
+    def recordings(self) -> dict[str, dict[str, Any]]:
+        """The account's Recording resources (deleted ones are gone), by SID."""
+        with self._lock:
+            return copy.deepcopy(self._recordings)
 
     @property
     def numbers(self) -> dict[str, dict[str, Any]]:
@@ -238,7 +277,9 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
 
     def _check_request(self, request: RecordedRequest) -> list[str]:
         """Where the request breaks the spec, kept in `violations` too."""
-        if self.spec is None:
+        if self.spec is None or _is_media(request.path):
+            # A recording's media is no operation of the spec: it is the resource's URI
+            # with another extension (see RECORDING_PATH).
             return []
         violations = self.spec.check_request(
             method=request.method,
@@ -252,7 +293,14 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
         return violations
 
     def _answer(self, request: RecordedRequest, problems: list[str]) -> Response:
+        match = RECORDING_PATH.fullmatch(request.path)
+        if match and match["extension"] != ".json" and request.method == "GET":
+            media = self._recording_media(request, match)
+            if media is not None:
+                return media
         status, body = self._route(request, problems)
+        if status == 204:
+            return 204, {}, b""
         self._check_answer(request, status, body)
         return json_response(status, body)
 
@@ -274,6 +322,14 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             if match["account"] != self.account_sid:
                 return _not_found(request.path)
             return self._number(request, match["sid"])
+        if match := RECORDING_PATH.fullmatch(request.path):
+            if match["account"] != self.account_sid or match["extension"] != ".json":
+                return _not_found(request.path)
+            return self._recording(request, match["sid"])
+        if (match := CALL_RECORDINGS_PATH.fullmatch(request.path)) and request.method == "POST":
+            if match["account"] != self.account_sid:
+                return _not_found(request.path)
+            return self._start_recording(request, match["call"])
         match = CALL_PATH.fullmatch(request.path)
         if match is None or match["account"] != self.account_sid:
             return _not_found(request.path)
@@ -393,6 +449,111 @@ class FakeTwilio(LocalFakeServer[RecordedRequest]):
             elif request.method != "GET":
                 return 405, error_body(405, 20004, "Method not allowed")
             return 200, copy.deepcopy(number)
+
+    def _recording(self, request: RecordedRequest, sid: str) -> tuple[int, Any]:
+        """A Recording resource fetched, or deleted: 204 with no body, after which it is
+        404 (20404) like any unknown resource
+        (https://www.twilio.com/docs/voice/api/recording#delete-a-recording-resource)."""
+        with self._lock:
+            recording = self._recordings.get(sid)
+            if recording is None:
+                return _not_found(request.path)
+            if request.method == "DELETE":
+                del self._recordings[sid]
+                self._media.pop(sid, None)
+                return 204, None
+            if request.method != "GET":
+                return 405, error_body(405, 20004, "Method not allowed")
+            return 200, copy.deepcopy(recording)
+
+    def _recording_media(self, request: RecordedRequest, match: re.Match[str]) -> Response | None:
+        """A recording's audio in the format its extension names; None (answered as
+        the resource's 404) when it has none. HTTP Basic auth is asked for, as when the
+        account enforces it for media
+        (https://www.twilio.com/docs/voice/api/recording#fetch-a-recording-media-file)."""
+        if not self._authorized(request.headers.get("authorization", "")):
+            return json_response(401, error_body(401, 20003, "Authenticate"))
+        if match["account"] != self.account_sid:
+            return None
+        with self._lock:
+            audio = self._media.get(match["sid"])
+        if audio is None:
+            return None
+        return 200, {"Content-Type": MEDIA_TYPES[match["extension"]]}, audio
+
+    def _start_recording(self, request: RecordedRequest, call_sid: str) -> tuple[int, Any]:
+        """Start recording a live call: 201 with the new recording, in progress. Twilio
+        refuses a call that is not in progress with 21220
+        (https://www.twilio.com/docs/api/errors/21220, "Invalid call state"; the
+        "Create a Recording resource" section of the Recording docs)."""
+        with self._lock:
+            call = self._calls.get(call_sid)
+            if call is None:
+                return _not_found(request.path)
+            if call["status"] != "in-progress":
+                return 400, error_body(
+                    400, 21220, "Call is not in-progress. Cannot create recording."
+                )
+            record = self._new_recording(call_sid, status="in-progress", duration=None)
+            self._recordings[record["sid"]] = record
+            self._media[record["sid"]] = b"ID3" + record["sid"].encode()
+            started = {
+                name: record[name]
+                for name in (
+                    "account_sid",
+                    "api_version",
+                    "call_sid",
+                    "conference_sid",
+                    "channels",
+                    "date_created",
+                    "date_updated",
+                    "start_time",
+                    "price",
+                    "price_unit",
+                    "duration",
+                    "sid",
+                    "source",
+                    "status",
+                    "error_code",
+                    "encryption_details",
+                )
+            }
+            started["track"] = "both"
+            started["uri"] = (
+                f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{call_sid}/Recordings/"
+                f"{record['sid']}.json"
+            )
+            return 201, started
+
+    def _new_recording(self, call_sid: str, *, status: str, duration: str | None) -> dict[str, Any]:
+        """A Recording resource as the spec's FetchRecording example shows one."""
+        sid = "RE" + uuid.uuid4().hex
+        now = self._now()
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Recordings/{sid}"
+        return {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "call_sid": call_sid,
+            "conference_sid": None,
+            "channels": 1,
+            "date_created": now,
+            "date_updated": now,
+            "start_time": now,
+            "price": None,
+            "price_unit": "USD",
+            "duration": duration,
+            "sid": sid,
+            "source": "StartCallRecordingAPI",
+            "status": status,
+            "error_code": None,
+            "uri": f"{uri}.json",
+            "encryption_details": None,
+            "subresource_uris": {
+                "add_on_results": f"{uri}/AddOnResults.json",
+                "transcriptions": f"{uri}/Transcriptions.json",
+            },
+            "media_url": f"https://api.twilio.com{uri}",
+        }
 
     def _account(self) -> dict[str, Any]:
         """The Account resource as Twilio's API shows it (the spec's FetchAccount example)."""
@@ -572,6 +733,11 @@ def error_body(status: int, code: int | None, message: str) -> dict[str, Any]:
         "more_info": f"https://www.twilio.com/docs/errors/{code}" if code else "",
         "status": status,
     }
+
+
+def _is_media(path: str) -> bool:
+    match = RECORDING_PATH.fullmatch(path)
+    return match is not None and match["extension"] != ".json"
 
 
 def _not_found(path: str) -> tuple[int, Any]:

@@ -26,13 +26,17 @@ from calls.telephony.base import ProviderCall, RecordingAudio, TelephonyBackend,
 from calls.telephony.sandbox.personas import CALLER_PERSONAS, PERSONAS, persona_for, weighted_choice
 from calls.telephony.sandbox.state import (
     ACCOUNT_SID,
+    API_VERSION,
     STATE_TTL,
     call_key,
     control_key,
     first,
+    live_recording_key,
     not_found,
     number_key,
     provider_call,
+    recording_key,
+    recording_wav,
     rejected,
     webhook_auth_token,
 )
@@ -126,6 +130,40 @@ def update_call(
     if hangs_up:
         state = {**state, "status": "completed" if state["status"] == "in-progress" else "canceled"}
     return provider_call(state)
+
+
+def start_recording(call_sid: str, *, status_callback: str) -> str:
+    """Start recording the live sandbox call `call_sid`, as Twilio's "Create a Recording
+    resource" of a call does (https://www.twilio.com/docs/voice/api/recording#create-a-recording-resource):
+    the simulation sees it at its next look at the shared state and reports the recording,
+    from that moment to the call's end, to `status_callback` when the call ends. An unknown
+    call is 20404; one not in progress is refused with 21220, as Twilio refuses it."""
+    state = cache.get(call_key(call_sid))
+    if state is None:
+        raise not_found(call_sid)
+    if state["status"] != "in-progress":
+        raise rejected(21220, "Call is not in-progress. Cannot create recording.")
+    recording_sid = "RE" + uuid.uuid4().hex
+    started = {"sid": recording_sid, "callback": status_callback}
+    if not cache.add(live_recording_key(call_sid), started, STATE_TTL):
+        return str(cache.get(live_recording_key(call_sid))["sid"])
+    return recording_sid
+
+
+def delete_recording(recording_sid: str) -> bool:
+    """Delete the sandbox recording `recording_sid`; False when there was none."""
+    return bool(cache.delete(recording_key(recording_sid)))
+
+
+def recording_media(recording_sid: str) -> RecordingAudio:
+    """The sandbox recording's audio (WAV); an unknown or deleted one is 20404."""
+    if cache.get(recording_key(recording_sid)) is None:
+        raise rejected(
+            20404,
+            f"The requested resource /{API_VERSION}/Accounts/{ACCOUNT_SID}/Recordings/"
+            f"{recording_sid}.json was not found",
+        )
+    return RecordingAudio(content=recording_wav(), content_type="audio/x-wav")
 
 
 def find_calls(*, to: str, from_: str, created_after: datetime.datetime) -> list[ProviderCall]:
@@ -258,6 +296,15 @@ class SandboxBackend(TelephonyBackend):
             auth=(ACCOUNT_SID, webhook_auth_token()),
             extension=".wav",
         )
+
+    def recording_media(self, *, sid: str) -> RecordingAudio:
+        return recording_media(sid)
+
+    def delete_recording(self, *, sid: str) -> bool:
+        return delete_recording(sid)
+
+    def start_recording(self, *, call_sid: str, status_callback: str) -> str:
+        return start_recording(call_sid, status_callback=status_callback)
 
     def urlpatterns(self) -> list[URLPattern]:
         from calls.telephony.sandbox.views import urlpatterns  # the web's part only

@@ -35,6 +35,7 @@ from calls.telephony.sandbox.state import (
     call_key,
     control_key,
     first,
+    live_recording_key,
     now,
     price_of,
     recording_key,
@@ -123,6 +124,9 @@ class Simulation:
         self.answered_by = ""
         self.control_seen = 0
         self.pending_redirect: tuple[str, str] | None = None
+        # A recording started over REST (carrier.start_recording): its SID, status
+        # callback and the simulated moment it started.
+        self.live_recording: tuple[str, str, float] | None = None
         self.documents = 0
         self.events = set(_event_list(self.params.get("StatusCallbackEvent")))
         self.inbound = state.get("direction") == "inbound"
@@ -225,6 +229,20 @@ class Simulation:
         if self.answered_by:
             final["AnsweredBy"] = self.answered_by
         self._status_event("completed", status, final)
+        if answered and self.live_recording is None:
+            self._see_live_recording()
+        if answered and self.live_recording is not None:
+            recording_sid, callback, started = self.live_recording
+            # A recording started mid-call holds the call from then on; its callback
+            # names its source as Twilio's does (the spec's recording_enum_source).
+            self.record(
+                callback=callback,
+                method="POST",
+                events=["completed"],
+                duration=max(1, math.ceil(self.clock - started)),
+                source="StartCallRecordingAPI",
+                recording_sid=recording_sid,
+            )
         if answered and duration and self._param("Record").lower() == "true":
             self.record(
                 callback=self._param("RecordingStatusCallback"),
@@ -321,6 +339,8 @@ class Simulation:
         return self.answered_at + limit
 
     def _check_control(self) -> None:
+        if self.answered_at is not None and self.live_recording is None:
+            self._see_live_recording()
         control = cache.get(control_key(self.sid))
         if not control or control["seq"] <= self.control_seen:
             return
@@ -332,6 +352,11 @@ class Simulation:
                 self.pending_redirect = (control["url"], control["method"])
             else:
                 raise _Redirected(control["url"], control["method"])
+
+    def _see_live_recording(self) -> None:
+        started = cache.get(live_recording_key(self.sid))
+        if started is not None:
+            self.live_recording = (started["sid"], started["callback"], self.clock)
 
     def _set_status(self, status: str) -> None:
         self.state["status"] = status
@@ -388,10 +413,18 @@ class Simulation:
         )
 
     def record(
-        self, *, callback: str, method: str, events: list[str], duration: int, source: str
+        self,
+        *,
+        callback: str,
+        method: str,
+        events: list[str],
+        duration: int,
+        source: str,
+        recording_sid: str | None = None,
     ) -> str:
-        """Make a recording of `duration` seconds and report it to `callback`; its SID."""
-        recording_sid = "RE" + uuid.uuid4().hex
+        """Make a recording of `duration` seconds and report it to `callback`; its SID
+        (`recording_sid` when it was given one as it started)."""
+        recording_sid = recording_sid or "RE" + uuid.uuid4().hex
         cache.set(recording_key(recording_sid), {"call": self.sid, "duration": duration}, STATE_TTL)
         if callback and "completed" in events:
             params = {

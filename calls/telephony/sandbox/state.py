@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import io
 import math
 import time
+import wave
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -137,6 +139,23 @@ def number_key(to: str) -> str:
 
 def recording_key(sid: str) -> str:
     return f"sandbox:recording:{sid}"
+
+
+def live_recording_key(call_sid: str) -> str:
+    """Where a recording started over REST on the live call `call_sid` waits for the
+    simulation to see it (`start_recording`): its SID and status callback."""
+    return f"sandbox:live-recording:{call_sid}"
+
+
+def recording_wav() -> bytes:
+    """A sandbox recording's audio: one second of silence (8 kHz, 16-bit mono WAV)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\0\0" * 8000)
+    return buffer.getvalue()
 
 
 def first(params: Mapping[str, Any], name: str, default: str = "") -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import wave
 
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,6 +17,7 @@ from calls.telephony.sandbox.state import (
     ACCOUNT_SID,
     RECORDINGS_PATH,
     recording_key,
+    recording_wav,
     webhook_auth_token,
 )
 
@@ -34,13 +33,7 @@ def recording(request: HttpRequest, recording_sid: str) -> HttpResponse:
         return response
     if cache.get(recording_key(recording_sid)) is None:
         raise Http404(_("No such sandbox recording."))
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as audio:
-        audio.setnchannels(1)
-        audio.setsampwidth(2)
-        audio.setframerate(8000)
-        audio.writeframes(b"\0\0" * 8000)
-    return HttpResponse(buffer.getvalue(), content_type="audio/x-wav")
+    return HttpResponse(recording_wav(), content_type="audio/x-wav")
 
 
 urlpatterns: list[URLPattern] = [
