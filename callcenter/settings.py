@@ -425,8 +425,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Beat only ticks: when a campaign calls is data on the campaign. These
 # ticks stay in code: beat writes them to the database at each start, over any edit made
 # in the admin, since the product's pacing depends on them. What operators may retime (the
-# nightly voice sync, the purge of idempotency keys) is only in the database, created by
-# voices/migrations/0003_periodic_tasks.py.
+# nightly voice sync, the purge of idempotency keys, the nightly purge of expired data) is
+# only in the database, created by voices/migrations/0003_periodic_tasks.py and
+# calls/migrations/0014_purge_expired_data_periodic_task.py.
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "callcenter.tasks.heartbeat_task", "schedule": 30.0},
     "advance-campaigns": {"task": "campaigns.tasks.advance_campaigns_task", "schedule": 30.0},

@@ -160,3 +160,17 @@ def conclude_call_task(self: Task[..., str], call_id: int) -> str:
     except conversation.ConversationRejected as error:
         outcomes.extraction_unavailable(call_id=call_id, reason=error.reason)
         return "rejected"
+
+
+@shared_task
+def purge_expired_data_task() -> dict[str, int]:
+    """Nightly (the "purge-expired-data" periodic task): delete each partner's transcripts,
+    recordings, outcomes and uploads older than its retention periods (calls.retention)."""
+    from calls.retention import purge_expired
+    from campaigns.retention import Kind
+
+    result = purge_expired()
+    return {
+        **{kind.value: result.total(kind) for kind in Kind},
+        "recordings_left": result.total_left(Kind.RECORDINGS),
+    }

@@ -21,7 +21,14 @@ from django.utils.translation import gettext_lazy as _
 
 from campaigns import imports, limits, services
 from campaigns.egress import url_refusal
-from campaigns.models import Campaign, ContactImport, DoNotCall, Partner, WebhookEndpoint
+from campaigns.models import (
+    RETENTION_FIELDS,
+    Campaign,
+    ContactImport,
+    DoNotCall,
+    Partner,
+    WebhookEndpoint,
+)
 from campaigns.phones import normalize_phone
 from campaigns.serializers import MAX_BATCH_ITEMS
 
@@ -362,4 +369,4 @@ class PartnerForm(forms.ModelForm):
 
     class Meta:
         model = Partner
-        fields = ["name", "is_active", *limits.PARTNER_LIMIT_FIELDS]
+        fields = ["name", "is_active", *limits.PARTNER_LIMIT_FIELDS, *RETENTION_FIELDS]

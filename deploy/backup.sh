@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Back up the database of DATABASE_URL (the bundled PostgreSQL, Supabase or any other)
-# to backups/callcenter-YYYYmmdd-HHMMSS.dump (UTC) and print the file's path.
+# Back up the database of DATABASE_URL (the bundled PostgreSQL, Supabase or any other) and
+# the media folder (speech clips, contact import files: MEDIA_ROOT) side by side:
 #
-#   DATABASE_URL=postgresql://... deploy/backup.sh
+#   backups/callcenter-YYYYmmdd-HHMMSS.dump           the database (UTC time)
+#   backups/callcenter-YYYYmmdd-HHMMSS.media.tar.gz   the media, same time
 #
-# pg_dump's custom format (-F c), without owners and privileges, so the dump restores
-# into a database owned by any role (deploy/restore.sh). BACKUP_DIR changes the folder.
+#   DATABASE_URL=postgresql://... [MEDIA_DIR=/path/to/media] deploy/backup.sh
+#
+# and print both paths, the dump's first. pg_dump's custom format (-F c), without owners
+# and privileges, so the dump restores into a database owned by any role
+# (deploy/restore.sh). BACKUP_DIR changes the folder. MEDIA_DIR is the media folder as the
+# host sees it (default: $DATA_DIR/media, as the settings' MEDIA_ROOT; with Docker Compose
+# the "media" volume's mountpoint); BACKUP_MEDIA=no backs up the database alone.
+# The media is archived after the dump, so every file the dump refers to is in it.
 # pg_dump must be as new as the server (PostgreSQL 15 here; check a managed server's).
 set -euo pipefail
 
@@ -15,20 +22,51 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 command -v pg_dump >/dev/null 2>&1 || { echo "ERROR: pg_dump not found" >&2; exit 2; }
 
-dir="${BACKUP_DIR:-backups}"
-# The dump holds every phone number and secret of the database: its owner only.
-umask 077
-mkdir -p "$dir"
-file="$dir/callcenter-$(date -u +%Y%m%d-%H%M%S).dump"
-if [ -e "$file" ]; then
-    echo "ERROR: $file already exists" >&2
-    exit 1
+media="${BACKUP_MEDIA:-yes}"
+case "$media" in
+    yes|no) ;;
+    *) echo "ERROR: BACKUP_MEDIA must be yes or no, not \"$media\"" >&2; exit 2 ;;
+esac
+media_dir="${MEDIA_DIR:-${DATA_DIR:-var}/media}"
+if [ "$media" = yes ] && [ ! -d "$media_dir" ]; then
+    echo "ERROR: media folder $media_dir not found: set MEDIA_DIR to MEDIA_ROOT as this" \
+         "host sees it, or BACKUP_MEDIA=no to back up the database alone" >&2
+    exit 2
 fi
 
-# Written under a temporary name, so a failed dump never looks like a backup.
+dir="${BACKUP_DIR:-backups}"
+# The dump and the media hold every phone number and secret: their owner only.
+umask 077
+mkdir -p "$dir"
+stamp="callcenter-$(date -u +%Y%m%d-%H%M%S)"
+file="$dir/$stamp.dump"
+archive="$dir/$stamp.media.tar.gz"
+for existing in "$file" "$archive"; do
+    if [ -e "$existing" ]; then
+        echo "ERROR: $existing already exists" >&2
+        exit 1
+    fi
+done
+
+# Written under temporary names, so a failed backup never looks like one.
 partial="$file.partial"
-trap 'rm -f "$partial"' EXIT
+partial_archive="$archive.partial"
+trap 'rm -f "$partial" "$partial_archive"' EXIT
 pg_dump -F c --no-owner --no-privileges --file "$partial" --dbname "$DATABASE_URL"
+if [ "$media" = yes ]; then
+    # Numeric owners, so the containers' user (uid 10001) owns the files again after a
+    # restore. Exit status 1 is GNU tar's "a file changed while being read" (a clip being
+    # written): the archive is whole, that one file as tar read it.
+    status=0
+    tar --create --gzip --numeric-owner --file "$partial_archive" \
+        --directory "$media_dir" . || status=$?
+    if [ "$status" -gt 1 ]; then
+        echo "ERROR: tar could not archive $media_dir (exit $status)" >&2
+        exit 1
+    fi
+fi
 mv "$partial" "$file"
+[ "$media" = no ] || mv "$partial_archive" "$archive"
 trap - EXIT
 echo "$file"
+[ "$media" = no ] || echo "$archive"

@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Restore a dump made by deploy/backup.sh into the database of DATABASE_URL, replacing
-# the tables, sequences and other objects the dump holds (pg_restore -c --if-exists).
+# Restore a backup made by deploy/backup.sh: the dump into the database of DATABASE_URL,
+# replacing the tables, sequences and other objects it holds (pg_restore -c --if-exists),
+# and the media archive beside it (FILE without .dump, plus .media.tar.gz) into MEDIA_DIR,
+# replacing the folder whole.
 #
-#   DATABASE_URL=postgresql://... deploy/restore.sh [--yes] FILE
+#   DATABASE_URL=postgresql://... [MEDIA_DIR=/path/to/media] deploy/restore.sh [--yes] FILE
+#   ... deploy/restore.sh [--yes] --no-media FILE     # the database alone (the media stays)
 #
-# Asks for confirmation on a terminal; --yes skips the question, and without a terminal
-# --yes is required. One transaction: on any error the database is left as it was.
+# MEDIA_DIR defaults to $DATA_DIR/media, as backup.sh's. Asks for confirmation on a
+# terminal; --yes skips the question, and without a terminal --yes is required. The media
+# is unpacked beside MEDIA_DIR first, the database restored in one transaction (on any
+# error both are left as they were), then the unpacked folder takes MEDIA_DIR's place.
 # Stop web, worker and beat first (docker compose stop web worker beat).
 set -euo pipefail
 
 usage() {
-    echo "usage: DATABASE_URL=postgresql://... $0 [--yes] FILE" >&2
+    echo "usage: DATABASE_URL=postgresql://... [MEDIA_DIR=...] $0 [--yes] [--no-media] FILE" >&2
     exit 2
 }
 
 yes=0
+media=1
 file=""
 for arg in "$@"; do
     case "$arg" in
         -y|--yes) yes=1 ;;
+        --no-media) media=0 ;;
         -h|--help) usage ;;
         -*) echo "ERROR: unknown option $arg" >&2; usage ;;
         *)
@@ -43,6 +50,20 @@ if ! pg_restore --list "$file" >/dev/null 2>&1; then
     exit 2
 fi
 
+media_dir="${MEDIA_DIR:-${DATA_DIR:-var}/media}"
+archive="${file%.dump}.media.tar.gz"
+if [ "$media" -eq 1 ]; then
+    if [ ! -f "$archive" ] || [ ! -r "$archive" ]; then
+        echo "ERROR: no media archive $archive beside the dump: pass --no-media to restore" \
+             "the database alone" >&2
+        exit 2
+    fi
+    if ! tar --list --gzip --file "$archive" >/dev/null 2>&1; then
+        echo "ERROR: $archive is not a gzipped tar archive" >&2
+        exit 2
+    fi
+fi
+
 if [ "$yes" -ne 1 ]; then
     if [ ! -t 0 ]; then
         echo "ERROR: restoring replaces data in the database and there is no terminal to" \
@@ -51,10 +72,35 @@ if [ "$yes" -ne 1 ]; then
     fi
     # The URL without its password, to say which database is about to change.
     target="$(printf '%s' "$DATABASE_URL" | sed -E 's#//([^:/@]*):[^@]*@#//\1:***@#')"
-    read -r -p "Replace the contents of $target with $file? Type yes to go on: " answer
+    what="$target"
+    [ "$media" -eq 0 ] || what="$target and $media_dir"
+    read -r -p "Replace the contents of $what with $file? Type yes to go on: " answer
     [ "$answer" = "yes" ] || { echo "Aborted: nothing restored." >&2; exit 1; }
+fi
+
+# The media unpacked beside its folder (same file system: the swap is two renames).
+media_dir="${media_dir%/}"
+incoming="$media_dir.restoring.$$"
+outgoing="$media_dir.replaced.$$"
+trap 'rm -rf "$incoming"' EXIT
+if [ "$media" -eq 1 ]; then
+    mkdir -p "$(dirname "$media_dir")"
+    rm -rf "$incoming"
+    mkdir "$incoming"
+    tar --extract --gzip --numeric-owner --file "$archive" --directory "$incoming"
 fi
 
 pg_restore -c --if-exists --no-owner --no-privileges --single-transaction \
     -d "$DATABASE_URL" "$file"
-echo "Restored $file"
+
+if [ "$media" -eq 1 ]; then
+    if [ -e "$media_dir" ]; then
+        mv "$media_dir" "$outgoing"
+    fi
+    mv "$incoming" "$media_dir"
+    rm -rf "$outgoing"
+    echo "Restored $file and $archive (into $media_dir)"
+else
+    echo "Restored $file (media left as it was)"
+fi
+trap - EXIT

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Backup round trip (run by .ci/run against its throwaway PostgreSQL): migrate and fill a
-# scratch database, back it up with deploy/backup.sh, restore the dump into a second, fresh
-# database with deploy/restore.sh, and compare every table of the public schema (row
-# count and an md5 of its rows in a fixed order) and every sequence. Then restore over a
-# changed database and compare again. Exits 1 on any difference.
+# scratch database and its media folder (a speech clip, an import's file), back both up
+# with deploy/backup.sh, restore them into a second, fresh database with deploy/restore.sh,
+# and compare every table of the public schema (row count and an md5 of its rows in a
+# fixed order), every sequence, and every media file (SHA-256: a file added after the
+# backup is gone, one deleted or changed is back as it was). Then restore over a changed
+# database and media and compare again. Exits 1 on any difference.
 #
 #   DATABASE_URL=postgresql://callcenter:...@127.0.0.1:54329/callcenter deploy/test-backup-restore.sh
 #
@@ -77,8 +79,11 @@ export DATA_DIR="$work/data"
 DATABASE_URL="$SOURCE_URL" "$PYTHON" manage.py migrate --noinput --verbosity 0
 DATABASE_URL="$SOURCE_URL" "$PYTHON" manage.py seed_demo >/dev/null
 DATABASE_URL="$SOURCE_URL" "$PYTHON" manage.py shell --verbosity 0 -c '
-from campaigns.models import Campaign, Partner
+from django.core.files.base import ContentFile
+
+from campaigns.models import Campaign, ContactImport, Partner
 from campaigns.services import add_contact
+from voices.models import SpeechClip, Voice
 
 for name in ("O'"'"'Reilly \"quoted\"", "Línea\nnueva\\barra", "Émoji 📞", "Borrado"):
     Partner.objects.create(name=name)
@@ -90,6 +95,14 @@ add_contact(
     phone="+34600000099",
     variables={"first_name": "Ñandú", "note": None, "tags": ["a", "b"]},
 )
+# The media: a rendered clip and an uploaded import file, as the app stores them.
+voice = Voice.objects.create(provider_voice_id="backupvoice0001", name="Copia")
+clip = SpeechClip(key="f" * 64, text="Hola.", voice=voice, model_id="m", output_format="mp3")
+clip.audio.save("clip.mp3", ContentFile(bytes(range(256)) * 64), save=False)
+clip.status = SpeechClip.Status.READY
+clip.save()
+upload = ContactImport(campaign=campaign, file_name="contactos.csv")
+upload.file.save("contactos.csv", ContentFile("phone\n+34600000098\n".encode()))
 '
 snapshot "$SOURCE_URL" > "$work/source.txt"
 tables="$(grep -c '^table ' "$work/source.txt" || true)"
@@ -98,11 +111,48 @@ rows="$(grep '^table ' "$work/source.txt" | awk -F'|' '{ n += $2 } END { print n
 [ "$filled" -ge 5 ] || fail "only $filled of $tables tables hold rows: the test data did not load"
 echo "$tables tables ($filled with rows, $rows rows)"
 
+media="$DATA_DIR/media"
+# Every media file's path and SHA-256, in a fixed order.
+media_sums() {
+    (cd "$media" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
+}
+media_sums > "$work/media.txt"
+files="$(wc -l < "$work/media.txt")"
+[ "$files" -ge 2 ] || fail "only $files media files: the clip and the upload were not stored"
+echo "$files media files"
+
+compare_media() {
+    media_sums > "$work/media-restored.txt"
+    if ! diff -u "$work/media.txt" "$work/media-restored.txt"; then
+        fail "the restored media differs from the one backed up ($1)"
+    fi
+    # every file the restored database names is there
+    local name
+    while IFS= read -r name; do
+        [ -f "$media/$name" ] || fail "the restored database names $name, not in the media ($1)"
+    done < <(psql -X -q -A -t -v ON_ERROR_STOP=1 --dbname "$RESTORED_URL" -c \
+        "SELECT audio FROM voices_speechclip WHERE audio <> ''
+         UNION ALL SELECT file FROM campaigns_contactimport WHERE file <> ''")
+}
+
+# The media changes after a backup: a file added, one deleted, one changed.
+change_media() {
+    echo "after the backup" > "$media/clips/added-$1.mp3"
+    find "$media/clips" -name 'clip*.mp3' -delete
+    find "$media/imports" -type f -exec sh -c 'echo changed >> "$1"' _ {} \;
+}
+
 log "deploy/backup.sh"
-dump="$(DATABASE_URL="$SOURCE_URL" BACKUP_DIR="$work/backups" deploy/backup.sh)"
-[[ "$(basename "$dump")" =~ ^callcenter-[0-9]{8}-[0-9]{6}\.dump$ ]] || fail "unexpected file name $dump"
+backup="$(DATABASE_URL="$SOURCE_URL" BACKUP_DIR="$work/backups" deploy/backup.sh)"
+dump="$(sed -n 1p <<<"$backup")"
+archive="$(sed -n 2p <<<"$backup")"
+[[ "$(basename "$dump")" =~ ^(callcenter-[0-9]{8}-[0-9]{6})\.dump$ ]] || fail "unexpected file name $dump"
+[ "$(basename "$archive")" = "${BASH_REMATCH[1]}.media.tar.gz" ] \
+    || fail "the media archive $archive is not named after the dump"
 [ -s "$dump" ] || fail "backup.sh printed $dump but wrote nothing there"
-echo "$dump ($(wc -c < "$dump") bytes)"
+[ -s "$archive" ] || fail "backup.sh printed $archive but wrote nothing there"
+echo "$dump ($(wc -c < "$dump") bytes), $archive ($(wc -c < "$archive") bytes)"
+change_media 1
 
 log "deploy/restore.sh refuses without a file, and without --yes when no terminal asks"
 if DATABASE_URL="$RESTORED_URL" deploy/restore.sh </dev/null 2>/dev/null; then
@@ -113,18 +163,40 @@ if DATABASE_URL="$RESTORED_URL" deploy/restore.sh "$dump" </dev/null 2>/dev/null
     fail "restore.sh without --yes and without a terminal succeeded"
 fi
 [ -z "$(snapshot "$RESTORED_URL")" ] || fail "a refused restore.sh changed the database"
+[ -f "$media/clips/added-1.mp3" ] || fail "a refused restore.sh changed the media"
 
 log "deploy/restore.sh --yes into the fresh database $restored_db"
 DATABASE_URL="$RESTORED_URL" deploy/restore.sh --yes "$dump" </dev/null
 compare "fresh database"
-echo "identical: every table's row count and md5, every sequence"
+compare_media "fresh database"
+echo "identical: every table's row count and md5, every sequence, every media file"
 
 log "deploy/restore.sh --yes over changed data"
 psql -X -q -v ON_ERROR_STOP=1 --dbname "$RESTORED_URL" \
     -c "UPDATE campaigns_partner SET name = name || ' (changed)'" \
     -c "DELETE FROM campaigns_contact WHERE phone = '+34600000099'"
+change_media 2
 DATABASE_URL="$RESTORED_URL" deploy/restore.sh --yes "$dump" </dev/null
 compare "restore over changed data"
+compare_media "restore over changed data"
+[ -z "$(find "$DATA_DIR" -maxdepth 1 -name 'media.*')" ] || fail "restore.sh left folders beside the media"
 echo "identical again"
+
+log "deploy/restore.sh --no-media restores the database alone"
+change_media 3
+cp "$work/media.txt" "$work/media-backed-up.txt"
+media_sums > "$work/media.txt"
+DATABASE_URL="$RESTORED_URL" deploy/restore.sh --yes --no-media "$dump" </dev/null
+compare "database alone"
+media_sums | diff -u "$work/media.txt" - || fail "restore.sh --no-media changed the media"
+mv "$work/media-backed-up.txt" "$work/media.txt"
+if DATABASE_URL="$RESTORED_URL" deploy/restore.sh --yes "$work/backups/elsewhere.dump" \
+        </dev/null 2>/dev/null; then
+    fail "restore.sh of a missing dump succeeded"
+fi
+cp "$dump" "$work/alone.dump"
+if DATABASE_URL="$RESTORED_URL" deploy/restore.sh --yes "$work/alone.dump" </dev/null 2>/dev/null; then
+    fail "restore.sh of a dump without its media archive succeeded without --no-media"
+fi
 
 log "Backup round trip passed"

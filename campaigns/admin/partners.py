@@ -58,6 +58,20 @@ class PartnerAdmin(admin.ModelAdmin):
                 ),
             },
         ),
+        (
+            _("Retention"),
+            {
+                "fields": [
+                    ("transcripts_retention_days", "recordings_retention_days"),
+                    ("outcomes_retention_days", "uploads_retention_days"),
+                ],
+                "description": _(
+                    "How many days this partner's data is kept, counted from the call's end "
+                    "(or the upload). Every night a task deletes what is older and records "
+                    "it in the audit trail. Empty: kept until deleted."
+                ),
+            },
+        ),
         (_("History"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
 

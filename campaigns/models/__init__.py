@@ -27,6 +27,7 @@ from campaigns.models.imports import ContactImportError as ContactImportError
 from campaigns.models.imports import ContactImportState as ContactImportState
 from campaigns.models.imports import ContactImportWarning as ContactImportWarning
 from campaigns.models.imports import ImportRowNote as ImportRowNote
+from campaigns.models.partners import RETENTION_FIELDS as RETENTION_FIELDS
 from campaigns.models.partners import ComplianceProfile as ComplianceProfile
 from campaigns.models.partners import Partner as Partner
 from campaigns.models.partners import PartnerApiKey as PartnerApiKey

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -51,6 +52,26 @@ def validate_compliance_profiles(value: Any) -> None:
         )
     if len(set(value)) != len(value):
         raise ValidationError(_("Each profile may be listed once."), code="duplicate_profile")
+
+
+# The partner's retention periods (days, or empty: kept until deleted), by kind of data.
+RETENTION_FIELDS = (
+    "transcripts_retention_days",
+    "recordings_retention_days",
+    "outcomes_retention_days",
+    "uploads_retention_days",
+)
+
+
+def retention_days_field(verbose_name: Any, what: Any) -> models.PositiveIntegerField:
+    """A retention period in days: at least 1, or empty to keep the data until deleted."""
+    return models.PositiveIntegerField(
+        verbose_name,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=format_lazy("{} {}", what, _("Empty: kept until deleted.")),
+    )
 
 
 class Partner(models.Model):
@@ -110,6 +131,22 @@ class Partner(models.Model):
         validators=[MinValueValidator(1)],
         help_text=_("Calls to one contact of a campaign at most."),
     )
+    # Retention: days each kind of data is kept, from the call's end (or the upload); empty
+    # keeps it until it is deleted. calls/retention.py and campaigns/retention.py purge.
+    transcripts_retention_days = retention_days_field(
+        _("keep transcripts (days)"), _("The turns of each call, counted from its end.")
+    )
+    recordings_retention_days = retention_days_field(
+        _("keep recordings (days)"), _("Each call's recording at the carrier, from its end.")
+    )
+    outcomes_retention_days = retention_days_field(
+        _("keep outcomes (days)"),
+        _("What each call came to (answers, flags, summary), counted from its end."),
+    )
+    uploads_retention_days = retention_days_field(
+        _("keep uploaded files (days)"),
+        _("Contact import files and their rejected rows, counted from the upload."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -125,6 +162,13 @@ class Partner(models.Model):
                     max_attempts_cap__gte=1,
                 ),
                 name="partner_caps_positive",
+            ),
+            *(
+                models.CheckConstraint(
+                    condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": 1}),
+                    name=f"partner_{field}_positive",
+                )
+                for field in RETENTION_FIELDS
             ),
         ]
 

@@ -6,11 +6,12 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from campaigns import limits
-from campaigns.models import Partner, PartnerApiKey
+from campaigns.models import RETENTION_FIELDS, Partner, PartnerApiKey
 
 
 class PartnerSerializer(serializers.ModelSerializer):
-    """A partner with its telephony limits, which staff set in the console."""
+    """A partner with its telephony limits and retention periods (days; null: kept until
+    deleted), which staff set in the console."""
 
     class Meta:
         model = Partner
@@ -19,6 +20,7 @@ class PartnerSerializer(serializers.ModelSerializer):
             "name",
             "is_active",
             *limits.PARTNER_LIMIT_FIELDS,
+            *RETENTION_FIELDS,
             "created_at",
         ]
         read_only_fields = fields

@@ -518,8 +518,9 @@ def test_env_example_lists_every_variable_settings_read() -> None:
     read_by_deploy = set(
         re.findall(r'(?:environ\.get\(|environ\[|_int\()\s*"([A-Z_]+)"(?!\]\s*=[^=])', deploy)
     )
-    # Read by the seed_demo command, and by docker compose for the bundled PostgreSQL.
-    extra = {"DEMO_ADMIN_PASSWORD", "POSTGRES_PASSWORD"}
+    # Read by the seed_demo command, by docker compose for the bundled PostgreSQL, and by
+    # the backup and restore scripts for the media folder.
+    extra = {"DEMO_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "MEDIA_DIR"}
 
     assert read, "no variables found: has settings.py changed how it reads them?"
     assert {"WEB_CONCURRENCY", "WAIT_FOR_SERVICES_TIMEOUT"} <= read_by_deploy
