@@ -44,7 +44,7 @@ def delete_periodic_task(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("calls", "0013_relay_transport"),
+        ("calls", "0014_call_recording_after_announcement"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
