@@ -31,16 +31,16 @@ from django.utils.translation import gettext as _
 from audit import services as audit
 from calls.models import LIVE_STATUSES, MACHINE_ANSWERS, Call, CallDirection, CallStatus
 from campaigns.models import Campaign
+from campaigns.reports import ABANDONMENT_ALERT_RATE as ALERT_RATE
+from campaigns.reports import ABANDONMENT_PAUSE_RATE as PAUSE_RATE
 from campaigns.reports import ABANDONMENT_WINDOW_DAYS as WINDOW_DAYS
 from campaigns.reports import Abandonment
 from campaigns.services import CampaignStateError, pause_campaign
 
 logger = logging.getLogger(__name__)
 
-# The rules' own figures: not settings.
+# The rule's own figure: not a setting.
 FIRST_AUDIO_LIMIT_MS = 2_000
-ALERT_RATE = 0.01
-PAUSE_RATE = 0.03
 
 
 def answer_moment() -> Coalesce:
@@ -131,13 +131,6 @@ def abandonment_by_campaign(*, now: datetime.datetime | None = None) -> dict[str
     return rates
 
 
-def judged_rate(figures: Abandonment) -> float:
-    """The rate the alert and the pause act on: taken over at least
-    ABANDONMENT_MIN_ANSWERED calls, so that one slow call among the first few does not
-    pause a campaign (three abandoned calls still do, before the hundredth by default)."""
-    return figures.abandoned / max(figures.answered, settings.ABANDONMENT_MIN_ANSWERED, 1)
-
-
 def check_abandonment(*, call: Call, now: datetime.datetime | None = None) -> None:
     """``call`` has just ended: when a person answered it live, take its campaign's rate
     again; at 1 % raise the campaign's alert (once: logged and audited); when ``call``
@@ -157,7 +150,7 @@ def check_abandonment(*, call: Call, now: datetime.datetime | None = None) -> No
     now = now or timezone.now()
     campaign = Campaign.objects.get(pk=call.campaign_id)
     figures = campaign_abandonment(campaign=campaign, now=now)
-    rate = judged_rate(figures)
+    rate = figures.judged_rate
     if rate >= ALERT_RATE:
         _raise_alert(campaign=campaign, figures=figures, now=now)
     if verdict["abandoned"] and rate >= PAUSE_RATE and campaign.state == Campaign.State.RUNNING:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Protocol
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import QuerySet
 from django.template.defaultfilters import floatformat
@@ -77,8 +78,11 @@ def with_abandonment(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
     return registered_reports().with_abandonment(campaigns)
 
 
-# The days a campaign's abandonment rate is measured over (47 CFR 64.1200(a)(7)).
+# The days a campaign's abandonment rate is measured over (47 CFR 64.1200(a)(7)), the rate
+# that raises its alert, and the legal limit, at which an abandoned call pauses it.
 ABANDONMENT_WINDOW_DAYS = 30
+ABANDONMENT_ALERT_RATE = 0.01
+ABANDONMENT_PAUSE_RATE = 0.03
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +99,19 @@ class Abandonment:
     def rate(self) -> float | None:
         """Abandoned over live-answered calls; None before any was answered."""
         return self.abandoned / self.answered if self.answered else None
+
+    @property
+    def judged_rate(self) -> float:
+        """The rate the alert and the pause act on: taken over at least
+        ABANDONMENT_MIN_ANSWERED calls, so that one slow call among the first few does not
+        pause a campaign (three abandoned calls still do, before the hundredth by
+        default)."""
+        return self.abandoned / max(self.answered, settings.ABANDONMENT_MIN_ANSWERED, 1)
+
+    @property
+    def at_limit(self) -> bool:
+        """Whether the campaign's next abandoned call pauses it."""
+        return self.judged_rate >= ABANDONMENT_PAUSE_RATE
 
     def rate_label(self) -> str:
         """The rate as a percentage to one decimal ("1.2 %"); "—" without a rate."""

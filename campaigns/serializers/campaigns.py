@@ -170,10 +170,11 @@ class CampaignSerializer(PartnerOwnedSerializer):
     def get_abandonment(self, campaign: Campaign) -> dict[str, Any]:
         # A list counts them in its query (campaigns.reports.with_abandonment); one
         # campaign alone asks.
-        if hasattr(campaign, "abandoned_calls"):
+        abandoned = getattr(campaign, "abandoned_calls", None)
+        if abandoned is not None:
             figures = Abandonment(
-                abandoned=campaign.abandoned_calls,
-                answered=campaign.live_answered_calls,
+                abandoned=abandoned,
+                answered=campaign.live_answered_calls,  # type: ignore[attr-defined]
                 window_days=ABANDONMENT_WINDOW_DAYS,
             )
         else:

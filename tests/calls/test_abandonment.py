@@ -20,12 +20,12 @@ from calls.abandonment import (
     answered_within_window,
     campaign_abandonment,
     check_abandonment,
-    judged_rate,
     with_abandonment,
 )
 from calls.models import AnsweredBy, Call, CallDirection
 from campaigns.models import Campaign
 from campaigns.reports import Abandonment
+from campaigns.services import start_warnings
 from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db
@@ -224,9 +224,9 @@ def test_the_judged_rate_takes_at_least_the_minimum_of_calls(settings) -> None:
     many = Abandonment(abandoned=4, answered=200, window_days=30)
 
     settings.ABANDONMENT_MIN_ANSWERED = 100
-    assert (judged_rate(few), judged_rate(many)) == (0.01, 0.02)
+    assert (few.judged_rate, many.judged_rate) == (0.01, 0.02)
     settings.ABANDONMENT_MIN_ANSWERED = 1
-    assert (judged_rate(few), judged_rate(many)) == (0.25, 0.02)
+    assert (few.judged_rate, many.judged_rate) == (0.25, 0.02)
 
 
 # --- The alert and the pause, through the status callback that ends the call ---------------
@@ -503,3 +503,24 @@ def test_the_window_is_read_through_the_answer_index(running) -> None:
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "call_campaign_answer_idx" in plan, plan
+
+
+def test_resuming_at_the_limit_warns_that_the_next_abandoned_call_pauses(running) -> None:
+    for _ in range(96):
+        answered(running, 700)
+    for _ in range(4):
+        answered(running, 2_600)
+
+    with translation.override("en"):
+        warnings = start_warnings(campaign=running)
+
+    assert any("next abandoned call pauses it again" in w and "4 of 100" in w for w in warnings)
+
+
+def test_resuming_below_the_limit_warns_of_nothing(running) -> None:
+    for _ in range(98):
+        answered(running, 700)
+    for _ in range(2):
+        answered(running, 2_600)
+
+    assert start_warnings(campaign=running) == []
