@@ -9,7 +9,6 @@ import logging
 from itertools import count
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone, translation
 
@@ -17,7 +16,6 @@ from audit.models import AuditEntry
 from calls import telephony
 from calls.abandonment import (
     abandonment_by_campaign,
-    answered_within_window,
     campaign_abandonment,
     check_abandonment,
     with_abandonment,
@@ -489,20 +487,6 @@ def test_metrics_serve_the_abandonment_gauge(client, running, settings) -> None:
     page = client.get(reverse("metrics")).content.decode()
 
     assert f'callcenter_campaign_abandonment_ratio{{campaign="{running.pk}"}} 0.5' in page
-
-
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_the_window_is_read_through_the_answer_index(running) -> None:
-    answered(running, 3_000)
-    window = answered_within_window(Call.objects.filter(campaign_id=running.pk).order_by())
-    sql, params = window.values("pk").query.sql_with_params()
-
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-
-    assert "call_campaign_answer_idx" in plan, plan
 
 
 def test_resuming_at_the_limit_warns_that_the_next_abandoned_call_pauses(running) -> None:
