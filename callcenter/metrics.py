@@ -176,6 +176,15 @@ LIVE_CALLS = ScrapeGauge(
     "campaign_state",
 )
 REGISTRY.register(LIVE_CALLS)
+# Each running campaign's abandoned calls over its live-answered ones in the last 30 days
+# (0 before any): calls reads it (calls.abandonment.abandonment_by_campaign).
+ABANDONMENT_RATE = ScrapeGauge(
+    "callcenter_campaign_abandonment_ratio",
+    "Running campaigns' abandoned calls (nothing heard from us within 2 s of a live "
+    "answer) over their live-answered calls in the last 30 days, by campaign id.",
+    "campaign",
+)
+REGISTRY.register(ABANDONMENT_RATE)
 
 
 def metrics_allowed(authorization: str) -> bool:
@@ -205,6 +214,7 @@ def export_metrics(request: HttpRequest) -> HttpResponse:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(LIVE_CALLS)
+        registry.register(ABANDONMENT_RATE)
     else:
         registry = REGISTRY
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -750,6 +750,10 @@ RELAY_APPLICATION_RECONNECT = env.bool("RELAY_APPLICATION_RECONNECT", True)
 # Seconds of silence after our line is heard before the caller is asked whether they are
 # still there (twice in a row: the call closes politely), as <Gather>'s timeout does.
 RELAY_SILENCE_SECONDS = env.float("RELAY_SILENCE_SECONDS", 6.0, minimum=1.0, maximum=60.0)
+# Abandoned calls (calls/abandonment.py): the rate that raises a campaign's alert (1 %) and
+# pauses it (3 %) is taken over at least this many live-answered calls, so that one slow
+# call among the first few pauses nothing; 1 takes the plain rate, as the rules count it.
+ABANDONMENT_MIN_ANSWERED = env.int("ABANDONMENT_MIN_ANSWERED", 100, minimum=1, maximum=100_000)
 # The key a callee presses to ask not to be called again (offered by the fallback too).
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
 # The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).

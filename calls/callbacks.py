@@ -22,6 +22,7 @@ from django.utils import timezone
 from callcenter.metrics import CALL_STATUS_CHANGES
 from callcenter.queries import insert_unless_taken, one_or_none
 from callcenter.text import truncate
+from calls.abandonment import check_abandonment
 from calls.models import MACHINE_ANSWERS, AnsweredBy, Call, CallEvent, CallStatus, PriceStatus
 from calls.services import finish_call, record_plays
 
@@ -68,7 +69,8 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
     only fill blanks, so any order of the same callbacks ends in the same row. A callback
     carries no price (Twilio sends none; a ``Price`` field is ignored). The callback that
     makes the call final settles its price status (``await_price``) and moves its contact
-    on (``finish_call``), once, and queues the call's conclusion (again when Twilio
+    on (``finish_call``), once, takes its campaign's abandonment rate again
+    (``check_abandonment``), and queues the call's conclusion (again when Twilio
     retries it).
     """
     sid = params.get("CallSid", "")
@@ -116,6 +118,9 @@ def record_call_status(*, call_id: int, params: Mapping[str, str]) -> Call | Non
             await_price(call=call)
             record_plays(call=call)
             finish_call(call=call)
+            # A person answered and heard nothing within 2 s: the campaign's rate may alert
+            # or pause it.
+            check_abandonment(call=call)
             _conclude_later(call.pk)
     return call
 

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 
 # A call's states and kinds live in calls.choices; models is where callers find them.
@@ -238,6 +239,15 @@ class Call(models.Model):
                 name="call_inbound_from_idx",
                 opclasses=["varchar_pattern_ops"],
                 condition=Q(direction="inbound"),
+            ),
+            # A campaign's calls by when they were answered (calls.abandonment's window,
+            # taken after every answered call ends), unanswered and inbound ones left out.
+            models.Index(
+                F("campaign"),
+                Coalesce(F("answered_at"), F("created_at")),
+                name="call_campaign_answer_idx",
+                condition=Q(direction="outbound")
+                & (Q(answered_at__isnull=False) | Q(status="completed")),
             ),
             # The calls whose price is due to be asked for, by the price tick.
             models.Index(

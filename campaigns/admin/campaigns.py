@@ -28,7 +28,16 @@ from campaigns import limits, services
 from campaigns.admin.controls import CAMPAIGN_CONTROLS, CampaignControl
 from campaigns.models import Campaign
 from campaigns.phones import PHONE_INPUT_MAX_LENGTH
-from campaigns.reports import campaign_dashboard, percent, progress_label, with_progress
+from campaigns.reports import (
+    ABANDONMENT_WINDOW_DAYS,
+    Abandonment,
+    campaign_abandonment,
+    campaign_dashboard,
+    percent,
+    progress_label,
+    with_abandonment,
+    with_progress,
+)
 from voices.services import default_voice_problem
 
 if TYPE_CHECKING:
@@ -45,9 +54,16 @@ class _Progress(TypedDict):
     ended_calls: int
 
 
+class _Abandonment(TypedDict):
+    """What ``with_abandonment`` counts on each campaign of the list."""
+
+    abandoned_calls: int
+    live_answered_calls: int
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "partner", "state", "progress", "live", "answer_rate"]
+    list_display = ["name", "partner", "state", "progress", "live", "answer_rate", "abandonment"]
     list_filter = ["state", "compliance_profile", "partner"]
     list_select_related = ["partner"]
     search_fields = ["name", "partner__name"]
@@ -55,7 +71,14 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["start_campaigns", "pause_campaigns", "resume_campaigns", "cancel_campaigns"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
     # The state moves only through the campaign services (the lifecycle's checks).
-    readonly_fields = ["state", "state_reason", "state_changed_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "state",
+        "state_reason",
+        "abandonment_rate",
+        "state_changed_at",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (
             None,
@@ -65,6 +88,7 @@ class CampaignAdmin(admin.ModelAdmin):
                     "name",
                     "state",
                     "state_reason",
+                    "abandonment_rate",
                     "template",
                     "voice",
                     "caller_number",
@@ -109,9 +133,9 @@ class CampaignAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
-        # The list's progress, live calls and answer rate are counted by the database, in
-        # the one query that lists a page of campaigns however many contacts and calls.
-        return with_progress(super().get_queryset(request))
+        # The list's progress, live calls, answer and abandonment rates are counted by the
+        # database, in the one query that lists a page of campaigns however many calls.
+        return with_abandonment(with_progress(super().get_queryset(request)))
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -151,6 +175,26 @@ class CampaignAdmin(admin.ModelAdmin):
         return percent(
             campaign.answered_calls / campaign.ended_calls if campaign.ended_calls else None
         )
+
+    # A campaign without live-answered calls has no rate: it sorts as the lowest.
+    @admin.display(
+        description=_("abandoned (30 days)"),
+        ordering=Coalesce(
+            Cast("abandoned_calls", FloatField()) / NullIf("live_answered_calls", 0), Value(-1.0)
+        ),
+    )
+    def abandonment(self, campaign: WithAnnotations[Campaign, _Abandonment]) -> str:
+        return Abandonment(
+            abandoned=campaign.abandoned_calls,
+            answered=campaign.live_answered_calls,
+            window_days=ABANDONMENT_WINDOW_DAYS,
+        ).short_label()
+
+    # --- The campaign's page: its abandonment rate, read-only ---
+
+    @admin.display(description=_("abandoned calls"))
+    def abandonment_rate(self, campaign: Campaign) -> str:
+        return campaign_abandonment(campaign=campaign).label()
 
     # --- Start, pause, resume, cancel -----------------------------------------------------
 

@@ -365,6 +365,11 @@ class Campaign(models.Model):
     # Why the campaign last changed state when the platform moved it (a Twilio
     # authentication failure pausing it, say); empty after a move by staff or a partner.
     state_reason = models.CharField(_("state reason"), max_length=500, blank=True)
+    # When the abandonment alert (1 % of live-answered calls, calls/abandonment.py) was
+    # raised: it is logged and audited once per campaign, not on every call after.
+    abandonment_alerted_at = models.DateTimeField(
+        _("abandonment alert raised at"), null=True, blank=True
+    )
     # Sandbox carrier
     sandbox_personas = models.JSONField(
         _("sandbox personas"),

@@ -12,8 +12,32 @@ from callcenter.api import PartnerOwnedSerializer, PartnerScopedRelatedField
 from campaigns import limits
 from campaigns.models import Campaign
 from campaigns.phones import PHONE_INPUT_MAX_LENGTH
+from campaigns.reports import ABANDONMENT_WINDOW_DAYS, Abandonment, campaign_abandonment
 from templates.models import CallTemplate
 from voices.models import Voice
+
+
+class AbandonmentSerializer(serializers.Serializer):
+    """A campaign's abandoned calls over the last ``window_days`` days (read-only)."""
+
+    rate = serializers.FloatField(
+        allow_null=True,
+        help_text=_(
+            "abandoned / answered, from 0 to 1; null before any call was answered live. "
+            "At 0.01 staff are alerted; an abandoned call that brings it to 0.03 pauses the "
+            "campaign (the pause takes it over at least ABANDONMENT_MIN_ANSWERED calls)."
+        ),
+    )
+    abandoned = serializers.IntegerField(
+        help_text=_(
+            "Calls answered live on which the callee heard nothing from us within 2 seconds "
+            "of the answer."
+        )
+    )
+    answered = serializers.IntegerField(
+        help_text=_("Calls answered live by a person (not a machine) in the window.")
+    )
+    window_days = serializers.IntegerField(help_text=_("The days counted, up to now."))
 
 
 class CampaignSerializer(PartnerOwnedSerializer):
@@ -63,6 +87,13 @@ class CampaignSerializer(PartnerOwnedSerializer):
             "the campaign from calling."
         )
     )
+    abandonment = serializers.SerializerMethodField(
+        help_text=_(
+            "The campaign's abandonment rate over the last 30 days (FCC 47 CFR "
+            "64.1200(a)(7), Ofcom): calls answered live on which the callee heard nothing "
+            "within 2 seconds."
+        )
+    )
 
     class Meta:
         model = Campaign
@@ -95,6 +126,7 @@ class CampaignSerializer(PartnerOwnedSerializer):
             "retry_policy",
             "sandbox_personas",
             "limit_warnings",
+            "abandonment",
             "created_at",
             "updated_at",
         ]
@@ -133,6 +165,26 @@ class CampaignSerializer(PartnerOwnedSerializer):
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_limit_warnings(self, campaign: Campaign) -> list[str]:
         return [*limits.dial_problems(campaign=campaign), *limits.clamped_pacing(campaign=campaign)]
+
+    @extend_schema_field(AbandonmentSerializer)
+    def get_abandonment(self, campaign: Campaign) -> dict[str, Any]:
+        # A list counts them in its query (campaigns.reports.with_abandonment); one
+        # campaign alone asks.
+        abandoned = getattr(campaign, "abandoned_calls", None)
+        if abandoned is not None:
+            figures = Abandonment(
+                abandoned=abandoned,
+                answered=campaign.live_answered_calls,  # type: ignore[attr-defined]
+                window_days=ABANDONMENT_WINDOW_DAYS,
+            )
+        else:
+            figures = campaign_abandonment(campaign=campaign)
+        return {
+            "rate": figures.rate,
+            "abandoned": figures.abandoned,
+            "answered": figures.answered,
+            "window_days": figures.window_days,
+        }
 
 
 class CampaignMoveSerializer(CampaignSerializer):

@@ -20,6 +20,7 @@ from campaigns import limits
 from campaigns.deliveries import emit_event
 from campaigns.eligibility import blocked_for_good, count_blocked
 from campaigns.models import Campaign, Contact, WebhookEvent
+from campaigns.reports import campaign_abandonment
 from campaigns.services.contacts import WAITING_STATES
 from campaigns.services.errors import CampaignStateError
 from campaigns.tasks import prerender_campaign_speech_task
@@ -149,19 +150,37 @@ def _waiting_contact_problems(campaign: Campaign) -> list[str]:
 
 def start_warnings(*, campaign: Campaign) -> list[str]:
     """What a start or resume lets through but staff should know: contacts waiting that
-    cannot be called as things stand, counted by reason (empty: none)."""
+    cannot be called as things stand, counted by reason, and an abandonment rate still at
+    the limit (empty: none)."""
+    warnings = _abandonment_warnings(campaign)
     blocked = count_blocked(
         campaign=campaign, contacts=campaign.contacts.filter(state__in=WAITING_STATES)
     )
     if not blocked.blocked or blocked.blocked == blocked.total:
-        return []
+        return warnings
     return [
+        *warnings,
         ngettext(
             "%(count)s of the %(total)s contacts waiting cannot be called: %(why)s.",
             "%(count)s of the %(total)s contacts waiting cannot be called: %(why)s.",
             blocked.blocked,
         )
-        % {"count": blocked.blocked, "total": blocked.total, "why": blocked.describe()}
+        % {"count": blocked.blocked, "total": blocked.total, "why": blocked.describe()},
+    ]
+
+
+def _abandonment_warnings(campaign: Campaign) -> list[str]:
+    """A campaign resumed with its abandonment rate at the limit is not refused (only more
+    good calls bring the rate down), but its next abandoned call pauses it again."""
+    figures = campaign_abandonment(campaign=campaign)
+    if not figures.at_limit:
+        return []
+    return [
+        _(
+            "Its abandonment rate is still at the 3%% limit (%(figures)s): its next "
+            "abandoned call pauses it again."
+        )
+        % {"figures": figures.label()}
     ]
 
 

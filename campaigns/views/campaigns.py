@@ -24,6 +24,7 @@ from callcenter.filters import PartnerScopedFilterBackend
 from callcenter.parsers import JSONParser, MultiPartParser
 from campaigns import imports, services
 from campaigns.models import Campaign, Contact
+from campaigns.reports import with_abandonment
 from campaigns.serializers import (
     MAX_BATCH_ITEMS,
     CampaignMoveSerializer,
@@ -87,6 +88,11 @@ class CampaignViewSet(ScopedModelViewSet):
     filterset_fields = ["state"]
     ordering_fields = ["created_at", "updated_at", "name", "state", "starts_at"]
     ordering = ["-created_at"]
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset()
+        # A page of campaigns counts their abandoned calls in its one query.
+        return with_abandonment(queryset) if self.action == "list" else queryset
 
     def perform_create(self, serializer: BaseSerializer[Campaign]) -> None:
         serializer.instance = services.create_campaign(**serializer.validated_data)
