@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('calls', '0013_relay_transport'),
+        ('calls', '0015_purge_expired_data_periodic_task'),
         ('campaigns', '0019_relay_transport'),
         ('voices', '0004_voice_is_default'),
     ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0019_relay_transport'),
+        ('campaigns', '0020_partner_retention'),
     ]
 
     operations = [
