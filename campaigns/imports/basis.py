@@ -143,17 +143,17 @@ def save_bases(
     """Write the bases rows gave contacts that were there (``existing``: pk, basis) and
     audit them with those of the contacts just made (``created``: phone, basis), in one
     entry each, all under one lock of the trail (``audit.record_many``)."""
-    existing = dict(existing)
-    created = dict(created)
+    bases = dict(existing)
+    new_bases = dict(created)
     events = []
-    if existing:
-        contacts = Contact.objects.select_for_update().filter(pk__in=existing).order_by("pk")
+    if bases:
+        contacts = Contact.objects.select_for_update().filter(pk__in=list(bases)).order_by("pk")
         changed = []
         for contact in contacts:
             contact.campaign = campaign
             before = contact.basis_snapshot()
             basis = keep_withdrawal(
-                withdrawn_at=contact.basis_withdrawn_at, basis=existing[contact.pk]
+                withdrawn_at=contact.basis_withdrawn_at, basis=bases[contact.pk]
             )
             for name, value in basis.items():
                 setattr(contact, name, value)
@@ -162,13 +162,13 @@ def save_bases(
                 changed.append(contact)
                 events.append(event)
         Contact.objects.bulk_update(changed, list(BASIS_FIELDS), batch_size=500)
-    if created:
+    if new_bases:
         for pk, phone in (
-            Contact.objects.filter(campaign=campaign, phone__in=list(created))
+            Contact.objects.filter(campaign=campaign, phone__in=list(new_bases))
             .order_by("pk")
             .values_list("pk", "phone")
         ):
-            contact = Contact(pk=pk, campaign=campaign, phone=phone, **created[phone])
+            contact = Contact(pk=pk, campaign=campaign, phone=phone, **new_bases[phone])
             event = basis_change_event(contact=contact, before=None, via="import")
             if event is not None:
                 events.append(event)

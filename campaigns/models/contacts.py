@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -19,6 +20,9 @@ from django.utils.translation import pgettext_lazy
 from campaigns.models.campaigns import Campaign
 from campaigns.phones import E164_REGEX, e164_validator
 from campaigns.rules import BASIS_CONSENT, BASIS_CUSTOMER, BASIS_SERVICE
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 def validate_time_zone(value: str) -> None:
@@ -115,7 +119,7 @@ def legal_basis_problems(
     expires_at = values.get("basis_expires_at")
     problems: dict[str, list[ValidationError]] = {}
 
-    def add(name: str, message: str, code: str, **params: object) -> None:
+    def add(name: str, message: StrOrPromise, code: str, **params: object) -> None:
         problems.setdefault(name, []).append(ValidationError(message, code=code, params=params))
 
     if not kind:

@@ -3,6 +3,8 @@ eligibility) and the imports of contact files."""
 
 from __future__ import annotations
 
+import datetime
+
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -53,7 +55,7 @@ class BasisMomentField(serializers.DateTimeField):
     """An ISO 8601 date or date and time; without an offset, in the project's time zone
     (``parse_moment``)."""
 
-    def to_internal_value(self, value: object) -> object:
+    def to_internal_value(self, value: datetime.datetime | str) -> datetime.datetime:
         if isinstance(value, str):
             try:
                 return parse_moment(value)
