@@ -344,3 +344,51 @@ def test_campaign_purpose_defaults_to_service_and_is_checked(partner) -> None:
     with pytest.raises(ValidationError) as error:
         campaign.full_clean()
     assert "purpose" in error.value.message_dict
+
+
+# --- Admin -----------------------------------------------------------------------------------
+
+
+def test_admin_contact_page_shows_the_basis_and_why_not_and_audits_a_change(
+    admin_client, marketing
+) -> None:
+    from django.urls import reverse
+
+    subject = contact(marketing, 1)
+    url = reverse("admin:campaigns_contact_change", args=[subject.pk])
+
+    page = admin_client.get(url).content.decode()
+    assert 'name="legal_basis"' in page
+    assert 'data-code="no_legal_basis"' in page
+
+    response = admin_client.post(
+        url,
+        {
+            "campaign": marketing.pk,
+            "phone": subject.phone,
+            "time_zone": subject.time_zone,
+            "external_id": "",
+            "variables": '{"first_name": "Ana"}',
+            "state": subject.state,
+            "state_reason": "",
+            "legal_basis": "consent",
+            "basis_source": "web",
+            "basis_obtained_at_0": "2026-01-10",
+            "basis_obtained_at_1": "10:00:00",
+            "basis_wording": "Acepto",
+            "basis_scope": "",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    subject.refresh_from_db()
+    assert subject.legal_basis == "consent"
+    (entry,) = basis_entries()
+    assert (entry.actor_type, entry.details["via"]) == ("staff", "admin")
+    assert verdict_codes(subject) == []
+    # and the list filters by basis kind
+    listed = admin_client.get(
+        reverse("admin:campaigns_contact_changelist") + "?legal_basis=consent"
+    )
+    assert listed.status_code == 200
+    assert subject.phone in listed.content.decode()
