@@ -18,7 +18,10 @@ from tests.factories import CampaignFactory, ContactFactory
 
 pytestmark = pytest.mark.django_db
 
-HEADER = "phone,first_name,legal_basis,consent_source,consent_at,consent_text,consent_scope,basis_expires_at\n"
+HEADER = (
+    "phone,first_name,legal_basis,consent_source,consent_at,consent_text,consent_scope,"
+    "basis_expires_at\n"
+)
 
 
 def csv_file(text: str) -> io.BytesIO:
@@ -37,7 +40,8 @@ def madrid(settings) -> None:
 def test_import_csv_keeps_good_bases_and_names_each_bad_value(campaign, madrid) -> None:
     text = HEADER + (
         # row 2: full consent, naive time read in Madrid
-        "600000002,Ana,consent,web example.com/alta,2026-01-10T10:00,Acepto llamadas,fibra,2028-01-10\n"
+        "600000002,Ana,consent,web example.com/alta,2026-01-10T10:00,Acepto llamadas,fibra,"
+        "2028-01-10\n"
         # row 3: Spanish kind, a date
         "600000003,Eva,Consentimiento,papel,2026-02-01,Acepto,,\n"
         # row 4: an unknown kind

@@ -392,3 +392,20 @@ def test_admin_contact_page_shows_the_basis_and_why_not_and_audits_a_change(
     )
     assert listed.status_code == 200
     assert subject.phone in listed.content.decode()
+
+
+def test_start_problems_of_a_marketing_campaign_nobody_may_be_called_on(marketing) -> None:
+    from campaigns.services import start_problems
+
+    Campaign.objects.filter(pk=marketing.pk).update(state="draft")
+    marketing.refresh_from_db()
+    contact(marketing, 1)
+    contact(marketing, 2, legal_basis="customer", basis_source="CRM")
+
+    with translation.override("en"):
+        problems = start_problems(campaign=marketing)
+
+    assert (
+        "None of the 2 contacts waiting can be called: 2 have no valid legal basis for a "
+        "marketing call."
+    ) in problems
