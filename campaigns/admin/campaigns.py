@@ -64,7 +64,7 @@ class _Abandonment(TypedDict):
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ["name", "partner", "state", "progress", "live", "answer_rate", "abandonment"]
-    list_filter = ["state", "compliance_profile", "partner"]
+    list_filter = ["state", "compliance_profile", "purpose", "partner"]
     list_select_related = ["partner"]
     search_fields = ["name", "partner__name"]
     autocomplete_fields = ["partner", "template", "voice"]
@@ -101,7 +101,7 @@ class CampaignAdmin(admin.ModelAdmin):
             _("Calling rules"),
             {
                 "fields": [
-                    "compliance_profile",
+                    ("compliance_profile", "purpose"),
                     "calling_windows",
                     ("frequency_cap_calls", "frequency_cap_hours"),
                     "ring_timeout_seconds",

@@ -16,12 +16,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from audit import services as audit
 from callcenter.exports import ExportAdminMixin, Table
 from campaigns.admin.phones import _phone_in, _phone_part
 from campaigns.eligibility import Eligibility, eligibility_for
 from campaigns.exports import contact_table
 from campaigns.models import Campaign, Contact, Partner
 from campaigns.phones import time_zones_for
+from campaigns.services.contacts import record_basis_change
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
@@ -38,7 +40,7 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
         "next_attempt_at",
         "external_id",
     ]
-    list_filter = ["state", "campaign__partner"]
+    list_filter = ["state", "legal_basis", "campaign__partner"]
     list_select_related = ["campaign__partner"]
     search_fields = ["phone", "external_id"]
     actions = ["sandbox_call_back"]
@@ -61,6 +63,24 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["campaign", "phone", "time_zone", "external_id", "variables"]}),
+        (
+            _("Legal basis"),
+            {
+                "fields": [
+                    "legal_basis",
+                    "basis_source",
+                    ("basis_obtained_at", "basis_expires_at"),
+                    "basis_wording",
+                    "basis_scope",
+                    "basis_withdrawn_at",
+                ],
+                "description": _(
+                    "What a marketing campaign checks before calling: consent (with when, "
+                    "where and in which words it was given) or a basis its compliance profile "
+                    "accepts. Each change is recorded in the audit trail."
+                ),
+            },
+        ),
         (_("Calls"), {"fields": ["state", "state_reason", "attempts", "next_attempt_at"]}),
         (_("Calling now"), {"fields": ["dialable_now", "next_possible_call"]}),
         (_("Call history"), {"fields": ["call_history"]}),
@@ -77,6 +97,15 @@ class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
                 if not {"dialable_now", "call_history"} & set(fieldset[1]["fields"])
             ]
         return fieldsets
+
+    def save_model(self, request: HttpRequest, obj: Contact, form: Any, change: bool) -> None:
+        # A change of legal basis is audited in the transaction that saves it (the admin's
+        # change view runs in one), with the staff user and address.
+        before = Contact.objects.get(pk=obj.pk).basis_snapshot() if change else None
+        super().save_model(request, obj, form, change)
+        record_basis_change(
+            contact=obj, before=before, actor=audit.Actor.from_request(request), via="admin"
+        )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Contact], search_term: str

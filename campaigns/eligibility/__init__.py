@@ -16,6 +16,7 @@ from campaigns.eligibility.blocked import Blocked as Blocked
 from campaigns.eligibility.blocked import blocked_for_good as blocked_for_good
 from campaigns.eligibility.blocked import count_blocked as count_blocked
 from campaigns.eligibility.blocked import needed_variables as needed_variables
+from campaigns.eligibility.blocked import no_legal_basis_condition as no_legal_basis_condition
 from campaigns.eligibility.facts import eligibilities as eligibilities
 from campaigns.eligibility.facts import eligibility_for as eligibility_for
 from campaigns.eligibility.facts import load_eligibility_facts as load_eligibility_facts
@@ -25,3 +26,4 @@ from campaigns.eligibility.verdict import Reason as Reason
 from campaigns.eligibility.verdict import ReasonCode as ReasonCode
 from campaigns.eligibility.verdict import evaluate as evaluate
 from campaigns.eligibility.verdict import history_hours as history_hours
+from campaigns.eligibility.verdict import legal_basis_reasons as legal_basis_reasons

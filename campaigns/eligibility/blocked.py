@@ -1,5 +1,6 @@
 """Contacts no time will make callable as things stand (a do-not-call entry, a missing
-variable, every attempt used), counted and filtered by the database."""
+variable, every attempt used, no valid legal basis for a marketing call), counted and
+filtered by the database."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import operator
 from dataclasses import dataclass
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 from django.utils.translation import ngettext
 
-from campaigns.models import Campaign, Contact, DoNotCall, lacks_variable
+from campaigns import rules
+from campaigns.models import Campaign, CampaignPurpose, Contact, DoNotCall, lacks_variable
 from templates.rendering import TemplateRenderError, required_variables
 
 
@@ -25,6 +28,7 @@ class Blocked:
     missing: dict[str, int]
     do_not_call: int
     exhausted: int
+    no_legal_basis: int = 0
 
     def describe(self) -> str:
         """The reasons with their counts: "42 lack first_name, 3 are on a do-not-call list"."""
@@ -52,13 +56,23 @@ class Blocked:
                 )
                 % {"count": self.exhausted}
             )
+        if self.no_legal_basis:
+            parts.append(
+                ngettext(
+                    "%(count)s has no valid legal basis for a marketing call",
+                    "%(count)s have no valid legal basis for a marketing call",
+                    self.no_legal_basis,
+                )
+                % {"count": self.no_legal_basis}
+            )
         return ", ".join(parts)
 
 
 def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked:
     """How many of ``contacts`` (of ``campaign``) ``evaluate`` would refuse for good, in one
     query however many they are: a do-not-call entry, a variable the campaign's template
-    (as it is now) needs, every attempt used. Reasons of time, and a number without a time
+    (as it is now) needs, every attempt used, no valid legal basis for a marketing
+    campaign (``no_legal_basis_condition``). Reasons of time, and a number without a time
     zone, are not counted here."""
     conditions = _BlockingConditions.of(campaign)
     lacking = list(conditions.lacking.values())
@@ -67,6 +81,7 @@ def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked
         blocked=Count("pk", filter=conditions.any()),
         do_not_call=Count("pk", filter=conditions.do_not_call),
         exhausted=Count("pk", filter=conditions.exhausted),
+        no_legal_basis=Count("pk", filter=conditions.no_legal_basis),
         **{f"missing_{index}": Count("pk", filter=q) for index, q in enumerate(lacking)},
     )
     return Blocked(
@@ -75,6 +90,7 @@ def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked
         missing={name: counts[f"missing_{index}"] for index, name in enumerate(conditions.lacking)},
         do_not_call=counts["do_not_call"],
         exhausted=counts["exhausted"],
+        no_legal_basis=counts["no_legal_basis"],
     )
 
 
@@ -88,6 +104,7 @@ class _BlockingConditions:
     do_not_call: Q
     exhausted: Q
     lacking: dict[str, Q]  # by variable the template needs, in name order
+    no_legal_basis: Q
 
     @classmethod
     def of(cls, campaign: Campaign) -> _BlockingConditions:
@@ -98,12 +115,28 @@ class _BlockingConditions:
             do_not_call=Q(Exists(entries)),
             exhausted=Q(attempts__gte=campaign.effective_max_attempts),
             lacking={name: lacks_variable(name) for name in needed_variables(campaign=campaign)},
+            no_legal_basis=no_legal_basis_condition(campaign=campaign),
         )
 
     def any(self) -> Q:
         return functools.reduce(
-            operator.or_, [self.do_not_call, self.exhausted, *self.lacking.values()]
+            operator.or_,
+            [self.do_not_call, self.exhausted, self.no_legal_basis, *self.lacking.values()],
         )
+
+
+def no_legal_basis_condition(*, campaign: Campaign) -> Q:
+    """The contacts ``campaign`` may not call on their legal basis (what
+    ``verdict.legal_basis_reasons`` refuses): for a marketing campaign, none or one its
+    profile does not accept, withdrawn, or expired by now; for a service campaign, none."""
+    if campaign.purpose != CampaignPurpose.MARKETING:
+        return Q(pk__isnull=True)  # none: a row always has its key
+    accepted = rules.PROFILES[campaign.compliance_profile].marketing_basis.accepted
+    return (
+        ~Q(legal_basis__in=sorted(accepted))
+        | Q(basis_withdrawn_at__isnull=False)
+        | Q(basis_expires_at__lte=timezone.now())
+    )
 
 
 def needed_variables(*, campaign: Campaign) -> list[str]:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns import rules
-from campaigns.models import Campaign, Contact
+from campaigns.models import Campaign, CampaignPurpose, Contact
 from campaigns.phones import time_zones_for
 from templates.rendering import context_values, required_variables
 
@@ -32,6 +32,11 @@ class ReasonCode(enum.StrEnum):
     NO_TIME_ZONE = "no_time_zone"
     OUTSIDE_WINDOW = "outside_window"
     MISSING_VARIABLE = "missing_variable"
+    # A marketing campaign's contact without a valid legal basis (US-5, ES-3/ES-4).
+    NO_LEGAL_BASIS = "no_legal_basis"
+    BASIS_NOT_ACCEPTED = "basis_not_accepted"
+    BASIS_EXPIRED = "basis_expired"
+    BASIS_WITHDRAWN = "basis_withdrawn"
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ def evaluate(
             )
         )
     reasons.extend(_missing_variable_reasons(contact, campaign))
+    reasons.extend(legal_basis_reasons(contact, campaign, now))
     if not reasons:
         return Eligibility(dialable=True, next_possible_at=now)
     return Eligibility(
@@ -304,6 +310,52 @@ def _missing_variable_reasons(contact: Contact, campaign: Campaign) -> list[Reas
         Reason(ReasonCode.MISSING_VARIABLE, _("missing variable %(name)s") % {"name": name})
         for name in missing
     ]
+
+
+def legal_basis_reasons(
+    contact: Contact, campaign: Campaign, now: datetime.datetime
+) -> list[Reason]:
+    """Why a marketing campaign may not call ``contact`` on its recorded legal basis: none,
+    one its compliance profile does not accept, withdrawn or expired. A service campaign
+    needs none. Time clears none of them (a new basis must be recorded)."""
+    if campaign.purpose != CampaignPurpose.MARKETING:
+        return []
+    basis_rule = rules.PROFILES[campaign.compliance_profile].marketing_basis
+    rule = basis_rule.rule or _("the campaign's profile")
+    accepted = ", ".join(sorted(basis_rule.accepted))
+    params = {"rule": rule, "accepted": accepted}
+    if not contact.legal_basis:
+        message = _(
+            "a marketing call needs a legal basis (%(accepted)s under %(rule)s); none is recorded"
+        )
+        return [Reason(ReasonCode.NO_LEGAL_BASIS, message % params)]
+    if contact.legal_basis not in basis_rule.accepted:
+        message = _(
+            "a marketing call needs %(accepted)s under %(rule)s; the contact's basis is %(basis)s"
+        )
+        return [
+            Reason(
+                ReasonCode.BASIS_NOT_ACCEPTED, message % {**params, "basis": contact.legal_basis}
+            )
+        ]
+    reasons = []
+    if contact.basis_withdrawn_at is not None:
+        message = _("the legal basis was withdrawn at %(time)s (%(rule)s)")
+        reasons.append(
+            Reason(
+                ReasonCode.BASIS_WITHDRAWN,
+                message % {"time": _show(contact.basis_withdrawn_at), "rule": rule},
+            )
+        )
+    if contact.basis_expires_at is not None and contact.basis_expires_at <= now:
+        message = _("the legal basis expired at %(time)s (%(rule)s)")
+        reasons.append(
+            Reason(
+                ReasonCode.BASIS_EXPIRED,
+                message % {"time": _show(contact.basis_expires_at), "rule": rule},
+            )
+        )
+    return reasons
 
 
 def _next_possible_at(

@@ -21,8 +21,14 @@ CSV files:
   a first line ``sep=;``, which Excel understands, names it.
 - The first row names the columns. The phone, time zone and external id columns may go by
   the names in COLUMN_ALIASES, compared ignoring case, accents, spaces and hyphens
-  ("Teléfono", "phone number", "TEL"). Every other column is a variable named by its
-  header as written (stripped); empty cells are left out, and so are columns with no name.
+  ("Teléfono", "phone number", "TEL"). So may the legal basis columns (``basis.py``):
+  ``legal_basis`` (consent, customer, service; or consentimiento, cliente, servicio),
+  ``consent_source``, ``consent_at``, ``consent_text``, ``consent_scope``,
+  ``basis_expires_at``, ``basis_withdrawn_at`` (or the API's field names). A row that fills
+  any of them names the kind and replaces the contact's basis; times are ISO 8601 dates or
+  dates and times, read in the project's time zone without an offset. Every other column is
+  a variable named by its header as written (stripped); empty cells are left out, and so are
+  columns with no name.
 - Rows are numbered as a spreadsheet shows them: the header is row 1, so the first contact
   is row 2; a quoted value over several lines is one row. JSON rows count from 1.
 - Limits: MAX_COLUMNS columns, MAX_LINE_CHARS characters on a line and the csv module's
@@ -32,7 +38,8 @@ CSV files:
 """
 
 # The package: runs.py (an import from start to end), decoding.py (a CSV file's lines), rows.py
-# (each row checked), storage.py (batches saved), base.py (what they share and report).
+# (each row checked), basis.py (a row's legal basis), storage.py (batches saved), base.py
+# (what they share and report).
 
 from campaigns.imports.base import ImportFileError as ImportFileError
 from campaigns.imports.base import ImportResult as ImportResult

@@ -58,6 +58,8 @@ class _Row:
     time_zone: str
     external_id: str
     variables: dict[str, Any]
+    # The legal basis the row gives (imports.basis.read_basis); None: it gives none.
+    basis: dict[str, Any] | None = None
     # False when the campaign had no contacts and no earlier row had this phone or
     # external id: then only someone saving meanwhile can have one, and the insert says so.
     may_exist: bool = True

@@ -15,6 +15,7 @@ from typing import IO
 from django.utils.translation import gettext as _
 
 from campaigns.imports.base import ImportFileError, RowError, _clip
+from campaigns.imports.basis import BASIS_ALIASES, read_basis
 from campaigns.imports.rows import _field_label, _Importer, _nul_error
 
 MAX_COLUMNS = 1_000
@@ -57,6 +58,7 @@ COLUMN_ALIASES: dict[str, frozenset[str]] = {
             "reference",
         }
     ),
+    **BASIS_ALIASES,
 }
 DELIMITERS = (",", ";", "\t", "|")
 
@@ -172,6 +174,7 @@ class _Columns:
     time_zone: int | None
     external_id: int | None
     variables: list[tuple[int, str]]
+    basis: dict[str, int]  # the legal basis columns, by field
 
     @classmethod
     def from_header(cls, header: list[str]) -> _Columns:
@@ -227,6 +230,7 @@ class _Columns:
             time_zone=fields["time_zone"][0] if "time_zone" in fields else None,
             external_id=fields["external_id"][0] if "external_id" in fields else None,
             variables=[(index, name) for name, index in variables.items()],
+            basis={name: fields[name][0] for name in BASIS_ALIASES if name in fields},
         )
 
 
@@ -419,8 +423,13 @@ def _add_csv_row(
             for name, value in variables.items()
             if "\x00" in value
         )
+    basis, basis_problems = read_basis(
+        number, {name: cells[index].strip() for name, index in columns.basis.items()}
+    )
+    problems.extend(basis_problems)
     importer.add(
         number,
+        basis=basis,
         phone=cells[columns.phone],
         time_zone="" if columns.time_zone is None else cells[columns.time_zone].strip(),
         external_id="" if columns.external_id is None else cells[columns.external_id].strip(),

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from campaigns.imports.base import ImportResult, RowError, RowWarning, _clip, _Row
+from campaigns.imports.basis import read_json_basis
 from campaigns.imports.storage import (
     BATCH_SIZE,
     _Batch,
@@ -22,7 +23,7 @@ from campaigns.imports.storage import (
     _commit_asynchronously,
     _Writer,
 )
-from campaigns.models import Campaign, Contact
+from campaigns.models import BASIS_FIELDS, Campaign, Contact
 from campaigns.phones import PhoneReader
 
 # A CharField's max_length, which is always set (the stub allows None).
@@ -71,9 +72,11 @@ class _Importer:
         external_id: str = "",
         variables: dict[str, Any],
         problems: list[RowError] | None = None,
+        basis: dict[str, Any] | None = None,
     ) -> None:
         """Check row ``number`` (a row's fields stripped, but for the phone) and keep it
-        for the batch, or reject it with its ``problems`` and those found here."""
+        for the batch, or reject it with its ``problems`` and those found here. ``basis``:
+        its legal basis, as ``imports.basis.read_basis`` reads it."""
         errors = problems or []
         zones: tuple[str, ...] = ()
         if not phone.strip():
@@ -104,7 +107,7 @@ class _Importer:
         if not time_zone:
             # As add_contact: one zone for the number is stored; several are all checked.
             time_zone = zones[0] if len(zones) == 1 else ""
-        row = _Row(number, phone, time_zone, external_id, variables)
+        row = _Row(number, phone, time_zone, external_id, variables, basis)
         if self._seen is not None:
             # Both keys are added, whatever the first answers.
             seen_phone = self._seen.check_and_add(phone)
@@ -281,10 +284,12 @@ def _add_json_row(importer: _Importer, number: int, row: Any) -> None:
     problem = _json_problem(variables)
     if problem:
         problems.append(RowError(number, "variables", _clip(_json_text(variables)), problem))
-    importer.add(number, variables=variables, problems=problems, **texts)
+    basis, basis_problems = read_json_basis(number, row)
+    problems.extend(basis_problems)
+    importer.add(number, variables=variables, problems=problems, basis=basis, **texts)
 
 
-_JSON_FIELDS = frozenset({"phone", "time_zone", "external_id", "variables"})
+_JSON_FIELDS = frozenset({"phone", "time_zone", "external_id", "variables", *BASIS_FIELDS})
 
 
 def _json_text(value: Any) -> str:

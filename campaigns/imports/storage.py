@@ -16,7 +16,8 @@ from django.utils.translation import gettext as _
 
 from campaigns.eligibility import needed_variables
 from campaigns.imports.base import ImportResult, RowError, RowWarning, _clip, _Row
-from campaigns.models import Campaign, Contact
+from campaigns.imports.basis import save_bases
+from campaigns.models import BASIS_FIELDS, Campaign, Contact
 
 BATCH_SIZE = 10_000
 
@@ -111,6 +112,7 @@ class _Existing:
     variables: dict[str, Any]
     changes: dict[str, Any] = field(default_factory=dict)
     phone: str = ""
+    basis: dict[str, Any] | None = None  # the last basis a row of the batch gives it
 
     def changed(self) -> dict[str, Any]:
         missing = object()
@@ -157,7 +159,12 @@ def _save_once(
                 target = by_phone.get(row.phone) or new.get(row.phone)
             if target is None:
                 new[row.phone] = _Row(
-                    row.row, row.phone, row.time_zone, row.external_id, dict(row.variables)
+                    row.row,
+                    row.phone,
+                    row.time_zone,
+                    row.external_id,
+                    dict(row.variables),
+                    row.basis,
                 )
                 if row.external_id:
                     new_by_external_id[row.external_id] = new[row.phone]
@@ -168,9 +175,19 @@ def _save_once(
                 touched.setdefault(target, row.row)
             else:
                 target.variables.update(row.variables)
-        store.merge({*by_phone.values(), *by_external_id.values()})
+            if row.basis is not None:
+                target.basis = row.basis
+        found = {*by_phone.values(), *by_external_id.values()}
+        store.merge(found)
         inserted = store.insert(list(new.values()))
         created += len(inserted)
+        save_bases(
+            campaign=store.campaign,
+            existing=[(contact.pk, contact.basis) for contact in found if contact.basis],
+            created=[
+                (phone, row.basis) for phone, row in new.items() if row.basis and phone in inserted
+            ],
+        )
         if needed:
             for contact, number in touched.items():
                 warnings += _missing(needed, number, {**contact.variables, **contact.changes})
@@ -270,6 +287,7 @@ class _DjangoStore:
                         time_zone=row.time_zone,
                         external_id=row.external_id,
                         variables=row.variables,
+                        **(row.basis or {}),
                     )
                     for row in rows
                 )
@@ -325,7 +343,12 @@ class _PostgresStore:
             Contact.State.PENDING,
             now,
             now,
-            _json([[row.phone, row.time_zone, row.external_id, row.variables] for row in rows]),
+            _json(
+                [
+                    [row.phone, row.time_zone, row.external_id, row.variables, *_basis_cells(row)]
+                    for row in rows
+                ]
+            ),
         ]
         sql = _postgres_sql()
         # The rows were looked up: a plain insert, the faster one
@@ -364,6 +387,19 @@ class _PostgresStore:
             self._created = 0
 
 
+def _basis_cells(row: _Row) -> list[Any]:
+    """The row's basis as the insert reads it: BASIS_FIELDS in order, times in ISO 8601."""
+    basis = row.basis or {}
+    cells = []
+    for name in BASIS_FIELDS:
+        value = basis.get(name)
+        if name.endswith("_at"):
+            cells.append(None if value is None else value.isoformat())
+        else:
+            cells.append(value or "")
+    return cells
+
+
 def _json(value: Any) -> str:
     # Parameters as one JSON document each: psycopg quotes one string much faster than
     # it adapts a list of thousands (docs/decisions/0006-contact-import-write-path.md).
@@ -380,6 +416,14 @@ def _postgres_sql() -> dict[str, str]:
     campaign, phone, external_id = column("campaign"), column("phone"), column("external_id")
     variables, updated_at = column("variables"), column("updated_at")
     returned = f"{column('id')}, {phone}, {external_id}, {variables}"
+    # The legal basis after the variables (_basis_cells): times cast from ISO 8601.
+    basis_columns = ", ".join(column(name) for name in BASIS_FIELDS)
+    basis_values = ", ".join(
+        f"(new.value ->> {index})::timestamptz"
+        if name.endswith("_at")
+        else f"new.value ->> {index}"
+        for index, name in enumerate(BASIS_FIELDS, start=4)
+    )
     # Identifiers come from the model, values are parameters. Look-ups compare with
     # = ANY(ARRAY(…)), which the unique indexes serve whatever the planner believes of the
     # campaign's size (IN (SELECT …) scanned a freshly filled campaign once per row); the
@@ -395,9 +439,10 @@ def _postgres_sql() -> dict[str, str]:
         "insert": (
             f"INSERT INTO {table} ({campaign}, {column('state')}, {column('state_reason')}, "  # noqa: S608
             f"{column('attempts')}, {column('created_at')}, {updated_at}, {phone}, "
-            f"{column('time_zone')}, {external_id}, {variables}) "
+            f"{column('time_zone')}, {external_id}, {variables}, {basis_columns}) "
             "SELECT %s, %s, '', 0, %s, %s, new.value ->> 0, new.value ->> 1, "
-            "new.value ->> 2, new.value -> 3 FROM jsonb_array_elements(%s::jsonb) AS new(value)"
+            f"new.value ->> 2, new.value -> 3, {basis_values} "
+            "FROM jsonb_array_elements(%s::jsonb) AS new(value)"
         ),
         "on_conflict": f"ON CONFLICT DO NOTHING RETURNING {phone}",
         "merge": (

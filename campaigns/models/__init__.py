@@ -4,6 +4,7 @@ are found through these imports; migrations name validators and defaults by this
 
 from campaigns.models.campaigns import RETRY_OUTCOMES as RETRY_OUTCOMES
 from campaigns.models.campaigns import Campaign as Campaign
+from campaigns.models.campaigns import CampaignPurpose as CampaignPurpose
 from campaigns.models.campaigns import CampaignQuerySet as CampaignQuerySet
 from campaigns.models.campaigns import CampaignState as CampaignState
 from campaigns.models.campaigns import ConversationTransport as ConversationTransport
@@ -13,10 +14,14 @@ from campaigns.models.campaigns import default_retry_policy as default_retry_pol
 from campaigns.models.campaigns import default_sandbox_personas as default_sandbox_personas
 from campaigns.models.campaigns import retry_policy_problems as retry_policy_problems
 from campaigns.models.campaigns import sandbox_personas_problems as sandbox_personas_problems
+from campaigns.models.contacts import BASIS_FIELDS as BASIS_FIELDS
 from campaigns.models.contacts import Contact as Contact
 from campaigns.models.contacts import ContactQuerySet as ContactQuerySet
 from campaigns.models.contacts import ContactState as ContactState
+from campaigns.models.contacts import LegalBasis as LegalBasis
 from campaigns.models.contacts import lacks_variable as lacks_variable
+from campaigns.models.contacts import legal_basis_problems as legal_basis_problems
+from campaigns.models.contacts import parse_moment as parse_moment
 from campaigns.models.contacts import validate_time_zone as validate_time_zone
 from campaigns.models.donotcall import DoNotCall as DoNotCall
 from campaigns.models.donotcall import DoNotCallQuerySet as DoNotCallQuerySet

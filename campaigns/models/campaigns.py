@@ -46,6 +46,11 @@ class CampaignState(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class CampaignPurpose(models.TextChoices):
+    MARKETING = "marketing", _("Marketing")
+    SERVICE = "service", _("Service (not marketing)")
+
+
 class MachineAction(models.TextChoices):
     VOICEMAIL = "voicemail", _("Leave the voicemail message")
     HANGUP = "hangup", _("Hang up")
@@ -273,6 +278,13 @@ class Campaign(models.Model):
         default=ComplianceProfile.ES,
         help_text=_("The legal calling hours, holidays and caps, in each contact's local time."),
     )
+    purpose = models.CharField(
+        _("purpose"),
+        max_length=16,
+        choices=CampaignPurpose,
+        default=CampaignPurpose.SERVICE,
+        help_text=_("Marketing: each contact needs a legal basis its profile accepts."),
+    )
     calling_windows = models.JSONField(
         _("calling windows"),
         default=dict,
@@ -414,6 +426,9 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(compliance_profile__in=ComplianceProfile.values),
                 name="campaign_compliance_profile_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose__in=CampaignPurpose.values), name="campaign_purpose_valid"
             ),
             models.CheckConstraint(
                 condition=Q(machine_action__in=MachineAction.values),

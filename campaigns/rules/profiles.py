@@ -1,6 +1,6 @@
 """The compliance profiles as versioned data: each jurisdiction's calling hours, holiday
-country and local overrides, with their rule ids and sources (bump RULES_DATA_VERSION
-on any change here)."""
+country, local overrides and the legal bases a marketing campaign may call on, with their
+rule ids and sources (bump RULES_DATA_VERSION on any change here)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.utils.translation import gettext_lazy
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
-RULES_DATA_VERSION = "2026.11.1"
+RULES_DATA_VERSION = "2026.12.1"
 RULES_VERSION = (
     f"{RULES_DATA_VERSION}+holidays-{holidays.__version__}+phonenumbers-{phonenumbers.__version__}"
 )
@@ -29,6 +29,12 @@ HORIZON = datetime.timedelta(days=400)
 PROFILE_US = "us"
 PROFILE_ES = "es"
 PROFILE_NONE = "none"
+
+# The kinds of legal basis for calling a contact (campaigns.models.contacts.LegalBasis
+# spells the same values): consent, an existing customer relationship, a service call.
+BASIS_CONSENT = "consent"
+BASIS_CUSTOMER = "customer"
+BASIS_SERVICE = "service"
 
 Interval = tuple[int, int]  # minutes since local midnight, [start, end)
 Week = Mapping[str, tuple[Interval, ...]]  # weekday -> sorted, disjoint intervals
@@ -55,6 +61,16 @@ class LocalRule:
 
 
 @dataclass(frozen=True)
+class BasisRule:
+    """The legal bases a marketing campaign may call a contact on (a service campaign needs
+    none), and the rule that says so."""
+
+    accepted: frozenset[str]
+    rule: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Profile:
     """A jurisdiction's calling hours, holidays and local overrides."""
 
@@ -63,6 +79,7 @@ class Profile:
     rule: str
     source: str
     hours: Week
+    marketing_basis: BasisRule
     holiday_country: str | None = None
     local_rules: Mapping[str, LocalRule] = field(default_factory=dict)
 
@@ -108,6 +125,16 @@ PROFILES: dict[str, Profile] = {
         rule="US-1",
         source="47 CFR 64.1200(c)(1); FTC TSR 16 CFR 310.4(c)",
         hours=_week("08:00-21:00"),
+        # An AI voice is an "artificial voice": a telemarketing call needs prior express
+        # written consent; an existing business relationship does not exempt it.
+        marketing_basis=BasisRule(
+            accepted=frozenset({BASIS_CONSENT}),
+            rule="US-5",
+            source=(
+                "FCC 24-17 Declaratory Ruling (2024-02-08): AI voices are artificial voices, "
+                "prior express written consent for telemarketing; 47 CFR 64.1200(a)(2)"
+            ),
+        ),
         local_rules={
             "FL": LocalRule(
                 rule="US-1 (Florida)",
@@ -154,6 +181,16 @@ PROFILES: dict[str, Profile] = {
         rule="ES-1",
         source="TRLGDCU (Real Decreto Legislativo 1/2007) art. 96.2",
         hours=_week("09:00-21:00", sat=None, sun=None),
+        # Opt-in since 2023-06-29 (ES-3); an AI voice agent calls "sin intervención humana",
+        # which needs prior consent whatever the relationship (ES-4, the safe reading).
+        marketing_basis=BasisRule(
+            accepted=frozenset({BASIS_CONSENT}),
+            rule="ES-3, ES-4",
+            source=(
+                "Ley 11/2022 General de Telecomunicaciones art. 66.1.a (llamadas automáticas "
+                "sin intervención humana) and 66.1.b; AEPD Circular 1/2023"
+            ),
+        ),
         holiday_country="ES",
     ),
     PROFILE_NONE: Profile(
@@ -162,5 +199,10 @@ PROFILES: dict[str, Profile] = {
         rule="",
         source="no calling-hour rules",
         hours=_week("00:00-24:00"),
+        marketing_basis=BasisRule(
+            accepted=frozenset({BASIS_CONSENT, BASIS_CUSTOMER}),
+            rule="",
+            source="no legal-basis rules: consent or an existing customer relationship",
+        ),
     ),
 }

@@ -111,6 +111,7 @@ class CampaignSerializer(PartnerOwnedSerializer):
             "starts_at",
             "ends_at",
             "compliance_profile",
+            "purpose",
             "calling_windows",
             "frequency_cap_calls",
             "frequency_cap_hours",
@@ -145,6 +146,13 @@ class CampaignSerializer(PartnerOwnedSerializer):
                 "help_text": _(
                     "The legal calling hours, holidays and caps, in each contact's local "
                     "time: one of the profiles staff allow the partner."
+                )
+            },
+            "purpose": {
+                "help_text": _(
+                    "marketing or service (the default). A marketing campaign calls only "
+                    "contacts with a valid legal basis its compliance profile accepts: consent "
+                    "under us and es, consent or customer under none."
                 )
             },
             "max_concurrent_calls": {

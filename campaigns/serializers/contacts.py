@@ -3,6 +3,8 @@ eligibility) and the imports of contact files."""
 
 from __future__ import annotations
 
+import datetime
+
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -11,7 +13,16 @@ from rest_framework.reverse import reverse
 from rest_framework.utils.serializer_helpers import ReturnList
 
 from campaigns.eligibility import ReasonCode
-from campaigns.models import Contact, ContactImport, ContactImportError, ContactImportWarning
+from campaigns.models import (
+    BASIS_FIELDS,
+    Contact,
+    ContactImport,
+    ContactImportError,
+    ContactImportWarning,
+    LegalBasis,
+    legal_basis_problems,
+    parse_moment,
+)
 
 # Most contacts (JSON) or numbers one request may add; a file takes more.
 MAX_BATCH_ITEMS = 10_000
@@ -33,16 +44,75 @@ class ContactSerializer(serializers.ModelSerializer):
             "state_reason",
             "attempts",
             "next_attempt_at",
+            *BASIS_FIELDS,
             "created_at",
             "updated_at",
         ]
         read_only_fields = fields
 
 
-class ContactInputSerializer(serializers.Serializer):
+class BasisMomentField(serializers.DateTimeField):
+    """An ISO 8601 date or date and time; without an offset, in the project's time zone
+    (``parse_moment``)."""
+
+    def to_internal_value(self, value: datetime.datetime | str) -> datetime.datetime:
+        if isinstance(value, str):
+            try:
+                return parse_moment(value)
+            except ValueError as exc:
+                raise serializers.ValidationError(str(exc), code="invalid") from exc
+        return super().to_internal_value(value)
+
+
+class BasisFieldsMixin(serializers.Serializer):
+    """The legal basis fields, checked together (``legal_basis_problems``): consent needs
+    when, where and in which words it was given; it expires after it was obtained."""
+
+    legal_basis = serializers.ChoiceField(
+        choices=LegalBasis.choices,
+        required=False,
+        allow_blank=True,
+        help_text=_(
+            "consent, customer (an existing customer relationship) or service (a "
+            "non-marketing call); empty: none. A marketing campaign calls only contacts whose "
+            "basis its compliance profile accepts."
+        ),
+    )
+    basis_source = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    basis_obtained_at = BasisMomentField(required=False, allow_null=True)
+    basis_wording = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    basis_scope = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    basis_expires_at = BasisMomentField(required=False, allow_null=True)
+    basis_withdrawn_at = BasisMomentField(required=False, allow_null=True)
+
+    def basis_values(self, attrs: dict[str, object]) -> dict[str, object]:
+        """The basis the contact will have: the given fields over what it has (an update)
+        or nothing (a new basis replaces the old one as a whole)."""
+        current = (
+            {name: getattr(self.instance, name) for name in BASIS_FIELDS}
+            if isinstance(self.instance, Contact)
+            else {}
+        )
+        return {**current, **{name: attrs[name] for name in BASIS_FIELDS if name in attrs}}
+
+    def validate(self, attrs: dict[str, object]) -> dict[str, object]:
+        if any(name in attrs for name in BASIS_FIELDS):
+            problems = legal_basis_problems(self.basis_values(attrs))
+            if problems:
+                raise serializers.ValidationError(
+                    {
+                        name: [str(error.message % (error.params or {})) for error in errors]
+                        for name, errors in problems.items()
+                    }
+                )
+        return attrs
+
+
+class ContactInputSerializer(BasisFieldsMixin, serializers.Serializer):
     """One contact to add: the phone in any usual format (read in the campaign's region
     when it has no country code). A contact with the same external id, or else the same
-    phone, is merged into: its variables are updated, no second contact is made."""
+    phone, is merged into: its variables are updated, no second contact is made; basis
+    fields given replace its legal basis as a whole."""
 
     phone = serializers.CharField(max_length=64)
     time_zone = serializers.CharField(
@@ -63,20 +133,21 @@ class ContactInputSerializer(serializers.Serializer):
 
 
 class ContactUploadSerializer(serializers.Serializer):
-    """A CSV file of contacts: a phone column, optional time_zone and external_id columns;
-    every other column is a variable."""
+    """A CSV file of contacts: a phone column, optional time_zone, external_id and legal
+    basis columns; every other column is a variable."""
 
     file = serializers.FileField()
 
 
-class ContactUpdateSerializer(serializers.ModelSerializer):
-    """What may change on a contact: its variables (replaced as a whole) and time zone."""
+class ContactUpdateSerializer(BasisFieldsMixin, serializers.ModelSerializer):
+    """What may change on a contact: its variables (replaced as a whole), time zone and
+    legal basis fields (each given one replaced)."""
 
     variables = serializers.DictField(required=False)
 
     class Meta:
         model = Contact
-        fields = ["variables", "time_zone"]
+        fields = ["variables", "time_zone", *BASIS_FIELDS]
 
 
 class ReasonSerializer(serializers.Serializer):

@@ -17,9 +17,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils.translation import gettext as _
 
+from audit import services as audit
 from callcenter.text import truncate
 from campaigns.eligibility import Eligibility, ReasonCode
-from campaigns.models import Campaign, Contact
+from campaigns.models import BASIS_FIELDS, Campaign, Contact
 from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.services.campaigns import FINAL_STATES
 from campaigns.services.errors import ContactStateError
@@ -28,19 +29,82 @@ from campaigns.services.errors import ContactStateError
 WAITING_STATES = (Contact.State.PENDING, Contact.State.RETRY)
 
 
-def update_contact(*, contact: Contact, **changes: Any) -> Contact:
-    """Change a contact's variables, time zone or external id while its campaign is not
-    over and no call to it is going on. Raises ContactStateError or ValidationError."""
+def update_contact(
+    *, contact: Contact, actor: audit.Actor = audit.SYSTEM, via: str = "api", **changes: Any
+) -> Contact:
+    """Change a contact's variables, time zone, external id or legal basis while its
+    campaign is not over and no call to it is going on; a change of basis is audited
+    (``actor``, ``via``). Raises ContactStateError or ValidationError."""
     with transaction.atomic():
         locked = Contact.objects.select_for_update().select_related("campaign").get(pk=contact.pk)
         problems = _contact_change_problems(locked)
         if problems:
             raise ContactStateError(*problems)
+        before = locked.basis_snapshot()
         for name, value in changes.items():
             setattr(locked, name, value)
         locked.full_clean()
         locked.save(update_fields=[*changes, "updated_at"])
+        record_basis_change(contact=locked, before=before, actor=actor, via=via)
     return locked
+
+
+def blank_basis() -> dict[str, Any]:
+    """The basis fields of a contact with none recorded."""
+    return {name: None if name.endswith("_at") else "" for name in BASIS_FIELDS}
+
+
+def keep_withdrawal(
+    *, withdrawn_at: datetime.datetime | None, basis: dict[str, Any]
+) -> dict[str, Any]:
+    """``basis`` to replace one withdrawn at ``withdrawn_at``: the withdrawal stands unless
+    the new basis names its own or was obtained after it (fresh consent)."""
+    obtained_at = basis.get("basis_obtained_at")
+    if (
+        withdrawn_at is None
+        or basis.get("basis_withdrawn_at")
+        or (obtained_at is not None and obtained_at > withdrawn_at)
+    ):
+        return basis
+    return {**basis, "basis_withdrawn_at": withdrawn_at}
+
+
+def record_basis_change(
+    *,
+    contact: Contact,
+    before: dict[str, Any] | None,
+    actor: audit.Actor = audit.SYSTEM,
+    via: str,
+) -> None:
+    """Audit ``contact``'s legal basis if it differs from ``before`` (None: a new contact):
+    kinds and times, never the wording nor the number (hashed as the subject). Call it in
+    the transaction that saved the change."""
+    event = basis_change_event(contact=contact, before=before, actor=actor, via=via)
+    if event is not None:
+        audit.record_many([event])
+
+
+def basis_change_event(
+    *,
+    contact: Contact,
+    before: dict[str, Any] | None,
+    actor: audit.Actor = audit.SYSTEM,
+    via: str,
+) -> audit.Event | None:
+    """The audit event of ``record_basis_change``; None when the basis did not change."""
+    after = contact.basis_snapshot()
+    empty = Contact(legal_basis="").basis_snapshot()
+    if after == (before if before is not None else empty):
+        return None
+    return audit.Event(
+        audit.Action.BASIS_CHANGED,
+        partner_id=contact.campaign.partner_id,
+        subject_phone=contact.phone,
+        object_type="campaigns.contact",
+        object_id=contact.pk,
+        actor=actor,
+        details={"old": before or empty, "new": after, "via": via},
+    )
 
 
 def delete_contact(*, contact: Contact) -> None:
@@ -75,15 +139,20 @@ def add_contact(
     time_zone: str = "",
     variables: dict[str, Any] | None = None,
     external_id: str = "",
+    basis: dict[str, Any] | None = None,
+    actor: audit.Actor = audit.SYSTEM,
 ) -> tuple[Contact, bool]:
     """Add a contact to ``campaign``, or merge into the one it duplicates.
 
     A contact with the same external id, or else the same normalised phone, is the same
     person: its variables are merged and no second contact is made. An external id of a
     contact with another phone is refused (as an import's row is): merging would drop the
-    phone given. Returns the contact and whether it was created. Invalid input raises
-    ValidationError naming the field.
+    phone given. ``basis`` (some of BASIS_FIELDS; the others blank) replaces the legal
+    basis recorded, audited as done by ``actor``. Returns the contact and whether it was
+    created. Invalid input raises ValidationError naming the field.
     """
+    if basis:
+        basis = {**blank_basis(), **basis}
     e164 = normalize_phone(phone, region=campaign.phone_region)
     external_id = external_id.strip()
     if not time_zone:
@@ -98,6 +167,8 @@ def add_contact(
                 time_zone=time_zone,
                 variables=variables or {},
                 external_id=external_id,
+                basis=basis or {},
+                actor=actor,
             )
     except IntegrityError:
         # A concurrent add of the same person won the insert: merge into theirs.
@@ -108,11 +179,20 @@ def add_contact(
                 time_zone=time_zone,
                 variables=variables or {},
                 external_id=external_id,
+                basis=basis or {},
+                actor=actor,
             )
 
 
 def _merge_or_create_contact(
-    *, campaign: Campaign, phone: str, time_zone: str, variables: dict[str, Any], external_id: str
+    *,
+    campaign: Campaign,
+    phone: str,
+    time_zone: str,
+    variables: dict[str, Any],
+    external_id: str,
+    basis: dict[str, Any],
+    actor: audit.Actor,
 ) -> tuple[Contact, bool]:
     contacts = campaign.contacts.select_for_update()
     existing = contacts.filter(external_id=external_id).first() if external_id else None
@@ -130,9 +210,15 @@ def _merge_or_create_contact(
     if existing is None:
         existing = contacts.filter(phone=phone).first()
     if existing is not None:
+        before = existing.basis_snapshot()
         existing.variables = {**existing.variables, **variables}
+        if basis:
+            basis = keep_withdrawal(withdrawn_at=existing.basis_withdrawn_at, basis=basis)
+        for name, value in basis.items():
+            setattr(existing, name, value)
         existing.full_clean()
-        existing.save(update_fields=["variables", "updated_at"])
+        existing.save(update_fields=["variables", *basis, "updated_at"])
+        record_basis_change(contact=existing, before=before, actor=actor, via="api")
         return existing, False
     contact = Contact(
         campaign=campaign,
@@ -140,9 +226,11 @@ def _merge_or_create_contact(
         time_zone=time_zone,
         variables=variables,
         external_id=external_id,
+        **basis,
     )
     contact.full_clean()
     contact.save()
+    record_basis_change(contact=contact, before=None, actor=actor, via="api")
     return contact, True
 
 
@@ -301,16 +389,29 @@ def finish_contact_attempt(
 
 def opt_out_contact(*, contact: Contact, reason: str, now: datetime.datetime) -> bool:
     """Close ``contact`` as opted out, whatever its state (an opt-out said again rewrites
-    the reason). False when the contact is gone."""
-    updated = Contact.objects.filter(
-        pk=contact.pk, state__in=_origins(Contact.State.OPTED_OUT)
-    ).update(
-        state=Contact.State.OPTED_OUT,
-        state_reason=truncate(reason),
-        next_attempt_at=None,
-        updated_at=now,
-    )
-    return bool(updated)
+    the reason), and end its legal basis (withdrawn at ``now``, audited as the callee's
+    doing; an earlier withdrawal stands). False when the contact is gone."""
+    with transaction.atomic():
+        locked = (
+            Contact.objects.select_for_update()
+            .select_related("campaign")
+            .filter(pk=contact.pk, state__in=_origins(Contact.State.OPTED_OUT))
+            .first()
+        )
+        if locked is None:
+            return False
+        before = locked.basis_snapshot()
+        locked.basis_withdrawn_at = locked.basis_withdrawn_at or now
+        Contact.objects.filter(pk=locked.pk).update(
+            state=Contact.State.OPTED_OUT,
+            state_reason=truncate(reason),
+            next_attempt_at=None,
+            basis_withdrawn_at=locked.basis_withdrawn_at,
+            updated_at=now,
+        )
+        record_basis_change(contact=locked, before=before, actor=audit.CALLEE, via="opt_out")
+    contact.basis_withdrawn_at = locked.basis_withdrawn_at
+    return True
 
 
 def schedule_contact_callback(

@@ -19,11 +19,12 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.serializers import BaseSerializer
 
+from audit import services as audit
 from callcenter.api import ScopedModelViewSet
 from callcenter.filters import PartnerScopedFilterBackend
 from callcenter.parsers import JSONParser, MultiPartParser
 from campaigns import imports, services
-from campaigns.models import Campaign, Contact
+from campaigns.models import BASIS_FIELDS, Campaign, Contact
 from campaigns.reports import with_abandonment
 from campaigns.serializers import (
     MAX_BATCH_ITEMS,
@@ -211,7 +212,7 @@ class CampaignViewSet(ScopedModelViewSet):
         if isinstance(request.data, list):
             return self._add_many(request.data, campaign)
         if isinstance(request.data, dict):
-            return self._add_one(request.data, campaign)
+            return self._add_one(request, request.data, campaign)
         raise ValidationError(
             _(
                 "Send a contact (a JSON object), contacts (a JSON array) or a CSV file "
@@ -219,11 +220,15 @@ class CampaignViewSet(ScopedModelViewSet):
             )
         )
 
-    def _add_one(self, data: dict[str, Any], campaign: Campaign) -> Response:
+    def _add_one(self, request: Request, data: dict[str, Any], campaign: Campaign) -> Response:
         incoming = ContactInputSerializer(data=data)
         incoming.is_valid(raise_exception=True)
+        fields = dict(incoming.validated_data)
+        basis = {name: fields.pop(name) for name in BASIS_FIELDS if name in fields}
         with phone_errors():
-            contact, created = services.add_contact(campaign=campaign, **incoming.validated_data)
+            contact, created = services.add_contact(
+                campaign=campaign, **fields, basis=basis, actor=audit.Actor.from_request(request)
+            )
         return Response(
             ContactSerializer(contact).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

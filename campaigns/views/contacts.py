@@ -14,6 +14,7 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit import services as audit
 from callcenter.access import partner_of
 from callcenter.api import ScopedViewSet
 from callcenter.exports import (
@@ -143,7 +144,11 @@ class ContactViewSet(
         incoming = ContactUpdateSerializer(contact, data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
         with refused_as_conflict(_("The contact cannot be changed now.")):
-            contact = services.update_contact(contact=contact, **incoming.validated_data)
+            contact = services.update_contact(
+                contact=contact,
+                actor=audit.Actor.from_request(request),
+                **incoming.validated_data,
+            )
         contact = self.get_queryset().get(pk=contact.pk)
         contact.eligibility = eligibility_for(contact=contact)
         return Response(ContactDetailSerializer(contact).data)

@@ -644,6 +644,7 @@ def form_data(campaign: Campaign, **changes) -> dict:
         "caller_number": campaign.caller_number,
         "phone_region": campaign.phone_region,
         "compliance_profile": campaign.compliance_profile,
+        "purpose": campaign.purpose,
         "calling_windows": json.dumps(campaign.calling_windows),
         "frequency_cap_calls": campaign.frequency_cap_calls,
         "frequency_cap_hours": campaign.frequency_cap_hours,
