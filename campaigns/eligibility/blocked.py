@@ -1,5 +1,6 @@
-"""Contacts no time will make callable as things stand (a do-not-call entry, a missing
-variable, every attempt used), counted and filtered by the database."""
+"""Contacts no time will make callable as things stand (a do-not-call entry, a national
+suppression list, a missing variable, every attempt used), counted and filtered by the
+database."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils.translation import ngettext
 
 from campaigns.models import Campaign, Contact, DoNotCall, lacks_variable
+from campaigns.suppression.lookups import listed_condition
 from templates.rendering import TemplateRenderError, required_variables
 
 
@@ -25,6 +27,7 @@ class Blocked:
     missing: dict[str, int]
     do_not_call: int
     exhausted: int
+    suppressed: int = 0  # on a national list the campaign requires, not exempt
 
     def describe(self) -> str:
         """The reasons with their counts: "42 lack first_name, 3 are on a do-not-call list"."""
@@ -42,6 +45,15 @@ class Blocked:
                     self.do_not_call,
                 )
                 % {"count": self.do_not_call}
+            )
+        if self.suppressed:
+            parts.append(
+                ngettext(
+                    "%(count)s is on a national suppression list",
+                    "%(count)s are on a national suppression list",
+                    self.suppressed,
+                )
+                % {"count": self.suppressed}
             )
         if self.exhausted:
             parts.append(
@@ -67,6 +79,7 @@ def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked
         blocked=Count("pk", filter=conditions.any()),
         do_not_call=Count("pk", filter=conditions.do_not_call),
         exhausted=Count("pk", filter=conditions.exhausted),
+        suppressed=Count("pk", filter=conditions.suppressed),
         **{f"missing_{index}": Count("pk", filter=q) for index, q in enumerate(lacking)},
     )
     return Blocked(
@@ -75,6 +88,7 @@ def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked
         missing={name: counts[f"missing_{index}"] for index, name in enumerate(conditions.lacking)},
         do_not_call=counts["do_not_call"],
         exhausted=counts["exhausted"],
+        suppressed=counts["suppressed"],
     )
 
 
@@ -88,6 +102,7 @@ class _BlockingConditions:
     do_not_call: Q
     exhausted: Q
     lacking: dict[str, Q]  # by variable the template needs, in name order
+    suppressed: Q
 
     @classmethod
     def of(cls, campaign: Campaign) -> _BlockingConditions:
@@ -98,11 +113,13 @@ class _BlockingConditions:
             do_not_call=Q(Exists(entries)),
             exhausted=Q(attempts__gte=campaign.effective_max_attempts),
             lacking={name: lacks_variable(name) for name in needed_variables(campaign=campaign)},
+            suppressed=listed_condition(campaign=campaign),
         )
 
     def any(self) -> Q:
         return functools.reduce(
-            operator.or_, [self.do_not_call, self.exhausted, *self.lacking.values()]
+            operator.or_,
+            [self.do_not_call, self.exhausted, self.suppressed, *self.lacking.values()],
         )
 
 

@@ -46,6 +46,11 @@ class CampaignState(models.TextChoices):
     CANCELLED = "cancelled", _("Cancelled")
 
 
+class CampaignPurpose(models.TextChoices):
+    MARKETING = "marketing", _("Marketing")
+    SERVICE = "service", _("Service (not marketing)")
+
+
 class MachineAction(models.TextChoices):
     VOICEMAIL = "voicemail", _("Leave the voicemail message")
     HANGUP = "hangup", _("Hang up")
@@ -209,6 +214,7 @@ class Campaign(models.Model):
 
     State = CampaignState
     ComplianceProfile = ComplianceProfile
+    Purpose = CampaignPurpose
     MachineAction = MachineAction
     Transport = ConversationTransport
 
@@ -265,6 +271,9 @@ class Campaign(models.Model):
     )
     starts_at = models.DateTimeField(_("starts at"), null=True, blank=True)
     ends_at = models.DateTimeField(_("ends at"), null=True, blank=True)
+    purpose = models.CharField(
+        _("purpose"), max_length=16, choices=CampaignPurpose, default=CampaignPurpose.SERVICE
+    )
     # Calling rules
     compliance_profile = models.CharField(
         _("compliance profile"),
@@ -409,6 +418,9 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(compliance_profile__in=ComplianceProfile.values),
                 name="campaign_compliance_profile_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(purpose__in=CampaignPurpose.values), name="campaign_purpose_valid"
             ),
             models.CheckConstraint(
                 condition=Q(machine_action__in=MachineAction.values),
