@@ -265,6 +265,8 @@ def _insert(copy_id: int, batch: list[int | bytes], *, hashed: bool) -> int:
             f"CREATE TEMP TABLE IF NOT EXISTS suppression_staging_{kind} (value {kind}) "
             "ON COMMIT DELETE ROWS"
         )
+        # Emptied here too: inside an outer transaction (a test's) nothing commits between.
+        cursor.execute(f"TRUNCATE suppression_staging_{kind}")
         with cursor.cursor.copy(f"COPY suppression_staging_{kind} (value) FROM STDIN") as copy:
             copy.write("".join(_copy_lines(batch)))
         cursor.execute(
