@@ -154,6 +154,10 @@ def _measure(campaign: Campaign, live: SuppressionList) -> dict[str, tuple[float
     }
 
 
+def _count(entries: int) -> str:
+    return f"{entries / 10**6:g}M"
+
+
 def lookups(campaign: Campaign) -> list[Figure]:
     big, big_seconds = _build("Bench big", ENTRIES)
     small, _small_seconds = _build("Bench small", SMALL)
@@ -175,7 +179,7 @@ def lookups(campaign: Campaign) -> list[Figure]:
         for index, name in enumerate(("p50", "p95")):
             figures.append(
                 Figure(
-                    f"suppression lookup {kind} {name} ({ENTRIES // 10**6}M)",
+                    f"suppression lookup {kind} {name} ({_count(ENTRIES)})",
                     round(on_big[kind][index], 2),
                     "ms",
                     label,
@@ -183,7 +187,7 @@ def lookups(campaign: Campaign) -> list[Figure]:
             )
         figures.append(
             Figure(
-                f"suppression lookup {kind} p95 {ENTRIES // 10**6}M / {SMALL // 10**6}M",
+                f"suppression lookup {kind} p95 {_count(ENTRIES)} / {_count(SMALL)}",
                 round(on_big[kind][1] / on_small[kind][1], 2),
                 "ratio",
                 f"{on_small[kind][1]:.2f} ms at {SMALL:,} entries",
