@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from audit.models import AuditEntry
+from calls.dispatcher import dispatch
+from calls.models import Call
 from campaigns.eligibility import ReasonCode, count_blocked, eligibilities, eligibility_for
 from campaigns.models import (
     Campaign,
@@ -480,3 +482,27 @@ def test_admin_refuses_a_future_download_date(admin_client, robinson) -> None:
     assert response.status_code == 200
     assert "refreshed_at" in response.context["adminform"].form.errors
     assert not SuppressionCopy.objects.exists()
+
+
+def test_dispatch_closes_a_listed_contact_and_calls_the_others(
+    tmp_path, robinson, marketing, settings
+) -> None:
+    # given a running marketing campaign, one of its contacts on the Lista Robinson
+    settings.TWILIO_MAX_CPS = 100
+    settings.DATA_DIR = tmp_path
+    noon = datetime.datetime(2026, 11, 25, 11, 0, tzinfo=datetime.UTC)  # a Wednesday
+    load(tmp_path, robinson, "600000001\n")
+    marketing.state = Campaign.State.RUNNING
+    marketing.save(update_fields=["state"])
+    marketing.contacts.update(time_zone="Europe/Madrid")
+    SuppressionList.objects.filter(pk=robinson.pk).update(refreshed_at=noon.date())
+
+    # when
+    with translation.override("en"):
+        result = dispatch(now=noon)
+
+    # then the listed contact is closed with the list named, the other one called
+    listed = marketing.contacts.get(phone="+34600000001")
+    assert result.closed == 1 and len(result.created) == 1
+    assert listed.state == "failed" and "Robinson" in listed.state_reason
+    assert list(Call.objects.values_list("to_number", flat=True)) == ["+34600000002"]
