@@ -43,6 +43,7 @@ def main() -> int:
         script_limits,
         speech_cost,
         speech_faults,
+        suppression,
         turns,
     )
     from tests.processes import end_other_sessions
@@ -62,6 +63,7 @@ def main() -> int:
             "api": api,
             "exports": exports,
             "script_limits": script_limits,
+            "suppression": suppression,
         }
         figures = [
             figure

@@ -756,6 +756,11 @@ RELAY_SILENCE_SECONDS = env.float("RELAY_SILENCE_SECONDS", 6.0, minimum=1.0, max
 ABANDONMENT_MIN_ANSWERED = env.int("ABANDONMENT_MIN_ANSWERED", 100, minimum=1, maximum=100_000)
 # The key a callee presses to ask not to be called again (offered by the fallback too).
 OPT_OUT_DIGIT = env.choice("OPT_OUT_DIGIT", "9", tuple("0123456789"))
+# ES-5: how old the Lista Robinson copy a Spanish marketing campaign is scrubbed against may
+# be, in days (the operator's policy; calling-rules.md suggests 30 at most).
+SUPPRESSION_ROBINSON_MAX_AGE_DAYS = env.int(
+    "SUPPRESSION_ROBINSON_MAX_AGE_DAYS", 30, minimum=1, maximum=365
+)
 # The sandbox carrier's clock: simulated seconds per real second (10 plays a 30 s call in 3 s).
 SANDBOX_SPEED = env.float("SANDBOX_SPEED", 5.0, minimum=0.1, maximum=1000.0)
 

@@ -43,6 +43,7 @@ from campaigns.services import (
     put_off,
     put_off_contacts,
 )
+from campaigns.suppression import Listing, listings
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ def _dispatch_campaign(
                 history=sorted(facts.history[contact.phone]),
                 blocked_by_dnc=contact.phone in facts.blocked,
                 live_call=contact.pk in facts.live,
+                listings=facts.listings.get(contact.pk, ()),
             )
             if ReasonCode.LIVE_CALL in verdict.codes:
                 continue  # its call is still going on: it is not due, leave it alone
@@ -297,6 +299,7 @@ class _Facts:
     blocked: set[str]
     live: set[int]
     last_attempt: dict[int, int]
+    listings: dict[int, list[Listing]]
 
 
 def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetime) -> _Facts:
@@ -327,4 +330,11 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
         .annotate(last=Max("attempt"))
         .values_list("contact", "last")
     )
-    return _Facts(history=history, blocked=blocked, live=live, last_attempt=last_attempt)
+    return _Facts(
+        history=history,
+        blocked=blocked,
+        live=live,
+        last_attempt=last_attempt,
+        # National suppression lists (US-9, ES-5), for marketing campaigns only.
+        listings=listings(contacts=contacts),
+    )

@@ -80,3 +80,24 @@ def import_contacts_task(contact_import_id: int) -> dict[str, Any]:
         "merged": contact_import.merged_count,
         "rejected": contact_import.error_count,
     }
+
+
+@shared_task(
+    acks_late=True,
+    # A database that went away mid-import: run again once the claim is stale, when the
+    # copy's rows are deleted and the file loaded again from the start.
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    default_retry_delay=11 * 60,  # past campaigns.suppression.loading.STALE_AFTER
+)
+def import_suppression_copy_task(copy_id: int) -> dict[str, Any]:
+    """Import an uploaded national suppression list copy (safe to run twice: claimed first)."""
+    from campaigns.suppression import run_copy_import
+
+    copy = run_copy_import(copy_id=copy_id)
+    return {
+        "state": copy.state,
+        "lines": copy.lines_read,
+        "entries": copy.entry_count,
+        "bad": copy.bad_lines,
+    }

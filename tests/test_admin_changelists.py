@@ -24,6 +24,8 @@ from campaigns.models import (
     DoNotCall,
     Partner,
     PartnerApiKey,
+    SuppressionCopy,
+    SuppressionList,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -144,6 +146,22 @@ def make_partner(index: int, partner: Partner) -> Partner:
     return PartnerFactory(name=f"Partner {index}")
 
 
+def make_suppression_list(index: int, partner: Partner) -> SuppressionList:
+    user = get_user_model().objects.create_user(f"importer{index}")
+    return SuppressionList.objects.create(
+        name=f"Robinson {index}", kind="robinson_es", country_code="34", imported_by=user
+    )
+
+
+def make_suppression_copy(index: int, partner: Partner) -> SuppressionCopy:
+    return SuppressionCopy.objects.create(
+        suppression_list=make_suppression_list(index, partner),
+        refreshed_at=timezone.localdate(),
+        file_name=f"robinson-{index}.txt",
+        created_by=get_user_model().objects.create_user(f"uploader{index}"),
+    )
+
+
 # model: (a row of its own for each index, search terms that find the rows)
 LISTS: dict[type, tuple[Callable, list[str]]] = {
     Call: (make_call, ["+34600", "600 000 000", "CA" + "0" * 32]),
@@ -159,6 +177,8 @@ LISTS: dict[type, tuple[Callable, list[str]]] = {
     PartnerApiKey: (make_key, ["Key"]),
     WebhookEndpoint: (make_endpoint, ["example.com"]),
     Partner: (make_partner, ["Partner"]),
+    SuppressionList: (make_suppression_list, ["Robinson"]),
+    SuppressionCopy: (make_suppression_copy, []),
 }
 
 

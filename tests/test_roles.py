@@ -25,6 +25,8 @@ from campaigns.models import (
     Partner,
     PartnerApiKey,
     PartnerMember,
+    SuppressionCopy,
+    SuppressionList,
     WebhookDelivery,
     WebhookEndpoint,
 )
@@ -46,8 +48,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0017_roles_token_versions")
-roles_migration = importlib.import_module("campaigns.migrations.0017_roles_token_versions")
+MIGRATION = ("campaigns", "0024_roles_suppression_lists")
+roles_migration = importlib.import_module("campaigns.migrations.0024_roles_suppression_lists")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -57,6 +59,8 @@ VIEWER = {
     "campaigns.view_contactimport",
     "campaigns.view_contactimporterror",
     "campaigns.view_contactimportwarning",
+    "campaigns.view_suppressionlist",
+    "campaigns.view_suppressioncopy",
     "campaigns.view_webhookdelivery",
     "calls.view_call",
     "calls.view_turn",
@@ -185,6 +189,13 @@ def rows(campaign) -> dict[str, object]:
         ),
         "solar": SolarSchedule.objects.create(event="sunrise", latitude=40.4, longitude=-3.7),
         "clocked": ClockedSchedule.objects.create(clocked_time=timezone.now()),
+        "suppression_copy": SuppressionCopy.objects.create(
+            suppression_list=SuppressionList.objects.create(
+                name="Robinson", kind="robinson_es", country_code="34"
+            ),
+            refreshed_at=timezone.localdate(),
+            file_name="robinson.txt",
+        ),
     }
     for model in admin.site._registry:
         # Users and groups: the test's own, and the roles.

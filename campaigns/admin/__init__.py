@@ -16,6 +16,8 @@ from campaigns.admin.imports import IMPORT_REPORT_FIELDS as IMPORT_REPORT_FIELDS
 from campaigns.admin.imports import IMPORT_ROWS_SHOWN as IMPORT_ROWS_SHOWN
 from campaigns.admin.imports import ContactImportAdmin as ContactImportAdmin
 from campaigns.admin.imports import import_progress as import_progress
+from campaigns.admin.suppression import SuppressionCopyAdmin as SuppressionCopyAdmin
+from campaigns.admin.suppression import SuppressionListAdmin as SuppressionListAdmin
 from campaigns.admin.webhooks import WebhookDeliveryAdmin as WebhookDeliveryAdmin
 from campaigns.admin.webhooks import WebhookEndpointAdmin as WebhookEndpointAdmin
 # isort: on

@@ -1,6 +1,6 @@
-"""Contacts no time will make callable as things stand (a do-not-call entry, a missing
-variable, every attempt used, no valid legal basis for a marketing call), counted and
-filtered by the database."""
+"""Contacts no time will make callable as things stand (a do-not-call entry, a national
+suppression list, a missing variable, every attempt used, no valid legal basis for a
+marketing call), counted and filtered by the database."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.utils.translation import ngettext
 
 from campaigns import rules
 from campaigns.models import Campaign, CampaignPurpose, Contact, DoNotCall, lacks_variable
+from campaigns.suppression.lookups import listed_condition
 from templates.rendering import TemplateRenderError, required_variables
 
 
@@ -29,6 +30,7 @@ class Blocked:
     do_not_call: int
     exhausted: int
     no_legal_basis: int = 0
+    suppressed: int = 0  # on a national list the campaign requires, not exempt
 
     def describe(self) -> str:
         """The reasons with their counts: "42 lack first_name, 3 are on a do-not-call list"."""
@@ -46,6 +48,15 @@ class Blocked:
                     self.do_not_call,
                 )
                 % {"count": self.do_not_call}
+            )
+        if self.suppressed:
+            parts.append(
+                ngettext(
+                    "%(count)s is on a national suppression list",
+                    "%(count)s are on a national suppression list",
+                    self.suppressed,
+                )
+                % {"count": self.suppressed}
             )
         if self.exhausted:
             parts.append(
@@ -82,6 +93,7 @@ def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked
         do_not_call=Count("pk", filter=conditions.do_not_call),
         exhausted=Count("pk", filter=conditions.exhausted),
         no_legal_basis=Count("pk", filter=conditions.no_legal_basis),
+        suppressed=Count("pk", filter=conditions.suppressed),
         **{f"missing_{index}": Count("pk", filter=q) for index, q in enumerate(lacking)},
     )
     return Blocked(
@@ -91,6 +103,7 @@ def count_blocked(*, campaign: Campaign, contacts: QuerySet[Contact]) -> Blocked
         do_not_call=counts["do_not_call"],
         exhausted=counts["exhausted"],
         no_legal_basis=counts["no_legal_basis"],
+        suppressed=counts["suppressed"],
     )
 
 
@@ -105,6 +118,7 @@ class _BlockingConditions:
     exhausted: Q
     lacking: dict[str, Q]  # by variable the template needs, in name order
     no_legal_basis: Q
+    suppressed: Q
 
     @classmethod
     def of(cls, campaign: Campaign) -> _BlockingConditions:
@@ -116,12 +130,19 @@ class _BlockingConditions:
             exhausted=Q(attempts__gte=campaign.effective_max_attempts),
             lacking={name: lacks_variable(name) for name in needed_variables(campaign=campaign)},
             no_legal_basis=no_legal_basis_condition(campaign=campaign),
+            suppressed=listed_condition(campaign=campaign),
         )
 
     def any(self) -> Q:
         return functools.reduce(
             operator.or_,
-            [self.do_not_call, self.exhausted, self.no_legal_basis, *self.lacking.values()],
+            [
+                self.do_not_call,
+                self.exhausted,
+                self.no_legal_basis,
+                self.suppressed,
+                *self.lacking.values(),
+            ],
         )
 
 

@@ -1,5 +1,5 @@
 """The facts ``evaluate`` needs, loaded from the database: for one contact, or for many
-in three queries."""
+in three queries (and, for marketing campaigns that require national lists, three more)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from campaigns.eligibility.verdict import Eligibility, EligibilityFacts, evaluate, history_hours
 from campaigns.models import Contact, DoNotCall
+from campaigns.suppression.lookups import listings
 
 
 def load_eligibility_facts(
@@ -43,6 +44,7 @@ def load_eligibility_facts(
             partner=campaign.partner, phone=contact.phone
         ).exists(),
         "live_call": calls.filter(contact=contact, status__in=LIVE_STATUSES).exists(),
+        "listings": listings(contacts=[contact]).get(contact.pk, []),
     }
 
 
@@ -98,6 +100,7 @@ def eligibilities(
         .order_by()
         .values_list("contact_id", flat=True)
     )
+    listed = listings(contacts=contacts)
     verdicts = {}
     for contact in contacts:
         partner_id = contact.campaign.partner_id
@@ -109,5 +112,6 @@ def eligibilities(
             blocked_by_dnc=(partner_id, contact.phone) in blocked
             or (None, contact.phone) in blocked,
             live_call=contact.pk in live,
+            listings=listed.get(contact.pk, []),
         )
     return verdicts

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from campaigns import rules
 from campaigns.models import Campaign, CampaignPurpose, Contact
 from campaigns.phones import time_zones_for
+from campaigns.suppression.lookups import Listing, basis_exempts
 from templates.rendering import context_values, required_variables
 
 
@@ -37,6 +38,7 @@ class ReasonCode(enum.StrEnum):
     BASIS_NOT_ACCEPTED = "basis_not_accepted"
     BASIS_EXPIRED = "basis_expired"
     BASIS_WITHDRAWN = "basis_withdrawn"
+    SUPPRESSION_LIST = "suppression_list"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class EligibilityFacts(TypedDict):
     history: list[datetime.datetime]
     blocked_by_dnc: bool
     live_call: bool
+    listings: list[Listing]
 
 
 _WAITING_STATES = frozenset({Contact.State.PENDING, Contact.State.RETRY})
@@ -89,6 +92,7 @@ def evaluate(
     history: Sequence[datetime.datetime],
     blocked_by_dnc: bool,
     live_call: bool,
+    listings: Sequence[Listing] = (),
 ) -> Eligibility:
     """Whether ``contact`` of ``campaign`` may be dialled at ``now``, every reason why not,
     and when it may be.
@@ -96,7 +100,9 @@ def evaluate(
     ``history``: when each call to the contact's number was created, across all of the
     partner's campaigns, covering at least the longest frequency-cap period
     (``history_hours``). ``blocked_by_dnc``: a partner or global do-not-call entry exists for
-    the number. ``live_call``: the contact has a call in a live status. Reads nothing else
+    the number. ``live_call``: the contact has a call in a live status. ``listings``: the
+    national suppression lists the campaign requires that hold the number
+    (``campaigns.suppression.listings``). Reads nothing else
     from the database once the campaign's template is loaded (``Contact.objects.with_campaign``).
     """
     reasons = [
@@ -110,6 +116,7 @@ def evaluate(
                 _("the number %(phone)s is on a do-not-call list") % {"phone": contact.phone},
             )
         )
+    reasons.extend(_suppression_reasons(contact, now, listings))
     if live_call:
         reasons.append(Reason(ReasonCode.LIVE_CALL, _("the contact already has a call going on")))
     reasons.extend(_frequency_reasons(contact, campaign, now, history))
@@ -199,6 +206,22 @@ def _contact_reasons(contact: Contact, campaign: Campaign, now: datetime.datetim
             )
         )
     return reasons
+
+
+def _suppression_reasons(
+    contact: Contact, now: datetime.datetime, listings: Sequence[Listing]
+) -> list[Reason]:
+    # US-9, ES-5: a marketing campaign does not call a number on a national list, unless the
+    # contact's legal basis is one the rule exempts (express consent to this company).
+    return [
+        Reason(
+            ReasonCode.SUPPRESSION_LIST,
+            _("the number %(phone)s is on %(list)s (%(rule)s)")
+            % {"phone": contact.phone, "list": listing.list_name, "rule": listing.rule},
+        )
+        for listing in listings
+        if not basis_exempts(contact=contact, exempt_bases=listing.exempt_bases, now=now)
+    ]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ from campaigns.models.partners import TokenVersion as TokenVersion
 from campaigns.models.partners import default_compliance_profiles as default_compliance_profiles
 from campaigns.models.partners import validate_compliance_profiles as validate_compliance_profiles
 from campaigns.models.partners import validate_phone_list as validate_phone_list
+from campaigns.models.suppression import HashInput as HashInput
+from campaigns.models.suppression import SuppressionCopy as SuppressionCopy
+from campaigns.models.suppression import SuppressionCopyState as SuppressionCopyState
+from campaigns.models.suppression import SuppressionDigest as SuppressionDigest
+from campaigns.models.suppression import SuppressionFormat as SuppressionFormat
+from campaigns.models.suppression import SuppressionKind as SuppressionKind
+from campaigns.models.suppression import SuppressionList as SuppressionList
+from campaigns.models.suppression import SuppressionNumber as SuppressionNumber
 from campaigns.models.webhooks import WebhookDelivery as WebhookDelivery
 from campaigns.models.webhooks import WebhookDeliveryQuerySet as WebhookDeliveryQuerySet
 from campaigns.models.webhooks import WebhookDeliveryState as WebhookDeliveryState

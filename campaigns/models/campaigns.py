@@ -214,6 +214,7 @@ class Campaign(models.Model):
 
     State = CampaignState
     ComplianceProfile = ComplianceProfile
+    Purpose = CampaignPurpose
     MachineAction = MachineAction
     Transport = ConversationTransport
 

@@ -34,6 +34,7 @@ from campaigns.rules.profiles import WEEKDAYS as WEEKDAYS
 from campaigns.rules.profiles import BasisRule as BasisRule
 from campaigns.rules.profiles import FrequencyCap as FrequencyCap
 from campaigns.rules.profiles import Interval as Interval
+from campaigns.rules.profiles import ListRequirement as ListRequirement
 from campaigns.rules.profiles import LocalRule as LocalRule
 from campaigns.rules.profiles import Profile as Profile
 from campaigns.rules.profiles import Week as Week

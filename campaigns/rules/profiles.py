@@ -71,8 +71,25 @@ class BasisRule:
 
 
 @dataclass(frozen=True)
+class ListRequirement:
+    """A national suppression list a marketing campaign must be scrubbed against
+    (``campaigns.models.SuppressionKind`` value ``kind``), with a copy at most
+    ``max_age_days`` old (None: ``max_age_setting`` names the policy setting that says), and
+    the legal bases that exempt a contact on it (``exempt_bases``)."""
+
+    kind: str
+    name: StrOrPromise
+    rule: str
+    source: str
+    max_age_days: int | None = None
+    max_age_setting: str = ""
+    exempt_bases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
-    """A jurisdiction's calling hours, holidays and local overrides."""
+    """A jurisdiction's calling hours, holidays and local overrides, and the national
+    suppression lists its marketing campaigns need."""
 
     code: str
     name: StrOrPromise  # translated when shown
@@ -82,6 +99,7 @@ class Profile:
     marketing_basis: BasisRule
     holiday_country: str | None = None
     local_rules: Mapping[str, LocalRule] = field(default_factory=dict)
+    suppression_lists: tuple[ListRequirement, ...] = ()
 
 
 def _minutes(value: str, *, end: bool = False) -> int | None:
@@ -133,6 +151,21 @@ PROFILES: dict[str, Profile] = {
             source=(
                 "FCC 24-17 Declaratory Ruling (2024-02-08): AI voices are artificial voices, "
                 "prior express written consent for telemarketing; 47 CFR 64.1200(a)(2)"
+            ),
+        ),
+        suppression_lists=(
+            # "required to search the registry every 31 days"; a seller may call a number on
+            # it with the consumer's written permission (prior express written consent).
+            ListRequirement(
+                kind="us_dnc",
+                name=gettext_lazy("US National Do Not Call Registry"),
+                rule="US-9",
+                source=(
+                    "16 CFR 310.4(b)(3)(iv); consumer.ftc.gov/articles/0198-telemarketing-"
+                    "sales-rule; telemarketing.donotcall.gov/faq/faqbusiness.aspx"
+                ),
+                max_age_days=31,
+                exempt_bases=("consent",),
             ),
         ),
         local_rules={
@@ -192,6 +225,19 @@ PROFILES: dict[str, Profile] = {
             ),
         ),
         holiday_country="ES",
+        suppression_lists=(
+            # Consult the advertising exclusion lists before a direct-marketing campaign,
+            # unless the person gave this company express consent; how old a copy may be is
+            # the operator's policy (SUPPRESSION_ROBINSON_MAX_AGE_DAYS, 30 by default).
+            ListRequirement(
+                kind="robinson_es",
+                name=gettext_lazy("Lista Robinson"),
+                rule="ES-5",
+                source="LOPDGDD (LO 3/2018) art. 23.4; AEPD + Adigital (listarobinson.es)",
+                max_age_setting="SUPPRESSION_ROBINSON_MAX_AGE_DAYS",
+                exempt_bases=("consent",),
+            ),
+        ),
     ),
     PROFILE_NONE: Profile(
         code=PROFILE_NONE,

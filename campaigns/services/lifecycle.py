@@ -23,6 +23,7 @@ from campaigns.models import Campaign, Contact, WebhookEvent
 from campaigns.reports import campaign_abandonment
 from campaigns.services.contacts import WAITING_STATES
 from campaigns.services.errors import CampaignStateError
+from campaigns.suppression import list_problems
 from campaigns.tasks import prerender_campaign_speech_task
 from templates.linting import lint_template, recording_problems
 from voices import speech
@@ -104,6 +105,8 @@ def start_problems(*, campaign: Campaign, now: datetime.datetime | None = None) 
         problems.extend(_default_voice_problems())
     problems.extend(_caller_number_problems(campaign))
     problems.extend(limits.dial_problems(campaign=campaign))
+    # US-9, ES-5: a marketing campaign's national lists, imported and fresh enough.
+    problems.extend(list_problems(campaign=campaign, today=timezone.localdate(now)))
     problems.extend(_waiting_contact_problems(campaign))
     if campaign.ends_at is not None and campaign.ends_at <= now:
         problems.append(_("The campaign's end date has passed."))
@@ -337,6 +340,11 @@ def advance_campaigns(*, now: datetime.datetime | None = None) -> dict[str, int]
     for campaign in Campaign.objects.filter(
         state=Campaign.State.SCHEDULED, starts_at__lte=now
     ).select_related("template__partner"):
+        # The lists may have gone stale since staff scheduled it: it stays scheduled (and
+        # says why) until a fresh copy is imported.
+        if stale := list_problems(campaign=campaign, today=timezone.localdate(now)):
+            _hold_scheduled(campaign, " ".join(stale))
+            continue
         try:
             transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
             started += 1
@@ -357,6 +365,16 @@ def advance_campaigns(*, now: datetime.datetime | None = None) -> dict[str, int]
         except CampaignStateError as exc:
             logger.warning("campaign %s was not completed: %s", campaign.pk, exc)
     return {"started": started, "completed": completed}
+
+
+def _hold_scheduled(campaign: Campaign, reason: str) -> None:
+    """Keep a scheduled campaign from starting, saying why on it (once, not every tick)."""
+    reason = truncate(reason)
+    if campaign.state_reason != reason:
+        Campaign.objects.filter(pk=campaign.pk, state=Campaign.State.SCHEDULED).update(
+            state_reason=reason
+        )
+        logger.warning("scheduled campaign %s did not start: %s", campaign.pk, reason)
 
 
 def _caller_number_problems(campaign: Campaign) -> list[str]:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0019_relay_transport'),
+        ('campaigns', '0021_campaign_abandonment_alerted_at'),
         ('templates', '0006_relay_transport'),
         ('voices', '0004_voice_is_default'),
     ]
