@@ -7,17 +7,18 @@ import datetime
 from collections.abc import Iterator
 
 import pytest
-from django.utils import translation
+from django.urls import reverse
+from django.utils import timezone, translation
 
 from audit import services as audit
 from audit.models import AuditEntry
-from calls import outcomes
-from calls.dialing import Dialed, place_call
+from calls import inbound, outcomes
+from calls.dialing import Dialed, place_call, reconcile_calls
 from calls.dispatcher import dispatch
 from calls.models import Call
-from campaigns.models import Campaign, Contact
+from campaigns.models import Campaign, Contact, DoNotCall
 from campaigns.rules import RULES_VERSION
-from tests.factories import DoNotCallFactory
+from tests.factories import CallFactory, CampaignFactory, DoNotCallFactory
 
 # A Wednesday at noon in Madrid; a Saturday at 11:00 there (outside ES-1).
 NOON = datetime.datetime(2026, 11, 25, 11, 0, tzinfo=datetime.UTC)
@@ -195,4 +196,71 @@ def test_opt_out_records_the_callee_opting_out(running, fake_twilio) -> None:
         "do_not_call": "added",
     }
     assert_names_nobody(opted_out)
+    assert_chain_whole()
+
+
+def test_reconcile_records_a_call_found_at_twilio_as_dialed_under_its_rules_version(
+    running, fake_twilio
+) -> None:
+    # given: the dial request reached Twilio but its answer was lost
+    running.compliance_profile = "none"
+    running.save()
+    contact = add_contact(running)
+    [call_id] = dispatch().created
+    fake_twilio.lose_next_creation()
+    assert place_call(call_id=call_id) == Dialed.UNCERTAIN
+    assert Call.objects.get(pk=call_id).rules_version == RULES_VERSION
+    assert entries("contact.dialed") == []
+
+    # when: reconciliation finds it at Twilio
+    later = timezone.now() + datetime.timedelta(minutes=10)
+    assert reconcile_calls(now=later).adopted == [call_id]
+
+    # then
+    [dialed] = entries("contact.dialed")
+    assert dialed.object_id == str(contact.pk)
+    assert dialed.rules_version == RULES_VERSION
+    assert dialed.details == {
+        "campaign_id": running.pk,
+        "call_id": call_id,
+        "attempt": 1,
+        "found_by": "reconciliation",
+    }
+    assert_chain_whole()
+
+
+def test_call_rules_version_is_in_the_api_detail_and_the_admin_page(
+    api_client, api_partner, admin_client
+) -> None:
+    call = CallFactory(
+        contact__campaign=CampaignFactory(partner=api_partner, name="Spring"),
+        status=Call.Status.COMPLETED,
+        rules_version=RULES_VERSION,
+    )
+
+    detail = api_client.get(f"/api/v1/calls/{call.pk}/").json()
+    page = admin_client.get(reverse("admin:calls_call_change", args=[call.pk]))
+
+    assert detail["rules_version"] == RULES_VERSION
+    assert RULES_VERSION in page.content.decode()
+
+
+def test_a_stranger_opting_out_by_key_is_recorded_once_per_list(running, settings) -> None:
+    # given: a caller we do not know rings the number the campaign calls from
+    settings.TELEPHONY_BACKEND = "sandbox"
+    stranger = "+34699000111"
+    params = {"CallSid": "CA" + "5" * 32, "From": stranger, "To": "+34910000000", "Digits": "9"}
+    settings.OPT_OUT_DIGIT = "9"
+
+    # when
+    inbound.opt_out(params=params)
+
+    # then
+    [opted_out] = entries("contact.opted_out")
+    entry = DoNotCall.objects.get(phone=stranger)
+    assert (opted_out.object_type, opted_out.object_id) == ("campaigns.donotcall", str(entry.pk))
+    assert opted_out.partner_id == running.partner_id
+    assert opted_out.subject == audit.subject_hash(stranger)
+    assert opted_out.actor_type == "callee"
+    assert opted_out.details == {"how": "key", "inbound": True, "do_not_call": "added"}
     assert_chain_whole()
