@@ -3,7 +3,8 @@
 ``place_call`` claims the call (a compare-and-set from ``pending`` to ``dialing``, so a
 call is dialled once however many tasks carry its id), checks once more that the contact
 may be called now, and asks Twilio to dial. Every way that can end leaves the call and its
-contact in a defined state (see ``Dialed``). ``reconcile_calls`` finds what a crash, a
+contact in a defined state (see ``Dialed``); the re-check's decision goes into the audit
+trail (skipped, or dialled with the rules version and the checks passed). ``reconcile_calls`` finds what a crash, a
 lost task or a lost callback left behind and settles it with Twilio's own record, and
 ``check_prices`` (calls/prices.py) asks Twilio what each ended call cost.
 """

@@ -12,7 +12,8 @@ partner and a campaign (locks on their rows) and count their room again in their
 contacts are
 taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so they never pick the same contact, and
 the database's constraints (one live call per contact, one call per attempt) stand behind
-that.
+that. Each contact selected or put off is recorded in the audit trail (calls/decisions.py),
+in one insert per batch at the end of its transaction.
 """
 
 from __future__ import annotations
