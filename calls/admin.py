@@ -132,6 +132,7 @@ class CallAdmin(ExportAdminMixin, admin.ModelAdmin):
                     "answered_by",
                     "voice",
                     "provider_sid",
+                    "rules_version",
                 ]
             },
         ),

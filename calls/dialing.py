@@ -3,9 +3,11 @@
 ``place_call`` claims the call (a compare-and-set from ``pending`` to ``dialing``, so a
 call is dialled once however many tasks carry its id), checks once more that the contact
 may be called now, and asks Twilio to dial. Every way that can end leaves the call and its
-contact in a defined state (see ``Dialed``). ``reconcile_calls`` finds what a crash, a
-lost task or a lost callback left behind and settles it with Twilio's own record, and
-``check_prices`` (calls/prices.py) asks Twilio what each ended call cost.
+contact in a defined state (see ``Dialed``); the re-check's decision goes into the audit
+trail (skipped, or dialled with the rules version and the checks passed).
+``reconcile_calls`` finds what a crash, a lost task or a lost callback left behind and
+settles it with Twilio's own record, and ``check_prices`` (calls/prices.py) asks Twilio
+what each ended call cost.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from audit import services as audit
 from callcenter.metrics import CALLS_PLACED
 from callcenter.text import truncate
-from calls import pacing, telephony
+from calls import decisions, pacing, telephony
 from calls.callbacks import FINAL_STATUSES, await_price, record_call_status, record_price
 from calls.links import callback_url, webhook_url
 from calls.models import Call, CallStatus, PriceStatus
@@ -40,7 +43,7 @@ from calls.prices import PRICE_TICK_SECONDS as PRICE_TICK_SECONDS
 from calls.prices import PriceChecks as PriceChecks
 from calls.prices import check_prices as check_prices
 from calls.services import finish_call
-from campaigns.eligibility import Eligibility, eligibility_for
+from campaigns.eligibility import Eligibility, evaluate, load_eligibility_facts
 from campaigns.models import Campaign, Contact, MachineAction
 from campaigns.services import CampaignStateError, pause_campaign, release_contact
 
@@ -81,12 +84,19 @@ def place_call(*, call_id: int) -> Dialed:
         pk=call_id
     )
     campaign = call.campaign
-    verdict = eligibility_for(contact=_as_before_dispatch(call), now=now, exclude_call_id=call.pk)
+    contact = _as_before_dispatch(call)
+    # What eligibility_for does, keeping the facts: the dial's audit entry names them.
+    facts = load_eligibility_facts(contact=contact, now=now, exclude_call_id=call.pk)
+    verdict = evaluate(contact=contact, campaign=campaign, now=now, **facts)
     if not verdict.dialable:
         reasons = "; ".join(reason.message for reason in verdict.reasons)
         logger.info("Call %s not placed: %s", call.pk, reasons)
         _release(call, reason=_("Not placed: %(reasons)s.") % {"reasons": reasons}, verdict=verdict)
         return _counted(Dialed.RELEASED)
+    # Stored before the carrier's request: a call found at the carrier later says which
+    # rules allowed it even when the request's answer was lost.
+    Call.objects.filter(pk=call.pk).update(rules_version=verdict.rules_version)
+    call.rules_version = verdict.rules_version
     try:
         provider_call = telephony.create_call(
             to=call.to_number,
@@ -107,7 +117,18 @@ def place_call(*, call_id: int) -> Dialed:
         return _counted(_rejected(call, error))
     except telephony.TelephonyUnavailable as error:
         return _counted(_unavailable(call, error))
-    _save_sid(call, provider_call.sid)
+    _save_sid(
+        call,
+        provider_call.sid,
+        dialed=decisions.dialed(
+            call=call,
+            contact=contact,
+            campaign=campaign,
+            verdict=verdict,
+            history=facts["history"],
+            now=now,
+        ),
+    )
     pacing.clear_backoff(campaign.pk)
     logger.info("Call %s placed as %s", call.pk, provider_call.sid)
     return _counted(Dialed.PLACED)
@@ -156,12 +177,21 @@ def _sandbox_persona(call: Call) -> str | None:
     return telephony.callee_persona(call.contact, call.campaign, attempt=call.attempt)
 
 
-def _save_sid(call: Call, sid: str) -> None:
-    """Keep the SID Twilio gave the call; its `initiated` callback may have come first."""
-    Call.objects.filter(pk=call.pk, provider_sid__isnull=True).update(provider_sid=sid)
-    Call.objects.filter(pk=call.pk, status=CallStatus.DIALING).update(
-        status=CallStatus.QUEUED, updated_at=timezone.now()
-    )
+def _save_sid(call: Call, sid: str, *, dialed: audit.Event | None = None) -> None:
+    """Keep the SID Twilio gave the call; its `initiated` callback may have come first.
+    ``dialed``: the contact's audit entry, recorded with the SID (default: the call as
+    reconciliation found it)."""
+    with transaction.atomic():
+        kept = Call.objects.filter(pk=call.pk, provider_sid__isnull=True).update(provider_sid=sid)
+        Call.objects.filter(pk=call.pk, status=CallStatus.DIALING).update(
+            status=CallStatus.QUEUED, updated_at=timezone.now()
+        )
+        # Twilio accepted the dial request (or reconciliation found the call there first):
+        # a status callback may have kept the SID already, the dial is still this one's.
+        if dialed is not None:
+            audit.record_many([dialed])
+        elif kept:
+            audit.record_many([decisions.adopted(call=call)])
 
 
 def _rejected(call: Call, error: telephony.TelephonyRejected) -> Dialed:
@@ -250,10 +280,30 @@ def _release(
         if not released:
             return False
         # A contact no longer calling moved on meanwhile: whoever moved it decided its state.
-        release_contact(
+        moved = release_contact(
             contact_id=call.contact_id, reason=reason, verdict=verdict, due_at=due_at, now=now
         )
+        if moved and verdict is not None:
+            _record_skipped(call, verdict)
     return True
+
+
+def _record_skipped(call: Call, verdict: Eligibility) -> None:
+    """The re-check before dialling refused the contact: the audit entry, last in the
+    release's transaction (the chain's head stays locked until it commits)."""
+    state = Contact.objects.filter(pk=call.contact_id).values_list("state", flat=True).first()
+    audit.record_many(
+        [
+            decisions.skipped(
+                contact=call.contact,
+                campaign=call.campaign,
+                verdict=verdict,
+                stage="pre_dial",
+                state=state or "",
+                call_id=call.pk,
+            )
+        ]
+    )
 
 
 def _pause(campaign: Campaign, reason: str) -> None:

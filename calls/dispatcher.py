@@ -12,7 +12,8 @@ partner and a campaign (locks on their rows) and count their room again in their
 contacts are
 taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so they never pick the same contact, and
 the database's constraints (one live call per contact, one call per attempt) stand behind
-that.
+that. Each contact selected or put off is recorded in the audit trail (calls/decisions.py),
+in one insert per batch at the end of its transaction.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
+from audit import services as audit
 from callcenter.metrics import DISPATCH_CALLS_CREATED, DISPATCH_LAG
 from callcenter.text import truncate
+from calls import decisions
 from calls.models import Call
 from calls.pacing import backing_off, take_tokens
 from campaigns import limits
-from campaigns.eligibility import ReasonCode, evaluate, history_hours
+from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
 from campaigns.models import Campaign, Contact, DoNotCall, Partner
 from campaigns.services import (
     CampaignStateError,
@@ -231,6 +234,8 @@ def _dispatch_campaign(
         facts = _facts(campaign=campaign, contacts=candidates, now=now)
         calls: list[Call] = []
         lags: list[float] = []
+        selected: list[Eligibility] = []  # the verdict of each call's contact, in order
+        skipped: list[audit.Event] = []
         # Contacts that end up alike (from the same state) are written with one UPDATE
         # per kind of change: a bulk_update of thousands of rows costs far more than the
         # dispatching itself.
@@ -259,6 +264,7 @@ def _dispatch_campaign(
                         to_number=contact.phone,
                     )
                 )
+                selected.append(verdict)
                 lags.append(max(0.0, (now - _due_since(contact, campaign)).total_seconds()))
                 # Another contact with the same number in this batch counts this call.
                 facts.history[contact.phone].append(now)
@@ -269,10 +275,29 @@ def _dispatch_campaign(
             else:
                 result.deferred += 1
             changes[(contact.state, move)].append(contact.pk)
+            skipped.append(
+                decisions.skipped(
+                    contact=contact,
+                    campaign=campaign,
+                    verdict=verdict,
+                    stage="dispatch",
+                    state=move.state,
+                )
+            )
         Call.objects.bulk_create(calls)
         mark_contacts_calling(contact_ids=[call.contact_id for call in calls], now=now)
         for (origin, move), ids in changes.items():
             put_off_contacts(contact_ids=ids, origin=origin, put_off=move, now=now)
+        # Last in the transaction: the audit chain's head stays locked until it commits.
+        audit.record_many(
+            [
+                *(
+                    decisions.selected(call=call, campaign=campaign, verdict=verdict)
+                    for call, verdict in zip(calls, selected, strict=True)
+                ),
+                *skipped,
+            ]
+        )
         result.created.extend(call.pk for call in calls)
         transaction.on_commit(functools.partial(_count_dispatched, lags))
 

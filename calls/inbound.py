@@ -40,6 +40,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from audit import services as audit
 from callcenter.metrics import OPT_OUTS
 from callcenter.queries import one_or_none
 from callcenter.text import truncate
@@ -291,8 +292,9 @@ def opt_out(*, params: Mapping[str, str]) -> str:
         f"inbound call {params.get('CallSid', '')[:64]} to {called}: key {settings.OPT_OUT_DIGIT}"
     )
     with transaction.atomic():
+        events = []
         for partner in partners:
-            _entry, created = add_do_not_call(
+            entry, created = add_do_not_call(
                 phone=caller,
                 partner=partner,
                 source=DoNotCallSource.OPT_OUT,
@@ -300,6 +302,23 @@ def opt_out(*, params: Mapping[str, str]) -> str:
             )
             if created:
                 transaction.on_commit(OPT_OUTS.inc)
+            # A caller we do not know has no contact: the entry is about the number.
+            events.append(
+                audit.Event(
+                    audit.Action.CONTACT_OPTED_OUT,
+                    partner_id=None if partner is None else partner.pk,
+                    subject_phone=caller,
+                    object_type="campaigns.donotcall",
+                    object_id=entry.pk,
+                    actor=audit.CALLEE,
+                    details={
+                        "how": "key",
+                        "inbound": True,
+                        "do_not_call": "added" if created else "already listed",
+                    },
+                )
+            )
+        audit.record_many(events)  # last: the chain's head stays locked until the commit
     logger.info("Inbound caller %s opted out (%d lists).", caller, len(partners))
     with translation.override(language.split("-")[0]):
         confirmation = _("Understood: we will not call you again. Goodbye.")

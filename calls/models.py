@@ -139,6 +139,14 @@ class Call(models.Model):
     to_number = models.CharField(_("to"), max_length=16)
     answered_by = models.CharField(_("answered by"), max_length=24, choices=AnsweredBy, blank=True)
     dialed_at = models.DateTimeField(_("dialed at"), null=True, blank=True)
+    # The calling rules' version (campaigns.rules.RULES_VERSION) whose check allowed the
+    # dial, set right before it: what an audit of this call reads.
+    rules_version = models.CharField(
+        _("rules version"),
+        max_length=120,
+        blank=True,
+        help_text=_("The version of the calling rules that allowed this call when it was dialled."),
+    )
     answered_at = models.DateTimeField(_("answered at"), null=True, blank=True)
     # How the conversation reached the caller (a relay campaign's scripted calls and
     # voicemail messages keep <Gather> and their clips).

@@ -15,6 +15,7 @@ from django.dispatch import Signal
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from audit import services as audit
 from callcenter.metrics import OPT_OUTS
 from callcenter.text import truncate
 from calls import conversation
@@ -85,6 +86,22 @@ def opt_out(*, call: Call, how: str) -> str:
                 "opted_out_at": timezone.now(),
             },
             key=f"contact:{contact.pk}",
+        )
+        # Last in the transaction: the audit chain's head stays locked until it commits.
+        audit.record(
+            audit.Action.CONTACT_OPTED_OUT,
+            partner_id=campaign.partner_id,
+            subject_phone=contact.phone,
+            object_type="campaigns.contact",
+            object_id=contact.pk,
+            actor=audit.CALLEE,
+            details={
+                "campaign_id": campaign.pk,
+                "call_id": call.pk,
+                # Never the words themselves: they may name the callee.
+                "how": "key" if how.startswith("key ") else "spoken",
+                "do_not_call": "added" if created else "already listed",
+            },
         )
     if created:
         transaction.on_commit(OPT_OUTS.inc)

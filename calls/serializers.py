@@ -128,6 +128,7 @@ class CallDetailSerializer(CallSerializer):
             "summary",
             "recording_url",
             "recording_seconds",
+            "rules_version",
             "turns",
             "updated_at",
         ]
