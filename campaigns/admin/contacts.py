@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from audit.admin_log import AuditedAdminMixin
 from callcenter.exports import ExportAdminMixin, Table
 from campaigns.admin.phones import _phone_in, _phone_part
 from campaigns.eligibility import Eligibility, eligibility_for
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 
 @admin.register(Contact)
-class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
+class ContactAdmin(AuditedAdminMixin, ExportAdminMixin, admin.ModelAdmin):
     list_display = [
         "phone",
         "campaign",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponseBase
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -14,6 +15,8 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.admin_log import AuditedViewSetMixin, record_object
+from audit.models import Action
 from callcenter.access import partner_of
 from callcenter.api import ScopedViewSet
 from callcenter.exports import (
@@ -75,6 +78,7 @@ CONTACT_EXPORT_DESCRIPTION = _(
     ),
 )
 class ContactViewSet(
+    AuditedViewSetMixin,
     ExportViewMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -142,8 +146,11 @@ class ContactViewSet(
         contact = self.get_object()
         incoming = ContactUpdateSerializer(contact, data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
-        with refused_as_conflict(_("The contact cannot be changed now.")):
+        with refused_as_conflict(_("The contact cannot be changed now.")), transaction.atomic():
             contact = services.update_contact(contact=contact, **incoming.validated_data)
+            record_object(
+                Action.OBJECT_CHANGED, contact, request=request, changed=incoming.validated_data
+            )
         contact = self.get_queryset().get(pk=contact.pk)
         contact.eligibility = eligibility_for(contact=contact)
         return Response(ContactDetailSerializer(contact).data)
