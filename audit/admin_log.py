@@ -33,6 +33,16 @@ def object_type(obj: models.Model) -> str:
     return obj._meta.label_lower
 
 
+def object_id(obj: models.Model) -> str:
+    """``obj``'s id as the trail keeps it (64 characters at most). A partner API key's id
+    is "prefix.hash" (djangorestframework-api-key): its prefix names it, and the hash of a
+    secret has no place in the trail."""
+    pk = str(obj.pk)
+    if len(pk) > 64 and "." in pk:
+        pk = pk.partition(".")[0]
+    return pk[:64]
+
+
 def partner_id_of(obj: models.Model) -> int | None:
     """The id of the partner that owns ``obj`` (along its foreign keys); None when no
     partner owns it (a user, a voice, a global do-not-call entry)."""
@@ -60,7 +70,7 @@ def object_events(
             action,
             partner_id_of(obj),
             object_type=object_type(obj),
-            object_id=str(obj.pk),
+            object_id=object_id(obj),
             actor=actor,
             details={} if changed is None else {"changed": changed},
         )

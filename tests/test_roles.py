@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask, SolarSchedule
 
+from audit.services import Action, record
 from calls.models import Call
 from campaigns.models import (
     Campaign,
@@ -46,8 +47,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0017_roles_token_versions")
-roles_migration = importlib.import_module("campaigns.migrations.0017_roles_token_versions")
+MIGRATION = ("campaigns", "0020_roles_audit_trail")
+roles_migration = importlib.import_module("campaigns.migrations.0020_roles_audit_trail")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -81,7 +82,7 @@ OPERATOR = VIEWER | {
     "campaigns.change_donotcall",
     "campaigns.delete_donotcall",
 }
-ADMINISTERED_APPS = ["campaigns", "calls", "templates", "voices", "django_celery_beat"]
+ADMINISTERED_APPS = ["audit", "campaigns", "calls", "templates", "voices", "django_celery_beat"]
 # Held by secrets, or by whoever may grant themselves anything: administrators only.
 ADMINISTRATORS_ONLY = {
     "partnerapikey": PartnerApiKey,
@@ -185,6 +186,7 @@ def rows(campaign) -> dict[str, object]:
         ),
         "solar": SolarSchedule.objects.create(event="sunrise", latitude=40.4, longitude=-3.7),
         "clocked": ClockedSchedule.objects.create(clocked_time=timezone.now()),
+        "audit": record(Action.OBJECT_CREATED, partner_id=campaign.partner_id, object_id=1),
     }
     for model in admin.site._registry:
         # Users and groups: the test's own, and the roles.

@@ -225,3 +225,27 @@ def test_api_do_not_call_add_and_contact_change_are_recorded(api_client, api_par
     entry = _last(Action.OBJECT_CREATED, "campaigns.donotcall")
     assert entry.object_id == str(added.json()["id"]) and entry.partner_id == api_partner.pk
     assert "612345678" not in str(AuditEntry.objects.values().get(pk=entry.pk))
+
+
+@pytest.fixture
+def partner_user(api_partner):
+    """An API client of the partner's user (only a user makes keys), with a JWT."""
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    answer = client.post(
+        "/api/v1/auth/token/", {"username": "initech", "password": "initech-pw"}, format="json"
+    )
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {answer.json()['access']}")
+    return client
+
+
+def test_an_api_key_is_recorded_by_its_prefix_never_its_hash(partner_user) -> None:
+    created = partner_user.post("/api/v1/api-keys/", {"name": "CRM"}, format="json")
+
+    assert created.status_code == 201, created.content
+    entry = _last(Action.OBJECT_CREATED, "campaigns.partnerapikey")
+    assert entry.object_id == created.json()["prefix"]
+    assert created.json()["key"].partition(".")[2] not in str(
+        AuditEntry.objects.values().get(pk=entry.pk)
+    )
