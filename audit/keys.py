@@ -14,6 +14,7 @@ import hmac
 import json
 from typing import Any
 
+import phonenumbers
 from django.conf import settings
 
 
@@ -32,3 +33,17 @@ def entry_hash(*, prev_hash: str, fields: dict[str, Any]) -> str:
     body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     message = prev_hash.encode() + b"\n" + body.encode()
     return hmac.new(_key("chain"), message, hashlib.sha256).hexdigest()
+
+
+def typed_subject(raw: str, *, region: str) -> str | None:
+    """The subject hash of a phone number typed in any format (read in ``region`` when it
+    has no country code), to find a person's entries; None when ``raw`` is no valid number.
+    (audit knows no app, so it reads the number with phonenumbers itself, as
+    campaigns.phones.normalize_phone does.)"""
+    try:
+        number = phonenumbers.parse((raw or "").strip(), region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return subject_hash(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from rest_framework.request import Request
 
 from audit.keys import entry_hash, subject_hash
 from audit.models import Action, ActorType, AuditEntry, AuditHead
@@ -45,11 +46,12 @@ class Actor:
     ip: str | None = None
 
     @classmethod
-    def from_request(cls, request: HttpRequest) -> Actor:
-        """The staff user, partner user or partner API key behind ``request``, with the
-        client's address as the trusted proxies saw it."""
+    def from_request(cls, request: HttpRequest | Request) -> Actor:
+        """The staff user, partner user or partner API key behind ``request`` (Django's, or
+        DRF's, whose user is the API's authenticated one), with the client's address as
+        the trusted proxies saw it."""
         user = getattr(request, "user", None)
-        ip = client_address(request)
+        ip = client_address(getattr(request, "_request", request))
         if user is None or not user.is_authenticated:
             return cls(ActorType.SYSTEM, ip=ip)
         if isinstance(user, ApiKeyUser):

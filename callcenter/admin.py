@@ -1,5 +1,6 @@
-"""The admin site itself: its titles, and the schedules' admin of django-celery-beat with
-its actions kept to staff who may change the schedules.
+"""The admin site itself: its titles, the schedules' admin of django-celery-beat with
+its actions kept to staff who may change the schedules, and the users' and groups' admins
+recording their changes in the audit trail.
 
 Imported by callcenter/urls.py before the admin's URLs are built (this package is not an
 installed app, so the admin's autodiscovery does not find it).
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth.models import Group, User
 from django.http import HttpRequest
 from django.utils.functional import lazy
 from django.utils.translation import gettext_lazy as _
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import PeriodicTask
+
+from audit.admin_log import AuditedAdminMixin
 
 
 def _app_name() -> str:
@@ -39,3 +44,18 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, PeriodicTaskAdmin)
+
+
+# Staff accounts and roles: who may do what is itself recorded in the audit trail.
+class UserAdmin(AuditedAdminMixin, auth_admin.UserAdmin):
+    pass
+
+
+class GroupAdmin(AuditedAdminMixin, auth_admin.GroupAdmin):
+    pass
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserAdmin)
+admin.site.unregister(Group)
+admin.site.register(Group, GroupAdmin)

@@ -10,6 +10,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 # The admin site's titles and project-wide registrations, before its URLs are built.
 import callcenter.admin  # noqa: F401
+from audit.views import AuditEntryViewSet
 from callcenter.api import router
 from callcenter.health import health
 from callcenter.metrics import export_metrics
@@ -37,6 +38,7 @@ router.register("webhooks", campaign_views.WebhookEndpointViewSet, basename="web
 router.register("calls", call_views.CallViewSet, basename="call")
 router.register("templates", template_views.CallTemplateViewSet, basename="template")
 router.register("voices", voice_views.VoiceViewSet, basename="voice")
+router.register("audit", AuditEntryViewSet, basename="audit-entry")
 
 handler404 = "callcenter.api.not_found"
 

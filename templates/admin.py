@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from audit.admin_log import AuditedAdminMixin
 from campaigns.models import Contact
 from campaigns.phones import normalize_phone
 from templates import services
@@ -106,7 +107,7 @@ class CallTemplateForm(forms.ModelForm):
 
 
 @admin.register(CallTemplate)
-class CallTemplateAdmin(admin.ModelAdmin):
+class CallTemplateAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = CallTemplateForm
     list_display = ["name", "partner", "language", "mode", "updated_at"]
     list_filter = ["mode", "language", "partner"]

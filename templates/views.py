@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from audit.admin_log import AuditedViewSetMixin
 from callcenter.api import Conflict, ScopedModelViewSet
 from campaigns.models import Contact
 from templates import services
@@ -51,7 +52,7 @@ WRITE_DESCRIPTION = gettext_lazy(
         },
     ),
 )
-class CallTemplateViewSet(ScopedModelViewSet):
+class CallTemplateViewSet(AuditedViewSetMixin, ScopedModelViewSet):
     """The partner's call templates: what its campaigns' calls say."""
 
     queryset = CallTemplate.objects.select_related("partner")

@@ -16,6 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import AuditEntry
+from audit.services import Action, record
 from calls.models import AnsweredBy, Call, CallEvent
 from campaigns.models import (
     Campaign,
@@ -162,6 +164,17 @@ def make_suppression_copy(index: int, partner: Partner) -> SuppressionCopy:
     )
 
 
+def make_audit_entry(index: int, partner: Partner) -> AuditEntry:
+    own = PartnerFactory(name=f"Partner {index}")
+    return record(
+        Action.CONTACT_SKIPPED,
+        partner_id=own.pk,
+        subject_phone=phone(index),
+        object_type="campaigns.contact",
+        object_id=index,
+    )
+
+
 # model: (a row of its own for each index, search terms that find the rows)
 LISTS: dict[type, tuple[Callable, list[str]]] = {
     Call: (make_call, ["+34600", "600 000 000", "CA" + "0" * 32]),
@@ -179,6 +192,7 @@ LISTS: dict[type, tuple[Callable, list[str]]] = {
     Partner: (make_partner, ["Partner"]),
     SuppressionList: (make_suppression_list, ["Robinson"]),
     SuppressionCopy: (make_suppression_copy, []),
+    AuditEntry: (make_audit_entry, ["+34600000001", "1"]),
 }
 
 
@@ -270,7 +284,7 @@ def test_every_list_of_the_apps_is_measured() -> None:
     listed = {
         model
         for model in admin.site._registry
-        if model._meta.app_label in {"campaigns", "calls", "templates", "voices"}
+        if model._meta.app_label in {"audit", "campaigns", "calls", "templates", "voices"}
     }
 
     assert listed == set(LISTS)

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, PeriodicTask, SolarSchedule
 
+from audit.services import Action, record
 from calls.models import Call
 from campaigns.models import (
     Campaign,
@@ -48,8 +49,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0024_roles_suppression_lists")
-roles_migration = importlib.import_module("campaigns.migrations.0024_roles_suppression_lists")
+MIGRATION = ("campaigns", "0025_roles_audit_trail")
+roles_migration = importlib.import_module("campaigns.migrations.0025_roles_audit_trail")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -85,7 +86,7 @@ OPERATOR = VIEWER | {
     "campaigns.change_donotcall",
     "campaigns.delete_donotcall",
 }
-ADMINISTERED_APPS = ["campaigns", "calls", "templates", "voices", "django_celery_beat"]
+ADMINISTERED_APPS = ["audit", "campaigns", "calls", "templates", "voices", "django_celery_beat"]
 # Held by secrets, or by whoever may grant themselves anything: administrators only.
 ADMINISTRATORS_ONLY = {
     "partnerapikey": PartnerApiKey,
@@ -196,6 +197,7 @@ def rows(campaign) -> dict[str, object]:
             refreshed_at=timezone.localdate(),
             file_name="robinson.txt",
         ),
+        "audit": record(Action.OBJECT_CREATED, partner_id=campaign.partner_id, object_id=1),
     }
     for model in admin.site._registry:
         # Users and groups: the test's own, and the roles.

@@ -11,13 +11,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from audit.admin_log import AuditedAdminMixin
 from voices import services
 from voices.models import SpeechClip, Voice
 from voices.speech import SpeechNotConfigured, SpeechRejected, SpeechUnavailable
 
 
 @admin.register(Voice)
-class VoiceAdmin(admin.ModelAdmin):
+class VoiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "is_default", "language", "preview", "provider_voice_id", "updated_at"]
     list_filter = ["is_default", "language"]
     search_fields = ["name", "provider_voice_id"]

@@ -24,6 +24,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from audit import services as audit
+from audit.admin_log import AuditedAdminMixin
 from campaigns import limits, services
 from campaigns.admin.controls import CAMPAIGN_CONTROLS, CampaignControl
 from campaigns.models import Campaign
@@ -62,7 +64,7 @@ class _Abandonment(TypedDict):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "partner", "state", "progress", "live", "answer_rate", "abandonment"]
     list_filter = ["state", "compliance_profile", "purpose", "partner"]
     list_select_related = ["partner"]
@@ -233,7 +235,7 @@ class CampaignAdmin(admin.ModelAdmin):
         """Make ``control``'s move on ``campaign`` through its service and tell staff how it
         went: done, or refused with every reason the service gave."""
         try:
-            control.service(campaign=campaign)
+            control.service(campaign=campaign, actor=audit.Actor.from_request(request))
         except services.Refusal as refusal:
             self.message_user(
                 request,

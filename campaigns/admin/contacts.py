@@ -17,6 +17,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from audit import services as audit
+from audit.admin_log import AuditedAdminMixin
 from callcenter.exports import ExportAdminMixin, Table
 from campaigns.admin.phones import _phone_in, _phone_part
 from campaigns.eligibility import Eligibility, eligibility_for
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 @admin.register(Contact)
-class ContactAdmin(ExportAdminMixin, admin.ModelAdmin):
+class ContactAdmin(AuditedAdminMixin, ExportAdminMixin, admin.ModelAdmin):
     list_display = [
         "phone",
         "campaign",

@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from audit.admin_log import AuditedAdminMixin
 from campaigns import services
 from campaigns.admin.phones import _phone_in, _phone_part
 from campaigns.forms import DoNotCallBulkForm, DoNotCallForm
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 
 @admin.register(DoNotCall)
-class DoNotCallAdmin(admin.ModelAdmin):
+class DoNotCallAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = DoNotCallForm
     list_display = ["phone", "scope", "source", "origin", "reason", "created_by", "created_at"]
     list_filter = ["source", ("partner", admin.EmptyFieldListFilter), "partner"]

@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext
 
+from audit.admin_log import AuditedAdminMixin
 from campaigns import imports
 from campaigns.forms import ContactImportForm
 from campaigns.models import ContactImport
@@ -34,7 +35,7 @@ FINISHED_IMPORT_STATES = frozenset({ContactImport.State.DONE, ContactImport.Stat
 
 
 @admin.register(ContactImport)
-class ContactImportAdmin(admin.ModelAdmin):
+class ContactImportAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ContactImportForm
     list_display = [
         "file_name",

@@ -10,6 +10,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import APIKey
 
+from audit.admin_log import AuditedAdminMixin
 from campaigns import services
 from campaigns.forms import PartnerForm
 from campaigns.models import Partner, PartnerApiKey, PartnerMember
@@ -26,7 +27,7 @@ class PartnerMemberInline(admin.TabularInline):
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = PartnerForm
     list_display = [
         "name",
@@ -77,7 +78,7 @@ class PartnerAdmin(admin.ModelAdmin):
 
 
 @admin.register(PartnerApiKey)
-class PartnerApiKeyAdmin(admin.ModelAdmin):
+class PartnerApiKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = [
         "prefix",
         "name",

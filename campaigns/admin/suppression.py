@@ -15,6 +15,7 @@ from django.utils.html import format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from audit.admin_log import AuditedAdminMixin
 from campaigns.models import SuppressionCopy, SuppressionList
 from campaigns.suppression import create_copy_import
 
@@ -38,7 +39,7 @@ COPY_REPORT_FIELDS = [
 
 
 @admin.register(SuppressionList)
-class SuppressionListAdmin(admin.ModelAdmin):
+class SuppressionListAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "kind",
@@ -95,7 +96,7 @@ class SuppressionCopyForm(forms.ModelForm):
 
 
 @admin.register(SuppressionCopy)
-class SuppressionCopyAdmin(admin.ModelAdmin):
+class SuppressionCopyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = SuppressionCopyForm
     list_display = [
         "suppression_list",

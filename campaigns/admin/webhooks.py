@@ -12,13 +12,14 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from audit.admin_log import AuditedAdminMixin
 from campaigns import deliveries
 from campaigns.forms import WebhookEndpointForm
 from campaigns.models import WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(admin.ModelAdmin):
+class WebhookEndpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = WebhookEndpointForm
     list_display = ["url", "partner", "is_active", "created_at"]
     list_filter = ["is_active", "partner"]

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from audit import services as audit
 from callcenter.text import truncate
 from campaigns import limits
 from campaigns.deliveries import emit_event
@@ -32,13 +33,17 @@ from voices.services import RETRY_SYNC_CLAIM, ensure_default_voice, queue_voice_
 logger = logging.getLogger(__name__)
 
 
-def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Campaign:
+def transition_campaign(
+    *, campaign: Campaign, to: str, reason: str = "", actor: audit.Actor = audit.SYSTEM
+) -> Campaign:
     """Move ``campaign`` along the state machine, safe against concurrent moves.
 
     The update is a compare-and-set on the state read: if another process moved the
     campaign in between, nothing is written and CampaignStateError says so. Use the
     lifecycle services below, which check what each move needs first. ``reason`` says
-    why when the platform itself makes the move; a move by a person clears it.
+    why when the platform itself makes the move; a move by a person clears it. The move
+    is recorded in the audit trail (``campaign.<started|paused|...>``) as ``actor``'s,
+    in the same transaction.
     """
     current = campaign.state
     if not campaign.can_move_to(to):
@@ -50,9 +55,19 @@ def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Cam
             }
         )
     now = timezone.now()
-    updated = Campaign.objects.filter(pk=campaign.pk, state=current).update(
-        state=to, state_changed_at=now, state_reason=truncate(reason), updated_at=now
-    )
+    with transaction.atomic():
+        updated = Campaign.objects.filter(pk=campaign.pk, state=current).update(
+            state=to, state_changed_at=now, state_reason=truncate(reason), updated_at=now
+        )
+        if updated == 1:
+            audit.record(
+                _move_action(current, to),
+                partner_id=campaign.partner_id,
+                object_type="campaigns.campaign",
+                object_id=campaign.pk,
+                actor=actor,
+                details={"from": current, "to": to, "reason": truncate(reason)},
+            )
     if updated != 1:
         campaign.refresh_from_db(fields=["state", "state_changed_at", "state_reason", "updated_at"])
         raise CampaignStateError(
@@ -67,6 +82,21 @@ def transition_campaign(*, campaign: Campaign, to: str, reason: str = "") -> Cam
     elif to == Campaign.State.COMPLETED:
         _emit_campaign_completed(campaign)
     return campaign
+
+
+def _move_action(current: str, to: str) -> str:
+    """The audit trail's name for a move from ``current`` to ``to``."""
+    State = Campaign.State
+    if to == State.RUNNING and current == State.PAUSED:
+        return audit.Action.CAMPAIGN_RESUMED
+    moves: dict[str, str] = {
+        State.SCHEDULED: audit.Action.CAMPAIGN_STARTED,
+        State.RUNNING: audit.Action.CAMPAIGN_STARTED,
+        State.PAUSED: audit.Action.CAMPAIGN_PAUSED,
+        State.CANCELLED: audit.Action.CAMPAIGN_CANCELLED,
+        State.COMPLETED: audit.Action.CAMPAIGN_COMPLETED,
+    }
+    return moves.get(to, audit.Action.OBJECT_CHANGED)  # back to draft: its state changed
 
 
 def _emit_campaign_completed(campaign: Campaign) -> None:
@@ -237,7 +267,12 @@ def template_problems(*, campaign: Campaign) -> list[str]:
     ]
 
 
-def start_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) -> Campaign:
+def start_campaign(
+    *,
+    campaign: Campaign,
+    now: datetime.datetime | None = None,
+    actor: audit.Actor = audit.SYSTEM,
+) -> Campaign:
     """Start a draft campaign: scheduled when its start is still ahead, running otherwise.
 
     Refuses, listing every reason at once, when the template fails its lint, no voice or
@@ -249,36 +284,49 @@ def start_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) 
         raise CampaignStateError(*problems)
     ahead = campaign.starts_at is not None and campaign.starts_at > now
     return transition_campaign(
-        campaign=campaign, to=Campaign.State.SCHEDULED if ahead else Campaign.State.RUNNING
+        campaign=campaign,
+        to=Campaign.State.SCHEDULED if ahead else Campaign.State.RUNNING,
+        actor=actor,
     )
 
 
-def pause_campaign(*, campaign: Campaign, reason: str = "") -> Campaign:
+def pause_campaign(
+    *, campaign: Campaign, reason: str = "", actor: audit.Actor = audit.SYSTEM
+) -> Campaign:
     """Stop dialling new calls; calls already going on finish. ``reason``: why the
     platform paused it (shown to staff and partners); empty when a person did."""
-    return transition_campaign(campaign=campaign, to=Campaign.State.PAUSED, reason=reason)
+    return transition_campaign(
+        campaign=campaign, to=Campaign.State.PAUSED, reason=reason, actor=actor
+    )
 
 
-def resume_campaign(*, campaign: Campaign, now: datetime.datetime | None = None) -> Campaign:
+def resume_campaign(
+    *,
+    campaign: Campaign,
+    now: datetime.datetime | None = None,
+    actor: audit.Actor = audit.SYSTEM,
+) -> Campaign:
     """Dial again, after checking what a start checks (things may have changed)."""
     problems = start_problems(campaign=campaign, now=now)
     if problems:
         raise CampaignStateError(*problems)
-    return transition_campaign(campaign=campaign, to=Campaign.State.RUNNING)
+    return transition_campaign(campaign=campaign, to=Campaign.State.RUNNING, actor=actor)
 
 
-def cancel_campaign(*, campaign: Campaign) -> Campaign:
+def cancel_campaign(*, campaign: Campaign, actor: audit.Actor = audit.SYSTEM) -> Campaign:
     """End the campaign for good: no contact of it will ever be dialled again."""
-    return transition_campaign(campaign=campaign, to=Campaign.State.CANCELLED)
+    return transition_campaign(campaign=campaign, to=Campaign.State.CANCELLED, actor=actor)
 
 
-def complete_campaign(*, campaign: Campaign) -> Campaign:
+def complete_campaign(*, campaign: Campaign, actor: audit.Actor = audit.SYSTEM) -> Campaign:
     """Close the campaign as done: no contact of it will ever be dialled again. One that
     never placed a call is not a success: its state reason says why nobody was called."""
     reason = nobody_called_reason(campaign=campaign)
     if reason:
         logger.warning("campaign %s completed without a call: %s", campaign.pk, reason)
-    return transition_campaign(campaign=campaign, to=Campaign.State.COMPLETED, reason=reason)
+    return transition_campaign(
+        campaign=campaign, to=Campaign.State.COMPLETED, reason=reason, actor=actor
+    )
 
 
 # Of a state reason that gives an example of another one.

@@ -20,6 +20,7 @@ from rest_framework.reverse import reverse
 from rest_framework.serializers import BaseSerializer
 
 from audit import services as audit
+from audit.admin_log import AuditedViewSetMixin
 from callcenter.api import ScopedModelViewSet
 from callcenter.filters import PartnerScopedFilterBackend
 from callcenter.parsers import JSONParser, MultiPartParser
@@ -67,7 +68,7 @@ def _lifecycle_schema(
         summary=_("Delete a draft campaign"), responses={204: NO_CONTENT, 409: CONFLICT}
     ),
 )
-class CampaignViewSet(ScopedModelViewSet):
+class CampaignViewSet(AuditedViewSetMixin, ScopedModelViewSet):
     """The partner's campaigns. Settings change only while a campaign is a draft or
     paused; it moves through its life with the start, pause, resume and cancel actions.
 
@@ -132,25 +133,41 @@ class CampaignViewSet(ScopedModelViewSet):
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot start.")):
-            return self._moved(services.start_campaign(campaign=self.get_object()))
+            return self._moved(
+                services.start_campaign(
+                    campaign=self.get_object(), actor=audit.Actor.from_request(request)
+                )
+            )
 
     @_lifecycle_schema(_("Pause a running campaign: calls going on finish"))
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot be paused.")):
-            return self._answer(services.pause_campaign(campaign=self.get_object()))
+            return self._answer(
+                services.pause_campaign(
+                    campaign=self.get_object(), actor=audit.Actor.from_request(request)
+                )
+            )
 
     @_lifecycle_schema(_("Resume a paused campaign"), CampaignMoveSerializer)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot resume.")):
-            return self._moved(services.resume_campaign(campaign=self.get_object()))
+            return self._moved(
+                services.resume_campaign(
+                    campaign=self.get_object(), actor=audit.Actor.from_request(request)
+                )
+            )
 
     @_lifecycle_schema(_("Cancel a campaign for good"))
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str) -> Response:
         with refused_as_conflict(_("The campaign cannot be cancelled.")):
-            return self._answer(services.cancel_campaign(campaign=self.get_object()))
+            return self._answer(
+                services.cancel_campaign(
+                    campaign=self.get_object(), actor=audit.Actor.from_request(request)
+                )
+            )
 
     # --- Contacts --------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponseBase
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -15,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit import services as audit
+from audit.admin_log import AuditedViewSetMixin, record_object
+from audit.models import Action
 from callcenter.access import partner_of
 from callcenter.api import ScopedViewSet
 from callcenter.exports import (
@@ -76,6 +79,7 @@ CONTACT_EXPORT_DESCRIPTION = _(
     ),
 )
 class ContactViewSet(
+    AuditedViewSetMixin,
     ExportViewMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -143,11 +147,14 @@ class ContactViewSet(
         contact = self.get_object()
         incoming = ContactUpdateSerializer(contact, data=request.data, partial=True)
         incoming.is_valid(raise_exception=True)
-        with refused_as_conflict(_("The contact cannot be changed now.")):
+        with refused_as_conflict(_("The contact cannot be changed now.")), transaction.atomic():
             contact = services.update_contact(
                 contact=contact,
                 actor=audit.Actor.from_request(request),
                 **incoming.validated_data,
+            )
+            record_object(
+                Action.OBJECT_CHANGED, contact, request=request, changed=incoming.validated_data
             )
         contact = self.get_queryset().get(pk=contact.pk)
         contact.eligibility = eligibility_for(contact=contact)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
@@ -10,6 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.admin_log import AuditedViewSetMixin, record_object
+from audit.models import Action
 from callcenter.access import is_staff_request
 from callcenter.api import ScopedViewSet
 from callcenter.filters import PartnerScopedFilterBackend
@@ -41,6 +44,7 @@ from campaigns.views.base import (
     ),
 )
 class DoNotCallViewSet(
+    AuditedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -74,10 +78,14 @@ class DoNotCallViewSet(
     def create(self, request: Request) -> Response:
         incoming = DoNotCallInputSerializer(data=request.data, context={"request": request})
         incoming.is_valid(raise_exception=True)
-        with phone_errors():
+        with phone_errors(), transaction.atomic():
             entry, created = services.add_do_not_call(
                 source=self._source(), by=acting_user(request), **incoming.validated_data
             )
+            if created:
+                record_object(
+                    Action.OBJECT_CREATED, entry, request=request, changed=incoming.validated_data
+                )
         return Response(
             DoNotCallSerializer(entry).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -16,6 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenViewBase
 
+from audit.admin_log import record_object
+from audit.models import Action
 from callcenter.access import (
     MANAGE_ACCESS_SCOPE,
     ApiKeyUser,
@@ -123,9 +126,13 @@ class ApiKeyViewSet(
                 % {"scope": MANAGE_ACCESS_SCOPE},
                 code="scope_required",
             )
-        api_key, key = services.create_api_key(
-            partner=partner_of(request), created_by_key=by_key, **incoming.validated_data
-        )
+        with transaction.atomic():
+            api_key, key = services.create_api_key(
+                partner=partner_of(request), created_by_key=by_key, **incoming.validated_data
+            )
+            record_object(
+                Action.OBJECT_CREATED, api_key, request=request, changed=incoming.validated_data
+            )
         # Shown once, in this answer: carried on the row for the serializer, never stored.
         api_key.key = key  # type: ignore[attr-defined]
         return Response(CreatedApiKeySerializer(api_key).data, status=status.HTTP_201_CREATED)
@@ -133,5 +140,7 @@ class ApiKeyViewSet(
     @extend_schema(request=None, responses={200: ApiKeySerializer})
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, prefix: str) -> Response:
-        api_key = services.revoke_api_key(api_key=self.get_object())
+        with transaction.atomic():
+            api_key = services.revoke_api_key(api_key=self.get_object())
+            record_object(Action.OBJECT_CHANGED, api_key, request=request, changed=["revoked"])
         return Response(ApiKeySerializer(api_key).data)

@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit.admin_log import AuditedViewSetMixin
 from callcenter.access import CanManageAccess, IsPartnerOrStaff
 from callcenter.api import ScopedModelViewSet, ScopedViewSet
 from campaigns import deliveries
@@ -15,7 +16,7 @@ from campaigns.models import WebhookDelivery, WebhookEndpoint
 from campaigns.serializers import WebhookDeliverySerializer, WebhookEndpointSerializer
 
 
-class WebhookEndpointViewSet(ScopedModelViewSet):
+class WebhookEndpointViewSet(AuditedViewSetMixin, ScopedModelViewSet):
     """URLs that receive the partner's events, signed with their secret. Reading one
     shows its secret, so all of it is for a partner user, staff or a key with the scope
     ``can_manage_access``."""
