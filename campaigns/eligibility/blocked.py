@@ -102,8 +102,14 @@ class _BlockingConditions:
 
     def any(self) -> Q:
         return functools.reduce(
-            operator.or_, [self.do_not_call, self.exhausted, *self.lacking.values()]
+            operator.or_,
+            [self.do_not_call, self.exhausted, *self.lacking.values(), self.erased],
         )
+
+    @property
+    def erased(self) -> Q:
+        """Contacts erased at the person's request (privacy.erasure): never called again."""
+        return Q(erased_at__isnull=False)
 
 
 def needed_variables(*, campaign: Campaign) -> list[str]:

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from django.db.models import Q
 from django.utils import timezone
 
+from audit.keys import subject_hash
 from campaigns.eligibility.verdict import Eligibility, EligibilityFacts, evaluate, history_hours
-from campaigns.models import Contact, DoNotCall
+from campaigns.models import Contact, DoNotCall, ErasedNumber
 
 
 def load_eligibility_facts(
@@ -43,7 +44,17 @@ def load_eligibility_facts(
             partner=campaign.partner, phone=contact.phone
         ).exists(),
         "live_call": calls.filter(contact=contact, status__in=LIVE_STATUSES).exists(),
+        "erased": _erased(contact),
     }
+
+
+def _erased(contact: Contact) -> bool:
+    """Whether ``contact`` or its number (for its partner) was erased at the person's request."""
+    if contact.erased_at is not None:
+        return True
+    return ErasedNumber.objects.blocking(
+        partner_id=contact.campaign.partner_id, phone=contact.phone
+    ).exists()
 
 
 def eligibility_for(
@@ -63,7 +74,7 @@ def eligibilities(
 ) -> dict[int, Eligibility]:
     """The verdict on each of ``contacts`` (of any campaigns and partners, each with its
     campaign loaded as ``with_campaign`` loads it) at ``now``, by contact id: the facts
-    ``eligibility_for`` loads for one, loaded for all of them in three queries."""
+    ``eligibility_for`` loads for one, loaded for all of them in four queries."""
     from calls.models import LIVE_STATUSES, Call  # as in load_eligibility_facts
 
     now = now or timezone.now()
@@ -98,6 +109,7 @@ def eligibilities(
         .order_by()
         .values_list("contact_id", flat=True)
     )
+    erased = _erased_numbers(contacts, partners)
     verdicts = {}
     for contact in contacts:
         partner_id = contact.campaign.partner_id
@@ -109,5 +121,20 @@ def eligibilities(
             blocked_by_dnc=(partner_id, contact.phone) in blocked
             or (None, contact.phone) in blocked,
             live_call=contact.pk in live,
+            erased=contact.erased_at is not None
+            or (partner_id, subject_hash(contact.phone)) in erased
+            or (None, subject_hash(contact.phone)) in erased,
         )
     return verdicts
+
+
+def _erased_numbers(contacts: Sequence[Contact], partners: set[int]) -> set[tuple[int | None, str]]:
+    """The erased numbers among ``contacts``' (by partner, None: every partner, and hash)."""
+    digests = {subject_hash(contact.phone) for contact in contacts if contact.phone}
+    return set(
+        ErasedNumber.objects.filter(
+            Q(partner_id__in=partners) | Q(partner__isnull=True), digest__in=digests
+        )
+        .order_by()
+        .values_list("partner_id", "digest")
+    )

@@ -32,6 +32,7 @@ class ReasonCode(enum.StrEnum):
     NO_TIME_ZONE = "no_time_zone"
     OUTSIDE_WINDOW = "outside_window"
     MISSING_VARIABLE = "missing_variable"
+    ERASED = "erased"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class EligibilityFacts(TypedDict):
     history: list[datetime.datetime]
     blocked_by_dnc: bool
     live_call: bool
+    erased: bool
 
 
 _WAITING_STATES = frozenset({Contact.State.PENDING, Contact.State.RETRY})
@@ -84,6 +86,7 @@ def evaluate(
     history: Sequence[datetime.datetime],
     blocked_by_dnc: bool,
     live_call: bool,
+    erased: bool = False,
 ) -> Eligibility:
     """Whether ``contact`` of ``campaign`` may be dialled at ``now``, every reason why not,
     and when it may be.
@@ -91,12 +94,14 @@ def evaluate(
     ``history``: when each call to the contact's number was created, across all of the
     partner's campaigns, covering at least the longest frequency-cap period
     (``history_hours``). ``blocked_by_dnc``: a partner or global do-not-call entry exists for
-    the number. ``live_call``: the contact has a call in a live status. Reads nothing else
+    the number. ``live_call``: the contact has a call in a live status. ``erased``: the
+    contact, or its number for the partner, was erased at the person's request. Reads nothing else
     from the database once the campaign's template is loaded (``Contact.objects.with_campaign``).
     """
     reasons = [
         *_campaign_reasons(campaign, now),
         *_contact_reasons(contact, campaign, now),
+        *_erased_reasons(contact, erased),
     ]
     if blocked_by_dnc:  # US-7, US-8
         reasons.append(
@@ -193,6 +198,13 @@ def _contact_reasons(contact: Contact, campaign: Campaign, now: datetime.datetim
             )
         )
     return reasons
+
+
+def _erased_reasons(contact: Contact, erased: bool) -> list[Reason]:
+    """An erased number is never called again (privacy.erasure): no time clears it."""
+    if not erased and contact.erased_at is None:
+        return []
+    return [Reason(ReasonCode.ERASED, _("the number was erased at the person's request"))]
 
 
 @dataclass(frozen=True)

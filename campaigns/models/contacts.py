@@ -142,6 +142,9 @@ class Contact(models.Model):
     state_reason = models.CharField(_("state reason"), max_length=500, blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    # Set when the person's data was erased at their request (privacy.erasure): the row
+    # stays, anonymous, for the campaign's counts; its number is blank.
+    erased_at = models.DateTimeField(_("erased at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -161,14 +164,20 @@ class Contact(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["campaign", "phone"], name="contact_unique_phone_per_campaign"
+                fields=["campaign", "phone"],
+                condition=Q(erased_at__isnull=True),
+                name="contact_unique_phone_per_campaign",
             ),
             models.UniqueConstraint(
                 fields=["campaign", "external_id"],
                 condition=~Q(external_id=""),
                 name="contact_unique_external_id_per_campaign",
             ),
-            models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"),
+            # An erased contact has no number at all; every other one an E.164 number.
+            models.CheckConstraint(
+                condition=Q(phone__regex=E164_REGEX) | Q(erased_at__isnull=False, phone=""),
+                name="contact_phone_e164",
+            ),
             models.CheckConstraint(
                 condition=Q(state__in=ContactState.values),
                 name="contact_state_valid",
@@ -180,6 +189,8 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.erased_at is not None:
+            return str(_("erased contact %(id)s") % {"id": self.pk})
         return self.phone
 
     def can_move_to(self, state: str) -> bool:
