@@ -115,7 +115,7 @@ def add_contact(
 def _refuse_erased(*, campaign: Campaign, phone: str) -> None:
     """A number erased at its owner's request (privacy.erasure) is never added again."""
     if ErasedNumber.objects.blocking(partner_id=campaign.partner_id, phone=phone).exists():
-        raise ValidationError({"phone": [str(ERASED_NUMBER_MESSAGE)]}, code="erased")
+        raise ValidationError({"phone": ValidationError(ERASED_NUMBER_MESSAGE, code="erased")})
 
 
 def _merge_or_create_contact(
