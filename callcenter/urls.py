@@ -16,6 +16,7 @@ from callcenter.metrics import export_metrics
 from calls import views as call_views
 from calls.reports.views import CampaignStatsViewSet
 from campaigns import views as campaign_views
+from privacy.views import DataSubjectViewSet
 from templates import views as template_views
 from voices import views as voice_views
 
@@ -37,6 +38,7 @@ router.register("webhooks", campaign_views.WebhookEndpointViewSet, basename="web
 router.register("calls", call_views.CallViewSet, basename="call")
 router.register("templates", template_views.CallTemplateViewSet, basename="template")
 router.register("voices", voice_views.VoiceViewSet, basename="voice")
+router.register("data-subjects", DataSubjectViewSet, basename="data-subject")
 
 handler404 = "callcenter.api.not_found"
 
