@@ -60,6 +60,7 @@ class SubjectInputSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         acting = partner_of(self.context["request"])
+        attrs.setdefault("partner", None)
         if acting is not None:
             if attrs.get("partner") not in (None, acting):
                 raise serializers.ValidationError(
