@@ -28,6 +28,7 @@ from campaigns.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from privacy.models import DataSubjectRequest
 from tests.factories import (
     CallEventFactory,
     CallFactory,
@@ -46,8 +47,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0017_roles_token_versions")
-roles_migration = importlib.import_module("campaigns.migrations.0017_roles_token_versions")
+MIGRATION = ("campaigns", "0021_roles_privacy")
+roles_migration = importlib.import_module("campaigns.migrations.0021_roles_privacy")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -81,7 +82,7 @@ OPERATOR = VIEWER | {
     "campaigns.change_donotcall",
     "campaigns.delete_donotcall",
 }
-ADMINISTERED_APPS = ["campaigns", "calls", "templates", "voices", "django_celery_beat"]
+ADMINISTERED_APPS = ["campaigns", "calls", "templates", "voices", "django_celery_beat", "privacy"]
 # Held by secrets, or by whoever may grant themselves anything: administrators only.
 ADMINISTRATORS_ONLY = {
     "partnerapikey": PartnerApiKey,
@@ -185,6 +186,9 @@ def rows(campaign) -> dict[str, object]:
         ),
         "solar": SolarSchedule.objects.create(event="sunrise", latitude=40.4, longitude=-3.7),
         "clocked": ClockedSchedule.objects.create(clocked_time=timezone.now()),
+        "subject_request": DataSubjectRequest.objects.create(
+            kind="export", subject="0" * 64, actor_type="staff"
+        ),
     }
     for model in admin.site._registry:
         # Users and groups: the test's own, and the roles.

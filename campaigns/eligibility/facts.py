@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils import timezone
 
 from audit.keys import subject_hash
@@ -38,23 +38,34 @@ def load_eligibility_facts(
         )
         .values_list("created_at", flat=True)
     )
+    lists = _lists_holding(contact)
     return {
         "history": sorted(history),
-        "blocked_by_dnc": DoNotCall.objects.blocking(
-            partner=campaign.partner, phone=contact.phone
-        ).exists(),
+        "blocked_by_dnc": _DO_NOT_CALL in lists,
         "live_call": calls.filter(contact=contact, status__in=LIVE_STATUSES).exists(),
-        "erased": _erased(contact),
+        "erased": contact.erased_at is not None or _ERASED in lists,
     }
 
 
-def _erased(contact: Contact) -> bool:
-    """Whether ``contact`` or its number (for its partner) was erased at the person's request."""
-    if contact.erased_at is not None:
-        return True
-    return ErasedNumber.objects.blocking(
-        partner_id=contact.campaign.partner_id, phone=contact.phone
-    ).exists()
+_DO_NOT_CALL, _ERASED = "do_not_call", "erased"
+
+
+def _lists_holding(contact: Contact) -> set[str]:
+    """Which lists forbid calling ``contact``'s number for its partner, in one query: a
+    do-not-call list, the numbers erased at their owners' request (by keyed hash)."""
+    partner_id = contact.campaign.partner_id
+    do_not_call = (
+        DoNotCall.objects.filter(Q(partner_id=partner_id) | Q(partner__isnull=True))
+        .filter(phone=contact.phone)
+        .annotate(list=Value(_DO_NOT_CALL))
+        .values_list("list")
+    )
+    erased = (
+        ErasedNumber.objects.blocking(partner_id=partner_id, phone=contact.phone)
+        .annotate(list=Value(_ERASED))
+        .values_list("list")
+    )
+    return {row[0] for row in do_not_call.order_by().union(erased.order_by(), all=True)}
 
 
 def eligibility_for(
@@ -74,7 +85,7 @@ def eligibilities(
 ) -> dict[int, Eligibility]:
     """The verdict on each of ``contacts`` (of any campaigns and partners, each with its
     campaign loaded as ``with_campaign`` loads it) at ``now``, by contact id: the facts
-    ``eligibility_for`` loads for one, loaded for all of them in four queries."""
+    ``eligibility_for`` loads for one, loaded for all of them in three queries."""
     from calls.models import LIVE_STATUSES, Call  # as in load_eligibility_facts
 
     now = now or timezone.now()
@@ -96,20 +107,37 @@ def eligibilities(
         .values_list("campaign__partner_id", "to_number", "created_at")
     ):
         history.setdefault((partner_id, phone), []).append(created_at)
-    # A global entry has no partner: (None, phone).
-    blocked: set[tuple[int | None, str]] = set(
+    # A global entry has no partner: (None, phone); an erased number is by its hash. Both
+    # lists in one query.
+    digests = {subject_hash(phone): phone for phone in phones if phone}
+    blocked: set[tuple[int | None, str]] = set()
+    erased: set[tuple[int | None, str]] = set()
+    for partner_id, number, kind in (
         DoNotCall.objects.filter(
             Q(partner_id__in=partners) | Q(partner__isnull=True), phone__in=phones
         )
+        .annotate(list=Value(_DO_NOT_CALL))
         .order_by()
-        .values_list("partner_id", "phone")
-    )
+        .values_list("partner_id", "phone", "list")
+        .union(
+            ErasedNumber.objects.filter(
+                Q(partner_id__in=partners) | Q(partner__isnull=True), digest__in=digests
+            )
+            .annotate(list=Value(_ERASED))
+            .order_by()
+            .values_list("partner_id", "digest", "list"),
+            all=True,
+        )
+    ):
+        if kind == _ERASED:
+            erased.add((partner_id, digests[number]))
+        else:
+            blocked.add((partner_id, number))
     live = set(
         Call.objects.filter(contact__in=contacts, status__in=LIVE_STATUSES)
         .order_by()
         .values_list("contact_id", flat=True)
     )
-    erased = _erased_numbers(contacts, partners)
     verdicts = {}
     for contact in contacts:
         partner_id = contact.campaign.partner_id
@@ -122,19 +150,7 @@ def eligibilities(
             or (None, contact.phone) in blocked,
             live_call=contact.pk in live,
             erased=contact.erased_at is not None
-            or (partner_id, subject_hash(contact.phone)) in erased
-            or (None, subject_hash(contact.phone)) in erased,
+            or (partner_id, contact.phone) in erased
+            or (None, contact.phone) in erased,
         )
     return verdicts
-
-
-def _erased_numbers(contacts: Sequence[Contact], partners: set[int]) -> set[tuple[int | None, str]]:
-    """The erased numbers among ``contacts``' (by partner, None: every partner, and hash)."""
-    digests = {subject_hash(contact.phone) for contact in contacts if contact.phone}
-    return set(
-        ErasedNumber.objects.filter(
-            Q(partner_id__in=partners) | Q(partner__isnull=True), digest__in=digests
-        )
-        .order_by()
-        .values_list("partner_id", "digest")
-    )

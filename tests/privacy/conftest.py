@@ -174,7 +174,7 @@ def subject(campaign: Campaign, fake_twilio: FakeTwilio, media_root: Path) -> Su
         value=f"{NATIONAL} Mars/Olympus",
         message="not a zone",
     )
-    staff = UserFactory(username="admin", is_staff=True)
+    staff = UserFactory(username="editor", is_staff=True)
     LogEntry.objects.create(
         user=staff,
         content_type=ContentType.objects.get_for_model(Contact),
