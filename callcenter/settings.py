@@ -450,7 +450,7 @@ CELERY_BEAT_SCHEDULE = {
     # Erasures whose recordings the carrier could not delete yet (privacy.recordings).
     "retry-erasure-recordings": {
         "task": "privacy.tasks.retry_erasure_recordings_task",
-        "schedule": 3600.0,
+        "schedule": 60.0,
     },
 }
 

@@ -57,6 +57,10 @@ class DataSubjectRequest(models.Model):
     # An erasure's calls whose recording the carrier has not yet deleted (ids).
     pending_recordings = models.JSONField(_("recordings to delete"), default=list, blank=True)
     recording_attempts = models.PositiveIntegerField(_("recording deletion attempts"), default=0)
+    # When the recordings still listed are tried again (the beat's tick picks it then).
+    recordings_retry_at = models.DateTimeField(
+        _("recordings tried again at"), null=True, blank=True
+    )
     file = models.FileField(_("file"), upload_to="private/subject-exports/", blank=True)
     error = models.CharField(_("error"), max_length=500, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)

@@ -4,6 +4,7 @@ tried again (privacy.tasks) until none is left."""
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 from django.db import transaction
@@ -43,6 +44,9 @@ def delete_pending_recordings(*, request_id: int) -> int:
         except RecordingUnavailable as error:
             logger.warning("Erasure %s: the carrier is unavailable: %s", request.pk, error)
             unavailable = error
+            # Backed off: a minute, doubling, at most an hour (privacy.tasks' tick).
+            delay = min(60 * 2 ** (request.recording_attempts - 1), 3600)
+            request.recordings_retry_at = timezone.now() + datetime.timedelta(seconds=delay)
         except telephony.TelephonyRejected as error:
             request.status = DataSubjectRequest.Status.FAILED
             request.error = str(error)[:500]
@@ -57,6 +61,7 @@ def delete_pending_recordings(*, request_id: int) -> int:
                 "status",
                 "error",
                 "finished_at",
+                "recordings_retry_at",
             ]
         )
     if unavailable is not None:

@@ -18,6 +18,12 @@ from privacy.models import DataSubjectRequest
 class DataSubjectRequestSerializer(serializers.ModelSerializer):
     """An export or erasure: its state, and the counts of what it found or removed."""
 
+    # Plain strings in the schema: an enum named "status" collides with other resources'.
+    kind = serializers.CharField(read_only=True, help_text=_("export or erase."))
+    status = serializers.CharField(
+        read_only=True, help_text=_("running, recordings_pending, done or failed.")
+    )
+
     class Meta:
         model = DataSubjectRequest
         fields = [

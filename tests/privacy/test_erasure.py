@@ -12,6 +12,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Count
+from django.utils import timezone
 
 from audit import services as audit
 from audit.models import AuditEntry
@@ -219,11 +220,14 @@ def test_recording_deletion_is_retried_until_the_carrier_answers(
     assert request.pending_recordings == [subject.call.pk]
     assert subject.recording_sid in fake_twilio.recordings
 
-    # the beat's tick queues it again, and this time it goes
+    # the beat's tick leaves it until its time to try again, then queues it: it goes
     queued: list[int] = []
     monkeypatch.setattr(delete_recordings_task, "delay", queued.append)
     from privacy.tasks import retry_erasure_recordings_task
 
+    assert request.recordings_retry_at > timezone.now()
+    assert retry_erasure_recordings_task() == 0
+    DataSubjectRequest.objects.filter(pk=request.pk).update(recordings_retry_at=timezone.now())
     assert retry_erasure_recordings_task() == 1
     assert delete_recordings_task(queued[0]) == 0
     request.refresh_from_db()
