@@ -245,6 +245,7 @@ INSTALLED_APPS = [
     "templates",
     "campaigns",
     "calls",
+    "privacy",
 ]
 
 MIDDLEWARE = [
@@ -446,6 +447,11 @@ CELERY_BEAT_SCHEDULE = {
     "retry-webhook-deliveries": {
         "task": "campaigns.tasks.retry_webhook_deliveries_task",
         "schedule": 30.0,
+    },
+    # Erasures whose recordings the carrier could not delete yet (privacy.recordings).
+    "retry-erasure-recordings": {
+        "task": "privacy.tasks.retry_erasure_recordings_task",
+        "schedule": 60.0,
     },
 }
 

@@ -17,6 +17,7 @@ from callcenter.metrics import export_metrics
 from calls import views as call_views
 from calls.reports.views import CampaignStatsViewSet
 from campaigns import views as campaign_views
+from privacy.views import DataSubjectViewSet
 from templates import views as template_views
 from voices import views as voice_views
 
@@ -39,6 +40,7 @@ router.register("calls", call_views.CallViewSet, basename="call")
 router.register("templates", template_views.CallTemplateViewSet, basename="template")
 router.register("voices", voice_views.VoiceViewSet, basename="voice")
 router.register("audit", AuditEntryViewSet, basename="audit-entry")
+router.register("data-subjects", DataSubjectViewSet, basename="data-subject")
 
 handler404 = "callcenter.api.not_found"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, F, Max, Q, Value
 from django.utils import timezone
 
 from audit import services as audit
@@ -37,7 +37,7 @@ from calls.models import Call
 from calls.pacing import backing_off, take_tokens
 from campaigns import limits
 from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
-from campaigns.models import Campaign, Contact, DoNotCall, Partner
+from campaigns.models import Campaign, Contact, DoNotCall, ErasedNumber, Partner
 from campaigns.services import (
     CampaignStateError,
     PutOff,
@@ -251,6 +251,7 @@ def _dispatch_campaign(
                 blocked_by_dnc=contact.phone in facts.blocked,
                 live_call=contact.pk in facts.live,
                 listings=facts.listings.get(contact.pk, ()),
+                erased=contact.erased_at is not None or contact.phone in facts.erased,
             )
             if ReasonCode.LIVE_CALL in verdict.codes:
                 continue  # its call is still going on: it is not due, leave it alone
@@ -322,6 +323,7 @@ def _count_dispatched(lags: list[float]) -> None:
 class _Facts:
     history: defaultdict[str, list[datetime.datetime]]
     blocked: set[str]
+    erased: set[str]  # numbers erased at their owner's request (by their keyed hash)
     live: set[int]
     last_attempt: dict[int, int]
     listings: dict[int, list[Listing]]
@@ -343,11 +345,28 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
         .values_list("to_number", "created_at")
     ):
         history[phone].append(created_at)
-    blocked = set(
-        DoNotCall.objects.filter(
-            Q(partner_id=campaign.partner_id) | Q(partner__isnull=True), phone__in=phones
-        ).values_list("phone", flat=True)
-    )
+    # The do-not-call lists and the erased numbers (by their keyed hash) in one query.
+    digests = {audit.subject_hash(phone): phone for phone in phones if phone}
+    scope = Q(partner_id=campaign.partner_id) | Q(partner__isnull=True)
+    blocked: set[str] = set()
+    erased: set[str] = set()
+    for value, kind in (
+        DoNotCall.objects.filter(scope, phone__in=phones)
+        .annotate(kind=Value("dnc"))
+        .order_by()
+        .values_list("phone", "kind")
+        .union(
+            ErasedNumber.objects.filter(scope, digest__in=digests)
+            .annotate(kind=Value("erased"))
+            .order_by()
+            .values_list("digest", "kind"),
+            all=True,
+        )
+    ):
+        if kind == "erased":
+            erased.add(digests[value])
+        else:
+            blocked.add(value)
     live = set(Call.objects.live().filter(contact__in=contacts).values_list("contact", flat=True))
     last_attempt = dict(
         Call.objects.filter(contact__in=contacts)
@@ -358,6 +377,7 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
     return _Facts(
         history=history,
         blocked=blocked,
+        erased=erased,
         live=live,
         last_attempt=last_attempt,
         # National suppression lists (US-9, ES-5), for marketing campaigns only.

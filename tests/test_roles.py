@@ -31,6 +31,7 @@ from campaigns.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from privacy.models import DataSubjectRequest
 from tests.factories import (
     CallEventFactory,
     CallFactory,
@@ -49,8 +50,8 @@ pytestmark = pytest.mark.django_db
 
 ENGLISH = {"accept-language": "en"}
 # The latest migration that sets the roles' permissions.
-MIGRATION = ("campaigns", "0025_roles_audit_trail")
-roles_migration = importlib.import_module("campaigns.migrations.0025_roles_audit_trail")
+MIGRATION = ("campaigns", "0027_roles_privacy")
+roles_migration = importlib.import_module("campaigns.migrations.0027_roles_privacy")
 
 VIEWER = {
     "campaigns.view_partner",
@@ -86,7 +87,15 @@ OPERATOR = VIEWER | {
     "campaigns.change_donotcall",
     "campaigns.delete_donotcall",
 }
-ADMINISTERED_APPS = ["audit", "campaigns", "calls", "templates", "voices", "django_celery_beat"]
+ADMINISTERED_APPS = [
+    "audit",
+    "campaigns",
+    "calls",
+    "templates",
+    "voices",
+    "django_celery_beat",
+    "privacy",
+]
 # Held by secrets, or by whoever may grant themselves anything: administrators only.
 ADMINISTRATORS_ONLY = {
     "partnerapikey": PartnerApiKey,
@@ -198,6 +207,9 @@ def rows(campaign) -> dict[str, object]:
             file_name="robinson.txt",
         ),
         "audit": record(Action.OBJECT_CREATED, partner_id=campaign.partner_id, object_id=1),
+        "subject_request": DataSubjectRequest.objects.create(
+            kind="export", subject="0" * 64, actor_type="staff"
+        ),
     }
     for model in admin.site._registry:
         # Users and groups: the test's own, and the roles.

@@ -142,8 +142,14 @@ class _BlockingConditions:
                 self.no_legal_basis,
                 self.suppressed,
                 *self.lacking.values(),
+                self.erased,
             ],
         )
+
+    @property
+    def erased(self) -> Q:
+        """Contacts erased at the person's request (privacy.erasure): never called again."""
+        return Q(erased_at__isnull=False)
 
 
 def no_legal_basis_condition(*, campaign: Campaign) -> Q:

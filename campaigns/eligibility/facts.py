@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils import timezone
 
+from audit.keys import subject_hash
 from campaigns.eligibility.verdict import Eligibility, EligibilityFacts, evaluate, history_hours
-from campaigns.models import Contact, DoNotCall
+from campaigns.models import Contact, DoNotCall, ErasedNumber
 from campaigns.suppression.lookups import listings
 
 
@@ -38,14 +39,35 @@ def load_eligibility_facts(
         )
         .values_list("created_at", flat=True)
     )
+    lists = _lists_holding(contact)
     return {
         "history": sorted(history),
-        "blocked_by_dnc": DoNotCall.objects.blocking(
-            partner=campaign.partner, phone=contact.phone
-        ).exists(),
+        "blocked_by_dnc": _DO_NOT_CALL in lists,
         "live_call": calls.filter(contact=contact, status__in=LIVE_STATUSES).exists(),
         "listings": listings(contacts=[contact]).get(contact.pk, []),
+        "erased": contact.erased_at is not None or _ERASED in lists,
     }
+
+
+_DO_NOT_CALL, _ERASED = "do_not_call", "erased"
+
+
+def _lists_holding(contact: Contact) -> set[str]:
+    """Which lists forbid calling ``contact``'s number for its partner, in one query: a
+    do-not-call list, the numbers erased at their owners' request (by keyed hash)."""
+    partner_id = contact.campaign.partner_id
+    do_not_call = (
+        DoNotCall.objects.filter(Q(partner_id=partner_id) | Q(partner__isnull=True))
+        .filter(phone=contact.phone)
+        .annotate(list=Value(_DO_NOT_CALL))
+        .values_list("list")
+    )
+    erased = (
+        ErasedNumber.objects.blocking(partner_id=partner_id, phone=contact.phone)
+        .annotate(list=Value(_ERASED))
+        .values_list("list")
+    )
+    return {row[0] for row in do_not_call.order_by().union(erased.order_by(), all=True)}
 
 
 def eligibility_for(
@@ -87,14 +109,32 @@ def eligibilities(
         .values_list("campaign__partner_id", "to_number", "created_at")
     ):
         history.setdefault((partner_id, phone), []).append(created_at)
-    # A global entry has no partner: (None, phone).
-    blocked: set[tuple[int | None, str]] = set(
+    # A global entry has no partner: (None, phone); an erased number is by its hash. Both
+    # lists in one query.
+    digests = {subject_hash(phone): phone for phone in phones if phone}
+    blocked: set[tuple[int | None, str]] = set()
+    erased: set[tuple[int | None, str]] = set()
+    for partner_id, number, kind in (
         DoNotCall.objects.filter(
             Q(partner_id__in=partners) | Q(partner__isnull=True), phone__in=phones
         )
+        .annotate(list=Value(_DO_NOT_CALL))
         .order_by()
-        .values_list("partner_id", "phone")
-    )
+        .values_list("partner_id", "phone", "list")
+        .union(
+            ErasedNumber.objects.filter(
+                Q(partner_id__in=partners) | Q(partner__isnull=True), digest__in=digests
+            )
+            .annotate(list=Value(_ERASED))
+            .order_by()
+            .values_list("partner_id", "digest", "list"),
+            all=True,
+        )
+    ):
+        if kind == _ERASED:
+            erased.add((partner_id, digests[number]))
+        else:
+            blocked.add((partner_id, number))
     live = set(
         Call.objects.filter(contact__in=contacts, status__in=LIVE_STATUSES)
         .order_by()
@@ -113,5 +153,8 @@ def eligibilities(
             or (None, contact.phone) in blocked,
             live_call=contact.pk in live,
             listings=listed.get(contact.pk, []),
+            erased=contact.erased_at is not None
+            or (partner_id, contact.phone) in erased
+            or (None, contact.phone) in erased,
         )
     return verdicts

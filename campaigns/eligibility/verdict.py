@@ -39,6 +39,7 @@ class ReasonCode(enum.StrEnum):
     BASIS_EXPIRED = "basis_expired"
     BASIS_WITHDRAWN = "basis_withdrawn"
     SUPPRESSION_LIST = "suppression_list"
+    ERASED = "erased"
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class EligibilityFacts(TypedDict):
     blocked_by_dnc: bool
     live_call: bool
     listings: list[Listing]
+    erased: bool
 
 
 _WAITING_STATES = frozenset({Contact.State.PENDING, Contact.State.RETRY})
@@ -93,6 +95,7 @@ def evaluate(
     blocked_by_dnc: bool,
     live_call: bool,
     listings: Sequence[Listing] = (),
+    erased: bool = False,
 ) -> Eligibility:
     """Whether ``contact`` of ``campaign`` may be dialled at ``now``, every reason why not,
     and when it may be.
@@ -102,12 +105,14 @@ def evaluate(
     (``history_hours``). ``blocked_by_dnc``: a partner or global do-not-call entry exists for
     the number. ``live_call``: the contact has a call in a live status. ``listings``: the
     national suppression lists the campaign requires that hold the number
-    (``campaigns.suppression.listings``). Reads nothing else
+    (``campaigns.suppression.listings``). ``erased``: the contact, or its number for the
+    partner, was erased at the person's request. Reads nothing else
     from the database once the campaign's template is loaded (``Contact.objects.with_campaign``).
     """
     reasons = [
         *_campaign_reasons(campaign, now),
         *_contact_reasons(contact, campaign, now),
+        *_erased_reasons(contact, erased),
     ]
     if blocked_by_dnc:  # US-7, US-8
         reasons.append(
@@ -222,6 +227,13 @@ def _suppression_reasons(
         for listing in listings
         if not basis_exempts(contact=contact, exempt_bases=listing.exempt_bases, now=now)
     ]
+
+
+def _erased_reasons(contact: Contact, erased: bool) -> list[Reason]:
+    """An erased number is never called again (privacy.erasure): no time clears it."""
+    if not erased and contact.erased_at is None:
+        return []
+    return [Reason(ReasonCode.ERASED, _("the number was erased at the person's request"))]
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
+from audit.keys import subject_hash
 from campaigns.imports.base import ImportResult, RowError, RowWarning, _clip, _Row
 from campaigns.imports.basis import read_json_basis
 from campaigns.imports.storage import (
@@ -23,7 +24,7 @@ from campaigns.imports.storage import (
     _commit_asynchronously,
     _Writer,
 )
-from campaigns.models import BASIS_FIELDS, Campaign, Contact
+from campaigns.models import BASIS_FIELDS, ERASED_NUMBER_MESSAGE, Campaign, Contact, ErasedNumber
 from campaigns.phones import PhoneReader
 
 # A CharField's max_length, which is always set (the stub allows None).
@@ -43,6 +44,8 @@ class _Importer:
         in_background: bool = False,
     ) -> None:
         self._phones = PhoneReader(region=campaign.phone_region)
+        # Numbers erased at their owners' request (privacy.erasure), by keyed hash.
+        self._erased = ErasedNumber.objects.digests_for(partner_id=campaign.partner_id)
         self._time_zones = _time_zones()
         self._writer = _Writer(campaign=campaign, on_batch=on_batch)
         # Into an empty campaign, a row can only match an earlier row: keep track of them
@@ -87,6 +90,9 @@ class _Importer:
                 phone, zones = self._phones.read(phone)
             except ValidationError as exc:
                 errors.append(RowError(number, "phone", _clip(phone.strip()), exc.messages[0]))
+            else:
+                if self._erased and subject_hash(phone) in self._erased:
+                    errors.append(RowError(number, "phone", "", str(ERASED_NUMBER_MESSAGE)))
         if time_zone and time_zone not in self._time_zones:
             errors.append(RowError(number, "time_zone", _clip(time_zone), _zone_error(time_zone)))
         if len(external_id) > _EXTERNAL_ID_MAX_LENGTH:

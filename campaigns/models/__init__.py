@@ -26,6 +26,9 @@ from campaigns.models.contacts import validate_time_zone as validate_time_zone
 from campaigns.models.donotcall import DoNotCall as DoNotCall
 from campaigns.models.donotcall import DoNotCallQuerySet as DoNotCallQuerySet
 from campaigns.models.donotcall import DoNotCallSource as DoNotCallSource
+from campaigns.models.erased import ERASED_NUMBER_MESSAGE as ERASED_NUMBER_MESSAGE
+from campaigns.models.erased import ErasedNumber as ErasedNumber
+from campaigns.models.erased import ErasedNumberQuerySet as ErasedNumberQuerySet
 from campaigns.models.idempotency import IdempotencyKey as IdempotencyKey
 from campaigns.models.imports import ContactImport as ContactImport
 from campaigns.models.imports import ContactImportError as ContactImportError

@@ -284,6 +284,9 @@ class Contact(models.Model):
         blank=True,
         help_text=_("Set when the person opts out: the basis ends."),
     )
+    # Set when the person's data was erased at their request (privacy.erasure): the row
+    # stays, anonymous, for the campaign's counts; its number is blank.
+    erased_at = models.DateTimeField(_("erased at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -303,14 +306,20 @@ class Contact(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(
-                fields=["campaign", "phone"], name="contact_unique_phone_per_campaign"
+                fields=["campaign", "phone"],
+                condition=Q(erased_at__isnull=True),
+                name="contact_unique_phone_per_campaign",
             ),
             models.UniqueConstraint(
                 fields=["campaign", "external_id"],
                 condition=~Q(external_id=""),
                 name="contact_unique_external_id_per_campaign",
             ),
-            models.CheckConstraint(condition=Q(phone__regex=E164_REGEX), name="contact_phone_e164"),
+            # An erased contact has no number at all; every other one an E.164 number.
+            models.CheckConstraint(
+                condition=Q(phone__regex=E164_REGEX) | Q(erased_at__isnull=False, phone=""),
+                name="contact_phone_e164",
+            ),
             models.CheckConstraint(
                 condition=Q(state__in=ContactState.values),
                 name="contact_state_valid",
@@ -325,6 +334,8 @@ class Contact(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.erased_at is not None:
+            return str(_("erased contact %(id)s") % {"id": self.pk})
         return self.phone
 
     def clean(self) -> None:

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from audit import services as audit
 from callcenter.text import truncate
 from campaigns.eligibility import Eligibility, ReasonCode
-from campaigns.models import BASIS_FIELDS, Campaign, Contact
+from campaigns.models import BASIS_FIELDS, ERASED_NUMBER_MESSAGE, Campaign, Contact, ErasedNumber
 from campaigns.phones import normalize_phone, time_zones_for
 from campaigns.services.campaigns import FINAL_STATES
 from campaigns.services.errors import ContactStateError
@@ -154,6 +154,7 @@ def add_contact(
     if basis:
         basis = {**blank_basis(), **basis}
     e164 = normalize_phone(phone, region=campaign.phone_region)
+    _refuse_erased(campaign=campaign, phone=e164)
     external_id = external_id.strip()
     if not time_zone:
         # One zone for the number: store it; several: eligibility checks all of them.
@@ -182,6 +183,12 @@ def add_contact(
                 basis=basis or {},
                 actor=actor,
             )
+
+
+def _refuse_erased(*, campaign: Campaign, phone: str) -> None:
+    """A number erased at its owner's request (privacy.erasure) is never added again."""
+    if ErasedNumber.objects.blocking(partner_id=campaign.partner_id, phone=phone).exists():
+        raise ValidationError({"phone": ValidationError(ERASED_NUMBER_MESSAGE, code="erased")})
 
 
 def _merge_or_create_contact(

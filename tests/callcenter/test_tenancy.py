@@ -25,6 +25,7 @@ from campaigns.models import (
     WebhookDelivery,
 )
 from campaigns.services import onboard_partner
+from privacy.models import DataSubjectRequest
 from tests.factories import (
     CallEventFactory,
     CallFactory,
@@ -104,6 +105,9 @@ def everything_of(name: str, phone: str) -> dict[str, Any]:
             delivery,
             PartnerApiKey.objects.get(partner=partner),
             DoNotCall.objects.get(partner=partner),
+            DataSubjectRequest.objects.create(
+                kind="export", partner=partner, subject="0" * 64, actor_type="partner"
+            ),
         ],
     }
 

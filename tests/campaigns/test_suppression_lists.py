@@ -61,12 +61,24 @@ def us_registry(db: None) -> SuppressionList:
 
 @pytest.fixture
 def marketing(campaign: Campaign) -> Campaign:
-    """A Spanish marketing campaign ready to start but for its national list."""
+    """A Spanish marketing campaign ready to start but for its national list: Eva consented
+    to be called (ES-3, ES-4), Ana has no legal basis, so a list is never what alone stops
+    her (consent exempts a listed number, ES-5)."""
     campaign.purpose = Campaign.Purpose.MARKETING
     campaign.caller_number = "+34910000000"
     campaign.save(update_fields=["purpose", "caller_number"])
     add_contact(campaign=campaign, phone="+34600000001", variables={"first_name": "Ana"})
-    add_contact(campaign=campaign, phone="+34600000002", variables={"first_name": "Eva"})
+    add_contact(
+        campaign=campaign,
+        phone="+34600000002",
+        variables={"first_name": "Eva"},
+        basis={
+            "legal_basis": "consent",
+            "basis_source": "web form example.com/alta",
+            "basis_obtained_at": timezone.now() - datetime.timedelta(days=10),
+            "basis_wording": "Acepto que me llamen con ofertas.",
+        },
+    )
     return campaign
 
 
