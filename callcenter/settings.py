@@ -428,7 +428,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # in the admin, since the product's pacing depends on them. What operators may retime (the
 # nightly voice sync, the purge of idempotency keys, the nightly purge of expired data) is
 # only in the database, created by voices/migrations/0003_periodic_tasks.py and
-# calls/migrations/0014_purge_expired_data_periodic_task.py.
+# calls/migrations/0015_purge_expired_data_periodic_task.py.
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "callcenter.tasks.heartbeat_task", "schedule": 30.0},
     "advance-campaigns": {"task": "campaigns.tasks.advance_campaigns_task", "schedule": 30.0},
