@@ -46,7 +46,11 @@ class DataSubjectRequest(models.Model):
         help_text=_("Empty: every partner's data."),
     )
     subject = models.CharField(
-        _("keyed hash of the number"), max_length=64, help_text=_("audit.keys.subject_hash")
+        _("keyed hash of the number"),
+        max_length=64,
+        help_text=_(
+            "The number as the audit trail's keyed hash (AUDIT_KEY): never the number itself."
+        ),
     )
     # Who asked, as the audit trail names them (audit.services.Actor): the export is
     # downloadable by the same requester only.
