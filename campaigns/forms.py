@@ -19,6 +19,7 @@ from django.db.models import URLField
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext_lazy as _
 
+from audit import services as audit
 from campaigns import imports, limits, services
 from campaigns.egress import url_refusal
 from campaigns.models import (
@@ -267,7 +268,7 @@ class DoNotCallBulkForm(forms.Form):
         cleaned["lines"] = lines
         return cleaned
 
-    def add_numbers(self, *, by: User) -> BulkAddition:
+    def add_numbers(self, *, by: User, actor: audit.Actor = audit.SYSTEM) -> BulkAddition:
         """Put the numbers on the chosen list as ``by`` (source: staff); lines with a
         reason of their own are added with that reason."""
         data = self.cleaned_data
@@ -283,6 +284,7 @@ class DoNotCallBulkForm(forms.Form):
                     source=DoNotCall.Source.STAFF,
                     reason=reason,
                     by=by,
+                    actor=actor,
                     region=data["region"],
                 )
                 addition.created += batch.created

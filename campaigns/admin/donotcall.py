@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from audit import services as audit
 from audit.admin_log import AuditedAdminMixin
 from campaigns import services
 from campaigns.admin.phones import _phone_in, _phone_part
@@ -124,7 +125,10 @@ class DoNotCallAdmin(AuditedAdminMixin, admin.ModelAdmin):
             form = DoNotCallBulkForm(request.POST, request.FILES)
             if form.is_valid():
                 # The admin lets in logged-in staff only (admin_view): never AnonymousUser.
-                addition = form.add_numbers(by=request.user)  # type: ignore[arg-type]
+                addition = form.add_numbers(
+                    by=request.user,  # type: ignore[arg-type]
+                    actor=audit.Actor.from_request(request),
+                )
                 self.message_user(
                     request,
                     gettext(

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from audit import services as audit
 from campaigns.models import DoNotCall, Partner
 from campaigns.phones import normalize_phone
 from campaigns.services.errors import DoNotCallProtected
@@ -68,9 +69,11 @@ def add_do_not_call_numbers(
     reason: str = "",
     by: User | None = None,
     region: str | None = None,
+    actor: audit.Actor = audit.SYSTEM,
 ) -> DoNotCallBatch:
     """``add_do_not_call`` for a list of numbers, in a few queries whatever its length.
-    Numbers that cannot be read are reported by index; the others are added."""
+    Numbers that cannot be read are reported by index; the others are added, each with an
+    ``object.created`` audit entry naming ``actor`` (the number as the entry's subject)."""
     region = region or settings.DEFAULT_PHONE_REGION
     errors: list[NumberError] = []
     numbers: dict[str, None] = {}  # ordered set of the E.164 numbers, repeats once
@@ -99,7 +102,21 @@ def add_do_not_call_numbers(
         entries[0].full_clean(validate_constraints=False)
     # A concurrent add of the same number wins; the database settles it without an error
     # (and the count then includes it).
-    DoNotCall.objects.bulk_create(entries, ignore_conflicts=True)
+    with transaction.atomic():
+        DoNotCall.objects.bulk_create(entries, ignore_conflicts=True)
+        audit.record_many(
+            [
+                audit.Event(
+                    audit.Action.OBJECT_CREATED,
+                    partner.pk if partner else None,
+                    subject_phone=entry.phone,
+                    object_type="campaigns.donotcall",
+                    actor=actor,
+                    details={"source": source, "bulk": True},
+                )
+                for entry in entries
+            ]
+        )
     return DoNotCallBatch(created=len(entries), existing=len(listed) + repeats, errors=errors)
 
 

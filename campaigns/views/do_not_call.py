@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from audit import services as audit
 from audit.admin_log import AuditedViewSetMixin, record_object
 from audit.models import Action
 from callcenter.access import is_staff_request
@@ -80,7 +81,9 @@ class DoNotCallViewSet(
         incoming.is_valid(raise_exception=True)
         with phone_errors(), transaction.atomic():
             entry, created = services.add_do_not_call(
-                source=self._source(), by=acting_user(request), **incoming.validated_data
+                source=self._source(),
+                by=acting_user(request),
+                **incoming.validated_data,
             )
             if created:
                 record_object(
@@ -107,7 +110,10 @@ class DoNotCallViewSet(
         incoming = DoNotCallBulkSerializer(data=data, context={"request": request})
         incoming.is_valid(raise_exception=True)
         batch = services.add_do_not_call_numbers(
-            source=self._source(), by=acting_user(request), **incoming.validated_data
+            source=self._source(),
+            by=acting_user(request),
+            actor=audit.Actor.from_request(request),
+            **incoming.validated_data,
         )
         return Response(DoNotCallBatchSerializer(batch).data)
 

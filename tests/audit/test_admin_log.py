@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from audit.models import AuditEntry
-from audit.services import Action
+from audit.services import Action, subject_hash
 from campaigns.models import Campaign, DoNotCall
 from tests.campaigns.test_admin_campaigns import form_data as campaign_form
 from tests.campaigns.test_admin_campaigns import ready, run_action
@@ -249,3 +249,32 @@ def test_an_api_key_is_recorded_by_its_prefix_never_its_hash(partner_user) -> No
     assert created.json()["key"].partition(".")[2] not in str(
         AuditEntry.objects.values().get(pk=entry.pk)
     )
+
+
+def test_bulk_do_not_call_adds_record_each_number_by_its_hash_with_the_actor(
+    staff, api_client, api_partner
+) -> None:
+    client, user = staff
+    # from the admin's bulk form, onto the global list
+    client.post(
+        reverse("admin:campaigns_donotcall_bulk_add"),
+        {"numbers": "612 345 678\n611 222 333", "scope": "global", "partner": "", "region": "ES"},
+        **FORWARDED,
+    )
+    # and from the partner API's bulk endpoint
+    answer = api_client.post("/api/v1/dnc/bulk/", ["+34699000111"], format="json")
+    assert answer.status_code == 200, answer.content
+
+    entries = AuditEntry.objects.filter(
+        action=Action.OBJECT_CREATED, object_type="campaigns.donotcall"
+    ).order_by("seq")
+    assert [(e.subject, e.actor_type, e.partner_id) for e in entries] == [
+        (subject_hash("+34612345678"), "staff", None),
+        (subject_hash("+34611222333"), "staff", None),
+        (subject_hash("+34699000111"), "partner", api_partner.pk),
+    ]
+    assert entries[0].actor_id == f"user:{user.pk}" and entries[0].ip == "203.0.113.7"
+    assert all(
+        entry.details == {"source": entry.details["source"], "bulk": True} for entry in entries
+    )
+    assert "612345678" not in str(list(AuditEntry.objects.values()))
