@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from audit.models import AuditEntry
@@ -13,7 +14,7 @@ from audit.services import Action, subject_hash
 from campaigns.models import Campaign, DoNotCall
 from tests.campaigns.test_admin_campaigns import form_data as campaign_form
 from tests.campaigns.test_admin_campaigns import ready, run_action
-from tests.factories import ContactFactory, DoNotCallFactory
+from tests.factories import CampaignFactory, ContactFactory, DoNotCallFactory
 from tests.templates.test_admin import form_data as template_form
 from tests.templates.test_views import payload as template_payload
 
@@ -277,4 +278,41 @@ def test_bulk_do_not_call_adds_record_each_number_by_its_hash_with_the_actor(
     assert all(
         entry.details == {"source": entry.details["source"], "bulk": True} for entry in entries
     )
+    assert "612345678" not in str(list(AuditEntry.objects.values()))
+
+
+def test_partner_imports_of_contacts_are_recorded_with_their_counts(
+    api_client, api_partner, call_template
+) -> None:
+    campaign = CampaignFactory(partner=api_partner, template=call_template)
+    url = f"/api/v1/campaigns/{campaign.pk}/contacts/"
+    # JSON rows, then a CSV file (small enough to be read during the request)
+    rows = [{"phone": "+34612345678", "variables": {"first_name": "Ana"}}, {"phone": "bad"}]
+    assert api_client.post(url, rows, format="json").status_code == 201
+    upload = SimpleUploadedFile("c.csv", b"phone,first_name\n611222333,Eva\n")
+    assert api_client.post(url, {"file": upload}, format="multipart").status_code == 201
+
+    entries = AuditEntry.objects.filter(object_type="campaigns.contactimport").order_by("seq")
+    assert [(e.action, e.actor_type, e.partner_id) for e in entries] == [
+        (Action.OBJECT_CREATED, "partner", api_partner.pk),
+        (Action.OBJECT_CREATED, "partner", api_partner.pk),
+    ]
+    assert [e.details for e in entries] == [
+        {
+            "campaign": campaign.pk,
+            "via": "json",
+            "rows": 2,
+            "created": 1,
+            "merged": 0,
+            "rejected": 1,
+        },
+        {
+            "campaign": campaign.pk,
+            "via": "csv",
+            "rows": 1,
+            "created": 1,
+            "merged": 0,
+            "rejected": 0,
+        },
+    ]
     assert "612345678" not in str(list(AuditEntry.objects.values()))
