@@ -142,8 +142,11 @@ def erase_subject(
             actor_name=actor.name,
             counts=counts,
             pending_recordings=pending,
-            finished_at=None if pending else now,
         )
+        if not pending:
+            # Done as it is recorded: it ends when it was made (not before, as ``now`` is).
+            request.finished_at = request.created_at
+            request.save(update_fields=["finished_at"])
         audit.record(
             audit.Action.SUBJECT_ERASED,
             partner_id=partner.pk if partner else None,

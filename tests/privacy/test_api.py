@@ -150,3 +150,16 @@ def test_the_schema_documents_the_data_subject_endpoints() -> None:
     erase = schema["paths"]["/api/v1/data-subjects/erase/"]["post"]
     assert {"200", "409"} <= set(erase["responses"])
     assert "/api/v1/data-subjects/{id}/download/" in schema["paths"]
+
+
+def test_an_erasure_with_nothing_left_to_do_ends_when_it_is_recorded(
+    api_client, api_partner
+) -> None:
+    ContactFactory(campaign__partner=api_partner, phone="+34611000999")
+
+    response = api_client.post(ERASE, {"phone": "+34611000999", "confirm": True}, format="json")
+
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "done" and body["counts"]["contacts"] == 1
+    assert body["finished_at"] == body["created_at"]
