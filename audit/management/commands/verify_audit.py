@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from audit.models import AuditHead
 from audit.services import verify
@@ -24,7 +25,11 @@ class Command(BaseCommand):
             self.stderr.write(_("entry %(seq)s: %(message)s") % problem.__dict__)
         if problems:
             raise CommandError(
-                _("The audit trail has been altered: %(count)s problems in %(entries)s entries.")
+                ngettext(
+                    "The audit trail has been altered: %(count)s problem in %(entries)s entries.",
+                    "The audit trail has been altered: %(count)s problems in %(entries)s entries.",
+                    len(problems),
+                )
                 % {"count": len(problems), "entries": count}
             )
         head = AuditHead.objects.filter(pk=1).first()
