@@ -64,11 +64,14 @@ def partner_id_of(obj: models.Model) -> int | None:
 def object_events(
     action: str, objects: Iterable[models.Model], *, actor: Actor, changed: list[str] | None
 ) -> list[Event]:
-    """One entry per object, each with its partner and the names of the fields set."""
+    """One entry per object, each with its partner and the names of the fields set; an
+    object that is a number (a contact, a do-not-call entry) has it as the entry's subject,
+    hashed, so that a data-subject export finds what staff and partners did with it."""
     return [
         Event(
             action,
             partner_id_of(obj),
+            subject_phone=str(getattr(obj, "phone", "") or ""),
             object_type=object_type(obj),
             object_id=object_id(obj),
             actor=actor,

@@ -88,6 +88,8 @@ def test_a_staff_deletion_of_a_do_not_call_entry_names_no_number(staff, partner)
     logged = _last(Action.OBJECT_DELETED, "campaigns.donotcall")
     assert (logged.object_id, logged.partner_id) == (str(entry.pk), partner.pk)
     assert logged.actor_id == f"user:{user.pk}" and logged.ip == "203.0.113.7"
+    # the number only as the entry's subject, so that the person's export finds it
+    assert logged.subject == subject_hash("+34612345678")
     text = str(AuditEntry.objects.values().get(pk=logged.pk))
     assert "612345678" not in text and "Ana" not in text
 
