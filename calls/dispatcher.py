@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Max, Q, Value
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
 from audit import services as audit
@@ -36,8 +36,14 @@ from calls import decisions
 from calls.models import Call
 from calls.pacing import backing_off, take_tokens
 from campaigns import limits
-from campaigns.eligibility import Eligibility, ReasonCode, evaluate, history_hours
-from campaigns.models import Campaign, Contact, DoNotCall, ErasedNumber, Partner
+from campaigns.eligibility import (
+    Eligibility,
+    ReasonCode,
+    do_not_call_and_erased,
+    evaluate,
+    history_hours,
+)
+from campaigns.models import Campaign, Contact, Partner
 from campaigns.services import (
     CampaignStateError,
     PutOff,
@@ -345,28 +351,11 @@ def _facts(*, campaign: Campaign, contacts: list[Contact], now: datetime.datetim
         .values_list("to_number", "created_at")
     ):
         history[phone].append(created_at)
-    # The do-not-call lists and the erased numbers (by their keyed hash) in one query.
-    digests = {audit.subject_hash(phone): phone for phone in phones if phone}
-    scope = Q(partner_id=campaign.partner_id) | Q(partner__isnull=True)
-    blocked: set[str] = set()
-    erased: set[str] = set()
-    for value, kind in (
-        DoNotCall.objects.filter(scope, phone__in=phones)
-        .annotate(kind=Value("dnc"))
-        .order_by()
-        .values_list("phone", "kind")
-        .union(
-            ErasedNumber.objects.filter(scope, digest__in=digests)
-            .annotate(kind=Value("erased"))
-            .order_by()
-            .values_list("digest", "kind"),
-            all=True,
-        )
-    ):
-        if kind == "erased":
-            erased.add(digests[value])
-        else:
-            blocked.add(value)
+    # The do-not-call lists and the erased numbers, in one query; the partner's own and
+    # global entries alike forbid the number.
+    listed, erased_pairs = do_not_call_and_erased(partner_ids=[campaign.partner_id], phones=phones)
+    blocked = {phone for _partner, phone in listed}
+    erased = {phone for _partner, phone in erased_pairs}
     live = set(Call.objects.live().filter(contact__in=contacts).values_list("contact", flat=True))
     last_attempt = dict(
         Call.objects.filter(contact__in=contacts)

@@ -17,6 +17,7 @@ from campaigns.eligibility.blocked import blocked_for_good as blocked_for_good
 from campaigns.eligibility.blocked import count_blocked as count_blocked
 from campaigns.eligibility.blocked import needed_variables as needed_variables
 from campaigns.eligibility.blocked import no_legal_basis_condition as no_legal_basis_condition
+from campaigns.eligibility.facts import do_not_call_and_erased as do_not_call_and_erased
 from campaigns.eligibility.facts import eligibilities as eligibilities
 from campaigns.eligibility.facts import eligibility_for as eligibility_for
 from campaigns.eligibility.facts import load_eligibility_facts as load_eligibility_facts

@@ -4,7 +4,7 @@ in three queries (and, for marketing campaigns that require national lists, thre
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from django.db.models import Q, Value
 from django.utils import timezone
@@ -109,32 +109,7 @@ def eligibilities(
         .values_list("campaign__partner_id", "to_number", "created_at")
     ):
         history.setdefault((partner_id, phone), []).append(created_at)
-    # A global entry has no partner: (None, phone); an erased number is by its hash. Both
-    # lists in one query.
-    digests = {subject_hash(phone): phone for phone in phones if phone}
-    blocked: set[tuple[int | None, str]] = set()
-    erased: set[tuple[int | None, str]] = set()
-    for partner_id, number, kind in (
-        DoNotCall.objects.filter(
-            Q(partner_id__in=partners) | Q(partner__isnull=True), phone__in=phones
-        )
-        .annotate(list=Value(_DO_NOT_CALL))
-        .order_by()
-        .values_list("partner_id", "phone", "list")
-        .union(
-            ErasedNumber.objects.filter(
-                Q(partner_id__in=partners) | Q(partner__isnull=True), digest__in=digests
-            )
-            .annotate(list=Value(_ERASED))
-            .order_by()
-            .values_list("partner_id", "digest", "list"),
-            all=True,
-        )
-    ):
-        if kind == _ERASED:
-            erased.add((partner_id, digests[number]))
-        else:
-            blocked.add((partner_id, number))
+    blocked, erased = do_not_call_and_erased(partner_ids=partners, phones=phones)
     live = set(
         Call.objects.filter(contact__in=contacts, status__in=LIVE_STATUSES)
         .order_by()
@@ -158,3 +133,33 @@ def eligibilities(
             or (None, contact.phone) in erased,
         )
     return verdicts
+
+
+def do_not_call_and_erased(
+    *, partner_ids: Collection[int], phones: Collection[str]
+) -> tuple[set[tuple[int | None, str]], set[tuple[int | None, str]]]:
+    """Which of ``phones`` the partners of ``partner_ids`` may not call, in one query: the
+    (partner id, number) pairs on a do-not-call list, and those erased at the person's
+    request (matched by keyed hash); a global entry's partner id is None."""
+    digests = {subject_hash(phone): phone for phone in phones if phone}
+    scope = Q(partner_id__in=partner_ids) | Q(partner__isnull=True)
+    blocked: set[tuple[int | None, str]] = set()
+    erased: set[tuple[int | None, str]] = set()
+    for partner_id, value, kind in (
+        DoNotCall.objects.filter(scope, phone__in=phones)
+        .annotate(list=Value(_DO_NOT_CALL))
+        .order_by()
+        .values_list("partner_id", "phone", "list")
+        .union(
+            ErasedNumber.objects.filter(scope, digest__in=digests)
+            .annotate(list=Value(_ERASED))
+            .order_by()
+            .values_list("partner_id", "digest", "list"),
+            all=True,
+        )
+    ):
+        if kind == _ERASED:
+            erased.add((partner_id, digests[value]))
+        else:
+            blocked.add((partner_id, value))
+    return blocked, erased
