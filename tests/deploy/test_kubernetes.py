@@ -306,6 +306,25 @@ def test_migration_job_migrates_once(overlay: list[Manifest]) -> None:
     assert pod_spec(job)["restartPolicy"] == "Never"
 
 
+def test_the_migration_step_applies_what_the_job_needs(overlay: list[Manifest]) -> None:
+    # docs/deploy.md: `kubectl apply -k ... -l 'app.kubernetes.io/component in
+    # (config,migrate)'` first, before the Deployments roll.
+    step = {
+        (m["kind"], m["metadata"]["name"])
+        for m in overlay
+        if m["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        in {"config", "migrate"}
+    }
+    job = pod_spec(of_kind(overlay, "Job")["migrate"])
+    (container,) = job["containers"]
+    config_maps = {s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s}
+
+    assert ("Job", "migrate") in step
+    assert ("ServiceAccount", job["serviceAccountName"]) in step
+    assert {("ConfigMap", name) for name in config_maps} <= step
+    assert not {kind for kind, _ in step} & {"Deployment", "Service", "Ingress"}
+
+
 def test_autoscalers_scale_web_and_worker_only(overlay: list[Manifest]) -> None:
     deployments = of_kind(overlay, "Deployment")
     targets = {}
