@@ -396,6 +396,27 @@ def test_the_config_map_holds_no_secret(overlay: list[Manifest]) -> None:
     assert [key for key in keys if re.search(r"SECRET|TOKEN|PASSWORD|API_KEY", key)] == []
 
 
+# The media storage's variables (MEDIA_STORAGE, S3_*), which .env.example lists once that
+# storage is merged; every other name must be one the app reads.
+MEDIA_VARIABLES = {
+    "MEDIA_STORAGE",
+    "S3_BUCKET",
+    "S3_ENDPOINT_URL",
+    "S3_REGION",
+    "S3_ACCESS_KEY_ID",
+    "S3_SECRET_ACCESS_KEY",
+}
+
+
+def test_config_and_secret_name_variables_the_app_reads(overlay: list[Manifest]) -> None:
+    known = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    example = (KUSTOMIZE / "base" / "secret.example.env").read_text()
+    secret_keys = set(re.findall(r"^(\w+)=", example, re.M))
+
+    assert set(config(overlay)) - known - MEDIA_VARIABLES == set()
+    assert secret_keys - known - MEDIA_VARIABLES == set()
+
+
 def test_media_go_to_a_bucket(overlay: list[Manifest]) -> None:
     data = config(overlay)
 
