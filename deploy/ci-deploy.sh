@@ -137,8 +137,9 @@ error() {
 healthy() {
     local url="${APP_URL%/}/health" deadline=$((SECONDS + HEALTH_TIMEOUT)) status
     while :; do
+        # curl writes 000 when nothing answered (refused, timed out, TLS failed).
         status="$(curl --silent --output /dev/null --write-out '%{http_code}' --max-time 10 "$url" || true)"
-        echo "GET $url: ${status:-no answer}"
+        echo "GET $url: $([ "${status:-000}" = 000 ] && echo "no answer" || echo "$status")"
         [ "$status" = "200" ] && return 0
         [ "$SECONDS" -ge "$deadline" ] && return 1
         sleep "$HEALTH_INTERVAL"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -322,3 +323,18 @@ def test_ci_deploy_refuses_a_bad_configuration_before_touching_the_host(
     assert result.returncode == 2
     assert message in result.stderr
     assert host.log("ssh") == []
+
+
+def test_ci_deploy_rolls_back_when_nothing_answers_at_app_url(host: Host) -> None:
+    # given an APP_URL where nothing listens (a proxy down, a wrong address)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+    result = host.run(sha=host.commits["third"], APP_URL=closed)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"GET {closed}/health: no answer" in output
+    assert "Rolled back to v1.0.0." in output
+    assert host.head() == host.commits["v1.0.0"]
