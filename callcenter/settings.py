@@ -422,7 +422,11 @@ if METRICS_TOKEN and (len(METRICS_TOKEN) < 32 or len(set(METRICS_TOKEN)) < 5):
 # Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows, edited
 # in the admin under "Periodic tasks") and writes each entry's last run there, so that
 # web, worker and beat agree on it and no schedule file is needed.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# With REDIS_URL, a beat sends only while it holds a lock in Redis that it renews at every
+# tick (callcenter/beat.py): a second beat, on this host or another, waits as a standby and
+# takes over within BEAT_LOCK_SECONDS of the first one's end.
+CELERY_BEAT_SCHEDULER = "callcenter.beat:LeaderScheduler"
+BEAT_LOCK_SECONDS = env.int("BEAT_LOCK_SECONDS", 30, minimum=3, maximum=600)
 # Beat only ticks: when a campaign calls is data on the campaign. These
 # ticks stay in code: beat writes them to the database at each start, over any edit made
 # in the admin, since the product's pacing depends on them. What operators may retime (the
