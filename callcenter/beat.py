@@ -69,6 +69,14 @@ class LeaderScheduler(DatabaseScheduler):
             return float(self.max_interval)
         return float(super().tick(*args, **kwargs))
 
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        # The tick renewed the lock before its reads of the database: check it again at the
+        # moment of sending, which a slow database may have pushed past the lock's life.
+        if self._lock is not None and not self._renew():
+            self._dirty.discard(entry.name)  # not sent: its last run stays as it was
+            return
+        super().apply_entry(entry, producer=producer)
+
     def close(self) -> None:
         try:
             super().close()
@@ -86,19 +94,7 @@ class LeaderScheduler(DatabaseScheduler):
         if self._lock is None:
             return True
         if self.leading:
-            try:
-                self._lock.reacquire()  # resets the lifetime, only if the token is ours
-            except (LockError, RedisError) as exc:
-                self.leading = False
-                self._heap = None
-                self._standby_logged = True
-                logger.warning(
-                    "Beat lost the lead (%s: %r): it sends nothing until it leads again.",
-                    LOCK_KEY,
-                    exc,
-                )
-                return False
-            return True
+            return self._renew()
         try:
             taken = self._lock.acquire(blocking=False)
         except RedisError as exc:
@@ -122,6 +118,24 @@ class LeaderScheduler(DatabaseScheduler):
         self._standby_logged = False
         logger.info("Beat leads (%s, renewed every tick).", LOCK_KEY)
         self._take_over()
+        return self._renew()  # reading and writing the schedule took some of its life
+
+    def _renew(self) -> bool:
+        """Resets the lock's lifetime if this beat still holds it; else becomes a standby."""
+        if self._lock is None:
+            return True
+        try:
+            self._lock.reacquire()  # only while the token in Redis is ours
+        except (LockError, RedisError) as exc:
+            self.leading = False
+            self._heap = None
+            self._standby_logged = True
+            logger.warning(
+                "Beat lost the lead (%s: %r): it sends nothing until it leads again.",
+                LOCK_KEY,
+                exc,
+            )
+            return False
         return True
 
     def _take_over(self) -> None:

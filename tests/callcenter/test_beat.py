@@ -14,6 +14,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from callcenter.beat import LOCK_KEY, LeaderScheduler
 from callcenter.celery import app as celery_app
+from tests.callcenter.test_settings import load_settings, settings_error
 
 pytestmark = pytest.mark.django_db
 
@@ -206,3 +207,13 @@ def test_beat_without_redis_is_the_database_scheduler(settings) -> None:
 
 def test_beat_uses_the_leader_scheduler() -> None:
     assert celery_app.conf.beat_scheduler == "callcenter.beat:LeaderScheduler"
+
+
+def test_beat_lock_seconds_defaults_to_30_and_refuses_a_lock_too_short(
+    monkeypatch, tmp_path
+) -> None:
+    assert load_settings(monkeypatch, tmp_path)["BEAT_LOCK_SECONDS"] == 30
+
+    error = settings_error(monkeypatch, tmp_path, BEAT_LOCK_SECONDS="1")
+
+    assert "BEAT_LOCK_SECONDS" in error and "'1'" in error
