@@ -163,8 +163,10 @@ if not DEVELOPMENT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # Off only behind a proxy that already redirects http to https.
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
-    # Container and load-balancer health checks speak plain HTTP to the web port.
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    # Container and load-balancer health checks speak plain HTTP to the web port, and so
+    # does Prometheus scraping each web instance there (through APP_URL it would read
+    # whichever host the load balancer picks); /metrics still wants METRICS_TOKEN.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     # Preloading is a promise to browsers that is slow to take back: an operator opts in.
