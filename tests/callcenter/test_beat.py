@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 from django_celery_beat import schedulers
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler
 
 from callcenter.beat import LOCK_KEY, LeaderScheduler
 from callcenter.celery import app as celery_app
@@ -180,10 +183,14 @@ def test_standby_leaves_the_schedule_in_the_database_alone(lock_redis) -> None:
 
 @needs_redis
 def test_beat_sends_nothing_while_redis_is_unreachable(settings, closed_port, caplog) -> None:
+    # given the dispatcher's tick long overdue
+    DatabaseScheduler(app=celery_app)  # writes the code's ticks to the database
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    PeriodicTask.objects.filter(name="dispatch-calls").update(last_run_at=an_hour_ago)
     settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{closed_port}/0"
     scheduler = RecordingScheduler(app=celery_app)
 
-    run(scheduler, seconds=0.3)
+    run(scheduler, seconds=1)
 
     assert scheduler.sent == []
     assert not scheduler.leading
