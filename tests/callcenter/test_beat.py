@@ -72,7 +72,7 @@ def run(*beats: LeaderScheduler, seconds: float = 3.5) -> None:
 
 
 @needs_redis
-def test_beat_leads_alone_and_a_second_one_waits(lock_redis) -> None:
+def test_beat_leads_alone_and_a_second_one_waits(lock_redis, caplog) -> None:
     # given two beats (two hosts, say) started together
     first, second = RecordingScheduler(app=celery_app), RecordingScheduler(app=celery_app)
 
@@ -84,6 +84,8 @@ def test_beat_leads_alone_and_a_second_one_waits(lock_redis) -> None:
     assert "dispatch-calls" in first.sent
     assert second.sent == []
     assert int(lock_redis.pttl(LOCK_KEY)) > 0
+    # the standby said so once, not at each of its ticks
+    assert sum("Beat is a standby" in r.getMessage() for r in caplog.records) == 1
 
 
 @needs_redis
