@@ -163,8 +163,10 @@ if not DEVELOPMENT:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     # Off only behind a proxy that already redirects http to https.
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", True)
-    # Container and load-balancer health checks speak plain HTTP to the web port.
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    # Container and load-balancer health checks speak plain HTTP to the web port, and so
+    # does Prometheus scraping each web instance there (through APP_URL it would read
+    # whichever host the load balancer picks); /metrics still wants METRICS_TOKEN.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     # Preloading is a promise to browsers that is slow to take back: an operator opts in.
@@ -422,7 +424,11 @@ if METRICS_TOKEN and (len(METRICS_TOKEN) < 32 or len(set(METRICS_TOKEN)) < 5):
 # Beat reads its schedule from the database (django-celery-beat's PeriodicTask rows, edited
 # in the admin under "Periodic tasks") and writes each entry's last run there, so that
 # web, worker and beat agree on it and no schedule file is needed.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# With REDIS_URL, a beat sends only while it holds a lock in Redis that it renews at every
+# tick (callcenter/beat.py): a second beat, on this host or another, waits as a standby and
+# takes over within BEAT_LOCK_SECONDS of the first one's end.
+CELERY_BEAT_SCHEDULER = "callcenter.beat:LeaderScheduler"
+BEAT_LOCK_SECONDS = env.int("BEAT_LOCK_SECONDS", 30, minimum=3, maximum=600)
 # Beat only ticks: when a campaign calls is data on the campaign. These
 # ticks stay in code: beat writes them to the database at each start, over any edit made
 # in the admin, since the product's pacing depends on them. What operators may retime (the

@@ -74,10 +74,6 @@ def test_beat_schedule_in_code_holds_only_ticks(settings) -> None:
         assert 0 < entry["schedule"] <= 60, name
 
 
-def test_beat_uses_the_database_scheduler() -> None:
-    assert celery_app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
-
-
 def test_database_scheduler_runs_the_code_ticks_and_the_database_tasks(
     settings, monkeypatch
 ) -> None:

@@ -333,7 +333,7 @@ def test_settings_production_enforces_https(monkeypatch, tmp_path) -> None:
 
     assert settings["SECURE_PROXY_SSL_HEADER"] == ("HTTP_X_FORWARDED_PROTO", "https")
     assert settings["SECURE_SSL_REDIRECT"] is True
-    assert settings["SECURE_REDIRECT_EXEMPT"] == [r"^health$"]
+    assert settings["SECURE_REDIRECT_EXEMPT"] == [r"^health$", r"^metrics$"]
     assert settings["SECURE_HSTS_SECONDS"] == 31536000
     assert settings["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is True
     assert settings["SECURE_HSTS_PRELOAD"] is False
