@@ -31,6 +31,7 @@ from callcenter.exports import (
     FileFormat,
     FileRenderer,
 )
+from callcenter.filters import UtcDateTimeFilter
 
 
 class JsonLinesRenderer(FileRenderer):
@@ -51,10 +52,10 @@ class AuditEntryFilter(django_filters.FilterSet):
         label=_("“app_label.model”, such as campaigns.campaign.")
     )
     object_id = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(
+    since = UtcDateTimeFilter(
         field_name="at", lookup_expr="gte", label=_("Entries at or after this moment.")
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = UtcDateTimeFilter(
         field_name="at", lookup_expr="lt", label=_("Entries before this moment.")
     )
 

@@ -3,11 +3,15 @@ that setting while its views load, before callcenter.api can be imported."""
 
 from __future__ import annotations
 
+import datetime
 from functools import cache
 from typing import Any
 
+import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from django_filters.rest_framework import DjangoFilterBackend
 
 from callcenter.access import partner_model, partner_of
@@ -55,3 +59,23 @@ def partner_path(model: type[models.Model], depth: int = 3) -> str | None:
             if inner is not None:
                 return field.name if inner == "pk" else f"{field.name}__{inner}"
     return None
+
+
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An ISO 8601 moment, turned to UTC: PostgreSQL refuses offsets beyond ±16 hours,
+    which ISO 8601 allows (``+23:05``)."""
+
+    def to_python(self, value: Any) -> datetime.datetime | None:
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(datetime.UTC)
+        except OverflowError:
+            raise ValidationError(
+                _("This moment is outside the dates that can be stored."), code="out_of_range"
+            ) from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField

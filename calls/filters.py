@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import django_filters
-from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from rest_framework.request import Request
 
 from callcenter.access import partner_of
+from callcenter.filters import UtcDateTimeFilter
 from calls.models import AnsweredBy, Call, CallDirection, CallQuerySet, CallStatus
 from campaigns.models import Campaign, Contact
-
-
-class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An ISO 8601 moment, turned to UTC: PostgreSQL refuses offsets beyond ±16 hours,
-    which ISO 8601 allows (``+23:05``)."""
-
-    def to_python(self, value: Any) -> datetime.datetime | None:
-        moment = super().to_python(value)
-        if moment is None:
-            return None
-        try:
-            return moment.astimezone(datetime.UTC)
-        except OverflowError:
-            raise ValidationError(
-                _("This moment is outside the dates that can be stored."), code="out_of_range"
-            ) from None
-
-
-class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = UtcIsoDateTimeField
 
 
 def _campaigns(request: Request | None) -> QuerySet[Campaign]:
