@@ -50,7 +50,7 @@ CONCURRENCY = int(os.environ.get("BENCH_CLUSTER_CONCURRENCY", "50"))
 WORKERS = int(os.environ.get("BENCH_CLUSTER_WORKERS", "2"))
 BACKENDS = 2
 # Where the clips are (s3: moto's server; filesystem: DATA_DIR) and how Twilio gets them.
-MEDIA = os.environ.get("BENCH_CLUSTER_MEDIA", "s3")
+MEDIA = os.environ.get("BENCH_CLUSTER_MEDIA", "filesystem")
 CLIP_URLS = os.environ.get("BENCH_CLIP_URLS", "app")
 # The bench's own response header: which backend answered ($upstream_addr, its address).
 UPSTREAM_HEADER = "X-Upstream"
