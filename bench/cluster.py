@@ -124,6 +124,7 @@ class Cluster:
     url: str  # the public URL: the proxy's (APP_URL of every backend)
     backends: dict[str, str]  # each backend's address as the proxy names it -> its URL
     pids: list[int]  # the gunicorn masters
+    environment: dict[str, str] = field(default_factory=dict)  # added to every backend's
 
 
 @contextmanager
@@ -153,6 +154,7 @@ def cluster(
             url=public,
             backends={f"127.0.0.1:{p}": url for p, (url, _) in zip(ports, servers, strict=True)},
             pids=[pid for _, pid in servers],
+            environment=environment,
         )
 
 
@@ -383,7 +385,7 @@ def figures(
     return [
         Figure(
             f"cluster: turns per backend @{n} calls",
-            min(split, default=0) / max(1, max(split, default=0)),
+            round(min(split, default=0) / max(1, max(split, default=0)), 2),
             "ratio",
             f"{' / '.join(map(str, split))} turns over {len(split)} backends; {where}",
         ),
