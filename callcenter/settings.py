@@ -24,7 +24,7 @@ import dj_database_url
 import phonenumbers
 from django.utils.translation import gettext_lazy as _
 
-from callcenter import exposure
+from callcenter import exposure, media
 from callcenter.environment import Environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -482,8 +482,50 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = DATA_DIR / "media"
+# Clips, contact files, suppression list copies and data-subject exports: in MEDIA_ROOT
+# (one host), or in a private S3-compatible bucket that every host shares.
+MEDIA_STORAGE = env.choice("MEDIA_STORAGE", media.FILESYSTEM, (media.FILESYSTEM, media.S3))
+S3_BUCKET = env.str("S3_BUCKET")
+S3_ENDPOINT_URL = env.url("S3_ENDPOINT_URL", "")  # empty: AWS's own for S3_REGION
+S3_REGION = env.str("S3_REGION", "us-east-1")  # Cloudflare R2: auto
+S3_ACCESS_KEY_ID = env.str("S3_ACCESS_KEY_ID")
+S3_SECRET_ACCESS_KEY = env.str("S3_SECRET_ACCESS_KEY")
+S3_ADDRESSING_STYLE = env.choice("S3_ADDRESSING_STYLE", "auto", ("auto", "path", "virtual"))
+S3_PREFIX = env.str("S3_PREFIX").strip("/")
+# How Twilio fetches a clip: from our clip view (app), or straight from the bucket by a
+# presigned URL (signed) valid CLIP_SIGNED_URL_SECONDS, which must outlive any call.
+CLIP_URLS = env.choice("CLIP_URLS", "app", ("app", "signed"))
+CLIP_SIGNED_URL_SECONDS = env.int(
+    "CLIP_SIGNED_URL_SECONDS",
+    media.SIGNED_URL_MAX_SECONDS,
+    minimum=media.CALL_LIFETIME_SECONDS,
+    maximum=media.SIGNED_URL_MAX_SECONDS,
+)
+if MEDIA_STORAGE == media.S3:
+    if not S3_BUCKET:
+        env.error("S3_BUCKET", "must name the bucket when MEDIA_STORAGE=s3")
+    if bool(S3_ACCESS_KEY_ID) != bool(S3_SECRET_ACCESS_KEY):
+        env.error(
+            "S3_SECRET_ACCESS_KEY" if S3_ACCESS_KEY_ID else "S3_ACCESS_KEY_ID",
+            "S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY are set together (or neither, for "
+            "an instance or pod role)",
+        )
+    _default_storage = media.s3_storage(
+        bucket=S3_BUCKET,
+        endpoint_url=S3_ENDPOINT_URL,
+        region=S3_REGION,
+        access_key=S3_ACCESS_KEY_ID,
+        secret_key=S3_SECRET_ACCESS_KEY,
+        addressing_style=S3_ADDRESSING_STYLE,
+        prefix=S3_PREFIX,
+    )
+else:
+    if CLIP_URLS == "signed":
+        env.error("CLIP_URLS", "signed needs MEDIA_STORAGE=s3 (a folder has no signed URLs)")
+        CLIP_URLS = "app"
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         # Hashed, compressed files for deployments (they need collectstatic); plain
         # files in development and tests.

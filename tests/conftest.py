@@ -26,6 +26,7 @@ from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.twilio_spec import TwilioSpec
 from tests.partners import trust
 from tests.processes import child_env, end_other_sessions, free_port
+from tests.s3 import S3Server, s3_server
 from voices import speech
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +139,23 @@ def celery_worker_process(django_db_setup: None) -> Iterator[subprocess.Popen]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_session_server() -> Iterator[S3Server]:
+    """moto's S3 server (tests/s3.py), started once for the tests that use a bucket."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_session_server: S3Server, settings) -> S3Server:
+    """Media in a fresh bucket of a local S3 server for this test: the default storage is
+    django-storages' S3Storage on it (MEDIA_STORAGE=s3), through the real boto3 client."""
+    bucket = s3_session_server.new_bucket()
+    for name, value in bucket.settings().items():
+        setattr(settings, name, value)
+    return bucket
 
 
 @pytest.fixture

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
 
+from callcenter import media
 from callcenter.metrics import CHARACTERS_SENT, CLIP_LOOKUPS, CLIPS_RENDERED, SPEECH_FALLBACKS
 from callcenter.queries import insert_unless_taken, one_or_none
 from callcenter.text import truncate
@@ -38,6 +40,10 @@ POLL_SECONDS = 0.1
 # A failed line is tried again after this long, not on every call that wants it: during an
 # outage, calls fall back at once instead of each waiting through the retries.
 FAILED_COOL_DOWN = timedelta(seconds=60)
+# A clip's audio never changes for its token: caches may keep it for a year.
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+# The cache keeps each clip's presigned URL under this prefix and its token.
+SIGNED_URL_CACHE_PREFIX = "voices:clip-url:"
 
 
 class ClipFailed(Exception):
@@ -258,8 +264,42 @@ def _render(clip: SpeechClip, *, deadline: float | None) -> SpeechClip:
 
 
 def clip_url(clip: SpeechClip) -> str:
-    """The absolute URL Twilio fetches for <Play>: public, but only by knowing the token."""
+    """The absolute URL Twilio fetches for <Play>: public, but only by knowing the token.
+
+    CLIP_URLS=app: our clip view (voices.views.clip_audio), which reads the storage.
+    CLIP_URLS=signed: the bucket's own presigned URL (`signed_clip_url`).
+    """
+    if settings.CLIP_URLS == "signed":
+        return signed_clip_url(clip)
     return settings.APP_URL + reverse("voices:clip", kwargs={"token": clip.token})
+
+
+def signed_clip_url(clip: SpeechClip) -> str:
+    """A presigned GET of the clip's object, valid CLIP_SIGNED_URL_SECONDS from signing.
+
+    Twilio caches <Play> audio by its URL (help.twilio.com "How can I change the cache
+    behavior of audio files?"), and each signing makes a new URL: one URL per clip is kept
+    in the cache, and handed out while it has at least a call's lifetime left, so calls in
+    that window share Twilio's cached copy. The response carries the clip's own type and
+    the cache headers our clip view sends (S3's response-* overrides of a signed GET).
+    """
+    key = f"{SIGNED_URL_CACHE_PREFIX}{clip.token}"
+    url = cache.get(key)
+    if isinstance(url, str):
+        return url
+    url = media.presigned_url(
+        clip.audio.storage,
+        str(clip.audio.name),
+        seconds=settings.CLIP_SIGNED_URL_SECONDS,
+        parameters={
+            "ResponseContentType": clip.content_type,
+            "ResponseCacheControl": CACHE_CONTROL,
+        },
+    )
+    reuse_for = settings.CLIP_SIGNED_URL_SECONDS - media.CALL_LIFETIME_SECONDS
+    if reuse_for > 0:
+        cache.set(key, url, timeout=reuse_for)
+    return url
 
 
 @dataclass(frozen=True)

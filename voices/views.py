@@ -22,13 +22,10 @@ from rest_framework.response import Response
 
 from callcenter.access import IsStaff
 from callcenter.api import ApiViewMixin, Pagination
-from voices import speech
+from voices import clips, speech
 from voices.models import SpeechClip, Voice
 from voices.serializers import VoiceSerializer, VoiceSyncSerializer
 from voices.tasks import sync_voices_task
-
-# A clip's audio never changes for its token: caches may keep it for a year.
-CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 @require_safe
@@ -44,7 +41,7 @@ def clip_audio(request: HttpRequest, token: str) -> HttpResponseBase:
         response = FileResponse(clip.audio.open("rb"), content_type=clip.content_type)
         response["Content-Length"] = str(clip.size_bytes)
     response["ETag"] = etag
-    response["Cache-Control"] = CACHE_CONTROL
+    response["Cache-Control"] = clips.CACHE_CONTROL
     response["Last-Modified"] = http_date(clip.updated_at.timestamp())
     return response
 

@@ -509,7 +509,9 @@ def env_example_variables() -> dict[str, str]:
 def test_env_example_lists_every_variable_settings_read() -> None:
     source = SETTINGS.read_text()
     read = set(
-        re.findall(r'env\.(?:str|int|float|bool|choice|url|raw|mapping)\(\s*"([A-Z_]+)"', source)
+        re.findall(
+            r'env\.(?:str|int|float|bool|choice|url|raw|mapping)\(\s*"([A-Z][A-Z0-9_]*)"', source
+        )
     )
     deploy = "".join(
         (ROOT / "deploy" / name).read_text() for name in ("gunicorn.conf.py", "entrypoint.sh")
