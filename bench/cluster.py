@@ -22,6 +22,7 @@ recorded twice or missing, errors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import re
@@ -50,7 +51,7 @@ CONCURRENCY = int(os.environ.get("BENCH_CLUSTER_CONCURRENCY", "50"))
 WORKERS = int(os.environ.get("BENCH_CLUSTER_WORKERS", "2"))
 BACKENDS = 2
 # Where the clips are (s3: moto's server; filesystem: DATA_DIR) and how Twilio gets them.
-MEDIA = os.environ.get("BENCH_CLUSTER_MEDIA", "filesystem")
+MEDIA = os.environ.get("BENCH_CLUSTER_MEDIA", "s3")
 CLIP_URLS = os.environ.get("BENCH_CLIP_URLS", "app")
 # The bench's own response header: which backend answered ($upstream_addr, its address).
 UPSTREAM_HEADER = "X-Upstream"
@@ -332,6 +333,8 @@ def media(storage: str = MEDIA, clip_urls: str = CLIP_URLS) -> Iterator[dict[str
 def _serve_s3(found: Any, stop: Any) -> None:
     from tests.s3 import s3_server
 
+    # Not a line per request on the bench's output (moto's server is werkzeug's).
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with s3_server() as s3:
         found.put(s3.env())
         stop.wait()
@@ -342,6 +345,14 @@ def run() -> list[Figure]:
     with media() as storage, turns.fakes(chunk_delay=0.0, separate=True):
         alone = one_server(campaign, storage)
         return measure_cluster(campaign, storage, baseline=alone)
+
+
+def bucket_keys(environment: dict[str, str]) -> list[str]:
+    """The keys in the bucket of a cluster's media storage (``media()``'s environment)."""
+    from tests.s3 import S3Server
+
+    bucket = S3Server(endpoint_url=environment["S3_ENDPOINT_URL"], bucket=environment["S3_BUCKET"])
+    return bucket.keys()
 
 
 def one_server(campaign, storage: dict[str, str]) -> Load:
@@ -375,7 +386,10 @@ def figures(
     load: Load, seen: Seen, kept: Recorded, *, baseline: Load, refused: int, cpu: float
 ) -> list[Figure]:
     n = CONCURRENCY
-    where = f"{BACKENDS} backends x {WORKERS} workers behind nginx, load {_load_average()}"
+    where = (
+        f"{BACKENDS} backends x {WORKERS} workers behind nginx, media {MEDIA}"
+        f"{f' (CLIP_URLS={CLIP_URLS})' if MEDIA == 's3' else ''}, load {_load_average()}"
+    )
     overhead, alone = turns.overhead_ms(load.turns), turns.overhead_ms(baseline.turns)
     backends = sorted({key.split(" ", 1)[1] for key in seen.served if key.startswith("turn ")})
     split = [seen.served[f"turn {backend}"] for backend in backends]

@@ -1,5 +1,5 @@
-"""Two web services behind nginx on one database and one media storage (bench/cluster.py's
-setup, a handful of calls): the calls are split across both, Twilio's signatures over the
+"""Two web services behind nginx on one database and one bucket (bench/cluster.py's setup,
+moto's S3 server, a handful of calls): the calls are split across both, Twilio's signatures over the
 public URL hold through the proxy and forged ones do not, clips are served, and nothing is
 handled twice, not even a callback delivered to each backend. Skipped without nginx, or
 without PostgreSQL and Redis (the servers share them)."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from bench import cluster, turns
 from bench.cluster import Cluster, ProxiedTwilio
 from calls.models import Call, CallEvent
 from calls.telephony import signatures
+from voices.models import SpeechClip
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,9 +33,10 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def target(django_db_setup: None) -> Iterator[Cluster]:
-    """Two backends of one worker each behind nginx, with the fake model and speech."""
+    """Two backends of one worker each behind nginx, their media in a bucket of moto's S3
+    server, with the fake model and speech."""
     with (
-        cluster.media() as storage,
+        cluster.media("s3", clip_urls="app") as storage,
         turns.fakes(chunk_delay=0.0),
         cluster.cluster(workers=1, **storage) as running,
     ):
@@ -54,7 +57,7 @@ def test_calls_through_the_proxy_are_split_signed_and_answered_once(target: Clus
 
     # when they talk through the proxy, each call's last status callback delivered again
     # to the backend that did not answer the first delivery
-    load = asyncio.run(turns._load(twilio, calls, steady_seconds=6))
+    load = asyncio.run(turns._load(twilio, calls, steady_seconds=8))
 
     # then both backends answered turns and callbacks, and nothing failed
     seen = twilio.seen
@@ -62,14 +65,20 @@ def test_calls_through_the_proxy_are_split_signed_and_answered_once(target: Clus
     for backend in target.backends:
         assert seen.served[f"turn {backend}"] > 0, seen.served
         assert seen.served[f"status {backend}"] > 0, seen.served
-    assert sum(load.turns_sent.values()) >= len(calls) * 2
+    assert set(load.turns_sent) == set(calls)
     # every webhook's signature, made over the public URL, held at whichever backend
     assert seen.refused == 0
     assert cluster.signature_failures(target) == refused_before
-    # every clip played was fetched through the proxy, and is audio
+    # every clip played was fetched through the proxy, and is audio, from the bucket
     assert seen.clips_ok >= sum(load.turns_sent.values())
     assert seen.clips_failed == 0, seen.problems
     assert set(seen.clips_from) == {"app"}
+    played = SpeechClip.objects.filter(status=SpeechClip.Status.READY)
+    assert {f"clips/{clip.token}.mp3" for clip in played} <= set(
+        cluster.bucket_keys(target.environment)
+    )
+    assert played.count() >= sum(load.turns_sent.values())
+    assert not any((Path(settings.MEDIA_ROOT) / clip.audio.name).exists() for clip in played)
     # each line answered and kept once; each status event kept once, though the repeated
     # one reached the other process
     assert seen.redelivered_elsewhere == len(calls)
