@@ -163,7 +163,7 @@ def cluster(
 class Seen:
     """What Twilio's side saw beyond answer times."""
 
-    served: Counter[str] = field(default_factory=Counter)  # "turn 127.0.0.1:port" -> count
+    served: Counter[str] = field(default_factory=Counter)  # "turn 127.0.0.1:8001" -> count
     clips_ok: int = 0
     clips_failed: int = 0
     clips_from: Counter[str] = field(default_factory=Counter)  # "app" or "bucket"
@@ -239,8 +239,6 @@ class ProxiedTwilio(Carrier):
             else:
                 self.seen.clips_failed += 1
                 self.seen.problems[f"clip: HTTP {clip.status_code} {kind}"] += 1
-            if source == "app":
-                self.seen.served[f"clip {clip.headers.get(UPSTREAM_HEADER, 'direct')}"] += 1
 
     def _count(self, path: str, response: httpx.Response, backend: str) -> None:
         kind = path.split("?")[0].rsplit("/", 1)[-1]  # turn, continue, status
@@ -269,13 +267,14 @@ class Recorded:
     turns_twice: int  # a caller's line kept more than once for its call
     turns_missing: int  # lines sent that no turn holds
     replies_missing: int  # caller turns with no reply after them
+    replies_extra: int  # replies beyond one per caller turn: a turn answered twice
     events_twice: int  # a (SID, sequence) status event kept more than once
     events_missing: int
 
 
 def recorded(call_ids: list[int], load: Load, callbacks_each: int) -> Recorded:
     """Each call's turns and status events as the database holds them, against ``load``."""
-    from calls.models import Call, CallEvent, Turn
+    from calls.models import CallEvent, Turn
 
     caller = Turn.objects.filter(call_id__in=call_ids, role="caller")
     kept = Counter(
@@ -299,11 +298,11 @@ def recorded(call_ids: list[int], load: Load, callbacks_each: int) -> Recorded:
     )
     events_twice = sum(row["n"] - 1 for row in events)
     expected = len(call_ids) * callbacks_each
-    assert Call.objects.filter(pk__in=call_ids).count() == len(call_ids)
     return Recorded(
         turns_twice=twice,
         turns_missing=missing,
         replies_missing=max(0, sum(kept.values()) - replies),
+        replies_extra=max(0, replies - sum(kept.values())),
         events_twice=events_twice,
         events_missing=max(0, expected - len(events)),
     )
@@ -435,7 +434,8 @@ def figures(
             "cluster: turns recorded twice",
             kept.turns_twice,
             "count",
-            f"{kept.turns_missing} missing, {kept.replies_missing} unanswered; must be 0",
+            f"{kept.turns_missing} missing, {kept.replies_missing} unanswered, "
+            f"{kept.replies_extra} answered twice; must be 0",
         ),
         Figure(
             "cluster: errors",

@@ -83,7 +83,7 @@ def test_calls_through_the_proxy_are_split_signed_and_answered_once(target: Clus
     # one reached the other process
     assert seen.redelivered_elsewhere == len(calls)
     kept = cluster.recorded(calls, load, callbacks_each=3)
-    assert kept == cluster.Recorded(0, 0, 0, 0, 0)
+    assert kept == cluster.Recorded(0, 0, 0, 0, 0, 0)
     assert set(Call.objects.filter(pk__in=calls).values_list("status", flat=True)) == {
         Call.Status.IN_PROGRESS
     }
