@@ -36,6 +36,7 @@ def main() -> int:
     from bench import (
         admin,
         api,
+        cluster,
         dispatch,
         exports,
         imports,
@@ -56,6 +57,7 @@ def main() -> int:
             "speech_cost": speech_cost,
             "dispatch": dispatch,
             "turns": turns,
+            "cluster": cluster,
             "relay": relay,
             "speech_faults": speech_faults,
             "imports": imports,

@@ -31,9 +31,7 @@ import gc
 import itertools
 import multiprocessing
 import os
-import random
 import signal
-import ssl
 import statistics
 import subprocess
 import sys
@@ -41,7 +39,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +46,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.test import override_settings
 
+from bench.callers import CALLER_SECONDS as CALLER_SECONDS
+from bench.callers import CALLS_PER_SECOND
+from bench.callers import Load as Load
+from bench.callers import simulate_calls as _load
 from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
 from tests.fakes.openai import FakeOpenAI, ScriptedReply
 from tests.partners import TRUSTED_LIMITS
@@ -59,14 +60,6 @@ MODEL_FIRST_TOKEN = 0.300
 SPEECH_FIRST_BYTE = 0.150
 FIXED_DELAYS = MODEL_FIRST_TOKEN + SPEECH_FIRST_BYTE
 SAMPLES = 15
-# The pace calls are answered at: a dialer places no more than the account's calls per
-# second (Twilio's default is 1; TWILIO_MAX_CPS), so N calls take N / this to be live.
-CALLS_PER_SECOND = float(os.environ.get("BENCH_CALLS_PER_SECOND", "10"))
-# How long all N calls talk at once after the last one is answered: the measured window,
-# long enough for some 400 turns at 50 calls (a p95 of fewer moves with a handful of them).
-STEADY_SECONDS = 30.0
-# Seconds a simulated caller takes to hear a reply and say the next thing.
-CALLER_SECONDS = (2.0, 4.0)
 CONCURRENCY = [
     int(n) for n in os.environ.get("BENCH_TURN_CONCURRENCY", "50,200,500").split(",") if n
 ]
@@ -74,8 +67,6 @@ CONCURRENCY = [
 # has then served its first requests (which also pay for what it makes once, its database
 # connections and the like) and the figures are of the service at work, not starting.
 WARM_UP_CALLS = 20
-# The status callbacks Twilio sends for an answered call, in its order, by SequenceNumber.
-STATUS_CALLBACKS = ["initiated", "ringing", "in-progress"]
 # Twilio gives a webhook 15 s to answer, then gives up (error 11200) and tries the
 # fallback URL: an answer later than this reached no caller.
 TWILIO_WEBHOOK_TIMEOUT = 15.0
@@ -251,15 +242,10 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
         _no_collector_pauses()
         load = asyncio.run(_load(url, calls))
         cpu = _cpu_seconds(server_pid) - cpu_before
-    overhead = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in load.turns)
-    ramp = sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in load.ramp_turns)
+    overhead = overhead_ms(load.turns)
+    ramp = overhead_ms(load.ramp_turns)
     every_turn = load.turns + load.ramp_turns
     status_ms = sorted(latency * 1000 for latency in load.statuses)
-
-    def percentile(values: list[float], share: float) -> float:
-        if not values:
-            return 0.0
-        return round(values[min(len(values) - 1, int(share * len(values)))], 1)
 
     note = (
         f"{len(load.turns)} turns with all {concurrency} calls live, beyond "
@@ -342,6 +328,18 @@ def turn_overhead(campaign, concurrency: int) -> list[Figure]:
     ]
 
 
+def percentile(values: list[float], share: float) -> float:
+    """The value below which ``share`` of the sorted ``values`` fall (0 for none)."""
+    if not values:
+        return 0.0
+    return round(values[min(len(values) - 1, int(share * len(values)))], 1)
+
+
+def overhead_ms(latencies: list[float]) -> list[float]:
+    """Turn answer times (seconds) as overheads: milliseconds beyond the fixed delays, sorted."""
+    return sorted(max(0.0, latency - FIXED_DELAYS) * 1000 for latency in latencies)
+
+
 def _no_collector_pauses() -> None:
     """Keep this process's garbage collector from stopping it for long: what it holds so
     far is never scanned again (gc.freeze, as the web service does after start-up).
@@ -416,17 +414,19 @@ def _live_calls(campaign, count: int) -> list[int]:
 
 @contextmanager
 def web_server(
-    *, log_name: str = "turns-server.log", **environment: str
+    *, log_name: str = "turns-server.log", app_url: str = "", **environment: str
 ) -> Iterator[tuple[str, int]]:
     """The web service as production runs it (gunicorn with deploy/gunicorn.conf.py: its
     uvicorn workers, 2 x cores + 1 unless WEB_CONCURRENCY says) on the bench database:
-    its URL and the master's process id. ``environment`` adds to (or overrides) its
-    settings; its log is appended to var/bench/``log_name``."""
+    its URL and the master's process id. ``app_url`` is the public URL (APP_URL) when a
+    proxy is in front, the server's own by default. ``environment`` adds to (or
+    overrides) its settings; its log is appended to var/bench/``log_name``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    app_url = app_url or url
     env = child_env(
         **{
-            "APP_URL": url,
+            "APP_URL": app_url,
             "TELEPHONY_BACKEND": "sandbox",
             "OPENAI_BASE_URL": settings.OPENAI_BASE_URL,
             "OPENAI_API_KEY": settings.OPENAI_API_KEY,
@@ -450,20 +450,22 @@ def web_server(
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for(url)
+        _wait_for(url, server, log)
         _wait_until_idle(server.pid)
-        with override_settings(APP_URL=url, TELEPHONY_BACKEND="sandbox"):
+        with override_settings(APP_URL=app_url, TELEPHONY_BACKEND="sandbox"):
             yield url, server.pid
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
 
 
-def _wait_for(url: str) -> None:
+def _wait_for(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
     import requests
 
     deadline = time.monotonic() + 120  # workers importing the project on a busy machine
     while time.monotonic() < deadline:
+        if server.poll() is not None:  # refused its settings, say: no use waiting
+            raise RuntimeError(f"the web server stopped: {log.read_text()[-2000:]}")
         try:
             requests.get(f"{url}/health", timeout=2)
             return
@@ -482,122 +484,3 @@ def _wait_until_idle(pid: int) -> None:
         if _cpu_seconds(pid) - before < 0.05:
             return
     raise RuntimeError("the web server's workers did not settle")
-
-
-@dataclass
-class Load:
-    """What the simulated calls saw: answer times in seconds, and errors."""
-
-    turns: list[float] = field(default_factory=list)  # while all the calls are live
-    ramp_turns: list[float] = field(default_factory=list)  # while they are being answered
-    statuses: list[float] = field(default_factory=list)
-    turn_errors: int = 0
-    status_errors: int = 0
-    # What went wrong, by kind ("HTTP 500", "ReadTimeout"...): errors are told, not hidden.
-    problems: Counter[str] = field(default_factory=Counter)
-
-
-async def _load(url: str, call_ids: list[int], *, steady_seconds: float = STEADY_SECONDS) -> Load:
-    import httpx
-
-    from calls import telephony
-
-    load = Load()
-
-    def signed(path: str, form: dict[str, str]) -> dict[str, str]:
-        return {"X-Twilio-Signature": telephony.sign_request(url=url + path, params=form)}
-
-    rng = random.Random(7)  # noqa: S311 - a reproducible load, not a secret
-
-    # Call k is answered at about k / CALLS_PER_SECOND; all are live from the last one's
-    # answer until the first one hangs up, after STEADY_SECONDS more.
-    pace = 1 / CALLS_PER_SECOND
-    all_live_from = len(call_ids) * pace
-    all_live_until = all_live_from + steady_seconds
-    # One TLS context for every client (the URLs are plain HTTP; httpx makes a context
-    # anyway): each client loading its own took 21 ms of CPU and 0.8 MB.
-    tls = ssl.create_default_context()
-    began = time.perf_counter()
-
-    async def one_call(index: int, call_id: int) -> None:
-        await asyncio.sleep(index * pace + rng.uniform(0, pace))
-        # A client of its own, as each call's requests are separate to Twilio: two
-        # connections, for its turns and its status callbacks at once. One client for all
-        # the calls would do for 50, but its pool looks at every connection on every
-        # request: at 200 calls that took most of the load generator's core, its wait
-        # counted as the server's.
-        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
-        async with httpx.AsyncClient(timeout=30, limits=limits, verify=tls) as client:
-            callbacks = asyncio.create_task(status_callbacks(client, call_id, rng.uniform(0, 6)))
-            for turn in itertools.count():
-                if turn:
-                    await asyncio.sleep(rng.uniform(*CALLER_SECONDS))  # the caller speaks
-                    if time.perf_counter() - began >= all_live_until:
-                        break  # the call ends
-                path = f"/twilio/calls/{call_id}/turn"
-                form = {"CallSid": f"CA{call_id:032d}", "SpeechResult": f"Respuesta {turn}"}
-                started = time.perf_counter()
-                try:
-                    response = await client.post(url + path, data=form, headers=signed(path, form))
-                except httpx.HTTPError as error:
-                    load.turn_errors += 1
-                    load.problems[f"turn: {type(error).__name__}"] += 1
-                    continue
-                latency = time.perf_counter() - started
-                if started - began >= all_live_from:
-                    load.turns.append(latency)
-                else:  # calls are still being answered
-                    load.ramp_turns.append(latency)
-                while True:
-                    if response.status_code != 200:
-                        load.turn_errors += 1
-                        load.problems[f"turn: HTTP {response.status_code}"] += 1
-                        break
-                    if (
-                        b"Sorry" in response.content
-                        or "problema técnico".encode() in response.content
-                    ):
-                        load.turn_errors += 1
-                        load.problems["turn: the fallback's apology"] += 1
-                        break
-                    if b"/continue?" not in response.content:
-                        break
-                    path = response.content.split(b"<Redirect")[1].split(b">")[1].split(b"<")[0]
-                    path = path.decode().replace("&amp;", "&").removeprefix(url)
-                    try:
-                        response = await client.post(
-                            url + path, data=form, headers=signed(path, form)
-                        )
-                    except httpx.HTTPError as error:
-                        load.turn_errors += 1
-                        load.problems[f"turn: {type(error).__name__}"] += 1
-                        break
-            await callbacks
-
-    async def status_callbacks(client: httpx.AsyncClient, call_id: int, delay: float) -> None:
-        # Late, as Twilio's often are, and the last one delivered twice (a retry).
-        await asyncio.sleep(delay)
-        path = f"/twilio/calls/{call_id}/status"
-        sequence = [*enumerate(STATUS_CALLBACKS), (2, STATUS_CALLBACKS[2])]
-        for number, status in sequence:
-            form = {
-                "CallSid": f"CA{call_id:032d}",
-                "CallStatus": status,
-                "SequenceNumber": str(number),
-                "Timestamp": "Sat, 28 Nov 2026 10:00:00 +0000",
-            }
-            started = time.perf_counter()
-            try:
-                response = await client.post(url + path, data=form, headers=signed(path, form))
-            except httpx.HTTPError as error:
-                load.status_errors += 1
-                load.problems[f"status: {type(error).__name__}"] += 1
-                continue
-            load.statuses.append(time.perf_counter() - started)
-            if response.status_code != 204:
-                load.status_errors += 1
-                load.problems[f"status: HTTP {response.status_code}"] += 1
-            await asyncio.sleep(rng.uniform(0.05, 0.5))
-
-    await asyncio.gather(*(one_call(index, call_id) for index, call_id in enumerate(call_ids)))
-    return load
