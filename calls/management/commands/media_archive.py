@@ -42,7 +42,7 @@ class Command(BaseCommand):
         # The count goes to stderr: stdout may be the archive itself.
         self.stderr.write(
             _("Archived %(count)s media file(s) into %(output)s.")
-            % {"count": count, "output": output}
+            % {"count": count, "output": _("standard output") if output == "-" else output}
         )
 
 

@@ -65,7 +65,7 @@ class Command(BaseCommand):
                 "replaced, %(unchanged)s unchanged, %(deleted)s deleted."
             )
             % {
-                "archive": source,
+                "archive": _("standard input") if source == "-" else source,
                 "added": done.added,
                 "replaced": done.replaced,
                 "unchanged": done.unchanged,
