@@ -7,9 +7,17 @@ storage), so every file works on either. Nothing here imports an app.
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+import posixpath
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
 
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from django.core.files.base import File
 from django.core.files.storage import Storage
 
 FILESYSTEM = "filesystem"
@@ -25,6 +33,12 @@ CALL_LIFETIME_SECONDS = 4 * 3600
 # Objects up to this size are read into memory; larger ones spill to a temporary file
 # (django-storages' S3File downloads into a SpooledTemporaryFile of this size).
 READ_MEMORY_BYTES = 8 * 1024 * 1024
+# What a bucket's storage raises when the bucket does not answer (BotoCoreError: timeouts,
+# refused connections, after botocore's own retries) or answers an error other than a
+# missing object (ClientError: 5xx, SlowDown, AccessDenied); django-storages turns a
+# missing object into FileNotFoundError. A folder raises OSError for all of these.
+BUCKET_ERRORS: tuple[type[Exception], ...] = (BotoCoreError, ClientError)
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, *BUCKET_ERRORS)
 
 
 def s3_storage(
@@ -82,3 +96,101 @@ def presigned_url(
     if not isinstance(storage, S3Storage):
         raise TypeError(f"{type(storage).__name__} has no presigned URLs: MEDIA_STORAGE is not s3")
     return str(storage.url(name, parameters=parameters, expire=seconds))
+
+
+# --- Backups: the storage to a tar archive and back -------------------------------------
+
+
+@dataclass
+class Restored:
+    """What `restore_archive` did: files added, replaced, left (already equal), deleted."""
+
+    added: int = 0
+    replaced: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+def stored_names(storage: Storage, folder: str = "") -> Iterator[str]:
+    """Every file's name in ``storage`` under ``folder``, depth first (an absent folder
+    holds none). Through listdir, which a folder and a bucket both answer."""
+    try:
+        folders, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for file in sorted(files):
+        yield posixpath.join(folder, file) if folder else file
+    for sub in sorted(folders):
+        yield from stored_names(storage, posixpath.join(folder, sub) if folder else sub)
+
+
+def write_archive(storage: Storage, output: IO[bytes]) -> int:
+    """Write every file of ``storage`` into ``output`` as a gzipped tar archive (names as
+    the storage has them, modification times kept); the number of files."""
+    count = 0
+    with tarfile.open(fileobj=output, mode="w|gz") as archive:
+        for name in stored_names(storage):
+            with storage.open(name, "rb") as file:
+                info = tarfile.TarInfo(name)
+                info.size = storage.size(name)
+                info.mtime = int(storage.get_modified_time(name).timestamp())
+                info.mode = 0o600
+                archive.addfile(info, file)
+            count += 1
+    return count
+
+
+def restore_archive(storage: Storage, source: IO[bytes]) -> Restored:
+    """Make ``storage`` hold exactly the files of the archive ``source`` (written by
+    `write_archive`): missing ones added, changed ones replaced, and every file that is not
+    in the archive (one written after the backup) deleted."""
+    done = Restored()
+    kept: set[str] = set()
+    with tarfile.open(fileobj=source, mode="r|*") as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            name = _archived_name(member.name)
+            content = archive.extractfile(member)
+            if content is None:
+                continue
+            kept.add(name)
+            with tempfile.SpooledTemporaryFile(max_size=READ_MEMORY_BYTES) as copy:
+                digest = _copy_hashing(content, copy)
+                if storage.exists(name):
+                    with storage.open(name, "rb") as current:
+                        if _copy_hashing(current, None) == digest:
+                            done.unchanged += 1
+                            continue
+                    storage.delete(name)
+                    done.replaced += 1
+                else:
+                    done.added += 1
+                copy.seek(0)
+                saved = storage.save(name, File(copy, name=posixpath.basename(name)))
+            if saved != name:
+                raise RuntimeError(f"{name} was stored as {saved}: is another process writing?")
+    for name in list(stored_names(storage)):
+        if name not in kept:
+            storage.delete(name)
+            done.deleted += 1
+    return done
+
+
+def _copy_hashing(source: IO[bytes], target: IO[bytes] | None) -> str:
+    """Copy ``source`` into ``target`` (if any) a block at a time; its SHA-256."""
+    digest = hashlib.sha256()
+    while block := source.read(1024 * 1024):
+        digest.update(block)
+        if target is not None:
+            target.write(block)
+    return digest.hexdigest()
+
+
+def _archived_name(name: str) -> str:
+    """A member's name as a storage name: relative, normalised ("./clips/a.mp3", which
+    GNU tar writes for a folder's files, is "clips/a.mp3"); never outside the storage."""
+    clean = posixpath.normpath(name.lstrip("/"))
+    if clean in ("", ".") or clean.startswith("../"):
+        raise ValueError(f"the archive holds a file outside the media storage: {name}")
+    return clean

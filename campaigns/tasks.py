@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from callcenter import media
 from campaigns.models import Campaign
 from campaigns.prerendering import prerender_campaign_speech, prerender_upcoming_speech
 
@@ -62,9 +63,9 @@ def retry_webhook_deliveries_task() -> int:
 
 @shared_task(
     acks_late=True,
-    # A database that went away mid-import: run again once the claim is stale, when the
-    # run starts over and the rows already saved merge.
-    autoretry_for=(OperationalError, InterfaceError),
+    # A database or media bucket that went away mid-import: run again once the claim is
+    # stale, when the run starts over and the rows already saved merge.
+    autoretry_for=(OperationalError, InterfaceError, *media.BUCKET_ERRORS),
     max_retries=3,
     default_retry_delay=11 * 60,  # past campaigns.imports.STALE_AFTER
 )
@@ -84,9 +85,9 @@ def import_contacts_task(contact_import_id: int) -> dict[str, Any]:
 
 @shared_task(
     acks_late=True,
-    # A database that went away mid-import: run again once the claim is stale, when the
-    # copy's rows are deleted and the file loaded again from the start.
-    autoretry_for=(OperationalError, InterfaceError),
+    # A database or media bucket that went away mid-import: run again once the claim is
+    # stale, when the copy's rows are deleted and the file loaded again from the start.
+    autoretry_for=(OperationalError, InterfaceError, *media.BUCKET_ERRORS),
     max_retries=3,
     default_retry_delay=11 * 60,  # past campaigns.suppression.loading.STALE_AFTER
 )

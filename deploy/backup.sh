@@ -12,6 +12,11 @@
 # (deploy/restore.sh). BACKUP_DIR changes the folder. MEDIA_DIR is the media folder as the
 # host sees it (default: $DATA_DIR/media, as the settings' MEDIA_ROOT; with Docker Compose
 # the "media" volume's mountpoint); BACKUP_MEDIA=no backs up the database alone.
+# With MEDIA_STORAGE=s3 the media is the bucket's objects, archived by the app's own
+# `manage.py media_archive -` (through the Django storage API, with the S3_* variables):
+# MEDIA_MANAGE is how to run manage.py (default "python manage.py"; with Compose
+# "docker compose run --rm -T web python manage.py"). Either way the archive is a gzipped
+# tar of the media's files, which restore.sh puts back into a folder or a bucket.
 # The media is archived after the dump, so every file the dump refers to is in it.
 # pg_dump must be as new as the server (PostgreSQL 15 here; check a managed server's).
 set -euo pipefail
@@ -27,8 +32,14 @@ case "$media" in
     yes|no) ;;
     *) echo "ERROR: BACKUP_MEDIA must be yes or no, not \"$media\"" >&2; exit 2 ;;
 esac
+storage="${MEDIA_STORAGE:-filesystem}"
+case "$storage" in
+    filesystem|s3) ;;
+    *) echo "ERROR: MEDIA_STORAGE must be filesystem or s3, not \"$storage\"" >&2; exit 2 ;;
+esac
+manage="${MEDIA_MANAGE:-python manage.py}"
 media_dir="${MEDIA_DIR:-${DATA_DIR:-var}/media}"
-if [ "$media" = yes ] && [ ! -d "$media_dir" ]; then
+if [ "$media" = yes ] && [ "$storage" = filesystem ] && [ ! -d "$media_dir" ]; then
     echo "ERROR: media folder $media_dir not found: set MEDIA_DIR to MEDIA_ROOT as this" \
          "host sees it, or BACKUP_MEDIA=no to back up the database alone" >&2
     exit 2
@@ -53,7 +64,13 @@ partial="$file.partial"
 partial_archive="$archive.partial"
 trap 'rm -f "$partial" "$partial_archive"' EXIT
 pg_dump -F c --no-owner --no-privileges --file "$partial" --dbname "$DATABASE_URL"
-if [ "$media" = yes ]; then
+if [ "$media" = yes ] && [ "$storage" = s3 ]; then
+    # shellcheck disable=SC2086 # MEDIA_MANAGE is a command line: split on purpose.
+    if ! $manage media_archive - > "$partial_archive"; then
+        echo "ERROR: the bucket could not be archived ($manage media_archive)" >&2
+        exit 1
+    fi
+elif [ "$media" = yes ]; then
     # Numeric owners, so the containers' user (uid 10001) owns the files again after a
     # restore. Exit status 1 is GNU tar's "a file changed while being read" (a clip being
     # written): the archive is whole, that one file as tar read it.

@@ -11,6 +11,10 @@
 # terminal; --yes skips the question, and without a terminal --yes is required. The media
 # is unpacked beside MEDIA_DIR first, the database restored in one transaction (on any
 # error both are left as they were), then the unpacked folder takes MEDIA_DIR's place.
+# With MEDIA_STORAGE=s3 the archive goes into the bucket instead, after the database, by
+# `manage.py media_restore --yes -` (MEDIA_MANAGE, as backup.sh's): objects added, changed
+# ones replaced, and those written after the backup deleted; if that step fails, run it
+# again alone: $MEDIA_MANAGE media_restore --yes - < ARCHIVE.
 # Stop web, worker and beat first (docker compose stop web worker beat).
 set -euo pipefail
 
@@ -50,7 +54,14 @@ if ! pg_restore --list "$file" >/dev/null 2>&1; then
     exit 2
 fi
 
+storage="${MEDIA_STORAGE:-filesystem}"
+case "$storage" in
+    filesystem|s3) ;;
+    *) echo "ERROR: MEDIA_STORAGE must be filesystem or s3, not \"$storage\"" >&2; exit 2 ;;
+esac
+manage="${MEDIA_MANAGE:-python manage.py}"
 media_dir="${MEDIA_DIR:-${DATA_DIR:-var}/media}"
+[ "$storage" = filesystem ] || media_dir="the bucket ${S3_BUCKET:-of S3_BUCKET}"
 archive="${file%.dump}.media.tar.gz"
 if [ "$media" -eq 1 ]; then
     if [ ! -f "$archive" ] || [ ! -r "$archive" ]; then
@@ -83,7 +94,7 @@ media_dir="${media_dir%/}"
 incoming="$media_dir.restoring.$$"
 outgoing="$media_dir.replaced.$$"
 trap 'rm -rf "$incoming"' EXIT
-if [ "$media" -eq 1 ]; then
+if [ "$media" -eq 1 ] && [ "$storage" = filesystem ]; then
     mkdir -p "$(dirname "$media_dir")"
     rm -rf "$incoming"
     mkdir "$incoming"
@@ -93,7 +104,15 @@ fi
 pg_restore -c --if-exists --no-owner --no-privileges --single-transaction \
     -d "$DATABASE_URL" "$file"
 
-if [ "$media" -eq 1 ]; then
+if [ "$media" -eq 1 ] && [ "$storage" = s3 ]; then
+    # shellcheck disable=SC2086 # MEDIA_MANAGE is a command line: split on purpose.
+    if ! $manage media_restore --yes - < "$archive"; then
+        echo "ERROR: the database is restored, the bucket is not: run again" \
+             "$manage media_restore --yes - < $archive" >&2
+        exit 1
+    fi
+    echo "Restored $file and $archive (into $media_dir)"
+elif [ "$media" -eq 1 ]; then
     if [ -e "$media_dir" ]; then
         mv "$media_dir" "$outgoing"
     fi

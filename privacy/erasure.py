@@ -15,6 +15,7 @@ transaction commits; recordings are deleted at the carrier after it, retried unt
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from typing import Any
 
@@ -26,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit import services as audit
+from callcenter import media
 from calls.models import LIVE_STATUSES, Call, CallClip, CallDirection, Turn
 from campaigns.models import (
     Contact,
@@ -54,6 +56,8 @@ from templates.rendering import (
     contact_sentences,
 )
 from voices.models import ClipStatus, SpeechClip
+
+logger = logging.getLogger(__name__)
 
 # The contact's fields an erasure keeps: what the campaign's counts are made of. Every
 # other field is blanked, whichever app adds it (the legal basis fields, for one).
@@ -312,6 +316,23 @@ def _blank(field: models.Field[Any, Any]) -> Any:
     return ""
 
 
-def _delete_files(names: list[str]) -> None:
+def delete_files(names: list[str]) -> list[str]:
+    """Delete the erased clips' files from the media storage (a missing one is gone
+    already); the names of those the storage failed to delete are returned."""
+    failed = []
     for name in names:
-        default_storage.delete(name)
+        try:
+            default_storage.delete(name)
+        except media.STORAGE_ERRORS:
+            logger.warning("Could not delete the erased file %s.", name, exc_info=True)
+            failed.append(name)
+    return failed
+
+
+def _delete_files(names: list[str]) -> None:
+    """After the erasure commits: delete its files, and leave those the storage failed to
+    delete to a task that tries again until they are gone (delete_erased_files_task)."""
+    if failed := delete_files(names):
+        from privacy.tasks import delete_erased_files_task
+
+        delete_erased_files_task.delay(failed)

@@ -13,16 +13,16 @@ unguessable name, downloadable by whoever asked for it.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import mimetypes
 import secrets
+import tempfile
 import zipfile
 from typing import Any
 
 from django.core import serializers
-from django.core.files.base import ContentFile
+from django.core.files.base import File
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import QuerySet
@@ -81,17 +81,17 @@ def build_export(*, request_id: int, phone: str) -> DataSubjectRequest:
     if subject.digest != request.subject:
         raise ValueError(f"the number is not the one export {request_id} was asked for")
     document, media = _collect(subject, request.partner)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(
-            "subject.json",
-            json.dumps(document, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False),
-        )
-        for name, content in media.items():
-            archive.writestr(name, content)
-    request.file.save(
-        f"{secrets.token_urlsafe(24)}.zip", ContentFile(buffer.getvalue()), save=False
-    )
+    # Written to a temporary file, then stored (a bucket's upload reads it in parts).
+    with tempfile.TemporaryFile(suffix=".zip") as buffer:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(
+                "subject.json",
+                json.dumps(document, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False),
+            )
+            for name, content in media.items():
+                archive.writestr(name, content)
+        buffer.seek(0)
+        request.file.save(f"{secrets.token_urlsafe(24)}.zip", File(buffer), save=False)
     request.counts = {key: len(value) for key, value in document.items() if isinstance(value, list)}
     request.status = DataSubjectRequest.Status.DONE
     request.finished_at = timezone.now()

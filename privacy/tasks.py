@@ -6,8 +6,9 @@ from celery import shared_task
 from django.db.models import Q
 from django.utils import timezone
 
+from callcenter import media
 from calls.recordings import RecordingUnavailable
-from privacy import export, recordings
+from privacy import erasure, export, recordings
 from privacy.models import DataSubjectRequest
 
 
@@ -19,6 +20,25 @@ def delete_recordings_task(request_id: int) -> int:
         return recordings.delete_pending_recordings(request_id=request_id)
     except RecordingUnavailable:
         return -1  # recorded on the request, tried again at its recordings_retry_at
+
+
+class FilesNotDeleted(Exception):
+    """Some of an erasure's files are still in the media storage: the task runs again."""
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(FilesNotDeleted, *media.STORAGE_ERRORS),
+    retry_backoff=60,
+    retry_backoff_max=3600,
+    max_retries=48,
+)
+def delete_erased_files_task(names: list[str]) -> int:
+    """Delete files of an erasure that the media storage failed to delete when it was
+    done (a bucket that did not answer), trying again for about two days."""
+    if failed := erasure.delete_files(names):
+        raise FilesNotDeleted(", ".join(failed))
+    return len(names)
 
 
 @shared_task

@@ -250,9 +250,19 @@ def _render(clip: SpeechClip, *, deadline: float | None) -> SpeechClip:
         clip.error_message = truncate(exc)
         clip.save(update_fields=["status", "error_message", "updated_at"])
         raise ClipFailed(str(exc)) from exc
-    CLIPS_RENDERED.labels(outcome="rendered").inc()
     CHARACTERS_SENT.inc(audio.characters)
-    clip.audio.save(f"{clip.token}.mp3", ContentFile(audio.content), save=False)
+    try:
+        clip.audio.save(f"{clip.token}.mp3", ContentFile(audio.content), save=False)
+    except media.STORAGE_ERRORS as exc:
+        # The media storage (a bucket down, a full disk) failed: the line is spoken with
+        # <Say>, and tried again after the cool-down.
+        CLIPS_RENDERED.labels(outcome="failed").inc()
+        logger.warning("could not store a rendered clip: %s", exc)
+        clip.status = SpeechClip.Status.FAILED
+        clip.error_message = truncate(f"storage: {exc}")
+        clip.save(update_fields=["status", "error_message", "updated_at"])
+        raise ClipFailed(clip.error_message) from exc
+    CLIPS_RENDERED.labels(outcome="rendered").inc()
     clip.content_type = audio.content_type
     clip.size_bytes = len(audio.content)
     clip.characters = audio.characters

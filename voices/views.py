@@ -3,10 +3,13 @@ and the partner API's read-only catalogue."""
 
 from __future__ import annotations
 
+import logging
+
 from django.http import (
     FileResponse,
     Http404,
     HttpRequest,
+    HttpResponse,
     HttpResponseBase,
     HttpResponseNotModified,
 )
@@ -20,12 +23,15 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from callcenter import media
 from callcenter.access import IsStaff
 from callcenter.api import ApiViewMixin, Pagination
 from voices import clips, speech
 from voices.models import SpeechClip, Voice
 from voices.serializers import VoiceSerializer, VoiceSyncSerializer
 from voices.tasks import sync_voices_task
+
+logger = logging.getLogger(__name__)
 
 
 @require_safe
@@ -38,7 +44,17 @@ def clip_audio(request: HttpRequest, token: str) -> HttpResponseBase:
     if request.headers.get("If-None-Match") == etag:
         response: HttpResponseBase = HttpResponseNotModified()
     else:
-        response = FileResponse(clip.audio.open("rb"), content_type=clip.content_type)
+        try:
+            audio = clip.audio.open("rb")
+        except FileNotFoundError:
+            raise Http404 from None
+        except media.STORAGE_ERRORS as exc:
+            # The bucket does not answer: Twilio may fetch again later, the call goes on.
+            logger.warning("clip %s could not be read from the media storage: %s", token, exc)
+            unavailable = HttpResponse(status=503)
+            unavailable["Retry-After"] = "5"
+            return unavailable
+        response = FileResponse(audio, content_type=clip.content_type)
         response["Content-Length"] = str(clip.size_bytes)
     response["ETag"] = etag
     response["Cache-Control"] = clips.CACHE_CONTROL

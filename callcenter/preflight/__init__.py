@@ -5,12 +5,14 @@ a function of the seconds any one request may take, returning one `Result`: its 
 (OK, WARN, FAIL or SKIP), what it found and, unless OK, what to do. The checks change
 nothing: they read the database and the cache, ask the vendors through the project's own
 adapters (the clients, base URLs and request shapes production uses), and fetch APP_URL's
-/health. Only `configure_numbers` (`preflight --configure-numbers`) changes something: it
-points the numbers people ring back at this app's inbound webhooks.
+/health; the media storage's line writes a small file under preflight/ and deletes it.
+Only `configure_numbers` (`preflight --configure-numbers`) changes something: it points
+the numbers people ring back at this app's inbound webhooks.
 
 The package, by topic: ``base`` (what a check is, and the registry), then the checks of
-``infrastructure`` (database, Redis, worker and beat, APP_URL), ``carrier`` (Twilio),
-``voice`` (ElevenLabs) and ``model`` (OpenAI). Import from ``callcenter.preflight``.
+``infrastructure`` (database, Redis, worker and beat, APP_URL), ``storage`` (the media
+folder or bucket), ``carrier`` (Twilio), ``voice`` (ElevenLabs) and ``model`` (OpenAI).
+Import from ``callcenter.preflight``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from callcenter.preflight.infrastructure import check_database as check_database
 from callcenter.preflight.infrastructure import check_redis as check_redis
 from callcenter.preflight.infrastructure import check_relay_socket as check_relay_socket
 from callcenter.preflight.infrastructure import check_worker_and_beat as check_worker_and_beat
+
+# isort: split
+from callcenter.preflight.storage import check_media_storage as check_media_storage
 
 # isort: split
 from callcenter.preflight.carrier import check_caller_numbers as check_caller_numbers

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from callcenter import media
 from campaigns.deliveries import emit_event
 from campaigns.imports.base import ImportFileError, ImportResult, RowError, RowWarning
 from campaigns.imports.decoding import _read_csv
@@ -248,7 +249,7 @@ def _delete_upload(contact_import: ContactImport) -> None:
 def _delete_stored(storage: Any, name: str) -> None:
     try:
         storage.delete(name)
-    except OSError:
+    except media.STORAGE_ERRORS:
         logger.warning("Could not delete the imported upload %s.", name, exc_info=True)
 
 

@@ -521,8 +521,8 @@ def test_env_example_lists_every_variable_settings_read() -> None:
         re.findall(r'(?:environ\.get\(|environ\[|_int\()\s*"([A-Z_]+)"(?!\]\s*=[^=])', deploy)
     )
     # Read by the seed_demo command, by docker compose for the bundled PostgreSQL, and by
-    # the backup and restore scripts for the media folder.
-    extra = {"DEMO_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "MEDIA_DIR"}
+    # the backup and restore scripts for the media folder and bucket.
+    extra = {"DEMO_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "MEDIA_DIR", "MEDIA_MANAGE"}
 
     assert read, "no variables found: has settings.py changed how it reads them?"
     assert {"WEB_CONCURRENCY", "WAIT_FOR_SERVICES_TIMEOUT"} <= read_by_deploy
