@@ -45,7 +45,7 @@ def clip_audio(request: HttpRequest, token: str) -> HttpResponseBase:
         response: HttpResponseBase = HttpResponseNotModified()
     else:
         try:
-            audio = clip.audio.open("rb")
+            audio = media.open_to_stream(clip.audio.storage, clip.audio.name or "")
         except FileNotFoundError:
             raise Http404 from None
         except media.STORAGE_ERRORS as exc:
