@@ -13,6 +13,7 @@ from typing import Any
 from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from callcenter import media
 
@@ -41,7 +42,11 @@ class Command(BaseCommand):
             ) from exc
         # The count goes to stderr: stdout may be the archive itself.
         self.stderr.write(
-            _("Archived %(count)s media file(s) into %(output)s.")
+            ngettext(
+                "Archived %(count)s media file into %(output)s.",
+                "Archived %(count)s media files into %(output)s.",
+                count,
+            )
             % {"count": count, "output": _("standard output") if output == "-" else output}
         )
 
