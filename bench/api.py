@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from django.db import connection, connections
@@ -33,7 +34,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bench.admin import make_calls
 from bench.harness import Figure
-from bench.servers import LOGS, cpu_seconds, processes, web_server
+from bench.servers import LOGS, processes, web_server
 from calls.models import AnsweredBy, Call
 from campaigns.models import PartnerApiKey
 
@@ -77,11 +78,20 @@ def run() -> list[Figure]:
         p95s: dict[tuple[str, int], float] = {}
         for concurrency in CONCURRENCY:
             for name, path in endpoints.items():
-                server_cpu = cpu_seconds(pid)
+                workers_cpu, database_cpu = cpu_by_process(pid), postgres_cpu()
                 own_cpu = time.process_time()
                 with database_sessions() as peak:
                     seconds, errors, elapsed = asyncio.run(load(url, path, headers, concurrency))
-                cpu = Cpu(server=cpu_seconds(pid) - server_cpu, load=time.process_time() - own_cpu)
+                spent = [
+                    cpu - workers_cpu.get(process, 0.0)
+                    for process, cpu in cpu_by_process(pid).items()
+                ]
+                cpu = Cpu(
+                    server=sum(spent),
+                    busiest=max(spent),
+                    load=time.process_time() - own_cpu,
+                    database=postgres_cpu() - database_cpu,
+                )
                 p95s[name, concurrency] = percentile(seconds, 0.95)
                 figures += load_figures(
                     f"api.{name}.c{concurrency}", concurrency, seconds, errors, elapsed, peak, cpu
@@ -108,7 +118,9 @@ class Cpu:
     this process, the load generator."""
 
     server: float
+    busiest: float  # the worker that spent the most
     load: float
+    database: float  # PostgreSQL's sessions on the bench database (0 elsewhere)
 
 
 def load_figures(
@@ -146,6 +158,18 @@ def load_figures(
             round(cpu.server * 1000 / REQUESTS, 1),
             "ms",
             "a request's CPU time in the web server (all workers)",
+        ),
+        Figure(
+            f"{prefix}.busiest_worker_share",
+            round(cpu.busiest / cpu.server, 2) if cpu.server else 0.0,
+            "ratio",
+            "of the server's CPU: 1 / workers when the clients spread evenly",
+        ),
+        Figure(
+            f"{prefix}.database_cpu_ms",
+            round(cpu.database * 1000 / REQUESTS, 1),
+            "ms",
+            "a request's CPU time in PostgreSQL's sessions (same machine)",
         ),
         Figure(
             f"{prefix}.load_generator_cpu_ms",
@@ -262,6 +286,38 @@ def database_sessions() -> Iterator[list[int]]:
     finally:
         stop.set()
         sampler.join()
+
+
+def cpu_by_process(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the web server's workers (user and system), by process id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if fields[1] == str(pid):  # a worker (the master is idle)
+            found[stat.parent.name] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def postgres_cpu() -> float:
+    """CPU seconds so far of the PostgreSQL sessions on the bench database, where PostgreSQL
+    runs on this machine (its processes are named for their database); 0 elsewhere."""
+    if connection.vendor != "postgresql":
+        return 0.0
+    name = f" {connection.settings_dict['NAME']} ".encode()
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if name not in cmdline.read_bytes():
+                continue
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def percentile(values: list[float], share: float) -> float:
