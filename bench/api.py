@@ -1,13 +1,16 @@
 """The partner API under concurrent load: p50 and p95 of the campaign list, the call list
 and a call's detail, as a partner's server calls them (``Authorization: Api-Key``), from
-CONCURRENCY clients at once on the real web server (uvicorn, one process as the Procfile
-runs it), and how many queries each request reads.
+CONCURRENCY clients at once on the web service as production runs it (gunicorn with
+deploy/gunicorn.conf.py and its uvicorn workers: 2 x cores + 1, or BENCH_API_WORKERS), the
+CPU time the server spends on a request (all its processes) and what the load generator
+spends on one (it shares the machine), and how many queries each request reads.
 
 One partner has 20 campaigns and 100,000 calls over 90 days (seeded as bench/admin.py
 seeds them), the calls answered by a person with a five-turn conversation. The detail is
 fetched for calls with turns, a different one each request. The rate limit is raised out
 of the way: it is not what is measured. Query counts are taken in this process with
-django.test.Client, a request of each kind. BENCH_API_CALLS makes the calls fewer.
+django.test.Client, a request of each kind. BENCH_API_CALLS makes the calls fewer,
+BENCH_API_REQUESTS the requests per endpoint and concurrency (400).
 """
 
 from __future__ import annotations
@@ -16,38 +19,35 @@ import asyncio
 import collections
 import itertools
 import os
-import signal
 import ssl
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import requests
 from django.db import connection, connections
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from bench.admin import make_calls
 from bench.harness import Figure
+from bench.servers import LOGS, processes, web_server
 from calls.models import AnsweredBy, Call
 from campaigns.models import PartnerApiKey
-from tests.processes import child_env, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 CALLS = int(os.environ.get("BENCH_API_CALLS", "100000"))
 CAMPAIGNS = 20
 CONCURRENCY = (10, 50)
 # Requests per endpoint and concurrency: enough for a p95 of a few hundred samples.
-REQUESTS = 400
+REQUESTS = int(os.environ.get("BENCH_API_REQUESTS", "400"))
 DETAIL_CALLS = 500
-# The web server's log, printed when a request failed.
-LOG = Path(os.environ.get("DATA_DIR", tempfile.gettempdir())) / "bench-api-web.log"
+# The web server's log (var/bench/), printed when a request failed.
+LOG_NAME = "api-server.log"
+# Web workers: gunicorn.conf.py's own number (2 x cores + 1) unless set.
+WORKERS = os.environ.get("BENCH_API_WORKERS", "")
 
 
 def run() -> list[Figure]:
@@ -67,19 +67,38 @@ def run() -> list[Figure]:
     figures = []
     for name, path in endpoints.items():
         figures.append(Figure(f"api.{name}.queries", queries(path(0), headers), "queries"))
-    with web_server() as url:
+    environment = {"API_THROTTLE_RATE": "1000000/second"}
+    if WORKERS:
+        environment["WEB_CONCURRENCY"] = WORKERS
+    log = LOGS / LOG_NAME
+    log.unlink(missing_ok=True)
+    with web_server(log_name=LOG_NAME, **environment) as (url, pid):
+        workers = len(processes(pid)) - 1
+        figures.append(Figure("api.web_workers", workers, "processes", "gunicorn's workers"))
         p95s: dict[tuple[str, int], float] = {}
         for concurrency in CONCURRENCY:
             for name, path in endpoints.items():
+                workers_cpu, database_cpu = cpu_by_process(pid), postgres_cpu()
+                own_cpu = time.process_time()
                 with database_sessions() as peak:
                     seconds, errors, elapsed = asyncio.run(load(url, path, headers, concurrency))
+                spent = [
+                    cpu - workers_cpu.get(process, 0.0)
+                    for process, cpu in cpu_by_process(pid).items()
+                ]
+                cpu = Cpu(
+                    server=sum(spent),
+                    busiest=max(spent),
+                    load=time.process_time() - own_cpu,
+                    database=postgres_cpu() - database_cpu,
+                )
                 p95s[name, concurrency] = percentile(seconds, 0.95)
                 figures += load_figures(
-                    f"api.{name}.c{concurrency}", concurrency, seconds, errors, elapsed, peak
+                    f"api.{name}.c{concurrency}", concurrency, seconds, errors, elapsed, peak, cpu
                 )
     if any(figure.value for figure in figures if figure.name.endswith(".errors")):
-        print(f"--- the web server's log, last lines ({LOG}) ---")
-        print("\n".join(LOG.read_text().splitlines()[-60:]))
+        print(f"--- the web server's log, last lines ({log}) ---")
+        print("\n".join(log.read_text().splitlines()[-60:]))
     low, high = CONCURRENCY
     for name in endpoints:
         figures.append(
@@ -93,6 +112,17 @@ def run() -> list[Figure]:
     return figures
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds spent during a load: by the web server (all its processes) and by
+    this process, the load generator."""
+
+    server: float
+    busiest: float  # the worker that spent the most
+    load: float
+    database: float  # PostgreSQL's sessions on the bench database (0 elsewhere)
+
+
 def load_figures(
     prefix: str,
     concurrency: int,
@@ -100,8 +130,11 @@ def load_figures(
     errors: collections.Counter[str],
     elapsed: float,
     peak: list[int],
+    cpu: Cpu,
 ) -> list[Figure]:
     failed = sum(errors.values())
+    # The CPU was measured over the clients' first requests too (one each, unmeasured).
+    served = REQUESTS + concurrency
     kinds = ", ".join(f"{count} {kind}" for kind, count in errors.most_common())
     figures = [
         Figure(
@@ -116,7 +149,36 @@ def load_figures(
             "ms",
             f"of {CALLS:,} calls",
         ),
-        Figure(f"{prefix}.requests_per_s", round(REQUESTS / elapsed, 1), "req/s"),
+        Figure(
+            f"{prefix}.requests_per_s",
+            round(REQUESTS / elapsed, 1),
+            "req/s",
+            "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg()),
+        ),
+        Figure(
+            f"{prefix}.server_cpu_ms",
+            round(cpu.server * 1000 / served, 1),
+            "ms",
+            "a request's CPU time in the web server (all workers)",
+        ),
+        Figure(
+            f"{prefix}.busiest_worker_share",
+            round(cpu.busiest / cpu.server, 2) if cpu.server else 0.0,
+            "ratio",
+            "of the server's CPU: 1 / workers when the clients spread evenly",
+        ),
+        Figure(
+            f"{prefix}.database_cpu_ms",
+            round(cpu.database * 1000 / served, 1),
+            "ms",
+            "a request's CPU time in PostgreSQL's sessions (same machine)",
+        ),
+        Figure(
+            f"{prefix}.load_generator_cpu_ms",
+            round(cpu.load * 1000 / served, 1),
+            "ms",
+            "a request's CPU time in the load generator, on the same cores",
+        ),
     ]
     if peak:
         figures.append(
@@ -228,50 +290,38 @@ def database_sessions() -> Iterator[list[int]]:
         sampler.join()
 
 
+def cpu_by_process(pid: int) -> dict[str, float]:
+    """CPU seconds so far of the web server's workers (user and system), by process id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if fields[1] == str(pid):  # a worker (the master is idle)
+            found[stat.parent.name] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def postgres_cpu() -> float:
+    """CPU seconds so far of the PostgreSQL sessions on the bench database, where PostgreSQL
+    runs on this machine (its processes are named for their database); 0 elsewhere."""
+    if connection.vendor != "postgresql":
+        return 0.0
+    name = f" {connection.settings_dict['NAME']} ".encode()
+    total = 0.0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if name not in cmdline.read_bytes():
+                continue
+            fields = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
-
-
-@contextmanager
-def web_server() -> Iterator[str]:
-    """uvicorn serving the project on the bench database as the Procfile runs it, with
-    the API's rate limit out of the way: its URL."""
-    with web_server_process() as (url, _server):
-        yield url
-
-
-@contextmanager
-def web_server_process() -> Iterator[tuple[str, subprocess.Popen]]:
-    """``web_server``'s URL and its process (one process: uvicorn runs the app in it)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = child_env(APP_URL=url, API_THROTTLE_RATE="1000000/second", LOG_LEVEL="WARNING")
-    command = [
-        *(sys.executable, "-m", "uvicorn", "callcenter.asgi:application"),
-        *("--port", str(port), "--no-access-log", "--no-server-header"),
-        *("--timeout-keep-alive", "65"),  # as production's gunicorn (keepalive = 65)
-    ]
-    log = LOG.open("w")
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{url}/health", timeout=10)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the web server did not start") from None
-                time.sleep(0.2)
-        yield url, server
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -24,11 +25,13 @@ from pathlib import Path
 import httpx
 
 from bench.admin import make_calls
-from bench.api import web_server_process
 from bench.harness import Figure
+from bench.servers import single_process_server
 from campaigns.models import Campaign, Contact, PartnerApiKey
 
 CALLS = int(os.environ.get("BENCH_EXPORT_CALLS", "100000"))
+# The web server's output.
+LOG = Path(os.environ.get("DATA_DIR", tempfile.gettempdir())) / "bench-exports-web.log"
 CAMPAIGNS = 10
 CALL_EXPORTS = {
     "calls.csv": "/api/v1/calls/export/?format=csv",
@@ -54,7 +57,7 @@ def run() -> list[Figure]:
     headers = {"Authorization": f"Api-Key {key}", "Accept-Language": "en"}
     figures = []
     with (
-        web_server_process() as (url, server),
+        single_process_server(LOG) as (url, server),
         httpx.Client(base_url=url, headers=headers, timeout=600) as client,
     ):
         client.get("/api/v1/calls/?page_size=1").raise_for_status()  # warmed up

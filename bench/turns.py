@@ -31,10 +31,7 @@ import gc
 import itertools
 import multiprocessing
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -43,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.conf import settings
 from django.test import override_settings
 
 from bench.callers import CALLER_SECONDS as CALLER_SECONDS
@@ -51,9 +47,11 @@ from bench.callers import CALLS_PER_SECOND
 from bench.callers import Load as Load
 from bench.callers import simulate_calls as _load
 from bench.harness import BenchElevenLabs, Figure, fake_elevenlabs
+from bench.servers import cpu_seconds as _cpu_seconds
+from bench.servers import processes as _processes
+from bench.servers import web_server
 from tests.fakes.openai import FakeOpenAI, ScriptedReply
 from tests.partners import TRUSTED_LIMITS
-from tests.processes import child_env, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_FIRST_TOKEN = 0.300
@@ -360,26 +358,6 @@ def _problems(problems: Counter[str], prefix: str) -> str:
     )
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time so far of process ``pid`` and its children (Linux):
-    gunicorn's master and its workers."""
-    ticks = sum(int(fields[11]) + int(fields[12]) for fields in _processes(pid))
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _processes(pid: int) -> list[list[str]]:
-    """The /proc/<pid>/stat fields (after the name) of process ``pid`` and its children."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            found.append(fields)
-    return found
-
-
 def _live_calls(campaign, count: int) -> list[int]:
     """Calls answered and greeted, as the dial and the answer webhook leave them: with
     their SID and the voice their greeting chose."""
@@ -410,77 +388,3 @@ def _live_calls(campaign, count: int) -> list[int]:
         )
         ids.append(call.pk)
     return ids
-
-
-@contextmanager
-def web_server(
-    *, log_name: str = "turns-server.log", app_url: str = "", **environment: str
-) -> Iterator[tuple[str, int]]:
-    """The web service as production runs it (gunicorn with deploy/gunicorn.conf.py: its
-    uvicorn workers, 2 x cores + 1 unless WEB_CONCURRENCY says) on the bench database:
-    its URL and the master's process id. ``app_url`` is the public URL (APP_URL) when a
-    proxy is in front, the server's own by default. ``environment`` adds to (or
-    overrides) its settings; its log is appended to var/bench/``log_name``."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    app_url = app_url or url
-    env = child_env(
-        **{
-            "APP_URL": app_url,
-            "TELEPHONY_BACKEND": "sandbox",
-            "OPENAI_BASE_URL": settings.OPENAI_BASE_URL,
-            "OPENAI_API_KEY": settings.OPENAI_API_KEY,
-            "ELEVENLABS_BASE_URL": settings.ELEVENLABS_BASE_URL,
-            "ELEVENLABS_API_KEY": settings.ELEVENLABS_API_KEY,
-            "LOG_LEVEL": "WARNING",
-            "CALLCENTER_LOCAL_FAKES": "1",  # the vendor keys above are for the local fakes
-            **environment,
-        }
-    )
-    env["HOST"], env["PORT"] = "127.0.0.1", str(port)
-    command = [sys.executable, "-m", "gunicorn", "--config", "deploy/gunicorn.conf.py"]
-    # Its warnings and errors are kept where a failed request can be looked into.
-    log = ROOT / "var" / "bench" / log_name
-    log.parent.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("a"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_for(url, server, log)
-        _wait_until_idle(server.pid)
-        with override_settings(APP_URL=app_url, TELEPHONY_BACKEND="sandbox"):
-            yield url, server.pid
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
-
-
-def _wait_for(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    import requests
-
-    deadline = time.monotonic() + 120  # workers importing the project on a busy machine
-    while time.monotonic() < deadline:
-        if server.poll() is not None:  # refused its settings, say: no use waiting
-            raise RuntimeError(f"the web server stopped: {log.read_text()[-2000:]}")
-        try:
-            requests.get(f"{url}/health", timeout=2)
-            return
-        except requests.RequestException:  # not listening yet, or still starting up
-            time.sleep(0.2)
-    raise RuntimeError("the web server did not start")
-
-
-def _wait_until_idle(pid: int) -> None:
-    """Wait for the workers still starting: one of them answering is not all of them
-    being up, and the load must not meet a worker still importing the project."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        before = _cpu_seconds(pid)
-        time.sleep(0.5)
-        if _cpu_seconds(pid) - before < 0.05:
-            return
-    raise RuntimeError("the web server's workers did not settle")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -105,6 +106,29 @@ def with_abandonment(
         live_answered_calls=_count(window),
         abandoned_calls=_count(window.filter(abandoned())),
     )
+
+
+def abandonment_of(
+    campaign_ids: Iterable[int], *, now: datetime.datetime | None = None
+) -> dict[int, Abandonment]:
+    """The abandonment of each campaign of ``campaign_ids`` (a page of them), by id, in one
+    aggregate query: what ``with_abandonment`` counts, reading each call once rather than
+    once per count (the API's campaign list; the admin's sorts by the annotation)."""
+    ids = list(campaign_ids)
+    figures = dict.fromkeys(ids, Abandonment(abandoned=0, answered=0, window_days=WINDOW_DAYS))
+    if not ids:
+        return figures
+    rows = (
+        answered_within_window(Call.objects.filter(campaign_id__in=ids), now=now)
+        .order_by()
+        .values("campaign_id")
+        .annotate(answered=Count("pk"), abandoned=Count("pk", filter=abandoned()))
+    )
+    for row in rows:
+        figures[row["campaign_id"]] = Abandonment(
+            abandoned=row["abandoned"], answered=row["answered"], window_days=WINDOW_DAYS
+        )
+    return figures
 
 
 def _count(calls: QuerySet[Call]) -> Coalesce:

@@ -8,6 +8,7 @@ package: the names below are what that seam asks for.
 
 from __future__ import annotations
 
+from calls.abandonment import abandonment_of as abandonment_of
 from calls.abandonment import campaign_abandonment as campaign_abandonment
 from calls.abandonment import with_abandonment as with_abandonment
 from calls.reports.dashboard import campaign_dashboard as campaign_dashboard

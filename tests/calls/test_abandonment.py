@@ -16,6 +16,7 @@ from audit.models import AuditEntry
 from calls import telephony
 from calls.abandonment import (
     abandonment_by_campaign,
+    abandonment_of,
     campaign_abandonment,
     check_abandonment,
     with_abandonment,
@@ -508,3 +509,23 @@ def test_resuming_below_the_limit_warns_of_nothing(running) -> None:
         answered(running, 2_600)
 
     assert start_warnings(campaign=running) == []
+
+
+def test_abandonment_of_counts_each_campaign_as_campaign_abandonment_does(
+    campaign, partner, django_assert_num_queries
+) -> None:
+    other = Campaign.objects.create(partner=partner, name="Other")
+    quiet = Campaign.objects.create(partner=partner, name="Quiet")
+    answered(campaign, 3_000)
+    answered(campaign, 100)
+    answered(campaign, 100, ago=datetime.timedelta(days=31))
+    answered(other, 2_500)
+
+    with django_assert_num_queries(1):
+        figures = abandonment_of([campaign.pk, other.pk, quiet.pk])
+
+    assert figures == {
+        row.pk: campaign_abandonment(campaign=row) for row in (campaign, other, quiet)
+    }
+    assert figures[campaign.pk] == Abandonment(abandoned=1, answered=2, window_days=30)
+    assert figures[quiet.pk] == Abandonment(abandoned=0, answered=0, window_days=30)

@@ -140,3 +140,20 @@ def test_api_campaign_list_counts_each_campaigns_abandonment(api_client, api_par
     assert rows[first.pk]["abandonment"]["abandoned"] == 1
     assert rows[first.pk]["abandonment"]["rate"] == 0.25
     assert rows[second.pk]["abandonment"]["rate"] is None
+
+
+def test_api_campaign_list_reads_the_same_queries_whatever_its_campaigns(
+    api_client, api_partner, django_assert_num_queries
+) -> None:
+    for name in ("First", "Second"):
+        calls_of(CampaignFactory(partner=api_partner, name=name), good=2, abandoned=1)
+    api_client.get("/api/v1/campaigns/")  # the key's "last used" written
+    with django_assert_num_queries(4) as few:
+        api_client.get("/api/v1/campaigns/")
+    for name in ("Third", "Fourth", "Fifth"):
+        calls_of(CampaignFactory(partner=api_partner, name=name), good=1, abandoned=1)
+
+    with django_assert_num_queries(len(few.captured_queries)):
+        body = api_client.get("/api/v1/campaigns/").json()
+
+    assert {row["abandonment"]["abandoned"] for row in body["results"]} == {1}

@@ -601,8 +601,8 @@ def test_campaign_list_queries_do_not_grow_with_rows(
     template = make_template(api_partner)
     for index in range(size):
         CampaignFactory(partner=api_partner, name=f"C{index}", template=template)
-    # the key, the count, the page
-    rows = list_rows(api_client, "/api/v1/campaigns/", django_assert_num_queries, 3)
+    # the key, the count, the page, the page's abandoned calls
+    rows = list_rows(api_client, "/api/v1/campaigns/", django_assert_num_queries, 4)
 
     assert len(rows) == size
 
