@@ -10,6 +10,7 @@ carrier, all under DATA_DIR.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -117,8 +118,21 @@ _host_name = re.compile(
     r"|\[[0-9a-f:.]+\]",
     re.IGNORECASE,
 )
+
+
+def _host_header_form(name: str) -> str:
+    """An IPv6 address as a Host header carries it, in brackets: a Kubernetes pod's own
+    address (deploy/kubernetes/base/web.yaml) comes bare."""
+    try:
+        return f"[{ipaddress.IPv6Address(name)}]"
+    except ValueError:
+        return name
+
+
 ALLOWED_HOSTS_EXTRA = [
-    name for part in env.str("ALLOWED_HOSTS_EXTRA").split(",") if (name := part.strip())
+    _host_header_form(name)
+    for part in env.str("ALLOWED_HOSTS_EXTRA").split(",")
+    if (name := part.strip())
 ]
 if _bad_hosts := [name for name in ALLOWED_HOSTS_EXTRA if not _host_name.fullmatch(name)]:
     env.error(

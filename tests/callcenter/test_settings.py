@@ -177,6 +177,21 @@ def test_settings_malformed_variable_names_it(monkeypatch, tmp_path, variables, 
     assert expected in settings_error(monkeypatch, tmp_path, **variables)
 
 
+def test_settings_allow_extra_hosts_an_ipv6_address_bare_or_bracketed(
+    monkeypatch, tmp_path
+) -> None:
+    # A Kubernetes pod's own address (status.podIP) comes bare; Host headers bracket it.
+    settings = load_settings(
+        monkeypatch,
+        tmp_path,
+        ALLOWED_HOSTS_EXTRA="web,10.1.2.3,fd00::7,[::1]",
+        SECRET_KEY=STRONG_KEY,
+    )
+
+    assert settings["ALLOWED_HOSTS_EXTRA"] == ["web", "10.1.2.3", "[fd00::7]", "[::1]"]
+    assert {"web", "10.1.2.3", "[fd00::7]"} <= set(settings["ALLOWED_HOSTS"])
+
+
 def test_settings_report_every_malformed_variable_at_once(monkeypatch, tmp_path) -> None:
     message = settings_error(monkeypatch, tmp_path, MAX_TOKENS="abc", TEMPERATURE="3", APP_URL="x")
 

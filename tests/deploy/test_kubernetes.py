@@ -207,6 +207,19 @@ def test_web_is_ready_on_health_with_a_host_django_allows(overlay: list[Manifest
     assert host in allowed, "Django answers 400 to a Host it does not allow"
 
 
+def test_web_allows_its_own_pod_address_for_prometheus(overlay: list[Manifest]) -> None:
+    (web,) = pod_spec(of_kind(overlay, "Deployment")["web"])["containers"]
+    names = [variable["name"] for variable in web["env"]]
+    env = {variable["name"]: variable for variable in web["env"]}
+
+    # Kubernetes expands $(POD_IP) only from a variable defined before the one using it.
+    assert names.index("POD_IP") < names.index("ALLOWED_HOSTS_EXTRA")
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    hosts = env["ALLOWED_HOSTS_EXTRA"]["value"].split(",")
+    assert "$(POD_IP)" in hosts
+    assert set(config(overlay)["ALLOWED_HOSTS_EXTRA"].split(",")) <= set(hosts)
+
+
 def _liveness_script(overlay: list[Manifest]) -> str:
     (web,) = pod_spec(of_kind(overlay, "Deployment")["web"])["containers"]
     assert web["startupProbe"]["exec"] == web["livenessProbe"]["exec"]
