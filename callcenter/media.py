@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.core.files.base import File
 from django.core.files.storage import Storage
@@ -55,6 +54,11 @@ def s3_storage(
     keeps it private), URLs only presigned, and a name taken is never overwritten.
 
     Empty keys leave boto3 to its own chain (an instance or pod role, AWS_* variables)."""
+    # Imported here, not with the module: settings import this module in every process,
+    # and botocore's config (urllib3 and its compat layer) adds some 50 ms to each start on
+    # the folder, which never needs it.
+    from botocore.config import Config
+
     return {
         "BACKEND": S3_BACKEND,
         "OPTIONS": {
